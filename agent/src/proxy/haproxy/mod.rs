@@ -1,0 +1,3 @@
+//! HAProxy: runtime API over the admin socket, reloads through the master CLI.
+pub mod admin;
+pub mod master;
