@@ -1,1 +1,411 @@
-//! Master-CLI client.
+//! Async client for the HAProxy master CLI (`haproxy -W -S <socket>`): the process table
+//! and reloads confirmed by reading it back.
+//!
+//! Like the admin socket, every command uses its own connection: write, half-close (the
+//! master CLI otherwise keeps the connection open), read to EOF.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use super::admin::{into_string, is_reset, open_oneshot, read_to_end, Exchange};
+use super::reply::{self, ProcEpoch, ProcTable, ReplyError};
+
+/// Default for [`MasterClient::timeout`]: 5 seconds.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// First pause between two `show proc` polls while a reload is confirmed (20 ms); it doubles
+/// up to [`RELOAD_POLL_MAX`].
+pub const RELOAD_POLL_START: Duration = Duration::from_millis(20);
+
+/// Longest pause between two `show proc` polls while a reload is confirmed (250 ms).
+pub const RELOAD_POLL_MAX: Duration = Duration::from_millis(250);
+
+/// Shortest bound on one `show proc` while confirming a reload, even past the deadline, so
+/// the last poll can still answer (50 ms).
+const MIN_POLL_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// Largest reply accepted from the master CLI, in bytes (1 MiB; 2.7+ `reload` replies carry
+/// the startup logs).
+pub const MAX_REPLY_BYTES: usize = 1024 * 1024;
+
+/// A failed master-CLI operation. Every variant names the socket; HAProxy's text or the
+/// process table is kept where there is one.
+#[derive(Debug, Error)]
+pub enum MasterError {
+    /// The socket could not be reached. For `reload`, the reload was NOT sent.
+    #[error("haproxy master {}: `{command}`: cannot connect: {source}", path.display())]
+    Connect {
+        path: PathBuf,
+        command: String,
+        source: std::io::Error,
+    },
+    /// Writing the command or reading the reply failed.
+    #[error("haproxy master {}: `{command}`: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        command: String,
+        source: std::io::Error,
+    },
+    /// The master stayed silent for longer than the client's timeout.
+    #[error("haproxy master {}: `{command}`: no progress within {timeout:?}", path.display())]
+    Timeout {
+        path: PathBuf,
+        command: String,
+        timeout: Duration,
+    },
+    /// A reply above [`MAX_REPLY_BYTES`].
+    #[error("haproxy master {}: `{command}`: reply exceeds {limit} bytes", path.display())]
+    ReplyTooLarge {
+        path: PathBuf,
+        command: String,
+        limit: usize,
+    },
+    /// A reply this client does not understand, or an error text of the master.
+    #[error("haproxy master {}: `{command}`: {source}", path.display())]
+    UnexpectedReply {
+        path: PathBuf,
+        command: String,
+        source: ReplyError,
+    },
+    /// The master tried to reload and failed (bad configuration, worker did not start): the
+    /// previous workers keep serving.
+    #[error(
+        "haproxy master {}: reload failed, previous workers keep serving \
+         (reloads {}, failed {}){}",
+        path.display(), table.reloads, table.failed,
+        reply.as_deref().map(|r| format!("; HAProxy said: {}", r.trim())).unwrap_or_default()
+    )]
+    ReloadFailed {
+        path: PathBuf,
+        /// The process table read after the failure.
+        table: ProcTable,
+        /// HAProxy's reply to `reload` (2.7+ only; cut to a bounded size).
+        reply: Option<String>,
+    },
+    /// The reload was sent but neither success nor failure was seen before the deadline.
+    #[error(
+        "haproxy master {}: reload sent but not confirmed within {waited:?}; last seen: {last}",
+        path.display()
+    )]
+    ReloadUnconfirmed {
+        path: PathBuf,
+        waited: Duration,
+        /// The last process table (debug form) or error seen while polling.
+        last: String,
+        /// HAProxy's reply to `reload` (2.7+ only; cut to a bounded size).
+        reply: Option<String>,
+    },
+}
+
+/// A confirmed reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadOutcome {
+    /// The master's reload counter before the reload.
+    pub previous_reloads: u64,
+    /// The master's reload counter after it (more than `previous_reloads + 1` when someone
+    /// else reloaded meanwhile).
+    pub reloads: u64,
+    /// PIDs of the workers started by this reload.
+    pub new_worker_pids: Vec<u32>,
+    /// PIDs of all current workers (section `# workers`) after the reload.
+    pub worker_pids: Vec<u32>,
+    /// The process table that confirmed the reload.
+    pub table: ProcTable,
+    /// Wall time from sending `reload` to its confirmation.
+    pub elapsed: Duration,
+}
+
+/// Client for one HAProxy master CLI socket.
+#[derive(Debug, Clone)]
+pub struct MasterClient {
+    path: PathBuf,
+    timeout: Duration,
+}
+
+impl MasterClient {
+    /// A client for the master socket at `path`, with [`DEFAULT_TIMEOUT`].
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        MasterClient {
+            path: path.into(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Sets how long the master may stay silent: the bound on connecting, on writing, and on
+    /// each wait for more reply bytes.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The master socket path.
+    pub fn socket_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The silence bound (default [`DEFAULT_TIMEOUT`]).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Sends one raw command line and returns the whole reply.
+    pub async fn command(&self, command: &str) -> Result<String, MasterError> {
+        self.command_within(command, self.timeout).await
+    }
+
+    /// The master's process table (`show proc`).
+    pub async fn show_proc(&self) -> Result<ProcTable, MasterError> {
+        self.show_proc_within(self.timeout).await
+    }
+
+    /// The current generation (master PID and reload counter). Compare two epochs to notice
+    /// reloads made by others, e.g. a `kill -USR2` to the master.
+    pub async fn epoch(&self) -> Result<ProcEpoch, MasterError> {
+        Ok(self.show_proc().await?.epoch())
+    }
+
+    /// Reloads HAProxy and waits, at most `within` in total, until the reload is confirmed:
+    /// the reload counter moved, no reload failed, and a worker that did not exist before
+    /// runs with a reload count of 0. HAProxy 2.7+ answers `Success=0/1` itself, which is
+    /// used too; 2.6 answers nothing and re-executes the master, during which the socket
+    /// refuses connections for a moment (retried with a backoff from [`RELOAD_POLL_START`]
+    /// to [`RELOAD_POLL_MAX`]).
+    ///
+    /// Errors: [`MasterError::ReloadFailed`] (old workers keep serving),
+    /// [`MasterError::ReloadUnconfirmed`] (deadline), or a connection error before the
+    /// reload was sent.
+    pub async fn reload(&self, within: Duration) -> Result<ReloadOutcome, MasterError> {
+        let deadline = Instant::now() + within;
+        let before = self.show_proc_within(self.timeout.min(within)).await?;
+
+        const RELOAD: &str = "reload";
+        let sent = Instant::now();
+        let reply = match open_oneshot(&self.path, &[b"reload\n"], self.timeout).await {
+            Err(e @ (Exchange::Connect(_) | Exchange::Timeout)) => {
+                return Err(self.exchange_error(RELOAD, e, self.timeout))
+            }
+            Err(Exchange::Io(e)) if !is_reset(&e) => {
+                return Err(self.exchange_error(RELOAD, Exchange::Io(e), self.timeout))
+            }
+            // Reset while writing: the master may already be re-executing; confirm below.
+            Err(_) => String::new(),
+            Ok(mut stream) => {
+                // 2.7+ answers once the new worker is up or failed: allow the whole budget.
+                let wait = remaining(deadline).max(Duration::from_millis(1));
+                match read_to_end(&mut stream, wait, MAX_REPLY_BYTES).await {
+                    Ok(bytes) => into_string(bytes),
+                    // 2.6 re-executes the master, which may cut the connection.
+                    Err(_) => String::new(),
+                }
+            }
+        };
+        let verdict = reply::parse_reload_verdict(&reply);
+        let reply_text = (!reply.trim().is_empty()).then(|| reply::clip(&reply).to_owned());
+
+        let mut pause = RELOAD_POLL_START;
+        let mut last: String;
+        loop {
+            let poll_timeout = self.timeout.min(remaining(deadline)).max(MIN_POLL_TIMEOUT);
+            match self.show_proc_within(poll_timeout).await {
+                Ok(table) => match (verdict, judge_reload(&before, &table)) {
+                    (Some(false), _) | (_, Progress::Failed) => {
+                        return Err(MasterError::ReloadFailed {
+                            path: self.path.clone(),
+                            table,
+                            reply: reply_text,
+                        })
+                    }
+                    (_, Progress::Done(new_worker_pids)) => {
+                        return Ok(ReloadOutcome {
+                            previous_reloads: before.reloads,
+                            reloads: table.reloads,
+                            new_worker_pids,
+                            worker_pids: table.worker_pids(),
+                            elapsed: sent.elapsed(),
+                            table,
+                        })
+                    }
+                    (_, Progress::Pending) => last = format!("{table:?}"),
+                },
+                // While the master re-executes: refused, missing socket, reset, empty reply.
+                Err(err) => last = err.to_string(),
+            }
+            let left = remaining(deadline);
+            if left.is_zero() {
+                return Err(MasterError::ReloadUnconfirmed {
+                    path: self.path.clone(),
+                    waited: sent.elapsed(),
+                    last,
+                    reply: reply_text,
+                });
+            }
+            tokio::time::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(RELOAD_POLL_MAX);
+        }
+    }
+
+    async fn show_proc_within(&self, timeout: Duration) -> Result<ProcTable, MasterError> {
+        const COMMAND: &str = "show proc";
+        let reply = self.command_within(COMMAND, timeout).await?;
+        reply::parse_show_proc(&reply).map_err(|source| MasterError::UnexpectedReply {
+            path: self.path.clone(),
+            command: COMMAND.to_owned(),
+            source,
+        })
+    }
+
+    async fn command_within(
+        &self,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<String, MasterError> {
+        let command = command.trim_end_matches('\n');
+        let exchange = async {
+            let mut stream =
+                open_oneshot(&self.path, &[command.as_bytes(), b"\n"], timeout).await?;
+            read_to_end(&mut stream, timeout, MAX_REPLY_BYTES).await
+        };
+        exchange
+            .await
+            .map(into_string)
+            .map_err(|e| self.exchange_error(command, e, timeout))
+    }
+
+    fn exchange_error(&self, command: &str, err: Exchange, timeout: Duration) -> MasterError {
+        let (path, command) = (self.path.clone(), command.to_owned());
+        match err {
+            Exchange::Connect(source) => MasterError::Connect {
+                path,
+                command,
+                source,
+            },
+            Exchange::Io(source) => MasterError::Io {
+                path,
+                command,
+                source,
+            },
+            Exchange::Timeout => MasterError::Timeout {
+                path,
+                command,
+                timeout,
+            },
+            Exchange::TooLarge(limit) => MasterError::ReplyTooLarge {
+                path,
+                command,
+                limit,
+            },
+        }
+    }
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+/// Where a reload stands, judged from the process tables before and after it.
+#[derive(Debug, PartialEq, Eq)]
+enum Progress {
+    /// Counter not moved yet, or moved without a new worker yet.
+    Pending,
+    /// Counter moved, no failure, these workers are new.
+    Done(Vec<u32>),
+    /// Counter moved and the master reports a failed reload.
+    Failed,
+}
+
+fn judge_reload(before: &ProcTable, now: &ProcTable) -> Progress {
+    if now.master_pid != before.master_pid || now.reloads <= before.reloads {
+        return Progress::Pending;
+    }
+    if now.failed > 0 {
+        return Progress::Failed;
+    }
+    let known: HashSet<u32> = before
+        .workers
+        .iter()
+        .chain(&before.old_workers)
+        .map(|w| w.pid)
+        .collect();
+    let new: Vec<u32> = now
+        .newest_workers()
+        .map(|w| w.pid)
+        .filter(|pid| !known.contains(pid))
+        .collect();
+    if new.is_empty() {
+        Progress::Pending
+    } else {
+        Progress::Done(new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::haproxy::reply::ProcEntry;
+
+    fn worker(pid: u32, reloads: u64) -> ProcEntry {
+        ProcEntry {
+            pid,
+            kind: "worker".into(),
+            reloads,
+            uptime: "0d00h00m01s".into(),
+            version: "2.6.12".into(),
+        }
+    }
+
+    fn table(reloads: u64, failed: u64, workers: Vec<ProcEntry>) -> ProcTable {
+        ProcTable {
+            master_pid: 100,
+            reloads,
+            failed,
+            workers,
+            old_workers: vec![],
+        }
+    }
+
+    #[test]
+    fn reload_confirmed_by_counter_and_new_worker() {
+        let before = table(3, 0, vec![worker(200, 0)]);
+        assert_eq!(judge_reload(&before, &before), Progress::Pending);
+        // Counter moved, the new worker is not listed yet.
+        let moving = table(4, 0, vec![worker(200, 1)]);
+        assert_eq!(judge_reload(&before, &moving), Progress::Pending);
+        let mut done = table(4, 0, vec![worker(300, 0)]);
+        done.old_workers = vec![worker(200, 1)];
+        assert_eq!(judge_reload(&before, &done), Progress::Done(vec![300]));
+    }
+
+    #[test]
+    fn reload_failure_and_restarted_master() {
+        let before = table(3, 0, vec![worker(200, 0)]);
+        let failed = table(4, 1, vec![worker(200, 1)]);
+        assert_eq!(judge_reload(&before, &failed), Progress::Failed);
+        // A previous failure does not count until the counter moves; a good reload resets it.
+        let before_failed = table(4, 1, vec![worker(200, 1)]);
+        assert_eq!(
+            judge_reload(&before_failed, &before_failed),
+            Progress::Pending
+        );
+        assert_eq!(
+            judge_reload(&before_failed, &table(5, 0, vec![worker(300, 0)])),
+            Progress::Done(vec![300])
+        );
+        let mut restarted = table(9, 0, vec![worker(400, 0)]);
+        restarted.master_pid = 101;
+        assert_eq!(judge_reload(&before, &restarted), Progress::Pending);
+    }
+
+    #[tokio::test]
+    async fn unreachable_master_names_the_socket_and_sends_nothing() {
+        let client = MasterClient::new("/nonexistent/master.sock");
+        let err = client.reload(Duration::from_millis(200)).await.unwrap_err();
+        assert!(matches!(err, MasterError::Connect { .. }), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/master.sock"),
+            "{err}"
+        );
+    }
+}
