@@ -2,4 +2,12 @@
 //! HAProxy or Nginx host, and carries it to the proxy with the least disruption.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod fsio;
+pub mod mapfile;
 pub mod proxy;
+pub mod render;
+pub mod state;
+pub mod engine;
+pub mod protocol;
+pub mod store;

@@ -1,2 +1,128 @@
-//! The proxies cutover drives: one trait, one implementation per proxy.
+//! The proxies cutover drives: one trait, [`Proxy`], with one implementation per proxy and
+//! an in-memory [`fake::FakeProxy`] for unit tests of the layers above.
+//!
+//! The engine calls the trait in the order of one change: `check` a staged tree, then
+//! (after the files are committed) `update_map` for runtime changes or `reload` for
+//! structural ones, then `read_map` to confirm. `epoch` lets the engine notice reloads made
+//! behind its back.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::mapfile::MapEntries;
+
+pub mod fake;
 pub mod haproxy;
+
+/// A failure of the proxy, with the proxy's own words.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("config check failed:\n{output}")]
+    CheckFailed { output: String },
+    #[error("cannot run {program}: {reason}")]
+    Spawn { program: String, reason: String },
+    #[error("runtime API: {0}")]
+    Runtime(String),
+    #[error("reload failed: {0}")]
+    ReloadFailed(String),
+    #[error("{what} is not supported by {proxy}")]
+    Unsupported {
+        what: &'static str,
+        proxy: &'static str,
+    },
+}
+
+/// Result of a successful config check.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckReport {
+    /// Warnings the checker printed (the check still passed).
+    pub warnings: Vec<String>,
+    /// Wall time of the check.
+    #[serde(with = "millis")]
+    pub elapsed: Duration,
+}
+
+/// How a map reached its new content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MapMechanism {
+    /// Nothing to do.
+    Unchanged,
+    /// One runtime command per changed key.
+    PerKey,
+    /// A versioned transaction: prepare, fill, commit.
+    Transaction,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MapUpdate {
+    pub mechanism: MapMechanism,
+    /// Keys added, changed or removed.
+    pub edits: usize,
+    #[serde(with = "millis")]
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadReport {
+    /// Worker processes serving after the reload.
+    pub workers: Vec<u32>,
+    #[serde(with = "millis")]
+    pub elapsed: Duration,
+}
+
+/// Identity of the proxy's running configuration: it changes with every reload, ours or
+/// anybody else's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Epoch {
+    /// Reloads the master has counted.
+    pub reloads: u64,
+    /// Current worker processes.
+    pub workers: Vec<u32>,
+}
+
+/// One proxy on this host.
+pub trait Proxy: Send + Sync + 'static {
+    /// Short name: `haproxy`, `nginx`, `fake`.
+    fn name(&self) -> &'static str;
+
+    /// Runs the proxy's own checker on the main config at `config` (a staged copy).
+    fn check(&self, config: &Path) -> impl Future<Output = Result<CheckReport, ProxyError>> + Send;
+
+    /// Whether maps can change without a reload.
+    fn has_runtime_maps(&self) -> bool;
+
+    /// The entries the running proxy serves from the map loaded from `path`.
+    fn read_map(&self, path: &Path) -> impl Future<Output = Result<MapEntries, ProxyError>> + Send;
+
+    /// Backends the running proxy knows.
+    fn backends(&self) -> impl Future<Output = Result<BTreeSet<String>, ProxyError>> + Send;
+
+    /// Brings the running map loaded from `path` from `from` to `to` without a reload.
+    fn update_map(
+        &self,
+        path: &Path,
+        from: &MapEntries,
+        to: &MapEntries,
+    ) -> impl Future<Output = Result<MapUpdate, ProxyError>> + Send;
+
+    /// Reloads the proxy from the files on disk and confirms it took them.
+    fn reload(&self) -> impl Future<Output = Result<ReloadReport, ProxyError>> + Send;
+
+    /// The current epoch, to notice reloads made by others.
+    fn epoch(&self) -> impl Future<Output = Result<Epoch, ProxyError>> + Send;
+}
+
+/// Serializes a `Duration` as fractional milliseconds.
+pub mod millis {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
+    }
+}

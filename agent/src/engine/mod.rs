@@ -1,0 +1,380 @@
+//! The engine: owns the desired state, the managed files and the one path by which a
+//! change reaches the proxy (see LIFECYCLE.md beside this file). It is driven by one task
+//! at a time (the agent's engine task), so there is exactly one writer per map.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::{Config, FileKind, FileSpec};
+use crate::mapfile::{self, MapDiff, MapEntries};
+use crate::protocol::MapView;
+use crate::proxy::{Epoch, Proxy};
+use crate::render::Renderer;
+use crate::state::{Change, Request, State};
+use crate::store::{now_ms, JournalEntry, Requester, Store};
+
+mod reconcile;
+mod transition;
+
+pub use transition::{Applied, FileOutcome};
+
+/// Maps with at most this many entries are compared with the running proxy on every
+/// reconcile tick; larger ones when the epoch moves or their entry count differs.
+pub const SMALL_MAP_ENTRIES: usize = 1000;
+
+/// The step of a change that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Request,
+    Render,
+    Validate,
+    Commit,
+    Apply,
+    Confirm,
+    Persist,
+    Proxy,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self).expect("step serializes");
+        f.write_str(s.as_str().expect("string"))
+    }
+}
+
+/// A change that did not happen, with the step that refused it and why. Whatever the
+/// step, the proxy serves what it served before and the files on disk equal it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{step}: {message}")]
+pub struct ApplyError {
+    pub step: Step,
+    pub message: String,
+}
+
+impl ApplyError {
+    pub fn new(step: Step, message: impl fmt::Display) -> ApplyError {
+        ApplyError {
+            step,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// What `status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub generation: u64,
+    pub proxy: ProxyStatus,
+    pub services: Vec<ServiceStatus>,
+    pub files: Vec<FileStatus>,
+    /// The last failed apply or reconcile, if the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyStatus {
+    pub kind: &'static str,
+    pub reachable: bool,
+    pub epoch: Option<Epoch>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub live: String,
+    pub previous: Option<String>,
+    pub backend: String,
+    pub routes: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileStatus {
+    pub name: String,
+    pub path: String,
+    pub kind: FileKind,
+}
+
+pub struct Engine<P: Proxy> {
+    config: Arc<Config>,
+    renderer: Renderer,
+    proxy: P,
+    store: Store,
+    state: State,
+    /// Rendered content of the files that do not use the state, by file name; rendered
+    /// again only when the config changes.
+    static_files: BTreeMap<String, String>,
+    /// Content of every managed file as committed on disk, by file name: what the proxy
+    /// serves.
+    files: BTreeMap<String, String>,
+    /// The proxy's epoch as last seen; a different one means somebody reloaded it.
+    epoch: Option<Epoch>,
+    last_error: Option<String>,
+}
+
+impl<P: Proxy> Engine<P> {
+    /// Builds the engine from a validated config: loads templates and the saved state
+    /// (aligned with the configured services) and reads the managed files from disk.
+    /// Touches neither the proxy nor any file.
+    pub fn new(config: Arc<Config>, proxy: P, store: Store) -> Result<Engine<P>, ApplyError> {
+        let renderer = Renderer::new(&config).map_err(|e| ApplyError::new(Step::Render, e))?;
+        let loaded = store
+            .load()
+            .map_err(|e| ApplyError::new(Step::Persist, e))?;
+        if let Some(reason) = &loaded.recovered_from {
+            tracing::warn!(%reason, "state file unreadable; using its previous version");
+        }
+        let state = loaded.state.unwrap_or_default();
+        let (state, _) = state.align_services(&config.initial_colours());
+        let mut engine = Engine {
+            static_files: BTreeMap::new(),
+            files: BTreeMap::new(),
+            config,
+            renderer,
+            proxy,
+            store,
+            state,
+            epoch: None,
+            last_error: None,
+        };
+        engine.static_files = engine.render_static()?;
+        engine.read_files_from_disk()?;
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn proxy(&self) -> &P {
+        &self.proxy
+    }
+
+    /// Applies one routing request end to end and journals it.
+    pub async fn apply(
+        &mut self,
+        req: &Request,
+        requester: &Requester,
+    ) -> Result<Applied, ApplyError> {
+        let started = Instant::now();
+        let result = self.apply_inner(req).await;
+        let request = serde_json::to_value(req).expect("request serializes");
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        let entry = match &result {
+            Ok(a) => JournalEntry {
+                generation: a.change.generation,
+                time_ms: now_ms(),
+                requester: requester.clone(),
+                request,
+                result: "ok".into(),
+                message: a.summary(),
+                data: json!({ "services": a.change.services, "files": a.files,
+                              "elapsed_ms": elapsed_ms }),
+            },
+            Err(e) => JournalEntry {
+                generation: self.state.generation,
+                time_ms: now_ms(),
+                requester: requester.clone(),
+                request,
+                result: "error".into(),
+                message: e.to_string(),
+                data: json!({ "step": e.step, "elapsed_ms": elapsed_ms }),
+            },
+        };
+        if let Err(e) = self.store.append(&entry) {
+            tracing::error!(error = %e, "cannot write the journal");
+        }
+        match &result {
+            Ok(a) => tracing::info!(generation = a.change.generation, "{}", a.summary()),
+            Err(e) => tracing::warn!(step = %e.step, "change refused: {}", e.message),
+        }
+        result
+    }
+
+    async fn apply_inner(&mut self, req: &Request) -> Result<Applied, ApplyError> {
+        let (next, change) = self
+            .state
+            .apply(req)
+            .map_err(|e| ApplyError::new(Step::Request, e))?;
+        if change.is_empty() {
+            return Ok(Applied::nothing(change));
+        }
+        self.commit_state(next, change).await
+    }
+
+    /// Carries `next` to the files and the proxy, then persists it; on a persist failure
+    /// the proxy and files are brought back to the current state.
+    async fn commit_state(&mut self, next: State, change: Change) -> Result<Applied, ApplyError> {
+        let mut applied = self.transition(&next).await.inspect_err(|e| {
+            self.last_error = Some(e.to_string());
+        })?;
+        if let Err(e) = self.store.save(&next) {
+            let err = ApplyError::new(Step::Persist, e);
+            let undo = self.state.clone();
+            if let Err(undo_err) = self.transition(&undo).await {
+                tracing::error!(error = %undo_err, "cannot undo a change whose state could not be saved");
+            }
+            self.last_error = Some(err.to_string());
+            return Err(err);
+        }
+        self.state = next;
+        self.last_error = None;
+        applied.change = change;
+        Ok(applied)
+    }
+
+    /// The status snapshot.
+    pub async fn snapshot(&self) -> Snapshot {
+        let epoch = self.proxy.epoch().await.ok();
+        Snapshot {
+            generation: self.state.generation,
+            proxy: ProxyStatus {
+                kind: self.proxy.name(),
+                reachable: epoch.is_some(),
+                epoch,
+            },
+            services: self
+                .state
+                .services
+                .iter()
+                .map(|(name, s)| {
+                    let svc = &self.config.services[name];
+                    ServiceStatus {
+                        name: name.clone(),
+                        live: s.live.to_string(),
+                        previous: s.previous.map(|c| c.to_string()),
+                        backend: svc.colours[&s.live].backend.clone(),
+                        routes: svc.routes.len(),
+                    }
+                })
+                .collect(),
+            files: self
+                .config
+                .files
+                .iter()
+                .map(|f| FileStatus {
+                    name: f.name.clone(),
+                    path: f.path.display().to_string(),
+                    kind: f.kind,
+                })
+                .collect(),
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    /// Entries of map `name`: desired, live, or the diff from live to desired.
+    pub async fn map_show(&self, name: &str, view: MapView) -> Result<serde_json::Value, ApplyError> {
+        let spec = self.map_spec(name)?;
+        let desired = || -> Result<MapEntries, ApplyError> {
+            mapfile::parse(&self.files[&spec.name]).map_err(|e| ApplyError::new(Step::Render, e))
+        };
+        let live = || async {
+            self.proxy
+                .read_map(&spec.path)
+                .await
+                .map_err(|e| ApplyError::new(Step::Proxy, e))
+        };
+        Ok(match view {
+            MapView::Desired => json!({ "entries": desired()? }),
+            MapView::Live => json!({ "entries": live().await? }),
+            MapView::Diff => {
+                let d = MapDiff::between(&live().await?, &desired()?);
+                json!({ "added": d.added, "changed": d.changed, "removed": d.removed })
+            }
+        })
+    }
+
+    fn map_spec(&self, name: &str) -> Result<&FileSpec, ApplyError> {
+        let names = || {
+            self.config
+                .files
+                .iter()
+                .filter(|f| f.kind == FileKind::Map)
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        self.config
+            .file(name)
+            .filter(|f| f.kind == FileKind::Map)
+            .ok_or_else(|| {
+                ApplyError::new(
+                    Step::Request,
+                    format!("unknown map {name:?} (maps: {})", names()),
+                )
+            })
+    }
+
+    /// History entries, oldest first.
+    pub fn history(&self, service: Option<&str>, limit: usize) -> Result<Vec<JournalEntry>, ApplyError> {
+        self.store
+            .history(service, limit)
+            .map_err(|e| ApplyError::new(Step::Persist, e))
+    }
+
+    /// Replaces the config (SIGHUP). The new config must render, validate and apply; if
+    /// anything fails the old config stays in force and nothing changes.
+    pub async fn replace_config(&mut self, config: Arc<Config>) -> Result<Applied, ApplyError> {
+        let renderer = Renderer::new(&config).map_err(|e| ApplyError::new(Step::Render, e))?;
+        let old_config = std::mem::replace(&mut self.config, config);
+        let old_renderer = std::mem::replace(&mut self.renderer, renderer);
+        let old_static = std::mem::take(&mut self.static_files);
+        let old_files = self.files.clone();
+        let result = async {
+            self.static_files = self.render_static()?;
+            self.read_files_from_disk()?;
+            let (next, change) = self.state.align_services(&self.config.initial_colours());
+            self.commit_state(next, change).await
+        }
+        .await;
+        if result.is_err() {
+            self.config = old_config;
+            self.renderer = old_renderer;
+            self.static_files = old_static;
+            self.files = old_files;
+        }
+        result
+    }
+
+    fn render_static(&self) -> Result<BTreeMap<String, String>, ApplyError> {
+        let paths = crate::render::live_paths(&self.config);
+        let mut out = BTreeMap::new();
+        for f in self.config.files.iter().filter(|f| !f.uses_state) {
+            let text = self
+                .renderer
+                .render(f, &self.state, &paths)
+                .map_err(|e| ApplyError::new(Step::Render, e))?;
+            out.insert(f.name.clone(), text);
+        }
+        Ok(out)
+    }
+
+    fn read_files_from_disk(&mut self) -> Result<(), ApplyError> {
+        self.files.clear();
+        for f in &self.config.files {
+            let bytes = crate::fsio::read_optional(&f.path)
+                .map_err(|e| ApplyError::new(Step::Commit, e))?
+                .unwrap_or_default();
+            self.files
+                .insert(f.name.clone(), String::from_utf8_lossy(&bytes).into_owned());
+        }
+        Ok(())
+    }
+}
+
+/// Timing helper: milliseconds since `t`.
+fn ms(t: Instant) -> f64 {
+    (t.elapsed().as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Bound of one proxy call made during a reconcile tick.
+pub const TICK_TIMEOUT: Duration = Duration::from_secs(10);

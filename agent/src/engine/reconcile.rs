@@ -1,0 +1,179 @@
+//! Reconciliation: making the files on disk and what the proxy serves equal to the desired
+//! state when they drifted (at start, after a reload made behind the agent's back, after
+//! a hand-typed runtime command, when the proxy comes back).
+
+use super::{ApplyError, Engine, Step, SMALL_MAP_ENTRIES};
+use crate::config::FileKind;
+use crate::mapfile::{self, MapDiff};
+use crate::proxy::Proxy;
+
+impl<P: Proxy> Engine<P> {
+    /// Brings files and runtime to the desired state; returns one line per fix made.
+    pub async fn reconcile(&mut self, why: &str) -> Result<Vec<String>, ApplyError> {
+        let mut fixes = Vec::new();
+        self.read_files_from_disk()?;
+        if self.store.load().ok().and_then(|l| l.state).as_ref() != Some(&self.state) {
+            self.store
+                .save(&self.state)
+                .map_err(|e| ApplyError::new(Step::Persist, e))?;
+        }
+        let state = self.state.clone();
+        let applied = self.transition(&state).await.inspect_err(|e| {
+            self.last_error = Some(format!("reconcile ({why}): {e}"));
+        })?;
+        for f in &applied.files {
+            fixes.push(format!(
+                "file {} ({}) differed from the desired state and was rewritten",
+                f.name,
+                f.path.display()
+            ));
+        }
+        if self.proxy.has_runtime_maps() {
+            let touched: Vec<&str> = applied.files.iter().map(|f| f.name.as_str()).collect();
+            let maps: Vec<_> = self
+                .config
+                .files
+                .iter()
+                .filter(|f| f.kind == FileKind::Map && !touched.contains(&f.name.as_str()))
+                .map(|f| f.name.clone())
+                .collect();
+            for name in maps {
+                if let Some(fix) = self.repair_map(&name).await? {
+                    fixes.push(fix);
+                }
+            }
+        }
+        self.epoch = self.proxy.epoch().await.ok();
+        self.last_error = None;
+        for f in &fixes {
+            tracing::info!(reason = why, "repaired: {f}");
+        }
+        Ok(fixes)
+    }
+
+    /// Makes the running map `name` equal to its file; `Some(what was done)` when it
+    /// differed.
+    async fn repair_map(&mut self, name: &str) -> Result<Option<String>, ApplyError> {
+        let spec = self.config.file(name).expect("configured map").clone();
+        let desired = mapfile::parse(&self.files[name])
+            .map_err(|e| ApplyError::new(Step::Render, format!("map {name} on disk: {e}")))?;
+        let live = self
+            .proxy
+            .read_map(&spec.path)
+            .await
+            .map_err(|e| ApplyError::new(Step::Proxy, e))?;
+        if live == desired {
+            return Ok(None);
+        }
+        let d = MapDiff::between(&live, &desired);
+        let update = self
+            .proxy
+            .update_map(&spec.path, &live, &desired)
+            .await
+            .map_err(|e| ApplyError::new(Step::Apply, format!("repairing map {name}: {e}")))?;
+        Ok(Some(format!(
+            "map {name}: the running proxy had {} extra, {} changed and {} missing entries; fixed by {:?} ({} edits)",
+            d.removed.len(),
+            d.changed.len(),
+            d.added.len(),
+            update.mechanism,
+            update.edits
+        )))
+    }
+
+    /// One periodic check: reconciles in full when the proxy's epoch moved (a reload by
+    /// anybody, or the proxy coming back), else compares the small maps with the running
+    /// proxy. Returns the fixes made.
+    pub async fn tick(&mut self) -> Vec<String> {
+        let epoch = match self.proxy.epoch().await {
+            Ok(e) => e,
+            Err(e) => {
+                if self.epoch.take().is_some() {
+                    tracing::warn!(error = %e, "proxy unreachable");
+                }
+                self.last_error = Some(format!("proxy unreachable: {e}"));
+                return vec![];
+            }
+        };
+        let result = if self.epoch.as_ref() != Some(&epoch) {
+            let why = if self.epoch.is_none() {
+                "proxy reachable"
+            } else {
+                "proxy reloaded"
+            };
+            self.reconcile(why).await
+        } else {
+            self.check_small_maps().await
+        };
+        match result {
+            Ok(fixes) => fixes,
+            Err(e) => {
+                tracing::warn!(step = %e.step, "reconcile failed: {}", e.message);
+                self.last_error = Some(format!("reconcile: {e}"));
+                vec![]
+            }
+        }
+    }
+
+    async fn check_small_maps(&mut self) -> Result<Vec<String>, ApplyError> {
+        if !self.proxy.has_runtime_maps() {
+            return Ok(vec![]);
+        }
+        let small: Vec<String> = self
+            .config
+            .files
+            .iter()
+            .filter(|f| {
+                f.kind == FileKind::Map && self.files[&f.name].lines().count() <= SMALL_MAP_ENTRIES
+            })
+            .map(|f| f.name.clone())
+            .collect();
+        let mut fixes = Vec::new();
+        for name in small {
+            if let Some(fix) = self.repair_map(&name).await? {
+                tracing::info!("repaired: {fix}");
+                fixes.push(fix);
+            }
+        }
+        Ok(fixes)
+    }
+
+    /// Renders, validates and writes the managed files without touching the running
+    /// proxy: for a first start, before the proxy has files to read.
+    pub async fn write_files(&mut self) -> Result<Vec<String>, ApplyError> {
+        let state = self.state.clone();
+        let paths = crate::render::live_paths(&self.config);
+        let rendered = self.render_all(&state, &paths, true)?;
+        let main_rendered = self
+            .config
+            .files
+            .iter()
+            .any(|f| f.path == self.config.proxy.config);
+        if main_rendered {
+            self.validate_staged(&state).await?;
+        }
+        let mut written = Vec::new();
+        for f in &self.config.files {
+            let text = &rendered[&f.name];
+            if f.kind == FileKind::Map {
+                mapfile::parse(text).map_err(|e| {
+                    ApplyError::new(Step::Render, format!("template {}: {e}", f.template))
+                })?;
+            }
+            let changed = crate::fsio::write_atomic(
+                &f.path,
+                text.as_bytes(),
+                crate::fsio::WriteOptions::default(),
+            )
+            .map_err(|e| ApplyError::new(Step::Commit, e))?;
+            if changed {
+                written.push(f.path.display().to_string());
+            }
+            self.files.insert(f.name.clone(), text.clone());
+        }
+        self.store
+            .save(&self.state)
+            .map_err(|e| ApplyError::new(Step::Persist, e))?;
+        Ok(written)
+    }
+}

@@ -1,0 +1,474 @@
+//! One transition of the files and the proxy from what they serve to what a state renders:
+//! render -> own checks -> stage + proxy check (structural changes only) -> commit ->
+//! apply -> confirm. Any failure puts back the previous files and runtime content.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{ms, ApplyError, Engine, Step};
+use crate::config::{FileKind, FileSpec, ValueCheck};
+use crate::fsio::{write_atomic, WriteOptions};
+use crate::mapfile::{self, MapDiff, MapEntries};
+use crate::proxy::{MapMechanism, Proxy, ReloadReport};
+use crate::state::{Change, State};
+
+/// What one change did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    pub change: Change,
+    /// Files that changed, in config order.
+    pub files: Vec<FileOutcome>,
+    /// Whether the proxy's own checker ran on a staged tree.
+    pub validated_by_proxy: bool,
+    /// Set when the change needed a reload.
+    pub reload: Option<ReloadReport>,
+    /// Milliseconds per step (`render`, `validate`, `commit`, `apply`, `confirm`).
+    pub timings_ms: BTreeMap<&'static str, f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileOutcome {
+    pub name: String,
+    pub path: PathBuf,
+    pub kind: FileKind,
+    /// How a map reached the proxy; `None` for config files (reloaded).
+    pub mechanism: Option<MapMechanism>,
+    /// Map keys added, changed or removed.
+    pub edits: usize,
+}
+
+impl Applied {
+    pub(super) fn nothing(change: Change) -> Applied {
+        Applied {
+            change,
+            files: vec![],
+            validated_by_proxy: false,
+            reload: None,
+            timings_ms: BTreeMap::new(),
+        }
+    }
+
+    /// One line for humans.
+    pub fn summary(&self) -> String {
+        if self.change.services.is_empty() && self.files.is_empty() {
+            return "nothing to change".into();
+        }
+        let services: Vec<String> = self
+            .change
+            .services
+            .iter()
+            .map(|c| {
+                let f = c.from.map_or("-".into(), |c| c.to_string());
+                let t = c.to.map_or("-".into(), |c| c.to_string());
+                format!("{} {f} -> {t}", c.service)
+            })
+            .collect();
+        let files: Vec<String> = self
+            .files
+            .iter()
+            .map(|f| match f.mechanism {
+                Some(m) => format!("{} ({} edits, {})", f.name, f.edits, mechanism_name(m)),
+                None => format!("{} (reload)", f.name),
+            })
+            .collect();
+        format!(
+            "generation {}: {}{}",
+            self.change.generation,
+            if services.is_empty() {
+                "files repaired".to_owned()
+            } else {
+                services.join(", ")
+            },
+            if files.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", files.join(", "))
+            }
+        )
+    }
+}
+
+fn mechanism_name(m: MapMechanism) -> &'static str {
+    match m {
+        MapMechanism::Unchanged => "unchanged",
+        MapMechanism::PerKey => "runtime per key",
+        MapMechanism::Transaction => "runtime transaction",
+    }
+}
+
+/// A file whose rendered content differs from what is on disk.
+struct Pending<'a> {
+    spec: &'a FileSpec,
+    old: String,
+    new: String,
+    /// Parsed new entries, for maps.
+    entries: Option<MapEntries>,
+}
+
+/// Staged copy of a path: beside it, hidden, with a suffix no include glob matches.
+pub fn staged_path(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.cutover-staged"))
+}
+
+impl<P: Proxy> Engine<P> {
+    /// Renders every managed file for `state` with the given paths.
+    pub(super) fn render_all(
+        &self,
+        state: &State,
+        paths: &BTreeMap<String, PathBuf>,
+        live: bool,
+    ) -> Result<BTreeMap<String, String>, ApplyError> {
+        let mut out = BTreeMap::new();
+        for f in &self.config.files {
+            let text = match (live, self.static_files.get(&f.name)) {
+                (true, Some(cached)) => cached.clone(),
+                _ => self
+                    .renderer
+                    .render(f, state, paths)
+                    .map_err(|e| ApplyError::new(Step::Render, e))?,
+            };
+            out.insert(f.name.clone(), text);
+        }
+        Ok(out)
+    }
+
+    /// Brings files and proxy to what `next` renders. On error, both are as before.
+    pub(super) async fn transition(&mut self, next: &State) -> Result<Applied, ApplyError> {
+        let mut timings = BTreeMap::new();
+        let t = Instant::now();
+        let live_paths = crate::render::live_paths(&self.config);
+        let mut rendered = self.render_all(next, &live_paths, true)?;
+        let mut pending = Vec::new();
+        for spec in &self.config.files {
+            let new = rendered.remove(&spec.name).expect("rendered every file");
+            let old = &self.files[&spec.name];
+            if *old == new {
+                continue;
+            }
+            let entries = match spec.kind {
+                FileKind::Map => Some(mapfile::parse(&new).map_err(|e| {
+                    ApplyError::new(
+                        Step::Render,
+                        format!("template {} renders an invalid map: {e}", spec.template),
+                    )
+                })?),
+                FileKind::Config => None,
+            };
+            pending.push(Pending {
+                spec,
+                old: old.clone(),
+                new,
+                entries,
+            });
+        }
+        timings.insert("render", ms(t));
+        if pending.is_empty() {
+            return Ok(Applied {
+                timings_ms: timings,
+                ..Applied::nothing(Change {
+                    generation: next.generation,
+                    services: vec![],
+                })
+            });
+        }
+
+        let t = Instant::now();
+        self.check_values(&pending).await?;
+        let validated_by_proxy = self.needs_proxy_check(&pending);
+        if validated_by_proxy {
+            self.validate_staged(next).await?;
+        }
+        timings.insert("validate", ms(t));
+
+        let t = Instant::now();
+        self.commit_files(&pending)?;
+        timings.insert("commit", ms(t));
+
+        let t = Instant::now();
+        let structural = pending.iter().any(|p| p.spec.kind == FileKind::Config)
+            || !self.proxy.has_runtime_maps();
+        let outcome = if structural {
+            self.apply_reload(&pending).await
+        } else {
+            self.apply_runtime(&pending).await
+        };
+        let (files, reload) = match outcome {
+            Ok(v) => v,
+            Err(e) => {
+                self.undo(&pending, structural).await;
+                return Err(e);
+            }
+        };
+        timings.insert("apply", ms(t));
+
+        let t = Instant::now();
+        if let Err(e) = self.confirm(&pending, structural).await {
+            self.undo(&pending, structural).await;
+            return Err(e);
+        }
+        timings.insert("confirm", ms(t));
+
+        for p in &pending {
+            self.files.insert(p.spec.name.clone(), p.new.clone());
+        }
+        if let Ok(epoch) = self.proxy.epoch().await {
+            self.epoch = Some(epoch);
+        }
+        Ok(Applied {
+            change: Change {
+                generation: next.generation,
+                services: vec![],
+            },
+            files,
+            validated_by_proxy,
+            reload,
+            timings_ms: timings,
+        })
+    }
+
+    /// The agent's own checks: every map value names what its file says it must.
+    async fn check_values(&self, pending: &[Pending<'_>]) -> Result<(), ApplyError> {
+        let mut backends: Option<BTreeSet<String>> = None;
+        for p in pending {
+            let Some(entries) = &p.entries else { continue };
+            let known: &BTreeSet<String> = match p.spec.values {
+                ValueCheck::Any => continue,
+                ValueCheck::Services => {
+                    for (k, v) in entries {
+                        if !self.config.services.contains_key(v) {
+                            return Err(ApplyError::new(
+                                Step::Validate,
+                                format!("map {}: key {k:?} names {v:?}, which is not a configured service", p.spec.name),
+                            ));
+                        }
+                    }
+                    continue;
+                }
+                ValueCheck::Backends => {
+                    if backends.is_none() {
+                        backends = Some(self.proxy.backends().await.map_err(|e| {
+                            ApplyError::new(Step::Validate, format!("listing backends: {e}"))
+                        })?);
+                    }
+                    backends.as_ref().expect("just set")
+                }
+            };
+            for (k, v) in entries {
+                if !known.contains(v) {
+                    return Err(ApplyError::new(
+                        Step::Validate,
+                        format!(
+                            "map {}: key {k:?} names backend {v:?}, which the running {} does not have",
+                            p.spec.name,
+                            self.proxy.name()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The proxy's checker runs when a config file changed, or a map the agent cannot
+    /// check itself changed and the main config is rendered (so it can be staged).
+    fn needs_proxy_check(&self, pending: &[Pending<'_>]) -> bool {
+        let main_rendered = self
+            .config
+            .files
+            .iter()
+            .any(|f| f.path == self.config.proxy.config);
+        pending.iter().any(|p| {
+            p.spec.kind == FileKind::Config || (p.spec.values == ValueCheck::Any && main_rendered)
+        })
+    }
+
+    /// Renders the whole tree with staged paths, writes it beside the live files and runs
+    /// the proxy's checker on the staged main config. Staged files are removed afterwards.
+    pub(super) async fn validate_staged(&self, next: &State) -> Result<(), ApplyError> {
+        let staged: BTreeMap<String, PathBuf> = self
+            .config
+            .files
+            .iter()
+            .map(|f| (f.name.clone(), staged_path(&f.path)))
+            .collect();
+        let Some(main) = self
+            .config
+            .files
+            .iter()
+            .find(|f| f.path == self.config.proxy.config)
+        else {
+            return Err(ApplyError::new(
+                Step::Validate,
+                format!(
+                    "a config file changed but the main config {} is not rendered by cutover, so the change cannot be validated as a whole",
+                    self.config.proxy.config.display()
+                ),
+            ));
+        };
+        let rendered = self.render_all(next, &staged, false)?;
+        let result = async {
+            for f in &self.config.files {
+                write_atomic(
+                    &staged[&f.name],
+                    rendered[&f.name].as_bytes(),
+                    WriteOptions {
+                        keep_previous: false,
+                        ..WriteOptions::default()
+                    },
+                )
+                .map_err(|e| ApplyError::new(Step::Validate, format!("staging: {e}")))?;
+            }
+            let report = self
+                .proxy
+                .check(&staged[&main.name])
+                .await
+                .map_err(|e| ApplyError::new(Step::Validate, e))?;
+            for w in &report.warnings {
+                tracing::warn!("config check: {w}");
+            }
+            Ok(())
+        }
+        .await;
+        for p in staged.values() {
+            let _ = std::fs::remove_file(p);
+        }
+        result
+    }
+
+    /// Writes every pending file; on a failure the files already written are put back.
+    fn commit_files(&self, pending: &[Pending<'_>]) -> Result<(), ApplyError> {
+        for (i, p) in pending.iter().enumerate() {
+            if let Err(e) = write_atomic(&p.spec.path, p.new.as_bytes(), WriteOptions::default())
+            {
+                for done in &pending[..i] {
+                    if let Err(e) =
+                        write_atomic(&done.spec.path, done.old.as_bytes(), WriteOptions::default())
+                    {
+                        tracing::error!(error = %e, "cannot restore {}", done.spec.path.display());
+                    }
+                }
+                return Err(ApplyError::new(Step::Commit, e));
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_runtime(
+        &self,
+        pending: &[Pending<'_>],
+    ) -> Result<(Vec<FileOutcome>, Option<ReloadReport>), ApplyError> {
+        let mut out = Vec::new();
+        for p in pending {
+            let to = p.entries.as_ref().expect("runtime apply is for maps");
+            let from = self
+                .proxy
+                .read_map(&p.spec.path)
+                .await
+                .map_err(|e| ApplyError::new(Step::Apply, e))?;
+            let update = self
+                .proxy
+                .update_map(&p.spec.path, &from, to)
+                .await
+                .map_err(|e| ApplyError::new(Step::Apply, format!("map {}: {e}", p.spec.name)))?;
+            out.push(FileOutcome {
+                name: p.spec.name.clone(),
+                path: p.spec.path.clone(),
+                kind: p.spec.kind,
+                mechanism: Some(update.mechanism),
+                edits: update.edits,
+            });
+        }
+        Ok((out, None))
+    }
+
+    async fn apply_reload(
+        &self,
+        pending: &[Pending<'_>],
+    ) -> Result<(Vec<FileOutcome>, Option<ReloadReport>), ApplyError> {
+        let report = self
+            .proxy
+            .reload()
+            .await
+            .map_err(|e| ApplyError::new(Step::Apply, e))?;
+        let files = pending
+            .iter()
+            .map(|p| FileOutcome {
+                name: p.spec.name.clone(),
+                path: p.spec.path.clone(),
+                kind: p.spec.kind,
+                mechanism: None,
+                edits: p.entries.as_ref().map_or(0, |e| {
+                    MapDiff::between(&mapfile::parse(&p.old).unwrap_or_default(), e).len()
+                }),
+            })
+            .collect();
+        Ok((files, Some(report)))
+    }
+
+    /// Reads back every map the change touched (all maps after a reload) and compares.
+    async fn confirm(&self, pending: &[Pending<'_>], structural: bool) -> Result<(), ApplyError> {
+        if !self.proxy.has_runtime_maps() {
+            return Ok(());
+        }
+        let touched: BTreeMap<&str, &Pending<'_>> =
+            pending.iter().map(|p| (p.spec.name.as_str(), p)).collect();
+        for spec in self.config.files.iter().filter(|f| f.kind == FileKind::Map) {
+            let expected = match touched.get(spec.name.as_str()) {
+                Some(p) => p.entries.clone().expect("maps are parsed"),
+                None if structural => mapfile::parse(&self.files[&spec.name]).unwrap_or_default(),
+                None => continue,
+            };
+            let live = self
+                .proxy
+                .read_map(&spec.path)
+                .await
+                .map_err(|e| ApplyError::new(Step::Confirm, e))?;
+            if live != expected {
+                let d = MapDiff::between(&live, &expected);
+                return Err(ApplyError::new(
+                    Step::Confirm,
+                    format!(
+                        "map {} reads back different from what was applied ({} added, {} changed, {} removed missing)",
+                        spec.name,
+                        d.added.len(),
+                        d.changed.len(),
+                        d.removed.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts back the previous files and what the proxy served (best effort; every failure
+    /// is logged and leaves the error of the change as the caller's answer).
+    async fn undo(&self, pending: &[Pending<'_>], structural: bool) {
+        for p in pending {
+            if let Err(e) = write_atomic(&p.spec.path, p.old.as_bytes(), WriteOptions::default()) {
+                tracing::error!(error = %e, "undo: cannot restore {}", p.spec.path.display());
+            }
+        }
+        if structural {
+            if let Err(e) = self.proxy.reload().await {
+                tracing::error!(error = %e, "undo: reload of the restored files failed");
+            }
+            return;
+        }
+        for p in pending {
+            let Ok(old) = mapfile::parse(&p.old) else { continue };
+            match self.proxy.read_map(&p.spec.path).await {
+                Ok(live) if live != old => {
+                    if let Err(e) = self.proxy.update_map(&p.spec.path, &live, &old).await {
+                        tracing::error!(error = %e, "undo: cannot restore map {}", p.spec.name);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "undo: cannot read map {}", p.spec.name),
+            }
+        }
+    }
+}

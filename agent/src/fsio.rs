@@ -1,0 +1,239 @@
+//! The one way cutover writes a file: `write_atomic`.
+//!
+//! Every file the agent writes (maps, proxy configs, state, the previous versions it keeps)
+//! goes through [`write_atomic`]: the new content is written to a temporary file in the same
+//! directory, fsynced, renamed over the target and the directory is fsynced, so a reader (or
+//! a crash) sees either the old content in full or the new content in full. The temporary
+//! name starts with `.cutover-` and ends with `.tmp`, which no proxy include glob written
+//! as `*.cfg`, `*.conf` or `*.map` can match. The previous content is kept next to the
+//! target as `<name>.prev` (also written atomically), and the mode and owner of the
+//! replaced file carry over to the new one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Mode of a file that did not exist before (owner read/write, group read).
+pub const DEFAULT_MODE: u32 = 0o640;
+
+/// What went wrong while writing a file.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("{path} has no parent directory")]
+    NoParent { path: PathBuf },
+    #[error("cannot create a temporary file in {dir}: {source}")]
+    CreateTemp { dir: PathBuf, source: io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot fsync {path}: {source}")]
+    Sync { path: PathBuf, source: io::Error },
+    #[error("cannot rename {from} to {to}: {source}")]
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+        source: io::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+}
+
+/// Options of one write.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteOptions {
+    /// Keep the replaced content as `<name>.prev`. Default: true.
+    pub keep_previous: bool,
+    /// Mode for a file that did not exist before. Default: [`DEFAULT_MODE`].
+    pub new_mode: u32,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        Self {
+            keep_previous: true,
+            new_mode: DEFAULT_MODE,
+        }
+    }
+}
+
+/// Path of the previous version kept beside `path`.
+pub fn previous_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".prev");
+    path.with_file_name(name)
+}
+
+/// Reads a file, `None` when it does not exist.
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FsError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(FsError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Writes `content` to `path` atomically and durably (see the module doc).
+///
+/// Returns whether the file changed; writing identical content is a no-op (nothing is
+/// renamed, the previous version is left alone).
+pub fn write_atomic(path: &Path, content: &[u8], opts: WriteOptions) -> Result<bool, FsError> {
+    let old = read_optional(path)?;
+    if old.as_deref() == Some(content) {
+        return Ok(false);
+    }
+    let meta = fs::metadata(path).ok();
+    if opts.keep_previous {
+        if let Some(old) = &old {
+            replace(&previous_path(path), old, meta.as_ref(), opts.new_mode)?;
+        }
+    }
+    replace(path, content, meta.as_ref(), opts.new_mode)?;
+    Ok(true)
+}
+
+/// Temp file, write, fsync, rename over `path`, fsync the directory.
+fn replace(
+    path: &Path,
+    content: &[u8],
+    like: Option<&fs::Metadata>,
+    new_mode: u32,
+) -> Result<(), FsError> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| FsError::NoParent {
+        path: path.to_owned(),
+    })?;
+    let mode = like.map_or(new_mode, |m| m.permissions().mode() & 0o7777);
+    let (tmp_path, mut file) = create_temp(dir, &name.to_string_lossy(), mode)?;
+    let result = (|| {
+        file.write_all(content).map_err(|source| FsError::Write {
+            path: tmp_path.clone(),
+            source,
+        })?;
+        if let Some(m) = like {
+            // Preserve ownership; only root may give a file away, so a failure here is not an
+            // error for an unprivileged agent writing its own files.
+            let _ = std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()));
+            file.set_permissions(fs::Permissions::from_mode(mode))
+                .map_err(|source| FsError::Write {
+                    path: tmp_path.clone(),
+                    source,
+                })?;
+        }
+        file.sync_all().map_err(|source| FsError::Sync {
+            path: tmp_path.clone(),
+            source,
+        })?;
+        fs::rename(&tmp_path, path).map_err(|source| FsError::Rename {
+            from: tmp_path.clone(),
+            to: path.to_owned(),
+            source,
+        })?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp_path);
+    }
+    result
+}
+
+fn create_temp(dir: &Path, name: &str, mode: u32) -> Result<(PathBuf, File), FsError> {
+    for attempt in 0..16u32 {
+        let tmp = dir.join(format!(
+            ".cutover-{name}.{}.{attempt}.tmp",
+            std::process::id()
+        ));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // A leftover of a crashed write: it is ours by name, remove it and retry.
+                let _ = fs::remove_file(&tmp);
+            }
+            Err(source) => {
+                return Err(FsError::CreateTemp {
+                    dir: dir.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+    Err(FsError::CreateTemp {
+        dir: dir.to_owned(),
+        source: io::Error::other("no free temporary name"),
+    })
+}
+
+/// Fsyncs a directory so that a rename in it is durable.
+pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| FsError::Sync {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_new_file_and_keeps_previous() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("routes.map");
+        assert!(write_atomic(&p, b"a x\n", WriteOptions::default()).unwrap());
+        assert!(!previous_path(&p).exists());
+        assert!(write_atomic(&p, b"b y\n", WriteOptions::default()).unwrap());
+        assert_eq!(fs::read(&p).unwrap(), b"b y\n");
+        assert_eq!(fs::read(previous_path(&p)).unwrap(), b"a x\n");
+        // Same content: nothing moves.
+        assert!(!write_atomic(&p, b"b y\n", WriteOptions::default()).unwrap());
+        assert_eq!(fs::read(previous_path(&p)).unwrap(), b"a x\n");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn preserves_mode_of_replaced_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("haproxy.cfg");
+        fs::write(&p, "old").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o604)).unwrap();
+        write_atomic(&p, b"new", WriteOptions::default()).unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o604
+        );
+    }
+
+    #[test]
+    fn new_file_gets_default_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.json");
+        write_atomic(&p, b"{}", WriteOptions::default()).unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            DEFAULT_MODE
+        );
+    }
+
+    #[test]
+    fn failure_leaves_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("missing-dir").join("x.map");
+        assert!(write_atomic(&p, b"x", WriteOptions::default()).is_err());
+    }
+}

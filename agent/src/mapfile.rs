@@ -1,0 +1,254 @@
+//! Map files: the token rules for keys and values, parsing rendered map text into entries,
+//! and writing entries back as text.
+//!
+//! A map is treated as a dictionary (exact-match `map()` lookups): one value per key,
+//! duplicate keys refused. Keys and values are single tokens of printable ASCII without
+//! whitespace, `#`, `;`, `\`, quotes or control characters, because the HAProxy CLI splits
+//! on spaces and treats `;` and `\` specially, and both proxies treat `#` as a comment.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Longest key or value accepted, in bytes.
+pub const MAX_TOKEN_LEN: usize = 1024;
+
+/// Entries of one map, by key.
+pub type MapEntries = BTreeMap<String, String>;
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("is empty")]
+    Empty,
+    #[error("is {0} bytes long (at most {MAX_TOKEN_LEN})")]
+    TooLong(usize),
+    #[error("contains {0} at byte {1}; only printable ASCII without whitespace, '#', ';', '\\' or quotes is allowed")]
+    BadChar(String, usize),
+}
+
+/// Checks that `s` can be a map key or value.
+pub fn check_token(s: &str) -> Result<(), TokenError> {
+    if s.is_empty() {
+        return Err(TokenError::Empty);
+    }
+    if s.len() > MAX_TOKEN_LEN {
+        return Err(TokenError::TooLong(s.len()));
+    }
+    if let Some((i, c)) = s
+        .char_indices()
+        .find(|&(_, c)| !c.is_ascii_graphic() || matches!(c, '#' | ';' | '\\' | '"' | '\''))
+    {
+        let shown = match c {
+            ' ' => "a space".to_owned(),
+            '\t' => "a tab".to_owned(),
+            '\n' => "a newline".to_owned(),
+            '\r' => "a carriage return".to_owned(),
+            '\0' => "a NUL byte".to_owned(),
+            c if c.is_control() || !c.is_ascii() => format!("U+{:04X}", c as u32),
+            c => format!("{c:?}"),
+        };
+        return Err(TokenError::BadChar(shown, i));
+    }
+    Ok(())
+}
+
+/// Checks that `s` is a name: 1 to 64 of `[A-Za-z0-9_.-]`, as used for services, backends,
+/// servers and file names in templates.
+pub fn check_name(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 64 {
+        return Err(format!("{s:?} must be 1 to 64 characters"));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(format!(
+            "{s:?} contains {c:?}; names use only letters, digits, '_', '.' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// A map line that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MapError {
+    #[error("line {line}: key {reason}")]
+    BadKey { line: usize, reason: TokenError },
+    #[error("line {line}: value {reason}")]
+    BadValue { line: usize, reason: TokenError },
+    #[error("line {line}: key {key:?} has no value")]
+    MissingValue { line: usize, key: String },
+    #[error("line {line}: more than one value for key {key:?}")]
+    ExtraField { line: usize, key: String },
+    #[error("line {line}: key {key:?} already appears on line {first}")]
+    Duplicate {
+        line: usize,
+        first: usize,
+        key: String,
+    },
+}
+
+/// Parses map text: one `key value` per line; blank lines and lines starting with `#` are
+/// skipped. Line numbers in errors start at 1.
+pub fn parse(text: &str) -> Result<MapEntries, MapError> {
+    let mut out = MapEntries::new();
+    let mut first_line: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let mut fields = trimmed.split_ascii_whitespace();
+        let key = fields.next().expect("non-empty line has a field");
+        check_token(key).map_err(|reason| MapError::BadKey { line, reason })?;
+        let value = fields.next().ok_or_else(|| MapError::MissingValue {
+            line,
+            key: key.to_owned(),
+        })?;
+        check_token(value).map_err(|reason| MapError::BadValue { line, reason })?;
+        if fields.next().is_some() {
+            return Err(MapError::ExtraField {
+                line,
+                key: key.to_owned(),
+            });
+        }
+        if let Some(&first) = first_line.get(key) {
+            return Err(MapError::Duplicate {
+                line,
+                first,
+                key: key.to_owned(),
+            });
+        }
+        first_line.insert(key, line);
+        out.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(out)
+}
+
+/// Writes entries as map text, one `key value` line each, in key order.
+pub fn to_text(entries: &MapEntries) -> String {
+    let mut s = String::with_capacity(entries.len() * 32);
+    for (k, v) in entries {
+        let _ = writeln!(s, "{k} {v}");
+    }
+    s
+}
+
+/// The per-key edits that turn `from` into `to`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MapDiff {
+    /// Keys to add, with their value.
+    pub added: Vec<(String, String)>,
+    /// Keys whose value changes, with the new value.
+    pub changed: Vec<(String, String)>,
+    /// Keys to remove.
+    pub removed: Vec<String>,
+}
+
+impl MapDiff {
+    pub fn between(from: &MapEntries, to: &MapEntries) -> MapDiff {
+        let mut d = MapDiff::default();
+        for (k, v) in to {
+            match from.get(k) {
+                None => d.added.push((k.clone(), v.clone())),
+                Some(old) if old != v => d.changed.push((k.clone(), v.clone())),
+                Some(_) => {}
+            }
+        }
+        d.removed = from
+            .keys()
+            .filter(|k| !to.contains_key(*k))
+            .cloned()
+            .collect();
+        d
+    }
+
+    /// Number of per-key edits.
+    pub fn len(&self) -> usize {
+        self.added.len() + self.changed.len() + self.removed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens() {
+        assert!(check_token("www.example.com").is_ok());
+        assert!(check_token("/api/v1").is_ok());
+        for bad in [
+            "", "a b", "a\tb", "a\nb", "#a", "a;b", "a\\b", "a\"b", "é", "a\0",
+        ] {
+            assert!(check_token(bad).is_err(), "{bad:?}");
+        }
+        assert!(matches!(
+            check_token(&"x".repeat(MAX_TOKEN_LEN + 1)),
+            Err(TokenError::TooLong(_))
+        ));
+        assert_eq!(
+            check_token("a b").unwrap_err().to_string(),
+            "contains a space at byte 1; only printable ASCII without whitespace, '#', ';', '\\' or quotes is allowed"
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("web_blue-1.x").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("a/b").is_err());
+        assert!(check_name(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn parse_and_print() {
+        let m = parse("# comment\n\na.example svc_a\n  b.example   svc_b  \n").unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(to_text(&m), "a.example svc_a\nb.example svc_b\n");
+        assert_eq!(parse(&to_text(&m)).unwrap(), m);
+    }
+
+    #[test]
+    fn parse_errors_name_the_line() {
+        assert_eq!(
+            parse("a x\nb\n").unwrap_err(),
+            MapError::MissingValue {
+                line: 2,
+                key: "b".into()
+            }
+        );
+        assert!(matches!(
+            parse("a x\na y\n").unwrap_err(),
+            MapError::Duplicate {
+                line: 2,
+                first: 1,
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse("a x y\n").unwrap_err(),
+            MapError::ExtraField { line: 1, .. }
+        ));
+        assert!(matches!(
+            parse("a;b x\n").unwrap_err(),
+            MapError::BadKey { line: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn diff_counts() {
+        let a = parse("k1 v1\nk2 v2\nk3 v3\n").unwrap();
+        let b = parse("k1 v1\nk2 vX\nk4 v4\n").unwrap();
+        let d = MapDiff::between(&a, &b);
+        assert_eq!(d.added, vec![("k4".into(), "v4".into())]);
+        assert_eq!(d.changed, vec![("k2".into(), "vX".into())]);
+        assert_eq!(d.removed, vec!["k3".to_owned()]);
+        assert_eq!(d.len(), 3);
+        assert!(MapDiff::between(&a, &a).is_empty());
+    }
+}

@@ -1,0 +1,250 @@
+//! The control protocol: JSON lines over the unix socket, shared by the agent, the CLI and
+//! (later) peer agents.
+//!
+//! A request is one JSON object on one line: `{"v": 1, "cmd": "<verb>", ...arguments}`.
+//! Every reply is one JSON object on one line: `{"status": "ok" | "progress" | "error",
+//! "message": "<for humans>", "data": <optional, per verb>}`; `progress` replies may
+//! precede the final `ok` or `error`.
+//!
+//! How the schema may evolve: fields are only added, always with a default, and never
+//! renamed or given a new meaning; a verb that changes meaning gets a new name. `v` is the
+//! highest version the client speaks; the agent refuses a request newer than
+//! [`PROTOCOL_VERSION`] and serves every older one. A missing `v` means 1.
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::Colour;
+
+/// Highest protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Most entries a `history` request may ask for.
+pub const MAX_HISTORY: usize = 10_000;
+/// Deepest JSON nesting accepted in a request.
+pub const MAX_DEPTH: usize = 8;
+
+/// A request from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Services, their colours, the proxy and the last error.
+    Status,
+    /// Make `colour` the live colour of `service`.
+    Switch { service: String, colour: Colour },
+    /// Make the previous colour of `service` live again.
+    Rollback { service: String },
+    /// Entries of the managed map file `name`.
+    MapShow {
+        name: String,
+        #[serde(default)]
+        view: MapView,
+    },
+    /// The newest journal entries, oldest first.
+    History {
+        #[serde(default)]
+        service: Option<String>,
+        #[serde(default = "default_history")]
+        limit: usize,
+    },
+}
+
+fn default_history() -> usize {
+    50
+}
+
+impl Command {
+    /// Whether the command may change routing (and so is journaled and needs the
+    /// mutating permission).
+    pub fn is_mutation(&self) -> bool {
+        matches!(self, Command::Switch { .. } | Command::Rollback { .. })
+    }
+}
+
+/// Which content of a map to show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum MapView {
+    /// What the desired state renders.
+    #[default]
+    Desired,
+    /// What the running proxy serves.
+    Live,
+    /// The per-key difference from live to desired.
+    Diff,
+}
+
+/// A reply's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Progress,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub status: Status,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub data: serde_json::Value,
+}
+
+impl Reply {
+    pub fn ok(message: impl Into<String>, data: serde_json::Value) -> Reply {
+        Reply {
+            status: Status::Ok,
+            message: message.into(),
+            data,
+        }
+    }
+
+    pub fn error(message: impl Into<String>, data: serde_json::Value) -> Reply {
+        Reply {
+            status: Status::Error,
+            message: message.into(),
+            data,
+        }
+    }
+
+    /// The reply as one line, without the newline.
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("reply serializes")
+    }
+}
+
+/// Why a request line was refused before it reached the engine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("request is not valid JSON: {0}")]
+    Json(String),
+    #[error("request must be a JSON object")]
+    NotAnObject,
+    #[error("request nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    #[error("\"v\" must be a positive integer")]
+    BadVersion,
+    #[error("protocol version {0} is newer than this agent speaks ({PROTOCOL_VERSION})")]
+    TooNew(u64),
+    #[error("bad request: {0}")]
+    Command(String),
+    #[error("history limit {0} is above {MAX_HISTORY}")]
+    HistoryLimit(usize),
+}
+
+/// Decodes one request line.
+pub fn decode(line: &str) -> Result<Command, DecodeError> {
+    let mut value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+        // serde_json's own recursion limit (128) answers "recursion limit exceeded".
+        DecodeError::Json(e.to_string())
+    })?;
+    if depth(&value) > MAX_DEPTH {
+        return Err(DecodeError::TooDeep);
+    }
+    let obj = value.as_object_mut().ok_or(DecodeError::NotAnObject)?;
+    if let Some(v) = obj.remove("v") {
+        let v = v.as_u64().filter(|v| *v >= 1).ok_or(DecodeError::BadVersion)?;
+        if v > u64::from(PROTOCOL_VERSION) {
+            return Err(DecodeError::TooNew(v));
+        }
+    }
+    let cmd: Command =
+        serde_json::from_value(value).map_err(|e| DecodeError::Command(e.to_string()))?;
+    if let Command::History { limit, .. } = &cmd {
+        if *limit > MAX_HISTORY {
+            return Err(DecodeError::HistoryLimit(*limit));
+        }
+    }
+    Ok(cmd)
+}
+
+/// Encodes a request as one line, with the protocol version.
+pub fn encode(cmd: &Command) -> String {
+    let mut v = serde_json::to_value(cmd).expect("command serializes");
+    v.as_object_mut()
+        .expect("command is an object")
+        .insert("v".into(), PROTOCOL_VERSION.into());
+    v.to_string()
+}
+
+fn depth(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        serde_json::Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        for cmd in [
+            Command::Status,
+            Command::Switch {
+                service: "web".into(),
+                colour: Colour::Green,
+            },
+            Command::Rollback {
+                service: "web".into(),
+            },
+            Command::MapShow {
+                name: "routes".into(),
+                view: MapView::Diff,
+            },
+            Command::History {
+                service: None,
+                limit: 5,
+            },
+        ] {
+            assert_eq!(decode(&encode(&cmd)).unwrap(), cmd);
+        }
+    }
+
+    /// A payload written by a version-1 client without `v` and without optional fields.
+    #[test]
+    fn parses_v1_payloads() {
+        assert_eq!(decode(r#"{"cmd":"status"}"#).unwrap(), Command::Status);
+        assert_eq!(
+            decode(r#"{"cmd":"map_show","name":"services"}"#).unwrap(),
+            Command::MapShow {
+                name: "services".into(),
+                view: MapView::Desired
+            }
+        );
+        assert_eq!(
+            decode(r#"{"v":1,"cmd":"history"}"#).unwrap(),
+            Command::History {
+                service: None,
+                limit: 50
+            }
+        );
+    }
+
+    #[test]
+    fn refusals_are_clear() {
+        let e = |l: &str| decode(l).unwrap_err().to_string();
+        assert!(e("{\"cmd\":").contains("not valid JSON"));
+        assert_eq!(e("[1]"), "request must be a JSON object");
+        assert!(e(r#"{"cmd":"switch","service":"web","colour":"red"}"#)
+            .contains("unknown variant `red`, expected `blue` or `green`"));
+        assert!(e(r#"{"cmd":"switch","service":"web","colour":"blue","force":true}"#)
+            .contains("unknown field `force`"));
+        assert!(e(r#"{"cmd":"reboot"}"#).contains("unknown variant `reboot`"));
+        assert!(e(r#"{"cmd":"switch","service":5,"colour":"blue"}"#).contains("invalid type"));
+        assert!(e(r#"{"v":2,"cmd":"status"}"#).contains("newer than this agent speaks"));
+        assert_eq!(
+            e(r#"{"cmd":"status","x":[[[[[[[[[[1]]]]]]]]]]}"#),
+            DecodeError::TooDeep.to_string()
+        );
+        assert!(e(&format!("{}1{}", "[".repeat(200), "]".repeat(200))).contains("recursion"));
+        assert!(e(r#"{"cmd":"history","limit":99999999}"#).contains("above"));
+    }
+
+    #[test]
+    fn reply_shape() {
+        let r = Reply::ok("done", serde_json::Value::Null).to_line();
+        assert_eq!(r, r#"{"status":"ok","message":"done"}"#);
+    }
+}

@@ -1,0 +1,134 @@
+//! An in-memory proxy for unit tests of the layers above the [`Proxy`] trait: maps are
+//! loaded from the files on `reload`, like a real proxy, and failures can be injected.
+//! Integration tests always use the real proxies.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError, ReloadReport};
+use crate::mapfile::{self, MapDiff, MapEntries};
+
+/// What the fake serves and which failures it injects.
+#[derive(Debug, Default)]
+pub struct FakeState {
+    pub maps: BTreeMap<PathBuf, MapEntries>,
+    pub backends: BTreeSet<String>,
+    pub reloads: u64,
+    /// Calls made, in order (`check`, `update_map <path>`, `reload`).
+    pub calls: Vec<String>,
+    pub fail_check: Option<String>,
+    pub fail_update: Option<String>,
+    pub fail_reload: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FakeProxy {
+    pub inner: Arc<Mutex<FakeState>>,
+    /// Map files loaded on `reload`.
+    pub map_files: Vec<PathBuf>,
+}
+
+impl FakeProxy {
+    pub fn new(map_files: Vec<PathBuf>, backends: &[&str]) -> FakeProxy {
+        let f = FakeProxy {
+            inner: Arc::default(),
+            map_files,
+        };
+        f.state().backends = backends.iter().map(|b| b.to_string()).collect();
+        f
+    }
+
+    pub fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {
+        self.inner.lock().expect("fake proxy lock")
+    }
+
+    fn load_files(&self) -> Result<(), ProxyError> {
+        let mut maps = BTreeMap::new();
+        for p in &self.map_files {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            let entries =
+                mapfile::parse(&text).map_err(|e| ProxyError::ReloadFailed(e.to_string()))?;
+            maps.insert(p.clone(), entries);
+        }
+        self.state().maps = maps;
+        Ok(())
+    }
+}
+
+impl Proxy for FakeProxy {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    async fn check(&self, _config: &Path) -> Result<CheckReport, ProxyError> {
+        let mut s = self.state();
+        s.calls.push("check".into());
+        match &s.fail_check {
+            Some(out) => Err(ProxyError::CheckFailed {
+                output: out.clone(),
+            }),
+            None => Ok(CheckReport::default()),
+        }
+    }
+
+    fn has_runtime_maps(&self) -> bool {
+        true
+    }
+
+    async fn read_map(&self, path: &Path) -> Result<MapEntries, ProxyError> {
+        self.state()
+            .maps
+            .get(path)
+            .cloned()
+            .ok_or_else(|| ProxyError::Runtime(format!("unknown map {}", path.display())))
+    }
+
+    async fn backends(&self) -> Result<BTreeSet<String>, ProxyError> {
+        Ok(self.state().backends.clone())
+    }
+
+    async fn update_map(
+        &self,
+        path: &Path,
+        from: &MapEntries,
+        to: &MapEntries,
+    ) -> Result<MapUpdate, ProxyError> {
+        let mut s = self.state();
+        s.calls.push(format!("update_map {}", path.display()));
+        if let Some(e) = &s.fail_update {
+            return Err(ProxyError::Runtime(e.clone()));
+        }
+        let edits = MapDiff::between(from, to).len();
+        s.maps.insert(path.to_owned(), to.clone());
+        Ok(MapUpdate {
+            mechanism: MapMechanism::PerKey,
+            edits,
+            elapsed: Duration::ZERO,
+        })
+    }
+
+    async fn reload(&self) -> Result<ReloadReport, ProxyError> {
+        {
+            let mut s = self.state();
+            s.calls.push("reload".into());
+            if let Some(e) = &s.fail_reload {
+                return Err(ProxyError::ReloadFailed(e.clone()));
+            }
+            s.reloads += 1;
+        }
+        self.load_files()?;
+        Ok(ReloadReport {
+            workers: vec![1],
+            elapsed: Duration::ZERO,
+        })
+    }
+
+    async fn epoch(&self) -> Result<Epoch, ProxyError> {
+        Ok(Epoch {
+            reloads: self.state().reloads,
+            workers: vec![1],
+        })
+    }
+}

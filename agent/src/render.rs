@@ -1,0 +1,245 @@
+//! Rendering: Tera templates + config + state -> the text of each managed file.
+//!
+//! Templates are loaded from the shipped directory, then from the override directory, where
+//! a file with the same relative path replaces the shipped one. Only regular files are
+//! loaded (symbolic links are skipped), so a template can reach nothing outside the two
+//! directories: Tera itself has no function that reads files, and `include` / `extends`
+//! only name templates loaded here. Rendering is strict: an undefined variable is an error.
+//!
+//! What a template sees (all names are stable; fields are only added):
+//! - `services`: map of name -> `{ name, routes: [key...], colours: { blue: { backend,
+//!   servers: [{ name, address }] }, green: {...} } }`, and, for files that use the state,
+//!   also `live` (colour), `previous` (colour or none) and `backend` (backend of the live
+//!   colour);
+//! - `generation` (files that use the state only): the state generation being rendered;
+//! - `files`: map of file name -> `{ path }`, the paths the rendered tree will have;
+//! - `proxy`: `{ kind, config, map_dir, admin_socket, master_socket }`;
+//! - `vars`: the free values of `[templates.vars]` in the agent config.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use tera::{Context, Tera, Value};
+
+use crate::config::{Config, FileSpec};
+use crate::state::{Colour, State};
+
+/// Largest template file loaded, in bytes.
+pub const MAX_TEMPLATE_BYTES: u64 = 1024 * 1024;
+/// Most template files loaded from one directory tree.
+pub const MAX_TEMPLATES: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("cannot load templates from {dir}: {reason}")]
+    Load { dir: PathBuf, reason: String },
+    #[error("template {template}: {reason}")]
+    Parse { template: String, reason: String },
+    #[error("template {template:?} for file {file:?} is in neither template directory")]
+    Missing { template: String, file: String },
+    #[error("rendering {template} for file {file:?}: {reason}")]
+    Render {
+        template: String,
+        file: String,
+        reason: String,
+    },
+}
+
+/// The parts of a service's context that depend on the config only; the arrays are shared,
+/// so a large route list is converted once per config, not once per render.
+struct BaseService {
+    routes: Value,
+    colours: Value,
+    backends: BTreeMap<Colour, String>,
+}
+
+/// Loaded templates plus the parts of the context that depend on the config only.
+pub struct Renderer {
+    tera: Tera,
+    /// Config-only parts of each service, by name.
+    base_services: BTreeMap<String, BaseService>,
+    proxy: Value,
+    vars: Value,
+}
+
+impl Renderer {
+    /// Loads the templates the config names, and builds the config part of the context.
+    pub fn new(config: &Config) -> Result<Renderer, RenderError> {
+        let mut sources: BTreeMap<String, PathBuf> = BTreeMap::new();
+        collect(&config.templates.dir, &mut sources)?;
+        if let Some(dir) = &config.templates.override_dir {
+            collect(dir, &mut sources)?;
+        }
+        let mut tera = Tera::new();
+        tera.autoescape_on(Vec::<&str>::new());
+        let mut raw = Vec::with_capacity(sources.len());
+        for (name, path) in &sources {
+            let text = fs::read_to_string(path).map_err(|e| RenderError::Parse {
+                template: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            raw.push((name.clone(), text));
+        }
+        tera.add_raw_templates(raw)
+            .map_err(|e| RenderError::Parse {
+                template: "(templates)".into(),
+                reason: error_chain(&e),
+            })?;
+        for f in &config.files {
+            if !tera.contains_template(&f.template) {
+                return Err(RenderError::Missing {
+                    template: f.template.clone(),
+                    file: f.name.clone(),
+                });
+            }
+        }
+        let base_services = config
+            .services
+            .iter()
+            .map(|(name, s)| {
+                let colours: BTreeMap<_, _> = s
+                    .colours
+                    .iter()
+                    .map(|(c, spec)| (c.as_str(), spec))
+                    .collect();
+                let base = BaseService {
+                    routes: Value::from_serializable(&s.routes),
+                    colours: Value::from_serializable(&colours),
+                    backends: s
+                        .colours
+                        .iter()
+                        .map(|(c, spec)| (*c, spec.backend.clone()))
+                        .collect(),
+                };
+                (name.clone(), base)
+            })
+            .collect();
+        let proxy = Value::from_serializable(&serde_json::json!({
+            "kind": config.proxy.kind.to_string(),
+            "config": config.proxy.config,
+            "map_dir": config.proxy.map_dir,
+            "admin_socket": config.proxy.admin_socket,
+            "master_socket": config.proxy.master_socket,
+        }));
+        Ok(Renderer {
+            tera,
+            base_services,
+            proxy,
+            vars: Value::from_serializable(&config.templates.vars),
+        })
+    }
+
+    /// Renders `file`. `paths` gives the path of every managed file as the rendered tree
+    /// will have it (live paths, or staged ones for validation). The state is visible only
+    /// when the file uses it.
+    pub fn render(
+        &self,
+        file: &FileSpec,
+        state: &State,
+        paths: &BTreeMap<String, PathBuf>,
+    ) -> Result<String, RenderError> {
+        let mut ctx = Context::new();
+        let mut services: BTreeMap<String, Value> = BTreeMap::new();
+        for (name, base) in &self.base_services {
+            let mut v: BTreeMap<String, Value> = BTreeMap::new();
+            v.insert("name".into(), Value::from(name.as_str()));
+            v.insert("routes".into(), base.routes.clone());
+            v.insert("colours".into(), base.colours.clone());
+            if file.uses_state {
+                if let Some(s) = state.services.get(name) {
+                    v.insert("live".into(), Value::from(s.live.as_str()));
+                    v.insert(
+                        "previous".into(),
+                        Value::from(s.previous.map(|p| p.as_str())),
+                    );
+                    v.insert(
+                        "backend".into(),
+                        Value::from(base.backends.get(&s.live).map(String::as_str)),
+                    );
+                }
+            }
+            services.insert(name.clone(), Value::from(v));
+        }
+        ctx.insert_value("services", Value::from(services));
+        let files: BTreeMap<_, _> = paths
+            .iter()
+            .map(|(n, p)| (n.as_str(), serde_json::json!({ "path": p })))
+            .collect();
+        ctx.insert("files", &files);
+        ctx.insert_value("proxy", self.proxy.clone());
+        ctx.insert_value("vars", self.vars.clone());
+        if file.uses_state {
+            ctx.insert("generation", &state.generation);
+        }
+        self.tera
+            .render(&file.template, &ctx)
+            .map_err(|e| RenderError::Render {
+                template: file.template.clone(),
+                file: file.name.clone(),
+                reason: error_chain(&e),
+            })
+    }
+}
+
+/// Live paths of every managed file, by name.
+pub fn live_paths(config: &Config) -> BTreeMap<String, PathBuf> {
+    config
+        .files
+        .iter()
+        .map(|f| (f.name.clone(), f.path.clone()))
+        .collect()
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Adds every regular file below `dir` to `out` under its relative path.
+fn collect(dir: &Path, out: &mut BTreeMap<String, PathBuf>) -> Result<(), RenderError> {
+    let err = |reason: String| RenderError::Load {
+        dir: dir.to_owned(),
+        reason,
+    };
+    let mut stack = vec![dir.to_owned()];
+    let mut count = 0usize;
+    while let Some(d) = stack.pop() {
+        let entries = fs::read_dir(&d).map_err(|e| err(format!("{}: {e}", d.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| err(e.to_string()))?;
+            let meta = entry
+                .path()
+                .symlink_metadata()
+                .map_err(|e| err(e.to_string()))?;
+            let path = entry.path();
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() {
+                count += 1;
+                if count > MAX_TEMPLATES {
+                    return Err(err(format!("more than {MAX_TEMPLATES} files")));
+                }
+                if meta.len() > MAX_TEMPLATE_BYTES {
+                    return Err(err(format!(
+                        "{} is larger than {MAX_TEMPLATE_BYTES} bytes",
+                        path.display()
+                    )));
+                }
+                let rel = path
+                    .strip_prefix(dir)
+                    .expect("walked below dir")
+                    .to_string_lossy()
+                    .into_owned();
+                out.insert(rel, path);
+            }
+        }
+    }
+    Ok(())
+}
