@@ -2,12 +2,16 @@
 //! HAProxy or Nginx host, and carries it to the proxy with the least disruption.
 #![forbid(unsafe_code)]
 
+pub mod agent;
+pub mod check;
+pub mod cli;
 pub mod config;
+pub mod control;
+pub mod engine;
 pub mod fsio;
 pub mod mapfile;
+pub mod protocol;
 pub mod proxy;
 pub mod render;
 pub mod state;
-pub mod engine;
-pub mod protocol;
 pub mod store;

@@ -1,1 +1,161 @@
-fn main() {}
+//! `cutover`: the agent and its command line. Errors are printed with their whole chain and
+//! mapped to the fixed exit codes of [`cutover::cli::exit`].
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+
+use cutover::cli::{self, exit, Cli, Verb};
+use cutover::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(exit::SOFTWARE as u8);
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    ExitCode::from(code as u8)
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CUTOVER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn load_config(cli: &Cli) -> Result<Config, i32> {
+    Config::load(&cli.config).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::CONFIG
+    })
+}
+
+async fn run(cli: Cli) -> i32 {
+    match &cli.verb {
+        Verb::Agent => {
+            let config = match load_config(&cli) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match cutover::agent::run(&cli.config, config)
+                .await
+                .context("agent stopped")
+            {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    exit::SOFTWARE
+                }
+            }
+        }
+        Verb::Check => {
+            let config = match load_config(&cli) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match cutover::check::run(&config).await {
+                Ok(outcome) => {
+                    if cli.json {
+                        println!("{}", serde_json::to_string(&outcome).expect("serializes"));
+                    } else {
+                        for w in &outcome.warnings {
+                            println!("warning: {w}");
+                        }
+                        println!(
+                            "{}: ok ({} services, {} routes, {} files rendered, {} checked)",
+                            cli.config.display(),
+                            outcome.services,
+                            outcome.routes,
+                            outcome.files.len(),
+                            outcome.checked.display()
+                        );
+                    }
+                    exit::OK
+                }
+                Err(problems) => {
+                    eprintln!(
+                        "error: {}: {} problem(s):",
+                        cli.config.display(),
+                        problems.len()
+                    );
+                    for p in problems {
+                        eprintln!("  - {p}");
+                    }
+                    exit::CONFIG
+                }
+            }
+        }
+        Verb::Render => {
+            let config = match load_config(&cli) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match render_files(config).await {
+                Ok(written) => {
+                    for w in written {
+                        println!("wrote {w}");
+                    }
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    exit::FAILED
+                }
+            }
+        }
+        verb => {
+            let command = verb.command().expect("client verb");
+            let socket = match &cli.socket {
+                Some(s) => s.clone(),
+                None => match Config::load(&cli.config) {
+                    Ok(c) => c.agent.socket,
+                    Err(_) if !cli.config.exists() => cutover::config::DEFAULT_SOCKET.into(),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return exit::CONFIG;
+                    }
+                },
+            };
+            let reply = cli::request(&socket, &command, Duration::from_secs(cli.timeout), |p| {
+                if !cli.json {
+                    eprintln!("{}", p.message);
+                }
+            })
+            .await;
+            match reply {
+                Ok(reply) => cli::print_reply(verb, &reply, cli.json),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit::UNAVAILABLE
+                }
+            }
+        }
+    }
+}
+
+async fn render_files(config: Config) -> anyhow::Result<Vec<String>> {
+    use cutover::config::ProxyKind;
+    use cutover::proxy::haproxy::Haproxy;
+    let store = cutover::store::Store::open(&config.agent.state_dir)?;
+    let config = std::sync::Arc::new(config);
+    match config.proxy.kind {
+        ProxyKind::Haproxy => {
+            let proxy = Haproxy::new(&config.proxy);
+            let mut engine = cutover::engine::Engine::new(config, proxy, store)?;
+            Ok(engine.write_files().await?)
+        }
+    }
+}

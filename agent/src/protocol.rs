@@ -142,7 +142,10 @@ pub fn decode(line: &str) -> Result<Command, DecodeError> {
     }
     let obj = value.as_object_mut().ok_or(DecodeError::NotAnObject)?;
     if let Some(v) = obj.remove("v") {
-        let v = v.as_u64().filter(|v| *v >= 1).ok_or(DecodeError::BadVersion)?;
+        let v = v
+            .as_u64()
+            .filter(|v| *v >= 1)
+            .ok_or(DecodeError::BadVersion)?;
         if v > u64::from(PROTOCOL_VERSION) {
             return Err(DecodeError::TooNew(v));
         }
@@ -229,8 +232,10 @@ mod tests {
         assert_eq!(e("[1]"), "request must be a JSON object");
         assert!(e(r#"{"cmd":"switch","service":"web","colour":"red"}"#)
             .contains("unknown variant `red`, expected `blue` or `green`"));
-        assert!(e(r#"{"cmd":"switch","service":"web","colour":"blue","force":true}"#)
-            .contains("unknown field `force`"));
+        assert!(
+            e(r#"{"cmd":"switch","service":"web","colour":"blue","force":true}"#)
+                .contains("unknown field `force`")
+        );
         assert!(e(r#"{"cmd":"reboot"}"#).contains("unknown variant `reboot`"));
         assert!(e(r#"{"cmd":"switch","service":5,"colour":"blue"}"#).contains("invalid type"));
         assert!(e(r#"{"v":2,"cmd":"status"}"#).contains("newer than this agent speaks"));

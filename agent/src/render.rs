@@ -243,3 +243,148 @@ fn collect(dir: &Path, out: &mut BTreeMap<String, PathBuf>) -> Result<(), Render
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::state::{Colour, Request};
+
+    /// A config using the shipped templates, including the full HAProxy config.
+    pub(crate) fn shipped(extra: &str) -> Config {
+        let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates");
+        let text = format!(
+            r#"
+[proxy]
+kind = "haproxy"
+config = "/etc/haproxy/haproxy.cfg"
+admin_socket = "/run/haproxy/admin.sock"
+master_socket = "/run/haproxy/master.sock"
+[templates]
+dir = "{templates}"
+vars = {{ listen = "127.0.0.1:8080" }}
+[[files]]
+name = "routes"
+template = "haproxy/routes.map"
+path = "/etc/haproxy/maps/routes.map"
+kind = "map"
+uses_state = false
+values = "services"
+[[files]]
+name = "services"
+template = "haproxy/services.map"
+path = "/etc/haproxy/maps/services.map"
+kind = "map"
+values = "backends"
+[[files]]
+name = "haproxy"
+template = "haproxy/haproxy.cfg"
+path = "/etc/haproxy/haproxy.cfg"
+kind = "config"
+[[services]]
+name = "api"
+routes = ["api.example.com"]
+blue = {{ backend = "api_blue", servers = [{{ name = "b1", address = "10.0.0.1:80" }}] }}
+green = {{ backend = "api_green", servers = [{{ name = "g1", address = "10.0.0.2:80" }}] }}
+[[services]]
+name = "web"
+routes = ["example.com", "www.example.com"]
+initial = "green"
+blue = {{ backend = "web_blue" }}
+green = {{ backend = "web_green" }}
+{extra}
+"#
+        );
+        Config::from_toml(Path::new("/etc/cutover/cutover.toml"), &text).unwrap()
+    }
+
+    fn render_all(config: &Config, state: &State) -> BTreeMap<String, String> {
+        let r = Renderer::new(config).unwrap();
+        let paths = live_paths(config);
+        config
+            .files
+            .iter()
+            .map(|f| (f.name.clone(), r.render(f, state, &paths).unwrap()))
+            .collect()
+    }
+
+    fn snapshot(name: &str, text: &str) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/snapshots")
+            .join(name);
+        if std::env::var_os("CUTOVER_BLESS").is_some() {
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, text).unwrap();
+        }
+        let want = fs::read_to_string(&path).unwrap_or_else(|_| {
+            panic!(
+                "missing snapshot {}; run with CUTOVER_BLESS=1",
+                path.display()
+            )
+        });
+        assert_eq!(
+            text, want,
+            "snapshot {name} differs; run with CUTOVER_BLESS=1 to accept"
+        );
+    }
+
+    #[test]
+    fn shipped_templates_render() {
+        let config = shipped("");
+        let state = State::new([("api", Colour::Blue), ("web", Colour::Green)]);
+        let out = render_all(&config, &state);
+        snapshot("routes.map", &out["routes"]);
+        snapshot("services.map", &out["services"]);
+        snapshot("haproxy.cfg", &out["haproxy"]);
+        let (flipped, _) = state
+            .apply(&Request::Switch {
+                service: "api".into(),
+                colour: Colour::Green,
+            })
+            .unwrap();
+        let out2 = render_all(&config, &flipped);
+        assert_eq!(out2["routes"], out["routes"]);
+        assert_eq!(out2["haproxy"], out["haproxy"]);
+        snapshot("services-flipped.map", &out2["services"]);
+    }
+
+    #[test]
+    fn undefined_variable_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("haproxy")).unwrap();
+        fs::write(dir.path().join("haproxy/services.map"), "{{ nope }}\n").unwrap();
+        let mut config = shipped("");
+        config.templates.override_dir = Some(dir.path().to_owned());
+        let r = Renderer::new(&config).unwrap();
+        let f = config.file("services").unwrap();
+        let e = r
+            .render(f, &State::default(), &live_paths(&config))
+            .unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn config_only_file_cannot_see_state() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("haproxy")).unwrap();
+        fs::write(dir.path().join("haproxy/routes.map"), "{{ generation }}\n").unwrap();
+        let mut config = shipped("");
+        config.templates.override_dir = Some(dir.path().to_owned());
+        let r = Renderer::new(&config).unwrap();
+        let f = config.file("routes").unwrap();
+        assert!(r
+            .render(f, &State::default(), &live_paths(&config))
+            .is_err());
+    }
+
+    #[test]
+    fn symlinks_are_not_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("haproxy")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("haproxy/passwd")).unwrap();
+        let mut config = shipped("");
+        config.templates.override_dir = Some(dir.path().to_owned());
+        let r = Renderer::new(&config).unwrap();
+        assert!(!r.tera.contains_template("haproxy/passwd"));
+    }
+}

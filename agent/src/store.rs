@@ -256,7 +256,10 @@ mod tests {
             .unwrap();
         f.write_all(b"{\"generation\": 6, \"ti").unwrap();
         let all = store.history(None, 100).unwrap();
-        assert_eq!(all.iter().map(|e| e.generation).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+        assert_eq!(
+            all.iter().map(|e| e.generation).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
         let api = store.history(Some("api"), 1).unwrap();
         assert_eq!(api.len(), 1);
         assert_eq!(api[0].generation, 4);

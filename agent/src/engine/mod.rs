@@ -272,7 +272,11 @@ impl<P: Proxy> Engine<P> {
     }
 
     /// Entries of map `name`: desired, live, or the diff from live to desired.
-    pub async fn map_show(&self, name: &str, view: MapView) -> Result<serde_json::Value, ApplyError> {
+    pub async fn map_show(
+        &self,
+        name: &str,
+        view: MapView,
+    ) -> Result<serde_json::Value, ApplyError> {
         let spec = self.map_spec(name)?;
         let desired = || -> Result<MapEntries, ApplyError> {
             mapfile::parse(&self.files[&spec.name]).map_err(|e| ApplyError::new(Step::Render, e))
@@ -315,7 +319,11 @@ impl<P: Proxy> Engine<P> {
     }
 
     /// History entries, oldest first.
-    pub fn history(&self, service: Option<&str>, limit: usize) -> Result<Vec<JournalEntry>, ApplyError> {
+    pub fn history(
+        &self,
+        service: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>, ApplyError> {
         self.store
             .history(service, limit)
             .map_err(|e| ApplyError::new(Step::Persist, e))

@@ -342,12 +342,13 @@ impl<P: Proxy> Engine<P> {
     /// Writes every pending file; on a failure the files already written are put back.
     fn commit_files(&self, pending: &[Pending<'_>]) -> Result<(), ApplyError> {
         for (i, p) in pending.iter().enumerate() {
-            if let Err(e) = write_atomic(&p.spec.path, p.new.as_bytes(), WriteOptions::default())
-            {
+            if let Err(e) = write_atomic(&p.spec.path, p.new.as_bytes(), WriteOptions::default()) {
                 for done in &pending[..i] {
-                    if let Err(e) =
-                        write_atomic(&done.spec.path, done.old.as_bytes(), WriteOptions::default())
-                    {
+                    if let Err(e) = write_atomic(
+                        &done.spec.path,
+                        done.old.as_bytes(),
+                        WriteOptions::default(),
+                    ) {
                         tracing::error!(error = %e, "cannot restore {}", done.spec.path.display());
                     }
                 }
@@ -459,7 +460,9 @@ impl<P: Proxy> Engine<P> {
             return;
         }
         for p in pending {
-            let Ok(old) = mapfile::parse(&p.old) else { continue };
+            let Ok(old) = mapfile::parse(&p.old) else {
+                continue;
+            };
             match self.proxy.read_map(&p.spec.path).await {
                 Ok(live) if live != old => {
                     if let Err(e) = self.proxy.update_map(&p.spec.path, &live, &old).await {

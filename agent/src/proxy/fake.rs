@@ -127,8 +127,8 @@ impl Proxy for FakeProxy {
 
     async fn epoch(&self) -> Result<Epoch, ProxyError> {
         Ok(Epoch {
+            master_pid: 1,
             reloads: self.state().reloads,
-            workers: vec![1],
         })
     }
 }

@@ -79,10 +79,10 @@ pub struct ReloadReport {
 /// anybody else's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Epoch {
+    /// PID of the proxy's master process (a restart changes it).
+    pub master_pid: u32,
     /// Reloads the master has counted.
     pub reloads: u64,
-    /// Current worker processes.
-    pub workers: Vec<u32>,
 }
 
 /// One proxy on this host.

@@ -1,4 +1,221 @@
-//! HAProxy: runtime API over the admin socket, reloads through the master CLI.
+//! HAProxy: runtime API over the admin socket, reloads through the master CLI, and the
+//! [`Haproxy`] implementation of the [`Proxy`] trait on top of them.
+//!
+//! How a map change reaches HAProxy: a diff of at most [`PER_KEY_MAX_EDITS`] keys is sent
+//! as one `set map` / `add map` / `del map` per key; a larger one as a versioned
+//! transaction (`prepare map`, chunked `add map @ver` payloads, `commit map`). Each per-key
+//! command is atomic for its key, and a colour flip is a single key of the services map,
+//! so it lands in one command. HAProxy 2.6 finds the key of `set map`/`del map` by scanning
+//! the map, so k per-key edits cost k scans, while a transaction costs one full write of
+//! the map; beyond a handful of edits the transaction is cheaper on large maps, and it is
+//! the only way to make many edits visible at the same instant.
 pub mod admin;
 pub mod master;
 pub mod reply;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use self::admin::AdminClient;
+use self::master::MasterClient;
+use super::{CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError, ReloadReport};
+use crate::config;
+use crate::mapfile::{MapDiff, MapEntries};
+
+/// Largest map diff applied key by key; larger diffs go through a transaction.
+pub const PER_KEY_MAX_EDITS: usize = 16;
+/// Longest a `haproxy -c` may run.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The HAProxy of this host.
+#[derive(Debug, Clone)]
+pub struct Haproxy {
+    binary: PathBuf,
+    admin: AdminClient,
+    master: MasterClient,
+    reload_timeout: Duration,
+}
+
+impl Haproxy {
+    pub fn new(proxy: &config::Proxy) -> Haproxy {
+        let admin = proxy.admin_socket.clone().expect("validated: admin socket");
+        let master = proxy
+            .master_socket
+            .clone()
+            .expect("validated: master socket");
+        Haproxy {
+            binary: proxy.binary.clone(),
+            admin: AdminClient::new(admin).with_timeout(proxy.command_timeout),
+            master: MasterClient::new(master).with_timeout(proxy.command_timeout),
+            reload_timeout: proxy.reload_timeout,
+        }
+    }
+
+    pub fn admin(&self) -> &AdminClient {
+        &self.admin
+    }
+
+    pub fn master(&self) -> &MasterClient {
+        &self.master
+    }
+}
+
+fn map_name(path: &Path) -> Result<&str, ProxyError> {
+    path.to_str()
+        .ok_or_else(|| ProxyError::Runtime(format!("map path {} is not UTF-8", path.display())))
+}
+
+fn runtime(e: impl std::fmt::Display) -> ProxyError {
+    ProxyError::Runtime(e.to_string())
+}
+
+/// Runs the proxy's checker by argument vector (never through a shell) and sorts its
+/// output into warnings or a failure.
+pub async fn run_check(
+    program: &Path,
+    args: &[&std::ffi::OsStr],
+    timeout: Duration,
+) -> Result<CheckReport, ProxyError> {
+    let started = Instant::now();
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null());
+    let output = tokio::time::timeout(timeout, cmd.output())
+        .await
+        .map_err(|_| ProxyError::CheckFailed {
+            output: format!("{} did not finish within {timeout:?}", program.display()),
+        })?
+        .map_err(|e| ProxyError::Spawn {
+            program: program.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if !output.status.success() {
+        // The checker's own words, less its banner (version and executable notices).
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.contains("[NOTICE]") && !l.trim().is_empty())
+            .collect();
+        let output = if lines.is_empty() {
+            format!("{} exited with {}", program.display(), output.status)
+        } else {
+            lines.join("\n")
+        };
+        return Err(ProxyError::CheckFailed { output });
+    }
+    Ok(CheckReport {
+        warnings: text
+            .lines()
+            .filter(|l| l.contains("[WARNING]") || l.contains("[warn]"))
+            .map(str::to_owned)
+            .collect(),
+        elapsed: started.elapsed(),
+    })
+}
+
+impl Proxy for Haproxy {
+    fn name(&self) -> &'static str {
+        "haproxy"
+    }
+
+    async fn check(&self, config: &Path) -> Result<CheckReport, ProxyError> {
+        run_check(
+            &self.binary,
+            &["-c".as_ref(), "-f".as_ref(), config.as_os_str()],
+            CHECK_TIMEOUT,
+        )
+        .await
+    }
+
+    fn has_runtime_maps(&self) -> bool {
+        true
+    }
+
+    async fn read_map(&self, path: &Path) -> Result<MapEntries, ProxyError> {
+        let entries = self
+            .admin
+            .show_map(map_name(path)?)
+            .await
+            .map_err(runtime)?;
+        let mut out = MapEntries::new();
+        for (k, v) in entries {
+            // HAProxy matches the first of duplicate keys; keep that one.
+            out.entry(k).or_insert(v);
+        }
+        Ok(out)
+    }
+
+    async fn backends(&self) -> Result<BTreeSet<String>, ProxyError> {
+        Ok(self
+            .admin
+            .backends()
+            .await
+            .map_err(runtime)?
+            .into_iter()
+            .collect())
+    }
+
+    async fn update_map(
+        &self,
+        path: &Path,
+        from: &MapEntries,
+        to: &MapEntries,
+    ) -> Result<MapUpdate, ProxyError> {
+        let started = Instant::now();
+        let map = map_name(path)?;
+        let diff = MapDiff::between(from, to);
+        let mechanism = if diff.is_empty() {
+            MapMechanism::Unchanged
+        } else if diff.len() <= PER_KEY_MAX_EDITS {
+            for (k, v) in &diff.changed {
+                self.admin.set_map(map, k, v).await.map_err(runtime)?;
+            }
+            for (k, v) in &diff.added {
+                self.admin.add_map(map, k, v).await.map_err(runtime)?;
+            }
+            for k in &diff.removed {
+                self.admin.del_map(map, k).await.map_err(runtime)?;
+            }
+            MapMechanism::PerKey
+        } else {
+            let entries: Vec<(String, String)> =
+                to.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            self.admin
+                .replace_map(map, &entries)
+                .await
+                .map_err(runtime)?;
+            MapMechanism::Transaction
+        };
+        Ok(MapUpdate {
+            mechanism,
+            edits: diff.len(),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    async fn reload(&self) -> Result<ReloadReport, ProxyError> {
+        let outcome = self
+            .master
+            .reload(self.reload_timeout)
+            .await
+            .map_err(|e| ProxyError::ReloadFailed(e.to_string()))?;
+        Ok(ReloadReport {
+            workers: outcome.new_worker_pids,
+            elapsed: outcome.elapsed,
+        })
+    }
+
+    async fn epoch(&self) -> Result<Epoch, ProxyError> {
+        let e = self.master.epoch().await.map_err(runtime)?;
+        Ok(Epoch {
+            master_pid: e.master_pid,
+            reloads: e.reloads,
+        })
+    }
+}

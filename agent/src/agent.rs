@@ -1,0 +1,197 @@
+//! The daemon: one engine task that owns the [`Engine`] and takes requests from the control
+//! socket in order, a periodic reconcile, and signals (SIGTERM/SIGINT stop gracefully,
+//! SIGHUP re-reads the config and keeps the old one if the new one is refused). An apply
+//! that fails is answered and journaled; it never stops the agent.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{Config, ProxyKind};
+use crate::control::{self, Envelope, Limits};
+use crate::engine::{ApplyError, Engine};
+use crate::protocol::{Command, Reply};
+use crate::proxy::haproxy::Haproxy;
+use crate::proxy::Proxy;
+use crate::state::Request;
+use crate::store::{Requester, Store};
+
+/// Requests queued for the engine before senders wait.
+pub const QUEUE_DEPTH: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("opening state directory: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("starting the engine: {0}")]
+    Engine(#[from] ApplyError),
+    #[error("binding control socket {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("installing signal handlers: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub async fn run(config_path: &Path, config: Config) -> Result<(), AgentError> {
+    let config = Arc::new(config);
+    match config.proxy.kind {
+        ProxyKind::Haproxy => {
+            let proxy = Haproxy::new(&config.proxy);
+            run_with(config_path, config, proxy).await
+        }
+    }
+}
+
+/// Runs the agent with a given proxy.
+pub async fn run_with<P: Proxy>(
+    config_path: &Path,
+    config: Arc<Config>,
+    proxy: P,
+) -> Result<(), AgentError> {
+    let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signal)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signal)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
+
+    let store = Store::open(&config.agent.state_dir)?;
+    let mut engine = Engine::new(config.clone(), proxy, store)?;
+    match engine.reconcile("start").await {
+        Ok(fixes) if fixes.is_empty() => tracing::info!("started: proxy serves the desired state"),
+        Ok(fixes) => tracing::info!("started: repaired {} drift(s)", fixes.len()),
+        Err(e) => {
+            tracing::warn!(step = %e.step, "start: cannot reconcile yet, will retry: {}", e.message)
+        }
+    }
+
+    let listener = control::bind(
+        &config.agent.socket,
+        config.agent.socket_mode,
+        config.agent.socket_group.as_deref(),
+    )
+    .await
+    .map_err(|source| AgentError::Bind {
+        path: config.agent.socket.clone(),
+        source,
+    })?;
+    let limits = Limits {
+        max_connections: config.agent.max_connections,
+        max_line: config.agent.max_line,
+        read_timeout: config.agent.read_timeout,
+    };
+    let (tx, mut rx) = mpsc::channel::<Envelope>(QUEUE_DEPTH);
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let server = tokio::spawn(control::serve(listener, limits, tx, async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    }));
+    tracing::info!(socket = %config.agent.socket.display(), "listening");
+
+    let mut tick = tokio::time::interval(config.agent.reconcile_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = sighup.recv() => reload_config(&mut engine, config_path).await,
+            Some(env) = rx.recv() => {
+                let reply = handle(&mut engine, env.command, &env.requester).await;
+                let _ = env.reply.send(reply);
+            }
+            _ = tick.tick() => { engine.tick().await; }
+        }
+    }
+    let _ = stop_tx.send(true);
+    // Answer what is still queued while the server drains.
+    let drain = async {
+        while let Some(env) = rx.recv().await {
+            let reply = handle(&mut engine, env.command, &env.requester).await;
+            let _ = env.reply.send(reply);
+        }
+    };
+    let _ = tokio::join!(server, drain);
+    let _ = std::fs::remove_file(&engine.config().agent.socket);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn reload_config<P: Proxy>(engine: &mut Engine<P>, path: &Path) {
+    tracing::info!(config = %path.display(), "SIGHUP: reading the config again");
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("new config refused, the old one stays in force: {e}");
+            return;
+        }
+    };
+    if config.agent.socket != engine.config().agent.socket
+        || config.agent.state_dir != engine.config().agent.state_dir
+        || config.proxy.kind != engine.config().proxy.kind
+    {
+        tracing::error!(
+            "new config refused: agent.socket, agent.state_dir and proxy.kind change only with a restart"
+        );
+        return;
+    }
+    match engine.replace_config(Arc::new(config)).await {
+        Ok(a) => tracing::info!("new config in force: {}", a.summary()),
+        Err(e) => tracing::error!("new config refused, the old one stays in force: {e}"),
+    }
+}
+
+/// Answers one command.
+pub async fn handle<P: Proxy>(
+    engine: &mut Engine<P>,
+    command: Command,
+    requester: &Requester,
+) -> Reply {
+    let failed = |e: ApplyError| Reply::error(e.to_string(), json!({ "step": e.step }));
+    match command {
+        Command::Status => {
+            let snap = engine.snapshot().await;
+            let message = format!(
+                "generation {}, {} service(s), {} {}",
+                snap.generation,
+                snap.services.len(),
+                snap.proxy.kind,
+                if snap.proxy.reachable {
+                    "reachable"
+                } else {
+                    "unreachable"
+                }
+            );
+            Reply::ok(
+                message,
+                serde_json::to_value(&snap).expect("snapshot serializes"),
+            )
+        }
+        Command::Switch { service, colour } => {
+            let req = Request::Switch { service, colour };
+            match engine.apply(&req, requester).await {
+                Ok(a) => Reply::ok(a.summary(), serde_json::to_value(&a).expect("serializes")),
+                Err(e) => failed(e),
+            }
+        }
+        Command::Rollback { service } => {
+            let req = Request::Rollback { service };
+            match engine.apply(&req, requester).await {
+                Ok(a) => Reply::ok(a.summary(), serde_json::to_value(&a).expect("serializes")),
+                Err(e) => failed(e),
+            }
+        }
+        Command::MapShow { name, view } => match engine.map_show(&name, view).await {
+            Ok(data) => Reply::ok(format!("map {name}"), data),
+            Err(e) => failed(e),
+        },
+        Command::History { service, limit } => match engine.history(service.as_deref(), limit) {
+            Ok(entries) => Reply::ok(
+                format!("{} entries", entries.len()),
+                json!({ "entries": entries }),
+            ),
+            Err(e) => failed(e),
+        },
+    }
+}

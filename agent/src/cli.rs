@@ -1,0 +1,426 @@
+//! The command line: verbs, the client side of the control protocol, and the short tables
+//! printed for humans. Every client verb takes `--json` to print the agent's reply as is.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+use crate::protocol::{self, Command, MapView, Reply, Status};
+use crate::state::Colour;
+
+/// Exit codes, as documented in the README and the man page.
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// The operation was refused or failed.
+    pub const FAILED: i32 = 1;
+    /// Bad command line (clap's own code).
+    pub const USAGE: i32 = 2;
+    /// The config is invalid.
+    pub const CONFIG: i32 = 64;
+    /// The agent cannot be reached.
+    pub const UNAVAILABLE: i32 = 69;
+    /// Internal error (I/O on the local machine).
+    pub const SOFTWARE: i32 = 70;
+}
+
+/// Default config path.
+pub const DEFAULT_CONFIG: &str = "/etc/cutover/cutover.toml";
+/// Default time to wait for the agent's answer, in seconds.
+pub const DEFAULT_TIMEOUT_S: u64 = 120;
+/// Longest reply line read from the agent, in bytes.
+pub const MAX_REPLY: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cutover",
+    version,
+    about = "Blue-green and canary traffic switches for HAProxy hosts"
+)]
+pub struct Cli {
+    /// Agent config file.
+    #[arg(long, global = true, env = "CUTOVER_CONFIG", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Control socket (default: the config's agent.socket).
+    #[arg(long, global = true, env = "CUTOVER_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// Print the agent's reply as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Seconds to wait for the agent's answer.
+    #[arg(long, global = true, default_value_t = DEFAULT_TIMEOUT_S)]
+    pub timeout: u64,
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Run the agent.
+    Agent,
+    /// Validate the config: render every template into a staging directory and run the
+    /// proxy's checker on it. Changes nothing.
+    Check,
+    /// Render, validate and write the managed files from the saved state, without
+    /// contacting the proxy (before the proxy's first start).
+    Render,
+    /// Show services, their live colours and the proxy.
+    Status,
+    /// Make COLOUR the live colour of SERVICE.
+    Switch { service: String, colour: Colour },
+    /// Make the previous colour of SERVICE live again.
+    Rollback { service: String },
+    /// Maps.
+    Map {
+        #[command(subcommand)]
+        verb: MapVerb,
+    },
+    /// The newest journal entries.
+    History(HistoryArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MapVerb {
+    /// Entries of a managed map (desired by default).
+    Show {
+        name: String,
+        /// What the running proxy serves.
+        #[arg(long, conflicts_with_all = ["desired", "diff"])]
+        live: bool,
+        /// What the desired state renders (the default).
+        #[arg(long, conflicts_with = "diff")]
+        desired: bool,
+        /// Per-key difference from live to desired.
+        #[arg(long)]
+        diff: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only entries about this service.
+    pub service: Option<String>,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+impl Verb {
+    /// The protocol command of a client verb.
+    pub fn command(&self) -> Option<Command> {
+        Some(match self {
+            Verb::Agent | Verb::Check | Verb::Render => return None,
+            Verb::Status => Command::Status,
+            Verb::Switch { service, colour } => Command::Switch {
+                service: service.clone(),
+                colour: *colour,
+            },
+            Verb::Rollback { service } => Command::Rollback {
+                service: service.clone(),
+            },
+            Verb::Map {
+                verb: MapVerb::Show {
+                    name, live, diff, ..
+                },
+            } => Command::MapShow {
+                name: name.clone(),
+                view: if *live {
+                    MapView::Live
+                } else if *diff {
+                    MapView::Diff
+                } else {
+                    MapView::Desired
+                },
+            },
+            Verb::History(a) => Command::History {
+                service: a.service.clone(),
+                limit: a.limit,
+            },
+        })
+    }
+}
+
+impl clap::ValueEnum for Colour {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Colour::ALL
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
+}
+
+/// The agent could not be reached, or broke off.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the agent at {path}: {source}")]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("talking to the agent at {path}: {reason}")]
+    Talk { path: PathBuf, reason: String },
+}
+
+/// Sends one command and returns the final reply (progress replies go to `on_progress`).
+pub async fn request(
+    socket: &Path,
+    command: &Command,
+    timeout: Duration,
+    mut on_progress: impl FnMut(&Reply),
+) -> Result<Reply, ClientError> {
+    let talk = |reason: String| ClientError::Talk {
+        path: socket.to_owned(),
+        reason,
+    };
+    let stream = tokio::time::timeout(Duration::from_secs(5), UnixStream::connect(socket))
+        .await
+        .map_err(|_| ClientError::Connect {
+            path: socket.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+        })?
+        .map_err(|source| ClientError::Connect {
+            path: socket.to_owned(),
+            source,
+        })?;
+    let (read, mut write) = stream.into_split();
+    let mut line = protocol::encode(command);
+    line.push('\n');
+    write
+        .write_all(line.as_bytes())
+        .await
+        .map_err(|e| talk(e.to_string()))?;
+    let mut reader = BufReader::new(read);
+    let work = async {
+        loop {
+            let mut buf = String::new();
+            let n = (&mut reader)
+                .take(MAX_REPLY as u64)
+                .read_line(&mut buf)
+                .await
+                .map_err(|e| talk(e.to_string()))?;
+            if n == 0 {
+                return Err(talk("the agent closed the connection".into()));
+            }
+            let reply: Reply =
+                serde_json::from_str(&buf).map_err(|e| talk(format!("unreadable reply: {e}")))?;
+            if reply.status == Status::Progress {
+                on_progress(&reply);
+                continue;
+            }
+            return Ok(reply);
+        }
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| talk(format!("no answer within {} s", timeout.as_secs())))?
+}
+
+/// Prints a reply for humans (or as JSON) and returns the exit code.
+pub fn print_reply(verb: &Verb, reply: &Reply, json: bool) -> i32 {
+    let code = if reply.status == Status::Ok {
+        exit::OK
+    } else {
+        exit::FAILED
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(out, "{}", reply.to_line());
+        return code;
+    }
+    if reply.status == Status::Error {
+        let _ = out.flush();
+        eprintln!("error: {}", reply.message);
+        return code;
+    }
+    let text = match verb {
+        Verb::Status => status_table(&reply.data),
+        Verb::Map { .. } => map_lines(&reply.data),
+        Verb::History(_) => history_table(&reply.data),
+        _ => format!("{}\n", reply.message),
+    };
+    let _ = out.write_all(text.as_bytes());
+    code
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Left-aligned columns, two spaces apart.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.len());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let last = cells.len() - 1;
+        for (i, c) in cells.iter().enumerate() {
+            if i == last {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push('\n');
+    };
+    line(header.to_vec(), &mut out);
+    for r in rows {
+        line(r.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+fn status_table(d: &Value) -> String {
+    let rows: Vec<Vec<String>> = d["services"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s_| {
+                    vec![
+                        s(&s_["name"]),
+                        s(&s_["live"]),
+                        s(&s_["previous"]),
+                        s(&s_["backend"]),
+                        s(&s_["routes"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let proxy = &d["proxy"];
+    let mut out = format!(
+        "generation {}  proxy {} {}\n",
+        s(&d["generation"]),
+        s(&proxy["kind"]),
+        if proxy["reachable"] == Value::Bool(true) {
+            format!("reachable (reloads {})", s(&proxy["epoch"]["reloads"]))
+        } else {
+            "UNREACHABLE".into()
+        }
+    );
+    out.push_str(&table(
+        &["SERVICE", "LIVE", "PREVIOUS", "BACKEND", "ROUTES"],
+        &rows,
+    ));
+    if let Some(e) = d["last_error"].as_str() {
+        out.push_str(&format!("last error: {e}\n"));
+    }
+    out
+}
+
+fn map_lines(d: &Value) -> String {
+    let mut out = String::new();
+    if let Some(entries) = d["entries"].as_object() {
+        for (k, v) in entries {
+            out.push_str(&format!("{k} {}\n", s(v)));
+        }
+        return out;
+    }
+    let pairs = |key: &str, sign: char, out: &mut String| {
+        for p in d[key].as_array().into_iter().flatten() {
+            out.push_str(&format!("{sign} {} {}\n", s(&p[0]), s(&p[1])));
+        }
+    };
+    pairs("added", '+', &mut out);
+    pairs("changed", '~', &mut out);
+    for k in d["removed"].as_array().into_iter().flatten() {
+        out.push_str(&format!("- {}\n", s(k)));
+    }
+    if out.is_empty() {
+        out.push_str("no difference\n");
+    }
+    out
+}
+
+fn history_table(d: &Value) -> String {
+    let rows: Vec<Vec<String>> = d["entries"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    let who = &e["requester"];
+                    vec![
+                        format_time(e["time_ms"].as_u64().unwrap_or(0)),
+                        s(&e["generation"]),
+                        s(&e["result"]),
+                        format!(
+                            "{} uid={} pid={}",
+                            s(&who["via"]),
+                            s(&who["uid"]),
+                            s(&who["pid"])
+                        ),
+                        s(&e["message"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(&["TIME (UTC)", "GEN", "RESULT", "BY", "WHAT"], &rows)
+}
+
+/// `YYYY-MM-DD HH:MM:SS.mmm` in UTC from Unix milliseconds.
+pub fn format_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_format() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00.000");
+        assert_eq!(format_time(1_795_430_096_789), "2026-11-24 09:54:56.789");
+    }
+
+    #[test]
+    fn table_aligns() {
+        let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
+        assert_eq!(t, "A    BB\nxxx  y\n");
+    }
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from(["cutover", "switch", "web", "green", "--json"]).unwrap();
+        assert!(c.json);
+        assert_eq!(
+            c.verb.command(),
+            Some(Command::Switch {
+                service: "web".into(),
+                colour: Colour::Green
+            })
+        );
+        assert!(Cli::try_parse_from(["cutover", "switch", "web", "red"]).is_err());
+    }
+}

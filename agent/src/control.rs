@@ -1,0 +1,207 @@
+//! The control socket: a unix-socket server speaking the JSON-lines [`protocol`].
+//!
+//! The server takes its listener and a shutdown future, so it runs as well inside a test
+//! as in the agent. It caps concurrent connections (a connection over the cap gets one
+//! error line and is closed), bounds every request line and the time to send it, records
+//! the peer credentials of each connection for the journal, and on shutdown stops
+//! accepting and gives open connections [`DRAIN_GRACE`] to finish.
+//!
+//! [`protocol`]: crate::protocol
+
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
+
+use crate::protocol::{self, Command, Reply};
+use crate::store::Requester;
+
+/// Time open connections get to finish when the server shuts down.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// Bounds of the control socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Concurrent connections.
+    pub max_connections: usize,
+    /// Longest request line, bytes.
+    pub max_line: usize,
+    /// Time to receive one request line.
+    pub read_timeout: Duration,
+}
+
+/// A request on its way to the engine, with who sent it and where the answer goes.
+#[derive(Debug)]
+pub struct Envelope {
+    pub command: Command,
+    pub requester: Requester,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// Binds the control socket at `path` with `mode` and optional group: a stale socket file
+/// left by a previous run is replaced, a live one (another agent answering) is an error.
+pub async fn bind(path: &Path, mode: u32, group: Option<&str>) -> io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{} is in use by another running agent", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    if let Some(group) = group {
+        let gid = nix::unistd::Group::from_name(group)
+            .map_err(io::Error::other)?
+            .ok_or_else(|| io::Error::other(format!("no group named {group:?}")))?
+            .gid;
+        nix::unistd::chown(path, None, Some(gid)).map_err(io::Error::other)?;
+    }
+    Ok(listener)
+}
+
+/// Serves connections until `shutdown` completes, then drains.
+pub async fn serve(
+    listener: UnixListener,
+    limits: Limits,
+    engine: mpsc::Sender<Envelope>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                match permits.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let engine = engine.clone();
+                        tasks.spawn(async move {
+                            connection(stream, limits, engine).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        tasks.spawn(refuse(stream, limits.max_connections));
+                    }
+                }
+            }
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(DRAIN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("{} control connections cut at shutdown", tasks.len());
+        tasks.abort_all();
+    }
+}
+
+async fn refuse(stream: UnixStream, max: usize) {
+    let mut framed = Framed::new(stream, LinesCodec::new());
+    let reply = Reply::error(
+        format!("too many control connections (at most {max}); try again"),
+        serde_json::Value::Null,
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), framed.send(reply.to_line())).await;
+}
+
+fn requester(stream: &UnixStream) -> Requester {
+    let cred = stream.peer_cred().ok();
+    Requester {
+        uid: cred.map(|c| c.uid()),
+        gid: cred.map(|c| c.gid()),
+        pid: cred.and_then(|c| c.pid()),
+        via: "socket".into(),
+    }
+}
+
+async fn connection(stream: UnixStream, limits: Limits, engine: mpsc::Sender<Envelope>) {
+    let who = requester(&stream);
+    let mut framed = Framed::new(stream, LinesCodec::new_with_max_length(limits.max_line));
+    loop {
+        let line = match tokio::time::timeout(limits.read_timeout, framed.next()).await {
+            Err(_) => {
+                let msg = format!(
+                    "no complete request line within {} ms; closing",
+                    limits.read_timeout.as_millis()
+                );
+                let _ = send(&mut framed, Reply::error(msg, serde_json::Value::Null)).await;
+                return;
+            }
+            Ok(None) => return,
+            Ok(Some(Err(LinesCodecError::MaxLineLengthExceeded))) => {
+                let msg = format!(
+                    "request line longer than {} bytes; closing",
+                    limits.max_line
+                );
+                let _ = send(&mut framed, Reply::error(msg, serde_json::Value::Null)).await;
+                return;
+            }
+            Ok(Some(Err(LinesCodecError::Io(e)))) => {
+                if e.kind() == io::ErrorKind::InvalidData {
+                    let msg = "request line is not UTF-8; closing";
+                    let _ = send(&mut framed, Reply::error(msg, serde_json::Value::Null)).await;
+                }
+                return;
+            }
+            Ok(Some(Ok(line))) => line,
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let reply = match protocol::decode(&line) {
+            Err(e) => Reply::error(e.to_string(), serde_json::json!({ "step": "request" })),
+            Ok(command) => {
+                let (tx, rx) = oneshot::channel();
+                let envelope = Envelope {
+                    command,
+                    requester: who.clone(),
+                    reply: tx,
+                };
+                if engine.send(envelope).await.is_err() {
+                    Reply::error("the agent is shutting down", serde_json::Value::Null)
+                } else {
+                    rx.await.unwrap_or_else(|_| {
+                        Reply::error("the agent dropped the request", serde_json::Value::Null)
+                    })
+                }
+            }
+        };
+        if send(&mut framed, reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn send(
+    framed: &mut Framed<UnixStream, LinesCodec>,
+    reply: Reply,
+) -> Result<(), LinesCodecError> {
+    framed.send(reply.to_line()).await
+}
