@@ -1,1 +1,91 @@
-//! Shared helpers for integration tests.
+//! Shared harness of cutover's integration tests: real proxies started on free loopback
+//! ports in temporary directories, tiny origin servers, HTTP clients, and the `cutover`
+//! binary.
+//!
+//! Conventions every test follows:
+//! - A test that needs a proxy starts with `let haproxy = require_proxy!("haproxy");`: it
+//!   skips (returns) when the proxy is missing, and fails instead when
+//!   `CUTOVER_REQUIRE_PROXIES=1` (CI sets it).
+//! - Everything a test starts stops when dropped ([`Backend`], [`Haproxy`]), so a failing
+//!   assertion leaves no process behind.
+//! - Ports come from [`free_port`] only, so concurrent tests in one process never share one.
+//!
+//! Layout: [`proxies`] (finding binaries), [`ports`], [`process`] (a proxy master run as a
+//! child, stopped by PID), [`haproxy`], [`backend`], [`http`]. A harness for another proxy
+//! goes in its own module beside [`haproxy`], built on [`ProxyProcess`] the same way.
+
+pub mod backend;
+pub mod haproxy;
+pub mod http;
+pub mod ports;
+pub mod process;
+pub mod proxies;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+pub use backend::Backend;
+pub use haproxy::{Haproxy, HaproxyPaths};
+pub use http::{get, KeepAliveClient, Response};
+pub use ports::{free_addr, free_port};
+pub use process::{wait_until, ProxyProcess};
+pub use proxies::{proxy_binary, require_proxies, require_proxy, REQUIRE_PROXIES_ENV};
+
+/// The workspace root (the directory holding the top-level Cargo.toml).
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives inside the workspace")
+}
+
+/// Path of the `cutover` executable, built once per test process with
+/// `cargo build -p cutover --bin cutover --message-format=json` from the workspace root
+/// (`$CARGO` if set, as it is under `cargo test`, else `cargo`). The path is taken from the
+/// `compiler-artifact` message of that build. Panics with cargo's output if the build fails.
+pub fn cutover_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(build_cutover).clone()
+}
+
+fn build_cutover() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(&cargo)
+        .args([
+            "build",
+            "-p",
+            "cutover",
+            "--bin",
+            "cutover",
+            "--message-format=json",
+        ])
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {cargo:?} build: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        panic!(
+            "cargo build of the cutover binary failed ({}):\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr),
+            // Compiler messages are JSON on stdout: show their rendered form.
+            stdout
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|m| m["message"]["rendered"].as_str().map(str::to_owned))
+                .collect::<String>()
+        );
+    }
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "cutover")
+        .filter(|m| {
+            m["target"]["kind"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k == "bin"))
+        })
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo build printed no executable for the cutover binary"))
+}

@@ -1,0 +1,437 @@
+//! The HAProxy admin-socket and master-CLI clients against a real HAProxy.
+
+use std::time::{Duration, Instant};
+
+use cutover::proxy::haproxy::admin::{AdminError, ServerAdminState};
+use cutover::proxy::haproxy::master::MasterError;
+use cutover_tests::haproxy::{BLUE_BACKEND, GREEN_BACKEND, ROUTES_MAP, SERVER, TAGS_MAP};
+use cutover_tests::{get, http, require_proxy, Backend, Haproxy};
+use nix::sys::signal::Signal;
+
+/// Bound on one confirmed reload in these tests.
+const RELOAD_WITHIN: Duration = Duration::from_secs(15);
+
+struct Site {
+    haproxy: Haproxy,
+    // Kept alive for as long as HAProxy routes to them.
+    _blue: Backend,
+    _green: Backend,
+}
+
+impl Site {
+    fn start(binary: &std::path::Path) -> Site {
+        let blue = Backend::start("blue");
+        let green = Backend::start("green");
+        let haproxy = Haproxy::start_minimal(binary, blue.addr(), green.addr());
+        Site {
+            haproxy,
+            _blue: blue,
+            _green: green,
+        }
+    }
+
+    fn map(&self, name: &str) -> String {
+        self.haproxy.paths().file(name).display().to_string()
+    }
+
+    async fn body_for(&self, host: &str) -> String {
+        let (status, body) = get(self.haproxy.frontend(), host)
+            .await
+            .unwrap_or_else(|e| panic!("GET Host: {host}: {e}"));
+        assert_eq!(status, 200, "GET Host: {host}: body {body:?}");
+        body
+    }
+}
+
+fn pairs(entries: &[(&str, &str)]) -> Vec<(String, String)> {
+    entries
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn show_map_and_listings_round_trip() {
+    let binary = require_proxy!("haproxy");
+    let site = Site::start(&binary);
+    let admin = site.haproxy.admin();
+    let routes = site.map(ROUTES_MAP);
+
+    assert_eq!(
+        admin.show_map(&routes).await.unwrap(),
+        pairs(&[
+            ("blue.example", BLUE_BACKEND),
+            ("green.example", GREEN_BACKEND)
+        ])
+    );
+    assert_eq!(admin.show_map(&site.map(TAGS_MAP)).await.unwrap(), vec![]);
+
+    let maps = admin.list_maps().await.unwrap();
+    let info = maps
+        .iter()
+        .find(|m| m.path == routes)
+        .expect("routes map listed");
+    assert_eq!((info.curr_ver, info.next_ver, info.entry_cnt), (0, 0, 2));
+    assert!(maps.iter().any(|m| m.path == site.map(TAGS_MAP)));
+
+    assert_eq!(
+        admin.backends().await.unwrap(),
+        vec![BLUE_BACKEND.to_owned(), GREEN_BACKEND.to_owned()]
+    );
+    assert_eq!(site.body_for("green.example").await, "green");
+    assert_eq!(site.body_for("other.example").await, "blue");
+}
+
+#[tokio::test]
+async fn set_add_del_change_the_live_map() {
+    let binary = require_proxy!("haproxy");
+    let site = Site::start(&binary);
+    let admin = site.haproxy.admin();
+    let routes = site.map(ROUTES_MAP);
+
+    admin
+        .add_map(&routes, "new.example", GREEN_BACKEND)
+        .await
+        .unwrap();
+    assert_eq!(site.body_for("new.example").await, "green");
+    admin
+        .set_map(&routes, "new.example", BLUE_BACKEND)
+        .await
+        .unwrap();
+    assert_eq!(site.body_for("new.example").await, "blue");
+    admin
+        .set_map(&routes, "blue.example", GREEN_BACKEND)
+        .await
+        .unwrap();
+    assert_eq!(site.body_for("blue.example").await, "green");
+    admin.del_map(&routes, "new.example").await.unwrap();
+    assert_eq!(
+        admin.show_map(&routes).await.unwrap(),
+        pairs(&[
+            ("blue.example", GREEN_BACKEND),
+            ("green.example", GREEN_BACKEND)
+        ])
+    );
+
+    // The second map feeds a response header.
+    let tags = site.map(TAGS_MAP);
+    admin
+        .add_map(&tags, "green.example", "canary")
+        .await
+        .unwrap();
+    let response = http::request(site.haproxy.frontend(), "GET", "green.example", "/")
+        .await
+        .unwrap();
+    assert_eq!(response.header("x-tag"), Some("canary"));
+}
+
+#[tokio::test]
+async fn errors_carry_haproxys_text() {
+    let binary = require_proxy!("haproxy");
+    let site = Site::start(&binary);
+    let admin = site.haproxy.admin();
+    let routes = site.map(ROUTES_MAP);
+    let socket = site.haproxy.paths().admin_socket.display().to_string();
+
+    let err = admin.set_map("/no/such.map", "k", "v").await.unwrap_err();
+    match &err {
+        AdminError::Refused { reply, command, .. } => {
+            assert!(reply.starts_with("Unknown map identifier"), "{err}");
+            assert_eq!(command, "set map /no/such.map k v");
+        }
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    assert!(err.to_string().contains(&socket), "{err}");
+
+    let err = admin.del_map(&routes, "missing.example").await.unwrap_err();
+    assert!(
+        matches!(&err, AdminError::Refused { reply, .. } if reply == "Key not found."),
+        "{err}"
+    );
+    let err = admin
+        .set_map(&routes, "missing.example", "x")
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, AdminError::Refused { .. }), "{err}");
+    let err = admin.show_map("/no/such.map").await.unwrap_err();
+    assert!(
+        matches!(&err, AdminError::Refused { reply, .. } if reply.starts_with("Unknown map identifier")),
+        "{err}"
+    );
+    let err = admin
+        .set_weight(BLUE_BACKEND, SERVER, 300)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AdminError::Refused { reply, .. } if reply.contains("between 0 and 256")),
+        "{err}"
+    );
+    let err = admin.set_weight(BLUE_BACKEND, "nope", 1).await.unwrap_err();
+    assert!(
+        matches!(&err, AdminError::Refused { reply, .. } if reply == "No such server."),
+        "{err}"
+    );
+    let err = admin.mutate("bogus command").await.unwrap_err();
+    assert!(
+        matches!(&err, AdminError::Refused { reply, .. } if reply.starts_with("Unknown command")),
+        "{err}"
+    );
+
+    // Arguments the CLI would split or interpret never reach HAProxy.
+    let err = admin
+        .add_map(&routes, "x.example;clear", "map")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AdminError::InvalidArgument { .. }), "{err}");
+    assert_eq!(admin.show_map(&routes).await.unwrap().len(), 2);
+}
+
+fn many_entries(count: usize) -> Vec<(String, String)> {
+    (0..count)
+        .map(|i| {
+            let backend = if i % 2 == 0 {
+                BLUE_BACKEND
+            } else {
+                GREEN_BACKEND
+            };
+            (format!("host-{i:07}.example"), backend.to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn replace_map_with_100k_entries_in_chunks() {
+    let binary = require_proxy!("haproxy");
+    let site = Site::start(&binary);
+    let admin = site.haproxy.admin();
+    let routes = site.map(ROUTES_MAP);
+
+    let entries = many_entries(100_000);
+    let stats = admin.replace_map(&routes, &entries).await.unwrap();
+    eprintln!("replace_map of 100000 entries: {stats:?}");
+    assert_eq!(stats.entries, entries.len());
+    assert!(stats.chunks > 100, "{stats:?}");
+    assert!(stats.bytes / stats.chunks <= admin.max_chunk_bytes());
+
+    let started = Instant::now();
+    let live = admin.show_map(&routes).await.unwrap();
+    eprintln!("show_map of 100000 entries: {:?}", started.elapsed());
+    assert!(live == entries, "live map differs from what was written");
+    let info = admin.map_info(&routes).await.unwrap();
+    assert_eq!(info.curr_ver, stats.version);
+    assert_eq!(
+        info.entry_cnt,
+        entries.len() as u64,
+        "old versions were dropped"
+    );
+    assert_eq!(site.body_for("host-0000001.example").await, "green");
+    assert_eq!(
+        site.body_for("blue.example").await,
+        "blue",
+        "old entries are gone, default is blue"
+    );
+
+    // A second replace builds on the new version.
+    let smaller = many_entries(10);
+    let again = admin.replace_map(&routes, &smaller).await.unwrap();
+    assert!(again.version > stats.version);
+    assert_eq!(admin.show_map(&routes).await.unwrap(), smaller);
+}
+
+#[tokio::test]
+async fn dropped_payload_is_detected_and_nothing_is_committed() {
+    let binary = require_proxy!("haproxy");
+    let site = Site::start(&binary);
+    let admin = site.haproxy.admin();
+    let routes = site.map(ROUTES_MAP);
+    let original = admin.show_map(&routes).await.unwrap();
+    let before = admin.map_info(&routes).await.unwrap();
+
+    // One payload of ~30 KiB, beyond the default tune.bufsize of 16 KiB.
+    let entries = many_entries(1_000);
+    let version = admin.prepare_map(&routes).await.unwrap();
+    let err = admin
+        .add_map_payload(&routes, Some(version), &entries)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AdminError::PayloadDropped { payload_bytes, .. } if payload_bytes > 16 * 1024),
+        "{err}"
+    );
+
+    // The same through replace_map with chunks allowed to exceed the buffer.
+    let oversized = admin.clone().with_max_chunk_bytes(64 * 1024);
+    let err = oversized.replace_map(&routes, &entries).await.unwrap_err();
+    assert!(matches!(err, AdminError::PayloadDropped { .. }), "{err}");
+    assert!(err.to_string().contains("tune.bufsize"), "{err}");
+
+    assert_eq!(
+        admin.show_map(&routes).await.unwrap(),
+        original,
+        "live map changed"
+    );
+    let after = admin.map_info(&routes).await.unwrap();
+    assert_eq!(after.curr_ver, before.curr_ver, "a version was committed");
+    assert_eq!(
+        after.entry_cnt, before.entry_cnt,
+        "the abandoned version was not cleared"
+    );
+    assert_eq!(site.body_for("green.example").await, "green");
+
+    // The normal chunking still works afterwards.
+    let stats = admin.replace_map(&routes, &entries).await.unwrap();
+    assert!(stats.chunks >= 4, "{stats:?}");
+    assert_eq!(admin.show_map(&routes).await.unwrap(), entries);
+}
+
+#[tokio::test]
+async fn reload_through_master_starts_a_new_worker() {
+    let binary = require_proxy!("haproxy");
+    let site = Site::start(&binary);
+    let master = site.haproxy.master();
+
+    let before = master.show_proc().await.unwrap();
+    assert_eq!(before.master_pid, site.haproxy.master_pid());
+    assert_eq!(before.workers.len(), 1);
+
+    let outcome = master.reload(RELOAD_WITHIN).await.unwrap();
+    eprintln!("reload confirmed: {outcome:?}");
+    assert_eq!(outcome.previous_reloads, before.reloads);
+    assert_eq!(outcome.reloads, before.reloads + 1);
+    assert_eq!(outcome.new_worker_pids.len(), 1);
+    assert!(!before.worker_pids().contains(&outcome.new_worker_pids[0]));
+    assert!(outcome.worker_pids.contains(&outcome.new_worker_pids[0]));
+    assert_eq!(outcome.table.failed, 0);
+    assert_eq!(site.body_for("green.example").await, "green");
+
+    // Runtime changes are lost on reload: the map is back to its file.
+    let admin = site.haproxy.admin();
+    assert_eq!(
+        admin.show_map(&site.map(ROUTES_MAP)).await.unwrap().len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn reload_with_a_broken_config_fails_and_the_old_worker_serves() {
+    let binary = require_proxy!("haproxy");
+    let site = Site::start(&binary);
+    let master = site.haproxy.master();
+    let before = master.show_proc().await.unwrap();
+    let good_config = site.haproxy.config_text();
+
+    site.haproxy.write_config(&format!(
+        "{good_config}\nbackend be_broken\n    this-is-not-a-keyword\n"
+    ));
+    let err = master.reload(RELOAD_WITHIN).await.unwrap_err();
+    match &err {
+        MasterError::ReloadFailed { table, .. } => {
+            assert_eq!(table.reloads, before.reloads + 1);
+            assert!(table.failed > 0);
+            assert_eq!(
+                table.worker_pids(),
+                before.worker_pids(),
+                "old worker replaced"
+            );
+            assert_eq!(table.workers[0].reloads, 1);
+        }
+        other => panic!("expected ReloadFailed, got {other:?}"),
+    }
+    assert!(err.to_string().contains("reload failed"), "{err}");
+    assert_eq!(site.body_for("green.example").await, "green");
+    assert!(site.haproxy.is_running());
+
+    // Fixing the config makes the next reload succeed and resets the failure count.
+    site.haproxy.write_config(&good_config);
+    let outcome = master.reload(RELOAD_WITHIN).await.unwrap();
+    assert_eq!(outcome.table.failed, 0);
+    assert_eq!(outcome.reloads, before.reloads + 2);
+    assert_eq!(site.body_for("blue.example").await, "blue");
+}
+
+#[tokio::test]
+async fn a_foreign_reload_moves_the_epoch() {
+    let binary = require_proxy!("haproxy");
+    let site = Site::start(&binary);
+    let master = site.haproxy.master();
+    let before = master.show_proc().await.unwrap();
+
+    site.haproxy.signal(Signal::SIGUSR2);
+    let deadline = Instant::now() + RELOAD_WITHIN;
+    let after = loop {
+        // The master re-executes: its socket may refuse connections for a moment.
+        if let Ok(table) = master.show_proc().await {
+            if table.reloads > before.reloads && table.newest_workers().count() > 0 {
+                break table;
+            }
+        }
+        assert!(Instant::now() < deadline, "reload counter did not move");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_ne!(after.epoch(), before.epoch());
+    assert_eq!(after.master_pid, before.master_pid);
+    assert_eq!(master.epoch().await.unwrap(), after.epoch());
+    assert!(after
+        .newest_workers()
+        .all(|w| !before.worker_pids().contains(&w.pid)));
+}
+
+#[tokio::test]
+async fn weight_and_state_helpers_show_in_servers_state() {
+    let binary = require_proxy!("haproxy");
+    let site = Site::start(&binary);
+    let admin = site.haproxy.admin();
+    let row = |rows: Vec<cutover::proxy::haproxy::reply::ServerState>| {
+        rows.into_iter()
+            .find(|r| r.server == SERVER)
+            .expect("server row")
+    };
+
+    let initial = row(admin.servers_state(BLUE_BACKEND).await.unwrap());
+    assert_eq!(
+        (
+            initial.backend.as_str(),
+            initial.user_weight,
+            initial.admin_state
+        ),
+        (BLUE_BACKEND, 1, 0)
+    );
+
+    admin.set_weight(BLUE_BACKEND, SERVER, 7).await.unwrap();
+    assert_eq!(
+        row(admin.servers_state(BLUE_BACKEND).await.unwrap()).user_weight,
+        7
+    );
+
+    admin
+        .set_server_state(BLUE_BACKEND, SERVER, ServerAdminState::Drain)
+        .await
+        .unwrap();
+    assert!(row(admin.servers_state(BLUE_BACKEND).await.unwrap()).is_drain());
+
+    admin
+        .set_server_state(BLUE_BACKEND, SERVER, ServerAdminState::Maint)
+        .await
+        .unwrap();
+    assert!(row(admin.servers_state(BLUE_BACKEND).await.unwrap()).is_maint());
+    let (status, _) = get(site.haproxy.frontend(), "blue.example").await.unwrap();
+    assert_eq!(status, 503, "a server in maintenance takes no traffic");
+
+    admin
+        .set_server_state(BLUE_BACKEND, SERVER, ServerAdminState::Ready)
+        .await
+        .unwrap();
+    let ready = row(admin.servers_state(BLUE_BACKEND).await.unwrap());
+    assert_eq!(ready.admin_state, 0);
+    assert_eq!(site.body_for("blue.example").await, "blue");
+
+    // The green backend was not touched.
+    assert_eq!(
+        row(admin.servers_state(GREEN_BACKEND).await.unwrap()).admin_state,
+        0
+    );
+    let err = admin.servers_state("be/x").await.unwrap_err();
+    assert!(matches!(err, AdminError::InvalidArgument { .. }), "{err}");
+    let err = admin.servers_state("be_none").await.unwrap_err();
+    assert!(matches!(err, AdminError::Refused { .. }), "{err}");
+}
