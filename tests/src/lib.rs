@@ -11,9 +11,11 @@
 //! - Ports come from [`free_port`] only, so concurrent tests in one process never share one.
 //!
 //! Layout: [`proxies`] (finding binaries), [`ports`], [`process`] (a proxy master run as a
-//! child, stopped by PID), [`haproxy`], [`backend`], [`http`]. A harness for another proxy
-//! goes in its own module beside [`haproxy`], built on [`ProxyProcess`] the same way.
+//! child, stopped by PID), [`haproxy`], [`backend`], [`http`], and [`agent`] (a whole
+//! cutover setup with the agent running as a process). A harness for another proxy goes in
+//! its own module beside [`haproxy`], built on [`ProxyProcess`] the same way.
 
+pub mod agent;
 pub mod backend;
 pub mod haproxy;
 pub mod http;
@@ -88,4 +90,15 @@ fn build_cutover() -> PathBuf {
         })
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .unwrap_or_else(|| panic!("cargo build printed no executable for the cutover binary"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cutover_binary_is_built_once() {
+        let first = super::cutover_binary();
+        assert!(first.is_file(), "{}", first.display());
+        assert_eq!(first.file_name().and_then(|n| n.to_str()), Some("cutover"));
+        assert_eq!(super::cutover_binary(), first);
+    }
 }

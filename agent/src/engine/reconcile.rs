@@ -101,6 +101,11 @@ impl<P: Proxy> Engine<P> {
             } else {
                 "proxy reloaded"
             };
+            tracing::info!(
+                reloads = epoch.reloads,
+                master = epoch.master_pid,
+                "{why}: checking it against the desired state"
+            );
             self.reconcile(why).await
         } else {
             self.check_small_maps().await
