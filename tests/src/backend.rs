@@ -235,3 +235,48 @@ async fn read_request<R: tokio::io::AsyncRead + Unpin>(
         head_only: method == "HEAD",
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{self, KeepAliveClient};
+
+    #[tokio::test]
+    async fn answers_keeps_alive_fails_on_demand_and_stops() {
+        let backend = Backend::start("blue");
+        let mut client = KeepAliveClient::connect(backend.addr()).await.unwrap();
+        assert_eq!(client.get("a.example").await.unwrap(), (200, "blue".into()));
+        backend.set_body("green");
+        assert_eq!(
+            client.get("a.example").await.unwrap(),
+            (200, "green".into())
+        );
+        backend.set_failing(true);
+        assert_eq!(client.get("a.example").await.unwrap().0, 500);
+        assert_eq!((backend.connections(), backend.requests()), (1, 3));
+        assert!(client.is_open());
+
+        backend.set_failing(false);
+        assert_eq!(
+            http::get(backend.addr(), "b.example").await.unwrap(),
+            (200, "green".into())
+        );
+        let head = http::request(backend.addr(), "HEAD", "b.example", "/")
+            .await
+            .unwrap();
+        assert_eq!((head.status, head.body.as_str()), (200, ""));
+        assert_eq!(backend.connections(), 3);
+
+        let addr = backend.addr();
+        backend.stop();
+        assert!(
+            client.get("a.example").await.is_err(),
+            "connection closed on stop"
+        );
+        assert!(!client.is_open());
+        assert!(
+            http::get(addr, "a.example").await.is_err(),
+            "listener closed on stop"
+        );
+    }
+}

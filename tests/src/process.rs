@@ -135,8 +135,8 @@ impl Drop for ProxyProcess {
     }
 }
 
-/// Polls `condition` every `every` until it returns true or `timeout` passes; returns
-/// whether it became true.
+/// Checks `condition` every `every` (blocking the thread) until it returns true or `timeout`
+/// passes; returns whether it became true. It is checked at least once.
 pub fn wait_until(timeout: Duration, every: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
@@ -147,5 +147,66 @@ pub fn wait_until(timeout: Duration, every: Duration, mut condition: impl FnMut(
             return false;
         }
         std::thread::sleep(every);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spawn(script: &str, dir: &Path) -> ProxyProcess {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]).current_dir(dir);
+        ProxyProcess::spawn("sh", command, &dir.join("log")).unwrap()
+    }
+
+    #[test]
+    fn stop_terminates_and_reaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut process = spawn("echo started; exec sleep 30", dir.path());
+        assert!(wait_until(
+            Duration::from_secs(5),
+            Duration::from_millis(10),
+            || { process.log().contains("started") }
+        ));
+        assert!(process.is_running());
+        let status = process.stop(STOP_GRACE).unwrap();
+        assert!(!status.success());
+        assert!(!process.is_running());
+        assert_eq!(
+            process.signal(Signal::SIGTERM),
+            Err(nix::errno::Errno::ESRCH)
+        );
+    }
+
+    #[test]
+    fn stop_kills_a_group_that_ignores_sigterm() {
+        let dir = tempfile::tempdir().unwrap();
+        // The shell ignores SIGTERM and has a child in its group, like a master and worker.
+        let mut process = spawn("trap '' TERM; sleep 30 & echo $! > child; wait", dir.path());
+        let child_file = dir.path().join("child");
+        assert!(wait_until(
+            Duration::from_secs(5),
+            Duration::from_millis(10),
+            || { std::fs::read_to_string(&child_file).is_ok_and(|s| s.ends_with('\n')) }
+        ));
+        let child: i32 = std::fs::read_to_string(&child_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let started = Instant::now();
+        process.stop(Duration::from_millis(300)).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // The group member is gone too (killed; reaped by init or still a zombie of it).
+        assert!(wait_until(
+            Duration::from_secs(5),
+            Duration::from_millis(10),
+            || {
+                std::fs::read_to_string(format!("/proc/{child}/stat"))
+                    .map(|s| s.contains(") Z "))
+                    .unwrap_or(true)
+            }
+        ));
     }
 }

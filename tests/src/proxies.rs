@@ -33,10 +33,15 @@ pub fn proxies_required() -> bool {
 /// `None` (the test should return early), or panics when [`REQUIRE_PROXIES_ENV`]`=1`.
 /// Most tests use the [`require_proxy!`](crate::require_proxy) macro, which returns for them.
 pub fn require_proxy(name: &str) -> Option<PathBuf> {
-    if let Some(path) = proxy_binary(name) {
-        return Some(path);
+    require_found(name, proxy_binary(name), proxies_required())
+}
+
+/// The skip-or-fail decision of [`require_proxy`], given the lookup result.
+fn require_found(name: &str, found: Option<PathBuf>, required: bool) -> Option<PathBuf> {
+    if found.is_some() {
+        return found;
     }
-    if proxies_required() {
+    if required {
         panic!(
             "{name} not found in PATH or {EXTRA_DIRS:?}, and {REQUIRE_PROXIES_ENV}=1 requires it; \
              install {name} or unset {REQUIRE_PROXIES_ENV} to skip"
@@ -71,4 +76,33 @@ fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata()
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_proxy_skips_unless_required() {
+        let found = Some(PathBuf::from("/usr/sbin/haproxy"));
+        assert_eq!(require_found("haproxy", found.clone(), true), found);
+        assert_eq!(require_found("no-such-proxy", None, false), None);
+        let required = std::panic::catch_unwind(|| require_found("no-such-proxy", None, true));
+        let message = required.expect_err("must panic when required");
+        let text = message
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            text.contains(REQUIRE_PROXIES_ENV) && text.contains("no-such-proxy"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn lookup_finds_executables_only() {
+        assert_eq!(proxy_binary("no-such-proxy-binary"), None);
+        let sh = proxy_binary("sh").expect("sh is on every test machine");
+        assert!(sh.is_absolute() || sh.starts_with("."));
+    }
 }

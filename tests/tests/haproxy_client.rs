@@ -435,3 +435,23 @@ async fn weight_and_state_helpers_show_in_servers_state() {
     let err = admin.servers_state("be_none").await.unwrap_err();
     assert!(matches!(err, AdminError::Refused { .. }), "{err}");
 }
+
+/// The largest maps cutover is meant for; slow in debug builds, so opt-in:
+/// `cargo test --release -p cutover-tests --test haproxy_client -- --ignored`.
+#[tokio::test]
+#[ignore = "one million entries: run with --ignored, preferably in release mode"]
+async fn replace_map_with_1m_entries() {
+    let binary = require_proxy!("haproxy");
+    let site = Site::start(&binary);
+    let admin = site.haproxy.admin();
+    let routes = site.map(ROUTES_MAP);
+
+    let entries = many_entries(1_000_000);
+    let stats = admin.replace_map(&routes, &entries).await.unwrap();
+    eprintln!("replace_map of 1000000 entries: {stats:?}");
+    let started = Instant::now();
+    let live = admin.show_map(&routes).await.unwrap();
+    eprintln!("show_map of 1000000 entries: {:?}", started.elapsed());
+    assert!(live == entries, "live map differs from what was written");
+    assert_eq!(site.body_for("host-0999999.example").await, "green");
+}
