@@ -386,3 +386,6 @@ fn ms(t: Instant) -> f64 {
 
 /// Bound of one proxy call made during a reconcile tick.
 pub const TICK_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests;

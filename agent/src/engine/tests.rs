@@ -1,0 +1,243 @@
+//! The engine over the in-memory proxy: the order of steps, and that every failure leaves
+//! files, proxy and state as they were.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::*;
+use crate::config::Config;
+use crate::proxy::fake::FakeProxy;
+use crate::state::Colour;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    maps: PathBuf,
+    engine: Engine<FakeProxy>,
+    proxy: FakeProxy,
+}
+
+fn config(dir: &Path, extra_files: &str) -> Config {
+    let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates");
+    let text = format!(
+        r#"
+[agent]
+state_dir = "{d}/state"
+[proxy]
+kind = "haproxy"
+config = "{d}/haproxy.cfg"
+admin_socket = "{d}/admin.sock"
+master_socket = "{d}/master.sock"
+map_dir = "{d}/maps"
+[templates]
+dir = "{templates}"
+{extra_files}
+[[services]]
+name = "web"
+routes = ["a.example", "b.example"]
+blue = {{ backend = "web_blue" }}
+green = {{ backend = "web_green" }}
+[[services]]
+name = "api"
+routes = ["api.example"]
+blue = {{ backend = "api_blue" }}
+green = {{ backend = "api_green" }}
+"#,
+        d = dir.display()
+    );
+    Config::from_toml(&dir.join("cutover.toml"), &text).unwrap()
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let maps = dir.path().join("maps");
+    std::fs::create_dir_all(&maps).unwrap();
+    let config = Arc::new(config(dir.path(), ""));
+    let proxy = FakeProxy::new(
+        vec![maps.join("routes.map"), maps.join("services.map")],
+        &["web_blue", "web_green", "api_blue", "api_green"],
+    );
+    let store = Store::open(&config.agent.state_dir).unwrap();
+    let mut engine = Engine::new(config, proxy.clone(), store).unwrap();
+    engine.write_files().await.unwrap();
+    proxy.reload().await.unwrap();
+    proxy.state().calls.clear();
+    Fixture {
+        _dir: dir,
+        maps,
+        engine,
+        proxy,
+    }
+}
+
+fn switch(service: &str, colour: Colour) -> Request {
+    Request::Switch {
+        service: service.into(),
+        colour,
+    }
+}
+
+impl Fixture {
+    fn services_file(&self) -> String {
+        std::fs::read_to_string(self.maps.join("services.map")).unwrap()
+    }
+
+    fn live_services(&self) -> MapEntries {
+        self.proxy.state().maps[&self.maps.join("services.map")].clone()
+    }
+}
+
+#[tokio::test]
+async fn a_flip_is_one_runtime_update_without_a_proxy_check() {
+    let mut f = fixture().await;
+    let a = f
+        .engine
+        .apply(&switch("web", Colour::Green), &Requester::default())
+        .await
+        .unwrap();
+    assert_eq!(a.change.generation, f.engine.state().generation);
+    assert!(!a.validated_by_proxy);
+    assert_eq!(a.files.len(), 1);
+    assert_eq!(a.files[0].name, "services");
+    assert_eq!(f.live_services()["web"], "web_green");
+    assert!(f.services_file().contains("web web_green"));
+    let calls = f.proxy.state().calls.clone();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(calls[0].starts_with("update_map"));
+    let history = f.engine.history(None, 10).unwrap();
+    assert_eq!(history.last().unwrap().result, "ok");
+}
+
+#[tokio::test]
+async fn an_unknown_backend_is_refused_before_anything_is_written() {
+    let mut f = fixture().await;
+    f.proxy.state().backends.remove("web_green");
+    let before = f.services_file();
+    let gen = f.engine.state().generation;
+    let e = f
+        .engine
+        .apply(&switch("web", Colour::Green), &Requester::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.step, Step::Validate);
+    assert!(e.message.contains("web_green"), "{e}");
+    assert_eq!(f.services_file(), before);
+    assert_eq!(f.engine.state().generation, gen);
+    assert_eq!(f.live_services()["web"], "web_blue");
+    assert!(f.proxy.state().calls.is_empty());
+    assert_eq!(f.engine.history(None, 1).unwrap()[0].result, "error");
+}
+
+#[tokio::test]
+async fn a_failed_runtime_update_puts_the_file_back() {
+    let mut f = fixture().await;
+    f.proxy.state().fail_update = Some("socket gone".into());
+    let before = f.services_file();
+    let e = f
+        .engine
+        .apply(&switch("web", Colour::Green), &Requester::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.step, Step::Apply);
+    assert!(e.message.contains("socket gone"));
+    assert_eq!(f.services_file(), before);
+    assert_eq!(f.engine.state().services["web"].live, Colour::Blue);
+    assert_eq!(f.live_services()["web"], "web_blue");
+    // The agent keeps working once the fault is gone.
+    f.proxy.state().fail_update = None;
+    f.engine
+        .apply(&switch("web", Colour::Green), &Requester::default())
+        .await
+        .unwrap();
+    assert_eq!(f.live_services()["web"], "web_green");
+}
+
+#[tokio::test]
+async fn a_failed_commit_changes_nothing() {
+    let mut f = fixture().await;
+    // A non-empty directory where the previous version must go: the rename fails, for
+    // root too.
+    let blocker = f.maps.join("services.map.prev");
+    std::fs::create_dir_all(blocker.join("x")).unwrap();
+    let before = f.services_file();
+    let gen = f.engine.state().generation;
+    let e = f
+        .engine
+        .apply(&switch("api", Colour::Green), &Requester::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.step, Step::Commit, "{e}");
+    assert_eq!(f.services_file(), before);
+    assert_eq!(f.live_services()["api"], "api_blue");
+    assert_eq!(f.engine.state().generation, gen);
+    assert!(
+        f.proxy.state().calls.is_empty(),
+        "nothing reached the proxy"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&f.maps)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test]
+async fn drift_in_the_running_proxy_is_repaired() {
+    let mut f = fixture().await;
+    let path = f.maps.join("services.map");
+    f.proxy
+        .state()
+        .maps
+        .get_mut(&path)
+        .unwrap()
+        .insert("web".into(), "web_green".into());
+    let fixes = f.engine.reconcile("test").await.unwrap();
+    assert_eq!(fixes.len(), 1, "{fixes:?}");
+    assert_eq!(f.live_services()["web"], "web_blue");
+    // Nothing left to repair.
+    assert!(f.engine.reconcile("test").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_file_edited_on_disk_is_rewritten_and_applied() {
+    let mut f = fixture().await;
+    std::fs::write(f.maps.join("services.map"), "api api_blue\nweb web_green\n").unwrap();
+    let fixes = f.engine.reconcile("test").await.unwrap();
+    assert!(fixes[0].contains("services"), "{fixes:?}");
+    assert!(f.services_file().contains("web web_blue"));
+}
+
+#[tokio::test]
+async fn a_foreign_reload_is_noticed_by_the_tick() {
+    let mut f = fixture().await;
+    f.engine.tick().await; // learns the epoch
+    f.proxy.reload().await.unwrap();
+    f.proxy.state().calls.clear();
+    f.engine.tick().await;
+    // The reload loaded the files, which equal the desired state: nothing to update.
+    assert!(f.proxy.state().calls.is_empty());
+    assert_eq!(f.engine.snapshot().await.last_error, None);
+}
+
+#[tokio::test]
+async fn rollback_returns_to_the_previous_colour() {
+    let mut f = fixture().await;
+    let who = Requester::default();
+    f.engine
+        .apply(&switch("web", Colour::Green), &who)
+        .await
+        .unwrap();
+    f.engine
+        .apply(
+            &Request::Rollback {
+                service: "web".into(),
+            },
+            &who,
+        )
+        .await
+        .unwrap();
+    assert_eq!(f.live_services()["web"], "web_blue");
+    let snap = f.engine.snapshot().await;
+    let web = snap.services.iter().find(|s| s.name == "web").unwrap();
+    assert_eq!(web.previous.as_deref(), Some("green"));
+}
