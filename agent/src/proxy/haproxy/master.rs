@@ -408,4 +408,128 @@ mod tests {
             "{err}"
         );
     }
+
+    /// One scripted exchange of a fake master: the command expected, the reply, and whether
+    /// the socket then disappears for a moment (as while a 2.6 master re-executes).
+    struct Step(&'static str, String, bool);
+
+    const PROC_BEFORE: &str = "#<PID> <type> <reloads> <uptime> <version>\n\
+        100 master 3 [failed: 0] 0d00h01m00s 2.8.0\n# workers\n200 worker 0 0d00h01m00s 2.8.0\n\n";
+    const PROC_AFTER: &str = "#<PID> <type> <reloads> <uptime> <version>\n\
+        100 master 4 [failed: 0] 0d00h01m01s 2.8.0\n# workers\n300 worker 0 0d00h00m00s 2.8.0\n\
+        # old workers\n200 worker 1 0d00h01m01s 2.8.0\n\n";
+    const PROC_FAILED: &str = "#<PID> <type> <reloads> <uptime> <version>\n\
+        100 master 4 [failed: 1] 0d00h01m01s 2.8.0\n# workers\n200 worker 1 0d00h01m01s 2.8.0\n\n";
+
+    /// Serves `steps` in order on `path`, one connection each, checking each command.
+    fn fake_master(path: std::path::PathBuf, steps: Vec<Step>) -> tokio::task::JoinHandle<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            for Step(expected, reply, vanish) in steps {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut command = String::new();
+                stream.read_to_string(&mut command).await.unwrap();
+                assert_eq!(command, format!("{expected}\n"));
+                stream.write_all(reply.as_bytes()).await.unwrap();
+                drop(stream);
+                if vanish {
+                    drop(listener);
+                    std::fs::remove_file(&path).unwrap();
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    listener = tokio::net::UnixListener::bind(&path).unwrap();
+                }
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn reload_2_6_style_retries_while_the_socket_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.sock");
+        let server = fake_master(
+            path.clone(),
+            vec![
+                Step("show proc", PROC_BEFORE.into(), false),
+                Step("reload", String::new(), true),
+                Step("show proc", PROC_AFTER.into(), false),
+            ],
+        );
+        let outcome = MasterClient::new(&path)
+            .reload(Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!((outcome.previous_reloads, outcome.reloads), (3, 4));
+        assert_eq!(outcome.new_worker_pids, vec![300]);
+        assert_eq!(outcome.worker_pids, vec![300]);
+        assert!(outcome.elapsed >= Duration::from_millis(100), "{outcome:?}");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn reload_2_7_style_uses_the_success_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.sock");
+        let server = fake_master(
+            path.clone(),
+            vec![
+                Step("show proc", PROC_BEFORE.into(), false),
+                Step("reload", "Success=1\n--\n[NOTICE] loading\n".into(), false),
+                Step("show proc", PROC_AFTER.into(), false),
+            ],
+        );
+        let client = MasterClient::new(&path);
+        let outcome = client.reload(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(outcome.new_worker_pids, vec![300]);
+        server.await.unwrap();
+
+        let path = dir.path().join("master2.sock");
+        let server = fake_master(
+            path.clone(),
+            vec![
+                Step("show proc", PROC_BEFORE.into(), false),
+                Step(
+                    "reload",
+                    "Success=0\n--\n[ALERT] parsing error\n".into(),
+                    false,
+                ),
+                Step("show proc", PROC_FAILED.into(), false),
+            ],
+        );
+        let err = MasterClient::new(&path)
+            .reload(Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        match &err {
+            MasterError::ReloadFailed { table, reply, .. } => {
+                assert_eq!((table.reloads, table.failed), (4, 1));
+                assert!(reply.as_deref().unwrap_or("").contains("parsing error"));
+            }
+            other => panic!("expected ReloadFailed, got {other:?}"),
+        }
+        assert!(err.to_string().contains("[ALERT] parsing error"), "{err}");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn reload_that_never_shows_is_unconfirmed_at_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.sock");
+        let mut steps = vec![
+            Step("show proc", PROC_BEFORE.into(), false),
+            Step("reload", String::new(), false),
+        ];
+        steps.extend((0..50).map(|_| Step("show proc", PROC_BEFORE.into(), false)));
+        let _server = fake_master(path.clone(), steps);
+        let started = std::time::Instant::now();
+        let err = MasterClient::new(&path)
+            .reload(Duration::from_millis(400))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, MasterError::ReloadUnconfirmed { .. }),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
 }
