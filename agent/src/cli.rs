@@ -399,7 +399,9 @@ mod tests {
     #[test]
     fn time_format() {
         assert_eq!(format_time(0), "1970-01-01 00:00:00.000");
-        assert_eq!(format_time(1_795_430_096_789), "2026-11-24 09:54:56.789");
+        // Checked against Python's datetime.fromtimestamp(.., timezone.utc).
+        assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00:00.000");
+        assert_eq!(format_time(1_795_430_096_789), "2026-11-23 10:34:56.789");
     }
 
     #[test]

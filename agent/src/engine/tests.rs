@@ -59,7 +59,7 @@ async fn fixture() -> Fixture {
     let store = Store::open(&config.agent.state_dir).unwrap();
     let mut engine = Engine::new(config, proxy.clone(), store).unwrap();
     engine.write_files().await.unwrap();
-    proxy.reload().await.unwrap();
+    proxy.reload(0).await.unwrap();
     proxy.state().calls.clear();
     Fixture {
         _dir: dir,
@@ -211,7 +211,7 @@ async fn a_file_edited_on_disk_is_rewritten_and_applied() {
 async fn a_foreign_reload_is_noticed_by_the_tick() {
     let mut f = fixture().await;
     f.engine.tick().await; // learns the epoch
-    f.proxy.reload().await.unwrap();
+    f.proxy.reload(0).await.unwrap();
     f.proxy.state().calls.clear();
     f.engine.tick().await;
     // The reload loaded the files, which equal the desired state: nothing to update.

@@ -192,7 +192,7 @@ impl<P: Proxy> Engine<P> {
         let structural = pending.iter().any(|p| p.spec.kind == FileKind::Config)
             || !self.proxy.has_runtime_maps();
         let outcome = if structural {
-            self.apply_reload(&pending).await
+            self.apply_reload(&pending, next.generation).await
         } else {
             self.apply_runtime(&pending).await
         };
@@ -389,10 +389,11 @@ impl<P: Proxy> Engine<P> {
     async fn apply_reload(
         &self,
         pending: &[Pending<'_>],
+        generation: u64,
     ) -> Result<(Vec<FileOutcome>, Option<ReloadReport>), ApplyError> {
         let report = self
             .proxy
-            .reload()
+            .reload(generation)
             .await
             .map_err(|e| ApplyError::new(Step::Apply, e))?;
         let files = pending
@@ -454,7 +455,7 @@ impl<P: Proxy> Engine<P> {
             }
         }
         if structural {
-            if let Err(e) = self.proxy.reload().await {
+            if let Err(e) = self.proxy.reload(self.state.generation).await {
                 tracing::error!(error = %e, "undo: reload of the restored files failed");
             }
             return;

@@ -109,7 +109,7 @@ impl Proxy for FakeProxy {
         })
     }
 
-    async fn reload(&self) -> Result<ReloadReport, ProxyError> {
+    async fn reload(&self, _generation: u64) -> Result<ReloadReport, ProxyError> {
         {
             let mut s = self.state();
             s.calls.push("reload".into());

@@ -110,8 +110,13 @@ pub trait Proxy: Send + Sync + 'static {
         to: &MapEntries,
     ) -> impl Future<Output = Result<MapUpdate, ProxyError>> + Send;
 
-    /// Reloads the proxy from the files on disk and confirms it took them.
-    fn reload(&self) -> impl Future<Output = Result<ReloadReport, ProxyError>> + Send;
+    /// Reloads the proxy from the files on disk and confirms it took them. `generation` is
+    /// the state generation those files were rendered for; a proxy that can read it back
+    /// from what it serves (Nginx's status endpoint) confirms with it.
+    fn reload(
+        &self,
+        generation: u64,
+    ) -> impl Future<Output = Result<ReloadReport, ProxyError>> + Send;
 
     /// The current epoch, to notice reloads made by others.
     fn epoch(&self) -> impl Future<Output = Result<Epoch, ProxyError>> + Send;

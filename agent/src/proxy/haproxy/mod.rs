@@ -199,7 +199,7 @@ impl Proxy for Haproxy {
         })
     }
 
-    async fn reload(&self) -> Result<ReloadReport, ProxyError> {
+    async fn reload(&self, _generation: u64) -> Result<ReloadReport, ProxyError> {
         let outcome = self
             .master
             .reload(self.reload_timeout)
