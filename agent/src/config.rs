@@ -349,6 +349,31 @@ impl Config {
     }
 }
 
+/// The control socket named by the config at `path`, read without validating the rest (the
+/// CLI needs only this, and must not pay for reading large route files).
+pub fn socket_of(path: &Path) -> Result<PathBuf, ConfigError> {
+    #[derive(Deserialize)]
+    struct Only {
+        #[serde(default)]
+        agent: OnlyAgent,
+    }
+    #[derive(Default, Deserialize)]
+    struct OnlyAgent {
+        socket: Option<PathBuf>,
+    }
+    let text = read_bounded(path)?;
+    let only: Only = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    Ok(only
+        .agent
+        .socket
+        .map(|s| base.join(s))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)))
+}
+
 fn read_bounded(path: &Path) -> Result<String, ConfigError> {
     let err = |reason: String| ConfigError::Read {
         path: path.to_owned(),

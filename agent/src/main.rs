@@ -121,8 +121,8 @@ async fn run(cli: Cli) -> i32 {
             let command = verb.command().expect("client verb");
             let socket = match &cli.socket {
                 Some(s) => s.clone(),
-                None => match Config::load(&cli.config) {
-                    Ok(c) => c.agent.socket,
+                None => match cutover::config::socket_of(&cli.config) {
+                    Ok(socket) => socket,
                     Err(_) if !cli.config.exists() => cutover::config::DEFAULT_SOCKET.into(),
                     Err(e) => {
                         eprintln!("error: {e}");

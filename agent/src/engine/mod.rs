@@ -23,9 +23,9 @@ mod transition;
 
 pub use transition::{Applied, FileOutcome};
 
-/// Maps with at most this many entries are compared with the running proxy on every
-/// reconcile tick; larger ones when the epoch moves or their entry count differs.
-pub const SMALL_MAP_ENTRIES: usize = 1000;
+/// Maps of at most this many bytes (about a thousand entries) are compared with the running
+/// proxy on every reconcile tick; larger ones at start and whenever the epoch moves.
+pub const SMALL_MAP_BYTES: usize = 64 * 1024;
 
 /// The step of a change that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -2,7 +2,7 @@
 //! state when they drifted (at start, after a reload made behind the agent's back, after
 //! a hand-typed runtime command, when the proxy comes back).
 
-use super::{ApplyError, Engine, Step, SMALL_MAP_ENTRIES};
+use super::{ApplyError, Engine, Step, SMALL_MAP_BYTES};
 use crate::config::FileKind;
 use crate::mapfile::{self, MapDiff};
 use crate::proxy::Proxy;
@@ -128,9 +128,7 @@ impl<P: Proxy> Engine<P> {
             .config
             .files
             .iter()
-            .filter(|f| {
-                f.kind == FileKind::Map && self.files[&f.name].lines().count() <= SMALL_MAP_ENTRIES
-            })
+            .filter(|f| f.kind == FileKind::Map && self.files[&f.name].len() <= SMALL_MAP_BYTES)
             .map(|f| f.name.clone())
             .collect();
         let mut fixes = Vec::new();
