@@ -14,9 +14,15 @@ if ! need haproxy || ! need curl || ! need python3; then
 fi
 haproxy_bin="$(command -v haproxy || echo /usr/sbin/haproxy)"
 
-echo "== building cutover"
-(cd "$repo" && cargo build --quiet --release -p cutover)
-cutover="$repo/target/release/cutover"
+# CUTOVER_PROFILE=debug reuses a debug build (CI does, after the tests built it).
+profile="${CUTOVER_PROFILE:-release}"
+echo "== building cutover ($profile)"
+if [ "$profile" = debug ]; then
+    (cd "$repo" && cargo build --quiet -p cutover)
+else
+    (cd "$repo" && cargo build --quiet --profile "$profile" -p cutover)
+fi
+cutover="$repo/target/$profile/cutover"
 
 work="$(mktemp -d /tmp/cutover-quickstart.XXXXXX)"
 pids=()
