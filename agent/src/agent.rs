@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, ProxyKind};
 use crate::control::{self, Envelope, Limits};
-use crate::engine::{ApplyError, Engine};
+use crate::engine::{ApplyError, Engine, Step};
 use crate::protocol::{Command, Reply};
 use crate::proxy::haproxy::Haproxy;
 use crate::proxy::Proxy;
@@ -59,6 +59,9 @@ pub async fn run_with<P: Proxy>(
     let mut sighup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
 
     let store = Store::open(&config.agent.state_dir)?;
+    // One process owns the state, the journal and the managed files: a second agent stops
+    // here, before it could touch any of them.
+    let _lock = store.lock()?;
     let mut engine = Engine::new(config.clone(), proxy, store)?;
     match engine.reconcile("start").await {
         Ok(fixes) if fixes.is_empty() => tracing::info!("started: proxy serves the desired state"),
@@ -136,8 +139,15 @@ async fn reload_config<P: Proxy>(engine: &mut Engine<P>, path: &Path) {
         );
         return;
     }
+    let (mode, group) = (config.agent.socket_mode, config.agent.socket_group.clone());
     match engine.replace_config(Arc::new(config)).await {
-        Ok(a) => tracing::info!("new config in force: {}", a.summary()),
+        Ok(a) => {
+            tracing::info!("new config in force: {}", a.summary());
+            let socket = &engine.config().agent.socket;
+            if let Err(e) = control::set_mode_group(socket, mode, group.as_deref()) {
+                tracing::error!(socket = %socket.display(), "cannot apply socket_mode/socket_group: {e}");
+            }
+        }
         Err(e) => tracing::error!("new config refused, the old one stays in force: {e}"),
     }
 }
@@ -149,6 +159,18 @@ pub async fn handle<P: Proxy>(
     requester: &Requester,
 ) -> Reply {
     let failed = |e: ApplyError| Reply::error(e.to_string(), json!({ "step": e.step }));
+    let agent_uid = nix::unistd::geteuid().as_raw();
+    if let Err(denied) = engine
+        .config()
+        .agent
+        .access
+        .check(requester, &command, agent_uid)
+    {
+        tracing::warn!("refused: {denied}");
+        let request = serde_json::to_value(&command).expect("command serializes");
+        engine.journal_refusal(request, requester, Step::Access, denied.to_string());
+        return failed(ApplyError::new(Step::Access, denied));
+    }
     match command {
         Command::Status => {
             let snap = engine.snapshot().await;

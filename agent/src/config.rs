@@ -76,6 +76,9 @@ pub struct Agent {
     /// Interval of the drift / foreign-reload check. Default
     /// [`DEFAULT_RECONCILE_INTERVAL_MS`] ms.
     pub reconcile_interval: Duration,
+    /// Who may run which commands (`allow_uids`, `allow_gids`, `read_uids`, `read_gids`;
+    /// all empty by default: whoever can open the socket). See [`crate::access`].
+    pub access: crate::access::Policy,
 }
 
 /// Which proxy, and where its parts are.
@@ -233,6 +236,14 @@ struct RawAgent {
     max_line: Option<usize>,
     read_timeout_ms: Option<u64>,
     reconcile_interval_ms: Option<u64>,
+    #[serde(default)]
+    allow_uids: BTreeSet<u32>,
+    #[serde(default)]
+    allow_gids: BTreeSet<u32>,
+    #[serde(default)]
+    read_uids: BTreeSet<u32>,
+    #[serde(default)]
+    read_gids: BTreeSet<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -470,7 +481,22 @@ impl Validator<'_> {
                 "agent.max_line: {max_line} is outside 1024..=16777216 bytes"
             ));
         }
+        let access = crate::access::Policy {
+            allow_uids: raw.allow_uids,
+            allow_gids: raw.allow_gids,
+            read_uids: raw.read_uids,
+            read_gids: raw.read_gids,
+        };
+        for p in access.problems() {
+            self.problem(p);
+        }
+        if let Some(group) = &raw.socket_group {
+            if let Err(e) = check_name(group) {
+                self.problem(format!("agent.socket_group: {e}"));
+            }
+        }
         Agent {
+            access,
             socket: raw
                 .socket
                 .map(|s| self.abs("agent.socket", s))

@@ -2,9 +2,11 @@
 //!
 //! The server takes its listener and a shutdown future, so it runs as well inside a test
 //! as in the agent. It caps concurrent connections (a connection over the cap gets one
-//! error line and is closed), bounds every request line and the time to send it, records
-//! the peer credentials of each connection for the journal, and on shutdown stops
-//! accepting and gives open connections [`DRAIN_GRACE`] to finish.
+//! error line and is closed), bounds every request line, the time to send it and the time
+//! to take a reply, records the peer credentials of each connection (for the access check
+//! of [`crate::access`] and the journal), and on shutdown stops accepting and gives open
+//! connections [`DRAIN_GRACE`] to finish. The socket is created with its final mode (the
+//! umask is tightened while binding), so it is never reachable by more users than meant.
 //!
 //! [`protocol`]: crate::protocol
 
@@ -61,8 +63,20 @@ pub async fn bind(path: &Path, mode: u32, group: Option<&str>) -> io::Result<Uni
         }
         std::fs::remove_file(path)?;
     }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    // The socket file gets its mode from the umask: create it owner-only, then open it up
+    // to the group (after the group is set), never wider than configured in between.
+    use nix::sys::stat::{umask, Mode};
+    let old = umask(Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(path);
+    umask(old);
+    let listener = bound?;
+    set_mode_group(path, mode, group)?;
+    Ok(listener)
+}
+
+/// Gives the socket at `path` its group (if any) and then its mode; also used when SIGHUP
+/// brings a new `socket_mode` or `socket_group`.
+pub fn set_mode_group(path: &Path, mode: u32, group: Option<&str>) -> io::Result<()> {
     if let Some(group) = group {
         let gid = nix::unistd::Group::from_name(group)
             .map_err(io::Error::other)?
@@ -70,7 +84,7 @@ pub async fn bind(path: &Path, mode: u32, group: Option<&str>) -> io::Result<Uni
             .gid;
         nix::unistd::chown(path, None, Some(gid)).map_err(io::Error::other)?;
     }
-    Ok(listener)
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 /// Serves connections until `shutdown` completes, then drains.
@@ -131,18 +145,28 @@ async fn refuse(stream: UnixStream, max: usize) {
     let _ = tokio::time::timeout(Duration::from_secs(1), framed.send(reply.to_line())).await;
 }
 
-fn requester(stream: &UnixStream) -> Requester {
+/// The peer credentials of the connection, and the groups the user database lists for its
+/// uid (looked up off the async thread; the lookup may go to NSS).
+async fn requester(stream: &UnixStream) -> Requester {
     let cred = stream.peer_cred().ok();
+    let uid = cred.map(|c| c.uid());
+    let groups = match uid {
+        Some(uid) => tokio::task::spawn_blocking(move || crate::access::user_groups(uid))
+            .await
+            .unwrap_or_default(),
+        None => vec![],
+    };
     Requester {
-        uid: cred.map(|c| c.uid()),
+        uid,
         gid: cred.map(|c| c.gid()),
         pid: cred.and_then(|c| c.pid()),
         via: "socket".into(),
+        groups,
     }
 }
 
 async fn connection(stream: UnixStream, limits: Limits, engine: mpsc::Sender<Envelope>) {
-    let who = requester(&stream);
+    let who = requester(&stream).await;
     let mut framed = Framed::new(stream, LinesCodec::new_with_max_length(limits.max_line));
     loop {
         let line = match tokio::time::timeout(limits.read_timeout, framed.next()).await {
@@ -193,8 +217,10 @@ async fn connection(stream: UnixStream, limits: Limits, engine: mpsc::Sender<Env
                 }
             }
         };
-        if send(&mut framed, reply).await.is_err() {
-            return;
+        // A client that does not take its reply loses the connection, not a permit forever.
+        match tokio::time::timeout(limits.read_timeout, send(&mut framed, reply)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return,
         }
     }
 }

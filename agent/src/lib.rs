@@ -2,6 +2,7 @@
 //! HAProxy or Nginx host, and carries it to the proxy with the least disruption.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod agent;
 pub mod check;
 pub mod cli;

@@ -151,6 +151,8 @@ async fn render_files(config: Config) -> anyhow::Result<Vec<String>> {
     use cutover::config::ProxyKind;
     use cutover::proxy::haproxy::Haproxy;
     let store = cutover::store::Store::open(&config.agent.state_dir)?;
+    // Refused while an agent runs: it owns the files.
+    let _lock = store.lock()?;
     let config = std::sync::Arc::new(config);
     match config.proxy.kind {
         ProxyKind::Haproxy => {

@@ -57,6 +57,17 @@ impl Command {
     pub fn is_mutation(&self) -> bool {
         matches!(self, Command::Switch { .. } | Command::Rollback { .. })
     }
+
+    /// The verb as it appears in the request's `cmd`.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Command::Status => "status",
+            Command::Switch { .. } => "switch",
+            Command::Rollback { .. } => "rollback",
+            Command::MapShow { .. } => "map_show",
+            Command::History { .. } => "history",
+        }
+    }
 }
 
 /// Which content of a map to show.
@@ -202,6 +213,8 @@ mod tests {
             },
         ] {
             assert_eq!(decode(&encode(&cmd)).unwrap(), cmd);
+            let tag = serde_json::to_value(&cmd).unwrap()["cmd"].clone();
+            assert_eq!(tag, cmd.verb());
         }
     }
 

@@ -31,6 +31,8 @@ pub const SMALL_MAP_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
+    /// The peer may not run the command (see [`crate::access`]).
+    Access,
     Request,
     Render,
     Validate,
@@ -75,6 +77,23 @@ pub struct Snapshot {
     pub files: Vec<FileStatus>,
     /// The last failed apply or reconcile, if the last attempt failed.
     pub last_error: Option<String>,
+    /// A condition that keeps the files or the proxy from matching the desired state (the
+    /// proxy unreachable, a reconcile failing), while it lasts.
+    pub fault: Option<Fault>,
+    /// What the agent repaired when it started (an unusable state file, a torn journal,
+    /// leftovers of interrupted writes), in its own words.
+    pub recovered: Vec<String>,
+}
+
+/// A fault the periodic check keeps seeing; cleared by the first reconcile that succeeds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fault {
+    /// The step that fails: `proxy` when the proxy cannot be reached.
+    pub step: Step,
+    /// The latest error.
+    pub message: String,
+    /// When it was first seen, Unix milliseconds.
+    pub since_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -115,21 +134,34 @@ pub struct Engine<P: Proxy> {
     /// The proxy's epoch as last seen; a different one means somebody reloaded it.
     epoch: Option<Epoch>,
     last_error: Option<String>,
+    fault: Option<Fault>,
+    /// Repairs made at start; see [`Snapshot::recovered`].
+    recovered: Vec<String>,
 }
 
 impl<P: Proxy> Engine<P> {
-    /// Builds the engine from a validated config: loads templates and the saved state
-    /// (aligned with the configured services) and reads the managed files from disk.
-    /// Touches neither the proxy nor any file.
+    /// Builds the engine from a validated config: loads templates, recovers the state
+    /// directory from an interrupted run ([`Store::recover`]), loads the saved state
+    /// (aligned with the configured services), removes leftovers of interrupted writes
+    /// beside the managed files and reads those files from disk. Every repair is logged,
+    /// journaled and shown in `status`. The proxy is not contacted. The caller holds the
+    /// store's lock.
     pub fn new(config: Arc<Config>, proxy: P, store: Store) -> Result<Engine<P>, ApplyError> {
         let renderer = Renderer::new(&config).map_err(|e| ApplyError::new(Step::Render, e))?;
-        let loaded = store
-            .load()
+        let recovered = store
+            .recover()
             .map_err(|e| ApplyError::new(Step::Persist, e))?;
-        if let Some(reason) = &loaded.recovered_from {
-            tracing::warn!(%reason, "state file unreadable; using its previous version");
+        let mut notes = recovered.notes;
+        for f in &config.files {
+            let removed = crate::fsio::remove_leftovers(&f.path);
+            if removed > 0 {
+                notes.push(format!(
+                    "removed {removed} temporary or staged file(s) of an interrupted write of {}",
+                    f.path.display()
+                ));
+            }
         }
-        let state = loaded.state.unwrap_or_default();
+        let state = recovered.state.unwrap_or_default();
         let (state, _) = state.align_services(&config.initial_colours());
         let mut engine = Engine {
             static_files: BTreeMap::new(),
@@ -141,10 +173,67 @@ impl<P: Proxy> Engine<P> {
             state,
             epoch: None,
             last_error: None,
+            fault: None,
+            recovered: Vec::new(),
         };
+        for note in notes {
+            tracing::warn!("recovered: {note}");
+            engine.journal_agent(
+                "recover",
+                "recovered",
+                note.clone(),
+                serde_json::Value::Null,
+            );
+            engine.recovered.push(note);
+        }
         engine.static_files = engine.render_static()?;
         engine.read_files_from_disk()?;
         Ok(engine)
+    }
+
+    /// Journals a request refused before it reached the engine (the access check), with
+    /// who sent it.
+    pub fn journal_refusal(
+        &self,
+        request: serde_json::Value,
+        requester: &Requester,
+        step: Step,
+        message: String,
+    ) {
+        let entry = JournalEntry {
+            generation: self.state.generation,
+            time_ms: now_ms(),
+            requester: requester.clone(),
+            request,
+            result: "error".into(),
+            message,
+            data: json!({ "step": step }),
+        };
+        if let Err(e) = self.store.append(&entry) {
+            tracing::error!(error = %e, "cannot write the journal");
+        }
+    }
+
+    /// Journals something the agent did or saw by itself (`via: agent`).
+    pub(crate) fn journal_agent(
+        &self,
+        cmd: &str,
+        result: &str,
+        message: String,
+        data: serde_json::Value,
+    ) {
+        let entry = JournalEntry {
+            generation: self.state.generation,
+            time_ms: now_ms(),
+            requester: Requester::agent(),
+            request: json!({ "cmd": cmd }),
+            result: result.into(),
+            message,
+            data,
+        };
+        if let Err(e) = self.store.append(&entry) {
+            tracing::error!(error = %e, "cannot write the journal");
+        }
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -268,6 +357,8 @@ impl<P: Proxy> Engine<P> {
                 })
                 .collect(),
             last_error: self.last_error.clone(),
+            fault: self.fault.clone(),
+            recovered: self.recovered.clone(),
         }
     }
 

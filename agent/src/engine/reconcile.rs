@@ -1,15 +1,39 @@
 //! Reconciliation: making the files on disk and what the proxy serves equal to the desired
 //! state when they drifted (at start, after a reload made behind the agent's back, after
 //! a hand-typed runtime command, when the proxy comes back).
+//!
+//! Faults: a check that fails (the proxy unreachable, a map that cannot be read or
+//! repaired, a file that cannot be written) becomes the engine's [`Fault`], shown in
+//! `status` and journaled once when it starts; the epoch is forgotten, so every later tick
+//! is a full reconcile until one succeeds, which clears the fault and journals the
+//! recovery. Every repair a reconcile makes is journaled too.
 
-use super::{ApplyError, Engine, Step, SMALL_MAP_BYTES};
+use serde_json::json;
+
+use super::{ApplyError, Engine, Fault, Step, SMALL_MAP_BYTES};
 use crate::config::FileKind;
 use crate::mapfile::{self, MapDiff};
 use crate::proxy::Proxy;
+use crate::store::now_ms;
 
 impl<P: Proxy> Engine<P> {
-    /// Brings files and runtime to the desired state; returns one line per fix made.
+    /// Brings files and runtime to the desired state; returns one line per fix made. A
+    /// failure becomes the engine's fault (see the module doc).
     pub async fn reconcile(&mut self, why: &str) -> Result<Vec<String>, ApplyError> {
+        match self.reconcile_inner(why).await {
+            Ok(fixes) => {
+                self.last_error = None;
+                self.healthy(why, &fixes);
+                Ok(fixes)
+            }
+            Err(e) => {
+                self.faulty(e.step, format!("reconcile ({why}): {e}"));
+                Err(e)
+            }
+        }
+    }
+
+    async fn reconcile_inner(&mut self, why: &str) -> Result<Vec<String>, ApplyError> {
         let mut fixes = Vec::new();
         self.read_files_from_disk()?;
         if self.store.load().ok().and_then(|l| l.state).as_ref() != Some(&self.state) {
@@ -18,9 +42,7 @@ impl<P: Proxy> Engine<P> {
                 .map_err(|e| ApplyError::new(Step::Persist, e))?;
         }
         let state = self.state.clone();
-        let applied = self.transition(&state).await.inspect_err(|e| {
-            self.last_error = Some(format!("reconcile ({why}): {e}"));
-        })?;
+        let applied = self.transition(&state).await?;
         for f in &applied.files {
             fixes.push(format!(
                 "file {} ({}) differed from the desired state and was rewritten",
@@ -44,11 +66,62 @@ impl<P: Proxy> Engine<P> {
             }
         }
         self.epoch = self.proxy.epoch().await.ok();
-        self.last_error = None;
         for f in &fixes {
             tracing::info!(reason = why, "repaired: {f}");
         }
         Ok(fixes)
+    }
+
+    /// A check succeeded: journal its repairs, and the end of a fault.
+    fn healthy(&mut self, why: &str, fixes: &[String]) {
+        if !fixes.is_empty() {
+            self.journal_agent(
+                "reconcile",
+                "ok",
+                format!("{why}: repaired {}", fixes.join("; ")),
+                json!({ "why": why, "fixes": fixes }),
+            );
+        }
+        if let Some(f) = self.fault.take() {
+            let secs = now_ms().saturating_sub(f.since_ms) as f64 / 1e3;
+            let message = format!(
+                "recovered after {secs:.1} s: files and {} match the desired state again (the fault was: {})",
+                self.proxy.name(),
+                f.message
+            );
+            tracing::info!("{message}");
+            self.journal_agent(
+                "reconcile",
+                "ok",
+                message,
+                json!({ "why": why, "fault": f }),
+            );
+        }
+    }
+
+    /// A check failed: the fault is recorded (journaled when it is new or its step
+    /// changed) and the epoch forgotten, so the next tick compares everything.
+    fn faulty(&mut self, step: Step, message: String) {
+        let since_ms = match &self.fault {
+            Some(f) if f.step == step => f.since_ms,
+            _ => {
+                tracing::warn!(%step, "fault: {message}");
+                self.journal_agent(
+                    "reconcile",
+                    "error",
+                    message.clone(),
+                    json!({ "step": step }),
+                );
+                now_ms()
+            }
+        };
+        self.fault = Some(Fault {
+            step,
+            message: message.clone(),
+            since_ms,
+        });
+        self.last_error = Some(message);
+        self.epoch = None;
     }
 
     /// Makes the running map `name` equal to its file; `Some(what was done)` when it
@@ -88,15 +161,14 @@ impl<P: Proxy> Engine<P> {
         let epoch = match self.proxy.epoch().await {
             Ok(e) => e,
             Err(e) => {
-                if self.epoch.take().is_some() {
-                    tracing::warn!(error = %e, "proxy unreachable");
-                }
-                self.last_error = Some(format!("proxy unreachable: {e}"));
+                self.faulty(Step::Proxy, format!("proxy unreachable: {e}"));
                 return vec![];
             }
         };
-        let result = if self.epoch.as_ref() != Some(&epoch) {
-            let why = if self.epoch.is_none() {
+        if self.epoch.as_ref() != Some(&epoch) {
+            let why = if self.fault.is_some() {
+                "fault check"
+            } else if self.epoch.is_none() {
                 "proxy reachable"
             } else {
                 "proxy reloaded"
@@ -106,15 +178,15 @@ impl<P: Proxy> Engine<P> {
                 master = epoch.master_pid,
                 "{why}: checking it against the desired state"
             );
-            self.reconcile(why).await
-        } else {
-            self.check_small_maps().await
-        };
-        match result {
-            Ok(fixes) => fixes,
+            return self.reconcile(why).await.unwrap_or_default();
+        }
+        match self.check_small_maps().await {
+            Ok(fixes) => {
+                self.healthy("drift check", &fixes);
+                fixes
+            }
             Err(e) => {
-                tracing::warn!(step = %e.step, "reconcile failed: {}", e.message);
-                self.last_error = Some(format!("reconcile: {e}"));
+                self.faulty(e.step, format!("drift check: {e}"));
                 vec![]
             }
         }

@@ -200,6 +200,8 @@ impl<P: Proxy> Engine<P> {
             Ok(v) => v,
             Err(e) => {
                 self.undo(&pending, structural).await;
+                // What the proxy serves is uncertain now: compare everything on the next tick.
+                self.epoch = None;
                 return Err(e);
             }
         };
@@ -208,6 +210,7 @@ impl<P: Proxy> Engine<P> {
         let t = Instant::now();
         if let Err(e) = self.confirm(&pending, structural).await {
             self.undo(&pending, structural).await;
+            self.epoch = None;
             return Err(e);
         }
         timings.insert("confirm", ms(t));

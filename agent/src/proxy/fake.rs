@@ -21,6 +21,8 @@ pub struct FakeState {
     pub fail_check: Option<String>,
     pub fail_update: Option<String>,
     pub fail_reload: Option<String>,
+    /// Makes `epoch` and `read_map` fail: the proxy is unreachable.
+    pub unreachable: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -78,6 +80,9 @@ impl Proxy for FakeProxy {
     }
 
     async fn read_map(&self, path: &Path) -> Result<MapEntries, ProxyError> {
+        if let Some(e) = &self.state().unreachable {
+            return Err(ProxyError::Runtime(e.clone()));
+        }
         self.state()
             .maps
             .get(path)
@@ -126,6 +131,9 @@ impl Proxy for FakeProxy {
     }
 
     async fn epoch(&self) -> Result<Epoch, ProxyError> {
+        if let Some(e) = &self.state().unreachable {
+            return Err(ProxyError::Runtime(e.clone()));
+        }
         Ok(Epoch {
             master_pid: 1,
             reloads: self.state().reloads,
