@@ -38,7 +38,7 @@ pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_RECONCILE_INTERVAL_MS: u64 = 1_000;
 /// Default directory of the shipped templates.
 pub const DEFAULT_TEMPLATE_DIR: &str = "/usr/share/cutover/templates";
-/// Largest config or routes file read, in bytes.
+/// Largest config or routes file read, in bytes; only regular files are read.
 pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 /// Most routes over all services.
 pub const MAX_ROUTES: usize = 5_000_000;
@@ -150,6 +150,26 @@ pub struct FileSpec {
     pub uses_state: bool,
     /// What the values of a map must be; see [`ValueCheck`].
     pub values: ValueCheck,
+    /// Whether the map may render no entries. Default false: an empty map looks valid and
+    /// routes nothing, the classic outage, so it is refused unless the file says
+    /// `allow_empty = true` (the default routes map allows it only when every service
+    /// sets `allow_empty_routes = true`).
+    pub allow_empty: bool,
+}
+
+impl FileSpec {
+    /// Refuses the rendered entries of this map when they are empty and the file does not
+    /// allow that.
+    pub fn check_entries(&self, entries: &crate::mapfile::MapEntries) -> Result<(), String> {
+        if entries.is_empty() && self.kind == FileKind::Map && !self.allow_empty {
+            return Err(format!(
+                "map {} renders no entries; an empty map looks valid and routes nothing \
+                 (set allow_empty = true on this [[files]] entry if that is intended)",
+                self.name
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What the values of a rendered map must name. A map whose values the agent can check
@@ -279,6 +299,8 @@ struct RawFile {
     uses_state: bool,
     #[serde(default = "any")]
     values: ValueCheck,
+    #[serde(default)]
+    allow_empty: bool,
 }
 
 fn any() -> ValueCheck {
@@ -390,14 +412,29 @@ fn read_bounded(path: &Path) -> Result<String, ConfigError> {
         path: path.to_owned(),
         reason,
     };
-    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(err(format!(
-            "{} bytes is larger than the limit of {MAX_FILE_BYTES}",
-            meta.len()
-        )));
+    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| err(e.to_string()))?;
+    // A device, FIFO or /proc file reports no useful length and may never end.
+    if !meta.is_file() {
+        return Err(err("not a regular file".into()));
     }
-    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let too_large = |len: u64| {
+        err(format!(
+            "{len} bytes is larger than the limit of {MAX_FILE_BYTES}"
+        ))
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_FILE_BYTES + 1),
+        &mut bytes,
+    )
+    .map_err(|e| err(e.to_string()))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
     String::from_utf8(bytes).map_err(|e| {
         err(format!(
             "not UTF-8 (invalid byte at offset {})",
@@ -419,6 +456,12 @@ impl Validator<'_> {
     fn abs(&mut self, what: &str, p: PathBuf) -> PathBuf {
         if p.as_os_str().is_empty() {
             self.problem(format!("{what}: empty path"));
+        }
+        if let Some(c) = p.to_string_lossy().chars().find(|c| c.is_control()) {
+            self.problem(format!(
+                "{what}: {:?} contains the control character {c:?}",
+                p.display().to_string()
+            ));
         }
         if p.is_absolute() {
             p
@@ -450,7 +493,12 @@ impl Validator<'_> {
                 .map(|d| self.abs("templates.override_dir", d)),
             vars: raw.templates.vars,
         };
-        let files = self.files(raw.files, &proxy);
+        self.vars(
+            "templates.vars",
+            &toml::Value::Table(templates.vars.clone()),
+        );
+        let routes_may_be_empty = raw.services.iter().all(|s| s.allow_empty_routes);
+        let files = self.files(raw.files, &proxy, routes_may_be_empty);
         let services = self.services(raw.services);
         Config {
             source: path.to_owned(),
@@ -568,10 +616,40 @@ impl Validator<'_> {
         }
     }
 
+    /// Template values are pasted into line-oriented files: a control character (a newline
+    /// above all) would start a line of its own in the proxy config.
+    fn vars(&mut self, at: &str, v: &toml::Value) {
+        match v {
+            toml::Value::String(s) => {
+                if let Some(c) = s.chars().find(|c| c.is_control() && *c != '\t') {
+                    self.problem(format!(
+                        "{at}: contains the control character {c:?}; template values are single-line"
+                    ));
+                }
+            }
+            toml::Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    self.vars(&format!("{at}[{i}]"), v);
+                }
+            }
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    self.vars(&format!("{at}.{k}"), v);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// The configured files, or the two default maps in `proxy.map_dir`.
-    fn files(&mut self, raw: Vec<RawFile>, proxy: &Proxy) -> Vec<FileSpec> {
+    fn files(
+        &mut self,
+        raw: Vec<RawFile>,
+        proxy: &Proxy,
+        routes_may_be_empty: bool,
+    ) -> Vec<FileSpec> {
         if raw.is_empty() {
-            return default_files(proxy);
+            return default_files(proxy, routes_may_be_empty);
         }
         let mut names = BTreeSet::new();
         let mut paths = BTreeSet::new();
@@ -610,6 +688,7 @@ impl Validator<'_> {
                 kind: f.kind,
                 uses_state: f.uses_state,
                 values: f.values,
+                allow_empty: f.allow_empty,
             });
         }
         out
@@ -731,7 +810,7 @@ impl Validator<'_> {
 }
 
 /// The two maps every HAProxy setup needs, in `proxy.map_dir`.
-fn default_files(proxy: &Proxy) -> Vec<FileSpec> {
+fn default_files(proxy: &Proxy, routes_may_be_empty: bool) -> Vec<FileSpec> {
     vec![
         FileSpec {
             name: "routes".into(),
@@ -740,6 +819,7 @@ fn default_files(proxy: &Proxy) -> Vec<FileSpec> {
             kind: FileKind::Map,
             uses_state: false,
             values: ValueCheck::Services,
+            allow_empty: routes_may_be_empty,
         },
         FileSpec {
             name: "services".into(),
@@ -748,6 +828,7 @@ fn default_files(proxy: &Proxy) -> Vec<FileSpec> {
             kind: FileKind::Map,
             uses_state: true,
             values: ValueCheck::Backends,
+            allow_empty: false,
         },
     ]
 }
@@ -860,5 +941,79 @@ green = { backend = "web_green" }
         );
         let e = load(&text).unwrap_err().to_string();
         assert!(e.contains("must be a relative path inside"), "{e}");
+    }
+
+    #[test]
+    fn only_regular_files_are_read_and_never_without_bound() {
+        let text = GOOD.replace(
+            "routes = [\"www.example.com\", \"example.com\"]",
+            "routes_file = \"/dev/zero\"",
+        );
+        let e = load(&text).unwrap_err().to_string();
+        assert!(e.contains("/dev/zero: not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn control_characters_in_paths_and_template_values_are_refused() {
+        let text = GOOD
+            .replace("/tmp/state", "/tmp/st\\nate")
+            .replace("[proxy]", "[templates]\nvars = { listen = \"127.0.0.1:80\\n    stats socket /tmp/x level admin\", n = [\"a\\u0000\"] }\n[proxy]");
+        let e = load(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("agent.state_dir: \"/tmp/st\\nate\" contains the control character '\\n'"),
+            "{e}"
+        );
+        assert!(
+            e.contains("templates.vars.listen: contains the control character '\\n'"),
+            "{e}"
+        );
+        assert!(
+            e.contains("templates.vars.n[0]: contains the control character '\\0'"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn empty_maps_need_explicit_permission() {
+        let c = load(GOOD).unwrap();
+        let empty = crate::mapfile::MapEntries::new();
+        let e = c.file("routes").unwrap().check_entries(&empty).unwrap_err();
+        assert!(e.contains("map routes renders no entries"), "{e}");
+        assert!(c.file("services").unwrap().check_entries(&empty).is_err());
+        let allowed = load(&GOOD.replace(
+            "routes = [\"www.example.com\", \"example.com\"]",
+            "routes = []\nallow_empty_routes = true",
+        ))
+        .unwrap();
+        assert!(allowed
+            .file("routes")
+            .unwrap()
+            .check_entries(&empty)
+            .is_ok());
+        assert!(allowed
+            .file("services")
+            .unwrap()
+            .check_entries(&empty)
+            .is_err());
+    }
+
+    #[test]
+    fn access_lists() {
+        let c = load(&GOOD.replace(
+            "[agent]",
+            "[agent]\nallow_uids = [1000]\nread_gids = [50]\nsocket_group = \"cutover\"",
+        ))
+        .unwrap();
+        assert!(c.agent.access.allow_uids.contains(&1000));
+        assert!(c.agent.access.read_gids.contains(&50));
+        let e = load(&GOOD.replace("[agent]", "[agent]\nread_uids = [7]")).unwrap_err();
+        assert!(
+            e.to_string().contains("set allow_uids or allow_gids too"),
+            "{e}"
+        );
+        let e = load(&GOOD.replace("[agent]", "[agent]\nallow_uids = [-1]")).unwrap_err();
+        assert!(e.to_string().contains("allow_uids"), "{e}");
+        let e = load(&GOOD.replace("[agent]", "[agent]\nsocket_group = \"a b\"")).unwrap_err();
+        assert!(e.to_string().contains("agent.socket_group"), "{e}");
     }
 }

@@ -415,6 +415,16 @@ impl<P: Proxy> Engine<P> {
         service: Option<&str>,
         limit: usize,
     ) -> Result<Vec<JournalEntry>, ApplyError> {
+        // A service no longer configured may still have history; a name that no service
+        // could ever have is a mistake worth saying so.
+        if let Some(name) = service {
+            if !self.config.services.contains_key(name) && mapfile::check_name(name).is_err() {
+                return Err(ApplyError::new(
+                    Step::Request,
+                    format!("unknown service {name:?}"),
+                ));
+            }
+        }
         self.store
             .history(service, limit)
             .map_err(|e| ApplyError::new(Step::Persist, e))

@@ -231,9 +231,7 @@ impl<P: Proxy> Engine<P> {
         for f in &self.config.files {
             let text = &rendered[&f.name];
             if f.kind == FileKind::Map {
-                mapfile::parse(text).map_err(|e| {
-                    ApplyError::new(Step::Render, format!("template {}: {e}", f.template))
-                })?;
+                super::transition::parse_rendered(f, text)?;
             }
             let changed = crate::fsio::write_atomic(
                 &f.path,

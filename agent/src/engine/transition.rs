@@ -108,6 +108,20 @@ struct Pending<'a> {
     entries: Option<MapEntries>,
 }
 
+/// Parses a rendered map and refuses one that is invalid, or empty when its file does not
+/// allow that.
+pub(super) fn parse_rendered(spec: &FileSpec, text: &str) -> Result<MapEntries, ApplyError> {
+    let entries = mapfile::parse(text).map_err(|e| {
+        ApplyError::new(
+            Step::Render,
+            format!("template {} renders an invalid map: {e}", spec.template),
+        )
+    })?;
+    spec.check_entries(&entries)
+        .map_err(|e| ApplyError::new(Step::Render, format!("template {}: {e}", spec.template)))?;
+    Ok(entries)
+}
+
 /// Staged copy of a path: beside it, hidden, with a suffix no include glob matches.
 pub fn staged_path(path: &Path) -> PathBuf {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
@@ -150,12 +164,7 @@ impl<P: Proxy> Engine<P> {
                 continue;
             }
             let entries = match spec.kind {
-                FileKind::Map => Some(mapfile::parse(&new).map_err(|e| {
-                    ApplyError::new(
-                        Step::Render,
-                        format!("template {} renders an invalid map: {e}", spec.template),
-                    )
-                })?),
+                FileKind::Map => Some(parse_rendered(spec, &new)?),
                 FileKind::Config => None,
             };
             pending.push(Pending {
