@@ -102,6 +102,12 @@ impl Setup {
 
     /// Starts the agent and waits until its socket answers.
     pub fn start_agent(&mut self) -> &Agent {
+        self.spawn_agent();
+        self.wait_agent_ready()
+    }
+
+    /// Starts the agent process without waiting for it.
+    pub fn spawn_agent(&mut self) {
         assert!(self.agent.is_none(), "agent already running");
         let log = self.file("agent.log");
         let log_file = std::fs::OpenOptions::new()
@@ -122,16 +128,23 @@ impl Setup {
             .spawn()
             .expect("spawn cutover agent");
         let socket = self.file("cutover.sock");
-        let started = Instant::now();
-        while UnixStream::connect(&socket).is_err() {
-            assert!(
-                started.elapsed() < AGENT_START,
-                "agent socket did not answer within {AGENT_START:?}; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
         self.agent = Some(Agent { child, socket, log });
+    }
+
+    /// Waits until the spawned agent's socket answers (a stale socket file left by a killed
+    /// agent refuses connections until the new one has bound it).
+    pub fn wait_agent_ready(&mut self) -> &Agent {
+        let started = Instant::now();
+        let agent = self.agent.as_mut().expect("agent spawned");
+        while UnixStream::connect(&agent.socket).is_err() {
+            let exited = agent.child.try_wait().ok().flatten();
+            assert!(
+                exited.is_none() && started.elapsed() < AGENT_START,
+                "agent socket did not answer within {AGENT_START:?} (exited: {exited:?}); log:\n{}",
+                agent.log()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         self.agent.as_ref().expect("just set")
     }
 
@@ -155,6 +168,21 @@ impl Setup {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Kills the agent with SIGKILL (a crash: no cleanup at all) and reaps it.
+    pub fn kill_agent(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            agent.signal(Signal::SIGKILL);
+            let _ = agent.child.wait();
+        }
+    }
+
+    /// Whether the agent process is still running (it has not exited).
+    pub fn agent_running(&mut self) -> bool {
+        self.agent
+            .as_mut()
+            .is_some_and(|a| a.child.try_wait().ok().flatten().is_none())
     }
 
     /// Runs the CLI with this setup's config.
@@ -263,6 +291,13 @@ impl Agent {
             std::thread::sleep(Duration::from_millis(25));
         }
         false
+    }
+
+    /// Sends one JSON request line on a new connection and returns the parsed reply.
+    pub fn request(&self, request: &serde_json::Value) -> serde_json::Value {
+        let line = self.raw(format!("{request}\n").as_bytes());
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("reply to {request} is not JSON ({e}): {line:?}"))
     }
 
     /// Sends raw bytes as one request on a new connection and returns the first reply

@@ -11,13 +11,15 @@
 //! - Ports come from [`free_port`] only, so concurrent tests in one process never share one.
 //!
 //! Layout: [`proxies`] (finding binaries), [`ports`], [`process`] (a proxy master run as a
-//! child, stopped by PID), [`haproxy`], [`backend`], [`http`], and [`agent`] (a whole
-//! cutover setup with the agent running as a process). A harness for another proxy goes in
+//! child, stopped by PID), [`haproxy`], [`backend`], [`http`], [`agent`] (a whole
+//! cutover setup with the agent running as a process) and [`host`] (host-level faults and
+//! measures: a small tmpfs, running as another user, a process's fds and memory). A harness for another proxy goes in
 //! its own module beside [`haproxy`], built on [`ProxyProcess`] the same way.
 
 pub mod agent;
 pub mod backend;
 pub mod haproxy;
+pub mod host;
 pub mod http;
 pub mod ports;
 pub mod process;
@@ -32,7 +34,9 @@ pub use haproxy::{Haproxy, HaproxyPaths};
 pub use http::{get, KeepAliveClient, Response};
 pub use ports::{free_addr, free_port};
 pub use process::{wait_until, ProxyProcess};
-pub use proxies::{proxy_binary, require_proxies, require_proxy, REQUIRE_PROXIES_ENV};
+pub use proxies::{
+    proxy_binary, require_proxies, require_proxy, skip_or_fail, REQUIRE_PROXIES_ENV,
+};
 
 /// The workspace root (the directory holding the top-level Cargo.toml).
 pub fn workspace_root() -> &'static Path {
