@@ -167,7 +167,13 @@ pub async fn handle<P: Proxy>(
         .check(requester, &command, agent_uid)
     {
         tracing::warn!("refused: {denied}");
-        let request = serde_json::to_value(&command).expect("command serializes");
+        // Journaled like the requests the engine journals: `op` names the verb.
+        let mut request = serde_json::to_value(&command).expect("command serializes");
+        if let Some(obj) = request.as_object_mut() {
+            if let Some(verb) = obj.remove("cmd") {
+                obj.insert("op".into(), verb);
+            }
+        }
         engine.journal_refusal(request, requester, Step::Access, denied.to_string());
         return failed(ApplyError::new(Step::Access, denied));
     }

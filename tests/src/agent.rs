@@ -200,6 +200,58 @@ impl Setup {
         (out.status.code().unwrap_or(-1), v)
     }
 
+    /// The saved state, as the agent would load it.
+    pub fn saved_state(&self) -> Result<cutover::state::State, String> {
+        let path = self.file("state/state.json");
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            format!(
+                "state.json does not load ({e}): {:?}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
+    }
+
+    /// `Ok(saved state)` when HAProxy's runtime services map (read on the admin socket, not
+    /// through the agent) equals `services.map` on disk, and the file names the backend of
+    /// each service's live colour in the saved state; else what differs.
+    pub fn consistency(&self) -> Result<cutover::state::State, String> {
+        let state = self.saved_state()?;
+        let text = std::fs::read_to_string(self.services_map()).map_err(|e| e.to_string())?;
+        let file = cutover::mapfile::parse(&text).map_err(|e| format!("services.map: {e}"))?;
+        let runtime = self.haproxy.runtime_map(&self.services_map())?;
+        let desired: std::collections::BTreeMap<String, String> = state
+            .services
+            .iter()
+            .map(|(name, s)| (name.clone(), format!("{name}_{}", s.live)))
+            .collect();
+        if runtime == file && file == desired {
+            Ok(state)
+        } else {
+            Err(format!(
+                "runtime {runtime:?}, file {file:?}, desired {desired:?}"
+            ))
+        }
+    }
+
+    /// Polls [`Setup::consistency`] until it holds, at most `within`; the last difference
+    /// (with the agent's log) when it does not.
+    pub fn wait_consistent(&self, within: Duration) -> Result<cutover::state::State, String> {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.consistency() {
+                Ok(state) => return Ok(state),
+                Err(e) if Instant::now() >= deadline => {
+                    let log = self.agent.as_ref().map(Agent::log).unwrap_or_default();
+                    return Err(format!(
+                        "not consistent within {within:?}: {e}\nagent log:\n{log}"
+                    ));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
     /// GET `/` with `Host: host` on a new connection through HAProxy: `(status, body)`.
     pub fn get(&self, host: &str) -> (u16, String) {
         let addr = self.haproxy.frontend();

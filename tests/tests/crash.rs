@@ -70,15 +70,9 @@ fn switch_cli(s: &Setup, colour: &str) -> Child {
         .expect("spawn cutover switch")
 }
 
-/// The state file as the agent would load it.
 fn saved_state(s: &Setup) -> State {
-    let bytes = std::fs::read(s.file("state/state.json")).expect("state.json exists");
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-        panic!(
-            "state.json does not load after a kill ({e}): {:?}",
-            String::from_utf8_lossy(&bytes)
-        )
-    })
+    s.saved_state()
+        .unwrap_or_else(|e| panic!("after a kill: {e}"))
 }
 
 fn leftovers(dirs: &[&Path]) -> Vec<String> {
@@ -114,32 +108,16 @@ fn power_loss(s: &Setup, rng: &mut Rng, round: usize) -> &'static str {
     }
 }
 
-/// Waits until HAProxy's runtime services map equals the file on disk and the file names
-/// the backend of the desired live colour; returns the desired state.
-fn assert_consistent(s: &Setup, files: &BTreeMap<&str, String>, round: usize) -> State {
-    let deadline = Instant::now() + CONSISTENT_WITHIN;
-    loop {
-        let state = saved_state(s);
-        let text = std::fs::read_to_string(s.services_map()).unwrap();
-        assert!(
-            files.values().any(|t| *t == text),
-            "round {round}: services.map is neither version in full: {text:?}"
-        );
-        let on_disk = mapfile::parse(&text).unwrap();
-        let live = s.haproxy.runtime_map(&s.services_map());
-        let desired = format!("web_{}", state.services["web"].live);
-        let agree = live.as_ref() == Ok(&on_disk) && on_disk["web"] == desired;
-        if agree {
-            return state;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "round {round}: within {CONSISTENT_WITHIN:?} after the restart: runtime {live:?}, \
-             file {on_disk:?}, desired {desired}; agent log:\n{}",
-            s.agent().log()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// Both versions of the services map are the only contents it may have; after a restart
+/// runtime, file and desired state must agree within [`CONSISTENT_WITHIN`].
+fn assert_consistent(s: &Setup, versions: &BTreeMap<&str, String>, round: usize) -> State {
+    let text = std::fs::read_to_string(s.services_map()).unwrap();
+    assert!(
+        versions.values().any(|t| *t == text),
+        "round {round}: services.map is neither version in full: {text:?}"
+    );
+    s.wait_consistent(CONSISTENT_WITHIN)
+        .unwrap_or_else(|e| panic!("round {round}: {e}"))
 }
 
 #[test]

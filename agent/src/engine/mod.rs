@@ -75,7 +75,8 @@ pub struct Snapshot {
     pub proxy: ProxyStatus,
     pub services: Vec<ServiceStatus>,
     pub files: Vec<FileStatus>,
-    /// The last failed apply or reconcile, if the last attempt failed.
+    /// What is wrong now: the fault's error while there is one, else the error of the last
+    /// change if it failed (cleared by the next change that succeeds).
     pub last_error: Option<String>,
     /// A condition that keeps the files or the proxy from matching the desired state (the
     /// proxy unreachable, a reconcile failing), while it lasts.
@@ -133,7 +134,8 @@ pub struct Engine<P: Proxy> {
     files: BTreeMap<String, String>,
     /// The proxy's epoch as last seen; a different one means somebody reloaded it.
     epoch: Option<Epoch>,
-    last_error: Option<String>,
+    /// Error of the last change, if it failed; see [`Snapshot::last_error`].
+    change_error: Option<String>,
     fault: Option<Fault>,
     /// Repairs made at start; see [`Snapshot::recovered`].
     recovered: Vec<String>,
@@ -172,7 +174,7 @@ impl<P: Proxy> Engine<P> {
             store,
             state,
             epoch: None,
-            last_error: None,
+            change_error: None,
             fault: None,
             recovered: Vec::new(),
         };
@@ -214,10 +216,11 @@ impl<P: Proxy> Engine<P> {
         }
     }
 
-    /// Journals something the agent did or saw by itself (`via: agent`).
+    /// Journals something the agent did or saw by itself (`via: agent`), with the request
+    /// `{"op": op}` (`recover`, `reconcile`).
     pub(crate) fn journal_agent(
         &self,
-        cmd: &str,
+        op: &str,
         result: &str,
         message: String,
         data: serde_json::Value,
@@ -226,7 +229,7 @@ impl<P: Proxy> Engine<P> {
             generation: self.state.generation,
             time_ms: now_ms(),
             requester: Requester::agent(),
-            request: json!({ "cmd": cmd }),
+            request: json!({ "op": op }),
             result: result.into(),
             message,
             data,
@@ -304,7 +307,7 @@ impl<P: Proxy> Engine<P> {
     /// the proxy and files are brought back to the current state.
     async fn commit_state(&mut self, next: State, change: Change) -> Result<Applied, ApplyError> {
         let mut applied = self.transition(&next).await.inspect_err(|e| {
-            self.last_error = Some(e.to_string());
+            self.change_error = Some(e.to_string());
         })?;
         if let Err(e) = self.store.save(&next) {
             let err = ApplyError::new(Step::Persist, e);
@@ -312,11 +315,11 @@ impl<P: Proxy> Engine<P> {
             if let Err(undo_err) = self.transition(&undo).await {
                 tracing::error!(error = %undo_err, "cannot undo a change whose state could not be saved");
             }
-            self.last_error = Some(err.to_string());
+            self.change_error = Some(err.to_string());
             return Err(err);
         }
         self.state = next;
-        self.last_error = None;
+        self.change_error = None;
         applied.change = change;
         Ok(applied)
     }
@@ -356,7 +359,11 @@ impl<P: Proxy> Engine<P> {
                     kind: f.kind,
                 })
                 .collect(),
-            last_error: self.last_error.clone(),
+            last_error: self
+                .fault
+                .as_ref()
+                .map(|f| f.message.clone())
+                .or_else(|| self.change_error.clone()),
             fault: self.fault.clone(),
             recovered: self.recovered.clone(),
         }

@@ -22,7 +22,6 @@ impl<P: Proxy> Engine<P> {
     pub async fn reconcile(&mut self, why: &str) -> Result<Vec<String>, ApplyError> {
         match self.reconcile_inner(why).await {
             Ok(fixes) => {
-                self.last_error = None;
                 self.healthy(why, &fixes);
                 Ok(fixes)
             }
@@ -117,10 +116,9 @@ impl<P: Proxy> Engine<P> {
         };
         self.fault = Some(Fault {
             step,
-            message: message.clone(),
+            message,
             since_ms,
         });
-        self.last_error = Some(message);
         self.epoch = None;
     }
 

@@ -247,7 +247,7 @@ fn journal_of(f: &Fixture, cmd: &str) -> Vec<JournalEntry> {
         .history(None, 1000)
         .unwrap()
         .into_iter()
-        .filter(|e| e.request["cmd"] == cmd)
+        .filter(|e| e.request["op"] == cmd)
         .collect()
 }
 
@@ -312,6 +312,14 @@ async fn a_failed_apply_makes_the_next_tick_compare_everything() {
     f.proxy.state().calls.clear();
     f.engine.tick().await;
     assert!(f.engine.epoch.is_some());
+    let snap = f.engine.snapshot().await;
+    assert!(snap.fault.is_none());
+    // The failed switch stays the last error until a change succeeds.
+    assert!(snap.last_error.unwrap().contains("admin socket gone"));
+    f.engine
+        .apply(&switch("web", Colour::Green), &Requester::default())
+        .await
+        .unwrap();
     assert!(f.engine.snapshot().await.last_error.is_none());
 }
 
