@@ -18,7 +18,7 @@ use crate::render::Renderer;
 use crate::state::{Change, Request, State};
 use crate::store::{now_ms, JournalEntry, Requester, Store};
 
-mod reconcile;
+pub mod reconcile;
 mod transition;
 
 pub use transition::{Applied, FileOutcome};
@@ -95,6 +95,11 @@ pub struct Fault {
     pub message: String,
     /// When it was first seen, Unix milliseconds.
     pub since_ms: u64,
+    /// Whether it has lasted [`reconcile::FAULT_GRACE`]: only then is it shown and
+    /// journaled (a shorter failure is a blip, such as HAProxy's master re-executing
+    /// itself for a reload).
+    #[serde(skip)]
+    pub confirmed: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -132,11 +137,16 @@ pub struct Engine<P: Proxy> {
     /// Content of every managed file as committed on disk, by file name: what the proxy
     /// serves.
     files: BTreeMap<String, String>,
-    /// The proxy's epoch as last seen; a different one means somebody reloaded it.
+    /// The proxy's epoch as last verified against the desired state; a different one
+    /// means somebody reloaded it. `None`: compare everything on the next tick.
     epoch: Option<Epoch>,
+    /// The proxy's epoch as last read, verified or not (to say why a tick reconciles).
+    seen_epoch: Option<Epoch>,
     /// Error of the last change, if it failed; see [`Snapshot::last_error`].
     change_error: Option<String>,
     fault: Option<Fault>,
+    /// How long a failing check lasts before it is a fault; [`reconcile::FAULT_GRACE`].
+    fault_grace: Duration,
     /// Repairs made at start; see [`Snapshot::recovered`].
     recovered: Vec<String>,
 }
@@ -164,7 +174,7 @@ impl<P: Proxy> Engine<P> {
             }
         }
         let state = recovered.state.unwrap_or_default();
-        let (state, _) = state.align_services(&config.initial_colours());
+        let (state, aligned) = state.align_services(&config.initial_colours());
         let mut engine = Engine {
             static_files: BTreeMap::new(),
             files: BTreeMap::new(),
@@ -174,10 +184,29 @@ impl<P: Proxy> Engine<P> {
             store,
             state,
             epoch: None,
+            seen_epoch: None,
             change_error: None,
             fault: None,
+            fault_grace: reconcile::FAULT_GRACE,
             recovered: Vec::new(),
         };
+        if !aligned.is_empty() {
+            let names: Vec<&str> = aligned
+                .services
+                .iter()
+                .map(|c| c.service.as_str())
+                .collect();
+            engine.journal_agent(
+                "config",
+                "ok",
+                format!(
+                    "generation {}: services added or removed by the config: {}",
+                    aligned.generation,
+                    names.join(", ")
+                ),
+                json!({ "services": aligned.services }),
+            );
+        }
         for note in notes {
             tracing::warn!("recovered: {note}");
             engine.journal_agent(
@@ -360,13 +389,16 @@ impl<P: Proxy> Engine<P> {
                 })
                 .collect(),
             last_error: self
-                .fault
-                .as_ref()
+                .confirmed_fault()
                 .map(|f| f.message.clone())
                 .or_else(|| self.change_error.clone()),
-            fault: self.fault.clone(),
+            fault: self.confirmed_fault().cloned(),
             recovered: self.recovered.clone(),
         }
+    }
+
+    fn confirmed_fault(&self) -> Option<&Fault> {
+        self.fault.as_ref().filter(|f| f.confirmed)
     }
 
     /// Entries of map `name`: desired, live, or the diff from live to desired.
@@ -457,6 +489,20 @@ impl<P: Proxy> Engine<P> {
             self.renderer = old_renderer;
             self.static_files = old_static;
             self.files = old_files;
+        }
+        match &result {
+            Ok(a) => self.journal_agent(
+                "config",
+                "ok",
+                format!("new config in force: {}", a.summary()),
+                json!({ "services": a.change.services, "files": a.files }),
+            ),
+            Err(e) => self.journal_agent(
+                "config",
+                "error",
+                format!("new config refused, the old one stays in force: {e}"),
+                json!({ "step": e.step }),
+            ),
         }
         result
     }

@@ -3,10 +3,13 @@
 //! a hand-typed runtime command, when the proxy comes back).
 //!
 //! Faults: a check that fails (the proxy unreachable, a map that cannot be read or
-//! repaired, a file that cannot be written) becomes the engine's [`Fault`], shown in
-//! `status` and journaled once when it starts; the epoch is forgotten, so every later tick
-//! is a full reconcile until one succeeds, which clears the fault and journals the
-//! recovery. Every repair a reconcile makes is journaled too.
+//! repaired, a file that cannot be written) forgets the epoch, so every later tick is a
+//! full reconcile until one succeeds. A check that keeps failing for [`FAULT_GRACE`]
+//! becomes the engine's [`Fault`], shown in `status` and journaled once; the reconcile
+//! that finally succeeds clears it and journals the recovery. Every repair a reconcile
+//! makes is journaled too.
+
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -15,6 +18,11 @@ use crate::config::FileKind;
 use crate::mapfile::{self, MapDiff};
 use crate::proxy::Proxy;
 use crate::store::now_ms;
+
+/// How long a check may keep failing before it is a fault. HAProxy 2.6's master refuses
+/// connections while it re-executes itself for a reload (longer with large maps to load);
+/// that is not worth an alarm.
+pub const FAULT_GRACE: Duration = Duration::from_secs(3);
 
 impl<P: Proxy> Engine<P> {
     /// Brings files and runtime to the desired state; returns one line per fix made. A
@@ -83,6 +91,10 @@ impl<P: Proxy> Engine<P> {
         }
         if let Some(f) = self.fault.take() {
             let secs = now_ms().saturating_sub(f.since_ms) as f64 / 1e3;
+            if !f.confirmed {
+                tracing::info!("check passes again after {secs:.1} s: {}", f.message);
+                return;
+            }
             let message = format!(
                 "recovered after {secs:.1} s: files and {} match the desired state again (the fault was: {})",
                 self.proxy.name(),
@@ -98,28 +110,37 @@ impl<P: Proxy> Engine<P> {
         }
     }
 
-    /// A check failed: the fault is recorded (journaled when it is new or its step
-    /// changed) and the epoch forgotten, so the next tick compares everything.
+    /// A check failed: the epoch is forgotten, so the next tick compares everything, and
+    /// the failure is recorded. It becomes a fault (shown, journaled) once it has lasted
+    /// [`FAULT_GRACE`], or at once when it follows a fault with another step.
     fn faulty(&mut self, step: Step, message: String) {
-        let since_ms = match &self.fault {
-            Some(f) if f.step == step => f.since_ms,
+        self.epoch = None;
+        let now = now_ms();
+        let (since_ms, was_confirmed) = match &self.fault {
+            Some(f) if f.step == step => (f.since_ms, f.confirmed),
+            Some(f) if f.confirmed => (now, true),
             _ => {
-                tracing::warn!(%step, "fault: {message}");
-                self.journal_agent(
-                    "reconcile",
-                    "error",
-                    message.clone(),
-                    json!({ "step": step }),
-                );
-                now_ms()
+                tracing::info!(%step, "check failed: {message}");
+                (now, false)
             }
         };
+        let due = now.saturating_sub(since_ms) >= self.fault_grace.as_millis() as u64;
+        let confirmed = was_confirmed || due;
+        if confirmed && !(was_confirmed && self.fault.as_ref().is_some_and(|f| f.step == step)) {
+            tracing::warn!(%step, "fault: {message}");
+            self.journal_agent(
+                "reconcile",
+                "error",
+                message.clone(),
+                json!({ "step": step }),
+            );
+        }
         self.fault = Some(Fault {
             step,
             message,
             since_ms,
+            confirmed,
         });
-        self.epoch = None;
     }
 
     /// Makes the running map `name` equal to its file; `Some(what was done)` when it
@@ -163,13 +184,13 @@ impl<P: Proxy> Engine<P> {
                 return vec![];
             }
         };
+        let seen = self.seen_epoch.replace(epoch.clone());
         if self.epoch.as_ref() != Some(&epoch) {
-            let why = if self.fault.is_some() {
-                "fault check"
-            } else if self.epoch.is_none() {
-                "proxy reachable"
-            } else {
-                "proxy reloaded"
+            let why = match seen {
+                None => "proxy reachable",
+                Some(s) if s.master_pid != epoch.master_pid => "proxy restarted",
+                Some(s) if s != epoch => "proxy reloaded",
+                Some(_) => "check after a failure",
             };
             tracing::info!(
                 reloads = epoch.reloads,
@@ -245,6 +266,16 @@ impl<P: Proxy> Engine<P> {
         self.store
             .save(&self.state)
             .map_err(|e| ApplyError::new(Step::Persist, e))?;
+        self.journal_agent(
+            "render",
+            "ok",
+            format!(
+                "generation {}: wrote {} file(s) without contacting the proxy",
+                self.state.generation,
+                written.len()
+            ),
+            json!({ "written": written }),
+        );
         Ok(written)
     }
 }

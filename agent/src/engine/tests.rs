@@ -255,6 +255,14 @@ fn journal_of(f: &Fixture, cmd: &str) -> Vec<JournalEntry> {
 async fn a_fault_is_shown_journaled_once_and_cleared_by_itself() {
     let mut f = fixture().await;
     f.engine.tick().await;
+    // A blip shorter than the grace is no fault.
+    f.proxy.state().unreachable = Some("re-executing".into());
+    f.engine.tick().await;
+    assert!(f.engine.snapshot().await.fault.is_none());
+    f.proxy.state().unreachable = None;
+    f.engine.tick().await;
+    assert!(journal_of(&f, "reconcile").is_empty());
+    f.engine.fault_grace = Duration::ZERO;
     f.proxy.state().unreachable = Some("connection refused".into());
     for _ in 0..3 {
         f.engine.tick().await;
