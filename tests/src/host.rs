@@ -176,6 +176,46 @@ pub fn ensure_group(name: &str) -> Result<u32, String> {
     }
 }
 
+/// The uid and primary gid of system user `name`, created with `useradd --system` (no
+/// home, no login shell) and made a member of `groups` when missing.
+pub fn ensure_user(name: &str, groups: &[&str]) -> Result<(u32, u32), String> {
+    let lookup = || nix::unistd::User::from_name(name).ok().flatten();
+    let created = if lookup().is_none() {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "--system".as_ref(),
+            "--no-create-home".as_ref(),
+            "--shell".as_ref(),
+            "/usr/sbin/nologin".as_ref(),
+        ];
+        let joined = groups.join(",");
+        if !groups.is_empty() {
+            args.push("--groups".as_ref());
+            args.push(joined.as_ref());
+        }
+        args.push(name.as_ref());
+        run("useradd", &args)
+    } else if !groups.is_empty() {
+        let joined = groups.join(",");
+        run(
+            "usermod",
+            &[
+                "--append".as_ref(),
+                "--groups".as_ref(),
+                joined.as_ref(),
+                name.as_ref(),
+            ],
+        )
+    } else {
+        Ok(())
+    };
+    match lookup() {
+        Some(u) => Ok((u.uid.as_raw(), u.gid.as_raw())),
+        None => Err(created
+            .err()
+            .unwrap_or_else(|| format!("user {name} not found"))),
+    }
+}
+
 /// Open file descriptors of process `pid`.
 pub fn open_fds(pid: u32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd"))
