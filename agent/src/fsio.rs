@@ -87,19 +87,27 @@ pub fn write_atomic(path: &Path, content: &[u8], opts: WriteOptions) -> Result<b
     let meta = fs::metadata(path).ok();
     if opts.keep_previous {
         if let Some(old) = &old {
-            replace(&previous_path(path), old, meta.as_ref(), opts.new_mode)?;
+            // The directory is fsynced once, after the second rename: it makes both durable.
+            replace(
+                &previous_path(path),
+                old,
+                meta.as_ref(),
+                opts.new_mode,
+                false,
+            )?;
         }
     }
-    replace(path, content, meta.as_ref(), opts.new_mode)?;
+    replace(path, content, meta.as_ref(), opts.new_mode, true)?;
     Ok(true)
 }
 
-/// Temp file, write, fsync, rename over `path`, fsync the directory.
+/// Temp file, write, fsync, rename over `path`, fsync the directory (when `sync`).
 fn replace(
     path: &Path,
     content: &[u8],
     like: Option<&fs::Metadata>,
     new_mode: u32,
+    sync: bool,
 ) -> Result<(), FsError> {
     let dir = path
         .parent()
@@ -134,7 +142,10 @@ fn replace(
             to: path.to_owned(),
             source,
         })?;
-        sync_dir(dir)
+        if sync {
+            sync_dir(dir)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp_path);

@@ -10,11 +10,17 @@ use clap::Parser;
 use cutover::cli::{self, exit, Cli, Verb};
 use cutover::config::Config;
 
+/// Threads for blocking calls.
+const MAX_BLOCKING_THREADS: usize = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    // One thread runs everything; the few blocking calls (user database lookups for the
+    // access check) get a small pool, so a burst of connections cannot start many threads.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
     {
         Ok(rt) => rt,

@@ -361,29 +361,52 @@ impl Store {
     }
 
     /// The newest journal entries, oldest first: at most `limit`, only those about
-    /// `service` when given. Lines that do not parse (a torn write) are skipped.
+    /// `service` when given, from the last [`HISTORY_TAIL_BYTES`] of the journal. The
+    /// journal is read backwards in chunks and parsed from its end, so the work is bounded
+    /// by what is asked for, not by the journal's size. Lines that do not parse (a torn
+    /// write) are skipped.
     pub fn history(&self, service: Option<&str>, limit: usize) -> io::Result<Vec<JournalEntry>> {
+        const CHUNK: u64 = 64 * 1024;
         let mut f = match fs::File::open(self.journal_path()) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
             Err(e) => return Err(e),
         };
         let len = f.metadata()?.len();
-        let start = len.saturating_sub(HISTORY_TAIL_BYTES);
-        f.seek(SeekFrom::Start(start))?;
-        let mut buf = Vec::new();
-        f.take(HISTORY_TAIL_BYTES).read_to_end(&mut buf)?;
-        let text = String::from_utf8_lossy(&buf);
-        let mut lines = text.lines();
-        if start > 0 {
-            lines.next(); // partial first line
+        let floor = len.saturating_sub(HISTORY_TAIL_BYTES);
+        let mut out = Vec::new();
+        // `carry`: the start of the earliest line read so far, whose beginning is not yet.
+        let mut carry: Vec<u8> = Vec::new();
+        let mut end = len;
+        while end > floor && out.len() < limit {
+            let start = end.saturating_sub(CHUNK).max(floor);
+            let mut buf = vec![0u8; (end - start) as usize];
+            f.seek(SeekFrom::Start(start))?;
+            f.read_exact(&mut buf)?;
+            buf.extend_from_slice(&carry);
+            // Before the first newline is a line that starts in an earlier chunk; at the
+            // floor it is cut and dropped, at the file's start it is whole.
+            let first = match buf.iter().position(|&b| b == b'\n') {
+                _ if start == 0 => 0,
+                Some(i) => i + 1,
+                None => buf.len(),
+            };
+            for line in buf[first..].split(|&b| b == b'\n').rev() {
+                if out.len() == limit {
+                    break;
+                }
+                let Ok(entry) = serde_json::from_slice::<JournalEntry>(line) else {
+                    continue;
+                };
+                if service.is_none_or(|s| mentions(&entry, s)) {
+                    out.push(entry);
+                }
+            }
+            buf.truncate(first);
+            carry = buf;
+            end = start;
         }
-        let mut out: Vec<JournalEntry> = lines
-            .filter_map(|l| serde_json::from_str::<JournalEntry>(l).ok())
-            .filter(|e| service.is_none_or(|s| mentions(e, s)))
-            .collect();
-        let skip = out.len().saturating_sub(limit);
-        out.drain(..skip);
+        out.reverse();
         Ok(out)
     }
 }
@@ -620,5 +643,23 @@ mod tests {
         assert!(matches!(store.lock(), Err(StoreError::Locked { .. })));
         drop(held);
         store.lock().unwrap();
+    }
+
+    #[test]
+    fn history_reads_backwards_across_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for g in 1..=40u64 {
+            let mut e = entry(g, if g % 3 == 0 { "api" } else { "web" });
+            // Lines longer than a read chunk, and short ones.
+            e.message = "m".repeat(if g % 5 == 0 { 150_000 } else { 10 });
+            store.append(&e).unwrap();
+        }
+        let gens = |v: Vec<JournalEntry>| v.iter().map(|e| e.generation).collect::<Vec<_>>();
+        assert_eq!(gens(store.history(None, 3).unwrap()), [38, 39, 40]);
+        assert_eq!(gens(store.history(Some("api"), 2).unwrap()), [36, 39]);
+        assert_eq!(store.history(None, 1000).unwrap().len(), 40);
+        assert_eq!(gens(store.history(None, 1000).unwrap())[..3], [1, 2, 3]);
+        assert_eq!(store.last_generation(), Some(40));
     }
 }
