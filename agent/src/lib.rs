@@ -10,6 +10,8 @@ pub mod config;
 pub mod control;
 pub mod engine;
 pub mod fsio;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mapfile;
 pub mod protocol;
 pub mod proxy;
