@@ -61,6 +61,11 @@ impl Policy {
         out
     }
 
+    /// Whether a check may need the peer's groups from the user database.
+    pub fn needs_groups(&self) -> bool {
+        !self.allow_gids.is_empty() || !self.read_gids.is_empty()
+    }
+
     /// Whether `who` may run `command`; `agent_uid` is the agent's own effective uid.
     pub fn check(&self, who: &Requester, command: &Command, agent_uid: u32) -> Result<(), Denied> {
         let mutation = command.is_mutation();

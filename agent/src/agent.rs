@@ -11,7 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, ProxyKind};
-use crate::control::{self, Envelope, Limits};
+use crate::control::{self, Envelope, GroupLookup, Limits};
 use crate::engine::{ApplyError, Engine, Step};
 use crate::protocol::{Command, Reply};
 use crate::proxy::haproxy::Haproxy;
@@ -81,10 +81,12 @@ pub async fn run_with<P: Proxy>(
         path: config.agent.socket.clone(),
         source,
     })?;
+    let groups = GroupLookup::new(config.agent.access.needs_groups());
     let limits = Limits {
         max_connections: config.agent.max_connections,
         max_line: config.agent.max_line,
         read_timeout: config.agent.read_timeout,
+        groups: groups.clone(),
     };
     let (tx, mut rx) = mpsc::channel::<Envelope>(QUEUE_DEPTH);
     let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -99,7 +101,7 @@ pub async fn run_with<P: Proxy>(
         tokio::select! {
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
-            _ = sighup.recv() => reload_config(&mut engine, config_path).await,
+            _ = sighup.recv() => reload_config(&mut engine, config_path, &groups).await,
             Some(env) = rx.recv() => {
                 let reply = handle(&mut engine, env.command, &env.requester).await;
                 let _ = env.reply.send(reply);
@@ -121,7 +123,7 @@ pub async fn run_with<P: Proxy>(
     Ok(())
 }
 
-async fn reload_config<P: Proxy>(engine: &mut Engine<P>, path: &Path) {
+async fn reload_config<P: Proxy>(engine: &mut Engine<P>, path: &Path, groups: &GroupLookup) {
     tracing::info!(config = %path.display(), "SIGHUP: reading the config again");
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -143,6 +145,7 @@ async fn reload_config<P: Proxy>(engine: &mut Engine<P>, path: &Path) {
     match engine.replace_config(Arc::new(config)).await {
         Ok(a) => {
             tracing::info!("new config in force: {}", a.summary());
+            groups.set(engine.config().agent.access.needs_groups());
             let socket = &engine.config().agent.socket;
             if let Err(e) = control::set_mode_group(socket, mode, group.as_deref()) {
                 tracing::error!(socket = %socket.display(), "cannot apply socket_mode/socket_group: {e}");

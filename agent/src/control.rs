@@ -14,6 +14,7 @@ use std::future::Future;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,8 +30,12 @@ use crate::store::Requester;
 /// Time open connections get to finish when the server shuts down.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
+/// Longest wait for the user database when looking up a peer's groups; past it the peer
+/// is judged by its uid and primary gid only.
+pub const GROUP_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Bounds of the control socket.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Concurrent connections.
     pub max_connections: usize,
@@ -38,6 +43,28 @@ pub struct Limits {
     pub max_line: usize,
     /// Time to receive one request line.
     pub read_timeout: Duration,
+    /// Whether to look up the peers' groups in the user database.
+    pub groups: GroupLookup,
+}
+
+/// Whether connections look up the groups the user database lists for the peer's uid: only
+/// needed when the access lists name gids, and worth avoiding otherwise (a directory
+/// service that hangs would slow every connection). Shared, so SIGHUP can turn it on.
+#[derive(Debug, Clone, Default)]
+pub struct GroupLookup(Arc<AtomicBool>);
+
+impl GroupLookup {
+    pub fn new(enabled: bool) -> GroupLookup {
+        GroupLookup(Arc::new(AtomicBool::new(enabled)))
+    }
+
+    pub fn set(&self, enabled: bool) {
+        self.0.store(enabled, Ordering::Relaxed);
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// A request on its way to the engine, with who sent it and where the answer goes.
@@ -113,6 +140,7 @@ pub async fn serve(
                 match permits.clone().try_acquire_owned() {
                     Ok(permit) => {
                         let engine = engine.clone();
+                        let limits = limits.clone();
                         tasks.spawn(async move {
                             connection(stream, limits, engine).await;
                             drop(permit);
@@ -145,15 +173,23 @@ async fn refuse(stream: UnixStream, max: usize) {
     let _ = tokio::time::timeout(Duration::from_secs(1), framed.send(reply.to_line())).await;
 }
 
-/// The peer credentials of the connection, and the groups the user database lists for its
-/// uid (looked up off the async thread; the lookup may go to NSS).
-async fn requester(stream: &UnixStream) -> Requester {
+/// The peer credentials of the connection, and, when `groups` is on, the groups the user
+/// database lists for its uid (looked up off the async thread, at most
+/// [`GROUP_LOOKUP_TIMEOUT`]; the lookup may go to NSS).
+async fn requester(stream: &UnixStream, groups: &GroupLookup) -> Requester {
     let cred = stream.peer_cred().ok();
     let uid = cred.map(|c| c.uid());
-    let groups = match uid {
-        Some(uid) => tokio::task::spawn_blocking(move || crate::access::user_groups(uid))
-            .await
-            .unwrap_or_default(),
+    let groups = match uid.filter(|_| groups.enabled()) {
+        Some(uid) => {
+            let lookup = tokio::task::spawn_blocking(move || crate::access::user_groups(uid));
+            match tokio::time::timeout(GROUP_LOOKUP_TIMEOUT, lookup).await {
+                Ok(found) => found.unwrap_or_default(),
+                Err(_) => {
+                    tracing::warn!(uid, "the user database did not answer within {GROUP_LOOKUP_TIMEOUT:?}; judging the peer by uid and gid only");
+                    vec![]
+                }
+            }
+        }
         None => vec![],
     };
     Requester {
@@ -166,7 +202,7 @@ async fn requester(stream: &UnixStream) -> Requester {
 }
 
 async fn connection(stream: UnixStream, limits: Limits, engine: mpsc::Sender<Envelope>) {
-    let who = requester(&stream).await;
+    let who = requester(&stream, &limits.groups).await;
     let mut framed = Framed::new(stream, LinesCodec::new_with_max_length(limits.max_line));
     loop {
         let line = match tokio::time::timeout(limits.read_timeout, framed.next()).await {

@@ -360,3 +360,65 @@ fn a_full_disk_and_a_read_only_map_directory_refuse_at_commit_and_heal() {
     s.stop_agent();
     drop(tmpfs);
 }
+
+#[test]
+fn a_full_state_directory_refuses_at_persist_and_undoes_the_switch() {
+    let haproxy = require_proxy!("haproxy");
+    let mut s = setup(&haproxy, SetupOptions::default());
+    assert!(s.cli(&["switch", "web", "green"]).status.success());
+    s.stop_agent();
+    let tmpfs = match Tmpfs::mount_over(&s.file("state"), 1024 * 1024) {
+        Ok(t) => t,
+        Err(why) => return skip_or_fail("mounting a tmpfs over the state directory", &why),
+    };
+    s.start_agent();
+    let before = live_files(&s);
+    let state_before = std::fs::read(s.file("state/state.json")).unwrap();
+    let journal_before = std::fs::read(s.file("state/history.jsonl")).unwrap();
+
+    tmpfs.fill();
+    let (code, reply) = s.cli_json(&["switch", "web", "blue"]);
+    assert_eq!(code, 1, "{reply}");
+    assert_eq!(reply["data"]["step"], "persist", "{reply}");
+    assert!(
+        reply["message"].as_str().unwrap().contains("No space left"),
+        "{reply}"
+    );
+    // Files and runtime went back with the state that could not be saved.
+    assert_eq!(live_files(&s), before);
+    assert_eq!(
+        std::fs::read(s.file("state/state.json")).unwrap(),
+        state_before
+    );
+    assert_eq!(s.get(HOST), (200, "green".into()));
+    assert!(status(&s)["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("No space left"));
+    s.wait_consistent(NOTICE).unwrap_or_else(|e| panic!("{e}"));
+    // The refusal's journal line is there in full (it fit in the file's last page) or not
+    // at all (a write cut short is cut off again): never torn.
+    let journal_after =
+        String::from_utf8(std::fs::read(s.file("state/history.jsonl")).unwrap()).unwrap();
+    let added = journal_after
+        .strip_prefix(std::str::from_utf8(&journal_before).unwrap())
+        .expect("the journal only grows");
+    assert!(
+        added.is_empty()
+            || (added.ends_with('\n')
+                && serde_json::from_str::<Value>(added.trim_end())
+                    .is_ok_and(|e| e["data"]["step"] == "persist")),
+        "torn journal end: {added:?}"
+    );
+
+    tmpfs.free();
+    let (code, reply) = s.cli_json(&["switch", "web", "blue"]);
+    assert_eq!(code, 0, "{reply}");
+    assert_eq!(s.get(HOST), (200, "blue".into()));
+    assert_recovered(&mut s);
+    let j = journal(&s);
+    assert!(has_entry(&j, |e| e["request"]["op"] == "switch"
+        && e["result"] == "ok"));
+    s.stop_agent();
+    drop(tmpfs);
+}
