@@ -1,0 +1,175 @@
+//! Config validation: defaults, refusals with every problem named, limits on what is read.
+
+use super::*;
+
+const GOOD: &str = r#"
+[agent]
+socket = "/tmp/c.sock"
+state_dir = "/tmp/state"
+
+[proxy]
+kind = "haproxy"
+admin_socket = "/tmp/admin.sock"
+master_socket = "/tmp/master.sock"
+map_dir = "/tmp/maps"
+
+[[services]]
+name = "web"
+routes = ["www.example.com", "example.com"]
+blue = { backend = "web_blue" }
+green = { backend = "web_green" }
+"#;
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(Path::new("/etc/cutover/cutover.toml"), text)
+}
+
+#[test]
+fn good_config_with_defaults() {
+    let c = load(GOOD).unwrap();
+    assert_eq!(c.agent.socket_mode, DEFAULT_SOCKET_MODE);
+    assert_eq!(c.services["web"].routes.len(), 2);
+    assert_eq!(c.services["web"].initial, Colour::Blue);
+    assert_eq!(c.files.len(), 2);
+    assert_eq!(
+        c.file("routes").unwrap().path,
+        Path::new("/tmp/maps/routes.map")
+    );
+    assert!(!c.file("routes").unwrap().uses_state);
+}
+
+#[test]
+fn unknown_field_is_refused() {
+    let e = load(&GOOD.replace("[agent]", "[agent]\nsokcet = 1")).unwrap_err();
+    assert!(e.to_string().contains("unknown field `sokcet`"), "{e}");
+}
+
+#[test]
+fn every_problem_is_listed() {
+    let bad = GOOD
+        .replace("\"www.example.com\"", "\"www example.com\"")
+        .replace("web_green", "web_blue")
+        .replace("/tmp/admin.sock", "")
+        .replace("name = \"web\"", "name = \"web/x\"");
+    let e = load(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("route \"www example.com\" contains a space"),
+        "{e}"
+    );
+    assert!(e.contains("is also the backend of"), "{e}");
+    assert!(e.contains("proxy.admin_socket: empty path"), "{e}");
+    assert!(e.contains("services[0] (web/x).name"), "{e}");
+}
+
+#[test]
+fn empty_routes_refused_unless_allowed() {
+    let bad = GOOD.replace("[\"www.example.com\", \"example.com\"]", "[]");
+    assert!(load(&bad).unwrap_err().to_string().contains("no routes"));
+    let ok = bad.replace("routes = []", "routes = []\nallow_empty_routes = true");
+    assert!(load(&ok).is_ok());
+}
+
+#[test]
+fn shared_route_refused() {
+    let two = format!(
+        "{GOOD}\n[[services]]\nname = \"api\"\nroutes = [\"example.com\"]\nblue = {{ backend = \"a_b\" }}\ngreen = {{ backend = \"a_g\" }}\n"
+    );
+    let e = load(&two).unwrap_err().to_string();
+    assert!(e.contains("also a route of service \"web\""), "{e}");
+}
+
+#[test]
+fn routes_file_lines_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("routes.txt");
+    std::fs::write(&f, "# hosts\na.example\n\nb#x\n").unwrap();
+    let text = GOOD.replace(
+        "routes = [\"www.example.com\", \"example.com\"]",
+        &format!("routes_file = {:?}", f.display().to_string()),
+    );
+    let e = load(&text).unwrap_err().to_string();
+    assert!(e.contains("routes.txt:4: route \"b#x\""), "{e}");
+}
+
+#[test]
+fn template_outside_dir_refused() {
+    let text = format!(
+        "{GOOD}\n[[files]]\nname = \"x\"\ntemplate = \"../../etc/passwd\"\npath = \"/tmp/maps/x.map\"\nkind = \"map\"\n"
+    );
+    let e = load(&text).unwrap_err().to_string();
+    assert!(e.contains("must be a relative path inside"), "{e}");
+}
+
+#[test]
+fn only_regular_files_are_read_and_never_without_bound() {
+    let text = GOOD.replace(
+        "routes = [\"www.example.com\", \"example.com\"]",
+        "routes_file = \"/dev/zero\"",
+    );
+    let e = load(&text).unwrap_err().to_string();
+    assert!(e.contains("/dev/zero: not a regular file"), "{e}");
+}
+
+#[test]
+fn control_characters_in_paths_and_template_values_are_refused() {
+    let text = GOOD
+        .replace("/tmp/state", "/tmp/st\\nate")
+        .replace("[proxy]", "[templates]\nvars = { listen = \"127.0.0.1:80\\n    stats socket /tmp/x level admin\", n = [\"a\\u0000\"] }\n[proxy]");
+    let e = load(&text).unwrap_err().to_string();
+    assert!(
+        e.contains("agent.state_dir: \"/tmp/st\\nate\" contains the control character '\\n'"),
+        "{e}"
+    );
+    assert!(
+        e.contains("templates.vars.listen: contains the control character '\\n'"),
+        "{e}"
+    );
+    assert!(
+        e.contains("templates.vars.n[0]: contains the control character '\\0'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn empty_maps_need_explicit_permission() {
+    let c = load(GOOD).unwrap();
+    let empty = crate::mapfile::MapEntries::new();
+    let e = c.file("routes").unwrap().check_entries(&empty).unwrap_err();
+    assert!(e.contains("map routes renders no entries"), "{e}");
+    assert!(c.file("services").unwrap().check_entries(&empty).is_err());
+    let allowed = load(&GOOD.replace(
+        "routes = [\"www.example.com\", \"example.com\"]",
+        "routes = []\nallow_empty_routes = true",
+    ))
+    .unwrap();
+    assert!(allowed
+        .file("routes")
+        .unwrap()
+        .check_entries(&empty)
+        .is_ok());
+    assert!(allowed
+        .file("services")
+        .unwrap()
+        .check_entries(&empty)
+        .is_err());
+}
+
+#[test]
+fn access_lists() {
+    let c = load(&GOOD.replace(
+        "[agent]",
+        "[agent]\nallow_uids = [1000]\nread_gids = [50]\nsocket_group = \"cutover\"",
+    ))
+    .unwrap();
+    assert!(c.agent.access.allow_uids.contains(&1000));
+    assert!(c.agent.access.read_gids.contains(&50));
+    let e = load(&GOOD.replace("[agent]", "[agent]\nread_uids = [7]")).unwrap_err();
+    assert!(
+        e.to_string().contains("set allow_uids or allow_gids too"),
+        "{e}"
+    );
+    let e = load(&GOOD.replace("[agent]", "[agent]\nallow_uids = [-1]")).unwrap_err();
+    assert!(e.to_string().contains("allow_uids"), "{e}");
+    let e = load(&GOOD.replace("[agent]", "[agent]\nsocket_group = \"a b\"")).unwrap_err();
+    assert!(e.to_string().contains("agent.socket_group"), "{e}");
+}
