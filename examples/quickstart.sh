@@ -80,6 +80,28 @@ kind = "map"
 values = "backends"
 
 [[files]]
+name = "idle"
+template = "haproxy/idle.map"
+path = "$work/maps/idle.map"
+kind = "map"
+values = "backends"
+
+[[files]]
+name = "canary"
+template = "haproxy/canary.map"
+path = "$work/maps/canary.map"
+kind = "map"
+values = "percent"
+
+[[files]]
+name = "preview"
+template = "haproxy/preview.map"
+path = "$work/maps/preview.map"
+kind = "map"
+uses_state = false
+values = "services"
+
+[[files]]
 name = "haproxy"
 template = "haproxy/haproxy.cfg"
 path = "$work/haproxy.cfg"

@@ -16,7 +16,6 @@ use crate::engine::{ApplyError, Engine};
 use crate::protocol::{Command, Reply};
 use crate::proxy::haproxy::Haproxy;
 use crate::proxy::Proxy;
-use crate::state::Request;
 use crate::store::{Requester, Store};
 
 /// Requests queued for the engine before senders wait.
@@ -102,6 +101,7 @@ pub async fn run_with<P: Proxy>(
                 let _ = env.reply.send(reply);
             }
             _ = tick.tick() => { engine.tick().await; }
+            _ = watch_timer(engine.next_watch_due()) => { engine.run_watches().await; }
         }
     }
     let _ = stop_tx.send(true);
@@ -116,6 +116,14 @@ pub async fn run_with<P: Proxy>(
     let _ = std::fs::remove_file(&engine.config().agent.socket);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Completes when the next post-switch watch sample is due; never without a watch.
+async fn watch_timer(due: Option<std::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep(crate::engine::until(due)).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn reload_config<P: Proxy>(engine: &mut Engine<P>, path: &Path) {
@@ -168,16 +176,9 @@ pub async fn handle<P: Proxy>(
                 serde_json::to_value(&snap).expect("snapshot serializes"),
             )
         }
-        Command::Switch { service, colour } => {
-            let req = Request::Switch { service, colour };
-            match engine.apply(&req, requester).await {
-                Ok(a) => Reply::ok(a.summary(), serde_json::to_value(&a).expect("serializes")),
-                Err(e) => failed(e),
-            }
-        }
-        Command::Rollback { service } => {
-            let req = Request::Rollback { service };
-            match engine.apply(&req, requester).await {
+        cmd if cmd.is_mutation() => {
+            let (req, force) = cmd.routing().expect("mutation");
+            match engine.apply(&req, requester, force).await {
                 Ok(a) => Reply::ok(a.summary(), serde_json::to_value(&a).expect("serializes")),
                 Err(e) => failed(e),
             }
@@ -193,5 +194,6 @@ pub async fn handle<P: Proxy>(
             ),
             Err(e) => failed(e),
         },
+        _ => unreachable!("every mutation is handled above"),
     }
 }

@@ -70,10 +70,44 @@ pub enum Verb {
     Render,
     /// Show services, their live colours and the proxy.
     Status,
-    /// Make COLOUR the live colour of SERVICE.
-    Switch { service: String, colour: Colour },
+    /// Make COLOUR the live colour of SERVICE (after the pre-switch gate).
+    Switch {
+        service: String,
+        colour: Colour,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
     /// Make the previous colour of SERVICE live again.
-    Rollback { service: String },
+    Rollback {
+        service: String,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Send PERCENT (1-99) of SERVICE's traffic to COLOUR, the colour that is not live.
+    Canary {
+        service: String,
+        colour: Colour,
+        #[arg(value_parser = clap::value_parser!(u8).range(1..=99))]
+        percent: u8,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make the canary colour of SERVICE live.
+    Promote {
+        service: String,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
+    /// End the canary of SERVICE; all traffic stays on the live colour.
+    Abort { service: String },
+    /// Drain the servers of COLOUR (no new connections; established ones finish).
+    Drain { service: String, colour: Colour },
+    /// Take the servers of COLOUR out of drain.
+    Undrain { service: String, colour: Colour },
     /// Maps.
     Map {
         #[command(subcommand)]
@@ -115,12 +149,44 @@ impl Verb {
         Some(match self {
             Verb::Agent | Verb::Check | Verb::Render => return None,
             Verb::Status => Command::Status,
-            Verb::Switch { service, colour } => Command::Switch {
+            Verb::Switch {
+                service,
+                colour,
+                force,
+            } => Command::Switch {
+                service: service.clone(),
+                colour: *colour,
+                force: *force,
+            },
+            Verb::Rollback { service, force } => Command::Rollback {
+                service: service.clone(),
+                force: *force,
+            },
+            Verb::Canary {
+                service,
+                colour,
+                percent,
+                force,
+            } => Command::Canary {
+                service: service.clone(),
+                colour: *colour,
+                percent: *percent,
+                force: *force,
+            },
+            Verb::Promote { service, force } => Command::Promote {
+                service: service.clone(),
+                force: *force,
+            },
+            Verb::Abort { service } => Command::Abort {
+                service: service.clone(),
+            },
+            Verb::Drain { service, colour } => Command::Drain {
                 service: service.clone(),
                 colour: *colour,
             },
-            Verb::Rollback { service } => Command::Rollback {
+            Verb::Undrain { service, colour } => Command::Undrain {
                 service: service.clone(),
+                colour: *colour,
             },
             Verb::Map {
                 verb: MapVerb::Show {
@@ -287,12 +353,39 @@ fn status_table(d: &Value) -> String {
         .map(|a| {
             a.iter()
                 .map(|s_| {
+                    let canary = match &s_["canary"] {
+                        Value::Object(c) => format!(
+                            "{} {}%",
+                            c.get("colour").map(s).unwrap_or_default(),
+                            c.get("percent").map(s).unwrap_or_default()
+                        ),
+                        _ => "-".into(),
+                    };
+                    let drained = s_["drained"]
+                        .as_array()
+                        .filter(|a| !a.is_empty())
+                        .map_or("-".into(), |a| {
+                            a.iter().map(s).collect::<Vec<_>>().join(",")
+                        });
+                    let phase = match &s_["phase"] {
+                        Value::Object(p) => {
+                            let name = p.get("phase").map(s).unwrap_or_default();
+                            match p.get("reason").and_then(Value::as_str) {
+                                Some(r) => format!("{name}: {r}"),
+                                None => name,
+                            }
+                        }
+                        _ => "-".into(),
+                    };
                     vec![
                         s(&s_["name"]),
                         s(&s_["live"]),
                         s(&s_["previous"]),
                         s(&s_["backend"]),
+                        canary,
+                        drained,
                         s(&s_["routes"]),
+                        phase,
                     ]
                 })
                 .collect()
@@ -310,7 +403,9 @@ fn status_table(d: &Value) -> String {
         }
     );
     out.push_str(&table(
-        &["SERVICE", "LIVE", "PREVIOUS", "BACKEND", "ROUTES"],
+        &[
+            "SERVICE", "LIVE", "PREVIOUS", "BACKEND", "CANARY", "DRAINED", "ROUTES", "PHASE",
+        ],
         &rows,
     ));
     if let Some(e) = d["last_error"].as_str() {
@@ -420,7 +515,8 @@ mod tests {
             c.verb.command(),
             Some(Command::Switch {
                 service: "web".into(),
-                colour: Colour::Green
+                colour: Colour::Green,
+                force: false
             })
         );
         assert!(Cli::try_parse_from(["cutover", "switch", "web", "red"]).is_err());

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::gates::{GateConfig, WatchConfig};
 use crate::mapfile::{check_name, check_token};
 use crate::state::Colour;
 
@@ -163,6 +164,8 @@ pub enum ValueCheck {
     Services,
     /// Every value is a backend the running proxy lists.
     Backends,
+    /// Every value is a whole percentage, 0 to 100 (the canary shares).
+    Percent,
 }
 
 #[derive(Debug, Clone)]
@@ -174,6 +177,14 @@ pub struct Service {
     pub initial: Colour,
     /// Proxy backend of each colour.
     pub colours: BTreeMap<Colour, ColourSpec>,
+    /// Host names that always reach the colour that is not live (preview).
+    pub preview_hosts: Vec<String>,
+    /// Drain the old colour's servers after a switch, promote or rollback. Default true.
+    pub drain_after_switch: bool,
+    /// Pre-switch gate (always on; `[services.gate]` tunes it).
+    pub gate: GateConfig,
+    /// Post-switch watch; none when `[services.watch]` is absent.
+    pub watch: Option<WatchConfig>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -291,6 +302,13 @@ struct RawService {
     initial: Colour,
     blue: RawColour,
     green: RawColour,
+    #[serde(default)]
+    preview_hosts: Vec<String>,
+    #[serde(default = "yes")]
+    drain_after_switch: bool,
+    #[serde(default)]
+    gate: GateConfig,
+    watch: Option<WatchConfig>,
 }
 
 fn blue() -> Colour {
@@ -678,6 +696,21 @@ impl Validator<'_> {
                     },
                 );
             }
+            let mut preview_hosts = Vec::new();
+            for (j, h) in s.preview_hosts.into_iter().enumerate() {
+                let hat = format!("{at}.preview_hosts[{j}]");
+                self.route(&hat, h.clone(), &mut preview_hosts);
+                if let Some(owner) = route_owner.insert(h.clone(), s.name.clone()) {
+                    self.problem(format!("{hat}: {h:?} is also a route of service {owner:?}"));
+                }
+            }
+            let mut problems = s.gate.problems(&format!("{at}.gate"));
+            if let Some(w) = &s.watch {
+                problems.extend(w.problems(&format!("{at}.watch")));
+            }
+            for p in problems {
+                self.problem(p);
+            }
             out.insert(
                 s.name.clone(),
                 Service {
@@ -685,6 +718,10 @@ impl Validator<'_> {
                     routes,
                     initial: s.initial,
                     colours,
+                    preview_hosts,
+                    drain_after_switch: s.drain_after_switch,
+                    gate: s.gate,
+                    watch: s.watch,
                 },
             );
         }

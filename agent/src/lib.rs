@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod engine;
 pub mod fsio;
+pub mod gates;
 pub mod mapfile;
 pub mod protocol;
 pub mod proxy;

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::Colour;
+use crate::state::{Colour, Request};
 
 /// Highest protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -28,10 +28,39 @@ pub const MAX_DEPTH: usize = 8;
 pub enum Command {
     /// Services, their colours, the proxy and the last error.
     Status,
-    /// Make `colour` the live colour of `service`.
-    Switch { service: String, colour: Colour },
+    /// Make `colour` the live colour of `service`. `force` skips the pre-switch gate.
+    Switch {
+        service: String,
+        colour: Colour,
+        #[serde(default)]
+        force: bool,
+    },
     /// Make the previous colour of `service` live again.
-    Rollback { service: String },
+    Rollback {
+        service: String,
+        #[serde(default)]
+        force: bool,
+    },
+    /// Send `percent` (1..=99) of the traffic of `service` to `colour`.
+    Canary {
+        service: String,
+        colour: Colour,
+        percent: u8,
+        #[serde(default)]
+        force: bool,
+    },
+    /// Make the canary colour of `service` live.
+    Promote {
+        service: String,
+        #[serde(default)]
+        force: bool,
+    },
+    /// End the canary of `service`.
+    Abort { service: String },
+    /// Drain the servers of `colour` of `service`.
+    Drain { service: String, colour: Colour },
+    /// Take the servers of `colour` of `service` out of drain.
+    Undrain { service: String, colour: Colour },
     /// Entries of the managed map file `name`.
     MapShow {
         name: String,
@@ -55,7 +84,71 @@ impl Command {
     /// Whether the command may change routing (and so is journaled and needs the
     /// mutating permission).
     pub fn is_mutation(&self) -> bool {
-        matches!(self, Command::Switch { .. } | Command::Rollback { .. })
+        self.routing().is_some()
+    }
+
+    /// The routing request of a mutating command, with its `force` flag.
+    pub fn routing(&self) -> Option<(Request, bool)> {
+        let s = |s: &String| s.clone();
+        Some(match self {
+            Command::Status | Command::MapShow { .. } | Command::History { .. } => return None,
+            Command::Switch {
+                service,
+                colour,
+                force,
+            } => (
+                Request::Switch {
+                    service: s(service),
+                    colour: *colour,
+                },
+                *force,
+            ),
+            Command::Rollback { service, force } => (
+                Request::Rollback {
+                    service: s(service),
+                },
+                *force,
+            ),
+            Command::Canary {
+                service,
+                colour,
+                percent,
+                force,
+            } => (
+                Request::Canary {
+                    service: s(service),
+                    colour: *colour,
+                    percent: *percent,
+                },
+                *force,
+            ),
+            Command::Promote { service, force } => (
+                Request::Promote {
+                    service: s(service),
+                },
+                *force,
+            ),
+            Command::Abort { service } => (
+                Request::Abort {
+                    service: s(service),
+                },
+                false,
+            ),
+            Command::Drain { service, colour } => (
+                Request::Drain {
+                    service: s(service),
+                    colour: *colour,
+                },
+                false,
+            ),
+            Command::Undrain { service, colour } => (
+                Request::Undrain {
+                    service: s(service),
+                    colour: *colour,
+                },
+                false,
+            ),
+        })
     }
 }
 
@@ -188,9 +281,32 @@ mod tests {
             Command::Switch {
                 service: "web".into(),
                 colour: Colour::Green,
+                force: true,
             },
             Command::Rollback {
                 service: "web".into(),
+                force: false,
+            },
+            Command::Canary {
+                service: "web".into(),
+                colour: Colour::Blue,
+                percent: 10,
+                force: false,
+            },
+            Command::Promote {
+                service: "web".into(),
+                force: false,
+            },
+            Command::Abort {
+                service: "web".into(),
+            },
+            Command::Drain {
+                service: "web".into(),
+                colour: Colour::Blue,
+            },
+            Command::Undrain {
+                service: "web".into(),
+                colour: Colour::Blue,
             },
             Command::MapShow {
                 name: "routes".into(),
@@ -209,6 +325,15 @@ mod tests {
     #[test]
     fn parses_v1_payloads() {
         assert_eq!(decode(r#"{"cmd":"status"}"#).unwrap(), Command::Status);
+        // Written before `force` existed.
+        assert_eq!(
+            decode(r#"{"v":1,"cmd":"switch","service":"web","colour":"green"}"#).unwrap(),
+            Command::Switch {
+                service: "web".into(),
+                colour: Colour::Green,
+                force: false
+            }
+        );
         assert_eq!(
             decode(r#"{"cmd":"map_show","name":"services"}"#).unwrap(),
             Command::MapShow {
@@ -233,8 +358,12 @@ mod tests {
         assert!(e(r#"{"cmd":"switch","service":"web","colour":"red"}"#)
             .contains("unknown variant `red`, expected `blue` or `green`"));
         assert!(
-            e(r#"{"cmd":"switch","service":"web","colour":"blue","force":true}"#)
-                .contains("unknown field `force`")
+            e(r#"{"cmd":"switch","service":"web","colour":"blue","forse":true}"#)
+                .contains("unknown field `forse`")
+        );
+        assert!(
+            e(r#"{"cmd":"canary","service":"web","colour":"blue","percent":300}"#)
+                .contains("invalid value")
         );
         assert!(e(r#"{"cmd":"reboot"}"#).contains("unknown variant `reboot`"));
         assert!(e(r#"{"cmd":"switch","service":5,"colour":"blue"}"#).contains("invalid type"));

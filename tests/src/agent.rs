@@ -350,6 +350,28 @@ kind = "map"
 values = "backends"
 
 [[files]]
+name = "idle"
+template = "haproxy/idle.map"
+path = "{dir}/maps/idle.map"
+kind = "map"
+values = "backends"
+
+[[files]]
+name = "canary"
+template = "haproxy/canary.map"
+path = "{dir}/maps/canary.map"
+kind = "map"
+values = "percent"
+
+[[files]]
+name = "preview"
+template = "haproxy/preview.map"
+path = "{dir}/maps/preview.map"
+kind = "map"
+uses_state = false
+values = "services"
+
+[[files]]
 name = "haproxy"
 template = "haproxy/haproxy.cfg"
 path = "{cfg}"

@@ -19,9 +19,11 @@ use crate::state::{Change, Request, State};
 use crate::store::{now_ms, JournalEntry, Requester, Store};
 
 mod reconcile;
+mod safety;
 mod transition;
 
-pub use transition::{Applied, FileOutcome};
+pub use safety::{until, GateReport, Phase};
+pub use transition::{is_percent, Applied, FileOutcome};
 
 /// Maps of at most this many bytes (about a thousand entries) are compared with the running
 /// proxy on every reconcile tick; larger ones at start and whenever the epoch moves.
@@ -32,6 +34,7 @@ pub const SMALL_MAP_BYTES: usize = 64 * 1024;
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     Request,
+    Gate,
     Render,
     Validate,
     Commit,
@@ -91,6 +94,12 @@ pub struct ServiceStatus {
     pub previous: Option<String>,
     pub backend: String,
     pub routes: usize,
+    /// Canary colour and share, when one runs.
+    pub canary: Option<crate::state::Canary>,
+    /// Colours whose servers are drained.
+    pub drained: Vec<String>,
+    /// The safety phase (watch, rollback), when there is one.
+    pub phase: Option<Phase>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -114,7 +123,13 @@ pub struct Engine<P: Proxy> {
     files: BTreeMap<String, String>,
     /// The proxy's epoch as last seen; a different one means somebody reloaded it.
     epoch: Option<Epoch>,
+    /// Whether the proxy answered the last time it was asked.
+    reachable: bool,
     last_error: Option<String>,
+    /// Post-switch watches in progress, by service.
+    watches: BTreeMap<String, safety::ActiveWatch>,
+    /// Latest safety phase by service.
+    phases: BTreeMap<String, Phase>,
 }
 
 impl<P: Proxy> Engine<P> {
@@ -140,7 +155,10 @@ impl<P: Proxy> Engine<P> {
             store,
             state,
             epoch: None,
+            reachable: false,
             last_error: None,
+            watches: BTreeMap::new(),
+            phases: BTreeMap::new(),
         };
         engine.static_files = engine.render_static()?;
         engine.read_files_from_disk()?;
@@ -159,14 +177,27 @@ impl<P: Proxy> Engine<P> {
         &self.proxy
     }
 
-    /// Applies one routing request end to end and journals it.
+    /// Applies one routing request end to end and journals it. `force` skips the
+    /// pre-switch gate (and is journaled).
     pub async fn apply(
         &mut self,
         req: &Request,
         requester: &Requester,
+        force: bool,
+    ) -> Result<Applied, ApplyError> {
+        self.apply_as(req, requester, force, None).await
+    }
+
+    /// [`Engine::apply`] with a note for the journal (why the agent itself asked).
+    pub(super) async fn apply_as(
+        &mut self,
+        req: &Request,
+        requester: &Requester,
+        force: bool,
+        note: Option<&str>,
     ) -> Result<Applied, ApplyError> {
         let started = Instant::now();
-        let result = self.apply_inner(req).await;
+        let result = self.apply_inner(req, force).await;
         let request = serde_json::to_value(req).expect("request serializes");
         let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         let entry = match &result {
@@ -176,8 +207,12 @@ impl<P: Proxy> Engine<P> {
                 requester: requester.clone(),
                 request,
                 result: "ok".into(),
-                message: a.summary(),
+                message: match note {
+                    Some(n) => format!("{}; {n}", a.summary()),
+                    None => a.summary(),
+                },
                 data: json!({ "services": a.change.services, "files": a.files,
+                              "gate": a.gate, "forced": force, "warnings": a.warnings,
                               "elapsed_ms": elapsed_ms }),
             },
             Err(e) => JournalEntry {
@@ -187,7 +222,7 @@ impl<P: Proxy> Engine<P> {
                 request,
                 result: "error".into(),
                 message: e.to_string(),
-                data: json!({ "step": e.step, "elapsed_ms": elapsed_ms }),
+                data: json!({ "step": e.step, "forced": force, "elapsed_ms": elapsed_ms }),
             },
         };
         if let Err(e) = self.store.append(&entry) {
@@ -200,7 +235,14 @@ impl<P: Proxy> Engine<P> {
         result
     }
 
-    async fn apply_inner(&mut self, req: &Request) -> Result<Applied, ApplyError> {
+    async fn apply_inner(&mut self, req: &Request, force: bool) -> Result<Applied, ApplyError> {
+        if matches!(req, Request::Canary { .. }) && !self.has_percent_map() {
+            return Err(ApplyError::new(
+                Step::Request,
+                "a canary needs a map of canary shares: add a [[files]] entry with \
+                 template haproxy/canary.map and values = \"percent\"",
+            ));
+        }
         let (next, change) = self
             .state
             .apply(req)
@@ -208,7 +250,27 @@ impl<P: Proxy> Engine<P> {
         if change.is_empty() {
             return Ok(Applied::nothing(change));
         }
-        self.commit_state(next, change).await
+        let next = self.with_drain_policy(next);
+        let gate = self.gate(req, force).await?;
+        let prev = self.state.clone();
+        let mut applied = self.commit_state(next, change).await?;
+        applied.gate = Some(gate);
+        if let Err(e) = self.sync_drains(Some(&prev), &self.state).await {
+            tracing::warn!("{e}");
+            applied.warnings.push(e.to_string());
+        }
+        let moved = applied.change.services.iter().any(|c| c.live_moved());
+        if moved && matches!(req, Request::Switch { .. } | Request::Promote { .. }) {
+            self.start_watch(req.service()).await;
+        }
+        Ok(applied)
+    }
+
+    fn has_percent_map(&self) -> bool {
+        self.config
+            .files
+            .iter()
+            .any(|f| f.values == crate::config::ValueCheck::Percent)
     }
 
     /// Carries `next` to the files and the proxy, then persists it; on a persist failure
@@ -254,6 +316,9 @@ impl<P: Proxy> Engine<P> {
                         previous: s.previous.map(|c| c.to_string()),
                         backend: svc.colours[&s.live].backend.clone(),
                         routes: svc.routes.len(),
+                        canary: s.canary,
+                        drained: s.drained.iter().map(|c| c.to_string()).collect(),
+                        phase: self.phases.get(name).cloned(),
                     }
                 })
                 .collect(),

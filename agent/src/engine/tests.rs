@@ -91,7 +91,7 @@ async fn a_flip_is_one_runtime_update_without_a_proxy_check() {
     let mut f = fixture().await;
     let a = f
         .engine
-        .apply(&switch("web", Colour::Green), &Requester::default())
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
         .await
         .unwrap();
     assert_eq!(a.change.generation, f.engine.state().generation);
@@ -100,9 +100,11 @@ async fn a_flip_is_one_runtime_update_without_a_proxy_check() {
     assert_eq!(a.files[0].name, "services");
     assert_eq!(f.live_services()["web"], "web_green");
     assert!(f.services_file().contains("web web_green"));
+    // One runtime map update, then the old colour is drained (the default policy).
     let calls = f.proxy.state().calls.clone();
-    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls.len(), 2, "{calls:?}");
     assert!(calls[0].starts_with("update_map"));
+    assert_eq!(calls[1], "set_drain web_blue true");
     let history = f.engine.history(None, 10).unwrap();
     assert_eq!(history.last().unwrap().result, "ok");
 }
@@ -115,7 +117,7 @@ async fn an_unknown_backend_is_refused_before_anything_is_written() {
     let gen = f.engine.state().generation;
     let e = f
         .engine
-        .apply(&switch("web", Colour::Green), &Requester::default())
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
         .await
         .unwrap_err();
     assert_eq!(e.step, Step::Validate);
@@ -134,7 +136,7 @@ async fn a_failed_runtime_update_puts_the_file_back() {
     let before = f.services_file();
     let e = f
         .engine
-        .apply(&switch("web", Colour::Green), &Requester::default())
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
         .await
         .unwrap_err();
     assert_eq!(e.step, Step::Apply);
@@ -145,7 +147,7 @@ async fn a_failed_runtime_update_puts_the_file_back() {
     // The agent keeps working once the fault is gone.
     f.proxy.state().fail_update = None;
     f.engine
-        .apply(&switch("web", Colour::Green), &Requester::default())
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
         .await
         .unwrap();
     assert_eq!(f.live_services()["web"], "web_green");
@@ -162,7 +164,7 @@ async fn a_failed_commit_changes_nothing() {
     let gen = f.engine.state().generation;
     let e = f
         .engine
-        .apply(&switch("api", Colour::Green), &Requester::default())
+        .apply(&switch("api", Colour::Green), &Requester::default(), false)
         .await
         .unwrap_err();
     assert_eq!(e.step, Step::Commit, "{e}");
@@ -224,7 +226,7 @@ async fn rollback_returns_to_the_previous_colour() {
     let mut f = fixture().await;
     let who = Requester::default();
     f.engine
-        .apply(&switch("web", Colour::Green), &who)
+        .apply(&switch("web", Colour::Green), &who, false)
         .await
         .unwrap();
     f.engine
@@ -233,6 +235,7 @@ async fn rollback_returns_to_the_previous_colour() {
                 service: "web".into(),
             },
             &who,
+            false,
         )
         .await
         .unwrap();

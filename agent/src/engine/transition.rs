@@ -27,6 +27,12 @@ pub struct Applied {
     pub reload: Option<ReloadReport>,
     /// Milliseconds per step (`render`, `validate`, `commit`, `apply`, `confirm`).
     pub timings_ms: BTreeMap<&'static str, f64>,
+    /// What the pre-switch gate found (requests that move traffic).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<super::GateReport>,
+    /// Things that went wrong after traffic moved (e.g. a drain that failed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -48,6 +54,8 @@ impl Applied {
             validated_by_proxy: false,
             reload: None,
             timings_ms: BTreeMap::new(),
+            gate: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -61,8 +69,8 @@ impl Applied {
             .services
             .iter()
             .map(|c| {
-                let f = c.from.map_or("-".into(), |c| c.to_string());
-                let t = c.to.map_or("-".into(), |c| c.to_string());
+                let f = c.from.as_ref().map_or("-".into(), |s| s.to_string());
+                let t = c.to.as_ref().map_or("-".into(), |s| s.to_string());
                 format!("{} {f} -> {t}", c.service)
             })
             .collect();
@@ -106,6 +114,11 @@ struct Pending<'a> {
     new: String,
     /// Parsed new entries, for maps.
     entries: Option<MapEntries>,
+}
+
+/// Whether `v` is a whole number from 0 to 100.
+pub fn is_percent(v: &str) -> bool {
+    v.len() <= 3 && v.parse::<u8>().is_ok_and(|n| n <= 100)
 }
 
 /// Staged copy of a path: beside it, hidden, with a suffix no include glob matches.
@@ -227,6 +240,8 @@ impl<P: Proxy> Engine<P> {
             validated_by_proxy,
             reload,
             timings_ms: timings,
+            gate: None,
+            warnings: Vec::new(),
         })
     }
 
@@ -237,6 +252,18 @@ impl<P: Proxy> Engine<P> {
             let Some(entries) = &p.entries else { continue };
             let known: &BTreeSet<String> = match p.spec.values {
                 ValueCheck::Any => continue,
+                ValueCheck::Percent => {
+                    if let Some((k, v)) = entries.iter().find(|(_, v)| !is_percent(v)) {
+                        return Err(ApplyError::new(
+                            Step::Validate,
+                            format!(
+                                "map {}: key {k:?} has {v:?}, not a percentage 0..=100",
+                                p.spec.name
+                            ),
+                        ));
+                    }
+                    continue;
+                }
                 ValueCheck::Services => {
                     for (k, v) in entries {
                         if !self.config.services.contains_key(v) {

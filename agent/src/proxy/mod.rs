@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::gates::watch::BackendStats;
+use crate::gates::ServerHealth;
 use crate::mapfile::MapEntries;
 
 pub mod fake;
@@ -120,6 +122,50 @@ pub trait Proxy: Send + Sync + 'static {
 
     /// The current epoch, to notice reloads made by others.
     fn epoch(&self) -> impl Future<Output = Result<Epoch, ProxyError>> + Send;
+
+    /// The servers of `backend` as the running proxy sees them (for the pre-switch gate).
+    fn servers(
+        &self,
+        _backend: &str,
+    ) -> impl Future<Output = Result<Vec<ServerHealth>, ProxyError>> + Send {
+        let proxy = self.name();
+        async move {
+            Err(ProxyError::Unsupported {
+                what: "reading server states",
+                proxy,
+            })
+        }
+    }
+
+    /// Puts every server of `backend` in drain (`true`) or back to ready (`false`), at
+    /// runtime.
+    fn set_drain(
+        &self,
+        _backend: &str,
+        _drain: bool,
+    ) -> impl Future<Output = Result<(), ProxyError>> + Send {
+        let proxy = self.name();
+        async move {
+            Err(ProxyError::Unsupported {
+                what: "draining servers",
+                proxy,
+            })
+        }
+    }
+
+    /// Cumulative request counters of `backend` (for the post-switch watch).
+    fn backend_stats(
+        &self,
+        _backend: &str,
+    ) -> impl Future<Output = Result<BackendStats, ProxyError>> + Send {
+        let proxy = self.name();
+        async move {
+            Err(ProxyError::Unsupported {
+                what: "reading backend counters",
+                proxy,
+            })
+        }
+    }
 }
 
 /// Serializes a `Duration` as fractional milliseconds.
