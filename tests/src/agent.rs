@@ -27,6 +27,9 @@ pub struct SetupOptions {
     pub templates_extra: String,
     /// `agent.reconcile_interval_ms`.
     pub reconcile_interval_ms: u64,
+    /// Extra TOML for service `web`: keys first, then sub-tables such as
+    /// `[services.gate]` (e.g. `"preview_hosts = [\"p.test\"]\n[services.watch]\n..."`).
+    pub service_extra: String,
 }
 
 impl Default for SetupOptions {
@@ -36,6 +39,7 @@ impl Default for SetupOptions {
             routes_in_file: false,
             templates_extra: String::new(),
             reconcile_interval_ms: 200,
+            service_extra: String::new(),
         }
     }
 }
@@ -382,6 +386,7 @@ name = "web"
 {routes}
 blue = {{ backend = "web_blue", servers = [{{ name = "b1", address = "{blue}" }}] }}
 green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}" }}] }}
+{service_extra}
 "#,
         dir = dir.display(),
         interval = o.reconcile_interval_ms,
@@ -392,6 +397,7 @@ green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}"
         templates = workspace_root().join("templates").display(),
         listen = paths.frontend,
         extra = o.templates_extra,
+        service_extra = o.service_extra,
     );
     let path = dir.join("cutover.toml");
     std::fs::write(&path, text).expect("write cutover.toml");
