@@ -177,8 +177,23 @@ pub async fn handle<P: Proxy>(
             )
         }
         cmd if cmd.is_mutation() => {
-            let (req, force) = cmd.routing().expect("mutation");
-            match engine.apply(&req, requester, force).await {
+            let m = cmd.mutation().expect("mutation");
+            if m.dry_run {
+                return match engine.plan(&m.request, m.force).await {
+                    Ok(plan) => Reply::ok(
+                        format!(
+                            "dry run: generation {} would apply; nothing changed",
+                            plan.generation
+                        ),
+                        serde_json::to_value(&plan).expect("serializes"),
+                    ),
+                    Err(e) => Reply::error(
+                        format!("dry run: would be refused at {e}"),
+                        json!({ "step": e.step, "dry_run": true }),
+                    ),
+                };
+            }
+            match engine.apply(&m.request, requester, m.force).await {
                 Ok(a) => Reply::ok(a.summary(), serde_json::to_value(&a).expect("serializes")),
                 Err(e) => failed(e),
             }

@@ -51,6 +51,9 @@ pub struct Cli {
     /// Print the agent's reply as JSON.
     #[arg(long, global = true)]
     pub json: bool,
+    /// With a mutating verb: validate, run the gates and show the plan; change nothing.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
     /// Seconds to wait for the agent's answer.
     #[arg(long, global = true, default_value_t = DEFAULT_TIMEOUT_S)]
     pub timeout: u64,
@@ -145,7 +148,7 @@ pub struct HistoryArgs {
 
 impl Verb {
     /// The protocol command of a client verb.
-    pub fn command(&self) -> Option<Command> {
+    pub fn command(&self, dry_run: bool) -> Option<Command> {
         Some(match self {
             Verb::Agent | Verb::Check | Verb::Render => return None,
             Verb::Status => Command::Status,
@@ -157,10 +160,12 @@ impl Verb {
                 service: service.clone(),
                 colour: *colour,
                 force: *force,
+                dry_run,
             },
             Verb::Rollback { service, force } => Command::Rollback {
                 service: service.clone(),
                 force: *force,
+                dry_run,
             },
             Verb::Canary {
                 service,
@@ -172,21 +177,26 @@ impl Verb {
                 colour: *colour,
                 percent: *percent,
                 force: *force,
+                dry_run,
             },
             Verb::Promote { service, force } => Command::Promote {
                 service: service.clone(),
                 force: *force,
+                dry_run,
             },
             Verb::Abort { service } => Command::Abort {
                 service: service.clone(),
+                dry_run,
             },
             Verb::Drain { service, colour } => Command::Drain {
                 service: service.clone(),
                 colour: *colour,
+                dry_run,
             },
             Verb::Undrain { service, colour } => Command::Undrain {
                 service: service.clone(),
                 colour: *colour,
+                dry_run,
             },
             Verb::Map {
                 verb: MapVerb::Show {
@@ -303,6 +313,9 @@ pub fn print_reply(verb: &Verb, reply: &Reply, json: bool) -> i32 {
         return code;
     }
     let text = match verb {
+        _ if reply.data.get("files").is_some() && reply.message.starts_with("dry run") => {
+            plan_text(&reply.message, &reply.data)
+        }
         Verb::Status => status_table(&reply.data),
         Verb::Map { .. } => map_lines(&reply.data),
         Verb::History(_) => history_table(&reply.data),
@@ -414,6 +427,87 @@ fn status_table(d: &Value) -> String {
     out
 }
 
+/// A plan for humans: what changes, the gate, and per file the edits and the mechanism.
+fn plan_text(message: &str, d: &Value) -> String {
+    let mut out = format!("{message}\n");
+    for c in d["services"].as_array().into_iter().flatten() {
+        let side = |v: &Value| match v {
+            Value::Object(o) => {
+                let mut t = s(o.get("live").unwrap_or(&Value::Null));
+                if let Some(Value::Object(c)) = o.get("canary") {
+                    t.push_str(&format!(
+                        "+canary {} {}%",
+                        s(c.get("colour").unwrap_or(&Value::Null)),
+                        s(c.get("percent").unwrap_or(&Value::Null))
+                    ));
+                }
+                t
+            }
+            _ => "-".into(),
+        };
+        out.push_str(&format!(
+            "  service {}: {} -> {}\n",
+            s(&c["service"]),
+            side(&c["from"]),
+            side(&c["to"])
+        ));
+    }
+    if let Value::Object(g) = &d["gate"] {
+        if g.get("forced") == Some(&Value::Bool(true)) {
+            out.push_str("  gate: skipped (--force)\n");
+        } else if let Some(backend) = g.get("backend").and_then(Value::as_str) {
+            let names = |k: &str| {
+                g.get(k)
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            };
+            out.push_str(&format!(
+                "  gate: passed for {backend} (up: {}",
+                names("up")
+            ));
+            if !names("probed").is_empty() {
+                out.push_str(&format!("; probed: {}", names("probed")));
+            }
+            out.push_str(")\n");
+        }
+    }
+    for f in d["files"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  file {} ({}): {}, {} edits\n",
+            s(&f["name"]),
+            s(&f["path"]),
+            s(&f["mechanism"]),
+            s(&f["edits"])
+        ));
+        for p in f["added"].as_array().into_iter().flatten() {
+            out.push_str(&format!("    + {} {}\n", s(&p[0]), s(&p[1])));
+        }
+        for p in f["changed"].as_array().into_iter().flatten() {
+            out.push_str(&format!("    ~ {} {}\n", s(&p[0]), s(&p[1])));
+        }
+        for k in f["removed"].as_array().into_iter().flatten() {
+            out.push_str(&format!("    - {}\n", s(k)));
+        }
+        let lines = &f["lines"];
+        if f["kind"] == "config" {
+            for l in lines["first_removed"].as_array().into_iter().flatten() {
+                out.push_str(&format!("    -| {}\n", s(l)));
+            }
+            for l in lines["first_added"].as_array().into_iter().flatten() {
+                out.push_str(&format!("    +| {}\n", s(l)));
+            }
+        }
+    }
+    for srv in d["servers"].as_array().into_iter().flatten() {
+        out.push_str(&format!("  servers: {}\n", s(srv)));
+    }
+    if d["validated_by_proxy"] == Value::Bool(true) {
+        out.push_str("  validated with the proxy's own checker on a staged copy\n");
+    }
+    out
+}
+
 fn map_lines(d: &Value) -> String {
     let mut out = String::new();
     if let Some(entries) = d["entries"].as_object() {
@@ -512,11 +606,12 @@ mod tests {
         let c = Cli::try_parse_from(["cutover", "switch", "web", "green", "--json"]).unwrap();
         assert!(c.json);
         assert_eq!(
-            c.verb.command(),
+            c.verb.command(c.dry_run),
             Some(Command::Switch {
                 service: "web".into(),
                 colour: Colour::Green,
-                force: false
+                force: false,
+                dry_run: false
             })
         );
         assert!(Cli::try_parse_from(["cutover", "switch", "web", "red"]).is_err());

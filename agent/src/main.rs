@@ -118,7 +118,11 @@ async fn run(cli: Cli) -> i32 {
             }
         }
         verb => {
-            let command = verb.command().expect("client verb");
+            let command = verb.command(cli.dry_run).expect("client verb");
+            if cli.dry_run && !command.is_mutation() {
+                eprintln!("error: --dry-run goes with a verb that changes routing");
+                return exit::USAGE;
+            }
             let socket = match &cli.socket {
                 Some(s) => s.clone(),
                 None => match cutover::config::socket_of(&cli.config) {

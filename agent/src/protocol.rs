@@ -34,12 +34,18 @@ pub enum Command {
         colour: Colour,
         #[serde(default)]
         force: bool,
+        /// Plan only: validate, run the gates, show what would change; change nothing.
+        #[serde(default)]
+        dry_run: bool,
     },
     /// Make the previous colour of `service` live again.
     Rollback {
         service: String,
         #[serde(default)]
         force: bool,
+        /// Plan only: validate, run the gates, show what would change; change nothing.
+        #[serde(default)]
+        dry_run: bool,
     },
     /// Send `percent` (1..=99) of the traffic of `service` to `colour`.
     Canary {
@@ -48,19 +54,39 @@ pub enum Command {
         percent: u8,
         #[serde(default)]
         force: bool,
+        /// Plan only: validate, run the gates, show what would change; change nothing.
+        #[serde(default)]
+        dry_run: bool,
     },
     /// Make the canary colour of `service` live.
     Promote {
         service: String,
         #[serde(default)]
         force: bool,
+        /// Plan only: validate, run the gates, show what would change; change nothing.
+        #[serde(default)]
+        dry_run: bool,
     },
     /// End the canary of `service`.
-    Abort { service: String },
+    Abort {
+        service: String,
+        #[serde(default)]
+        dry_run: bool,
+    },
     /// Drain the servers of `colour` of `service`.
-    Drain { service: String, colour: Colour },
+    Drain {
+        service: String,
+        colour: Colour,
+        #[serde(default)]
+        dry_run: bool,
+    },
     /// Take the servers of `colour` of `service` out of drain.
-    Undrain { service: String, colour: Colour },
+    Undrain {
+        service: String,
+        colour: Colour,
+        #[serde(default)]
+        dry_run: bool,
+    },
     /// Entries of the managed map file `name`.
     MapShow {
         name: String,
@@ -84,72 +110,112 @@ impl Command {
     /// Whether the command may change routing (and so is journaled and needs the
     /// mutating permission).
     pub fn is_mutation(&self) -> bool {
-        self.routing().is_some()
+        self.mutation().is_some()
     }
 
-    /// The routing request of a mutating command, with its `force` flag.
-    pub fn routing(&self) -> Option<(Request, bool)> {
-        let s = |s: &String| s.clone();
+    /// The routing request of a mutating command, with its flags.
+    pub fn mutation(&self) -> Option<Mutation> {
+        let m = |request, force, dry_run: &bool| Mutation {
+            request,
+            force,
+            dry_run: *dry_run,
+        };
+        let s = String::clone;
         Some(match self {
             Command::Status | Command::MapShow { .. } | Command::History { .. } => return None,
             Command::Switch {
                 service,
                 colour,
                 force,
-            } => (
+                dry_run,
+            } => m(
                 Request::Switch {
                     service: s(service),
                     colour: *colour,
                 },
                 *force,
+                dry_run,
             ),
-            Command::Rollback { service, force } => (
+            Command::Rollback {
+                service,
+                force,
+                dry_run,
+            } => m(
                 Request::Rollback {
                     service: s(service),
                 },
                 *force,
+                dry_run,
             ),
             Command::Canary {
                 service,
                 colour,
                 percent,
                 force,
-            } => (
+                dry_run,
+            } => m(
                 Request::Canary {
                     service: s(service),
                     colour: *colour,
                     percent: *percent,
                 },
                 *force,
+                dry_run,
             ),
-            Command::Promote { service, force } => (
+            Command::Promote {
+                service,
+                force,
+                dry_run,
+            } => m(
                 Request::Promote {
                     service: s(service),
                 },
                 *force,
+                dry_run,
             ),
-            Command::Abort { service } => (
+            Command::Abort { service, dry_run } => m(
                 Request::Abort {
                     service: s(service),
                 },
                 false,
+                dry_run,
             ),
-            Command::Drain { service, colour } => (
+            Command::Drain {
+                service,
+                colour,
+                dry_run,
+            } => m(
                 Request::Drain {
                     service: s(service),
                     colour: *colour,
                 },
                 false,
+                dry_run,
             ),
-            Command::Undrain { service, colour } => (
+            Command::Undrain {
+                service,
+                colour,
+                dry_run,
+            } => m(
                 Request::Undrain {
                     service: s(service),
                     colour: *colour,
                 },
                 false,
+                dry_run,
             ),
         })
     }
+}
+
+/// A mutating command as the engine takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mutation {
+    pub request: Request,
+    /// Skip the pre-switch gate.
+    pub force: bool,
+    /// Plan only.
+    pub dry_run: bool,
 }
 
 /// Which content of a map to show.
@@ -282,31 +348,38 @@ mod tests {
                 service: "web".into(),
                 colour: Colour::Green,
                 force: true,
+                dry_run: true,
             },
             Command::Rollback {
                 service: "web".into(),
                 force: false,
+                dry_run: false,
             },
             Command::Canary {
                 service: "web".into(),
                 colour: Colour::Blue,
                 percent: 10,
                 force: false,
+                dry_run: false,
             },
             Command::Promote {
                 service: "web".into(),
                 force: false,
+                dry_run: false,
             },
             Command::Abort {
                 service: "web".into(),
+                dry_run: true,
             },
             Command::Drain {
                 service: "web".into(),
                 colour: Colour::Blue,
+                dry_run: false,
             },
             Command::Undrain {
                 service: "web".into(),
                 colour: Colour::Blue,
+                dry_run: false,
             },
             Command::MapShow {
                 name: "routes".into(),
@@ -331,7 +404,8 @@ mod tests {
             Command::Switch {
                 service: "web".into(),
                 colour: Colour::Green,
-                force: false
+                force: false,
+                dry_run: false
             }
         );
         assert_eq!(

@@ -18,12 +18,14 @@ use crate::render::Renderer;
 use crate::state::{Change, Request, State};
 use crate::store::{now_ms, JournalEntry, Requester, Store};
 
+mod plan;
 mod reconcile;
 mod safety;
 mod transition;
 
+pub use plan::Plan;
 pub use safety::{until, GateReport, Phase};
-pub use transition::{is_percent, Applied, FileOutcome};
+pub use transition::{is_percent, Applied, FileOutcome, LineChanges, PlannedFile};
 
 /// Maps of at most this many bytes (about a thousand entries) are compared with the running
 /// proxy on every reconcile tick; larger ones at start and whenever the epoch moves.

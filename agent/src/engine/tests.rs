@@ -244,3 +244,43 @@ async fn rollback_returns_to_the_previous_colour() {
     let web = snap.services.iter().find(|s| s.name == "web").unwrap();
     assert_eq!(web.previous.as_deref(), Some("green"));
 }
+
+#[tokio::test]
+async fn a_plan_changes_nothing_and_names_the_mechanism() {
+    let f = fixture().await;
+    let journal_before = std::fs::read(f.engine.store.journal_path()).unwrap_or_default();
+    let files_before = f.services_file();
+    let plan = f
+        .engine
+        .plan(&switch("web", Colour::Green), false)
+        .await
+        .unwrap();
+    assert_eq!(plan.generation, f.engine.state().generation + 1);
+    assert_eq!(plan.services.len(), 1);
+    let services = plan.files.iter().find(|p| p.name == "services").unwrap();
+    assert_eq!(services.mechanism, "runtime per key");
+    assert_eq!(
+        services.changed,
+        vec![("web".to_owned(), "web_green".to_owned())]
+    );
+    assert_eq!(plan.servers, vec!["drain web_blue".to_owned()]);
+    assert_eq!(f.services_file(), files_before);
+    assert_eq!(f.live_services()["web"], "web_blue");
+    assert!(
+        f.proxy.state().calls.is_empty(),
+        "{:?}",
+        f.proxy.state().calls
+    );
+    assert_eq!(
+        std::fs::read(f.engine.store.journal_path()).unwrap_or_default(),
+        journal_before
+    );
+    // A plan that the gate would refuse is an error naming the gate.
+    f.proxy.state().servers.get_mut("web_green").unwrap()[0].up = false;
+    let e = f
+        .engine
+        .plan(&switch("web", Colour::Green), false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.step, Step::Gate);
+}

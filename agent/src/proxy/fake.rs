@@ -99,6 +99,14 @@ impl Proxy for FakeProxy {
         true
     }
 
+    fn map_mechanism(&self, edits: usize) -> MapMechanism {
+        if edits == 0 {
+            MapMechanism::Unchanged
+        } else {
+            MapMechanism::PerKey
+        }
+    }
+
     async fn read_map(&self, path: &Path) -> Result<MapEntries, ProxyError> {
         self.state()
             .maps

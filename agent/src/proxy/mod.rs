@@ -98,6 +98,15 @@ pub trait Proxy: Send + Sync + 'static {
     /// Whether maps can change without a reload.
     fn has_runtime_maps(&self) -> bool;
 
+    /// How a map diff of `edits` keys would be applied at runtime.
+    fn map_mechanism(&self, edits: usize) -> MapMechanism {
+        if edits == 0 {
+            MapMechanism::Unchanged
+        } else {
+            MapMechanism::Transaction
+        }
+    }
+
     /// The entries the running proxy serves from the map loaded from `path`.
     fn read_map(&self, path: &Path) -> impl Future<Output = Result<MapEntries, ProxyError>> + Send;
 

@@ -139,6 +139,14 @@ impl Proxy for Haproxy {
         true
     }
 
+    fn map_mechanism(&self, edits: usize) -> MapMechanism {
+        match edits {
+            0 => MapMechanism::Unchanged,
+            n if n <= PER_KEY_MAX_EDITS => MapMechanism::PerKey,
+            _ => MapMechanism::Transaction,
+        }
+    }
+
     async fn read_map(&self, path: &Path) -> Result<MapEntries, ProxyError> {
         let entries = self
             .admin
@@ -172,9 +180,8 @@ impl Proxy for Haproxy {
         let started = Instant::now();
         let map = map_name(path)?;
         let diff = MapDiff::between(from, to);
-        let mechanism = if diff.is_empty() {
-            MapMechanism::Unchanged
-        } else if diff.len() <= PER_KEY_MAX_EDITS {
+        let mechanism = self.map_mechanism(diff.len());
+        if mechanism == MapMechanism::PerKey {
             for (k, v) in &diff.changed {
                 self.admin.set_map(map, k, v).await.map_err(runtime)?;
             }
@@ -184,16 +191,14 @@ impl Proxy for Haproxy {
             for k in &diff.removed {
                 self.admin.del_map(map, k).await.map_err(runtime)?;
             }
-            MapMechanism::PerKey
-        } else {
+        } else if mechanism == MapMechanism::Transaction {
             let entries: Vec<(String, String)> =
                 to.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             self.admin
                 .replace_map(map, &entries)
                 .await
                 .map_err(runtime)?;
-            MapMechanism::Transaction
-        };
+        }
         Ok(MapUpdate {
             mechanism,
             edits: diff.len(),
