@@ -100,7 +100,10 @@ pub async fn run_with<P: Proxy>(
                 let reply = handle(&mut engine, env.command, &env.requester).await;
                 let _ = env.reply.send(reply);
             }
-            _ = tick.tick() => { engine.tick().await; }
+            _ = tick.tick() => {
+                engine.tick().await;
+                engine.poll_desired_file().await;
+            }
             _ = watch_timer(engine.next_watch_due()) => { engine.run_watches().await; }
         }
     }

@@ -111,6 +111,16 @@ pub enum Verb {
     Drain { service: String, colour: Colour },
     /// Take the servers of COLOUR out of drain.
     Undrain { service: String, colour: Colour },
+    /// Set the live colour (and canary) of the services a desired-state file names, in one
+    /// change.
+    Apply {
+        /// The desired-state TOML file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
     /// Maps.
     Map {
         #[command(subcommand)]
@@ -148,9 +158,9 @@ pub struct HistoryArgs {
 
 impl Verb {
     /// The protocol command of a client verb.
-    pub fn command(&self, dry_run: bool) -> Option<Command> {
-        Some(match self {
-            Verb::Agent | Verb::Check | Verb::Render => return None,
+    pub fn command(&self, dry_run: bool) -> Result<Option<Command>, String> {
+        Ok(Some(match self {
+            Verb::Agent | Verb::Check | Verb::Render => return Ok(None),
             Verb::Status => Command::Status,
             Verb::Switch {
                 service,
@@ -216,7 +226,12 @@ impl Verb {
                 service: a.service.clone(),
                 limit: a.limit,
             },
-        })
+            Verb::Apply { file, force } => Command::Apply {
+                services: crate::desired::load(file)?,
+                force: *force,
+                dry_run,
+            },
+        }))
     }
 }
 
@@ -452,7 +467,12 @@ fn plan_text(message: &str, d: &Value) -> String {
             side(&c["to"])
         ));
     }
-    if let Value::Object(g) = &d["gate"] {
+    for g in d["gates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+    {
         if g.get("forced") == Some(&Value::Bool(true)) {
             out.push_str("  gate: skipped (--force)\n");
         } else if let Some(backend) = g.get("backend").and_then(Value::as_str) {
@@ -606,7 +626,7 @@ mod tests {
         let c = Cli::try_parse_from(["cutover", "switch", "web", "green", "--json"]).unwrap();
         assert!(c.json);
         assert_eq!(
-            c.verb.command(c.dry_run),
+            c.verb.command(c.dry_run).unwrap(),
             Some(Command::Switch {
                 service: "web".into(),
                 colour: Colour::Green,

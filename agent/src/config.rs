@@ -25,6 +25,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 /// Default time a control client has to send a request line, in milliseconds.
 pub const DEFAULT_READ_TIMEOUT_MS: u64 = 10_000;
+/// Default time a desired-state file must stay unchanged before it is applied, ms.
+pub const DEFAULT_DESIRED_DEBOUNCE_MS: u64 = 500;
 /// Default HAProxy binary.
 pub const DEFAULT_HAPROXY_BINARY: &str = "/usr/sbin/haproxy";
 /// Default HAProxy main config.
@@ -77,6 +79,12 @@ pub struct Agent {
     /// Interval of the drift / foreign-reload check. Default
     /// [`DEFAULT_RECONCILE_INTERVAL_MS`] ms.
     pub reconcile_interval: Duration,
+    /// A desired-state file to reconcile whenever it changes (see `desired`); none by
+    /// default.
+    pub desired_state: Option<PathBuf>,
+    /// How long the desired-state file must stay unchanged before it is applied. Default
+    /// [`DEFAULT_DESIRED_DEBOUNCE_MS`] ms.
+    pub desired_debounce: Duration,
 }
 
 /// Which proxy, and where its parts are.
@@ -244,6 +252,8 @@ struct RawAgent {
     max_line: Option<usize>,
     read_timeout_ms: Option<u64>,
     reconcile_interval_ms: Option<u64>,
+    desired_state: Option<PathBuf>,
+    desired_debounce_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -511,6 +521,13 @@ impl Validator<'_> {
                 raw.reconcile_interval_ms,
                 DEFAULT_RECONCILE_INTERVAL_MS,
             ),
+            desired_state: raw
+                .desired_state
+                .map(|p| self.abs("agent.desired_state", p)),
+            desired_debounce: match raw.desired_debounce_ms {
+                Some(0) => Duration::ZERO,
+                ms => self.duration("agent.desired_debounce_ms", ms, DEFAULT_DESIRED_DEBOUNCE_MS),
+            },
         }
     }
 

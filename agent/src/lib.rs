@@ -7,6 +7,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod desired;
 pub mod engine;
 pub mod fsio;
 pub mod gates;

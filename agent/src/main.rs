@@ -118,7 +118,13 @@ async fn run(cli: Cli) -> i32 {
             }
         }
         verb => {
-            let command = verb.command(cli.dry_run).expect("client verb");
+            let command = match verb.command(cli.dry_run) {
+                Ok(c) => c.expect("client verb"),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return exit::FAILED;
+                }
+            };
             if cli.dry_run && !command.is_mutation() {
                 eprintln!("error: --dry-run goes with a verb that changes routing");
                 return exit::USAGE;

@@ -13,7 +13,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{Colour, Request};
+use std::collections::BTreeMap;
+
+use crate::state::{Colour, Desired, Request};
 
 /// Highest protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -77,6 +79,14 @@ pub enum Command {
     Drain {
         service: String,
         colour: Colour,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Set the live colour (and canary) of several services in one change.
+    Apply {
+        services: BTreeMap<String, Desired>,
+        #[serde(default)]
+        force: bool,
         #[serde(default)]
         dry_run: bool,
     },
@@ -190,6 +200,17 @@ impl Command {
                     colour: *colour,
                 },
                 false,
+                dry_run,
+            ),
+            Command::Apply {
+                services,
+                force,
+                dry_run,
+            } => m(
+                Request::Set {
+                    services: services.clone(),
+                },
+                *force,
                 dry_run,
             ),
             Command::Undrain {
@@ -314,6 +335,15 @@ pub fn decode(line: &str) -> Result<Command, DecodeError> {
     if let Command::History { limit, .. } = &cmd {
         if *limit > MAX_HISTORY {
             return Err(DecodeError::HistoryLimit(*limit));
+        }
+    }
+    if let Command::Apply { services, .. } = &cmd {
+        if services.len() > crate::desired::MAX_SERVICES {
+            return Err(DecodeError::Command(format!(
+                "apply names {} services, more than {}",
+                services.len(),
+                crate::desired::MAX_SERVICES
+            )));
         }
     }
     Ok(cmd)

@@ -165,34 +165,45 @@ pub enum Request {
     Drain { service: String, colour: Colour },
     /// Take the servers of `colour` out of drain.
     Undrain { service: String, colour: Colour },
+    /// Set the live colour (and canary) of any number of services in one change.
+    Set { services: BTreeMap<String, Desired> },
+}
+
+/// The declared state of one service in a [`Request::Set`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Desired {
+    pub live: Colour,
+    /// A canary on the other colour; none means no canary.
+    #[serde(default)]
+    pub canary: Option<Canary>,
 }
 
 impl Request {
-    /// The service the request is about.
-    pub fn service(&self) -> &str {
-        match self {
-            Request::Switch { service, .. }
-            | Request::Rollback { service }
-            | Request::Canary { service, .. }
-            | Request::Promote { service }
-            | Request::Abort { service }
-            | Request::Drain { service, .. }
-            | Request::Undrain { service, .. } => service,
-        }
+    /// Whether the request returns to an earlier state (no post-switch watch follows).
+    pub fn is_rollback(&self) -> bool {
+        matches!(self, Request::Rollback { .. })
     }
+}
 
-    /// The colour that will take (more) traffic if the request goes through, for the
-    /// pre-switch gate; `None` for requests that move no traffic towards a colour.
-    pub fn target(&self, state: &State) -> Option<Colour> {
-        let s = state.services.get(self.service())?;
-        match self {
-            Request::Switch { colour, .. } => Some(*colour),
-            Request::Rollback { .. } => s.previous,
-            Request::Canary { colour, .. } => Some(*colour),
-            Request::Promote { .. } => s.canary.map(|c| c.colour),
-            Request::Abort { .. } | Request::Drain { .. } | Request::Undrain { .. } => None,
+/// The colours a change moves traffic towards, by service: the new live colour where it
+/// moved, and the canary colour where a canary starts or grows. These are what the
+/// pre-switch gate checks.
+pub fn traffic_targets(old: &State, new: &State) -> Vec<(String, Colour)> {
+    let mut out = Vec::new();
+    for (name, n) in &new.services {
+        let o = old.services.get(name);
+        if o.map(|o| o.live) != Some(n.live) {
+            out.push((name.clone(), n.live));
+        }
+        if let Some(c) = n.canary {
+            let before = o.and_then(|o| o.canary).filter(|oc| oc.colour == c.colour);
+            if before.is_none_or(|b| b.percent < c.percent) {
+                out.push((name.clone(), c.colour));
+            }
         }
     }
+    out
 }
 
 /// What one service went through in a change.
@@ -261,7 +272,16 @@ impl State {
     /// a request that changes nothing (switching to the live colour) returns an empty change
     /// and the same generation.
     pub fn apply(&self, req: &Request) -> Result<(State, Change), StateError> {
-        let current = self.service(req.service())?.clone();
+        let (service, current) = match req {
+            Request::Set { services } => return self.apply_set(services),
+            Request::Switch { service, .. }
+            | Request::Rollback { service }
+            | Request::Canary { service, .. }
+            | Request::Promote { service }
+            | Request::Abort { service }
+            | Request::Drain { service, .. }
+            | Request::Undrain { service, .. } => (service, self.service(service)?.clone()),
+        };
         let mut s = current.clone();
         match req {
             Request::Switch { colour, .. } => s.make_live(*colour),
@@ -315,6 +335,7 @@ impl State {
             Request::Undrain { colour, .. } => {
                 s.drained.remove(colour);
             }
+            Request::Set { .. } => unreachable!("handled above"),
         }
         let mut next = self.clone();
         if s == current {
@@ -326,7 +347,7 @@ impl State {
                 },
             ));
         }
-        next.services.insert(req.service().to_owned(), s);
+        next.services.insert(service.clone(), s);
         next.generation += 1;
         next.debug_check();
         let change = Change {
@@ -334,6 +355,51 @@ impl State {
             services: diff(self, &next),
         };
         Ok((next, change))
+    }
+
+    /// Applies a declared state of several services as one change (one generation).
+    fn apply_set(
+        &self,
+        services: &BTreeMap<String, Desired>,
+    ) -> Result<(State, Change), StateError> {
+        let mut next = self.clone();
+        for (name, d) in services {
+            let mut s = self.service(name)?.clone();
+            s.make_live(d.live);
+            if let Some(c) = d.canary {
+                if c.colour == d.live {
+                    return Err(StateError::CanaryOnLive {
+                        service: name.clone(),
+                        colour: c.colour,
+                    });
+                }
+                if !(1..=99).contains(&c.percent) {
+                    return Err(StateError::CanaryPercent(c.percent));
+                }
+                s.drained.remove(&c.colour);
+            }
+            s.canary = d.canary;
+            next.services.insert(name.clone(), s);
+        }
+        let services = diff(self, &next);
+        if services.is_empty() {
+            return Ok((
+                self.clone(),
+                Change {
+                    generation: self.generation,
+                    services,
+                },
+            ));
+        }
+        next.generation += 1;
+        next.debug_check();
+        Ok((
+            next.clone(),
+            Change {
+                generation: next.generation,
+                services,
+            },
+        ))
     }
 
     pub fn service(&self, name: &str) -> Result<&ServiceState, StateError> {
@@ -601,6 +667,59 @@ mod tests {
                 .unwrap_err(),
             StateError::NoCanary("api".into())
         );
+    }
+
+    #[test]
+    fn set_changes_several_services_in_one_generation() {
+        let s = two();
+        let services: BTreeMap<String, Desired> = [
+            (
+                "api".to_owned(),
+                Desired {
+                    live: Colour::Green,
+                    canary: None,
+                },
+            ),
+            (
+                "web".to_owned(),
+                Desired {
+                    live: Colour::Green,
+                    canary: Some(Canary {
+                        colour: Colour::Blue,
+                        percent: 20,
+                    }),
+                },
+            ),
+        ]
+        .into();
+        let (n, c) = s
+            .apply(&Request::Set {
+                services: services.clone(),
+            })
+            .unwrap();
+        assert_eq!(n.generation, s.generation + 1);
+        assert_eq!(c.services.len(), 2);
+        assert_eq!(n.services["api"].previous, Some(Colour::Blue));
+        assert_eq!(n.services["web"].canary_percent(), 20);
+        assert_eq!(
+            traffic_targets(&s, &n),
+            vec![
+                ("api".to_owned(), Colour::Green),
+                ("web".to_owned(), Colour::Blue)
+            ]
+        );
+        // The same declaration again changes nothing.
+        let (_, again) = n.apply(&Request::Set { services }).unwrap();
+        assert!(again.is_empty());
+        let bad: BTreeMap<String, Desired> = [(
+            "nope".to_owned(),
+            Desired {
+                live: Colour::Blue,
+                canary: None,
+            },
+        )]
+        .into();
+        assert!(s.apply(&Request::Set { services: bad }).is_err());
     }
 
     #[test]

@@ -70,7 +70,7 @@ fn an_unhealthy_target_is_refused_unless_forced() {
     assert!(out.status.success(), "{}", text(&out));
     let entry = last_history(&s);
     assert_eq!(entry["data"]["forced"], true, "{entry}");
-    assert_eq!(entry["data"]["gate"]["forced"], true, "{entry}");
+    assert_eq!(entry["data"]["gates"][0]["forced"], true, "{entry}");
     assert_eq!(s.get(HOST).1, "green");
 }
 

@@ -80,6 +80,15 @@ pub struct Snapshot {
     pub files: Vec<FileStatus>,
     /// The last failed apply or reconcile, if the last attempt failed.
     pub last_error: Option<String>,
+    /// The watched desired-state file and why its content was refused, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired_state: Option<DesiredStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DesiredStatus {
+    pub path: String,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -132,6 +141,8 @@ pub struct Engine<P: Proxy> {
     watches: BTreeMap<String, safety::ActiveWatch>,
     /// Latest safety phase by service.
     phases: BTreeMap<String, Phase>,
+    /// The desired-state file the agent reconciles, when configured.
+    desired_file: Option<crate::desired::Watcher>,
 }
 
 impl<P: Proxy> Engine<P> {
@@ -161,7 +172,9 @@ impl<P: Proxy> Engine<P> {
             last_error: None,
             watches: BTreeMap::new(),
             phases: BTreeMap::new(),
+            desired_file: None,
         };
+        engine.watch_desired_file();
         engine.static_files = engine.render_static()?;
         engine.read_files_from_disk()?;
         Ok(engine)
@@ -214,7 +227,7 @@ impl<P: Proxy> Engine<P> {
                     None => a.summary(),
                 },
                 data: json!({ "services": a.change.services, "files": a.files,
-                              "gate": a.gate, "forced": force, "warnings": a.warnings,
+                              "gates": a.gates, "forced": force, "warnings": a.warnings,
                               "elapsed_ms": elapsed_ms }),
             },
             Err(e) => JournalEntry {
@@ -253,17 +266,25 @@ impl<P: Proxy> Engine<P> {
             return Ok(Applied::nothing(change));
         }
         let next = self.with_drain_policy(next);
-        let gate = self.gate(req, force).await?;
+        let gates = self.gate(&next, force).await?;
         let prev = self.state.clone();
         let mut applied = self.commit_state(next, change).await?;
-        applied.gate = Some(gate);
+        applied.gates = gates;
         if let Err(e) = self.sync_drains(Some(&prev), &self.state).await {
             tracing::warn!("{e}");
             applied.warnings.push(e.to_string());
         }
-        let moved = applied.change.services.iter().any(|c| c.live_moved());
-        if moved && matches!(req, Request::Switch { .. } | Request::Promote { .. }) {
-            self.start_watch(req.service()).await;
+        if !req.is_rollback() {
+            let moved: Vec<String> = applied
+                .change
+                .services
+                .iter()
+                .filter(|c| c.live_moved())
+                .map(|c| c.service.clone())
+                .collect();
+            for service in moved {
+                self.start_watch(&service).await;
+            }
         }
         Ok(applied)
     }
@@ -335,6 +356,39 @@ impl<P: Proxy> Engine<P> {
                 })
                 .collect(),
             last_error: self.last_error.clone(),
+            desired_state: self.desired_file.as_ref().map(|w| DesiredStatus {
+                path: w.path().display().to_string(),
+                error: w.error.clone(),
+            }),
+        }
+    }
+
+    /// Starts (or stops) watching the configured desired-state file.
+    fn watch_desired_file(&mut self) {
+        let agent = &self.config.agent;
+        let same = self.desired_file.as_ref().map(|w| w.path()) == agent.desired_state.as_deref();
+        if !same {
+            self.desired_file = agent
+                .desired_state
+                .clone()
+                .map(|p| crate::desired::Watcher::new(p, agent.desired_debounce));
+        }
+    }
+
+    /// Applies the desired-state file when it has new, stable content.
+    pub async fn poll_desired_file(&mut self) {
+        let Some(services) = self.desired_file.as_mut().and_then(|w| w.poll()) else {
+            return;
+        };
+        let who = Requester {
+            via: "desired-file".into(),
+            ..Requester::default()
+        };
+        let req = Request::Set { services };
+        if let Err(e) = self.apply(&req, &who, false).await {
+            if let Some(w) = self.desired_file.as_mut() {
+                w.error = Some(format!("refused at {e}; the last good state stays live"));
+            }
         }
     }
 
@@ -416,6 +470,8 @@ impl<P: Proxy> Engine<P> {
             self.renderer = old_renderer;
             self.static_files = old_static;
             self.files = old_files;
+        } else {
+            self.watch_desired_file();
         }
         result
     }

@@ -15,8 +15,8 @@ pub struct Plan {
     /// The generation the state would have.
     pub generation: u64,
     pub services: Vec<ServiceChange>,
-    /// The pre-switch gate's findings (it passed, or the plan would be an error).
-    pub gate: Option<GateReport>,
+    /// The pre-switch gate's findings (they passed, or the plan would be an error).
+    pub gates: Vec<GateReport>,
     /// Files that would change, with their map edits and how they would be applied.
     pub files: Vec<PlannedFile>,
     /// Whether the proxy's checker ran on the staged tree.
@@ -37,14 +37,14 @@ impl<P: Proxy> Engine<P> {
             return Ok(Plan {
                 generation: self.state.generation,
                 services: vec![],
-                gate: None,
+                gates: vec![],
                 files: vec![],
                 validated_by_proxy: false,
                 servers: vec![],
             });
         }
         let next = self.with_drain_policy(next);
-        let gate = self.gate(req, force).await?;
+        let gates = self.gate(&next, force).await?;
         let (files, validated_by_proxy) = self.plan_files(&next).await?;
         let mut servers = Vec::new();
         for (name, s) in &next.services {
@@ -66,7 +66,7 @@ impl<P: Proxy> Engine<P> {
         Ok(Plan {
             generation: next.generation,
             services: crate::state::diff(&self.state, &next),
-            gate: Some(gate),
+            gates,
             files,
             validated_by_proxy,
             servers,

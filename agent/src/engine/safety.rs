@@ -11,12 +11,13 @@ use super::{ApplyError, Engine, Step};
 use crate::gates::watch::{Verdict, Watch};
 use crate::gates::{check_servers, probe};
 use crate::proxy::{Proxy, ProxyError};
-use crate::state::{Colour, Request, State};
+use crate::state::{traffic_targets, Colour, Request, State};
 use crate::store::{now_ms, JournalEntry, Requester};
 
 /// What the gate found, for the reply and the journal.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GateReport {
+    pub service: String,
     /// The colour traffic moves to, and its backend.
     pub colour: Option<Colour>,
     pub backend: Option<String>,
@@ -51,15 +52,32 @@ pub struct Phase {
 }
 
 impl<P: Proxy> Engine<P> {
-    /// The pre-switch gate: the colour `req` moves traffic to must have enough servers up
-    /// in the proxy, and answer the health probe when one is configured.
-    pub(super) async fn gate(&self, req: &Request, force: bool) -> Result<GateReport, ApplyError> {
-        let Some(colour) = req.target(&self.state) else {
-            return Ok(GateReport::default());
-        };
-        let service = &self.config.services[req.service()];
+    /// The pre-switch gate for every colour the change from the current state to `next`
+    /// moves traffic towards (see [`traffic_targets`]).
+    pub(super) async fn gate(
+        &self,
+        next: &State,
+        force: bool,
+    ) -> Result<Vec<GateReport>, ApplyError> {
+        let mut reports = Vec::new();
+        for (service, colour) in traffic_targets(&self.state, next) {
+            reports.push(self.gate_one(&service, colour, force).await?);
+        }
+        Ok(reports)
+    }
+
+    /// The gate for one colour of one service: enough servers up in the proxy, and the
+    /// health probe answered when one is configured.
+    async fn gate_one(
+        &self,
+        name: &str,
+        colour: Colour,
+        force: bool,
+    ) -> Result<GateReport, ApplyError> {
+        let service = &self.config.services[name];
         let backend = service.colours[&colour].backend.clone();
         let mut report = GateReport {
+            service: name.to_owned(),
             colour: Some(colour),
             backend: Some(backend.clone()),
             forced: force,
@@ -72,10 +90,7 @@ impl<P: Proxy> Engine<P> {
         let fail = |why: String| {
             ApplyError::new(
                 Step::Gate,
-                format!(
-                    "{colour} of {} is not ready: {why} (--force skips the gate)",
-                    req.service()
-                ),
+                format!("{colour} of {name} is not ready: {why} (--force skips the gate)"),
             )
         };
         let servers = match self.proxy.servers(&backend).await {

@@ -27,9 +27,9 @@ pub struct Applied {
     pub reload: Option<ReloadReport>,
     /// Milliseconds per step (`render`, `validate`, `commit`, `apply`, `confirm`).
     pub timings_ms: BTreeMap<&'static str, f64>,
-    /// What the pre-switch gate found (requests that move traffic).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gate: Option<super::GateReport>,
+    /// What the pre-switch gate found, per colour the change moved traffic towards.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<super::GateReport>,
     /// Things that went wrong after traffic moved (e.g. a drain that failed).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -54,7 +54,7 @@ impl Applied {
             validated_by_proxy: false,
             reload: None,
             timings_ms: BTreeMap::new(),
-            gate: None,
+            gates: Vec::new(),
             warnings: Vec::new(),
         }
     }
@@ -378,7 +378,7 @@ impl<P: Proxy> Engine<P> {
             validated_by_proxy,
             reload,
             timings_ms: timings,
-            gate: None,
+            gates: Vec::new(),
             warnings: Vec::new(),
         })
     }
