@@ -315,6 +315,7 @@ kind = "config"
 [[services]]
 name = "api"
 routes = ["api.example.com"]
+canary_sticky = {{ cookie = "api_bucket" }}
 blue = {{ backend = "api_blue", servers = [{{ name = "b1", address = "10.0.0.1:80" }}] }}
 green = {{ backend = "api_green", servers = [{{ name = "g1", address = "10.0.0.2:80" }}] }}
 [[services]]
