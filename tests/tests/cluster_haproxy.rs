@@ -85,12 +85,6 @@ impl Cluster {
     fn bodies(&self) -> Vec<String> {
         self.hosts.iter().map(|h| h.get(HOST).1).collect()
     }
-
-    fn all_serve(&self, colour: &str, within: Duration) -> bool {
-        self.hosts
-            .iter()
-            .all(|h| h.wait_for_body(HOST, colour, within))
-    }
 }
 
 #[test]
