@@ -12,6 +12,9 @@ use serde::Deserialize;
 use crate::mapfile::{check_name, check_token};
 use crate::state::Colour;
 
+mod metrics;
+pub use metrics::{Metrics, SUGGESTED_METRICS_LISTEN};
+
 /// Default control socket.
 pub const DEFAULT_SOCKET: &str = "/run/cutover/cutover.sock";
 /// Default directory of state and history.
@@ -55,6 +58,8 @@ pub struct Config {
     pub files: Vec<FileSpec>,
     /// Services by name.
     pub services: BTreeMap<String, Service>,
+    /// The Prometheus endpoint.
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Clone)]
@@ -220,6 +225,8 @@ struct RawConfig {
     files: Vec<RawFile>,
     #[serde(default)]
     services: Vec<RawService>,
+    #[serde(default)]
+    metrics: metrics::RawMetrics,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -416,6 +423,7 @@ impl Validator<'_> {
         };
         let files = self.files(raw.files, &proxy);
         let services = self.services(raw.services);
+        let metrics = metrics::validate(raw.metrics, &mut self.problems);
         Config {
             source: path.to_owned(),
             agent,
@@ -423,6 +431,7 @@ impl Validator<'_> {
             templates,
             files,
             services,
+            metrics,
         }
     }
 

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::config::{Config, FileKind, FileSpec};
 use crate::mapfile::{self, MapDiff, MapEntries};
+use crate::metrics::{Metrics, RollbackReason};
 use crate::protocol::MapView;
 use crate::proxy::{Epoch, Proxy};
 use crate::render::Renderer;
@@ -115,6 +116,7 @@ pub struct Engine<P: Proxy> {
     /// The proxy's epoch as last seen; a different one means somebody reloaded it.
     epoch: Option<Epoch>,
     last_error: Option<String>,
+    metrics: Metrics,
 }
 
 impl<P: Proxy> Engine<P> {
@@ -141,9 +143,11 @@ impl<P: Proxy> Engine<P> {
             state,
             epoch: None,
             last_error: None,
+            metrics: Metrics::new(),
         };
         engine.static_files = engine.render_static()?;
         engine.read_files_from_disk()?;
+        engine.metrics.state(&engine.state);
         Ok(engine)
     }
 
@@ -157,6 +161,11 @@ impl<P: Proxy> Engine<P> {
 
     pub fn proxy(&self) -> &P {
         &self.proxy
+    }
+
+    /// The metrics this engine updates (clones share the values).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Applies one routing request end to end and journals it.
@@ -197,7 +206,28 @@ impl<P: Proxy> Engine<P> {
             Ok(a) => tracing::info!(generation = a.change.generation, "{}", a.summary()),
             Err(e) => tracing::warn!(step = %e.step, "change refused: {}", e.message),
         }
+        self.count_apply(req, &result, elapsed_ms / 1e3);
         result
+    }
+
+    /// Counts a finished routing request. A switch is counted per service only for a
+    /// configured service, so a client cannot create series by naming services.
+    fn count_apply(&self, req: &Request, result: &Result<Applied, ApplyError>, seconds: f64) {
+        let step = result.as_ref().err().map(|e| e.step.to_string());
+        let changed = match result {
+            Ok(a) => Ok(!a.change.is_empty()),
+            Err(_) => Err(step.as_deref().unwrap_or_default()),
+        };
+        self.metrics.apply(changed, seconds);
+        match req {
+            Request::Switch { service, .. } if self.config.services.contains_key(service) => {
+                self.metrics.switch(service, changed.map_err(|_| ()));
+            }
+            Request::Rollback { .. } if changed == Ok(true) => {
+                self.metrics.rollback(RollbackReason::Requested);
+            }
+            _ => {}
+        }
     }
 
     async fn apply_inner(&mut self, req: &Request) -> Result<Applied, ApplyError> {
@@ -220,6 +250,7 @@ impl<P: Proxy> Engine<P> {
         if let Err(e) = self.store.save(&next) {
             let err = ApplyError::new(Step::Persist, e);
             let undo = self.state.clone();
+            self.metrics.rollback(RollbackReason::PersistFailed);
             if let Err(undo_err) = self.transition(&undo).await {
                 tracing::error!(error = %undo_err, "cannot undo a change whose state could not be saved");
             }
@@ -228,6 +259,7 @@ impl<P: Proxy> Engine<P> {
         }
         self.state = next;
         self.last_error = None;
+        self.metrics.state(&self.state);
         applied.change = change;
         Ok(applied)
     }

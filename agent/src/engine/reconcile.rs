@@ -45,6 +45,7 @@ impl<P: Proxy> Engine<P> {
         }
         self.epoch = self.proxy.epoch().await.ok();
         self.last_error = None;
+        self.metrics.drift_repaired(fixes.len());
         for f in &fixes {
             tracing::info!(reason = why, "repaired: {f}");
         }
@@ -85,7 +86,9 @@ impl<P: Proxy> Engine<P> {
     /// anybody, or the proxy coming back), else compares the small maps with the running
     /// proxy. Returns the fixes made.
     pub async fn tick(&mut self) -> Vec<String> {
-        let epoch = match self.proxy.epoch().await {
+        let epoch = self.proxy.epoch().await;
+        self.metrics.proxy_up(epoch.is_ok());
+        let epoch = match epoch {
             Ok(e) => e,
             Err(e) => {
                 if self.epoch.take().is_some() {
@@ -137,6 +140,7 @@ impl<P: Proxy> Engine<P> {
         for name in small {
             if let Some(fix) = self.repair_map(&name).await? {
                 tracing::info!("repaired: {fix}");
+                self.metrics.drift_repaired(1);
                 fixes.push(fix);
             }
         }
