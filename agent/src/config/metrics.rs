@@ -93,6 +93,16 @@ mod tests {
     }
 
     #[test]
+    fn packaged_example_serves_on_loopback() {
+        let text = include_str!("../../../examples/cutover.toml");
+        let path = std::path::Path::new("/etc/cutover/cutover.toml");
+        let config = crate::config::Config::from_toml(path, text).unwrap();
+        let expected: SocketAddr = SUGGESTED_METRICS_LISTEN.parse().unwrap();
+        assert_eq!(config.metrics.listen, Some(expected));
+        assert!(!config.metrics.allow_remote);
+    }
+
+    #[test]
     fn bad_addresses_are_named() {
         let e = check("listen = \"localhost:9713\"").unwrap_err();
         assert!(e[0].contains("is not an IP address and port"), "{e:?}");
