@@ -27,6 +27,8 @@ pub struct SetupOptions {
     pub templates_extra: String,
     /// `agent.reconcile_interval_ms`.
     pub reconcile_interval_ms: u64,
+    /// Extra TOML appended at the end of the config (e.g. a `[metrics]` table).
+    pub config_extra: String,
 }
 
 impl Default for SetupOptions {
@@ -36,6 +38,7 @@ impl Default for SetupOptions {
             routes_in_file: false,
             templates_extra: String::new(),
             reconcile_interval_ms: 200,
+            config_extra: String::new(),
         }
     }
 }
@@ -102,6 +105,13 @@ impl Setup {
 
     /// Starts the agent and waits until its socket answers.
     pub fn start_agent(&mut self) -> &Agent {
+        self.start_agent_with_env(&[])
+    }
+
+    /// Starts the agent with extra environment variables (its log goes to `agent.log` in
+    /// the instance directory, appended to if the file exists) and waits until its socket
+    /// answers.
+    pub fn start_agent_with_env(&mut self, env: &[(&str, &str)]) -> &Agent {
         assert!(self.agent.is_none(), "agent already running");
         let log = self.file("agent.log");
         let log_file = std::fs::OpenOptions::new()
@@ -116,6 +126,7 @@ impl Setup {
                 "agent".as_ref(),
             ])
             .env("CUTOVER_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log fd"))
             .stderr(log_file)
@@ -360,6 +371,7 @@ name = "web"
 {routes}
 blue = {{ backend = "web_blue", servers = [{{ name = "b1", address = "{blue}" }}] }}
 green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}" }}] }}
+{config_extra}
 "#,
         dir = dir.display(),
         interval = o.reconcile_interval_ms,
@@ -370,6 +382,7 @@ green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}"
         templates = workspace_root().join("templates").display(),
         listen = paths.frontend,
         extra = o.templates_extra,
+        config_extra = o.config_extra,
     );
     let path = dir.join("cutover.toml");
     std::fs::write(&path, text).expect("write cutover.toml");

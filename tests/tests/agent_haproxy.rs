@@ -52,8 +52,7 @@ fn switch_and_rollback_change_what_requests_get() {
         std::fs::read_to_string(s.services_map())
             .unwrap()
             .lines()
-            .filter(|l| !l.is_empty())
-            .last(),
+            .rfind(|l| !l.is_empty()),
         Some("web web_green"),
         "the file equals the runtime"
     );
