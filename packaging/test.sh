@@ -83,7 +83,7 @@ if dpkg-query -W cutover >/dev/null 2>&1; then
 fi
 
 echo "== dpkg -i $(basename "$deb")"
-dpkg -i "$deb"
+dpkg -i "$deb" </dev/null
 echo "-- installed files"
 dpkg -L cutover | while read -r path; do [ -f "$path" ] && echo "$path"; done
 expect test -x /usr/bin/cutover
@@ -197,7 +197,7 @@ version="$(dpkg-deb -f "$deb" Version)"
 dpkg-deb -R "$deb" "$work/next"
 sed -i "s/^Version: .*/Version: ${version}+upgrade1/" "$work/next/DEBIAN/control"
 dpkg-deb --build --root-owner-group "$work/next" "$work/cutover-next.deb" >/dev/null
-dpkg -i "$work/cutover-next.deb"
+dpkg -i "$work/cutover-next.deb" </dev/null
 [ "$(dpkg-query -W -f='${Version}' cutover)" = "${version}+upgrade1" ] || fail "not upgraded"
 grep -q '^# edited by the administrator' /etc/cutover/cutover.toml || fail "config edit lost"
 [ "$(sha256sum </var/lib/cutover/state.json)" = "$state_before" ] || fail "state changed"
