@@ -14,9 +14,15 @@ if ! need haproxy || ! need curl || ! need python3; then
 fi
 haproxy_bin="$(command -v haproxy || echo /usr/sbin/haproxy)"
 
-echo "== building cutover"
-(cd "$repo" && cargo build --quiet --release -p cutover)
-cutover="$repo/target/release/cutover"
+# CUTOVER_PROFILE=debug reuses a debug build (CI does, after the tests built it).
+profile="${CUTOVER_PROFILE:-release}"
+echo "== building cutover ($profile)"
+if [ "$profile" = debug ]; then
+    (cd "$repo" && cargo build --quiet -p cutover)
+else
+    (cd "$repo" && cargo build --quiet --profile "$profile" -p cutover)
+fi
+cutover="$repo/target/$profile/cutover"
 
 work="$(mktemp -d /tmp/cutover-quickstart.XXXXXX)"
 pids=()
@@ -72,6 +78,28 @@ template = "haproxy/services.map"
 path = "$work/maps/services.map"
 kind = "map"
 values = "backends"
+
+[[files]]
+name = "idle"
+template = "haproxy/idle.map"
+path = "$work/maps/idle.map"
+kind = "map"
+values = "backends"
+
+[[files]]
+name = "canary"
+template = "haproxy/canary.map"
+path = "$work/maps/canary.map"
+kind = "map"
+values = "percent"
+
+[[files]]
+name = "preview"
+template = "haproxy/preview.map"
+path = "$work/maps/preview.map"
+kind = "map"
+uses_state = false
+values = "services"
 
 [[files]]
 name = "haproxy"

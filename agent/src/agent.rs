@@ -20,7 +20,6 @@ use crate::notify::Notifier;
 use crate::protocol::{Command, Reply};
 use crate::proxy::haproxy::Haproxy;
 use crate::proxy::Proxy;
-use crate::state::Request;
 use crate::store::{Requester, Store};
 
 /// Requests queued for the engine before senders wait.
@@ -119,7 +118,11 @@ pub async fn run_with<P: Proxy>(
                 let reply = handle(&mut engine, env.command, &env.requester).await;
                 let _ = env.reply.send(reply);
             }
-            _ = tick.tick() => { engine.tick().await; }
+            _ = tick.tick() => {
+                engine.tick().await;
+                engine.poll_desired_file().await;
+            }
+            _ = watch_timer(engine.next_watch_due()) => { engine.run_watches().await; }
         }
     }
     notifier.stopping();
@@ -146,6 +149,14 @@ async fn ping(watchdog: &mut Option<tokio::time::Interval>) {
         Some(interval) => {
             interval.tick().await;
         }
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes when the next post-switch watch sample is due; never without a watch.
+async fn watch_timer(due: Option<std::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep(crate::engine::until(due)).await,
         None => std::future::pending().await,
     }
 }
@@ -242,16 +253,24 @@ pub async fn handle<P: Proxy>(
                 serde_json::to_value(&snap).expect("snapshot serializes"),
             )
         }
-        Command::Switch { service, colour } => {
-            let req = Request::Switch { service, colour };
-            match engine.apply(&req, requester).await {
-                Ok(a) => Reply::ok(a.summary(), serde_json::to_value(&a).expect("serializes")),
-                Err(e) => failed(e),
+        cmd if cmd.is_mutation() => {
+            let m = cmd.mutation().expect("mutation");
+            if m.dry_run {
+                return match engine.plan(&m.request, m.force).await {
+                    Ok(plan) => Reply::ok(
+                        format!(
+                            "dry run: generation {} would apply; nothing changed",
+                            plan.generation
+                        ),
+                        serde_json::to_value(&plan).expect("serializes"),
+                    ),
+                    Err(e) => Reply::error(
+                        format!("dry run: would be refused at {e}"),
+                        json!({ "step": e.step, "dry_run": true }),
+                    ),
+                };
             }
-        }
-        Command::Rollback { service } => {
-            let req = Request::Rollback { service };
-            match engine.apply(&req, requester).await {
+            match engine.apply(&m.request, requester, m.force).await {
                 Ok(a) => Reply::ok(a.summary(), serde_json::to_value(&a).expect("serializes")),
                 Err(e) => failed(e),
             }
@@ -271,5 +290,6 @@ pub async fn handle<P: Proxy>(
             "metrics",
             json!({ "content_type": metrics::CONTENT_TYPE, "text": engine.metrics().render() }),
         ),
+        _ => unreachable!("every mutation is handled above"),
     }
 }

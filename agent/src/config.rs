@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::gates::{GateConfig, WatchConfig};
 use crate::mapfile::{check_name, check_token};
 use crate::state::Colour;
 
@@ -27,6 +28,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 /// Default time a control client has to send a request line, in milliseconds.
 pub const DEFAULT_READ_TIMEOUT_MS: u64 = 10_000;
+/// Default time a desired-state file must stay unchanged before it is applied, ms.
+pub const DEFAULT_DESIRED_DEBOUNCE_MS: u64 = 500;
 /// Default HAProxy binary.
 pub const DEFAULT_HAPROXY_BINARY: &str = "/usr/sbin/haproxy";
 /// Default HAProxy main config.
@@ -81,6 +84,12 @@ pub struct Agent {
     /// Interval of the drift / foreign-reload check. Default
     /// [`DEFAULT_RECONCILE_INTERVAL_MS`] ms.
     pub reconcile_interval: Duration,
+    /// A desired-state file to reconcile whenever it changes (see `desired`); none by
+    /// default.
+    pub desired_state: Option<PathBuf>,
+    /// How long the desired-state file must stay unchanged before it is applied. Default
+    /// [`DEFAULT_DESIRED_DEBOUNCE_MS`] ms.
+    pub desired_debounce: Duration,
 }
 
 /// Which proxy, and where its parts are.
@@ -168,6 +177,8 @@ pub enum ValueCheck {
     Services,
     /// Every value is a backend the running proxy lists.
     Backends,
+    /// Every value is a whole percentage, 0 to 100 (the canary shares).
+    Percent,
 }
 
 #[derive(Debug, Clone)]
@@ -179,6 +190,14 @@ pub struct Service {
     pub initial: Colour,
     /// Proxy backend of each colour.
     pub colours: BTreeMap<Colour, ColourSpec>,
+    /// Host names that always reach the colour that is not live (preview).
+    pub preview_hosts: Vec<String>,
+    /// Drain the old colour's servers after a switch, promote or rollback. Default true.
+    pub drain_after_switch: bool,
+    /// Pre-switch gate (always on; `[services.gate]` tunes it).
+    pub gate: GateConfig,
+    /// Post-switch watch; none when `[services.watch]` is absent.
+    pub watch: Option<WatchConfig>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -240,6 +259,8 @@ struct RawAgent {
     max_line: Option<usize>,
     read_timeout_ms: Option<u64>,
     reconcile_interval_ms: Option<u64>,
+    desired_state: Option<PathBuf>,
+    desired_debounce_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -298,6 +319,13 @@ struct RawService {
     initial: Colour,
     blue: RawColour,
     green: RawColour,
+    #[serde(default)]
+    preview_hosts: Vec<String>,
+    #[serde(default = "yes")]
+    drain_after_switch: bool,
+    #[serde(default)]
+    gate: GateConfig,
+    watch: Option<WatchConfig>,
 }
 
 fn blue() -> Colour {
@@ -354,6 +382,31 @@ impl Config {
             .map(|(n, s)| (n.clone(), s.initial))
             .collect()
     }
+}
+
+/// The control socket named by the config at `path`, read without validating the rest (the
+/// CLI needs only this, and must not pay for reading large route files).
+pub fn socket_of(path: &Path) -> Result<PathBuf, ConfigError> {
+    #[derive(Deserialize)]
+    struct Only {
+        #[serde(default)]
+        agent: OnlyAgent,
+    }
+    #[derive(Default, Deserialize)]
+    struct OnlyAgent {
+        socket: Option<PathBuf>,
+    }
+    let text = read_bounded(path)?;
+    let only: Only = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    Ok(only
+        .agent
+        .socket
+        .map(|s| base.join(s))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)))
 }
 
 fn read_bounded(path: &Path) -> Result<String, ConfigError> {
@@ -477,6 +530,13 @@ impl Validator<'_> {
                 raw.reconcile_interval_ms,
                 DEFAULT_RECONCILE_INTERVAL_MS,
             ),
+            desired_state: raw
+                .desired_state
+                .map(|p| self.abs("agent.desired_state", p)),
+            desired_debounce: match raw.desired_debounce_ms {
+                Some(0) => Duration::ZERO,
+                ms => self.duration("agent.desired_debounce_ms", ms, DEFAULT_DESIRED_DEBOUNCE_MS),
+            },
         }
     }
 
@@ -662,6 +722,21 @@ impl Validator<'_> {
                     },
                 );
             }
+            let mut preview_hosts = Vec::new();
+            for (j, h) in s.preview_hosts.into_iter().enumerate() {
+                let hat = format!("{at}.preview_hosts[{j}]");
+                self.route(&hat, h.clone(), &mut preview_hosts);
+                if let Some(owner) = route_owner.insert(h.clone(), s.name.clone()) {
+                    self.problem(format!("{hat}: {h:?} is also a route of service {owner:?}"));
+                }
+            }
+            let mut problems = s.gate.problems(&format!("{at}.gate"));
+            if let Some(w) = &s.watch {
+                problems.extend(w.problems(&format!("{at}.watch")));
+            }
+            for p in problems {
+                self.problem(p);
+            }
             out.insert(
                 s.name.clone(),
                 Service {
@@ -669,6 +744,10 @@ impl Validator<'_> {
                     routes,
                     initial: s.initial,
                     colours,
+                    preview_hosts,
+                    drain_after_switch: s.drain_after_switch,
+                    gate: s.gate,
+                    watch: s.watch,
                 },
             );
         }

@@ -76,7 +76,7 @@ socket. Families: \fBcutover_switches_total\fR, \fBcutover_rollbacks_total\fR,
 \fBcutover_applies_total\fR, \fBcutover_apply_failures_total\fR,
 \fBcutover_apply_duration_seconds\fR, \fBcutover_proxy_reloads_total\fR,
 \fBcutover_config_reloads_total\fR, \fBcutover_drift_repairs_total\fR,
-\fBcutover_live_colour\fR, \fBcutover_generation\fR, \fBcutover_proxy_up\fR,
+\fBcutover_live_colour\fR, \fBcutover_canary_percent\fR, \fBcutover_generation\fR, \fBcutover_proxy_up\fR,
 \fBcutover_peers\fR, \fBcutover_peers_in_agreement\fR, \fBcutover_build_info\fR.
 .SH "SEE ALSO"
 \fBhaproxy\fR(1), \fBsystemd.service\fR(5), \fBjournalctl\fR(1)

@@ -17,6 +17,7 @@
 //! | `cutover_config_reloads_total` | counter | `result` (ok, refused) |
 //! | `cutover_drift_repairs_total` | counter | |
 //! | `cutover_live_colour` | gauge | `service`, `colour`: 1 for the live colour, else 0 |
+//! | `cutover_canary_percent` | gauge | `service`: share sent to the canary colour (0: none) |
 //! | `cutover_generation` | gauge | |
 //! | `cutover_proxy_up` | gauge | 1 when the proxy answered the last check |
 //! | `cutover_peers` | gauge | peer agents configured (always 0: peers do not exist yet) |
@@ -49,8 +50,8 @@ fn duration_buckets() -> impl Iterator<Item = f64> {
 /// Outcome labels of switches and applies.
 const RESULTS: [&str; 3] = ["ok", "unchanged", "failed"];
 /// Steps a change can fail at, as [`crate::engine::Step`] names them.
-const STEPS: [&str; 8] = [
-    "request", "render", "validate", "commit", "apply", "confirm", "persist", "proxy",
+const STEPS: [&str; 9] = [
+    "request", "gate", "render", "validate", "commit", "apply", "confirm", "persist", "proxy",
 ];
 
 /// Why the proxy was brought back to an earlier routing state.
@@ -58,6 +59,8 @@ const STEPS: [&str; 8] = [
 pub enum RollbackReason {
     /// `cutover rollback`: somebody asked for the previous colour.
     Requested,
+    /// The post-switch watch saw the new colour fail and returned to the previous one.
+    Watch,
     /// The proxy refused or failed to apply a change; what it served before was put back.
     ApplyFailed,
     /// A change read back different from what was applied; it was undone.
@@ -67,8 +70,9 @@ pub enum RollbackReason {
 }
 
 impl RollbackReason {
-    pub const ALL: [RollbackReason; 4] = [
+    pub const ALL: [RollbackReason; 5] = [
         RollbackReason::Requested,
+        RollbackReason::Watch,
         RollbackReason::ApplyFailed,
         RollbackReason::ConfirmFailed,
         RollbackReason::PersistFailed,
@@ -77,6 +81,7 @@ impl RollbackReason {
     pub fn as_str(self) -> &'static str {
         match self {
             RollbackReason::Requested => "requested",
+            RollbackReason::Watch => "watch",
             RollbackReason::ApplyFailed => "apply_failed",
             RollbackReason::ConfirmFailed => "confirm_failed",
             RollbackReason::PersistFailed => "persist_failed",
@@ -106,6 +111,11 @@ struct StepLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabel {
+    service: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServiceColour {
     service: String,
     colour: &'static str,
@@ -128,6 +138,7 @@ struct Inner {
     config_reloads: Family<ResultLabel, Counter>,
     drift_repairs: Counter,
     live_colour: Family<ServiceColour, Gauge>,
+    canary_percent: Family<ServiceLabel, Gauge>,
     generation: Gauge,
     proxy_up: Gauge,
     /// Services whose series exist, to drop the series of a service removed from the config.
@@ -159,6 +170,7 @@ impl Metrics {
         let config_reloads = Family::<ResultLabel, Counter>::default();
         let drift_repairs = Counter::default();
         let live_colour = Family::<ServiceColour, Gauge>::default();
+        let canary_percent = Family::<ServiceLabel, Gauge>::default();
         let generation = Gauge::default();
         let proxy_up = Gauge::default();
         let peers = Gauge::<i64>::default();
@@ -166,17 +178,17 @@ impl Metrics {
 
         registry.register(
             "switches",
-            "Switch requests by service and result (ok: the live colour changed; unchanged: it was already live)",
+            "Live-colour changes by service and result (ok: the live colour changed; unchanged: it was already live)",
             switches.clone(),
         );
         registry.register(
             "rollbacks",
-            "Returns to an earlier routing state, by reason (requested, or the undo of a failed change)",
+            "Returns to an earlier routing state, by reason (requested, the post-switch watch, or the undo of a failed change)",
             rollbacks.clone(),
         );
         registry.register(
             "applies",
-            "Routing changes (switch and rollback requests) by result",
+            "Routing changes (every request that may change routing) by result",
             applies.clone(),
         );
         registry.register(
@@ -209,6 +221,11 @@ impl Metrics {
             "live_colour",
             "1 for the live colour of each service, 0 for the other",
             live_colour.clone(),
+        );
+        registry.register(
+            "canary_percent",
+            "Share of each service's requests sent to its canary colour, percent (0: no canary)",
+            canary_percent.clone(),
         );
         registry.register(
             "generation",
@@ -265,6 +282,7 @@ impl Metrics {
                 config_reloads,
                 drift_repairs,
                 live_colour,
+                canary_percent,
                 generation,
                 proxy_up,
                 services: Mutex::new(BTreeSet::new()),
@@ -368,6 +386,9 @@ impl Metrics {
                     result,
                 });
             }
+            i.canary_percent.remove(&ServiceLabel {
+                service: gone.clone(),
+            });
         }
         for (name, s) in &state.services {
             for colour in Colour::ALL {
@@ -378,6 +399,11 @@ impl Metrics {
                     })
                     .set(i64::from(s.live == colour));
             }
+            i.canary_percent
+                .get_or_create(&ServiceLabel {
+                    service: name.clone(),
+                })
+                .set(s.canary.map_or(0, |c| i64::from(c.percent)));
             for result in RESULTS {
                 let _ = i.switches.get_or_create(&ServiceResult {
                     service: name.clone(),
@@ -421,6 +447,7 @@ mod tests {
             "# TYPE cutover_config_reloads counter",
             "# TYPE cutover_drift_repairs counter",
             "# TYPE cutover_live_colour gauge",
+            "# TYPE cutover_canary_percent gauge",
             "# TYPE cutover_generation gauge",
             "# TYPE cutover_proxy_up gauge",
             "# TYPE cutover_peers gauge",
@@ -475,6 +502,7 @@ mod tests {
             "cutover_live_colour{service=\"web\",colour=\"blue\"} 1",
             "cutover_live_colour{service=\"web\",colour=\"green\"} 0",
             "cutover_live_colour{service=\"api\",colour=\"green\"} 1",
+            "cutover_canary_percent{service=\"api\"} 0",
             "cutover_generation 7",
             "cutover_proxy_up 1",
         ] {
@@ -494,6 +522,10 @@ mod tests {
         );
         assert!(
             line(&text, "cutover_switches_total{service=\"api\"").is_none(),
+            "{text}"
+        );
+        assert!(
+            line(&text, "cutover_canary_percent{service=\"api\"").is_none(),
             "{text}"
         );
         assert_eq!(

@@ -27,6 +27,9 @@ pub struct SetupOptions {
     pub templates_extra: String,
     /// `agent.reconcile_interval_ms`.
     pub reconcile_interval_ms: u64,
+    /// Extra TOML for service `web`: keys first, then sub-tables such as
+    /// `[services.gate]` (e.g. `"preview_hosts = [\"p.test\"]\n[services.watch]\n..."`).
+    pub service_extra: String,
     /// Extra TOML appended at the end of the config (e.g. a `[metrics]` table).
     pub config_extra: String,
 }
@@ -38,6 +41,7 @@ impl Default for SetupOptions {
             routes_in_file: false,
             templates_extra: String::new(),
             reconcile_interval_ms: 200,
+            service_extra: String::new(),
             config_extra: String::new(),
         }
     }
@@ -181,6 +185,16 @@ impl Setup {
         let v = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("cutover {args:?}: not JSON ({e}): {}", text(&out)));
         (out.status.code().unwrap_or(-1), v)
+    }
+
+    /// The value of one metric series (`name{labels}`, labels as the agent writes them) from
+    /// `cutover metrics`; `None` when the agent does not have it.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let out = self.cli(&["metrics"]);
+        assert!(out.status.success(), "cutover metrics: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
     /// GET `/` with `Host: host` on a new connection through HAProxy: `(status, body)`.
@@ -361,6 +375,28 @@ kind = "map"
 values = "backends"
 
 [[files]]
+name = "idle"
+template = "haproxy/idle.map"
+path = "{dir}/maps/idle.map"
+kind = "map"
+values = "backends"
+
+[[files]]
+name = "canary"
+template = "haproxy/canary.map"
+path = "{dir}/maps/canary.map"
+kind = "map"
+values = "percent"
+
+[[files]]
+name = "preview"
+template = "haproxy/preview.map"
+path = "{dir}/maps/preview.map"
+kind = "map"
+uses_state = false
+values = "services"
+
+[[files]]
 name = "haproxy"
 template = "haproxy/haproxy.cfg"
 path = "{cfg}"
@@ -371,6 +407,7 @@ name = "web"
 {routes}
 blue = {{ backend = "web_blue", servers = [{{ name = "b1", address = "{blue}" }}] }}
 green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}" }}] }}
+{service_extra}
 {config_extra}
 "#,
         dir = dir.display(),
@@ -382,6 +419,7 @@ green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}"
         templates = workspace_root().join("templates").display(),
         listen = paths.frontend,
         extra = o.templates_extra,
+        service_extra = o.service_extra,
         config_extra = o.config_extra,
     );
     let path = dir.join("cutover.toml");

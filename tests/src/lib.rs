@@ -61,6 +61,13 @@ fn build_cutover() -> PathBuf {
             "cutover",
             "--message-format=json",
         ])
+        // The binary is built in the profile the tests were built in, so a release
+        // measuring program measures a release agent.
+        .args(if cfg!(debug_assertions) {
+            &[][..]
+        } else {
+            &["--release"][..]
+        })
         .current_dir(workspace_root())
         .stdin(Stdio::null())
         .output()

@@ -19,20 +19,25 @@ use crate::render::Renderer;
 use crate::state::{Change, Request, State};
 use crate::store::{now_ms, JournalEntry, Requester, Store};
 
+mod plan;
 mod reconcile;
+mod safety;
 mod transition;
 
-pub use transition::{Applied, FileOutcome};
+pub use plan::Plan;
+pub use safety::{until, GateReport, Phase};
+pub use transition::{is_percent, Applied, FileOutcome, LineChanges, PlannedFile};
 
-/// Maps with at most this many entries are compared with the running proxy on every
-/// reconcile tick; larger ones when the epoch moves or their entry count differs.
-pub const SMALL_MAP_ENTRIES: usize = 1000;
+/// Maps of at most this many bytes (about a thousand entries) are compared with the running
+/// proxy on every reconcile tick; larger ones at start and whenever the epoch moves.
+pub const SMALL_MAP_BYTES: usize = 64 * 1024;
 
 /// The step of a change that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     Request,
+    Gate,
     Render,
     Validate,
     Commit,
@@ -76,6 +81,15 @@ pub struct Snapshot {
     pub files: Vec<FileStatus>,
     /// The last failed apply or reconcile, if the last attempt failed.
     pub last_error: Option<String>,
+    /// The watched desired-state file and why its content was refused, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired_state: Option<DesiredStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DesiredStatus {
+    pub path: String,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,6 +106,12 @@ pub struct ServiceStatus {
     pub previous: Option<String>,
     pub backend: String,
     pub routes: usize,
+    /// Canary colour and share, when one runs.
+    pub canary: Option<crate::state::Canary>,
+    /// Colours whose servers are drained.
+    pub drained: Vec<String>,
+    /// The safety phase (watch, rollback), when there is one.
+    pub phase: Option<Phase>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -115,7 +135,15 @@ pub struct Engine<P: Proxy> {
     files: BTreeMap<String, String>,
     /// The proxy's epoch as last seen; a different one means somebody reloaded it.
     epoch: Option<Epoch>,
+    /// Whether the proxy answered the last time it was asked.
+    reachable: bool,
     last_error: Option<String>,
+    /// Post-switch watches in progress, by service.
+    watches: BTreeMap<String, safety::ActiveWatch>,
+    /// Latest safety phase by service.
+    phases: BTreeMap<String, Phase>,
+    /// The desired-state file the agent reconciles, when configured.
+    desired_file: Option<crate::desired::Watcher>,
     metrics: Metrics,
 }
 
@@ -142,9 +170,14 @@ impl<P: Proxy> Engine<P> {
             store,
             state,
             epoch: None,
+            reachable: false,
             last_error: None,
+            watches: BTreeMap::new(),
+            phases: BTreeMap::new(),
+            desired_file: None,
             metrics: Metrics::new(),
         };
+        engine.watch_desired_file();
         engine.static_files = engine.render_static()?;
         engine.read_files_from_disk()?;
         engine.metrics.state(&engine.state);
@@ -168,14 +201,27 @@ impl<P: Proxy> Engine<P> {
         &self.metrics
     }
 
-    /// Applies one routing request end to end and journals it.
+    /// Applies one routing request end to end and journals it. `force` skips the
+    /// pre-switch gate (and is journaled).
     pub async fn apply(
         &mut self,
         req: &Request,
         requester: &Requester,
+        force: bool,
+    ) -> Result<Applied, ApplyError> {
+        self.apply_as(req, requester, force, None).await
+    }
+
+    /// [`Engine::apply`] with a note for the journal (why the agent itself asked).
+    pub(super) async fn apply_as(
+        &mut self,
+        req: &Request,
+        requester: &Requester,
+        force: bool,
+        note: Option<&str>,
     ) -> Result<Applied, ApplyError> {
         let started = Instant::now();
-        let result = self.apply_inner(req).await;
+        let result = self.apply_inner(req, force).await;
         let request = serde_json::to_value(req).expect("request serializes");
         let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         let entry = match &result {
@@ -185,8 +231,12 @@ impl<P: Proxy> Engine<P> {
                 requester: requester.clone(),
                 request,
                 result: "ok".into(),
-                message: a.summary(),
+                message: match note {
+                    Some(n) => format!("{}; {n}", a.summary()),
+                    None => a.summary(),
+                },
                 data: json!({ "services": a.change.services, "files": a.files,
+                              "gates": a.gates, "forced": force, "warnings": a.warnings,
                               "elapsed_ms": elapsed_ms }),
             },
             Err(e) => JournalEntry {
@@ -196,7 +246,7 @@ impl<P: Proxy> Engine<P> {
                 request,
                 result: "error".into(),
                 message: e.to_string(),
-                data: json!({ "step": e.step, "elapsed_ms": elapsed_ms }),
+                data: json!({ "step": e.step, "forced": force, "elapsed_ms": elapsed_ms }),
             },
         };
         if let Err(e) = self.store.append(&entry) {
@@ -206,31 +256,62 @@ impl<P: Proxy> Engine<P> {
             Ok(a) => tracing::info!(generation = a.change.generation, "{}", a.summary()),
             Err(e) => tracing::warn!(step = %e.step, "change refused: {}", e.message),
         }
-        self.count_apply(req, &result, elapsed_ms / 1e3);
+        self.count_apply(req, requester, &result, elapsed_ms / 1e3);
         result
     }
 
-    /// Counts a finished routing request. A switch is counted per service only for a
-    /// configured service, so a client cannot create series by naming services.
-    fn count_apply(&self, req: &Request, result: &Result<Applied, ApplyError>, seconds: f64) {
+    /// Counts a finished routing request. Only configured services become label values,
+    /// so a client cannot create series by naming services.
+    fn count_apply(
+        &self,
+        req: &Request,
+        requester: &Requester,
+        result: &Result<Applied, ApplyError>,
+        seconds: f64,
+    ) {
         let step = result.as_ref().err().map(|e| e.step.to_string());
         let changed = match result {
             Ok(a) => Ok(!a.change.is_empty()),
             Err(_) => Err(step.as_deref().unwrap_or_default()),
         };
         self.metrics.apply(changed, seconds);
-        match req {
-            Request::Switch { service, .. } if self.config.services.contains_key(service) => {
-                self.metrics.switch(service, changed.map_err(|_| ()));
+        let configured = |s: &str| self.config.services.contains_key(s);
+        match (req, result) {
+            (Request::Rollback { .. }, Ok(a)) if !a.change.is_empty() => {
+                self.metrics.rollback(if requester.via == "watch" {
+                    RollbackReason::Watch
+                } else {
+                    RollbackReason::Requested
+                });
             }
-            Request::Rollback { .. } if changed == Ok(true) => {
-                self.metrics.rollback(RollbackReason::Requested);
+            (Request::Rollback { .. }, _) => {}
+            (_, Ok(a)) => {
+                for c in a.change.services.iter().filter(|c| c.live_moved()) {
+                    self.metrics.switch(&c.service, Ok(true));
+                }
+                if let Request::Switch { service, .. } = req {
+                    if a.change.is_empty() && configured(service) {
+                        self.metrics.switch(service, Ok(false));
+                    }
+                }
             }
-            _ => {}
+            (Request::Switch { service, .. } | Request::Promote { service }, Err(_))
+                if configured(service) =>
+            {
+                self.metrics.switch(service, Err(()));
+            }
+            (_, Err(_)) => {}
         }
     }
 
-    async fn apply_inner(&mut self, req: &Request) -> Result<Applied, ApplyError> {
+    async fn apply_inner(&mut self, req: &Request, force: bool) -> Result<Applied, ApplyError> {
+        if matches!(req, Request::Canary { .. }) && !self.has_percent_map() {
+            return Err(ApplyError::new(
+                Step::Request,
+                "a canary needs a map of canary shares: add a [[files]] entry with \
+                 template haproxy/canary.map and values = \"percent\"",
+            ));
+        }
         let (next, change) = self
             .state
             .apply(req)
@@ -238,7 +319,35 @@ impl<P: Proxy> Engine<P> {
         if change.is_empty() {
             return Ok(Applied::nothing(change));
         }
-        self.commit_state(next, change).await
+        let next = self.with_drain_policy(next);
+        let gates = self.gate(&next, force).await?;
+        let prev = self.state.clone();
+        let mut applied = self.commit_state(next, change).await?;
+        applied.gates = gates;
+        if let Err(e) = self.sync_drains(Some(&prev), &self.state).await {
+            tracing::warn!("{e}");
+            applied.warnings.push(e.to_string());
+        }
+        if !req.is_rollback() {
+            let moved: Vec<String> = applied
+                .change
+                .services
+                .iter()
+                .filter(|c| c.live_moved())
+                .map(|c| c.service.clone())
+                .collect();
+            for service in moved {
+                self.start_watch(&service).await;
+            }
+        }
+        Ok(applied)
+    }
+
+    fn has_percent_map(&self) -> bool {
+        self.config
+            .files
+            .iter()
+            .any(|f| f.values == crate::config::ValueCheck::Percent)
     }
 
     /// Carries `next` to the files and the proxy, then persists it; on a persist failure
@@ -286,6 +395,9 @@ impl<P: Proxy> Engine<P> {
                         previous: s.previous.map(|c| c.to_string()),
                         backend: svc.colours[&s.live].backend.clone(),
                         routes: svc.routes.len(),
+                        canary: s.canary,
+                        drained: s.drained.iter().map(|c| c.to_string()).collect(),
+                        phase: self.phases.get(name).cloned(),
                     }
                 })
                 .collect(),
@@ -300,6 +412,39 @@ impl<P: Proxy> Engine<P> {
                 })
                 .collect(),
             last_error: self.last_error.clone(),
+            desired_state: self.desired_file.as_ref().map(|w| DesiredStatus {
+                path: w.path().display().to_string(),
+                error: w.error.clone(),
+            }),
+        }
+    }
+
+    /// Starts (or stops) watching the configured desired-state file.
+    fn watch_desired_file(&mut self) {
+        let agent = &self.config.agent;
+        let same = self.desired_file.as_ref().map(|w| w.path()) == agent.desired_state.as_deref();
+        if !same {
+            self.desired_file = agent
+                .desired_state
+                .clone()
+                .map(|p| crate::desired::Watcher::new(p, agent.desired_debounce));
+        }
+    }
+
+    /// Applies the desired-state file when it has new, stable content.
+    pub async fn poll_desired_file(&mut self) {
+        let Some(services) = self.desired_file.as_mut().and_then(|w| w.poll()) else {
+            return;
+        };
+        let who = Requester {
+            via: "desired-file".into(),
+            ..Requester::default()
+        };
+        let req = Request::Set { services };
+        if let Err(e) = self.apply(&req, &who, false).await {
+            if let Some(w) = self.desired_file.as_mut() {
+                w.error = Some(format!("refused at {e}; the last good state stays live"));
+            }
         }
     }
 
@@ -381,6 +526,8 @@ impl<P: Proxy> Engine<P> {
             self.renderer = old_renderer;
             self.static_files = old_static;
             self.files = old_files;
+        } else {
+            self.watch_desired_file();
         }
         result
     }

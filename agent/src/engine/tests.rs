@@ -91,7 +91,7 @@ async fn a_flip_is_one_runtime_update_without_a_proxy_check() {
     let mut f = fixture().await;
     let a = f
         .engine
-        .apply(&switch("web", Colour::Green), &Requester::default())
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
         .await
         .unwrap();
     assert_eq!(a.change.generation, f.engine.state().generation);
@@ -100,9 +100,11 @@ async fn a_flip_is_one_runtime_update_without_a_proxy_check() {
     assert_eq!(a.files[0].name, "services");
     assert_eq!(f.live_services()["web"], "web_green");
     assert!(f.services_file().contains("web web_green"));
+    // One runtime map update, then the old colour is drained (the default policy).
     let calls = f.proxy.state().calls.clone();
-    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls.len(), 2, "{calls:?}");
     assert!(calls[0].starts_with("update_map"));
+    assert_eq!(calls[1], "set_drain web_blue true");
     let history = f.engine.history(None, 10).unwrap();
     assert_eq!(history.last().unwrap().result, "ok");
 }
@@ -115,7 +117,7 @@ async fn an_unknown_backend_is_refused_before_anything_is_written() {
     let gen = f.engine.state().generation;
     let e = f
         .engine
-        .apply(&switch("web", Colour::Green), &Requester::default())
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
         .await
         .unwrap_err();
     assert_eq!(e.step, Step::Validate);
@@ -134,7 +136,7 @@ async fn a_failed_runtime_update_puts_the_file_back() {
     let before = f.services_file();
     let e = f
         .engine
-        .apply(&switch("web", Colour::Green), &Requester::default())
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
         .await
         .unwrap_err();
     assert_eq!(e.step, Step::Apply);
@@ -145,7 +147,7 @@ async fn a_failed_runtime_update_puts_the_file_back() {
     // The agent keeps working once the fault is gone.
     f.proxy.state().fail_update = None;
     f.engine
-        .apply(&switch("web", Colour::Green), &Requester::default())
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
         .await
         .unwrap();
     assert_eq!(f.live_services()["web"], "web_green");
@@ -162,7 +164,7 @@ async fn a_failed_commit_changes_nothing() {
     let gen = f.engine.state().generation;
     let e = f
         .engine
-        .apply(&switch("api", Colour::Green), &Requester::default())
+        .apply(&switch("api", Colour::Green), &Requester::default(), false)
         .await
         .unwrap_err();
     assert_eq!(e.step, Step::Commit, "{e}");
@@ -224,7 +226,7 @@ async fn rollback_returns_to_the_previous_colour() {
     let mut f = fixture().await;
     let who = Requester::default();
     f.engine
-        .apply(&switch("web", Colour::Green), &who)
+        .apply(&switch("web", Colour::Green), &who, false)
         .await
         .unwrap();
     f.engine
@@ -233,6 +235,7 @@ async fn rollback_returns_to_the_previous_colour() {
                 service: "web".into(),
             },
             &who,
+            false,
         )
         .await
         .unwrap();
@@ -240,6 +243,46 @@ async fn rollback_returns_to_the_previous_colour() {
     let snap = f.engine.snapshot().await;
     let web = snap.services.iter().find(|s| s.name == "web").unwrap();
     assert_eq!(web.previous.as_deref(), Some("green"));
+}
+
+#[tokio::test]
+async fn a_plan_changes_nothing_and_names_the_mechanism() {
+    let f = fixture().await;
+    let journal_before = std::fs::read(f.engine.store.journal_path()).unwrap_or_default();
+    let files_before = f.services_file();
+    let plan = f
+        .engine
+        .plan(&switch("web", Colour::Green), false)
+        .await
+        .unwrap();
+    assert_eq!(plan.generation, f.engine.state().generation + 1);
+    assert_eq!(plan.services.len(), 1);
+    let services = plan.files.iter().find(|p| p.name == "services").unwrap();
+    assert_eq!(services.mechanism, "runtime per key");
+    assert_eq!(
+        services.changed,
+        vec![("web".to_owned(), "web_green".to_owned())]
+    );
+    assert_eq!(plan.servers, vec!["drain web_blue".to_owned()]);
+    assert_eq!(f.services_file(), files_before);
+    assert_eq!(f.live_services()["web"], "web_blue");
+    assert!(
+        f.proxy.state().calls.is_empty(),
+        "{:?}",
+        f.proxy.state().calls
+    );
+    assert_eq!(
+        std::fs::read(f.engine.store.journal_path()).unwrap_or_default(),
+        journal_before
+    );
+    // A plan that the gate would refuse is an error naming the gate.
+    f.proxy.state().servers.get_mut("web_green").unwrap()[0].up = false;
+    let e = f
+        .engine
+        .plan(&switch("web", Colour::Green), false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.step, Step::Gate);
 }
 
 /// The line of a metric series in the engine's exposition.
@@ -258,11 +301,11 @@ async fn metrics_follow_switches_and_rollbacks() {
     let live = "cutover_live_colour{service=\"web\",colour=\"green\"}";
     assert!(series(&f, live).ends_with(" 0"));
     f.engine
-        .apply(&switch("web", Colour::Green), &who)
+        .apply(&switch("web", Colour::Green), &who, false)
         .await
         .unwrap();
     f.engine
-        .apply(&switch("web", Colour::Green), &who)
+        .apply(&switch("web", Colour::Green), &who, false)
         .await
         .unwrap();
     assert!(series(&f, live).ends_with(" 1"));
@@ -277,7 +320,7 @@ async fn metrics_follow_switches_and_rollbacks() {
     let rollback = Request::Rollback {
         service: "web".into(),
     };
-    f.engine.apply(&rollback, &who).await.unwrap();
+    f.engine.apply(&rollback, &who, false).await.unwrap();
     assert!(series(&f, live).ends_with(" 0"));
     assert!(series(&f, "cutover_rollbacks_total{reason=\"requested\"}").ends_with(" 1"));
     let generation = f.engine.state().generation;
@@ -293,7 +336,7 @@ async fn metrics_count_failures_and_undos_without_client_labels() {
     let who = Requester::default();
     f.proxy.state().fail_update = Some("socket gone".into());
     f.engine
-        .apply(&switch("web", Colour::Green), &who)
+        .apply(&switch("web", Colour::Green), &who, false)
         .await
         .unwrap_err();
     assert!(series(&f, "cutover_rollbacks_total{reason=\"apply_failed\"}").ends_with(" 1"));
@@ -305,7 +348,7 @@ async fn metrics_count_failures_and_undos_without_client_labels() {
     .ends_with(" 1"));
     // An unknown service is counted as a refused apply, not as a new series.
     f.engine
-        .apply(&switch("nope", Colour::Green), &who)
+        .apply(&switch("nope", Colour::Green), &who, false)
         .await
         .unwrap_err();
     assert!(series(&f, "cutover_apply_failures_total{step=\"request\"}").ends_with(" 1"));
