@@ -109,6 +109,8 @@ as_cutover cutover check
 echo "== the agent as the cutover user, HAProxy with the documented socket options"
 listen_port="$(free_port)"
 metrics_port="$(free_port)"
+blue_port="$(free_port)"
+green_port="$(free_port)"
 install -d -o cutover -g cutover -m 0755 "$work/maps"
 cat >"$work/haproxy.cfg" <<CFG
 global
@@ -124,11 +126,20 @@ frontend in
     bind 127.0.0.1:$listen_port
     use_backend %[req.hdr(host),host_only,lower,map($work/maps/routes.map),map($work/maps/services.map)]
 
-backend shop_blue
+# The two colours' servers: answered by HAProxy itself, so no other process is needed.
+frontend origin_blue
+    bind 127.0.0.1:$blue_port
     http-request return status 200 content-type text/plain string blue
 
-backend shop_green
+frontend origin_green
+    bind 127.0.0.1:$green_port
     http-request return status 200 content-type text/plain string green
+
+backend shop_blue
+    server b1 127.0.0.1:$blue_port
+
+backend shop_green
+    server g1 127.0.0.1:$green_port
 CFG
 # The installed example with this HAProxy's paths; socket, state and templates as installed.
 sed -e "s#^config = .*#config = \"$work/haproxy.cfg\"#" \

@@ -144,20 +144,8 @@ pub enum Verb {
     /// Man pages and shell completions, written from this binary's own definition.
     Generate {
         #[command(subcommand)]
-        what: GenerateVerb,
+        what: crate::generate::What,
     },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum GenerateVerb {
-    /// The man page cutover(1) on stdout, or every page (one per subcommand) into --dir.
-    Man {
-        /// Write cutover.1 and cutover-<verb>.1 pages into this directory.
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
-    /// The completion script for SHELL on stdout.
-    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use clap::CommandFactory;
+use clap::{CommandFactory, Subcommand};
 use clap_complete::Shell;
 
 use crate::cli::Cli;
@@ -82,6 +82,32 @@ socket. Families: \fBcutover_switches_total\fR, \fBcutover_rollbacks_total\fR,
 \fBhaproxy\fR(1), \fBsystemd.service\fR(5), \fBjournalctl\fR(1)
 "#;
 
+/// What `cutover generate` writes.
+#[derive(Debug, Subcommand)]
+pub enum What {
+    /// The man page cutover(1) on stdout, or every page (one per subcommand) into --dir.
+    Man {
+        /// Write cutover.1 and cutover-<verb>.1 pages into this directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// The completion script for SHELL on stdout.
+    Completions { shell: Shell },
+}
+
+/// Runs `cutover generate`: needs no config.
+pub fn run(what: &What) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    match what {
+        What::Man { dir: None } => man_page(&mut out)?,
+        What::Man { dir: Some(dir) } => {
+            man_pages(dir)?;
+        }
+        What::Completions { shell } => completions(*shell, &mut out)?,
+    }
+    out.flush()
+}
+
 /// The command as the man pages and completions see it.
 fn command() -> clap::Command {
     let mut cmd = Cli::command().disable_help_subcommand(true);
@@ -120,8 +146,11 @@ pub fn man_pages(dir: &Path) -> io::Result<Vec<PathBuf>> {
 }
 
 /// Writes the completion script for `shell`.
-pub fn completions(shell: Shell, out: &mut dyn Write) {
-    clap_complete::generate(shell, &mut Cli::command(), "cutover", out);
+pub fn completions(shell: Shell, out: &mut dyn Write) -> io::Result<()> {
+    // Rendered into memory first: clap_complete panics on a failed write (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "cutover", &mut script);
+    out.write_all(&script)
 }
 
 #[cfg(test)]
@@ -170,7 +199,7 @@ mod tests {
     fn completions_know_the_verbs() {
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
             let mut out = Vec::new();
-            completions(shell, &mut out);
+            completions(shell, &mut out).unwrap();
             let text = String::from_utf8(out).unwrap();
             for verb in ["switch", "rollback", "metrics", "generate"] {
                 assert!(text.contains(verb), "{shell}: {verb} missing");

@@ -89,7 +89,13 @@ async fn run(cli: Cli) -> i32 {
                 }
             }
         }
-        Verb::Generate { what } => generate(what),
+        Verb::Generate { what } => match cutover::generate::run(what) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                eprintln!("error: generate: {e}");
+                exit::SOFTWARE
+            }
+        },
         Verb::Render => {
             let config = match load_config(&cli) {
                 Ok(c) => c,
@@ -144,27 +150,6 @@ async fn run(cli: Cli) -> i32 {
                     exit::UNAVAILABLE
                 }
             }
-        }
-    }
-}
-
-/// `cutover generate ...`: needs no config.
-fn generate(what: &cli::GenerateVerb) -> i32 {
-    use cutover::generate;
-    let mut out = std::io::stdout().lock();
-    let result = match what {
-        cli::GenerateVerb::Man { dir: None } => generate::man_page(&mut out),
-        cli::GenerateVerb::Man { dir: Some(dir) } => generate::man_pages(dir).map(|_| ()),
-        cli::GenerateVerb::Completions { shell } => {
-            generate::completions(*shell, &mut out);
-            Ok(())
-        }
-    };
-    match result.and_then(|()| std::io::Write::flush(&mut out)) {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            eprintln!("error: generate: {e}");
-            exit::SOFTWARE
         }
     }
 }
