@@ -137,6 +137,9 @@ expect() {
 echo "== cutover status"
 "$cutover" status
 expect blue
+echo "== cutover switch web green --dry-run (the plan; nothing changes)"
+"$cutover" switch web green --dry-run
+expect blue
 echo "== cutover switch web green"
 "$cutover" switch web green
 expect green

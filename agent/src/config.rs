@@ -198,6 +198,25 @@ pub struct Service {
     pub gate: GateConfig,
     /// Post-switch watch; none when `[services.watch]` is absent.
     pub watch: Option<WatchConfig>,
+    /// How a client keeps its canary decision; random per request when unset.
+    pub canary_sticky: Option<Sticky>,
+    /// Requests sent to the target colour before traffic moves to it; none when unset.
+    pub prewarm: Option<crate::gates::prewarm::PrewarmConfig>,
+}
+
+/// What keeps a client on the colour the canary gave it. Each client gets a bucket 0..99
+/// (from a cookie the proxy sets, or a hash of a header or of its address) and goes to the
+/// canary when its bucket is below the canary share: its colour holds while the share
+/// holds, and a canary client stays on the canary as the share grows.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum Sticky {
+    /// A cookie with this name carries the bucket.
+    Cookie(String),
+    /// A hash of this request header is the bucket.
+    Header(String),
+    /// A hash of the client address is the bucket.
+    Source(bool),
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -326,6 +345,8 @@ struct RawService {
     #[serde(default)]
     gate: GateConfig,
     watch: Option<WatchConfig>,
+    canary_sticky: Option<Sticky>,
+    prewarm: Option<crate::gates::prewarm::PrewarmConfig>,
 }
 
 fn blue() -> Colour {
@@ -734,6 +755,26 @@ impl Validator<'_> {
             if let Some(w) = &s.watch {
                 problems.extend(w.problems(&format!("{at}.watch")));
             }
+            if let Some(p) = &s.prewarm {
+                problems.extend(p.problems(&format!("{at}.prewarm")));
+            }
+            match &s.canary_sticky {
+                Some(Sticky::Cookie(n) | Sticky::Header(n))
+                    if n.is_empty()
+                        || n.len() > 64
+                        || !n
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+                {
+                    problems.push(format!(
+                        "{at}.canary_sticky: {n:?} must be 1 to 64 letters, digits, '-' or '_'"
+                    ))
+                }
+                Some(Sticky::Source(false)) => problems.push(format!(
+                    "{at}.canary_sticky: source = false means nothing; leave canary_sticky out"
+                )),
+                _ => {}
+            }
             for p in problems {
                 self.problem(p);
             }
@@ -748,6 +789,8 @@ impl Validator<'_> {
                     drain_after_switch: s.drain_after_switch,
                     gate: s.gate,
                     watch: s.watch,
+                    canary_sticky: s.canary_sticky,
+                    prewarm: s.prewarm,
                 },
             );
         }

@@ -8,7 +8,8 @@
 //!
 //! What a template sees (all names are stable; fields are only added):
 //! - `services`: map of name -> `{ name, routes: [key...], preview_hosts: [host...],
-//!   colours: { blue: { backend, servers: [{ name, address }] }, green: {...} } }`, and, for
+//!   colours: { blue: { backend, servers: [{ name, address }] }, green: {...} },
+//!   canary_sticky: none, or { cookie: NAME } / { header: NAME } / { source: true } }`, and, for
 //!   files that use the state, also `live` (colour), `previous` (colour or none), `backend`
 //!   (backend of the live colour), `idle` and `idle_backend` (the other colour),
 //!   `canary_percent` (0 to 99; the share sent to the idle colour) and `drained` (colours);
@@ -52,6 +53,7 @@ pub enum RenderError {
 struct BaseService {
     routes: Value,
     preview_hosts: Value,
+    sticky: Value,
     colours: Value,
     backends: BTreeMap<Colour, String>,
 }
@@ -108,6 +110,7 @@ impl Renderer {
                 let base = BaseService {
                     routes: Value::from_serializable(&s.routes),
                     preview_hosts: Value::from_serializable(&s.preview_hosts),
+                    sticky: Value::from_serializable(&s.canary_sticky),
                     colours: Value::from_serializable(&colours),
                     backends: s
                         .colours
@@ -150,6 +153,7 @@ impl Renderer {
             v.insert("routes".into(), base.routes.clone());
             v.insert("colours".into(), base.colours.clone());
             v.insert("preview_hosts".into(), base.preview_hosts.clone());
+            v.insert("canary_sticky".into(), base.sticky.clone());
             if file.uses_state {
                 if let Some(s) = state.services.get(name) {
                     let backend =
@@ -311,6 +315,7 @@ kind = "config"
 [[services]]
 name = "api"
 routes = ["api.example.com"]
+canary_sticky = {{ cookie = "api_bucket" }}
 blue = {{ backend = "api_blue", servers = [{{ name = "b1", address = "10.0.0.1:80" }}] }}
 green = {{ backend = "api_green", servers = [{{ name = "g1", address = "10.0.0.2:80" }}] }}
 [[services]]

@@ -30,6 +30,11 @@ pub struct SetupOptions {
     /// Extra TOML for service `web`: keys first, then sub-tables such as
     /// `[services.gate]` (e.g. `"preview_hosts = [\"p.test\"]\n[services.watch]\n..."`).
     pub service_extra: String,
+    /// Extra `[[services]]` tables after `web`; `{blue}` and `{green}` stand for the
+    /// addresses of the setup's two origins.
+    pub extra_services: String,
+    /// Extra keys of the `[agent]` table.
+    pub agent_extra: String,
     /// Extra TOML appended at the end of the config (e.g. a `[metrics]` table).
     pub config_extra: String,
 }
@@ -42,6 +47,8 @@ impl Default for SetupOptions {
             templates_extra: String::new(),
             reconcile_interval_ms: 200,
             service_extra: String::new(),
+            extra_services: String::new(),
+            agent_extra: String::new(),
             config_extra: String::new(),
         }
     }
@@ -346,6 +353,7 @@ fn write_config(
 socket = "{dir}/cutover.sock"
 state_dir = "{dir}/state"
 reconcile_interval_ms = {interval}
+{agent_extra}
 
 [proxy]
 kind = "haproxy"
@@ -408,6 +416,7 @@ name = "web"
 blue = {{ backend = "web_blue", servers = [{{ name = "b1", address = "{blue}" }}] }}
 green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}" }}] }}
 {service_extra}
+{extra_services}
 {config_extra}
 "#,
         dir = dir.display(),
@@ -420,6 +429,11 @@ green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}"
         listen = paths.frontend,
         extra = o.templates_extra,
         service_extra = o.service_extra,
+        extra_services = o
+            .extra_services
+            .replace("{blue}", &blue.to_string())
+            .replace("{green}", &green.to_string()),
+        agent_extra = o.agent_extra,
         config_extra = o.config_extra,
     );
     let path = dir.join("cutover.toml");

@@ -27,6 +27,9 @@ pub struct GateReport {
     pub probed: Vec<String>,
     /// Set when the gate was skipped with `--force`.
     pub forced: bool,
+    /// What the pre-warm saw, when the service has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prewarm: Option<crate::gates::prewarm::PrewarmReport>,
 }
 
 /// A watch in progress.
@@ -101,10 +104,7 @@ impl<P: Proxy> Engine<P> {
             Err(ProxyError::Unsupported { .. }) => Vec::new(),
             Err(e) => return Err(fail(format!("reading server states: {e}"))),
         };
-        let Some(path) = &gate.health_path else {
-            return Ok(report);
-        };
-        // Probe the configured servers, or those the proxy reports.
+        // Probes and pre-warm go to the configured servers, or those the proxy reports.
         let configured = &service.colours[&colour].servers;
         let targets: Vec<(String, String)> = if configured.is_empty() {
             servers
@@ -118,8 +118,44 @@ impl<P: Proxy> Engine<P> {
                 .map(|s| (s.name.clone(), s.address.clone()))
                 .collect()
         };
+        if let Some(path) = &gate.health_path {
+            report.probed = self.probe_all(&targets, path, gate).await.map_err(fail)?;
+        }
+        if let Some(prewarm) = &service.prewarm {
+            let addresses: Vec<String> = targets.iter().map(|(_, a)| a.clone()).collect();
+            if addresses.is_empty() {
+                return Err(fail(format!("no servers of {backend} to pre-warm")));
+            }
+            let r = crate::gates::prewarm::run(prewarm, &addresses).await;
+            if r.failure_percent() > prewarm.max_failure_percent {
+                let kinds: Vec<String> = r
+                    .failures
+                    .iter()
+                    .map(|(k, n)| format!("{n}x {k}"))
+                    .collect();
+                return Err(fail(format!(
+                    "pre-warm: {} of {} requests failed ({:.1}%, at most {}% allowed): {}",
+                    r.failed,
+                    r.sent,
+                    r.failure_percent(),
+                    prewarm.max_failure_percent,
+                    kinds.join(", ")
+                )));
+            }
+            report.prewarm = Some(r);
+        }
+        Ok(report)
+    }
+
+    /// Probes every target; the names of the healthy ones, or why too few are.
+    async fn probe_all(
+        &self,
+        targets: &[(String, String)],
+        path: &str,
+        gate: &crate::gates::GateConfig,
+    ) -> Result<Vec<String>, String> {
         if targets.is_empty() {
-            return Err(fail(format!("no servers of {backend} to probe")));
+            return Err("no servers to probe".into());
         }
         let probes = targets.iter().map(|(name, addr)| async move {
             let result = probe::probe(addr, path, gate.expect_status, gate.probe_timeout()).await;
@@ -138,18 +174,17 @@ impl<P: Proxy> Engine<P> {
         if healthy < gate.min_up
             || (healthy as f64 * 100.0 / results.len() as f64) < gate.min_up_percent
         {
-            return Err(fail(format!(
+            return Err(format!(
                 "{healthy} of {} servers pass the health probe: {}",
                 results.len(),
                 failed.join("; ")
-            )));
+            ));
         }
-        report.probed = results
+        Ok(results
             .into_iter()
             .filter(|(_, _, r)| r.is_ok())
             .map(|(n, _, _)| n)
-            .collect();
-        Ok(report)
+            .collect())
     }
 
     /// Adds the drain policy to a new state: a service whose live colour moved drains the

@@ -25,7 +25,8 @@ pub async fn probe(
     }
 }
 
-async fn get_status(address: &str, path: &str) -> Result<u16, String> {
+/// The status of `GET <path>` on `address` (no timeout of its own).
+pub async fn get_status(address: &str, path: &str) -> Result<u16, String> {
     let mut stream = TcpStream::connect(address)
         .await
         .map_err(|e| format!("connect: {e}"))?;
