@@ -65,7 +65,7 @@ fn cluster(holds: [&str; 3]) -> Option<Cluster> {
             let mut s = Setup::new(
                 &haproxy,
                 SetupOptions {
-                    tail,
+                    config_extra: tail,
                     ..SetupOptions::default()
                 },
             );
