@@ -118,6 +118,17 @@ fn a_cluster_switch_changes_every_host() {
                     .all(|h| h["cluster_generation"] == 1)
         });
     assert!(agreed);
+    let metrics =
+        cutover_tests::wait_until(Duration::from_secs(5), Duration::from_millis(100), || {
+            let out = c.hosts[0].cli(&["metrics"]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            text.contains("cutover_peers 2") && text.contains("cutover_peers_in_agreement 2")
+        });
+    assert!(
+        metrics,
+        "peer gauges: {}",
+        text(&c.hosts[0].cli(&["metrics"]))
+    );
     // A dry run prepares everywhere and changes nothing.
     let (code, reply) = c.hosts[1].cli_json(&["rollback", "web", "--cluster", "--dry-run"]);
     assert_eq!(code, 0, "{reply}");
