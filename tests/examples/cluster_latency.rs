@@ -4,26 +4,12 @@
 //!
 //! `cargo run --release -p cutover-tests --example cluster_latency [N]` (default N = 30).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cutover_tests::cluster::{cluster, HOST};
-
-fn get(addr: SocketAddr) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    s.write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    buf.split("\r\n\r\n").nth(1).map(|b| b.trim().to_owned())
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
+use cutover_tests::http::{get_body_blocking, percentile};
 
 fn main() {
     let n: usize = std::env::args()
@@ -49,7 +35,7 @@ fn main() {
         let deadline = t0 + Duration::from_secs(10);
         while !seen.iter().all(|s| *s) && Instant::now() < deadline {
             for (i, addr) in addrs.iter().enumerate() {
-                if !seen[i] && get(*addr).as_deref() == Some(colour) {
+                if !seen[i] && get_body_blocking(*addr, HOST).as_deref() == Some(colour) {
                     seen[i] = true;
                 }
             }

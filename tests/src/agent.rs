@@ -97,6 +97,15 @@ impl Setup {
         }
     }
 
+    /// Finds HAProxy (skip-or-fail as [`crate::require_proxy`] says), starts the setup and
+    /// its agent; `None` when HAProxy is missing and not required.
+    pub fn started(options: SetupOptions) -> Option<Setup> {
+        let haproxy = crate::require_proxy("haproxy")?;
+        let mut s = Setup::new(&haproxy, options);
+        s.start_agent();
+        Some(s)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.haproxy.paths().dir
     }
