@@ -80,6 +80,30 @@ kind = "map"
 values = "backends"
 
 [[files]]
+name = "idle"
+template = "haproxy/idle.map"
+path = "$work/maps/idle.map"
+kind = "map"
+values = "backends"
+
+[[files]]
+name = "canary"
+template = "haproxy/canary.map"
+path = "$work/maps/canary.map"
+kind = "map"
+values = "percent"
+
+[[files]]
+name = "preview"
+template = "haproxy/preview.map"
+path = "$work/maps/preview.map"
+kind = "map"
+uses_state = false
+values = "services"
+# No preview hosts is normal: an empty preview map is intended.
+allow_empty = true
+
+[[files]]
 name = "haproxy"
 template = "haproxy/haproxy.cfg"
 path = "$work/haproxy.cfg"
@@ -114,6 +138,9 @@ expect() {
 
 echo "== cutover status"
 "$cutover" status
+expect blue
+echo "== cutover switch web green --dry-run (the plan; nothing changes)"
+"$cutover" switch web green --dry-run
 expect blue
 echo "== cutover switch web green"
 "$cutover" switch web green

@@ -5,16 +5,19 @@
 //! connection (`SO_PEERCRED`: uid, primary gid, pid), before the engine sees it:
 //!
 //! - root (uid 0) and the agent's own uid may do everything;
-//! - a mutating command (`switch`, `rollback`; [`Command::is_mutation`]) needs the uid in
-//!   `allow_uids` or a group in `allow_gids`;
-//! - a read-only command (`status`, `map_show`, `history`) needs that, or the uid in
-//!   `read_uids` or a group in `read_gids`;
+//! - a mutating command ([`needs_mutate`]: everything that changes routing, here or across
+//!   the cluster) needs the uid in `allow_uids` or a group in `allow_gids`;
+//! - a read-only command (`status`, `map_show`, `history`, `metrics`, `cluster_status`)
+//!   needs that, or the uid in `read_uids` or a group in `read_gids`;
 //! - an empty pair of lists means "whoever can open the socket": no `allow_*` lists, anyone
 //!   who can connect may mutate; no `read_*` lists, anyone who can connect may read.
 //!
 //! A group matches when it is the peer's primary gid or one of the groups the user database
 //! lists for the peer's uid (looked up when the connection opens). Every refusal is
-//! journaled with the uid and pid and answered with an error naming them.
+//! journaled with the uid and pid and answered with an error naming them. The lists apply
+//! to the unix socket; the TLS listener of a cluster admits holders of a certificate signed
+//! by the cluster's CA, and the agent's own requests (cluster coordination, the
+//! desired-state file) are its own.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -68,7 +71,7 @@ impl Policy {
 
     /// Whether `who` may run `command`; `agent_uid` is the agent's own effective uid.
     pub fn check(&self, who: &Requester, command: &Command, agent_uid: u32) -> Result<(), Denied> {
-        let mutation = command.is_mutation();
+        let mutation = needs_mutate(command);
         let denied = |rule| Denied {
             who: Peer(who).to_string(),
             verb: command.verb(),
@@ -111,6 +114,14 @@ impl Policy {
         let read_open = self.read_uids.is_empty() && self.read_gids.is_empty();
         mutate_open || (!mutation && read_open)
     }
+}
+
+/// Whether a command needs the mutating permission: it changes routing here
+/// ([`Command::is_mutation`]: switch, rollback, canary, promote, abort, drain, undrain,
+/// apply), across the cluster (`cluster`), or is a step of a cluster change that only peers
+/// send (`prepare`, `commit`, ...; refused on the socket anyway). Everything else only reads.
+pub fn needs_mutate(command: &Command) -> bool {
+    command.is_mutation() || command.is_peer_only() || matches!(command, Command::Cluster { .. })
 }
 
 /// `uid 1000 (gid 1000, pid 4242)` for messages.
@@ -165,6 +176,8 @@ mod tests {
         Command::Switch {
             service: "web".into(),
             colour: Colour::Green,
+            force: false,
+            dry_run: false,
         }
     }
 
@@ -228,6 +241,29 @@ mod tests {
             .check(&peer(3000, 3000, &[]), &Command::Status, AGENT)
             .is_ok());
         assert!(p.check(&peer(3000, 3000, &[]), &switch(), AGENT).is_err());
+    }
+
+    #[test]
+    fn cluster_changes_and_peer_steps_need_the_mutating_permission() {
+        let p = policy(&[1000], &[], &[2000], &[]);
+        let reader = peer(2000, 2000, &[]);
+        let cluster = Command::Cluster {
+            command: Box::new(switch()),
+        };
+        let commit = Command::Commit {
+            txn: "t".into(),
+            cluster_generation: 1,
+        };
+        assert!(p.check(&reader, &cluster, AGENT).is_err());
+        assert!(p.check(&reader, &commit, AGENT).is_err());
+        assert!(p.check(&reader, &Command::ClusterStatus, AGENT).is_ok());
+        assert!(p.check(&reader, &Command::Metrics, AGENT).is_ok());
+        let drain = Command::Drain {
+            service: "web".into(),
+            colour: Colour::Blue,
+            dry_run: true,
+        };
+        assert!(p.check(&reader, &drain, AGENT).is_err(), "a dry run too");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
+use crate::logging::LogFormat;
 use crate::protocol::{self, Command, MapView, Reply, Status};
 use crate::state::Colour;
 
@@ -51,9 +52,42 @@ pub struct Cli {
     /// Print the agent's reply as JSON.
     #[arg(long, global = true)]
     pub json: bool,
+    /// With a mutating verb: validate, run the gates and show the plan; change nothing.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// With a mutating verb: make the change on every host of the cluster, all or nothing.
+    /// With `status`: one row per host.
+    #[arg(long, global = true)]
+    pub cluster: bool,
+    /// Talk to the agent at HOST:PORT (its peer listener) over mutual TLS instead of the
+    /// local socket; needs --tls-ca, --tls-cert and --tls-key.
+    #[arg(long, global = true, env = "CUTOVER_REMOTE", value_name = "HOST:PORT")]
+    pub remote: Option<String>,
+    /// The remote agent's node name, as its certificate carries it (default: HOST).
+    #[arg(long, global = true, env = "CUTOVER_REMOTE_NAME")]
+    pub remote_name: Option<String>,
+    /// CA that signs the remote agent's certificate.
+    #[arg(long, global = true, env = "CUTOVER_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate presented to the remote agent.
+    #[arg(long, global = true, env = "CUTOVER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Key of the client certificate.
+    #[arg(long, global = true, env = "CUTOVER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Seconds to wait for the agent's answer.
     #[arg(long, global = true, default_value_t = DEFAULT_TIMEOUT_S)]
     pub timeout: u64,
+    /// Log format on stderr: text (without timestamps under the systemd journal), or json
+    /// (one object per line, for log shippers).
+    #[arg(
+        long,
+        global = true,
+        env = "CUTOVER_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub verb: Verb,
 }
@@ -70,10 +104,54 @@ pub enum Verb {
     Render,
     /// Show services, their live colours and the proxy.
     Status,
-    /// Make COLOUR the live colour of SERVICE.
-    Switch { service: String, colour: Colour },
+    /// Make COLOUR the live colour of SERVICE (after the pre-switch gate).
+    Switch {
+        service: String,
+        colour: Colour,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
     /// Make the previous colour of SERVICE live again.
-    Rollback { service: String },
+    Rollback {
+        service: String,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Send PERCENT (1-99) of SERVICE's traffic to COLOUR, the colour that is not live.
+    Canary {
+        service: String,
+        colour: Colour,
+        #[arg(value_parser = clap::value_parser!(u8).range(1..=99))]
+        percent: u8,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make the canary colour of SERVICE live.
+    Promote {
+        service: String,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
+    /// End the canary of SERVICE; all traffic stays on the live colour.
+    Abort { service: String },
+    /// Drain the servers of COLOUR (no new connections; established ones finish).
+    Drain { service: String, colour: Colour },
+    /// Take the servers of COLOUR out of drain.
+    Undrain { service: String, colour: Colour },
+    /// Set the live colour (and canary) of the services a desired-state file names, in one
+    /// change.
+    Apply {
+        /// The desired-state TOML file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
     /// Maps.
     Map {
         #[command(subcommand)]
@@ -81,6 +159,18 @@ pub enum Verb {
     },
     /// The newest journal entries.
     History(HistoryArgs),
+    /// Certificates for peers and remote clients.
+    Tls {
+        #[command(subcommand)]
+        verb: TlsVerb,
+    },
+    /// The agent's metrics in the OpenMetrics text format, as its HTTP endpoint serves them.
+    Metrics,
+    /// Man pages and shell completions, written from this binary's own definition.
+    Generate {
+        #[command(subcommand)]
+        what: crate::generate::What,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +190,31 @@ pub enum MapVerb {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum TlsVerb {
+    /// Create a CA (ca.pem, ca.key) in DIR.
+    Ca {
+        dir: PathBuf,
+        /// The CA's name.
+        #[arg(long, default_value = DEFAULT_CA_NAME)]
+        name: String,
+    },
+    /// Issue NAME.pem and NAME.key in OUT (default: the CA's directory), signed by the CA in
+    /// CA_DIR, for a node or a client called NAME.
+    Issue {
+        ca_dir: PathBuf,
+        name: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The CA's name, as given to `tls ca`.
+        #[arg(long, default_value = DEFAULT_CA_NAME)]
+        ca_name: String,
+    },
+}
+
+/// Name of a CA made by `cutover tls ca`.
+pub const DEFAULT_CA_NAME: &str = "cutover CA";
+
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// Only entries about this service.
@@ -111,16 +226,58 @@ pub struct HistoryArgs {
 
 impl Verb {
     /// The protocol command of a client verb.
-    pub fn command(&self) -> Option<Command> {
-        Some(match self {
-            Verb::Agent | Verb::Check | Verb::Render => return None,
+    pub fn command(&self, dry_run: bool) -> Result<Option<Command>, String> {
+        Ok(Some(match self {
+            Verb::Agent | Verb::Check | Verb::Render | Verb::Tls { .. } | Verb::Generate { .. } => {
+                return Ok(None)
+            }
+            Verb::Metrics => Command::Metrics,
             Verb::Status => Command::Status,
-            Verb::Switch { service, colour } => Command::Switch {
+            Verb::Switch {
+                service,
+                colour,
+                force,
+            } => Command::Switch {
                 service: service.clone(),
                 colour: *colour,
+                force: *force,
+                dry_run,
             },
-            Verb::Rollback { service } => Command::Rollback {
+            Verb::Rollback { service, force } => Command::Rollback {
                 service: service.clone(),
+                force: *force,
+                dry_run,
+            },
+            Verb::Canary {
+                service,
+                colour,
+                percent,
+                force,
+            } => Command::Canary {
+                service: service.clone(),
+                colour: *colour,
+                percent: *percent,
+                force: *force,
+                dry_run,
+            },
+            Verb::Promote { service, force } => Command::Promote {
+                service: service.clone(),
+                force: *force,
+                dry_run,
+            },
+            Verb::Abort { service } => Command::Abort {
+                service: service.clone(),
+                dry_run,
+            },
+            Verb::Drain { service, colour } => Command::Drain {
+                service: service.clone(),
+                colour: *colour,
+                dry_run,
+            },
+            Verb::Undrain { service, colour } => Command::Undrain {
+                service: service.clone(),
+                colour: *colour,
+                dry_run,
             },
             Verb::Map {
                 verb: MapVerb::Show {
@@ -140,7 +297,12 @@ impl Verb {
                 service: a.service.clone(),
                 limit: a.limit,
             },
-        })
+            Verb::Apply { file, force } => Command::Apply {
+                services: crate::desired::load(file)?,
+                force: *force,
+                dry_run,
+            },
+        }))
     }
 }
 
@@ -165,17 +327,14 @@ pub enum ClientError {
     Talk { path: PathBuf, reason: String },
 }
 
-/// Sends one command and returns the final reply (progress replies go to `on_progress`).
+/// Sends one command over the unix socket and returns the final reply (progress replies
+/// go to `on_progress`).
 pub async fn request(
     socket: &Path,
     command: &Command,
     timeout: Duration,
-    mut on_progress: impl FnMut(&Reply),
+    on_progress: impl FnMut(&Reply),
 ) -> Result<Reply, ClientError> {
-    let talk = |reason: String| ClientError::Talk {
-        path: socket.to_owned(),
-        reason,
-    };
     let stream = tokio::time::timeout(Duration::from_secs(5), UnixStream::connect(socket))
         .await
         .map_err(|_| ClientError::Connect {
@@ -186,15 +345,42 @@ pub async fn request(
             path: socket.to_owned(),
             source,
         })?;
-    let (read, mut write) = stream.into_split();
+    exchange(
+        stream,
+        &socket.display().to_string(),
+        command,
+        timeout,
+        on_progress,
+    )
+    .await
+}
+
+/// Sends one command on an open stream (unix socket or TLS) and reads replies until the
+/// final one. `peer` names the other end in errors.
+pub async fn exchange<S>(
+    stream: S,
+    peer: &str,
+    command: &Command,
+    timeout: Duration,
+    mut on_progress: impl FnMut(&Reply),
+) -> Result<Reply, ClientError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let talk = |reason: String| ClientError::Talk {
+        path: PathBuf::from(peer),
+        reason,
+    };
+    let (read, mut write) = tokio::io::split(stream);
     let mut line = protocol::encode(command);
     line.push('\n');
-    write
-        .write_all(line.as_bytes())
-        .await
-        .map_err(|e| talk(e.to_string()))?;
     let mut reader = BufReader::new(read);
     let work = async {
+        write
+            .write_all(line.as_bytes())
+            .await
+            .map_err(|e| talk(e.to_string()))?;
+        write.flush().await.map_err(|e| talk(e.to_string()))?;
         loop {
             let mut buf = String::new();
             let n = (&mut reader)
@@ -237,9 +423,17 @@ pub fn print_reply(verb: &Verb, reply: &Reply, json: bool) -> i32 {
         return code;
     }
     let text = match verb {
+        _ if reply.data.get("files").is_some() && reply.message.starts_with("dry run") => {
+            plan_text(&reply.message, &reply.data)
+        }
+        _ if reply.data.get("hosts").is_some() && reply.data.get("services").is_some() => {
+            cluster_table(&reply.data)
+        }
+        _ if reply.data.get("txn").is_some() => cluster_result(&reply.message, &reply.data),
         Verb::Status => status_table(&reply.data),
         Verb::Map { .. } => map_lines(&reply.data),
         Verb::History(_) => history_table(&reply.data),
+        Verb::Metrics => reply.data["text"].as_str().unwrap_or_default().to_owned(),
         _ => format!("{}\n", reply.message),
     };
     let _ = out.write_all(text.as_bytes());
@@ -287,12 +481,39 @@ fn status_table(d: &Value) -> String {
         .map(|a| {
             a.iter()
                 .map(|s_| {
+                    let canary = match &s_["canary"] {
+                        Value::Object(c) => format!(
+                            "{} {}%",
+                            c.get("colour").map(s).unwrap_or_default(),
+                            c.get("percent").map(s).unwrap_or_default()
+                        ),
+                        _ => "-".into(),
+                    };
+                    let drained = s_["drained"]
+                        .as_array()
+                        .filter(|a| !a.is_empty())
+                        .map_or("-".into(), |a| {
+                            a.iter().map(s).collect::<Vec<_>>().join(",")
+                        });
+                    let phase = match &s_["phase"] {
+                        Value::Object(p) => {
+                            let name = p.get("phase").map(s).unwrap_or_default();
+                            match p.get("reason").and_then(Value::as_str) {
+                                Some(r) => format!("{name}: {r}"),
+                                None => name,
+                            }
+                        }
+                        _ => "-".into(),
+                    };
                     vec![
                         s(&s_["name"]),
                         s(&s_["live"]),
                         s(&s_["previous"]),
                         s(&s_["backend"]),
+                        canary,
+                        drained,
                         s(&s_["routes"]),
+                        phase,
                     ]
                 })
                 .collect()
@@ -310,7 +531,9 @@ fn status_table(d: &Value) -> String {
         }
     );
     out.push_str(&table(
-        &["SERVICE", "LIVE", "PREVIOUS", "BACKEND", "ROUTES"],
+        &[
+            "SERVICE", "LIVE", "PREVIOUS", "BACKEND", "CANARY", "DRAINED", "ROUTES", "PHASE",
+        ],
         &rows,
     ));
     if let Some(e) = d["last_error"].as_str() {
@@ -327,6 +550,169 @@ fn status_table(d: &Value) -> String {
     }
     for r in d["recovered"].as_array().into_iter().flatten() {
         out.push_str(&format!("recovered at start: {}\n", s(r)));
+    }
+    out
+}
+
+/// `status --cluster`: one row per host, then one per service with agreement.
+fn cluster_table(d: &Value) -> String {
+    let rows: Vec<Vec<String>> = d["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            vec![
+                s(&h["node"]),
+                if h["reachable"] == Value::Bool(true) {
+                    "yes".into()
+                } else {
+                    "NO".into()
+                },
+                s(&h["age_ms"]),
+                s(&h["generation"]),
+                s(&h["cluster_generation"]),
+                match &h["proxy_reachable"] {
+                    Value::Bool(true) => "ok".into(),
+                    Value::Bool(false) => "UNREACHABLE".into(),
+                    _ => "-".into(),
+                },
+                s(&h["last_error"]),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "HOST",
+            "REACHABLE",
+            "AGE_MS",
+            "GEN",
+            "CLUSTER_GEN",
+            "PROXY",
+            "LAST ERROR",
+        ],
+        &rows,
+    );
+    let rows: Vec<Vec<String>> = d["services"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, v)| {
+            let hosts = v["hosts"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(h, c)| format!("{h}={}", s(c)))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let agree = if v["agree"] == Value::Bool(true) {
+                "agree"
+            } else {
+                "DIVERGED"
+            };
+            vec![name.clone(), agree.into(), hosts]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&table(&["SERVICE", "STATE", "HOSTS"], &rows));
+    out
+}
+
+/// The per-host outcome of a cluster change.
+fn cluster_result(message: &str, d: &Value) -> String {
+    let mut out = format!("{message}\n");
+    for (host, r) in d["hosts"].as_object().into_iter().flatten() {
+        let what = if r["ok"] == Value::Bool(true) {
+            "ok".to_owned()
+        } else {
+            format!("FAILED: {}", s(&r["error"]))
+        };
+        out.push_str(&format!("  {host}: {what}\n"));
+    }
+    out
+}
+
+/// A plan for humans: what changes, the gate, and per file the edits and the mechanism.
+fn plan_text(message: &str, d: &Value) -> String {
+    let mut out = format!("{message}\n");
+    for c in d["services"].as_array().into_iter().flatten() {
+        let side = |v: &Value| match v {
+            Value::Object(o) => {
+                let mut t = s(o.get("live").unwrap_or(&Value::Null));
+                if let Some(Value::Object(c)) = o.get("canary") {
+                    t.push_str(&format!(
+                        "+canary {} {}%",
+                        s(c.get("colour").unwrap_or(&Value::Null)),
+                        s(c.get("percent").unwrap_or(&Value::Null))
+                    ));
+                }
+                t
+            }
+            _ => "-".into(),
+        };
+        out.push_str(&format!(
+            "  service {}: {} -> {}\n",
+            s(&c["service"]),
+            side(&c["from"]),
+            side(&c["to"])
+        ));
+    }
+    for g in d["gates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+    {
+        if g.get("forced") == Some(&Value::Bool(true)) {
+            out.push_str("  gate: skipped (--force)\n");
+        } else if let Some(backend) = g.get("backend").and_then(Value::as_str) {
+            let names = |k: &str| {
+                g.get(k)
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            };
+            out.push_str(&format!(
+                "  gate: passed for {backend} (up: {}",
+                names("up")
+            ));
+            if !names("probed").is_empty() {
+                out.push_str(&format!("; probed: {}", names("probed")));
+            }
+            out.push_str(")\n");
+        }
+    }
+    for f in d["files"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  file {} ({}): {}, {} edits\n",
+            s(&f["name"]),
+            s(&f["path"]),
+            s(&f["mechanism"]),
+            s(&f["edits"])
+        ));
+        for p in f["added"].as_array().into_iter().flatten() {
+            out.push_str(&format!("    + {} {}\n", s(&p[0]), s(&p[1])));
+        }
+        for p in f["changed"].as_array().into_iter().flatten() {
+            out.push_str(&format!("    ~ {} {}\n", s(&p[0]), s(&p[1])));
+        }
+        for k in f["removed"].as_array().into_iter().flatten() {
+            out.push_str(&format!("    - {}\n", s(k)));
+        }
+        let lines = &f["lines"];
+        if f["kind"] == "config" {
+            for l in lines["first_removed"].as_array().into_iter().flatten() {
+                out.push_str(&format!("    -| {}\n", s(l)));
+            }
+            for l in lines["first_added"].as_array().into_iter().flatten() {
+                out.push_str(&format!("    +| {}\n", s(l)));
+            }
+        }
+    }
+    for srv in d["servers"].as_array().into_iter().flatten() {
+        out.push_str(&format!("  servers: {}\n", s(srv)));
+    }
+    if d["validated_by_proxy"] == Value::Bool(true) {
+        out.push_str("  validated with the proxy's own checker on a staged copy\n");
     }
     out
 }
@@ -429,10 +815,12 @@ mod tests {
         let c = Cli::try_parse_from(["cutover", "switch", "web", "green", "--json"]).unwrap();
         assert!(c.json);
         assert_eq!(
-            c.verb.command(),
+            c.verb.command(c.dry_run).unwrap(),
             Some(Command::Switch {
                 service: "web".into(),
-                colour: Colour::Green
+                colour: Colour::Green,
+                force: false,
+                dry_run: false
             })
         );
         assert!(Cli::try_parse_from(["cutover", "switch", "web", "red"]).is_err());

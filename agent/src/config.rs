@@ -9,8 +9,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::gates::{GateConfig, WatchConfig};
 use crate::mapfile::{check_name, check_token};
 use crate::state::Colour;
+
+mod metrics;
+pub use metrics::{Metrics, SUGGESTED_METRICS_LISTEN};
 
 /// Default control socket.
 pub const DEFAULT_SOCKET: &str = "/run/cutover/cutover.sock";
@@ -24,6 +28,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 /// Default time a control client has to send a request line, in milliseconds.
 pub const DEFAULT_READ_TIMEOUT_MS: u64 = 10_000;
+/// Default time a desired-state file must stay unchanged before it is applied, ms.
+pub const DEFAULT_DESIRED_DEBOUNCE_MS: u64 = 500;
 /// Default HAProxy binary.
 pub const DEFAULT_HAPROXY_BINARY: &str = "/usr/sbin/haproxy";
 /// Default HAProxy main config.
@@ -55,6 +61,10 @@ pub struct Config {
     pub files: Vec<FileSpec>,
     /// Services by name.
     pub services: BTreeMap<String, Service>,
+    /// This node and its peers; none for a single host.
+    pub cluster: Option<crate::peers::ClusterConfig>,
+    /// The Prometheus endpoint.
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +89,12 @@ pub struct Agent {
     /// Who may run which commands (`allow_uids`, `allow_gids`, `read_uids`, `read_gids`;
     /// all empty by default: whoever can open the socket). See [`crate::access`].
     pub access: crate::access::Policy,
+    /// A desired-state file to reconcile whenever it changes (see `desired`); none by
+    /// default.
+    pub desired_state: Option<PathBuf>,
+    /// How long the desired-state file must stay unchanged before it is applied. Default
+    /// [`DEFAULT_DESIRED_DEBOUNCE_MS`] ms.
+    pub desired_debounce: Duration,
 }
 
 /// Which proxy, and where its parts are.
@@ -186,6 +202,8 @@ pub enum ValueCheck {
     Services,
     /// Every value is a backend the running proxy lists.
     Backends,
+    /// Every value is a whole percentage, 0 to 100 (the canary shares).
+    Percent,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +215,33 @@ pub struct Service {
     pub initial: Colour,
     /// Proxy backend of each colour.
     pub colours: BTreeMap<Colour, ColourSpec>,
+    /// Host names that always reach the colour that is not live (preview).
+    pub preview_hosts: Vec<String>,
+    /// Drain the old colour's servers after a switch, promote or rollback. Default true.
+    pub drain_after_switch: bool,
+    /// Pre-switch gate (always on; `[services.gate]` tunes it).
+    pub gate: GateConfig,
+    /// Post-switch watch; none when `[services.watch]` is absent.
+    pub watch: Option<WatchConfig>,
+    /// How a client keeps its canary decision; random per request when unset.
+    pub canary_sticky: Option<Sticky>,
+    /// Requests sent to the target colour before traffic moves to it; none when unset.
+    pub prewarm: Option<crate::gates::prewarm::PrewarmConfig>,
+}
+
+/// What keeps a client on the colour the canary gave it. Each client gets a bucket 0..99
+/// (from a cookie the proxy sets, or a hash of a header or of its address) and goes to the
+/// canary when its bucket is below the canary share: its colour holds while the share
+/// holds, and a canary client stays on the canary as the share grows.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum Sticky {
+    /// A cookie with this name carries the bucket.
+    Cookie(String),
+    /// A hash of this request header is the bucket.
+    Header(String),
+    /// A hash of the client address is the bucket.
+    Source(bool),
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -243,6 +288,28 @@ struct RawConfig {
     files: Vec<RawFile>,
     #[serde(default)]
     services: Vec<RawService>,
+    cluster: Option<RawCluster>,
+    #[serde(default)]
+    metrics: metrics::RawMetrics,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    node: String,
+    listen: String,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    #[serde(default)]
+    peers: Vec<crate::peers::PeerSpec>,
+    report_interval_ms: Option<u64>,
+    timeout_ms: Option<u64>,
+    prepare_ttl_ms: Option<u64>,
+    #[serde(default)]
+    hold_before_decision_ms: u64,
+    #[serde(default)]
+    hold_before_commit_ms: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -264,6 +331,8 @@ struct RawAgent {
     read_uids: BTreeSet<u32>,
     #[serde(default)]
     read_gids: BTreeSet<u32>,
+    desired_state: Option<PathBuf>,
+    desired_debounce_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -324,6 +393,15 @@ struct RawService {
     initial: Colour,
     blue: RawColour,
     green: RawColour,
+    #[serde(default)]
+    preview_hosts: Vec<String>,
+    #[serde(default = "yes")]
+    drain_after_switch: bool,
+    #[serde(default)]
+    gate: GateConfig,
+    watch: Option<WatchConfig>,
+    canary_sticky: Option<Sticky>,
+    prewarm: Option<crate::gates::prewarm::PrewarmConfig>,
 }
 
 fn blue() -> Colour {
@@ -500,6 +578,8 @@ impl Validator<'_> {
         let routes_may_be_empty = raw.services.iter().all(|s| s.allow_empty_routes);
         let files = self.files(raw.files, &proxy, routes_may_be_empty);
         let services = self.services(raw.services);
+        let cluster = raw.cluster.map(|c| self.cluster(c));
+        let metrics = metrics::validate(raw.metrics, &mut self.problems);
         Config {
             source: path.to_owned(),
             agent,
@@ -507,6 +587,8 @@ impl Validator<'_> {
             templates,
             files,
             services,
+            cluster,
+            metrics,
         }
     }
 
@@ -567,6 +649,13 @@ impl Validator<'_> {
                 raw.reconcile_interval_ms,
                 DEFAULT_RECONCILE_INTERVAL_MS,
             ),
+            desired_state: raw
+                .desired_state
+                .map(|p| self.abs("agent.desired_state", p)),
+            desired_debounce: match raw.desired_debounce_ms {
+                Some(0) => Duration::ZERO,
+                ms => self.duration("agent.desired_debounce_ms", ms, DEFAULT_DESIRED_DEBOUNCE_MS),
+            },
         }
     }
 
@@ -783,6 +872,41 @@ impl Validator<'_> {
                     },
                 );
             }
+            let mut preview_hosts = Vec::new();
+            for (j, h) in s.preview_hosts.into_iter().enumerate() {
+                let hat = format!("{at}.preview_hosts[{j}]");
+                self.route(&hat, h.clone(), &mut preview_hosts);
+                if let Some(owner) = route_owner.insert(h.clone(), s.name.clone()) {
+                    self.problem(format!("{hat}: {h:?} is also a route of service {owner:?}"));
+                }
+            }
+            let mut problems = s.gate.problems(&format!("{at}.gate"));
+            if let Some(w) = &s.watch {
+                problems.extend(w.problems(&format!("{at}.watch")));
+            }
+            if let Some(p) = &s.prewarm {
+                problems.extend(p.problems(&format!("{at}.prewarm")));
+            }
+            match &s.canary_sticky {
+                Some(Sticky::Cookie(n) | Sticky::Header(n))
+                    if n.is_empty()
+                        || n.len() > 64
+                        || !n
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+                {
+                    problems.push(format!(
+                        "{at}.canary_sticky: {n:?} must be 1 to 64 letters, digits, '-' or '_'"
+                    ))
+                }
+                Some(Sticky::Source(false)) => problems.push(format!(
+                    "{at}.canary_sticky: source = false means nothing; leave canary_sticky out"
+                )),
+                _ => {}
+            }
+            for p in problems {
+                self.problem(p);
+            }
             out.insert(
                 s.name.clone(),
                 Service {
@@ -790,6 +914,12 @@ impl Validator<'_> {
                     routes,
                     initial: s.initial,
                     colours,
+                    preview_hosts,
+                    drain_after_switch: s.drain_after_switch,
+                    gate: s.gate,
+                    watch: s.watch,
+                    canary_sticky: s.canary_sticky,
+                    prewarm: s.prewarm,
                 },
             );
         }
@@ -799,6 +929,71 @@ impl Validator<'_> {
             ));
         }
         out
+    }
+
+    fn cluster(&mut self, raw: RawCluster) -> crate::peers::ClusterConfig {
+        use crate::peers::*;
+        if let Err(e) = check_name(&raw.node) {
+            self.problem(format!("cluster.node: {e}"));
+        }
+        let listen = raw.listen.parse().unwrap_or_else(|_| {
+            self.problem(format!("cluster.listen: {:?} is not ip:port", raw.listen));
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+        });
+        let mut names = BTreeSet::from([raw.node.clone()]);
+        for (i, p) in raw.peers.iter().enumerate() {
+            let at = format!("cluster.peers[{i}] ({})", p.name);
+            if let Err(e) = check_name(&p.name) {
+                self.problem(format!("{at}.name: {e}"));
+            }
+            if !names.insert(p.name.clone()) {
+                self.problem(format!("{at}.name: used twice (or the name of this node)"));
+            }
+            let port_ok = p
+                .address
+                .rsplit_once(':')
+                .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok_and(|n| n > 0));
+            if !port_ok {
+                self.problem(format!("{at}.address: {:?} is not host:port", p.address));
+            }
+        }
+        let tls = tls::TlsFiles {
+            ca: self.abs("cluster.ca", raw.ca),
+            cert: self.abs("cluster.cert", raw.cert),
+            key: self.abs("cluster.key", raw.key),
+        };
+        for (what, p) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
+            if !p.is_file() {
+                self.problem(format!(
+                    "cluster.{what}: {} is not a readable file",
+                    p.display()
+                ));
+            }
+        }
+        let hold = |ms: u64| Duration::from_millis(ms.min(600_000));
+        ClusterConfig {
+            node: raw.node,
+            listen,
+            tls,
+            peers: raw.peers,
+            report_interval: self.duration(
+                "cluster.report_interval_ms",
+                raw.report_interval_ms,
+                DEFAULT_REPORT_INTERVAL_MS,
+            ),
+            timeout: self.duration(
+                "cluster.timeout_ms",
+                raw.timeout_ms,
+                DEFAULT_PEER_TIMEOUT_MS,
+            ),
+            prepare_ttl: self.duration(
+                "cluster.prepare_ttl_ms",
+                raw.prepare_ttl_ms,
+                DEFAULT_PREPARE_TTL_MS,
+            ),
+            hold_before_decision: hold(raw.hold_before_decision_ms),
+            hold_before_commit: hold(raw.hold_before_commit_ms),
+        }
     }
 
     fn route(&mut self, at: &str, r: String, routes: &mut Vec<String>) {

@@ -8,11 +8,18 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod desired;
 pub mod engine;
 pub mod fsio;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gates;
+pub mod generate;
+pub mod logging;
 pub mod mapfile;
+pub mod metrics;
+pub mod notify;
+pub mod peers;
 pub mod protocol;
 pub mod proxy;
 pub mod render;

@@ -27,6 +27,16 @@ pub struct SetupOptions {
     pub templates_extra: String,
     /// `agent.reconcile_interval_ms`.
     pub reconcile_interval_ms: u64,
+    /// Extra TOML for service `web`: keys first, then sub-tables such as
+    /// `[services.gate]` (e.g. `"preview_hosts = [\"p.test\"]\n[services.watch]\n..."`).
+    pub service_extra: String,
+    /// Extra `[[services]]` tables after `web`; `{blue}` and `{green}` stand for the
+    /// addresses of the setup's two origins.
+    pub extra_services: String,
+    /// Extra keys of the `[agent]` table.
+    pub agent_extra: String,
+    /// Extra TOML appended at the end of the config (e.g. a `[metrics]` table).
+    pub config_extra: String,
 }
 
 impl Default for SetupOptions {
@@ -36,6 +46,10 @@ impl Default for SetupOptions {
             routes_in_file: false,
             templates_extra: String::new(),
             reconcile_interval_ms: 200,
+            service_extra: String::new(),
+            extra_services: String::new(),
+            agent_extra: String::new(),
+            config_extra: String::new(),
         }
     }
 }
@@ -83,6 +97,15 @@ impl Setup {
         }
     }
 
+    /// Finds HAProxy (skip-or-fail as [`crate::require_proxy`] says), starts the setup and
+    /// its agent; `None` when HAProxy is missing and not required.
+    pub fn started(options: SetupOptions) -> Option<Setup> {
+        let haproxy = crate::require_proxy("haproxy")?;
+        let mut s = Setup::new(&haproxy, options);
+        s.start_agent();
+        Some(s)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.haproxy.paths().dir
     }
@@ -102,12 +125,23 @@ impl Setup {
 
     /// Starts the agent and waits until its socket answers.
     pub fn start_agent(&mut self) -> &Agent {
-        self.spawn_agent();
+        self.start_agent_with_env(&[])
+    }
+
+    /// Starts the agent with extra environment variables (its log goes to `agent.log` in
+    /// the instance directory, appended to if the file exists) and waits until its socket
+    /// answers.
+    pub fn start_agent_with_env(&mut self, env: &[(&str, &str)]) -> &Agent {
+        self.spawn_agent_with_env(env);
         self.wait_agent_ready()
     }
 
     /// Starts the agent process without waiting for it.
     pub fn spawn_agent(&mut self) {
+        self.spawn_agent_with_env(&[]);
+    }
+
+    fn spawn_agent_with_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.agent.is_none(), "agent already running");
         let log = self.file("agent.log");
         let log_file = std::fs::OpenOptions::new()
@@ -122,6 +156,7 @@ impl Setup {
                 "agent".as_ref(),
             ])
             .env("CUTOVER_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log fd"))
             .stderr(log_file)
@@ -250,6 +285,16 @@ impl Setup {
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
             }
         }
+    }
+
+    /// The value of one metric series (`name{labels}`, labels as the agent writes them) from
+    /// `cutover metrics`; `None` when the agent does not have it.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let out = self.cli(&["metrics"]);
+        assert!(out.status.success(), "cutover metrics: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
     /// GET `/` with `Host: host` on a new connection through HAProxy: `(status, body)`.
@@ -408,6 +453,7 @@ fn write_config(
 socket = "{dir}/cutover.sock"
 state_dir = "{dir}/state"
 reconcile_interval_ms = {interval}
+{agent_extra}
 
 [proxy]
 kind = "haproxy"
@@ -437,6 +483,30 @@ kind = "map"
 values = "backends"
 
 [[files]]
+name = "idle"
+template = "haproxy/idle.map"
+path = "{dir}/maps/idle.map"
+kind = "map"
+values = "backends"
+
+[[files]]
+name = "canary"
+template = "haproxy/canary.map"
+path = "{dir}/maps/canary.map"
+kind = "map"
+values = "percent"
+
+[[files]]
+name = "preview"
+template = "haproxy/preview.map"
+path = "{dir}/maps/preview.map"
+kind = "map"
+uses_state = false
+values = "services"
+# No preview hosts is normal: an empty preview map is intended.
+allow_empty = true
+
+[[files]]
 name = "haproxy"
 template = "haproxy/haproxy.cfg"
 path = "{cfg}"
@@ -447,6 +517,9 @@ name = "web"
 {routes}
 blue = {{ backend = "web_blue", servers = [{{ name = "b1", address = "{blue}" }}] }}
 green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}" }}] }}
+{service_extra}
+{extra_services}
+{config_extra}
 "#,
         dir = dir.display(),
         interval = o.reconcile_interval_ms,
@@ -457,6 +530,13 @@ green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}"
         templates = workspace_root().join("templates").display(),
         listen = paths.frontend,
         extra = o.templates_extra,
+        service_extra = o.service_extra,
+        extra_services = o
+            .extra_services
+            .replace("{blue}", &blue.to_string())
+            .replace("{green}", &green.to_string()),
+        agent_extra = o.agent_extra,
+        config_extra = o.config_extra,
     );
     let path = dir.join("cutover.toml");
     std::fs::write(&path, text).expect("write cutover.toml");

@@ -18,6 +18,7 @@
 
 pub mod agent;
 pub mod backend;
+pub mod cluster;
 pub mod haproxy;
 pub mod host;
 pub mod http;

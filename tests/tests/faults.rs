@@ -165,7 +165,9 @@ fn admin_socket_gone_is_reported_and_recovered_from() {
 
     let (code, reply) = s.cli_json(&["switch", "web", "green"]);
     assert_eq!(code, 1, "{reply}");
-    assert_eq!(reply["data"]["step"], "validate", "{reply}");
+    // Refused at the first step that asks HAProxy: the gate (server states), or the
+    // validation (backends) when the gate is skipped.
+    assert_eq!(reply["data"]["step"], "gate", "{reply}");
     assert!(
         reply["message"].as_str().unwrap().contains("admin.sock"),
         "the error names the socket: {reply}"
@@ -186,6 +188,11 @@ fn admin_socket_gone_is_reported_and_recovered_from() {
         && e["result"] == "error"));
     assert!(has_entry(&j, |e| e["request"]["op"] == "reconcile"
         && e["result"] == "error"));
+
+    let (code, reply) = s.cli_json(&["switch", "web", "green", "--force"]);
+    assert_eq!(code, 1, "{reply}");
+    assert_eq!(reply["data"]["step"], "validate", "{reply}");
+    assert_eq!(live_files(&s), before);
 
     std::fs::rename(&away, &admin).unwrap();
     assert_recovered(&mut s);

@@ -12,16 +12,21 @@ use serde_json::json;
 
 use crate::config::{Config, FileKind, FileSpec};
 use crate::mapfile::{self, MapDiff, MapEntries};
+use crate::metrics::{Metrics, RollbackReason};
 use crate::protocol::MapView;
 use crate::proxy::{Epoch, Proxy};
 use crate::render::Renderer;
 use crate::state::{Change, Request, State};
 use crate::store::{now_ms, JournalEntry, Requester, Store};
 
+mod plan;
 pub mod reconcile;
+mod safety;
 mod transition;
 
-pub use transition::{Applied, FileOutcome};
+pub use plan::Plan;
+pub use safety::{until, GateReport, Phase};
+pub use transition::{is_percent, Applied, FileOutcome, LineChanges, PlannedFile};
 
 /// Maps of at most this many bytes (about a thousand entries) are compared with the running
 /// proxy on every reconcile tick; larger ones at start and whenever the epoch moves.
@@ -34,6 +39,7 @@ pub enum Step {
     /// The peer may not run the command (see [`crate::access`]).
     Access,
     Request,
+    Gate,
     Render,
     Validate,
     Commit,
@@ -84,6 +90,15 @@ pub struct Snapshot {
     /// What the agent repaired when it started (an unusable state file, a torn journal,
     /// leftovers of interrupted writes), in its own words.
     pub recovered: Vec<String>,
+    /// The watched desired-state file and why its content was refused, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired_state: Option<DesiredStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DesiredStatus {
+    pub path: String,
+    pub error: Option<String>,
 }
 
 /// A fault the periodic check keeps seeing; cleared by the first reconcile that succeeds.
@@ -116,6 +131,12 @@ pub struct ServiceStatus {
     pub previous: Option<String>,
     pub backend: String,
     pub routes: usize,
+    /// Canary colour and share, when one runs.
+    pub canary: Option<crate::state::Canary>,
+    /// Colours whose servers are drained.
+    pub drained: Vec<String>,
+    /// The safety phase (watch, rollback), when there is one.
+    pub phase: Option<Phase>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -149,6 +170,15 @@ pub struct Engine<P: Proxy> {
     fault_grace: Duration,
     /// Repairs made at start; see [`Snapshot::recovered`].
     recovered: Vec<String>,
+    /// Whether the proxy answered the last time it was asked.
+    reachable: bool,
+    /// Post-switch watches in progress, by service.
+    watches: BTreeMap<String, safety::ActiveWatch>,
+    /// Latest safety phase by service.
+    phases: BTreeMap<String, Phase>,
+    /// The desired-state file the agent reconciles, when configured.
+    desired_file: Option<crate::desired::Watcher>,
+    metrics: Metrics,
 }
 
 impl<P: Proxy> Engine<P> {
@@ -189,7 +219,13 @@ impl<P: Proxy> Engine<P> {
             fault: None,
             fault_grace: reconcile::FAULT_GRACE,
             recovered: Vec::new(),
+            reachable: false,
+            watches: BTreeMap::new(),
+            phases: BTreeMap::new(),
+            desired_file: None,
+            metrics: Metrics::new(),
         };
+        engine.watch_desired_file();
         if !aligned.is_empty() {
             let names: Vec<&str> = aligned
                 .services
@@ -219,6 +255,7 @@ impl<P: Proxy> Engine<P> {
         }
         engine.static_files = engine.render_static()?;
         engine.read_files_from_disk()?;
+        engine.metrics.state(&engine.state);
         Ok(engine)
     }
 
@@ -280,14 +317,57 @@ impl<P: Proxy> Engine<P> {
         &self.proxy
     }
 
-    /// Applies one routing request end to end and journals it.
+    /// Whether the proxy answered the last time it was asked.
+    pub fn reachable(&self) -> bool {
+        self.reachable
+    }
+
+    /// What is wrong now; see [`Snapshot::last_error`].
+    pub fn last_error(&self) -> Option<&str> {
+        self.confirmed_fault()
+            .map(|f| f.message.as_str())
+            .or(self.change_error.as_deref())
+    }
+
+    /// Marks the current routing as committed across the cluster at `generation`, and
+    /// persists it.
+    pub async fn mark_cluster(&mut self, generation: u64) -> Result<(), ApplyError> {
+        let mut next = self.state.clone();
+        next.cluster_generation = generation;
+        next.cluster_routing = next.routing();
+        self.store
+            .save(&next)
+            .map_err(|e| ApplyError::new(Step::Persist, e))?;
+        self.state = next;
+        Ok(())
+    }
+
+    /// The metrics this engine updates (clones share the values).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Applies one routing request end to end and journals it. `force` skips the
+    /// pre-switch gate (and is journaled).
     pub async fn apply(
         &mut self,
         req: &Request,
         requester: &Requester,
+        force: bool,
+    ) -> Result<Applied, ApplyError> {
+        self.apply_as(req, requester, force, None).await
+    }
+
+    /// [`Engine::apply`] with a note for the journal (why the agent itself asked).
+    pub(super) async fn apply_as(
+        &mut self,
+        req: &Request,
+        requester: &Requester,
+        force: bool,
+        note: Option<&str>,
     ) -> Result<Applied, ApplyError> {
         let started = Instant::now();
-        let result = self.apply_inner(req).await;
+        let result = self.apply_inner(req, force).await;
         let request = serde_json::to_value(req).expect("request serializes");
         let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         let entry = match &result {
@@ -297,8 +377,12 @@ impl<P: Proxy> Engine<P> {
                 requester: requester.clone(),
                 request,
                 result: "ok".into(),
-                message: a.summary(),
+                message: match note {
+                    Some(n) => format!("{}; {n}", a.summary()),
+                    None => a.summary(),
+                },
                 data: json!({ "services": a.change.services, "files": a.files,
+                              "gates": a.gates, "forced": force, "warnings": a.warnings,
                               "elapsed_ms": elapsed_ms }),
             },
             Err(e) => JournalEntry {
@@ -308,7 +392,7 @@ impl<P: Proxy> Engine<P> {
                 request,
                 result: "error".into(),
                 message: e.to_string(),
-                data: json!({ "step": e.step, "elapsed_ms": elapsed_ms }),
+                data: json!({ "step": e.step, "forced": force, "elapsed_ms": elapsed_ms }),
             },
         };
         if let Err(e) = self.store.append(&entry) {
@@ -318,10 +402,62 @@ impl<P: Proxy> Engine<P> {
             Ok(a) => tracing::info!(generation = a.change.generation, "{}", a.summary()),
             Err(e) => tracing::warn!(step = %e.step, "change refused: {}", e.message),
         }
+        self.count_apply(req, requester, &result, elapsed_ms / 1e3);
         result
     }
 
-    async fn apply_inner(&mut self, req: &Request) -> Result<Applied, ApplyError> {
+    /// Counts a finished routing request. Only configured services become label values,
+    /// so a client cannot create series by naming services.
+    fn count_apply(
+        &self,
+        req: &Request,
+        requester: &Requester,
+        result: &Result<Applied, ApplyError>,
+        seconds: f64,
+    ) {
+        let step = result.as_ref().err().map(|e| e.step.to_string());
+        let changed = match result {
+            Ok(a) => Ok(!a.change.is_empty()),
+            Err(_) => Err(step.as_deref().unwrap_or_default()),
+        };
+        self.metrics.apply(changed, seconds);
+        let configured = |s: &str| self.config.services.contains_key(s);
+        match (req, result) {
+            (Request::Rollback { .. }, Ok(a)) if !a.change.is_empty() => {
+                self.metrics.rollback(if requester.via == "watch" {
+                    RollbackReason::Watch
+                } else {
+                    RollbackReason::Requested
+                });
+            }
+            (Request::Rollback { .. }, _) => {}
+            (_, Ok(a)) => {
+                for c in a.change.services.iter().filter(|c| c.live_moved()) {
+                    self.metrics.switch(&c.service, Ok(true));
+                }
+                if let Request::Switch { service, .. } = req {
+                    if a.change.is_empty() && configured(service) {
+                        self.metrics.switch(service, Ok(false));
+                    }
+                }
+            }
+            (Request::Switch { service, .. } | Request::Promote { service }, Err(_))
+                if configured(service) =>
+            {
+                self.metrics.switch(service, Err(()));
+            }
+            (_, Err(_)) => {}
+        }
+    }
+
+    async fn apply_inner(&mut self, req: &Request, force: bool) -> Result<Applied, ApplyError> {
+        if matches!(req, Request::Canary { .. }) && !self.has_percent_map() {
+            return Err(ApplyError::new(
+                Step::Request,
+                "a canary needs a map of canary shares: add a [[files]] entry with \
+                 template haproxy/canary.map and values = \"percent\"",
+            ));
+        }
         let (next, change) = self
             .state
             .apply(req)
@@ -329,7 +465,35 @@ impl<P: Proxy> Engine<P> {
         if change.is_empty() {
             return Ok(Applied::nothing(change));
         }
-        self.commit_state(next, change).await
+        let next = self.with_drain_policy(next);
+        let gates = self.gate(&next, force).await?;
+        let prev = self.state.clone();
+        let mut applied = self.commit_state(next, change).await?;
+        applied.gates = gates;
+        if let Err(e) = self.sync_drains(Some(&prev), &self.state).await {
+            tracing::warn!("{e}");
+            applied.warnings.push(e.to_string());
+        }
+        if !req.is_rollback() {
+            let moved: Vec<String> = applied
+                .change
+                .services
+                .iter()
+                .filter(|c| c.live_moved())
+                .map(|c| c.service.clone())
+                .collect();
+            for service in moved {
+                self.start_watch(&service).await;
+            }
+        }
+        Ok(applied)
+    }
+
+    fn has_percent_map(&self) -> bool {
+        self.config
+            .files
+            .iter()
+            .any(|f| f.values == crate::config::ValueCheck::Percent)
     }
 
     /// Carries `next` to the files and the proxy, then persists it; on a persist failure
@@ -341,6 +505,7 @@ impl<P: Proxy> Engine<P> {
         if let Err(e) = self.store.save(&next) {
             let err = ApplyError::new(Step::Persist, e);
             let undo = self.state.clone();
+            self.metrics.rollback(RollbackReason::PersistFailed);
             if let Err(undo_err) = self.transition(&undo).await {
                 tracing::error!(error = %undo_err, "cannot undo a change whose state could not be saved");
             }
@@ -349,6 +514,7 @@ impl<P: Proxy> Engine<P> {
         }
         self.state = next;
         self.change_error = None;
+        self.metrics.state(&self.state);
         applied.change = change;
         Ok(applied)
     }
@@ -375,6 +541,9 @@ impl<P: Proxy> Engine<P> {
                         previous: s.previous.map(|c| c.to_string()),
                         backend: svc.colours[&s.live].backend.clone(),
                         routes: svc.routes.len(),
+                        canary: s.canary,
+                        drained: s.drained.iter().map(|c| c.to_string()).collect(),
+                        phase: self.phases.get(name).cloned(),
                     }
                 })
                 .collect(),
@@ -388,12 +557,42 @@ impl<P: Proxy> Engine<P> {
                     kind: f.kind,
                 })
                 .collect(),
-            last_error: self
-                .confirmed_fault()
-                .map(|f| f.message.clone())
-                .or_else(|| self.change_error.clone()),
+            last_error: self.last_error().map(str::to_owned),
             fault: self.confirmed_fault().cloned(),
             recovered: self.recovered.clone(),
+            desired_state: self.desired_file.as_ref().map(|w| DesiredStatus {
+                path: w.path().display().to_string(),
+                error: w.error.clone(),
+            }),
+        }
+    }
+
+    /// Starts (or stops) watching the configured desired-state file.
+    fn watch_desired_file(&mut self) {
+        let agent = &self.config.agent;
+        let same = self.desired_file.as_ref().map(|w| w.path()) == agent.desired_state.as_deref();
+        if !same {
+            self.desired_file = agent
+                .desired_state
+                .clone()
+                .map(|p| crate::desired::Watcher::new(p, agent.desired_debounce));
+        }
+    }
+
+    /// Applies the desired-state file when it has new, stable content.
+    pub async fn poll_desired_file(&mut self) {
+        let Some(services) = self.desired_file.as_mut().and_then(|w| w.poll()) else {
+            return;
+        };
+        let who = Requester {
+            via: "desired-file".into(),
+            ..Requester::default()
+        };
+        let req = Request::Set { services };
+        if let Err(e) = self.apply(&req, &who, false).await {
+            if let Some(w) = self.desired_file.as_mut() {
+                w.error = Some(format!("refused at {e}; the last good state stays live"));
+            }
         }
     }
 
@@ -489,6 +688,8 @@ impl<P: Proxy> Engine<P> {
             self.renderer = old_renderer;
             self.static_files = old_static;
             self.files = old_files;
+        } else {
+            self.watch_desired_file();
         }
         match &result {
             Ok(a) => self.journal_agent(

@@ -72,7 +72,14 @@ impl<P: Proxy> Engine<P> {
                 }
             }
         }
-        self.epoch = self.proxy.epoch().await.ok();
+        // Drains are runtime state: a reload forgets them.
+        let state = self.state.clone();
+        self.sync_drains(None, &state).await?;
+        if let Ok(epoch) = self.proxy.epoch().await {
+            self.epoch = Some(epoch);
+            self.reachable = true;
+        }
+        self.metrics.drift_repaired(fixes.len());
         for f in &fixes {
             tracing::info!(reason = why, "repaired: {f}");
         }
@@ -177,9 +184,12 @@ impl<P: Proxy> Engine<P> {
     /// anybody, or the proxy coming back), else compares the small maps with the running
     /// proxy. Returns the fixes made.
     pub async fn tick(&mut self) -> Vec<String> {
-        let epoch = match self.proxy.epoch().await {
+        let epoch = self.proxy.epoch().await;
+        self.metrics.proxy_up(epoch.is_ok());
+        let epoch = match epoch {
             Ok(e) => e,
             Err(e) => {
+                self.reachable = false;
                 self.faulty(Step::Proxy, format!("proxy unreachable: {e}"));
                 return vec![];
             }
@@ -226,6 +236,7 @@ impl<P: Proxy> Engine<P> {
         for name in small {
             if let Some(fix) = self.repair_map(&name).await? {
                 tracing::info!("repaired: {fix}");
+                self.metrics.drift_repaired(1);
                 fixes.push(fix);
             }
         }

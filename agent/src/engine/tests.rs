@@ -91,7 +91,7 @@ async fn a_flip_is_one_runtime_update_without_a_proxy_check() {
     let mut f = fixture().await;
     let a = f
         .engine
-        .apply(&switch("web", Colour::Green), &Requester::default())
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
         .await
         .unwrap();
     assert_eq!(a.change.generation, f.engine.state().generation);
@@ -100,9 +100,11 @@ async fn a_flip_is_one_runtime_update_without_a_proxy_check() {
     assert_eq!(a.files[0].name, "services");
     assert_eq!(f.live_services()["web"], "web_green");
     assert!(f.services_file().contains("web web_green"));
+    // One runtime map update, then the old colour is drained (the default policy).
     let calls = f.proxy.state().calls.clone();
-    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls.len(), 2, "{calls:?}");
     assert!(calls[0].starts_with("update_map"));
+    assert_eq!(calls[1], "set_drain web_blue true");
     let history = f.engine.history(None, 10).unwrap();
     assert_eq!(history.last().unwrap().result, "ok");
 }
@@ -115,7 +117,7 @@ async fn an_unknown_backend_is_refused_before_anything_is_written() {
     let gen = f.engine.state().generation;
     let e = f
         .engine
-        .apply(&switch("web", Colour::Green), &Requester::default())
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
         .await
         .unwrap_err();
     assert_eq!(e.step, Step::Validate);
@@ -134,7 +136,7 @@ async fn a_failed_runtime_update_puts_the_file_back() {
     let before = f.services_file();
     let e = f
         .engine
-        .apply(&switch("web", Colour::Green), &Requester::default())
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
         .await
         .unwrap_err();
     assert_eq!(e.step, Step::Apply);
@@ -145,7 +147,7 @@ async fn a_failed_runtime_update_puts_the_file_back() {
     // The agent keeps working once the fault is gone.
     f.proxy.state().fail_update = None;
     f.engine
-        .apply(&switch("web", Colour::Green), &Requester::default())
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
         .await
         .unwrap();
     assert_eq!(f.live_services()["web"], "web_green");
@@ -162,7 +164,7 @@ async fn a_failed_commit_changes_nothing() {
     let gen = f.engine.state().generation;
     let e = f
         .engine
-        .apply(&switch("api", Colour::Green), &Requester::default())
+        .apply(&switch("api", Colour::Green), &Requester::default(), false)
         .await
         .unwrap_err();
     assert_eq!(e.step, Step::Commit, "{e}");
@@ -224,7 +226,7 @@ async fn rollback_returns_to_the_previous_colour() {
     let mut f = fixture().await;
     let who = Requester::default();
     f.engine
-        .apply(&switch("web", Colour::Green), &who)
+        .apply(&switch("web", Colour::Green), &who, false)
         .await
         .unwrap();
     f.engine
@@ -233,6 +235,7 @@ async fn rollback_returns_to_the_previous_colour() {
                 service: "web".into(),
             },
             &who,
+            false,
         )
         .await
         .unwrap();
@@ -312,7 +315,7 @@ async fn a_failed_apply_makes_the_next_tick_compare_everything() {
     assert!(f.engine.epoch.is_some());
     f.proxy.state().fail_update = Some("admin socket gone".into());
     f.engine
-        .apply(&switch("web", Colour::Green), &Requester::default())
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
         .await
         .unwrap_err();
     assert!(f.engine.epoch.is_none(), "runtime content is uncertain");
@@ -325,7 +328,7 @@ async fn a_failed_apply_makes_the_next_tick_compare_everything() {
     // The failed switch stays the last error until a change succeeds.
     assert!(snap.last_error.unwrap().contains("admin socket gone"));
     f.engine
-        .apply(&switch("web", Colour::Green), &Requester::default())
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
         .await
         .unwrap();
     assert!(f.engine.snapshot().await.last_error.is_none());
@@ -337,11 +340,11 @@ async fn a_restart_after_a_power_loss_recovers_and_says_so() {
     let mut engine = f.engine;
     let who = Requester::default();
     engine
-        .apply(&switch("web", Colour::Green), &who)
+        .apply(&switch("web", Colour::Green), &who, false)
         .await
         .unwrap();
     engine
-        .apply(&switch("api", Colour::Green), &who)
+        .apply(&switch("api", Colour::Green), &who, false)
         .await
         .unwrap();
     let last = engine.state().generation;
@@ -374,4 +377,114 @@ async fn a_restart_after_a_power_loss_recovers_and_says_so() {
     let notes = engine.history(None, 100).unwrap();
     assert_eq!(notes.iter().filter(|e| e.result == "recovered").count(), 2);
     assert!(!f.maps.join(".cutover-services.map.77.0.tmp").exists());
+}
+
+#[tokio::test]
+async fn a_plan_changes_nothing_and_names_the_mechanism() {
+    let f = fixture().await;
+    let journal_before = std::fs::read(f.engine.store.journal_path()).unwrap_or_default();
+    let files_before = f.services_file();
+    let plan = f
+        .engine
+        .plan(&switch("web", Colour::Green), false)
+        .await
+        .unwrap();
+    assert_eq!(plan.generation, f.engine.state().generation + 1);
+    assert_eq!(plan.services.len(), 1);
+    let services = plan.files.iter().find(|p| p.name == "services").unwrap();
+    assert_eq!(services.mechanism, "runtime per key");
+    assert_eq!(
+        services.changed,
+        vec![("web".to_owned(), "web_green".to_owned())]
+    );
+    assert_eq!(plan.servers, vec!["drain web_blue".to_owned()]);
+    assert_eq!(f.services_file(), files_before);
+    assert_eq!(f.live_services()["web"], "web_blue");
+    assert!(
+        f.proxy.state().calls.is_empty(),
+        "{:?}",
+        f.proxy.state().calls
+    );
+    assert_eq!(
+        std::fs::read(f.engine.store.journal_path()).unwrap_or_default(),
+        journal_before
+    );
+    // A plan that the gate would refuse is an error naming the gate.
+    f.proxy.state().servers.get_mut("web_green").unwrap()[0].up = false;
+    let e = f
+        .engine
+        .plan(&switch("web", Colour::Green), false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.step, Step::Gate);
+}
+
+/// The line of a metric series in the engine's exposition.
+fn series(f: &Fixture, prefix: &str) -> String {
+    let text = f.engine.metrics().render();
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("{prefix} missing in:\n{text}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn metrics_follow_switches_and_rollbacks() {
+    let mut f = fixture().await;
+    let who = Requester::default();
+    let live = "cutover_live_colour{service=\"web\",colour=\"green\"}";
+    assert!(series(&f, live).ends_with(" 0"));
+    f.engine
+        .apply(&switch("web", Colour::Green), &who, false)
+        .await
+        .unwrap();
+    f.engine
+        .apply(&switch("web", Colour::Green), &who, false)
+        .await
+        .unwrap();
+    assert!(series(&f, live).ends_with(" 1"));
+    assert!(series(&f, "cutover_switches_total{service=\"web\",result=\"ok\"}").ends_with(" 1"));
+    assert!(series(
+        &f,
+        "cutover_switches_total{service=\"web\",result=\"unchanged\"}"
+    )
+    .ends_with(" 1"));
+    assert!(series(&f, "cutover_applies_total{result=\"ok\"}").ends_with(" 1"));
+    assert!(series(&f, "cutover_apply_duration_seconds_count").ends_with(" 2"));
+    let rollback = Request::Rollback {
+        service: "web".into(),
+    };
+    f.engine.apply(&rollback, &who, false).await.unwrap();
+    assert!(series(&f, live).ends_with(" 0"));
+    assert!(series(&f, "cutover_rollbacks_total{reason=\"requested\"}").ends_with(" 1"));
+    let generation = f.engine.state().generation;
+    assert_eq!(
+        series(&f, "cutover_generation "),
+        format!("cutover_generation {generation}")
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_failures_and_undos_without_client_labels() {
+    let mut f = fixture().await;
+    let who = Requester::default();
+    f.proxy.state().fail_update = Some("socket gone".into());
+    f.engine
+        .apply(&switch("web", Colour::Green), &who, false)
+        .await
+        .unwrap_err();
+    assert!(series(&f, "cutover_rollbacks_total{reason=\"apply_failed\"}").ends_with(" 1"));
+    assert!(series(&f, "cutover_apply_failures_total{step=\"apply\"}").ends_with(" 1"));
+    assert!(series(
+        &f,
+        "cutover_switches_total{service=\"web\",result=\"failed\"}"
+    )
+    .ends_with(" 1"));
+    // An unknown service is counted as a refused apply, not as a new series.
+    f.engine
+        .apply(&switch("nope", Colour::Green), &who, false)
+        .await
+        .unwrap_err();
+    assert!(series(&f, "cutover_apply_failures_total{step=\"request\"}").ends_with(" 1"));
+    assert!(!f.engine.metrics().render().contains("nope"));
 }

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError, ReloadReport};
+use crate::gates::watch::BackendStats;
+use crate::gates::ServerHealth;
 use crate::mapfile::{self, MapDiff, MapEntries};
 
 /// What the fake serves and which failures it injects.
@@ -23,6 +25,10 @@ pub struct FakeState {
     pub fail_reload: Option<String>,
     /// Makes `epoch` and `read_map` fail: the proxy is unreachable.
     pub unreachable: Option<String>,
+    /// Servers by backend.
+    pub servers: BTreeMap<String, Vec<ServerHealth>>,
+    /// Counters by backend.
+    pub stats: BTreeMap<String, BackendStats>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -33,12 +39,28 @@ pub struct FakeProxy {
 }
 
 impl FakeProxy {
+    /// A fake with the given backends, each with one healthy server `s1`.
     pub fn new(map_files: Vec<PathBuf>, backends: &[&str]) -> FakeProxy {
         let f = FakeProxy {
             inner: Arc::default(),
             map_files,
         };
-        f.state().backends = backends.iter().map(|b| b.to_string()).collect();
+        {
+            let mut s = f.state();
+            s.backends = backends.iter().map(|b| b.to_string()).collect();
+            for (i, b) in backends.iter().enumerate() {
+                s.servers.insert(
+                    b.to_string(),
+                    vec![ServerHealth {
+                        name: "s1".into(),
+                        address: format!("127.0.0.1:{}", 1 + i),
+                        up: true,
+                        maint: false,
+                        drain: false,
+                    }],
+                );
+            }
+        }
         f
     }
 
@@ -77,6 +99,14 @@ impl Proxy for FakeProxy {
 
     fn has_runtime_maps(&self) -> bool {
         true
+    }
+
+    fn map_mechanism(&self, edits: usize) -> MapMechanism {
+        if edits == 0 {
+            MapMechanism::Unchanged
+        } else {
+            MapMechanism::PerKey
+        }
     }
 
     async fn read_map(&self, path: &Path) -> Result<MapEntries, ProxyError> {
@@ -122,6 +152,10 @@ impl Proxy for FakeProxy {
                 return Err(ProxyError::ReloadFailed(e.clone()));
             }
             s.reloads += 1;
+            // Like a real proxy, a reload forgets runtime server states.
+            for server in s.servers.values_mut().flatten() {
+                server.drain = false;
+            }
         }
         self.load_files()?;
         Ok(ReloadReport {
@@ -138,5 +172,26 @@ impl Proxy for FakeProxy {
             master_pid: 1,
             reloads: self.state().reloads,
         })
+    }
+
+    async fn servers(&self, backend: &str) -> Result<Vec<ServerHealth>, ProxyError> {
+        self.state()
+            .servers
+            .get(backend)
+            .cloned()
+            .ok_or_else(|| ProxyError::Runtime(format!("no backend {backend}")))
+    }
+
+    async fn set_drain(&self, backend: &str, drain: bool) -> Result<(), ProxyError> {
+        let mut s = self.state();
+        s.calls.push(format!("set_drain {backend} {drain}"));
+        for server in s.servers.get_mut(backend).into_iter().flatten() {
+            server.drain = drain;
+        }
+        Ok(())
+    }
+
+    async fn backend_stats(&self, backend: &str) -> Result<BackendStats, ProxyError> {
+        Ok(self.state().stats.get(backend).copied().unwrap_or_default())
     }
 }

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::gates::watch::BackendStats;
+use crate::gates::ServerHealth;
 use crate::mapfile::MapEntries;
 
 pub mod fake;
@@ -96,6 +98,15 @@ pub trait Proxy: Send + Sync + 'static {
     /// Whether maps can change without a reload.
     fn has_runtime_maps(&self) -> bool;
 
+    /// How a map diff of `edits` keys would be applied at runtime.
+    fn map_mechanism(&self, edits: usize) -> MapMechanism {
+        if edits == 0 {
+            MapMechanism::Unchanged
+        } else {
+            MapMechanism::Transaction
+        }
+    }
+
     /// The entries the running proxy serves from the map loaded from `path`.
     fn read_map(&self, path: &Path) -> impl Future<Output = Result<MapEntries, ProxyError>> + Send;
 
@@ -120,6 +131,50 @@ pub trait Proxy: Send + Sync + 'static {
 
     /// The current epoch, to notice reloads made by others.
     fn epoch(&self) -> impl Future<Output = Result<Epoch, ProxyError>> + Send;
+
+    /// The servers of `backend` as the running proxy sees them (for the pre-switch gate).
+    fn servers(
+        &self,
+        _backend: &str,
+    ) -> impl Future<Output = Result<Vec<ServerHealth>, ProxyError>> + Send {
+        let proxy = self.name();
+        async move {
+            Err(ProxyError::Unsupported {
+                what: "reading server states",
+                proxy,
+            })
+        }
+    }
+
+    /// Puts every server of `backend` in drain (`true`) or back to ready (`false`), at
+    /// runtime.
+    fn set_drain(
+        &self,
+        _backend: &str,
+        _drain: bool,
+    ) -> impl Future<Output = Result<(), ProxyError>> + Send {
+        let proxy = self.name();
+        async move {
+            Err(ProxyError::Unsupported {
+                what: "draining servers",
+                proxy,
+            })
+        }
+    }
+
+    /// Cumulative request counters of `backend` (for the post-switch watch).
+    fn backend_stats(
+        &self,
+        _backend: &str,
+    ) -> impl Future<Output = Result<BackendStats, ProxyError>> + Send {
+        let proxy = self.name();
+        async move {
+            Err(ProxyError::Unsupported {
+                what: "reading backend counters",
+                proxy,
+            })
+        }
+    }
 }
 
 /// Serializes a `Duration` as fractional milliseconds.

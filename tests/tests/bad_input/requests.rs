@@ -131,8 +131,13 @@ fn bad_requests_on_the_socket_are_refused_and_change_nothing() {
         ),
         (
             "unknown field",
-            line(r#"{"cmd":"switch","service":"web","colour":"green","force":true}"#),
-            "unknown field `force`",
+            line(r#"{"cmd":"switch","service":"web","colour":"green","override":true}"#),
+            "unknown field `override`",
+        ),
+        (
+            "flag of the wrong type",
+            line(r#"{"cmd":"switch","service":"web","colour":"green","force":"yes"}"#),
+            "invalid type: string \\\"yes\\\", expected a boolean",
         ),
         (
             "unknown field on status",
