@@ -2,6 +2,13 @@
 //! socket in order, a periodic reconcile, and signals (SIGTERM/SIGINT stop gracefully,
 //! SIGHUP re-reads the config and keeps the old one if the new one is refused). An apply
 //! that fails is answered and journaled; it never stops the agent.
+//!
+//! Changes are coalesced here, where they are serialized: when a switch or rollback comes
+//! up, the task first lets the proxy's minimum reload gap pass (for a proxy that reloads on
+//! every change), then takes every request queued behind it, and applies all the queued
+//! changes with one transition (one reload) before answering each. Changes that arrive
+//! while a reload runs wait in the queue and go into the next one. One task means never
+//! two reloads at once.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,17 +17,18 @@ use serde_json::json;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{Config, ProxyKind};
+use crate::config::Config;
 use crate::control::{self, Envelope, Limits};
-use crate::engine::{ApplyError, Engine};
+use crate::engine::{Applied, ApplyError, Engine};
 use crate::protocol::{Command, Reply};
-use crate::proxy::haproxy::Haproxy;
-use crate::proxy::Proxy;
+use crate::proxy::{AnyProxy, Proxy};
 use crate::state::Request;
 use crate::store::{Requester, Store};
 
 /// Requests queued for the engine before senders wait.
 pub const QUEUE_DEPTH: usize = 64;
+/// Most requests taken from the queue for one transition.
+pub const MAX_BATCH: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -40,12 +48,8 @@ pub enum AgentError {
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(config_path: &Path, config: Config) -> Result<(), AgentError> {
     let config = Arc::new(config);
-    match config.proxy.kind {
-        ProxyKind::Haproxy => {
-            let proxy = Haproxy::new(&config.proxy);
-            run_with(config_path, config, proxy).await
-        }
-    }
+    let proxy = AnyProxy::new(&config.proxy);
+    run_with(config_path, config, proxy).await
 }
 
 /// Runs the agent with a given proxy.
@@ -97,10 +101,7 @@ pub async fn run_with<P: Proxy>(
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = sighup.recv() => reload_config(&mut engine, config_path).await,
-            Some(env) = rx.recv() => {
-                let reply = handle(&mut engine, env.command, &env.requester).await;
-                let _ = env.reply.send(reply);
-            }
+            Some(env) = rx.recv() => serve(&mut engine, env, &mut rx).await,
             _ = tick.tick() => { engine.tick().await; }
         }
     }
@@ -142,13 +143,82 @@ async fn reload_config<P: Proxy>(engine: &mut Engine<P>, path: &Path) {
     }
 }
 
+/// Answers `first`; when it is a change, together with every request queued behind it,
+/// the changes applied with one transition (see the module doc).
+async fn serve<P: Proxy>(
+    engine: &mut Engine<P>,
+    first: Envelope,
+    rx: &mut mpsc::Receiver<Envelope>,
+) {
+    if !first.command.is_mutation() {
+        let reply = handle(engine, first.command, &first.requester).await;
+        let _ = first.reply.send(reply);
+        return;
+    }
+    if !engine.proxy().has_runtime_maps() {
+        // Bounded by the configured gap (at most a minute).
+        tokio::time::sleep(engine.proxy().reload_wait()).await;
+    }
+    let mut changes = vec![first];
+    let mut others = Vec::new();
+    while changes.len() + others.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(env) if env.command.is_mutation() => changes.push(env),
+            Ok(env) => others.push(env),
+            Err(_) => break,
+        }
+    }
+    let requests: Vec<(Request, Requester)> = changes
+        .iter()
+        .map(|env| {
+            let req = request_of(&env.command).expect("a mutation is a routing request");
+            (req, env.requester.clone())
+        })
+        .collect();
+    if requests.len() > 1 {
+        tracing::info!("{} queued changes go into one transition", requests.len());
+    }
+    let results = engine.apply_batch(&requests).await;
+    for (env, result) in changes.into_iter().zip(results) {
+        let _ = env.reply.send(change_reply(result));
+    }
+    for env in others {
+        let reply = handle(engine, env.command, &env.requester).await;
+        let _ = env.reply.send(reply);
+    }
+}
+
+/// The routing request a mutating command asks for.
+fn request_of(command: &Command) -> Option<Request> {
+    match command {
+        Command::Switch { service, colour } => Some(Request::Switch {
+            service: service.clone(),
+            colour: *colour,
+        }),
+        Command::Rollback { service } => Some(Request::Rollback {
+            service: service.clone(),
+        }),
+        _ => None,
+    }
+}
+
+fn failed(e: ApplyError) -> Reply {
+    Reply::error(e.to_string(), json!({ "step": e.step }))
+}
+
+fn change_reply(result: Result<Applied, ApplyError>) -> Reply {
+    match result {
+        Ok(a) => Reply::ok(a.summary(), serde_json::to_value(&a).expect("serializes")),
+        Err(e) => failed(e),
+    }
+}
+
 /// Answers one command.
 pub async fn handle<P: Proxy>(
     engine: &mut Engine<P>,
     command: Command,
     requester: &Requester,
 ) -> Reply {
-    let failed = |e: ApplyError| Reply::error(e.to_string(), json!({ "step": e.step }));
     match command {
         Command::Status => {
             let snap = engine.snapshot().await;
@@ -168,19 +238,9 @@ pub async fn handle<P: Proxy>(
                 serde_json::to_value(&snap).expect("snapshot serializes"),
             )
         }
-        Command::Switch { service, colour } => {
-            let req = Request::Switch { service, colour };
-            match engine.apply(&req, requester).await {
-                Ok(a) => Reply::ok(a.summary(), serde_json::to_value(&a).expect("serializes")),
-                Err(e) => failed(e),
-            }
-        }
-        Command::Rollback { service } => {
-            let req = Request::Rollback { service };
-            match engine.apply(&req, requester).await {
-                Ok(a) => Reply::ok(a.summary(), serde_json::to_value(&a).expect("serializes")),
-                Err(e) => failed(e),
-            }
+        Command::Switch { .. } | Command::Rollback { .. } => {
+            let req = request_of(&command).expect("a routing request");
+            change_reply(engine.apply(&req, requester).await)
         }
         Command::MapShow { name, view } => match engine.map_show(&name, view).await {
             Ok(data) => Reply::ok(format!("map {name}"), data),

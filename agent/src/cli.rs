@@ -39,7 +39,7 @@ pub const MAX_REPLY: usize = 256 * 1024 * 1024;
 #[command(
     name = "cutover",
     version,
-    about = "Blue-green and canary traffic switches for HAProxy hosts"
+    about = "Blue-green and canary traffic switches for HAProxy and Nginx hosts"
 )]
 pub struct Cli {
     /// Agent config file.
@@ -304,7 +304,16 @@ fn status_table(d: &Value) -> String {
         s(&d["generation"]),
         s(&proxy["kind"]),
         if proxy["reachable"] == Value::Bool(true) {
-            format!("reachable (reloads {})", s(&proxy["epoch"]["reloads"]))
+            let epoch = &proxy["epoch"];
+            match epoch["workers"].as_array() {
+                // A proxy without a reload counter: what it serves and who serves it.
+                Some(workers) => format!(
+                    "reachable (serving generation {}, workers {})",
+                    s(&epoch["generation"]),
+                    workers.iter().map(s).collect::<Vec<_>>().join(",")
+                ),
+                None => format!("reachable (reloads {})", s(&epoch["reloads"])),
+            }
         } else {
             "UNREACHABLE".into()
         }

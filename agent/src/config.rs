@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::mapfile::{check_name, check_token};
+use crate::mapfile::{check_name, check_token, MapSyntax};
 use crate::state::Colour;
 
 /// Default control socket.
@@ -30,6 +30,27 @@ pub const DEFAULT_HAPROXY_BINARY: &str = "/usr/sbin/haproxy";
 pub const DEFAULT_HAPROXY_CONFIG: &str = "/etc/haproxy/haproxy.cfg";
 /// Default directory of the map files.
 pub const DEFAULT_MAP_DIR: &str = "/etc/haproxy/maps";
+/// Default Nginx binary.
+pub const DEFAULT_NGINX_BINARY: &str = "/usr/sbin/nginx";
+/// Default Nginx main config.
+pub const DEFAULT_NGINX_CONFIG: &str = "/etc/nginx/nginx.conf";
+/// Default directory of the Nginx map files.
+pub const DEFAULT_NGINX_MAP_DIR: &str = "/etc/nginx/cutover";
+/// Default Nginx pid file (Debian's), read to find the master.
+pub const DEFAULT_NGINX_PID_FILE: &str = "/run/nginx.pid";
+/// Default Nginx error log (Debian's), read to see why a reload was refused.
+pub const DEFAULT_NGINX_ERROR_LOG: &str = "/var/log/nginx/error.log";
+/// Default address of the status listener the rendered Nginx config serves the applied
+/// generation on: a unix socket beside the agent's own.
+pub const DEFAULT_NGINX_STATUS: &str = "unix:/run/cutover/nginx-status.sock";
+/// Default minimum gap between two Nginx reloads, in milliseconds: every Nginx change is a
+/// reload, and each leaves the previous workers draining their connections.
+pub const DEFAULT_NGINX_MIN_RELOAD_GAP_MS: u64 = 250;
+/// Default minimum gap between two HAProxy reloads, in milliseconds: none, HAProxy reloads
+/// only for structural changes and hands its listeners over.
+pub const DEFAULT_HAPROXY_MIN_RELOAD_GAP_MS: u64 = 0;
+/// Largest minimum reload gap accepted, in milliseconds.
+pub const MAX_MIN_RELOAD_GAP_MS: u64 = 60_000;
 /// Default time for a reload to be confirmed, in milliseconds.
 pub const DEFAULT_RELOAD_TIMEOUT_MS: u64 = 15_000;
 /// Default time for one runtime-API command, in milliseconds.
@@ -82,32 +103,109 @@ pub struct Agent {
 #[derive(Debug, Clone)]
 pub struct Proxy {
     pub kind: ProxyKind,
-    /// Proxy binary, used for the config check. Default [`DEFAULT_HAPROXY_BINARY`].
+    /// Proxy binary, used for the config check. Default [`DEFAULT_HAPROXY_BINARY`] or
+    /// [`DEFAULT_NGINX_BINARY`].
     pub binary: PathBuf,
-    /// Main config file the proxy reads. Default [`DEFAULT_HAPROXY_CONFIG`].
+    /// Main config file the proxy reads. Default [`DEFAULT_HAPROXY_CONFIG`] or
+    /// [`DEFAULT_NGINX_CONFIG`].
     pub config: PathBuf,
-    /// HAProxy admin (stats) socket, `level admin`.
+    /// HAProxy admin (stats) socket, `level admin`. Required for HAProxy.
     pub admin_socket: Option<PathBuf>,
-    /// HAProxy master CLI socket (`-S`).
+    /// HAProxy master CLI socket (`-S`). Required for HAProxy.
     pub master_socket: Option<PathBuf>,
-    /// Directory of the default map files. Default [`DEFAULT_MAP_DIR`].
+    /// Nginx parts; set exactly when `kind` is Nginx.
+    pub nginx: Option<NginxSettings>,
+    /// Directory of the default map files. Default [`DEFAULT_MAP_DIR`] or
+    /// [`DEFAULT_NGINX_MAP_DIR`].
     pub map_dir: PathBuf,
     /// Time for a reload to be confirmed. Default [`DEFAULT_RELOAD_TIMEOUT_MS`] ms.
     pub reload_timeout: Duration,
-    /// Time for one runtime command. Default [`DEFAULT_COMMAND_TIMEOUT_MS`] ms.
+    /// Time for one runtime command (HAProxy) or status request (Nginx). Default
+    /// [`DEFAULT_COMMAND_TIMEOUT_MS`] ms.
     pub command_timeout: Duration,
+    /// Least time from the end of one reload to the start of the next; changes that arrive
+    /// meanwhile go into that next reload. Default [`DEFAULT_NGINX_MIN_RELOAD_GAP_MS`] ms
+    /// for Nginx, [`DEFAULT_HAPROXY_MIN_RELOAD_GAP_MS`] ms for HAProxy; at most
+    /// [`MAX_MIN_RELOAD_GAP_MS`].
+    pub min_reload_gap: Duration,
+}
+
+/// Where the parts of an Nginx setup are. The shipped template renders `pid`, `error_log`
+/// and the status listener from these, so Nginx and the agent agree on them.
+#[derive(Debug, Clone)]
+pub struct NginxSettings {
+    /// Pid file of the master (`pid`). Default [`DEFAULT_NGINX_PID_FILE`].
+    pub pid_file: PathBuf,
+    /// Error log of the master (`error_log`, a file). Default [`DEFAULT_NGINX_ERROR_LOG`].
+    pub error_log: PathBuf,
+    /// Listener that answers the applied generation. Default [`DEFAULT_NGINX_STATUS`].
+    pub status: StatusAddress,
+    /// Prefix Nginx runs with (`-p`), passed to `nginx -t` too; default: none (Nginx's
+    /// compiled-in prefix).
+    pub prefix: Option<PathBuf>,
+}
+
+/// A listener only this host can reach: a loopback TCP address or a unix socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusAddress {
+    Tcp(std::net::SocketAddr),
+    Unix(PathBuf),
+}
+
+impl StatusAddress {
+    /// Parses `127.0.0.1:8099`, `[::1]:8099` or `unix:/path`; TCP must be loopback.
+    pub fn parse(s: &str) -> Result<StatusAddress, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            let path = PathBuf::from(path);
+            if !path.is_absolute() {
+                return Err(format!("{s:?}: a unix socket path must be absolute"));
+            }
+            return Ok(StatusAddress::Unix(path));
+        }
+        let addr: std::net::SocketAddr = s
+            .parse()
+            .map_err(|_| format!("{s:?} is neither ip:port nor unix:/path"))?;
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "{s:?} is not a loopback address; the status listener must not be reachable from other hosts"
+            ));
+        }
+        Ok(StatusAddress::Tcp(addr))
+    }
+}
+
+/// As Nginx's `listen` takes it: `127.0.0.1:8099` or `unix:/path`.
+impl fmt::Display for StatusAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StatusAddress::Tcp(a) => write!(f, "{a}"),
+            StatusAddress::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProxyKind {
     Haproxy,
+    Nginx,
+}
+
+impl ProxyKind {
+    /// How this proxy's map files are written.
+    pub fn map_syntax(self) -> MapSyntax {
+        match self {
+            ProxyKind::Haproxy => MapSyntax::Haproxy,
+            ProxyKind::Nginx => MapSyntax::Nginx,
+        }
+    }
 }
 
 impl fmt::Display for ProxyKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ProxyKind::Haproxy => "haproxy",
+            ProxyKind::Nginx => "nginx",
         })
     }
 }
@@ -243,9 +341,14 @@ struct RawProxy {
     config: Option<PathBuf>,
     admin_socket: Option<PathBuf>,
     master_socket: Option<PathBuf>,
+    pid_file: Option<PathBuf>,
+    error_log: Option<PathBuf>,
+    status: Option<String>,
+    prefix: Option<PathBuf>,
     map_dir: Option<PathBuf>,
     reload_timeout_ms: Option<u64>,
     command_timeout_ms: Option<u64>,
+    min_reload_gap_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -415,7 +518,7 @@ impl Validator<'_> {
             vars: raw.templates.vars,
         };
         let files = self.files(raw.files, &proxy);
-        let services = self.services(raw.services);
+        let services = self.services(raw.services, proxy.kind.map_syntax());
         Config {
             source: path.to_owned(),
             agent,
@@ -476,34 +579,94 @@ impl Validator<'_> {
         let master_socket = raw
             .master_socket
             .map(|p| self.abs("proxy.master_socket", p));
-        if raw.kind == ProxyKind::Haproxy {
-            if admin_socket.is_none() {
-                self.problem(
-                    "proxy.admin_socket: required for haproxy (a `stats socket ... level admin`)"
-                        .into(),
-                );
+        let (binary, config, map_dir, gap) = match raw.kind {
+            ProxyKind::Haproxy => (
+                DEFAULT_HAPROXY_BINARY,
+                DEFAULT_HAPROXY_CONFIG,
+                DEFAULT_MAP_DIR,
+                DEFAULT_HAPROXY_MIN_RELOAD_GAP_MS,
+            ),
+            ProxyKind::Nginx => (
+                DEFAULT_NGINX_BINARY,
+                DEFAULT_NGINX_CONFIG,
+                DEFAULT_NGINX_MAP_DIR,
+                DEFAULT_NGINX_MIN_RELOAD_GAP_MS,
+            ),
+        };
+        let nginx = match raw.kind {
+            ProxyKind::Haproxy => {
+                if admin_socket.is_none() {
+                    self.problem(
+                        "proxy.admin_socket: required for haproxy (a `stats socket ... level admin`)"
+                            .into(),
+                    );
+                }
+                if master_socket.is_none() {
+                    self.problem(
+                        "proxy.master_socket: required for haproxy (the `-S` master CLI socket)"
+                            .into(),
+                    );
+                }
+                for (key, set) in [
+                    ("pid_file", raw.pid_file.is_some()),
+                    ("error_log", raw.error_log.is_some()),
+                    ("status", raw.status.is_some()),
+                    ("prefix", raw.prefix.is_some()),
+                ] {
+                    if set {
+                        self.problem(format!("proxy.{key}: only for kind = \"nginx\""));
+                    }
+                }
+                None
             }
-            if master_socket.is_none() {
-                self.problem(
-                    "proxy.master_socket: required for haproxy (the `-S` master CLI socket)".into(),
-                );
+            ProxyKind::Nginx => {
+                for (key, set) in [
+                    ("admin_socket", admin_socket.is_some()),
+                    ("master_socket", master_socket.is_some()),
+                ] {
+                    if set {
+                        self.problem(format!("proxy.{key}: only for kind = \"haproxy\""));
+                    }
+                }
+                let status_text = raw.status.as_deref().unwrap_or(DEFAULT_NGINX_STATUS);
+                let status = StatusAddress::parse(status_text).unwrap_or_else(|e| {
+                    self.problem(format!("proxy.status: {e}"));
+                    StatusAddress::Unix(PathBuf::from("/"))
+                });
+                Some(NginxSettings {
+                    pid_file: raw
+                        .pid_file
+                        .map(|p| self.abs("proxy.pid_file", p))
+                        .unwrap_or_else(|| PathBuf::from(DEFAULT_NGINX_PID_FILE)),
+                    error_log: raw
+                        .error_log
+                        .map(|p| self.abs("proxy.error_log", p))
+                        .unwrap_or_else(|| PathBuf::from(DEFAULT_NGINX_ERROR_LOG)),
+                    status,
+                    prefix: raw.prefix.map(|p| self.abs("proxy.prefix", p)),
+                })
             }
+        };
+        let min_reload_gap_ms = raw.min_reload_gap_ms.unwrap_or(gap);
+        if min_reload_gap_ms > MAX_MIN_RELOAD_GAP_MS {
+            self.problem(format!(
+                "proxy.min_reload_gap_ms: {min_reload_gap_ms} ms is more than {MAX_MIN_RELOAD_GAP_MS}"
+            ));
         }
         Proxy {
             kind: raw.kind,
-            binary: raw
-                .binary
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_HAPROXY_BINARY)),
+            binary: raw.binary.unwrap_or_else(|| PathBuf::from(binary)),
             config: raw
                 .config
                 .map(|p| self.abs("proxy.config", p))
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_HAPROXY_CONFIG)),
+                .unwrap_or_else(|| PathBuf::from(config)),
             admin_socket,
             master_socket,
+            nginx,
             map_dir: raw
                 .map_dir
                 .map(|p| self.abs("proxy.map_dir", p))
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_MAP_DIR)),
+                .unwrap_or_else(|| PathBuf::from(map_dir)),
             reload_timeout: self.duration(
                 "proxy.reload_timeout_ms",
                 raw.reload_timeout_ms,
@@ -514,13 +677,26 @@ impl Validator<'_> {
                 raw.command_timeout_ms,
                 DEFAULT_COMMAND_TIMEOUT_MS,
             ),
+            min_reload_gap: Duration::from_millis(min_reload_gap_ms),
         }
     }
 
-    /// The configured files, or the two default maps in `proxy.map_dir`.
+    /// The configured files, or the default ones of the proxy kind.
     fn files(&mut self, raw: Vec<RawFile>, proxy: &Proxy) -> Vec<FileSpec> {
         if raw.is_empty() {
             return default_files(proxy);
+        }
+        if proxy.kind == ProxyKind::Nginx
+            && !raw
+                .iter()
+                .any(|f| f.kind == FileKind::Config && self.base.join(&f.path) == proxy.config)
+        {
+            self.problem(format!(
+                "files: nginx reloads for every change, so its main config {} must be rendered by \
+                 cutover (a [[files]] entry with kind = \"config\" and that path) for each change \
+                 to be validated as a whole",
+                proxy.config.display()
+            ));
         }
         let mut names = BTreeSet::new();
         let mut paths = BTreeSet::new();
@@ -564,7 +740,7 @@ impl Validator<'_> {
         out
     }
 
-    fn services(&mut self, raw: Vec<RawService>) -> BTreeMap<String, Service> {
+    fn services(&mut self, raw: Vec<RawService>, syntax: MapSyntax) -> BTreeMap<String, Service> {
         let mut out = BTreeMap::new();
         let mut route_owner: BTreeMap<String, String> = BTreeMap::new();
         let mut backends: BTreeMap<String, String> = BTreeMap::new();
@@ -583,7 +759,7 @@ impl Validator<'_> {
             }
             let mut routes = Vec::new();
             for (j, r) in s.routes.into_iter().enumerate() {
-                self.route(&format!("{at}.routes[{j}]"), r, &mut routes);
+                self.route(&format!("{at}.routes[{j}]"), r, syntax, &mut routes);
             }
             if let Some(file) = s.routes_file {
                 let file = self.abs(&format!("{at}.routes_file"), file);
@@ -598,6 +774,7 @@ impl Validator<'_> {
                             self.route(
                                 &format!("{}:{}", file.display(), n + 1),
                                 line.to_owned(),
+                                syntax,
                                 &mut routes,
                             );
                         }
@@ -671,20 +848,26 @@ impl Validator<'_> {
         out
     }
 
-    fn route(&mut self, at: &str, r: String, routes: &mut Vec<String>) {
-        match check_token(&r) {
+    fn route(&mut self, at: &str, r: String, syntax: MapSyntax, routes: &mut Vec<String>) {
+        match syntax.check_key(&r) {
             Ok(()) => routes.push(r),
             Err(e) => self.problem(format!("{at}: route {r:?} {e}")),
         }
     }
 }
 
-/// The two maps every HAProxy setup needs, in `proxy.map_dir`.
+/// The files of a setup without `[[files]]`: the two maps in `proxy.map_dir` (HAProxy's
+/// config stays the operator's), and for Nginx also the main config, which every change
+/// reloads and so must be validated as a whole.
 fn default_files(proxy: &Proxy) -> Vec<FileSpec> {
-    vec![
+    let dir = match proxy.kind {
+        ProxyKind::Haproxy => "haproxy",
+        ProxyKind::Nginx => "nginx",
+    };
+    let mut files = vec![
         FileSpec {
             name: "routes".into(),
-            template: "haproxy/routes.map".into(),
+            template: format!("{dir}/routes.map"),
             path: proxy.map_dir.join("routes.map"),
             kind: FileKind::Map,
             uses_state: false,
@@ -692,13 +875,24 @@ fn default_files(proxy: &Proxy) -> Vec<FileSpec> {
         },
         FileSpec {
             name: "services".into(),
-            template: "haproxy/services.map".into(),
+            template: format!("{dir}/services.map"),
             path: proxy.map_dir.join("services.map"),
             kind: FileKind::Map,
             uses_state: true,
             values: ValueCheck::Backends,
         },
-    ]
+    ];
+    if proxy.kind == ProxyKind::Nginx {
+        files.push(FileSpec {
+            name: "nginx".into(),
+            template: "nginx/nginx.conf".into(),
+            path: proxy.config.clone(),
+            kind: FileKind::Config,
+            uses_state: true,
+            values: ValueCheck::Any,
+        });
+    }
+    files
 }
 
 /// A relative path with no `..`, no root and no empty parts.
@@ -800,6 +994,118 @@ green = { backend = "web_green" }
         );
         let e = load(&text).unwrap_err().to_string();
         assert!(e.contains("routes.txt:4: route \"b#x\""), "{e}");
+    }
+
+    const NGINX: &str = r#"
+[proxy]
+kind = "nginx"
+
+[[services]]
+name = "web"
+routes = ["www.example.com"]
+blue = { backend = "web_blue" }
+green = { backend = "web_green" }
+"#;
+
+    #[test]
+    fn nginx_defaults() {
+        let c = load(NGINX).unwrap();
+        assert_eq!(c.proxy.binary, Path::new(DEFAULT_NGINX_BINARY));
+        assert_eq!(c.proxy.config, Path::new(DEFAULT_NGINX_CONFIG));
+        assert_eq!(
+            c.proxy.min_reload_gap,
+            Duration::from_millis(DEFAULT_NGINX_MIN_RELOAD_GAP_MS)
+        );
+        let n = c.proxy.nginx.as_ref().unwrap();
+        assert_eq!(n.pid_file, Path::new(DEFAULT_NGINX_PID_FILE));
+        assert_eq!(n.error_log, Path::new(DEFAULT_NGINX_ERROR_LOG));
+        assert_eq!(n.status.to_string(), DEFAULT_NGINX_STATUS);
+        assert_eq!(n.prefix, None);
+        // The main config is rendered too: every nginx change reloads it.
+        let main = c.file("nginx").unwrap();
+        assert_eq!(
+            (main.path.as_path(), main.kind),
+            (c.proxy.config.as_path(), FileKind::Config)
+        );
+        assert_eq!(c.file("services").unwrap().template, "nginx/services.map");
+        assert!(load(GOOD).unwrap().proxy.nginx.is_none());
+        assert_eq!(load(GOOD).unwrap().proxy.min_reload_gap, Duration::ZERO);
+    }
+
+    #[test]
+    fn keys_of_the_other_proxy_are_refused() {
+        let e = load(&NGINX.replace(
+            "kind = \"nginx\"",
+            "kind = \"nginx\"\nadmin_socket = \"/tmp/a.sock\"",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("proxy.admin_socket: only for kind = \"haproxy\""),
+            "{e}"
+        );
+        let e = load(&GOOD.replace("map_dir", "pid_file = \"/run/x.pid\"\nmap_dir"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("proxy.pid_file: only for kind = \"nginx\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn nginx_status_is_local_only() {
+        for (status, ok) in [
+            ("127.0.0.1:8099", true),
+            ("[::1]:8099", true),
+            ("unix:/run/cutover/s.sock", true),
+            ("0.0.0.0:8099", false),
+            ("10.1.2.3:8099", false),
+            ("unix:relative.sock", false),
+            ("localhost", false),
+        ] {
+            let text = NGINX.replace(
+                "kind = \"nginx\"",
+                &format!("kind = \"nginx\"\nstatus = {status:?}"),
+            );
+            assert_eq!(load(&text).is_ok(), ok, "{status}");
+        }
+    }
+
+    #[test]
+    fn nginx_routes_that_a_map_block_reads_differently_are_refused() {
+        let text = NGINX.replace(
+            "[\"www.example.com\"]",
+            "[\"www.example.com\", \"default\", \"~^x\"]",
+        );
+        let e = load(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("services[0] (web).routes[1]: route \"default\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("routes[2]: route \"~^x\" starts with '~'"),
+            "{e}"
+        );
+        // The same routes are plain keys for HAProxy.
+        assert!(load(&GOOD.replace("\"example.com\"]", "\"default\"]")).is_ok());
+    }
+
+    #[test]
+    fn nginx_files_must_render_the_main_config() {
+        let text = format!(
+            "{NGINX}\n[[files]]\nname = \"services\"\ntemplate = \"nginx/services.map\"\npath = \"/etc/nginx/cutover/services.map\"\nkind = \"map\"\n"
+        );
+        let e = load(&text).unwrap_err().to_string();
+        assert!(e.contains("must be rendered by cutover"), "{e}");
+        let gap = NGINX.replace(
+            "kind = \"nginx\"",
+            "kind = \"nginx\"\nmin_reload_gap_ms = 60001",
+        );
+        assert!(load(&gap)
+            .unwrap_err()
+            .to_string()
+            .contains("min_reload_gap_ms"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::config::{Config, FileKind, FileSpec};
-use crate::mapfile::{self, MapDiff, MapEntries};
+use crate::mapfile::{MapDiff, MapEntries, MapSyntax};
 use crate::protocol::MapView;
 use crate::proxy::{Epoch, Proxy};
 use crate::render::Renderer;
@@ -159,17 +159,88 @@ impl<P: Proxy> Engine<P> {
         &self.proxy
     }
 
+    /// How the proxy's map files are written.
+    pub fn syntax(&self) -> MapSyntax {
+        self.config.proxy.kind.map_syntax()
+    }
+
     /// Applies one routing request end to end and journals it.
     pub async fn apply(
         &mut self,
         req: &Request,
         requester: &Requester,
     ) -> Result<Applied, ApplyError> {
+        self.apply_batch(&[(req.clone(), requester.clone())])
+            .await
+            .pop()
+            .expect("one result per request")
+    }
+
+    /// Applies queued requests with one transition. Each request is applied in order to
+    /// the state; one the state refuses (unknown service, nothing to roll back) gets its
+    /// error and the others go on. The resulting state is carried to the files and the
+    /// proxy once (one validation, one reload where the proxy needs one) and persisted;
+    /// then every request is journaled on its own line with its own generation. If the
+    /// transition fails, every request that changed something gets its error. Returns one
+    /// result per request, in order.
+    pub async fn apply_batch(
+        &mut self,
+        batch: &[(Request, Requester)],
+    ) -> Vec<Result<Applied, ApplyError>> {
         let started = Instant::now();
-        let result = self.apply_inner(req).await;
-        let request = serde_json::to_value(req).expect("request serializes");
+        let mut next = self.state.clone();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (req, _) in batch {
+            match next.apply(req) {
+                Ok((state, change)) => {
+                    next = state;
+                    outcomes.push(Ok(change));
+                }
+                Err(e) => outcomes.push(Err(ApplyError::new(Step::Request, e))),
+            }
+        }
+        let changing = outcomes
+            .iter()
+            .filter(|o| o.as_ref().is_ok_and(|c| !c.is_empty()))
+            .count();
+        let shared = if changing == 0 {
+            None
+        } else {
+            let change = Change {
+                generation: next.generation,
+                services: crate::state::diff(&self.state, &next),
+            };
+            Some(self.commit_state(next, change).await)
+        };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
-        let entry = match &result {
+        let mut results = Vec::with_capacity(batch.len());
+        for ((req, requester), outcome) in batch.iter().zip(outcomes) {
+            let result = match (outcome, &shared) {
+                (Err(e), _) => Err(e),
+                (Ok(change), _) if change.is_empty() => Ok(Applied::nothing(change)),
+                (Ok(change), Some(Ok(applied))) => Ok(Applied {
+                    change,
+                    batched: changing,
+                    ..applied.clone()
+                }),
+                (Ok(_), Some(Err(e))) => Err(e.clone()),
+                (Ok(_), None) => unreachable!("a changing request makes a transition"),
+            };
+            self.journal(req, requester, &result, elapsed_ms);
+            results.push(result);
+        }
+        results
+    }
+
+    fn journal(
+        &self,
+        req: &Request,
+        requester: &Requester,
+        result: &Result<Applied, ApplyError>,
+        elapsed_ms: f64,
+    ) {
+        let request = serde_json::to_value(req).expect("request serializes");
+        let entry = match result {
             Ok(a) => JournalEntry {
                 generation: a.change.generation,
                 time_ms: now_ms(),
@@ -178,7 +249,7 @@ impl<P: Proxy> Engine<P> {
                 result: "ok".into(),
                 message: a.summary(),
                 data: json!({ "services": a.change.services, "files": a.files,
-                              "elapsed_ms": elapsed_ms }),
+                              "batched": a.batched, "elapsed_ms": elapsed_ms }),
             },
             Err(e) => JournalEntry {
                 generation: self.state.generation,
@@ -193,22 +264,10 @@ impl<P: Proxy> Engine<P> {
         if let Err(e) = self.store.append(&entry) {
             tracing::error!(error = %e, "cannot write the journal");
         }
-        match &result {
+        match result {
             Ok(a) => tracing::info!(generation = a.change.generation, "{}", a.summary()),
             Err(e) => tracing::warn!(step = %e.step, "change refused: {}", e.message),
         }
-        result
-    }
-
-    async fn apply_inner(&mut self, req: &Request) -> Result<Applied, ApplyError> {
-        let (next, change) = self
-            .state
-            .apply(req)
-            .map_err(|e| ApplyError::new(Step::Request, e))?;
-        if change.is_empty() {
-            return Ok(Applied::nothing(change));
-        }
-        self.commit_state(next, change).await
     }
 
     /// Carries `next` to the files and the proxy, then persists it; on a persist failure
@@ -279,7 +338,9 @@ impl<P: Proxy> Engine<P> {
     ) -> Result<serde_json::Value, ApplyError> {
         let spec = self.map_spec(name)?;
         let desired = || -> Result<MapEntries, ApplyError> {
-            mapfile::parse(&self.files[&spec.name]).map_err(|e| ApplyError::new(Step::Render, e))
+            self.syntax()
+                .parse(&self.files[&spec.name])
+                .map_err(|e| ApplyError::new(Step::Render, e))
         };
         let live = || async {
             self.proxy

@@ -4,7 +4,7 @@
 
 use super::{ApplyError, Engine, Step, SMALL_MAP_ENTRIES};
 use crate::config::FileKind;
-use crate::mapfile::{self, MapDiff};
+use crate::mapfile::MapDiff;
 use crate::proxy::Proxy;
 
 impl<P: Proxy> Engine<P> {
@@ -55,7 +55,9 @@ impl<P: Proxy> Engine<P> {
     /// differed.
     async fn repair_map(&mut self, name: &str) -> Result<Option<String>, ApplyError> {
         let spec = self.config.file(name).expect("configured map").clone();
-        let desired = mapfile::parse(&self.files[name])
+        let desired = self
+            .syntax()
+            .parse(&self.files[name])
             .map_err(|e| ApplyError::new(Step::Render, format!("map {name} on disk: {e}")))?;
         let live = self
             .proxy
@@ -161,7 +163,7 @@ impl<P: Proxy> Engine<P> {
         for f in &self.config.files {
             let text = &rendered[&f.name];
             if f.kind == FileKind::Map {
-                mapfile::parse(text).map_err(|e| {
+                self.syntax().parse(text).map_err(|e| {
                     ApplyError::new(Step::Render, format!("template {}: {e}", f.template))
                 })?;
             }

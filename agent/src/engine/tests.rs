@@ -48,14 +48,48 @@ green = {{ backend = "api_green" }}
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(false).await
+}
+
+/// With `reload_only`, the fake has no runtime maps (like Nginx) and cutover renders the
+/// main config too, so every change is checked on a staged tree and reloaded.
+async fn fixture_with(reload_only: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let maps = dir.path().join("maps");
     std::fs::create_dir_all(&maps).unwrap();
-    let config = Arc::new(config(dir.path(), ""));
-    let proxy = FakeProxy::new(
+    let files = if reload_only {
+        format!(
+            r#"vars = {{ listen = "127.0.0.1:1" }}
+[[files]]
+name = "routes"
+template = "haproxy/routes.map"
+path = "{d}/maps/routes.map"
+kind = "map"
+uses_state = false
+values = "services"
+[[files]]
+name = "services"
+template = "haproxy/services.map"
+path = "{d}/maps/services.map"
+kind = "map"
+values = "backends"
+[[files]]
+name = "main"
+template = "haproxy/haproxy.cfg"
+path = "{d}/haproxy.cfg"
+kind = "config"
+"#,
+            d = dir.path().display()
+        )
+    } else {
+        String::new()
+    };
+    let config = Arc::new(config(dir.path(), &files));
+    let mut proxy = FakeProxy::new(
         vec![maps.join("routes.map"), maps.join("services.map")],
         &["web_blue", "web_green", "api_blue", "api_green"],
     );
+    proxy.runtime_maps = !reload_only;
     let store = Store::open(&config.agent.state_dir).unwrap();
     let mut engine = Engine::new(config, proxy.clone(), store).unwrap();
     engine.write_files().await.unwrap();
@@ -240,4 +274,100 @@ async fn rollback_returns_to_the_previous_colour() {
     let snap = f.engine.snapshot().await;
     let web = snap.services.iter().find(|s| s.name == "web").unwrap();
     assert_eq!(web.previous.as_deref(), Some("green"));
+}
+
+#[tokio::test]
+async fn a_proxy_without_runtime_maps_checks_and_reloads_every_change() {
+    let mut f = fixture_with(true).await;
+    f.proxy.state().check_warnings = vec!["[warn] could not build optimal map_hash".into()];
+    let a = f
+        .engine
+        .apply(&switch("web", Colour::Green), &Requester::default())
+        .await
+        .unwrap();
+    assert_eq!(f.proxy.state().calls, ["check", "reload"]);
+    assert!(a.validated_by_proxy);
+    assert!(a.reload.is_some());
+    assert_eq!(a.warnings, ["[warn] could not build optimal map_hash"]);
+    assert!(a
+        .summary()
+        .contains("\nwarning: [warn] could not build optimal map_hash"));
+    assert_eq!(f.live_services()["web"], "web_green");
+}
+
+#[tokio::test]
+async fn queued_requests_share_one_transition() {
+    let mut f = fixture_with(true).await;
+    let gen = f.engine.state().generation;
+    let who = Requester::default();
+    let batch = vec![
+        (switch("web", Colour::Green), who.clone()),
+        (switch("nope", Colour::Green), who.clone()),
+        (
+            Request::Rollback {
+                service: "web".into(),
+            },
+            who.clone(),
+        ),
+        (switch("api", Colour::Green), who.clone()),
+        (switch("api", Colour::Green), who.clone()),
+    ];
+    let results = f.engine.apply_batch(&batch).await;
+    assert_eq!(f.proxy.state().calls, ["check", "reload"], "one reload");
+    let gens: Vec<Option<u64>> = results
+        .iter()
+        .map(|r| r.as_ref().ok().map(|a| a.change.generation))
+        .collect();
+    assert_eq!(
+        gens,
+        [
+            Some(gen + 1),
+            None,
+            Some(gen + 2),
+            Some(gen + 3),
+            Some(gen + 3)
+        ]
+    );
+    assert_eq!(results[1].as_ref().unwrap_err().step, Step::Request);
+    assert_eq!(results[0].as_ref().unwrap().batched, 3);
+    assert!(results[4].as_ref().unwrap().change.is_empty());
+    let state = f.engine.state();
+    assert_eq!(state.generation, gen + 3);
+    assert_eq!(state.services["web"].live, Colour::Blue);
+    assert_eq!(state.services["web"].previous, Some(Colour::Green));
+    assert_eq!(state.services["api"].live, Colour::Green);
+    assert_eq!(f.live_services()["api"], "api_green");
+    let results: Vec<String> = f
+        .engine
+        .history(None, 5)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.result)
+        .collect();
+    assert_eq!(results, ["ok", "error", "ok", "ok", "ok"]);
+}
+
+#[tokio::test]
+async fn a_refused_reload_fails_the_whole_batch_and_restores_the_files() {
+    let mut f = fixture_with(true).await;
+    f.proxy.state().fail_reload = Some("[emerg] bind() failed".into());
+    let before = f.services_file();
+    let gen = f.engine.state().generation;
+    let who = Requester::default();
+    let results = f
+        .engine
+        .apply_batch(&[
+            (switch("web", Colour::Green), who.clone()),
+            (switch("api", Colour::Green), who.clone()),
+        ])
+        .await;
+    for r in &results {
+        let e = r.as_ref().unwrap_err();
+        assert_eq!(e.step, Step::Apply);
+        assert!(e.message.contains("[emerg] bind() failed"), "{e}");
+    }
+    assert_eq!(f.services_file(), before);
+    assert_eq!(f.engine.state().generation, gen);
+    // The change's reload, then the reload of the restored files.
+    assert_eq!(f.proxy.state().calls, ["check", "reload", "reload"]);
 }

@@ -1,5 +1,5 @@
 //! One transition of the files and the proxy from what they serve to what a state renders:
-//! render -> own checks -> stage + proxy check (structural changes only) -> commit ->
+//! render -> stage + proxy check (structural changes only) -> own checks -> commit ->
 //! apply -> confirm. Any failure puts back the previous files and runtime content.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,8 +11,8 @@ use serde::Serialize;
 use super::{ms, ApplyError, Engine, Step};
 use crate::config::{FileKind, FileSpec, ValueCheck};
 use crate::fsio::{write_atomic, WriteOptions};
-use crate::mapfile::{self, MapDiff, MapEntries};
-use crate::proxy::{MapMechanism, Proxy, ReloadReport};
+use crate::mapfile::{MapDiff, MapEntries};
+use crate::proxy::{CheckReport, MapMechanism, Proxy, ReloadReport};
 use crate::state::{Change, State};
 
 /// What one change did.
@@ -25,6 +25,11 @@ pub struct Applied {
     pub validated_by_proxy: bool,
     /// Set when the change needed a reload.
     pub reload: Option<ReloadReport>,
+    /// Warnings of the proxy's checker (the change passed it).
+    pub warnings: Vec<String>,
+    /// Requests this one transition carried (requests queued while a reload ran, or during
+    /// the minimum gap, share the next one); 1 when the request went alone.
+    pub batched: usize,
     /// Milliseconds per step (`render`, `validate`, `commit`, `apply`, `confirm`).
     pub timings_ms: BTreeMap<&'static str, f64>,
 }
@@ -47,6 +52,8 @@ impl Applied {
             files: vec![],
             validated_by_proxy: false,
             reload: None,
+            warnings: vec![],
+            batched: 1,
             timings_ms: BTreeMap::new(),
         }
     }
@@ -74,7 +81,7 @@ impl Applied {
                 None => format!("{} (reload)", f.name),
             })
             .collect();
-        format!(
+        let mut out = format!(
             "generation {}: {}{}",
             self.change.generation,
             if services.is_empty() {
@@ -87,7 +94,23 @@ impl Applied {
             } else {
                 format!("; {}", files.join(", "))
             }
-        )
+        );
+        if let Some(r) = &self.reload {
+            if let (Some(serving), Some(stopped)) = (r.serving, r.old_stopped) {
+                out.push_str(&format!(
+                    "; new config serving after {:.1} ms, previous workers stopped accepting after {:.1} ms",
+                    serving.as_secs_f64() * 1e3,
+                    stopped.as_secs_f64() * 1e3
+                ));
+            }
+        }
+        if self.batched > 1 {
+            out.push_str(&format!(" (one change for {} requests)", self.batched));
+        }
+        for w in &self.warnings {
+            out.push_str(&format!("\nwarning: {w}"));
+        }
+        out
     }
 }
 
@@ -150,7 +173,7 @@ impl<P: Proxy> Engine<P> {
                 continue;
             }
             let entries = match spec.kind {
-                FileKind::Map => Some(mapfile::parse(&new).map_err(|e| {
+                FileKind::Map => Some(self.syntax().parse(&new).map_err(|e| {
                     ApplyError::new(
                         Step::Render,
                         format!("template {} renders an invalid map: {e}", spec.template),
@@ -177,11 +200,14 @@ impl<P: Proxy> Engine<P> {
         }
 
         let t = Instant::now();
-        self.check_values(&pending).await?;
         let validated_by_proxy = self.needs_proxy_check(&pending);
-        if validated_by_proxy {
-            self.validate_staged(next).await?;
-        }
+        let report = if validated_by_proxy {
+            Some(self.validate_staged(next).await?)
+        } else {
+            None
+        };
+        let defined = report.as_ref().and_then(|r| r.backends.as_ref());
+        self.check_values(&pending, defined).await?;
         timings.insert("validate", ms(t));
 
         let t = Instant::now();
@@ -226,13 +252,22 @@ impl<P: Proxy> Engine<P> {
             files,
             validated_by_proxy,
             reload,
+            warnings: report.map(|r| r.warnings).unwrap_or_default(),
+            batched: 1,
             timings_ms: timings,
         })
     }
 
-    /// The agent's own checks: every map value names what its file says it must.
-    async fn check_values(&self, pending: &[Pending<'_>]) -> Result<(), ApplyError> {
-        let mut backends: Option<BTreeSet<String>> = None;
+    /// The agent's own checks: every map value names what its file says it must. Backends
+    /// are those `defined` by the config the proxy's checker just passed, when it lists
+    /// them (a proxy that reloads for the change will serve exactly those), else those the
+    /// running proxy lists.
+    async fn check_values(
+        &self,
+        pending: &[Pending<'_>],
+        defined: Option<&BTreeSet<String>>,
+    ) -> Result<(), ApplyError> {
+        let mut backends: Option<BTreeSet<String>> = defined.cloned();
         for p in pending {
             let Some(entries) = &p.entries else { continue };
             let known: &BTreeSet<String> = match p.spec.values {
@@ -262,8 +297,13 @@ impl<P: Proxy> Engine<P> {
                     return Err(ApplyError::new(
                         Step::Validate,
                         format!(
-                            "map {}: key {k:?} names backend {v:?}, which the running {} does not have",
+                            "map {}: key {k:?} names backend {v:?}, which the {} {} does not have",
                             p.spec.name,
+                            if defined.is_some() {
+                                "checked config of"
+                            } else {
+                                "running"
+                            },
                             self.proxy.name()
                         ),
                     ));
@@ -274,8 +314,13 @@ impl<P: Proxy> Engine<P> {
     }
 
     /// The proxy's checker runs when a config file changed, or a map the agent cannot
-    /// check itself changed and the main config is rendered (so it can be staged).
+    /// check itself changed and the main config is rendered (so it can be staged), and for
+    /// every change of a proxy without runtime maps: it reloads the whole config for any
+    /// change, so the whole config is validated first.
     fn needs_proxy_check(&self, pending: &[Pending<'_>]) -> bool {
+        if !self.proxy.has_runtime_maps() {
+            return true;
+        }
         let main_rendered = self
             .config
             .files
@@ -288,7 +333,9 @@ impl<P: Proxy> Engine<P> {
 
     /// Renders the whole tree with staged paths, writes it beside the live files and runs
     /// the proxy's checker on the staged main config. Staged files are removed afterwards.
-    pub(super) async fn validate_staged(&self, next: &State) -> Result<(), ApplyError> {
+    /// Relative includes in the main config resolve as they do live: the staged copy is in
+    /// the same directory.
+    pub(super) async fn validate_staged(&self, next: &State) -> Result<CheckReport, ApplyError> {
         let staged: BTreeMap<String, PathBuf> = self
             .config
             .files
@@ -330,7 +377,7 @@ impl<P: Proxy> Engine<P> {
             for w in &report.warnings {
                 tracing::warn!("config check: {w}");
             }
-            Ok(())
+            Ok(report)
         }
         .await;
         for p in staged.values() {
@@ -404,7 +451,7 @@ impl<P: Proxy> Engine<P> {
                 kind: p.spec.kind,
                 mechanism: None,
                 edits: p.entries.as_ref().map_or(0, |e| {
-                    MapDiff::between(&mapfile::parse(&p.old).unwrap_or_default(), e).len()
+                    MapDiff::between(&self.syntax().parse(&p.old).unwrap_or_default(), e).len()
                 }),
             })
             .collect();
@@ -421,7 +468,10 @@ impl<P: Proxy> Engine<P> {
         for spec in self.config.files.iter().filter(|f| f.kind == FileKind::Map) {
             let expected = match touched.get(spec.name.as_str()) {
                 Some(p) => p.entries.clone().expect("maps are parsed"),
-                None if structural => mapfile::parse(&self.files[&spec.name]).unwrap_or_default(),
+                None if structural => self
+                    .syntax()
+                    .parse(&self.files[&spec.name])
+                    .unwrap_or_default(),
                 None => continue,
             };
             let live = self
@@ -461,7 +511,7 @@ impl<P: Proxy> Engine<P> {
             return;
         }
         for p in pending {
-            let Ok(old) = mapfile::parse(&p.old) else {
+            let Ok(old) = self.syntax().parse(&p.old) else {
                 continue;
             };
             match self.proxy.read_map(&p.spec.path).await {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError, ReloadReport};
-use crate::mapfile::{self, MapDiff, MapEntries};
+use crate::mapfile::{MapDiff, MapEntries, MapSyntax};
 
 /// What the fake serves and which failures it injects.
 #[derive(Debug, Default)]
@@ -21,6 +21,8 @@ pub struct FakeState {
     pub fail_check: Option<String>,
     pub fail_update: Option<String>,
     pub fail_reload: Option<String>,
+    /// Warnings every check reports.
+    pub check_warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -28,6 +30,8 @@ pub struct FakeProxy {
     pub inner: Arc<Mutex<FakeState>>,
     /// Map files loaded on `reload`.
     pub map_files: Vec<PathBuf>,
+    /// Whether maps change at runtime (like HAProxy) or only by reload (like Nginx).
+    pub runtime_maps: bool,
 }
 
 impl FakeProxy {
@@ -35,6 +39,7 @@ impl FakeProxy {
         let f = FakeProxy {
             inner: Arc::default(),
             map_files,
+            runtime_maps: true,
         };
         f.state().backends = backends.iter().map(|b| b.to_string()).collect();
         f
@@ -48,8 +53,9 @@ impl FakeProxy {
         let mut maps = BTreeMap::new();
         for p in &self.map_files {
             let text = std::fs::read_to_string(p).unwrap_or_default();
-            let entries =
-                mapfile::parse(&text).map_err(|e| ProxyError::ReloadFailed(e.to_string()))?;
+            let entries = MapSyntax::Haproxy
+                .parse(&text)
+                .map_err(|e| ProxyError::ReloadFailed(e.to_string()))?;
             maps.insert(p.clone(), entries);
         }
         self.state().maps = maps;
@@ -69,12 +75,15 @@ impl Proxy for FakeProxy {
             Some(out) => Err(ProxyError::CheckFailed {
                 output: out.clone(),
             }),
-            None => Ok(CheckReport::default()),
+            None => Ok(CheckReport {
+                warnings: s.check_warnings.clone(),
+                ..CheckReport::default()
+            }),
         }
     }
 
     fn has_runtime_maps(&self) -> bool {
-        true
+        self.runtime_maps
     }
 
     async fn read_map(&self, path: &Path) -> Result<MapEntries, ProxyError> {
@@ -121,7 +130,7 @@ impl Proxy for FakeProxy {
         self.load_files()?;
         Ok(ReloadReport {
             workers: vec![1],
-            elapsed: Duration::ZERO,
+            ..ReloadReport::default()
         })
     }
 
@@ -129,6 +138,8 @@ impl Proxy for FakeProxy {
         Ok(Epoch {
             master_pid: 1,
             reloads: self.state().reloads,
+            workers: vec![],
+            generation: None,
         })
     }
 }
