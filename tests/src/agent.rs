@@ -1,6 +1,8 @@
 //! A whole cutover setup on loopback: two origin servers (blue, green), a cutover config
-//! whose shipped templates render the complete HAProxy config and both maps, HAProxy
-//! started from what `cutover render` wrote, and the `cutover agent` as a real process.
+//! whose shipped templates render the complete proxy config and both maps, the proxy
+//! (HAProxy or Nginx) started from what `cutover render` wrote, and the `cutover agent` as
+//! a real process. The same [`Setup`] drives either proxy; what only one of them has is
+//! reached through [`Setup::haproxy`] or [`Setup::nginx`].
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::nginx::{Nginx, NginxPaths};
 use crate::{cutover_binary, workspace_root, Backend, Haproxy, HaproxyPaths};
 
 /// Time the agent gets to open its socket.
@@ -25,6 +28,11 @@ pub struct SetupOptions {
     pub routes_in_file: bool,
     /// Extra TOML appended to the `[templates]` table (e.g. `override_dir = "..."`).
     pub templates_extra: String,
+    /// Extra entries of the `[templates] vars` inline table, each starting with a comma
+    /// (e.g. `, map_hash_max_size = 1`).
+    pub vars_extra: String,
+    /// Extra TOML appended to the `[proxy]` table (e.g. `min_reload_gap_ms = 0`).
+    pub proxy_extra: String,
     /// `agent.reconcile_interval_ms`.
     pub reconcile_interval_ms: u64,
 }
@@ -35,17 +43,25 @@ impl Default for SetupOptions {
             routes: vec!["www.example.test".into(), "example.test".into()],
             routes_in_file: false,
             templates_extra: String::new(),
+            vars_extra: String::new(),
+            proxy_extra: String::new(),
             reconcile_interval_ms: 200,
         }
     }
 }
 
-/// Origins, HAProxy and (once started) the agent.
+/// The proxy of a [`Setup`].
+pub enum SetupProxy {
+    Haproxy(Haproxy),
+    Nginx(Nginx),
+}
+
+/// Origins, the proxy and (once started) the agent.
 pub struct Setup {
     pub blue: Backend,
     pub green: Backend,
-    pub haproxy: Haproxy,
-    /// The cutover config file (inside the HAProxy instance directory).
+    pub proxy: SetupProxy,
+    /// The cutover config file (inside the proxy's instance directory).
     pub config: PathBuf,
     pub options: SetupOptions,
     agent: Option<Agent>,
@@ -69,22 +85,104 @@ impl Setup {
         let mut config = PathBuf::new();
         let haproxy = Haproxy::start(haproxy_bin, |paths| {
             config = write_config(paths, haproxy_bin, &opts, b, g);
-            let out = cutover(&config, &["render"]);
-            assert!(out.status.success(), "cutover render: {}", text(&out));
-            std::fs::read_to_string(&paths.config).expect("render wrote haproxy.cfg")
+            render(&config, &paths.config)
         });
         Setup {
             blue,
             green,
-            haproxy,
+            proxy: SetupProxy::Haproxy(haproxy),
             config,
             options,
             agent: None,
         }
     }
 
+    /// Like [`Setup::new`] with Nginx: the shipped `nginx/` templates render its whole
+    /// config, with the generation endpoint on `<dir>/status.sock`.
+    pub fn new_nginx(nginx_bin: &Path, options: SetupOptions) -> Setup {
+        let blue = Backend::start("blue");
+        let green = Backend::start("green");
+        let (b, g) = (blue.addr(), green.addr());
+        let opts = options.clone();
+        let mut config = PathBuf::new();
+        let nginx = Nginx::start(nginx_bin, |paths| {
+            config = write_nginx_config(paths, nginx_bin, &opts, b, g);
+            render(&config, &paths.config)
+        });
+        Setup {
+            blue,
+            green,
+            proxy: SetupProxy::Nginx(nginx),
+            config,
+            options,
+            agent: None,
+        }
+    }
+
+    /// A setup over `proxy` (`"haproxy"` or `"nginx"`) with the agent started, or `None`
+    /// (the test skips) when the proxy is missing; panics instead under
+    /// `CUTOVER_REQUIRE_PROXIES=1` (see [`crate::require_proxy`]).
+    pub fn started(proxy: &str, options: SetupOptions) -> Option<Setup> {
+        let binary = crate::require_proxy(proxy)?;
+        let mut s = match proxy {
+            "haproxy" => Setup::new(&binary, options),
+            "nginx" => Setup::new_nginx(&binary, options),
+            other => panic!("no setup for proxy {other:?}"),
+        };
+        s.start_agent();
+        Some(s)
+    }
+
+    /// The state generation `cutover status` reports.
+    pub fn generation(&self) -> u64 {
+        let (code, v) = self.cli_json(&["status"]);
+        assert_eq!(code, 0, "{v}");
+        v["data"]["generation"].as_u64().expect("generation")
+    }
+
+    /// Bytes of files of the instance directory (relative names), e.g. to prove that a
+    /// refused change left every file the proxy reads as it was.
+    pub fn read_files(&self, names: &[&str]) -> Vec<(String, Vec<u8>)> {
+        names
+            .iter()
+            .map(|f| {
+                (
+                    f.to_string(),
+                    std::fs::read(self.file(f)).expect("read file"),
+                )
+            })
+            .collect()
+    }
+
+    /// The HAProxy of a setup made by [`Setup::new`].
+    pub fn haproxy(&self) -> &Haproxy {
+        match &self.proxy {
+            SetupProxy::Haproxy(h) => h,
+            SetupProxy::Nginx(_) => panic!("this setup runs nginx"),
+        }
+    }
+
+    /// The Nginx of a setup made by [`Setup::new_nginx`].
+    pub fn nginx(&self) -> &Nginx {
+        match &self.proxy {
+            SetupProxy::Nginx(n) => n,
+            SetupProxy::Haproxy(_) => panic!("this setup runs haproxy"),
+        }
+    }
+
+    /// The proxy's main listener.
+    pub fn frontend(&self) -> std::net::SocketAddr {
+        match &self.proxy {
+            SetupProxy::Haproxy(h) => h.frontend(),
+            SetupProxy::Nginx(n) => n.frontend(),
+        }
+    }
+
     pub fn dir(&self) -> &Path {
-        &self.haproxy.paths().dir
+        match &self.proxy {
+            SetupProxy::Haproxy(h) => &h.paths().dir,
+            SetupProxy::Nginx(n) => &n.paths().dir,
+        }
     }
 
     /// Path of a file in the instance directory.
@@ -172,15 +270,15 @@ impl Setup {
         (out.status.code().unwrap_or(-1), v)
     }
 
-    /// GET `/` with `Host: host` on a new connection through HAProxy: `(status, body)`.
+    /// GET `/` with `Host: host` on a new connection through the proxy: `(status, body)`.
     pub fn get(&self, host: &str) -> (u16, String) {
-        let addr = self.haproxy.frontend();
+        let addr = self.frontend();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         rt.block_on(crate::get(addr, host))
-            .expect("GET through haproxy")
+            .expect("GET through the proxy")
     }
 
     /// Polls until `GET host` answers `body`, at most `within`.
@@ -203,6 +301,22 @@ impl Setup {
         self.agent().signal(Signal::SIGHUP);
     }
 
+    /// Makes the routes of service `web` (a setup with `routes_in_file`) `first` plus `n`
+    /// generated ones, `h0.example.test` to `h<n-1>.example.test`, and waits (up to 60 s)
+    /// until the agent has applied them after a SIGHUP.
+    pub fn load_generated_routes(&self, first: &str, n: usize) {
+        let routes: String = (0..n).map(|i| format!("h{i}.example.test\n")).collect();
+        std::fs::write(self.file("web.routes"), format!("{first}\n{routes}"))
+            .expect("write routes file");
+        self.agent().signal(Signal::SIGHUP);
+        assert!(
+            self.agent()
+                .wait_for_log("new config in force", Duration::from_secs(60)),
+            "{}",
+            self.agent().log()
+        );
+    }
+
     /// Rewrites the cutover config without telling the agent.
     pub fn reconfigure_offline(&self, edit: impl FnOnce(String) -> String) {
         let old = std::fs::read_to_string(&self.config).expect("read config");
@@ -215,7 +329,7 @@ impl Setup {
         let mut last = String::new();
         for _ in 0..100 {
             match crate::haproxy::unix_command(
-                &self.haproxy.paths().master_socket,
+                &self.haproxy().paths().master_socket,
                 "show proc",
                 Duration::from_secs(5),
             ) {
@@ -290,6 +404,13 @@ pub fn cutover(config: &Path, args: &[&str]) -> Output {
         .expect("run cutover")
 }
 
+/// Runs `cutover render` with `config` and returns the main proxy config it wrote.
+fn render(config: &Path, main: &Path) -> String {
+    let out = cutover(config, &["render"]);
+    assert!(out.status.success(), "cutover render: {}", text(&out));
+    std::fs::read_to_string(main).expect("render wrote the main config")
+}
+
 /// stdout and stderr of a finished command, for messages.
 pub fn text(out: &Output) -> String {
     format!(
@@ -300,22 +421,43 @@ pub fn text(out: &Output) -> String {
     )
 }
 
-fn write_config(
-    paths: &HaproxyPaths,
-    haproxy_bin: &Path,
-    o: &SetupOptions,
-    blue: std::net::SocketAddr,
-    green: std::net::SocketAddr,
-) -> PathBuf {
-    let dir = &paths.dir;
-    std::fs::create_dir_all(dir.join("maps")).expect("maps dir");
-    let routes = if o.routes_in_file {
+/// The `routes` or `routes_file` line of service `web` (writing the file when asked).
+fn routes_line(dir: &Path, o: &SetupOptions) -> String {
+    if o.routes_in_file {
         let file = dir.join("web.routes");
         std::fs::write(&file, o.routes.join("\n") + "\n").expect("routes file");
         format!("routes_file = {:?}", file.display().to_string())
     } else {
         format!("routes = {:?}", o.routes)
-    };
+    }
+}
+
+/// What differs between the cutover configs of the two proxies.
+struct ProxyPart<'a> {
+    /// Template directory and main file name: `haproxy`/`haproxy.cfg`, `nginx`/`nginx.conf`.
+    kind: &'a str,
+    main_name: &'a str,
+    /// The main proxy config.
+    main: &'a Path,
+    /// Lines of `[proxy]` after `kind`, `binary` and `config`.
+    proxy_lines: String,
+    /// Entries of `vars` after `listen`, each starting with a comma.
+    vars: String,
+    listen: std::net::SocketAddr,
+}
+
+/// Writes `<dir>/cutover.toml`: agent, proxy, templates, the two maps and the main config
+/// rendered from the kind's shipped templates, and service `web` with one server per colour.
+fn write_setup_config(
+    dir: &Path,
+    binary: &Path,
+    part: ProxyPart<'_>,
+    o: &SetupOptions,
+    blue: std::net::SocketAddr,
+    green: std::net::SocketAddr,
+) -> PathBuf {
+    std::fs::create_dir_all(dir.join("maps")).expect("maps dir");
+    let routes = routes_line(dir, o);
     let text = format!(
         r#"[agent]
 socket = "{dir}/cutover.sock"
@@ -323,20 +465,20 @@ state_dir = "{dir}/state"
 reconcile_interval_ms = {interval}
 
 [proxy]
-kind = "haproxy"
+kind = "{kind}"
 binary = "{bin}"
 config = "{cfg}"
-admin_socket = "{admin}"
-master_socket = "{master}"
+{proxy_lines}
+{proxy_extra}
 
 [templates]
 dir = "{templates}"
-vars = {{ listen = "{listen}", maxconn = 256 }}
+vars = {{ listen = "{listen}"{vars} {vars_extra} }}
 {extra}
 
 [[files]]
 name = "routes"
-template = "haproxy/routes.map"
+template = "{kind}/routes.map"
 path = "{dir}/maps/routes.map"
 kind = "map"
 uses_state = false
@@ -344,14 +486,14 @@ values = "services"
 
 [[files]]
 name = "services"
-template = "haproxy/services.map"
+template = "{kind}/services.map"
 path = "{dir}/maps/services.map"
 kind = "map"
 values = "backends"
 
 [[files]]
-name = "haproxy"
-template = "haproxy/haproxy.cfg"
+name = "{kind}"
+template = "{kind}/{main_name}"
 path = "{cfg}"
 kind = "config"
 
@@ -363,15 +505,69 @@ green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}"
 "#,
         dir = dir.display(),
         interval = o.reconcile_interval_ms,
-        bin = haproxy_bin.display(),
-        cfg = paths.config.display(),
-        admin = paths.admin_socket.display(),
-        master = paths.master_socket.display(),
+        kind = part.kind,
+        main_name = part.main_name,
+        bin = binary.display(),
+        cfg = part.main.display(),
+        proxy_lines = part.proxy_lines,
+        proxy_extra = o.proxy_extra,
         templates = workspace_root().join("templates").display(),
-        listen = paths.frontend,
+        listen = part.listen,
+        vars = part.vars,
+        vars_extra = o.vars_extra,
         extra = o.templates_extra,
     );
     let path = dir.join("cutover.toml");
     std::fs::write(&path, text).expect("write cutover.toml");
     path
+}
+
+fn write_config(
+    paths: &HaproxyPaths,
+    haproxy_bin: &Path,
+    o: &SetupOptions,
+    blue: std::net::SocketAddr,
+    green: std::net::SocketAddr,
+) -> PathBuf {
+    let part = ProxyPart {
+        kind: "haproxy",
+        main_name: "haproxy.cfg",
+        main: &paths.config,
+        proxy_lines: format!(
+            "admin_socket = \"{}\"\nmaster_socket = \"{}\"",
+            paths.admin_socket.display(),
+            paths.master_socket.display()
+        ),
+        vars: ", maxconn = 256".into(),
+        listen: paths.frontend,
+    };
+    write_setup_config(&paths.dir, haproxy_bin, part, o, blue, green)
+}
+
+fn write_nginx_config(
+    paths: &NginxPaths,
+    nginx_bin: &Path,
+    o: &SetupOptions,
+    blue: std::net::SocketAddr,
+    green: std::net::SocketAddr,
+) -> PathBuf {
+    let dir = paths.dir.display();
+    let part = ProxyPart {
+        kind: "nginx",
+        main_name: "nginx.conf",
+        main: &paths.config,
+        proxy_lines: format!(
+            "pid_file = \"{}\"\nerror_log = \"{}\"\nstatus = \"unix:{}\"\nprefix = \"{dir}\"",
+            paths.pid_file.display(),
+            paths.error_log.display(),
+            paths.status_socket.display(),
+        ),
+        vars: format!(
+            ", worker_processes = {}, worker_connections = {}, worker_shutdown_timeout = \"5s\", temp_dir = \"{dir}\"",
+            crate::nginx::TEST_WORKERS,
+            crate::nginx::TEST_WORKER_CONNECTIONS
+        ),
+        listen: paths.frontend,
+    };
+    write_setup_config(&paths.dir, nginx_bin, part, o, blue, green)
 }

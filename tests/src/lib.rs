@@ -11,14 +11,15 @@
 //! - Ports come from [`free_port`] only, so concurrent tests in one process never share one.
 //!
 //! Layout: [`proxies`] (finding binaries), [`ports`], [`process`] (a proxy master run as a
-//! child, stopped by PID), [`haproxy`], [`backend`], [`http`], and [`agent`] (a whole
-//! cutover setup with the agent running as a process). A harness for another proxy goes in
-//! its own module beside [`haproxy`], built on [`ProxyProcess`] the same way.
+//! child, stopped by PID), [`haproxy`] and [`nginx`] (one harness per proxy, both built on
+//! [`ProxyProcess`]), [`backend`], [`http`], and [`agent`] (a whole cutover setup with the
+//! agent running as a process, over either proxy).
 
 pub mod agent;
 pub mod backend;
 pub mod haproxy;
 pub mod http;
+pub mod nginx;
 pub mod ports;
 pub mod process;
 pub mod proxies;
@@ -30,6 +31,7 @@ use std::sync::OnceLock;
 pub use backend::Backend;
 pub use haproxy::{Haproxy, HaproxyPaths};
 pub use http::{get, KeepAliveClient, Response};
+pub use nginx::{Nginx, NginxPaths};
 pub use ports::{free_addr, free_port};
 pub use process::{wait_until, ProxyProcess};
 pub use proxies::{proxy_binary, require_proxies, require_proxy, REQUIRE_PROXIES_ENV};
