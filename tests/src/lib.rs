@@ -45,8 +45,10 @@ pub fn workspace_root() -> &'static Path {
 
 /// Path of the `cutover` executable, built once per test process with
 /// `cargo build -p cutover --bin cutover --message-format=json` from the workspace root
-/// (`$CARGO` if set, as it is under `cargo test`, else `cargo`). The path is taken from the
-/// `compiler-artifact` message of that build. Panics with cargo's output if the build fails.
+/// (`$CARGO` if set, as it is under `cargo test`, else `cargo`), with `--release` when
+/// this harness itself is an optimized build (e.g. a measuring example run with
+/// `--release`). The path is taken from the `compiler-artifact` message of that build.
+/// Panics with cargo's output if the build fails.
 pub fn cutover_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(build_cutover).clone()
@@ -54,15 +56,19 @@ pub fn cutover_binary() -> PathBuf {
 
 fn build_cutover() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(&cargo)
-        .args([
-            "build",
-            "-p",
-            "cutover",
-            "--bin",
-            "cutover",
-            "--message-format=json",
-        ])
+    let mut command = Command::new(&cargo);
+    command.args([
+        "build",
+        "-p",
+        "cutover",
+        "--bin",
+        "cutover",
+        "--message-format=json",
+    ]);
+    if !cfg!(debug_assertions) {
+        command.arg("--release");
+    }
+    let output = command
         .current_dir(workspace_root())
         .stdin(Stdio::null())
         .output()

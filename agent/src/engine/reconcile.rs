@@ -43,12 +43,41 @@ impl<P: Proxy> Engine<P> {
                 }
             }
         }
+        if let Some(fix) = self.reload_if_serving_another_generation(&applied).await? {
+            fixes.push(fix);
+        }
         self.epoch = self.proxy.epoch().await.ok();
         self.last_error = None;
         for f in &fixes {
             tracing::info!(reason = why, "repaired: {f}");
         }
         Ok(fixes)
+    }
+
+    /// A proxy that says which generation it serves (Nginx) and serves another one than the
+    /// files on disk were rendered for has not loaded them (a reload lost, or a start from
+    /// older files): it is reloaded. Not after a reload the transition just made.
+    async fn reload_if_serving_another_generation(
+        &mut self,
+        applied: &crate::engine::Applied,
+    ) -> Result<Option<String>, ApplyError> {
+        if applied.reload.is_some() {
+            return Ok(None);
+        }
+        let Ok(Some(served)) = self.proxy.epoch().await.map(|e| e.generation) else {
+            return Ok(None);
+        };
+        let want = self.state.generation;
+        if served == want {
+            return Ok(None);
+        }
+        self.proxy
+            .reload(want)
+            .await
+            .map_err(|e| ApplyError::new(Step::Apply, e))?;
+        Ok(Some(format!(
+            "the proxy served generation {served} while its files are of generation {want}; reloaded"
+        )))
     }
 
     /// Makes the running map `name` equal to its file; `Some(what was done)` when it

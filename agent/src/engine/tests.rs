@@ -371,3 +371,16 @@ async fn a_refused_reload_fails_the_whole_batch_and_restores_the_files() {
     // The change's reload, then the reload of the restored files.
     assert_eq!(f.proxy.state().calls, ["check", "reload", "reload"]);
 }
+
+#[tokio::test]
+async fn a_proxy_serving_another_generation_than_its_files_is_reloaded() {
+    let mut f = fixture_with(true).await;
+    let gen = f.engine.state().generation;
+    f.engine.reconcile("test").await.unwrap();
+    // The fixture's reload applied generation 0; the files are of the state's.
+    assert_eq!(f.proxy.state().calls, ["reload"]);
+    assert_eq!(f.proxy.state().served_generation, Some(gen));
+    f.proxy.state().calls.clear();
+    assert!(f.engine.reconcile("test").await.unwrap().is_empty());
+    assert!(f.proxy.state().calls.is_empty(), "nothing more to do");
+}

@@ -23,6 +23,8 @@ pub struct FakeState {
     pub fail_reload: Option<String>,
     /// Warnings every check reports.
     pub check_warnings: Vec<String>,
+    /// Generation the last reload was asked to apply (what `epoch` says is served).
+    pub served_generation: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -118,7 +120,7 @@ impl Proxy for FakeProxy {
         })
     }
 
-    async fn reload(&self, _generation: u64) -> Result<ReloadReport, ProxyError> {
+    async fn reload(&self, generation: u64) -> Result<ReloadReport, ProxyError> {
         {
             let mut s = self.state();
             s.calls.push("reload".into());
@@ -126,6 +128,7 @@ impl Proxy for FakeProxy {
                 return Err(ProxyError::ReloadFailed(e.clone()));
             }
             s.reloads += 1;
+            s.served_generation = Some(generation);
         }
         self.load_files()?;
         Ok(ReloadReport {
@@ -135,11 +138,13 @@ impl Proxy for FakeProxy {
     }
 
     async fn epoch(&self) -> Result<Epoch, ProxyError> {
+        let s = self.state();
         Ok(Epoch {
             master_pid: 1,
-            reloads: self.state().reloads,
+            reloads: s.reloads,
             workers: vec![],
-            generation: None,
+            // Only a reload-only proxy (like Nginx) serves its generation.
+            generation: s.served_generation.filter(|_| !self.runtime_maps),
         })
     }
 }
