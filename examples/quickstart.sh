@@ -23,9 +23,15 @@ if ! need "$kind" || ! need curl || ! need python3; then
 fi
 proxy_bin="$(command -v "$kind" || echo "/usr/sbin/$kind")"
 
-echo "== building cutover"
-(cd "$repo" && cargo build --quiet --release -p cutover)
-cutover="$repo/target/release/cutover"
+# CUTOVER_PROFILE=debug reuses a debug build (CI does, after the tests built it).
+profile="${CUTOVER_PROFILE:-release}"
+echo "== building cutover ($profile)"
+if [ "$profile" = debug ]; then
+    (cd "$repo" && cargo build --quiet -p cutover)
+else
+    (cd "$repo" && cargo build --quiet --profile "$profile" -p cutover)
+fi
+cutover="$repo/target/$profile/cutover"
 
 work="$(mktemp -d "/tmp/cutover-quickstart-$kind.XXXXXX")"
 pids=()
@@ -51,10 +57,38 @@ for colour in blue green; do
 done
 python3 -m http.server --bind 127.0.0.1 --directory "$work/blue" "$blue_port" >/dev/null 2>&1 & pids+=($!)
 python3 -m http.server --bind 127.0.0.1 --directory "$work/green" "$green_port" >/dev/null 2>&1 & pids+=($!)
+for port in "$blue_port" "$green_port"; do
+    for _ in $(seq 50); do curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" && break; sleep 0.1; done
+done
 
 mkdir -p "$work/maps" "$work/state"
+kind_files=""
 if [ "$kind" = haproxy ]; then
     main="$work/haproxy.cfg"
+    # What the shipped haproxy.cfg reads for preview hosts and canaries.
+    kind_files="[[files]]
+name = \"idle\"
+template = \"haproxy/idle.map\"
+path = \"$work/maps/idle.map\"
+kind = \"map\"
+values = \"backends\"
+
+[[files]]
+name = \"canary\"
+template = \"haproxy/canary.map\"
+path = \"$work/maps/canary.map\"
+kind = \"map\"
+values = \"percent\"
+
+[[files]]
+name = \"preview\"
+template = \"haproxy/preview.map\"
+path = \"$work/maps/preview.map\"
+kind = \"map\"
+uses_state = false
+values = \"services\"
+
+"
     proxy_toml="admin_socket = \"$work/admin.sock\"
 master_socket = \"$work/master.sock\""
     vars="listen = \"127.0.0.1:$listen_port\""
@@ -98,7 +132,7 @@ path = "$work/maps/services.map"
 kind = "map"
 values = "backends"
 
-[[files]]
+${kind_files}[[files]]
 name = "$kind"
 template = "$kind/$main_name"
 path = "$main"
@@ -138,6 +172,9 @@ expect() {
 
 echo "== cutover status"
 "$cutover" status
+expect blue
+echo "== cutover switch web green --dry-run (the plan; nothing changes)"
+"$cutover" switch web green --dry-run
 expect blue
 echo "== cutover switch web green"
 "$cutover" switch web green

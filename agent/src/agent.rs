@@ -19,10 +19,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::control::{self, Envelope, Limits};
-use crate::engine::{Applied, ApplyError, Engine};
+use crate::engine::{Applied, ApplyError, Engine, Queued};
 use crate::protocol::{Command, Reply};
 use crate::proxy::{AnyProxy, Proxy};
-use crate::state::Request;
 use crate::store::{Requester, Store};
 
 /// Requests queued for the engine before senders wait.
@@ -102,7 +101,11 @@ pub async fn run_with<P: Proxy>(
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = sighup.recv() => reload_config(&mut engine, config_path).await,
             Some(env) = rx.recv() => serve(&mut engine, env, &mut rx).await,
-            _ = tick.tick() => { engine.tick().await; }
+            _ = tick.tick() => {
+                engine.tick().await;
+                engine.poll_desired_file().await;
+            }
+            _ = watch_timer(engine.next_watch_due()) => { engine.run_watches().await; }
         }
     }
     let _ = stop_tx.send(true);
@@ -117,6 +120,14 @@ pub async fn run_with<P: Proxy>(
     let _ = std::fs::remove_file(&engine.config().agent.socket);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Completes when the next post-switch watch sample is due; never without a watch.
+async fn watch_timer(due: Option<std::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep(crate::engine::until(due)).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn reload_config<P: Proxy>(engine: &mut Engine<P>, path: &Path) {
@@ -143,14 +154,25 @@ async fn reload_config<P: Proxy>(engine: &mut Engine<P>, path: &Path) {
     }
 }
 
-/// Answers `first`; when it is a change, together with every request queued behind it,
-/// the changes applied with one transition (see the module doc).
+/// A change to carry out now (not a dry run): what the engine takes in a batch.
+fn queued(env: &Envelope) -> Option<Queued> {
+    let m = env.command.mutation().filter(|m| !m.dry_run)?;
+    Some(Queued {
+        request: m.request,
+        requester: env.requester.clone(),
+        force: m.force,
+    })
+}
+
+/// Answers `first`; when it is a change, together with every change queued behind it,
+/// applied with one transition (see the module doc). Other requests taken from the queue
+/// meanwhile are answered after the batch, in order.
 async fn serve<P: Proxy>(
     engine: &mut Engine<P>,
     first: Envelope,
     rx: &mut mpsc::Receiver<Envelope>,
 ) {
-    if !first.command.is_mutation() {
+    if queued(&first).is_none() {
         let reply = handle(engine, first.command, &first.requester).await;
         let _ = first.reply.send(reply);
         return;
@@ -163,42 +185,25 @@ async fn serve<P: Proxy>(
     let mut others = Vec::new();
     while changes.len() + others.len() < MAX_BATCH {
         match rx.try_recv() {
-            Ok(env) if env.command.is_mutation() => changes.push(env),
+            Ok(env) if queued(&env).is_some() => changes.push(env),
             Ok(env) => others.push(env),
             Err(_) => break,
         }
     }
-    let requests: Vec<(Request, Requester)> = changes
+    let batch: Vec<Queued> = changes
         .iter()
-        .map(|env| {
-            let req = request_of(&env.command).expect("a mutation is a routing request");
-            (req, env.requester.clone())
-        })
+        .map(|env| queued(env).expect("only changes are batched"))
         .collect();
-    if requests.len() > 1 {
-        tracing::info!("{} queued changes go into one transition", requests.len());
+    if batch.len() > 1 {
+        tracing::info!("{} queued changes go into one transition", batch.len());
     }
-    let results = engine.apply_batch(&requests).await;
+    let results = engine.apply_batch(&batch).await;
     for (env, result) in changes.into_iter().zip(results) {
         let _ = env.reply.send(change_reply(result));
     }
     for env in others {
         let reply = handle(engine, env.command, &env.requester).await;
         let _ = env.reply.send(reply);
-    }
-}
-
-/// The routing request a mutating command asks for.
-fn request_of(command: &Command) -> Option<Request> {
-    match command {
-        Command::Switch { service, colour } => Some(Request::Switch {
-            service: service.clone(),
-            colour: *colour,
-        }),
-        Command::Rollback { service } => Some(Request::Rollback {
-            service: service.clone(),
-        }),
-        _ => None,
     }
 }
 
@@ -238,9 +243,24 @@ pub async fn handle<P: Proxy>(
                 serde_json::to_value(&snap).expect("snapshot serializes"),
             )
         }
-        Command::Switch { .. } | Command::Rollback { .. } => {
-            let req = request_of(&command).expect("a routing request");
-            change_reply(engine.apply(&req, requester).await)
+        cmd if cmd.is_mutation() => {
+            let m = cmd.mutation().expect("mutation");
+            if m.dry_run {
+                return match engine.plan(&m.request, m.force).await {
+                    Ok(plan) => Reply::ok(
+                        format!(
+                            "dry run: generation {} would apply; nothing changed",
+                            plan.generation
+                        ),
+                        serde_json::to_value(&plan).expect("serializes"),
+                    ),
+                    Err(e) => Reply::error(
+                        format!("dry run: would be refused at {e}"),
+                        json!({ "step": e.step, "dry_run": true }),
+                    ),
+                };
+            }
+            change_reply(engine.apply(&m.request, requester, m.force).await)
         }
         Command::MapShow { name, view } => match engine.map_show(&name, view).await {
             Ok(data) => Reply::ok(format!("map {name}"), data),
@@ -253,5 +273,6 @@ pub async fn handle<P: Proxy>(
             ),
             Err(e) => failed(e),
         },
+        _ => unreachable!("every mutation is handled above"),
     }
 }

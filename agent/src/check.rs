@@ -64,6 +64,7 @@ pub async fn run(config: &Config) -> Result<CheckOutcome, Vec<String>> {
                             ValueCheck::Any => false,
                             ValueCheck::Services => !config.services.contains_key(v),
                             ValueCheck::Backends => !backends.contains(v.as_str()),
+                            ValueCheck::Percent => !crate::engine::is_percent(v),
                         };
                         if bad {
                             problems.push(format!(

@@ -51,6 +51,9 @@ pub struct Cli {
     /// Print the agent's reply as JSON.
     #[arg(long, global = true)]
     pub json: bool,
+    /// With a mutating verb: validate, run the gates and show the plan; change nothing.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
     /// Seconds to wait for the agent's answer.
     #[arg(long, global = true, default_value_t = DEFAULT_TIMEOUT_S)]
     pub timeout: u64,
@@ -70,10 +73,54 @@ pub enum Verb {
     Render,
     /// Show services, their live colours and the proxy.
     Status,
-    /// Make COLOUR the live colour of SERVICE.
-    Switch { service: String, colour: Colour },
+    /// Make COLOUR the live colour of SERVICE (after the pre-switch gate).
+    Switch {
+        service: String,
+        colour: Colour,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
     /// Make the previous colour of SERVICE live again.
-    Rollback { service: String },
+    Rollback {
+        service: String,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Send PERCENT (1-99) of SERVICE's traffic to COLOUR, the colour that is not live.
+    Canary {
+        service: String,
+        colour: Colour,
+        #[arg(value_parser = clap::value_parser!(u8).range(1..=99))]
+        percent: u8,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make the canary colour of SERVICE live.
+    Promote {
+        service: String,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
+    /// End the canary of SERVICE; all traffic stays on the live colour.
+    Abort { service: String },
+    /// Drain the servers of COLOUR (no new connections; established ones finish).
+    Drain { service: String, colour: Colour },
+    /// Take the servers of COLOUR out of drain.
+    Undrain { service: String, colour: Colour },
+    /// Set the live colour (and canary) of the services a desired-state file names, in one
+    /// change.
+    Apply {
+        /// The desired-state TOML file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
     /// Maps.
     Map {
         #[command(subcommand)]
@@ -111,16 +158,55 @@ pub struct HistoryArgs {
 
 impl Verb {
     /// The protocol command of a client verb.
-    pub fn command(&self) -> Option<Command> {
-        Some(match self {
-            Verb::Agent | Verb::Check | Verb::Render => return None,
+    pub fn command(&self, dry_run: bool) -> Result<Option<Command>, String> {
+        Ok(Some(match self {
+            Verb::Agent | Verb::Check | Verb::Render => return Ok(None),
             Verb::Status => Command::Status,
-            Verb::Switch { service, colour } => Command::Switch {
+            Verb::Switch {
+                service,
+                colour,
+                force,
+            } => Command::Switch {
                 service: service.clone(),
                 colour: *colour,
+                force: *force,
+                dry_run,
             },
-            Verb::Rollback { service } => Command::Rollback {
+            Verb::Rollback { service, force } => Command::Rollback {
                 service: service.clone(),
+                force: *force,
+                dry_run,
+            },
+            Verb::Canary {
+                service,
+                colour,
+                percent,
+                force,
+            } => Command::Canary {
+                service: service.clone(),
+                colour: *colour,
+                percent: *percent,
+                force: *force,
+                dry_run,
+            },
+            Verb::Promote { service, force } => Command::Promote {
+                service: service.clone(),
+                force: *force,
+                dry_run,
+            },
+            Verb::Abort { service } => Command::Abort {
+                service: service.clone(),
+                dry_run,
+            },
+            Verb::Drain { service, colour } => Command::Drain {
+                service: service.clone(),
+                colour: *colour,
+                dry_run,
+            },
+            Verb::Undrain { service, colour } => Command::Undrain {
+                service: service.clone(),
+                colour: *colour,
+                dry_run,
             },
             Verb::Map {
                 verb: MapVerb::Show {
@@ -140,7 +226,12 @@ impl Verb {
                 service: a.service.clone(),
                 limit: a.limit,
             },
-        })
+            Verb::Apply { file, force } => Command::Apply {
+                services: crate::desired::load(file)?,
+                force: *force,
+                dry_run,
+            },
+        }))
     }
 }
 
@@ -237,6 +328,9 @@ pub fn print_reply(verb: &Verb, reply: &Reply, json: bool) -> i32 {
         return code;
     }
     let text = match verb {
+        _ if reply.data.get("files").is_some() && reply.message.starts_with("dry run") => {
+            plan_text(&reply.message, &reply.data)
+        }
         Verb::Status => status_table(&reply.data),
         Verb::Map { .. } => map_lines(&reply.data),
         Verb::History(_) => history_table(&reply.data),
@@ -287,12 +381,39 @@ fn status_table(d: &Value) -> String {
         .map(|a| {
             a.iter()
                 .map(|s_| {
+                    let canary = match &s_["canary"] {
+                        Value::Object(c) => format!(
+                            "{} {}%",
+                            c.get("colour").map(s).unwrap_or_default(),
+                            c.get("percent").map(s).unwrap_or_default()
+                        ),
+                        _ => "-".into(),
+                    };
+                    let drained = s_["drained"]
+                        .as_array()
+                        .filter(|a| !a.is_empty())
+                        .map_or("-".into(), |a| {
+                            a.iter().map(s).collect::<Vec<_>>().join(",")
+                        });
+                    let phase = match &s_["phase"] {
+                        Value::Object(p) => {
+                            let name = p.get("phase").map(s).unwrap_or_default();
+                            match p.get("reason").and_then(Value::as_str) {
+                                Some(r) => format!("{name}: {r}"),
+                                None => name,
+                            }
+                        }
+                        _ => "-".into(),
+                    };
                     vec![
                         s(&s_["name"]),
                         s(&s_["live"]),
                         s(&s_["previous"]),
                         s(&s_["backend"]),
+                        canary,
+                        drained,
                         s(&s_["routes"]),
+                        phase,
                     ]
                 })
                 .collect()
@@ -319,11 +440,104 @@ fn status_table(d: &Value) -> String {
         }
     );
     out.push_str(&table(
-        &["SERVICE", "LIVE", "PREVIOUS", "BACKEND", "ROUTES"],
+        &[
+            "SERVICE", "LIVE", "PREVIOUS", "BACKEND", "CANARY", "DRAINED", "ROUTES", "PHASE",
+        ],
         &rows,
     ));
     if let Some(e) = d["last_error"].as_str() {
         out.push_str(&format!("last error: {e}\n"));
+    }
+    out
+}
+
+/// A plan for humans: what changes, the gate, and per file the edits and the mechanism.
+fn plan_text(message: &str, d: &Value) -> String {
+    let mut out = format!("{message}\n");
+    for c in d["services"].as_array().into_iter().flatten() {
+        let side = |v: &Value| match v {
+            Value::Object(o) => {
+                let mut t = s(o.get("live").unwrap_or(&Value::Null));
+                if let Some(Value::Object(c)) = o.get("canary") {
+                    t.push_str(&format!(
+                        "+canary {} {}%",
+                        s(c.get("colour").unwrap_or(&Value::Null)),
+                        s(c.get("percent").unwrap_or(&Value::Null))
+                    ));
+                }
+                t
+            }
+            _ => "-".into(),
+        };
+        out.push_str(&format!(
+            "  service {}: {} -> {}\n",
+            s(&c["service"]),
+            side(&c["from"]),
+            side(&c["to"])
+        ));
+    }
+    for g in d["gates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+    {
+        if g.get("forced") == Some(&Value::Bool(true)) {
+            out.push_str("  gate: skipped (--force)\n");
+        } else if let Some(backend) = g.get("backend").and_then(Value::as_str) {
+            let names = |k: &str| {
+                g.get(k)
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            };
+            // A proxy that cannot show server states (Nginx) lists none up.
+            let mut seen = Vec::new();
+            if !names("up").is_empty() {
+                seen.push(format!("up: {}", names("up")));
+            }
+            if !names("probed").is_empty() {
+                seen.push(format!("probed: {}", names("probed")));
+            }
+            out.push_str(&format!("  gate: passed for {backend}"));
+            if !seen.is_empty() {
+                out.push_str(&format!(" ({})", seen.join("; ")));
+            }
+            out.push('\n');
+        }
+    }
+    for f in d["files"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  file {} ({}): {}, {} edits\n",
+            s(&f["name"]),
+            s(&f["path"]),
+            s(&f["mechanism"]),
+            s(&f["edits"])
+        ));
+        for p in f["added"].as_array().into_iter().flatten() {
+            out.push_str(&format!("    + {} {}\n", s(&p[0]), s(&p[1])));
+        }
+        for p in f["changed"].as_array().into_iter().flatten() {
+            out.push_str(&format!("    ~ {} {}\n", s(&p[0]), s(&p[1])));
+        }
+        for k in f["removed"].as_array().into_iter().flatten() {
+            out.push_str(&format!("    - {}\n", s(k)));
+        }
+        let lines = &f["lines"];
+        if f["kind"] == "config" {
+            for l in lines["first_removed"].as_array().into_iter().flatten() {
+                out.push_str(&format!("    -| {}\n", s(l)));
+            }
+            for l in lines["first_added"].as_array().into_iter().flatten() {
+                out.push_str(&format!("    +| {}\n", s(l)));
+            }
+        }
+    }
+    for srv in d["servers"].as_array().into_iter().flatten() {
+        out.push_str(&format!("  servers: {}\n", s(srv)));
+    }
+    if d["validated_by_proxy"] == Value::Bool(true) {
+        out.push_str("  validated with the proxy's own checker on a staged copy\n");
     }
     out
 }
@@ -426,10 +640,12 @@ mod tests {
         let c = Cli::try_parse_from(["cutover", "switch", "web", "green", "--json"]).unwrap();
         assert!(c.json);
         assert_eq!(
-            c.verb.command(),
+            c.verb.command(c.dry_run).unwrap(),
             Some(Command::Switch {
                 service: "web".into(),
-                colour: Colour::Green
+                colour: Colour::Green,
+                force: false,
+                dry_run: false
             })
         );
         assert!(Cli::try_parse_from(["cutover", "switch", "web", "red"]).is_err());

@@ -118,11 +118,21 @@ async fn run(cli: Cli) -> i32 {
             }
         }
         verb => {
-            let command = verb.command().expect("client verb");
+            let command = match verb.command(cli.dry_run) {
+                Ok(c) => c.expect("client verb"),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return exit::FAILED;
+                }
+            };
+            if cli.dry_run && !command.is_mutation() {
+                eprintln!("error: --dry-run goes with a verb that changes routing");
+                return exit::USAGE;
+            }
             let socket = match &cli.socket {
                 Some(s) => s.clone(),
-                None => match Config::load(&cli.config) {
-                    Ok(c) => c.agent.socket,
+                None => match cutover::config::socket_of(&cli.config) {
+                    Ok(socket) => socket,
                     Err(_) if !cli.config.exists() => cutover::config::DEFAULT_SOCKET.into(),
                     Err(e) => {
                         eprintln!("error: {e}");

@@ -13,7 +13,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::Colour;
+use std::collections::BTreeMap;
+
+use crate::state::{Colour, Desired, Request};
 
 /// Highest protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -28,10 +30,73 @@ pub const MAX_DEPTH: usize = 8;
 pub enum Command {
     /// Services, their colours, the proxy and the last error.
     Status,
-    /// Make `colour` the live colour of `service`.
-    Switch { service: String, colour: Colour },
+    /// Make `colour` the live colour of `service`. `force` skips the pre-switch gate.
+    Switch {
+        service: String,
+        colour: Colour,
+        #[serde(default)]
+        force: bool,
+        /// Plan only: validate, run the gates, show what would change; change nothing.
+        #[serde(default)]
+        dry_run: bool,
+    },
     /// Make the previous colour of `service` live again.
-    Rollback { service: String },
+    Rollback {
+        service: String,
+        #[serde(default)]
+        force: bool,
+        /// Plan only: validate, run the gates, show what would change; change nothing.
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Send `percent` (1..=99) of the traffic of `service` to `colour`.
+    Canary {
+        service: String,
+        colour: Colour,
+        percent: u8,
+        #[serde(default)]
+        force: bool,
+        /// Plan only: validate, run the gates, show what would change; change nothing.
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Make the canary colour of `service` live.
+    Promote {
+        service: String,
+        #[serde(default)]
+        force: bool,
+        /// Plan only: validate, run the gates, show what would change; change nothing.
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// End the canary of `service`.
+    Abort {
+        service: String,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Drain the servers of `colour` of `service`.
+    Drain {
+        service: String,
+        colour: Colour,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Set the live colour (and canary) of several services in one change.
+    Apply {
+        services: BTreeMap<String, Desired>,
+        #[serde(default)]
+        force: bool,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Take the servers of `colour` of `service` out of drain.
+    Undrain {
+        service: String,
+        colour: Colour,
+        #[serde(default)]
+        dry_run: bool,
+    },
     /// Entries of the managed map file `name`.
     MapShow {
         name: String,
@@ -55,8 +120,123 @@ impl Command {
     /// Whether the command may change routing (and so is journaled and needs the
     /// mutating permission).
     pub fn is_mutation(&self) -> bool {
-        matches!(self, Command::Switch { .. } | Command::Rollback { .. })
+        self.mutation().is_some()
     }
+
+    /// The routing request of a mutating command, with its flags.
+    pub fn mutation(&self) -> Option<Mutation> {
+        let m = |request, force, dry_run: &bool| Mutation {
+            request,
+            force,
+            dry_run: *dry_run,
+        };
+        let s = String::clone;
+        Some(match self {
+            Command::Status | Command::MapShow { .. } | Command::History { .. } => return None,
+            Command::Switch {
+                service,
+                colour,
+                force,
+                dry_run,
+            } => m(
+                Request::Switch {
+                    service: s(service),
+                    colour: *colour,
+                },
+                *force,
+                dry_run,
+            ),
+            Command::Rollback {
+                service,
+                force,
+                dry_run,
+            } => m(
+                Request::Rollback {
+                    service: s(service),
+                },
+                *force,
+                dry_run,
+            ),
+            Command::Canary {
+                service,
+                colour,
+                percent,
+                force,
+                dry_run,
+            } => m(
+                Request::Canary {
+                    service: s(service),
+                    colour: *colour,
+                    percent: *percent,
+                },
+                *force,
+                dry_run,
+            ),
+            Command::Promote {
+                service,
+                force,
+                dry_run,
+            } => m(
+                Request::Promote {
+                    service: s(service),
+                },
+                *force,
+                dry_run,
+            ),
+            Command::Abort { service, dry_run } => m(
+                Request::Abort {
+                    service: s(service),
+                },
+                false,
+                dry_run,
+            ),
+            Command::Drain {
+                service,
+                colour,
+                dry_run,
+            } => m(
+                Request::Drain {
+                    service: s(service),
+                    colour: *colour,
+                },
+                false,
+                dry_run,
+            ),
+            Command::Apply {
+                services,
+                force,
+                dry_run,
+            } => m(
+                Request::Set {
+                    services: services.clone(),
+                },
+                *force,
+                dry_run,
+            ),
+            Command::Undrain {
+                service,
+                colour,
+                dry_run,
+            } => m(
+                Request::Undrain {
+                    service: s(service),
+                    colour: *colour,
+                },
+                false,
+                dry_run,
+            ),
+        })
+    }
+}
+
+/// A mutating command as the engine takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mutation {
+    pub request: Request,
+    /// Skip the pre-switch gate.
+    pub force: bool,
+    /// Plan only.
+    pub dry_run: bool,
 }
 
 /// Which content of a map to show.
@@ -157,6 +337,15 @@ pub fn decode(line: &str) -> Result<Command, DecodeError> {
             return Err(DecodeError::HistoryLimit(*limit));
         }
     }
+    if let Command::Apply { services, .. } = &cmd {
+        if services.len() > crate::desired::MAX_SERVICES {
+            return Err(DecodeError::Command(format!(
+                "apply names {} services, more than {}",
+                services.len(),
+                crate::desired::MAX_SERVICES
+            )));
+        }
+    }
     Ok(cmd)
 }
 
@@ -188,9 +377,39 @@ mod tests {
             Command::Switch {
                 service: "web".into(),
                 colour: Colour::Green,
+                force: true,
+                dry_run: true,
             },
             Command::Rollback {
                 service: "web".into(),
+                force: false,
+                dry_run: false,
+            },
+            Command::Canary {
+                service: "web".into(),
+                colour: Colour::Blue,
+                percent: 10,
+                force: false,
+                dry_run: false,
+            },
+            Command::Promote {
+                service: "web".into(),
+                force: false,
+                dry_run: false,
+            },
+            Command::Abort {
+                service: "web".into(),
+                dry_run: true,
+            },
+            Command::Drain {
+                service: "web".into(),
+                colour: Colour::Blue,
+                dry_run: false,
+            },
+            Command::Undrain {
+                service: "web".into(),
+                colour: Colour::Blue,
+                dry_run: false,
             },
             Command::MapShow {
                 name: "routes".into(),
@@ -209,6 +428,16 @@ mod tests {
     #[test]
     fn parses_v1_payloads() {
         assert_eq!(decode(r#"{"cmd":"status"}"#).unwrap(), Command::Status);
+        // Written before `force` existed.
+        assert_eq!(
+            decode(r#"{"v":1,"cmd":"switch","service":"web","colour":"green"}"#).unwrap(),
+            Command::Switch {
+                service: "web".into(),
+                colour: Colour::Green,
+                force: false,
+                dry_run: false
+            }
+        );
         assert_eq!(
             decode(r#"{"cmd":"map_show","name":"services"}"#).unwrap(),
             Command::MapShow {
@@ -233,8 +462,12 @@ mod tests {
         assert!(e(r#"{"cmd":"switch","service":"web","colour":"red"}"#)
             .contains("unknown variant `red`, expected `blue` or `green`"));
         assert!(
-            e(r#"{"cmd":"switch","service":"web","colour":"blue","force":true}"#)
-                .contains("unknown field `force`")
+            e(r#"{"cmd":"switch","service":"web","colour":"blue","forse":true}"#)
+                .contains("unknown field `forse`")
+        );
+        assert!(
+            e(r#"{"cmd":"canary","service":"web","colour":"blue","percent":300}"#)
+                .contains("invalid value")
         );
         assert!(e(r#"{"cmd":"reboot"}"#).contains("unknown variant `reboot`"));
         assert!(e(r#"{"cmd":"switch","service":5,"colour":"blue"}"#).contains("invalid type"));

@@ -7,10 +7,12 @@
 //! only name templates loaded here. Rendering is strict: an undefined variable is an error.
 //!
 //! What a template sees (all names are stable; fields are only added):
-//! - `services`: map of name -> `{ name, routes: [key...], colours: { blue: { backend,
-//!   servers: [{ name, address }] }, green: {...} } }`, and, for files that use the state,
-//!   also `live` (colour), `previous` (colour or none) and `backend` (backend of the live
-//!   colour);
+//! - `services`: map of name -> `{ name, routes: [key...], preview_hosts: [host...],
+//!   colours: { blue: { backend, servers: [{ name, address }] }, green: {...} },
+//!   canary_sticky: none, or { cookie: NAME } / { header: NAME } / { source: true } }`, and, for
+//!   files that use the state, also `live` (colour), `previous` (colour or none), `backend`
+//!   (backend of the live colour), `idle` and `idle_backend` (the other colour),
+//!   `canary_percent` (0 to 99; the share sent to the idle colour) and `drained` (colours);
 //! - `generation` (files that use the state only): the state generation being rendered;
 //! - `files`: map of file name -> `{ path }`, the paths the rendered tree will have;
 //! - `proxy`: `{ kind, config, map_dir, admin_socket, master_socket, pid_file, error_log,
@@ -53,6 +55,8 @@ pub enum RenderError {
 /// so a large route list is converted once per config, not once per render.
 struct BaseService {
     routes: Value,
+    preview_hosts: Value,
+    sticky: Value,
     colours: Value,
     backends: BTreeMap<Colour, String>,
 }
@@ -110,6 +114,8 @@ impl Renderer {
                     .collect();
                 let base = BaseService {
                     routes: Value::from_serializable(&s.routes),
+                    preview_hosts: Value::from_serializable(&s.preview_hosts),
+                    sticky: Value::from_serializable(&s.canary_sticky),
                     colours: Value::from_serializable(&colours),
                     backends: s
                         .colours
@@ -172,17 +178,23 @@ impl Renderer {
             v.insert("name".into(), Value::from(name.as_str()));
             v.insert("routes".into(), base.routes.clone());
             v.insert("colours".into(), base.colours.clone());
+            v.insert("preview_hosts".into(), base.preview_hosts.clone());
+            v.insert("canary_sticky".into(), base.sticky.clone());
             if file.uses_state {
                 if let Some(s) = state.services.get(name) {
+                    let backend =
+                        |c: Colour| Value::from(base.backends.get(&c).map(String::as_str));
+                    let drained: Vec<&str> = s.drained.iter().map(|c| c.as_str()).collect();
                     v.insert("live".into(), Value::from(s.live.as_str()));
                     v.insert(
                         "previous".into(),
                         Value::from(s.previous.map(|p| p.as_str())),
                     );
-                    v.insert(
-                        "backend".into(),
-                        Value::from(base.backends.get(&s.live).map(String::as_str)),
-                    );
+                    v.insert("backend".into(), backend(s.live));
+                    v.insert("idle".into(), Value::from(s.live.other().as_str()));
+                    v.insert("idle_backend".into(), backend(s.live.other()));
+                    v.insert("canary_percent".into(), Value::from(s.canary_percent()));
+                    v.insert("drained".into(), Value::from_serializable(&drained));
                 }
             }
             services.insert(name.clone(), Value::from(v));
@@ -306,6 +318,25 @@ path = "/etc/haproxy/maps/services.map"
 kind = "map"
 values = "backends"
 [[files]]
+name = "idle"
+template = "haproxy/idle.map"
+path = "/etc/haproxy/maps/idle.map"
+kind = "map"
+values = "backends"
+[[files]]
+name = "canary"
+template = "haproxy/canary.map"
+path = "/etc/haproxy/maps/canary.map"
+kind = "map"
+values = "percent"
+[[files]]
+name = "preview"
+template = "haproxy/preview.map"
+path = "/etc/haproxy/maps/preview.map"
+kind = "map"
+uses_state = false
+values = "services"
+[[files]]
 name = "haproxy"
 template = "haproxy/haproxy.cfg"
 path = "/etc/haproxy/haproxy.cfg"
@@ -313,11 +344,13 @@ kind = "config"
 [[services]]
 name = "api"
 routes = ["api.example.com"]
+canary_sticky = {{ cookie = "api_bucket" }}
 blue = {{ backend = "api_blue", servers = [{{ name = "b1", address = "10.0.0.1:80" }}] }}
 green = {{ backend = "api_green", servers = [{{ name = "g1", address = "10.0.0.2:80" }}] }}
 [[services]]
 name = "web"
 routes = ["example.com", "www.example.com"]
+preview_hosts = ["preview.example.com"]
 initial = "green"
 blue = {{ backend = "web_blue" }}
 green = {{ backend = "web_green" }}
@@ -424,6 +457,22 @@ green = {{ backend = "web_green" }}
         let out2 = render_all(&config, &flipped);
         assert_eq!(out2["routes"], out["routes"]);
         assert_eq!(syntax.parse(&out2["services"]).unwrap()["api"], "api_green");
+        // A drained colour's servers are down.
+        assert!(out2["nginx"].contains("server 10.0.0.1:80;"));
+        let mut drained = flipped.clone();
+        drained
+            .services
+            .get_mut("api")
+            .unwrap()
+            .drained
+            .insert(Colour::Blue);
+        let out3 = render_all(&config, &drained);
+        assert!(
+            out3["nginx"].contains("server 10.0.0.1:80 down;"),
+            "{}",
+            out3["nginx"]
+        );
+        assert!(out3["nginx"].contains("server 10.0.0.2:80;"));
         // The config carries the generation its status endpoint answers.
         assert!(out2["nginx"].contains(&format!("return 200 \"{}\\n\";", flipped.generation)));
     }

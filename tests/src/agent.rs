@@ -35,6 +35,14 @@ pub struct SetupOptions {
     pub proxy_extra: String,
     /// `agent.reconcile_interval_ms`.
     pub reconcile_interval_ms: u64,
+    /// Extra TOML for service `web`: keys first, then sub-tables such as
+    /// `[services.gate]` (e.g. `"preview_hosts = [\"p.test\"]\n[services.watch]\n..."`).
+    pub service_extra: String,
+    /// Extra `[[services]]` tables after `web`; `{blue}` and `{green}` stand for the
+    /// addresses of the setup's two origins.
+    pub extra_services: String,
+    /// Extra keys of the `[agent]` table.
+    pub agent_extra: String,
 }
 
 impl Default for SetupOptions {
@@ -46,6 +54,9 @@ impl Default for SetupOptions {
             vars_extra: String::new(),
             proxy_extra: String::new(),
             reconcile_interval_ms: 200,
+            service_extra: String::new(),
+            extra_services: String::new(),
+            agent_extra: String::new(),
         }
     }
 }
@@ -443,6 +454,8 @@ struct ProxyPart<'a> {
     proxy_lines: String,
     /// Entries of `vars` after `listen`, each starting with a comma.
     vars: String,
+    /// `[[files]]` of the kind's own maps, besides routes, services and the main config.
+    files: String,
     listen: std::net::SocketAddr,
 }
 
@@ -463,6 +476,7 @@ fn write_setup_config(
 socket = "{dir}/cutover.sock"
 state_dir = "{dir}/state"
 reconcile_interval_ms = {interval}
+{agent_extra}
 
 [proxy]
 kind = "{kind}"
@@ -491,7 +505,7 @@ path = "{dir}/maps/services.map"
 kind = "map"
 values = "backends"
 
-[[files]]
+{kind_files}[[files]]
 name = "{kind}"
 template = "{kind}/{main_name}"
 path = "{cfg}"
@@ -502,11 +516,14 @@ name = "web"
 {routes}
 blue = {{ backend = "web_blue", servers = [{{ name = "b1", address = "{blue}" }}] }}
 green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}" }}] }}
+{service_extra}
+{extra_services}
 "#,
         dir = dir.display(),
         interval = o.reconcile_interval_ms,
         kind = part.kind,
         main_name = part.main_name,
+        kind_files = part.files,
         bin = binary.display(),
         cfg = part.main.display(),
         proxy_lines = part.proxy_lines,
@@ -516,11 +533,44 @@ green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}"
         vars = part.vars,
         vars_extra = o.vars_extra,
         extra = o.templates_extra,
+        service_extra = o.service_extra,
+        extra_services = o
+            .extra_services
+            .replace("{blue}", &blue.to_string())
+            .replace("{green}", &green.to_string()),
+        agent_extra = o.agent_extra,
     );
     let path = dir.join("cutover.toml");
     std::fs::write(&path, text).expect("write cutover.toml");
     path
 }
+
+/// The maps the shipped haproxy.cfg reads besides routes and services: the idle colour
+/// (preview and canary requests), the canary shares and the preview hosts.
+/// `{dir}` stands for the instance directory.
+const HAPROXY_FILES: &str = r#"[[files]]
+name = "idle"
+template = "haproxy/idle.map"
+path = "{dir}/maps/idle.map"
+kind = "map"
+values = "backends"
+
+[[files]]
+name = "canary"
+template = "haproxy/canary.map"
+path = "{dir}/maps/canary.map"
+kind = "map"
+values = "percent"
+
+[[files]]
+name = "preview"
+template = "haproxy/preview.map"
+path = "{dir}/maps/preview.map"
+kind = "map"
+uses_state = false
+values = "services"
+
+"#;
 
 fn write_config(
     paths: &HaproxyPaths,
@@ -539,6 +589,7 @@ fn write_config(
             paths.master_socket.display()
         ),
         vars: ", maxconn = 256".into(),
+        files: HAPROXY_FILES.replace("{dir}", &paths.dir.display().to_string()),
         listen: paths.frontend,
     };
     write_setup_config(&paths.dir, haproxy_bin, part, o, blue, green)
@@ -567,6 +618,7 @@ fn write_nginx_config(
             crate::nginx::TEST_WORKERS,
             crate::nginx::TEST_WORKER_CONNECTIONS
         ),
+        files: String::new(),
         listen: paths.frontend,
     };
     write_setup_config(&paths.dir, nginx_bin, part, o, blue, green)

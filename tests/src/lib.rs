@@ -56,19 +56,22 @@ pub fn cutover_binary() -> PathBuf {
 
 fn build_cutover() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(&cargo);
-    command.args([
-        "build",
-        "-p",
-        "cutover",
-        "--bin",
-        "cutover",
-        "--message-format=json",
-    ]);
-    if !cfg!(debug_assertions) {
-        command.arg("--release");
-    }
-    let output = command
+    let output = Command::new(&cargo)
+        .args([
+            "build",
+            "-p",
+            "cutover",
+            "--bin",
+            "cutover",
+            "--message-format=json",
+        ])
+        // The binary is built in the profile the tests were built in, so a release
+        // measuring program measures a release agent.
+        .args(if cfg!(debug_assertions) {
+            &[][..]
+        } else {
+            &["--release"][..]
+        })
         .current_dir(workspace_root())
         .stdin(Stdio::null())
         .output()

@@ -211,8 +211,12 @@ fn bad_requests_are_refused_clearly_and_change_nothing() {
         ),
         (b"not json at all\n", "not valid JSON"),
         (
+            b"{\"cmd\":\"switch\",\"service\":\"web\",\"colour\":\"green\",\"forse\":1}\n",
+            "unknown field `forse`",
+        ),
+        (
             b"{\"cmd\":\"switch\",\"service\":\"web\",\"colour\":\"green\",\"force\":1}\n",
-            "unknown field `force`",
+            "expected a boolean",
         ),
         (
             b"{\"cmd\":\"rollback\",\"service\":\"web\"}\n",

@@ -246,7 +246,7 @@ fn checker_warnings_reach_the_caller() {
     };
     let (code, reply) = s.cli_json(&["switch", "web", "green"]);
     assert_eq!(code, 0, "{reply}");
-    let warnings = reply["data"]["warnings"].as_array().unwrap();
+    let warnings = reply["data"]["warnings"].as_array().expect("warnings");
     assert!(
         warnings.iter().any(|w| w
             .as_str()
@@ -287,11 +287,7 @@ fn a_100k_route_service_switches_without_hash_warnings() {
 
     let (code, reply) = s.cli_json(&["switch", "web", "green"]);
     assert_eq!(code, 0, "{reply}");
-    assert_eq!(
-        reply["data"]["warnings"].as_array().unwrap().len(),
-        0,
-        "{reply}"
-    );
+    assert!(reply["data"].get("warnings").is_none(), "{reply}");
     assert_eq!(s.get("h12345.example.test"), (200, "green".into()));
     assert_eq!(s.get(HOST), (200, "green".into()));
     assert!(!s.nginx().error_log().contains("could not build"));

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::gates::{GateConfig, WatchConfig};
 use crate::mapfile::MapSyntax;
 use crate::state::Colour;
 
@@ -32,6 +33,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 /// Default time a control client has to send a request line, in milliseconds.
 pub const DEFAULT_READ_TIMEOUT_MS: u64 = 10_000;
+/// Default time a desired-state file must stay unchanged before it is applied, ms.
+pub const DEFAULT_DESIRED_DEBOUNCE_MS: u64 = 500;
 /// Default HAProxy binary.
 pub const DEFAULT_HAPROXY_BINARY: &str = "/usr/sbin/haproxy";
 /// Default HAProxy main config.
@@ -105,6 +108,12 @@ pub struct Agent {
     /// Interval of the drift / foreign-reload check. Default
     /// [`DEFAULT_RECONCILE_INTERVAL_MS`] ms.
     pub reconcile_interval: Duration,
+    /// A desired-state file to reconcile whenever it changes (see `desired`); none by
+    /// default.
+    pub desired_state: Option<PathBuf>,
+    /// How long the desired-state file must stay unchanged before it is applied. Default
+    /// [`DEFAULT_DESIRED_DEBOUNCE_MS`] ms.
+    pub desired_debounce: Duration,
 }
 
 /// Which proxy, and where its parts are.
@@ -269,6 +278,8 @@ pub enum ValueCheck {
     Services,
     /// Every value is a backend the running proxy lists.
     Backends,
+    /// Every value is a whole percentage, 0 to 100 (the canary shares).
+    Percent,
 }
 
 #[derive(Debug, Clone)]
@@ -280,6 +291,33 @@ pub struct Service {
     pub initial: Colour,
     /// Proxy backend of each colour.
     pub colours: BTreeMap<Colour, ColourSpec>,
+    /// Host names that always reach the colour that is not live (preview).
+    pub preview_hosts: Vec<String>,
+    /// Drain the old colour's servers after a switch, promote or rollback. Default true.
+    pub drain_after_switch: bool,
+    /// Pre-switch gate (always on; `[services.gate]` tunes it).
+    pub gate: GateConfig,
+    /// Post-switch watch; none when `[services.watch]` is absent.
+    pub watch: Option<WatchConfig>,
+    /// How a client keeps its canary decision; random per request when unset.
+    pub canary_sticky: Option<Sticky>,
+    /// Requests sent to the target colour before traffic moves to it; none when unset.
+    pub prewarm: Option<crate::gates::prewarm::PrewarmConfig>,
+}
+
+/// What keeps a client on the colour the canary gave it. Each client gets a bucket 0..99
+/// (from a cookie the proxy sets, or a hash of a header or of its address) and goes to the
+/// canary when its bucket is below the canary share: its colour holds while the share
+/// holds, and a canary client stays on the canary as the share grows.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum Sticky {
+    /// A cookie with this name carries the bucket.
+    Cookie(String),
+    /// A hash of this request header is the bucket.
+    Header(String),
+    /// A hash of the client address is the bucket.
+    Source(bool),
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -352,6 +390,31 @@ impl Config {
             .map(|(n, s)| (n.clone(), s.initial))
             .collect()
     }
+}
+
+/// The control socket named by the config at `path`, read without validating the rest (the
+/// CLI needs only this, and must not pay for reading large route files).
+pub fn socket_of(path: &Path) -> Result<PathBuf, ConfigError> {
+    #[derive(Deserialize)]
+    struct Only {
+        #[serde(default)]
+        agent: OnlyAgent,
+    }
+    #[derive(Default, Deserialize)]
+    struct OnlyAgent {
+        socket: Option<PathBuf>,
+    }
+    let text = read_bounded(path)?;
+    let only: Only = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    Ok(only
+        .agent
+        .socket
+        .map(|s| base.join(s))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)))
 }
 
 fn read_bounded(path: &Path) -> Result<String, ConfigError> {

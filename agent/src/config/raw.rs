@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{FileKind, ProxyKind, Server, ValueCheck};
+use super::{FileKind, ProxyKind, Server, Sticky, ValueCheck};
+use crate::gates::{GateConfig, WatchConfig};
 use crate::state::Colour;
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +34,8 @@ pub(super) struct RawAgent {
     pub(super) max_line: Option<usize>,
     pub(super) read_timeout_ms: Option<u64>,
     pub(super) reconcile_interval_ms: Option<u64>,
+    pub(super) desired_state: Option<PathBuf>,
+    pub(super) desired_debounce_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +99,15 @@ pub(super) struct RawService {
     pub(super) initial: Colour,
     pub(super) blue: RawColour,
     pub(super) green: RawColour,
+    #[serde(default)]
+    pub(super) preview_hosts: Vec<String>,
+    #[serde(default = "yes")]
+    pub(super) drain_after_switch: bool,
+    #[serde(default)]
+    pub(super) gate: GateConfig,
+    pub(super) watch: Option<WatchConfig>,
+    pub(super) canary_sticky: Option<Sticky>,
+    pub(super) prewarm: Option<crate::gates::prewarm::PrewarmConfig>,
 }
 
 fn blue() -> Colour {

@@ -109,6 +109,13 @@ impl Validator<'_> {
                 raw.reconcile_interval_ms,
                 DEFAULT_RECONCILE_INTERVAL_MS,
             ),
+            desired_state: raw
+                .desired_state
+                .map(|p| self.abs("agent.desired_state", p)),
+            desired_debounce: match raw.desired_debounce_ms {
+                Some(0) => Duration::ZERO,
+                ms => self.duration("agent.desired_debounce_ms", ms, DEFAULT_DESIRED_DEBOUNCE_MS),
+            },
         }
     }
 
@@ -368,6 +375,53 @@ impl Validator<'_> {
                     },
                 );
             }
+            let mut preview_hosts = Vec::new();
+            for (j, h) in s.preview_hosts.into_iter().enumerate() {
+                let hat = format!("{at}.preview_hosts[{j}]");
+                self.route(&hat, h.clone(), syntax, &mut preview_hosts);
+                if let Some(owner) = route_owner.insert(h.clone(), s.name.clone()) {
+                    self.problem(format!("{hat}: {h:?} is also a route of service {owner:?}"));
+                }
+            }
+            let mut problems = s.gate.problems(&format!("{at}.gate"));
+            if let Some(w) = &s.watch {
+                problems.extend(w.problems(&format!("{at}.watch")));
+            }
+            if let Some(p) = &s.prewarm {
+                problems.extend(p.problems(&format!("{at}.prewarm")));
+            }
+            match &s.canary_sticky {
+                Some(Sticky::Cookie(n) | Sticky::Header(n))
+                    if n.is_empty()
+                        || n.len() > 64
+                        || !n
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+                {
+                    problems.push(format!(
+                        "{at}.canary_sticky: {n:?} must be 1 to 64 letters, digits, '-' or '_'"
+                    ))
+                }
+                Some(Sticky::Source(false)) => problems.push(format!(
+                    "{at}.canary_sticky: source = false means nothing; leave canary_sticky out"
+                )),
+                _ => {}
+            }
+            if syntax == MapSyntax::Nginx {
+                // What the shipped nginx templates and the open-source Nginx cannot do yet.
+                for (key, set, why) in [
+                    ("preview_hosts", !preview_hosts.is_empty(), "the nginx templates route no preview hosts"),
+                    ("canary_sticky", s.canary_sticky.is_some(), "the nginx templates have no canary"),
+                    ("watch", s.watch.is_some(), "the post-switch watch needs backend counters, which open-source Nginx does not expose"),
+                ] {
+                    if set {
+                        problems.push(format!("{at}.{key}: not available with kind = \"nginx\": {why}"));
+                    }
+                }
+            }
+            for p in problems {
+                self.problem(p);
+            }
             out.insert(
                 s.name.clone(),
                 Service {
@@ -375,6 +429,12 @@ impl Validator<'_> {
                     routes,
                     initial: s.initial,
                     colours,
+                    preview_hosts,
+                    drain_after_switch: s.drain_after_switch,
+                    gate: s.gate,
+                    watch: s.watch,
+                    canary_sticky: s.canary_sticky,
+                    prewarm: s.prewarm,
                 },
             );
         }

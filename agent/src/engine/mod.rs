@@ -18,20 +18,34 @@ use crate::render::Renderer;
 use crate::state::{Change, Request, State};
 use crate::store::{now_ms, JournalEntry, Requester, Store};
 
+mod plan;
 mod reconcile;
+mod safety;
 mod transition;
 
-pub use transition::{Applied, FileOutcome};
+pub use plan::Plan;
 
-/// Maps with at most this many entries are compared with the running proxy on every
-/// reconcile tick; larger ones when the epoch moves or their entry count differs.
-pub const SMALL_MAP_ENTRIES: usize = 1000;
+/// One change waiting for the engine (see [`Engine::apply_batch`]).
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub request: Request,
+    pub requester: Requester,
+    /// Skip the pre-switch gate (journaled).
+    pub force: bool,
+}
+pub use safety::{until, GateReport, Phase};
+pub use transition::{is_percent, Applied, FileOutcome, LineChanges, PlannedFile};
+
+/// Maps of at most this many bytes (about a thousand entries) are compared with the running
+/// proxy on every reconcile tick; larger ones at start and whenever the epoch moves.
+pub const SMALL_MAP_BYTES: usize = 64 * 1024;
 
 /// The step of a change that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     Request,
+    Gate,
     Render,
     Validate,
     Commit,
@@ -75,6 +89,15 @@ pub struct Snapshot {
     pub files: Vec<FileStatus>,
     /// The last failed apply or reconcile, if the last attempt failed.
     pub last_error: Option<String>,
+    /// The watched desired-state file and why its content was refused, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired_state: Option<DesiredStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DesiredStatus {
+    pub path: String,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -91,6 +114,12 @@ pub struct ServiceStatus {
     pub previous: Option<String>,
     pub backend: String,
     pub routes: usize,
+    /// Canary colour and share, when one runs.
+    pub canary: Option<crate::state::Canary>,
+    /// Colours whose servers are drained.
+    pub drained: Vec<String>,
+    /// The safety phase (watch, rollback), when there is one.
+    pub phase: Option<Phase>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -114,7 +143,15 @@ pub struct Engine<P: Proxy> {
     files: BTreeMap<String, String>,
     /// The proxy's epoch as last seen; a different one means somebody reloaded it.
     epoch: Option<Epoch>,
+    /// Whether the proxy answered the last time it was asked.
+    reachable: bool,
     last_error: Option<String>,
+    /// Post-switch watches in progress, by service.
+    watches: BTreeMap<String, safety::ActiveWatch>,
+    /// Latest safety phase by service.
+    phases: BTreeMap<String, Phase>,
+    /// The desired-state file the agent reconciles, when configured.
+    desired_file: Option<crate::desired::Watcher>,
 }
 
 impl<P: Proxy> Engine<P> {
@@ -140,8 +177,13 @@ impl<P: Proxy> Engine<P> {
             store,
             state,
             epoch: None,
+            reachable: false,
             last_error: None,
+            watches: BTreeMap::new(),
+            phases: BTreeMap::new(),
+            desired_file: None,
         };
+        engine.watch_desired_file();
         engine.static_files = engine.render_static()?;
         engine.read_files_from_disk()?;
         Ok(engine)
@@ -164,101 +206,199 @@ impl<P: Proxy> Engine<P> {
         self.config.proxy.kind.map_syntax()
     }
 
-    /// Applies one routing request end to end and journals it.
+    /// Applies one routing request end to end and journals it. `force` skips the
+    /// pre-switch gate (and is journaled).
     pub async fn apply(
         &mut self,
         req: &Request,
         requester: &Requester,
+        force: bool,
     ) -> Result<Applied, ApplyError> {
-        self.apply_batch(&[(req.clone(), requester.clone())])
+        self.apply_as(req, requester, force, None).await
+    }
+
+    /// [`Engine::apply`] with a note for the journal (why the agent itself asked).
+    pub(super) async fn apply_as(
+        &mut self,
+        req: &Request,
+        requester: &Requester,
+        force: bool,
+        note: Option<&str>,
+    ) -> Result<Applied, ApplyError> {
+        let one = [Queued {
+            request: req.clone(),
+            requester: requester.clone(),
+            force,
+        }];
+        self.apply_batch_as(&one, note)
             .await
             .pop()
             .expect("one result per request")
     }
 
-    /// Applies queued requests with one transition. Each request is applied in order to
-    /// the state; one the state refuses (unknown service, nothing to roll back) gets its
-    /// error and the others go on. The resulting state is carried to the files and the
-    /// proxy once (one validation, one reload where the proxy needs one) and persisted;
-    /// then every request is journaled on its own line with its own generation. If the
-    /// transition fails, every request that changed something gets its error. Returns one
-    /// result per request, in order.
-    pub async fn apply_batch(
+    /// Applies queued requests with one transition. Each request is admitted in order on
+    /// the state the previous ones left: its state change, the drain policy, its own
+    /// pre-switch gate; one that is refused there gets its error and the others go on. The
+    /// resulting state is then carried to the files and the proxy once (one validation, one
+    /// reload where the proxy needs one) and persisted, and every request is journaled on
+    /// its own line with its own generation. If that transition fails, every request that
+    /// changed something gets its error. Returns one result per request, in order.
+    pub async fn apply_batch(&mut self, batch: &[Queued]) -> Vec<Result<Applied, ApplyError>> {
+        self.apply_batch_as(batch, None).await
+    }
+
+    async fn apply_batch_as(
         &mut self,
-        batch: &[(Request, Requester)],
+        batch: &[Queued],
+        note: Option<&str>,
     ) -> Vec<Result<Applied, ApplyError>> {
         let started = Instant::now();
         let mut next = self.state.clone();
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for (req, _) in batch {
-            match next.apply(req) {
-                Ok((state, change)) => {
-                    next = state;
-                    outcomes.push(Ok(change));
+        let mut admitted = Vec::with_capacity(batch.len());
+        for q in batch {
+            admitted.push(match self.admit(&next, q).await {
+                Ok((state, change, gates)) => {
+                    if !change.is_empty() {
+                        next = state;
+                    }
+                    Ok((change, gates))
                 }
-                Err(e) => outcomes.push(Err(ApplyError::new(Step::Request, e))),
-            }
+                Err(e) => Err(e),
+            });
         }
-        let changing = outcomes
+        let changing = admitted
             .iter()
-            .filter(|o| o.as_ref().is_ok_and(|c| !c.is_empty()))
+            .filter(|a| a.as_ref().is_ok_and(|(c, _)| !c.is_empty()))
             .count();
         let shared = if changing == 0 {
             None
         } else {
-            let change = Change {
-                generation: next.generation,
-                services: crate::state::diff(&self.state, &next),
-            };
-            Some(self.commit_state(next, change).await)
+            Some(self.carry(next, batch, &admitted).await)
         };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         let mut results = Vec::with_capacity(batch.len());
-        for ((req, requester), outcome) in batch.iter().zip(outcomes) {
+        for (q, outcome) in batch.iter().zip(admitted) {
             let result = match (outcome, &shared) {
                 (Err(e), _) => Err(e),
-                (Ok(change), _) if change.is_empty() => Ok(Applied::nothing(change)),
-                (Ok(change), Some(Ok(applied))) => Ok(Applied {
+                (Ok((change, _)), _) if change.is_empty() => Ok(Applied::nothing(change)),
+                (Ok((change, gates)), Some(Ok(applied))) => Ok(Applied {
                     change,
+                    gates,
                     batched: changing,
                     ..applied.clone()
                 }),
                 (Ok(_), Some(Err(e))) => Err(e.clone()),
                 (Ok(_), None) => unreachable!("a changing request makes a transition"),
             };
-            self.journal(req, requester, &result, elapsed_ms);
+            self.journal(q, &result, note, elapsed_ms);
             results.push(result);
         }
         results
     }
 
+    /// Admits one request on top of `base`: the state change (or the state's refusal), the
+    /// drain policy, and the pre-switch gate of the colours it moves traffic towards.
+    async fn admit(
+        &self,
+        base: &State,
+        q: &Queued,
+    ) -> Result<(State, Change, Vec<GateReport>), ApplyError> {
+        if matches!(q.request, Request::Canary { .. }) && !self.has_percent_map() {
+            return Err(ApplyError::new(
+                Step::Request,
+                format!(
+                    "a canary needs a map of canary shares (a [[files]] entry with values = \
+                     \"percent\", such as template haproxy/canary.map){}",
+                    if self.config.proxy.kind == crate::config::ProxyKind::Nginx {
+                        "; the shipped nginx templates have none yet"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        let (next, change) = base
+            .apply(&q.request)
+            .map_err(|e| ApplyError::new(Step::Request, e))?;
+        if change.is_empty() {
+            return Ok((next, change, vec![]));
+        }
+        let next = self.with_drain_policy(base, next);
+        let gates = self.gate(base, &next, q.force).await?;
+        Ok((next, change, gates))
+    }
+
+    /// Carries the state the admitted requests of `batch` lead to: one transition, the
+    /// drains, and the post-switch watch of every service whose live colour moved, unless
+    /// the last request that moved it was a rollback.
+    async fn carry(
+        &mut self,
+        next: State,
+        batch: &[Queued],
+        admitted: &[Result<(Change, Vec<GateReport>), ApplyError>],
+    ) -> Result<Applied, ApplyError> {
+        let change = Change {
+            generation: next.generation,
+            services: crate::state::diff(&self.state, &next),
+        };
+        let prev = self.state.clone();
+        let mut applied = self.commit_state(next, change).await?;
+        if let Err(e) = self.sync_drains(Some(&prev), &self.state).await {
+            tracing::warn!("{e}");
+            applied.warnings.push(e.to_string());
+        }
+        let mut moved_by_rollback: BTreeMap<String, bool> = BTreeMap::new();
+        for (q, a) in batch.iter().zip(admitted) {
+            let Ok((change, _)) = a else { continue };
+            for c in change.services.iter().filter(|c| c.live_moved()) {
+                moved_by_rollback.insert(c.service.clone(), q.request.is_rollback());
+            }
+        }
+        let watch: Vec<String> = applied
+            .change
+            .services
+            .iter()
+            .filter(|c| c.live_moved() && moved_by_rollback.get(&c.service) == Some(&false))
+            .map(|c| c.service.clone())
+            .collect();
+        for service in watch {
+            self.start_watch(&service).await;
+        }
+        Ok(applied)
+    }
+
     fn journal(
         &self,
-        req: &Request,
-        requester: &Requester,
+        q: &Queued,
         result: &Result<Applied, ApplyError>,
+        note: Option<&str>,
         elapsed_ms: f64,
     ) {
-        let request = serde_json::to_value(req).expect("request serializes");
+        let request = serde_json::to_value(&q.request).expect("request serializes");
+        let force = q.force;
         let entry = match result {
             Ok(a) => JournalEntry {
                 generation: a.change.generation,
                 time_ms: now_ms(),
-                requester: requester.clone(),
+                requester: q.requester.clone(),
                 request,
                 result: "ok".into(),
-                message: a.summary(),
+                message: match note {
+                    Some(n) => format!("{}; {n}", a.summary()),
+                    None => a.summary(),
+                },
                 data: json!({ "services": a.change.services, "files": a.files,
+                              "gates": a.gates, "forced": force, "warnings": a.warnings,
                               "batched": a.batched, "elapsed_ms": elapsed_ms }),
             },
             Err(e) => JournalEntry {
                 generation: self.state.generation,
                 time_ms: now_ms(),
-                requester: requester.clone(),
+                requester: q.requester.clone(),
                 request,
                 result: "error".into(),
                 message: e.to_string(),
-                data: json!({ "step": e.step, "elapsed_ms": elapsed_ms }),
+                data: json!({ "step": e.step, "forced": force, "elapsed_ms": elapsed_ms }),
             },
         };
         if let Err(e) = self.store.append(&entry) {
@@ -268,6 +408,13 @@ impl<P: Proxy> Engine<P> {
             Ok(a) => tracing::info!(generation = a.change.generation, "{}", a.summary()),
             Err(e) => tracing::warn!(step = %e.step, "change refused: {}", e.message),
         }
+    }
+
+    fn has_percent_map(&self) -> bool {
+        self.config
+            .files
+            .iter()
+            .any(|f| f.values == crate::config::ValueCheck::Percent)
     }
 
     /// Carries `next` to the files and the proxy, then persists it; on a persist failure
@@ -313,6 +460,9 @@ impl<P: Proxy> Engine<P> {
                         previous: s.previous.map(|c| c.to_string()),
                         backend: svc.colours[&s.live].backend.clone(),
                         routes: svc.routes.len(),
+                        canary: s.canary,
+                        drained: s.drained.iter().map(|c| c.to_string()).collect(),
+                        phase: self.phases.get(name).cloned(),
                     }
                 })
                 .collect(),
@@ -327,6 +477,39 @@ impl<P: Proxy> Engine<P> {
                 })
                 .collect(),
             last_error: self.last_error.clone(),
+            desired_state: self.desired_file.as_ref().map(|w| DesiredStatus {
+                path: w.path().display().to_string(),
+                error: w.error.clone(),
+            }),
+        }
+    }
+
+    /// Starts (or stops) watching the configured desired-state file.
+    fn watch_desired_file(&mut self) {
+        let agent = &self.config.agent;
+        let same = self.desired_file.as_ref().map(|w| w.path()) == agent.desired_state.as_deref();
+        if !same {
+            self.desired_file = agent
+                .desired_state
+                .clone()
+                .map(|p| crate::desired::Watcher::new(p, agent.desired_debounce));
+        }
+    }
+
+    /// Applies the desired-state file when it has new, stable content.
+    pub async fn poll_desired_file(&mut self) {
+        let Some(services) = self.desired_file.as_mut().and_then(|w| w.poll()) else {
+            return;
+        };
+        let who = Requester {
+            via: "desired-file".into(),
+            ..Requester::default()
+        };
+        let req = Request::Set { services };
+        if let Err(e) = self.apply(&req, &who, false).await {
+            if let Some(w) = self.desired_file.as_mut() {
+                w.error = Some(format!("refused at {e}; the last good state stays live"));
+            }
         }
     }
 
@@ -410,6 +593,8 @@ impl<P: Proxy> Engine<P> {
             self.renderer = old_renderer;
             self.static_files = old_static;
             self.files = old_files;
+        } else {
+            self.watch_desired_file();
         }
         result
     }

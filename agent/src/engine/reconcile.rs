@@ -2,7 +2,7 @@
 //! state when they drifted (at start, after a reload made behind the agent's back, after
 //! a hand-typed runtime command, when the proxy comes back).
 
-use super::{ApplyError, Engine, Step, SMALL_MAP_ENTRIES};
+use super::{ApplyError, Engine, Step, SMALL_MAP_BYTES};
 use crate::config::FileKind;
 use crate::mapfile::MapDiff;
 use crate::proxy::Proxy;
@@ -46,7 +46,13 @@ impl<P: Proxy> Engine<P> {
         if let Some(fix) = self.reload_if_serving_another_generation(&applied).await? {
             fixes.push(fix);
         }
-        self.epoch = self.proxy.epoch().await.ok();
+        // Drains are runtime state: a reload forgets them.
+        let state = self.state.clone();
+        self.sync_drains(None, &state).await?;
+        if let Ok(epoch) = self.proxy.epoch().await {
+            self.epoch = Some(epoch);
+            self.reachable = true;
+        }
         self.last_error = None;
         for f in &fixes {
             tracing::info!(reason = why, "repaired: {f}");
@@ -119,18 +125,21 @@ impl<P: Proxy> Engine<P> {
         let epoch = match self.proxy.epoch().await {
             Ok(e) => e,
             Err(e) => {
-                if self.epoch.take().is_some() {
+                // The epoch seen last is kept: when the proxy answers again, a different one
+                // tells that it was reloaded or restarted meanwhile.
+                if std::mem::replace(&mut self.reachable, false) {
                     tracing::warn!(error = %e, "proxy unreachable");
                 }
                 self.last_error = Some(format!("proxy unreachable: {e}"));
                 return vec![];
             }
         };
+        let was_reachable = std::mem::replace(&mut self.reachable, true);
         let result = if self.epoch.as_ref() != Some(&epoch) {
-            let why = if self.epoch.is_none() {
-                "proxy reachable"
-            } else {
-                "proxy reloaded"
+            let why = match &self.epoch {
+                None => "proxy reachable",
+                Some(old) if old.master_pid != epoch.master_pid => "proxy restarted",
+                Some(_) => "proxy reloaded",
             };
             tracing::info!(
                 reloads = epoch.reloads,
@@ -139,6 +148,10 @@ impl<P: Proxy> Engine<P> {
             );
             self.reconcile(why).await
         } else {
+            if !was_reachable {
+                tracing::info!("proxy reachable again, unchanged");
+                self.last_error = None;
+            }
             self.check_small_maps().await
         };
         match result {
@@ -159,9 +172,7 @@ impl<P: Proxy> Engine<P> {
             .config
             .files
             .iter()
-            .filter(|f| {
-                f.kind == FileKind::Map && self.files[&f.name].lines().count() <= SMALL_MAP_ENTRIES
-            })
+            .filter(|f| f.kind == FileKind::Map && self.files[&f.name].len() <= SMALL_MAP_BYTES)
             .map(|f| f.name.clone())
             .collect();
         let mut fixes = Vec::new();

@@ -17,16 +17,30 @@ struct Fixture {
 }
 
 fn config(dir: &Path, extra_files: &str) -> Config {
+    let proxy = format!(
+        "kind = \"haproxy\"\nadmin_socket = \"{d}/admin.sock\"\nmaster_socket = \"{d}/master.sock\"\nconfig = \"{d}/haproxy.cfg\"",
+        d = dir.display()
+    );
+    config_with(dir, &proxy, extra_files)
+}
+
+/// A config of kind nginx: its default files are the main config and both maps.
+fn nginx_config(dir: &Path) -> Config {
+    let proxy = format!(
+        "kind = \"nginx\"\nconfig = \"{d}/nginx.conf\"\npid_file = \"{d}/nginx.pid\"\nerror_log = \"{d}/error.log\"\nstatus = \"unix:{d}/status.sock\"",
+        d = dir.display()
+    );
+    config_with(dir, &proxy, "vars = { listen = \"127.0.0.1:1\" }")
+}
+
+fn config_with(dir: &Path, proxy: &str, extra_files: &str) -> Config {
     let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates");
     let text = format!(
         r#"
 [agent]
 state_dir = "{d}/state"
 [proxy]
-kind = "haproxy"
-config = "{d}/haproxy.cfg"
-admin_socket = "{d}/admin.sock"
-master_socket = "{d}/master.sock"
+{proxy}
 map_dir = "{d}/maps"
 [templates]
 dir = "{templates}"
@@ -51,45 +65,23 @@ async fn fixture() -> Fixture {
     fixture_with(false).await
 }
 
-/// With `reload_only`, the fake has no runtime maps (like Nginx) and cutover renders the
-/// main config too, so every change is checked on a staged tree and reloaded.
+/// With `reload_only`, the config is of kind nginx and the fake has no runtime maps (like
+/// Nginx): every change is checked on a staged tree and reloaded.
 async fn fixture_with(reload_only: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let maps = dir.path().join("maps");
     std::fs::create_dir_all(&maps).unwrap();
-    let files = if reload_only {
-        format!(
-            r#"vars = {{ listen = "127.0.0.1:1" }}
-[[files]]
-name = "routes"
-template = "haproxy/routes.map"
-path = "{d}/maps/routes.map"
-kind = "map"
-uses_state = false
-values = "services"
-[[files]]
-name = "services"
-template = "haproxy/services.map"
-path = "{d}/maps/services.map"
-kind = "map"
-values = "backends"
-[[files]]
-name = "main"
-template = "haproxy/haproxy.cfg"
-path = "{d}/haproxy.cfg"
-kind = "config"
-"#,
-            d = dir.path().display()
-        )
+    let config = Arc::new(if reload_only {
+        nginx_config(dir.path())
     } else {
-        String::new()
-    };
-    let config = Arc::new(config(dir.path(), &files));
+        config(dir.path(), "")
+    });
     let mut proxy = FakeProxy::new(
         vec![maps.join("routes.map"), maps.join("services.map")],
         &["web_blue", "web_green", "api_blue", "api_green"],
     );
     proxy.runtime_maps = !reload_only;
+    proxy.syntax = config.proxy.kind.map_syntax();
     let store = Store::open(&config.agent.state_dir).unwrap();
     let mut engine = Engine::new(config, proxy.clone(), store).unwrap();
     engine.write_files().await.unwrap();
@@ -111,6 +103,15 @@ fn switch(service: &str, colour: Colour) -> Request {
 }
 
 impl Fixture {
+    /// Calls to the proxy other than drains.
+    fn reload_calls(&self) -> Vec<String> {
+        let calls = self.proxy.state().calls.clone();
+        calls
+            .into_iter()
+            .filter(|c| !c.starts_with("set_drain"))
+            .collect()
+    }
+
     fn services_file(&self) -> String {
         std::fs::read_to_string(self.maps.join("services.map")).unwrap()
     }
@@ -125,7 +126,7 @@ async fn a_flip_is_one_runtime_update_without_a_proxy_check() {
     let mut f = fixture().await;
     let a = f
         .engine
-        .apply(&switch("web", Colour::Green), &Requester::default())
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
         .await
         .unwrap();
     assert_eq!(a.change.generation, f.engine.state().generation);
@@ -134,9 +135,11 @@ async fn a_flip_is_one_runtime_update_without_a_proxy_check() {
     assert_eq!(a.files[0].name, "services");
     assert_eq!(f.live_services()["web"], "web_green");
     assert!(f.services_file().contains("web web_green"));
+    // One runtime map update, then the old colour is drained (the default policy).
     let calls = f.proxy.state().calls.clone();
-    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls.len(), 2, "{calls:?}");
     assert!(calls[0].starts_with("update_map"));
+    assert_eq!(calls[1], "set_drain web_blue true");
     let history = f.engine.history(None, 10).unwrap();
     assert_eq!(history.last().unwrap().result, "ok");
 }
@@ -149,7 +152,7 @@ async fn an_unknown_backend_is_refused_before_anything_is_written() {
     let gen = f.engine.state().generation;
     let e = f
         .engine
-        .apply(&switch("web", Colour::Green), &Requester::default())
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
         .await
         .unwrap_err();
     assert_eq!(e.step, Step::Validate);
@@ -168,7 +171,7 @@ async fn a_failed_runtime_update_puts_the_file_back() {
     let before = f.services_file();
     let e = f
         .engine
-        .apply(&switch("web", Colour::Green), &Requester::default())
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
         .await
         .unwrap_err();
     assert_eq!(e.step, Step::Apply);
@@ -179,7 +182,7 @@ async fn a_failed_runtime_update_puts_the_file_back() {
     // The agent keeps working once the fault is gone.
     f.proxy.state().fail_update = None;
     f.engine
-        .apply(&switch("web", Colour::Green), &Requester::default())
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
         .await
         .unwrap();
     assert_eq!(f.live_services()["web"], "web_green");
@@ -196,7 +199,7 @@ async fn a_failed_commit_changes_nothing() {
     let gen = f.engine.state().generation;
     let e = f
         .engine
-        .apply(&switch("api", Colour::Green), &Requester::default())
+        .apply(&switch("api", Colour::Green), &Requester::default(), false)
         .await
         .unwrap_err();
     assert_eq!(e.step, Step::Commit, "{e}");
@@ -258,7 +261,7 @@ async fn rollback_returns_to_the_previous_colour() {
     let mut f = fixture().await;
     let who = Requester::default();
     f.engine
-        .apply(&switch("web", Colour::Green), &who)
+        .apply(&switch("web", Colour::Green), &who, false)
         .await
         .unwrap();
     f.engine
@@ -267,6 +270,7 @@ async fn rollback_returns_to_the_previous_colour() {
                 service: "web".into(),
             },
             &who,
+            false,
         )
         .await
         .unwrap();
@@ -282,10 +286,10 @@ async fn a_proxy_without_runtime_maps_checks_and_reloads_every_change() {
     f.proxy.state().check_warnings = vec!["[warn] could not build optimal map_hash".into()];
     let a = f
         .engine
-        .apply(&switch("web", Colour::Green), &Requester::default())
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
         .await
         .unwrap();
-    assert_eq!(f.proxy.state().calls, ["check", "reload"]);
+    assert_eq!(f.reload_calls(), ["check", "reload"]);
     assert!(a.validated_by_proxy);
     assert!(a.reload.is_some());
     assert_eq!(a.warnings, ["[warn] could not build optimal map_hash"]);
@@ -300,20 +304,24 @@ async fn queued_requests_share_one_transition() {
     let mut f = fixture_with(true).await;
     let gen = f.engine.state().generation;
     let who = Requester::default();
-    let batch = vec![
-        (switch("web", Colour::Green), who.clone()),
-        (switch("nope", Colour::Green), who.clone()),
-        (
-            Request::Rollback {
-                service: "web".into(),
-            },
-            who.clone(),
-        ),
-        (switch("api", Colour::Green), who.clone()),
-        (switch("api", Colour::Green), who.clone()),
-    ];
+    let batch: Vec<Queued> = [
+        switch("web", Colour::Green),
+        switch("nope", Colour::Green),
+        Request::Rollback {
+            service: "web".into(),
+        },
+        switch("api", Colour::Green),
+        switch("api", Colour::Green),
+    ]
+    .into_iter()
+    .map(|request| Queued {
+        request,
+        requester: who.clone(),
+        force: false,
+    })
+    .collect();
     let results = f.engine.apply_batch(&batch).await;
-    assert_eq!(f.proxy.state().calls, ["check", "reload"], "one reload");
+    assert_eq!(f.reload_calls(), ["check", "reload"], "one reload");
     let gens: Vec<Option<u64>> = results
         .iter()
         .map(|r| r.as_ref().ok().map(|a| a.change.generation))
@@ -357,8 +365,16 @@ async fn a_refused_reload_fails_the_whole_batch_and_restores_the_files() {
     let results = f
         .engine
         .apply_batch(&[
-            (switch("web", Colour::Green), who.clone()),
-            (switch("api", Colour::Green), who.clone()),
+            Queued {
+                request: switch("web", Colour::Green),
+                requester: who.clone(),
+                force: false,
+            },
+            Queued {
+                request: switch("api", Colour::Green),
+                requester: who.clone(),
+                force: false,
+            },
         ])
         .await;
     for r in &results {
@@ -369,7 +385,7 @@ async fn a_refused_reload_fails_the_whole_batch_and_restores_the_files() {
     assert_eq!(f.services_file(), before);
     assert_eq!(f.engine.state().generation, gen);
     // The change's reload, then the reload of the restored files.
-    assert_eq!(f.proxy.state().calls, ["check", "reload", "reload"]);
+    assert_eq!(f.reload_calls(), ["check", "reload", "reload"]);
 }
 
 #[tokio::test]
@@ -378,9 +394,49 @@ async fn a_proxy_serving_another_generation_than_its_files_is_reloaded() {
     let gen = f.engine.state().generation;
     f.engine.reconcile("test").await.unwrap();
     // The fixture's reload applied generation 0; the files are of the state's.
-    assert_eq!(f.proxy.state().calls, ["reload"]);
+    assert_eq!(f.reload_calls(), ["reload"]);
     assert_eq!(f.proxy.state().served_generation, Some(gen));
     f.proxy.state().calls.clear();
     assert!(f.engine.reconcile("test").await.unwrap().is_empty());
-    assert!(f.proxy.state().calls.is_empty(), "nothing more to do");
+    assert!(f.reload_calls().is_empty(), "nothing more to do");
+}
+
+#[tokio::test]
+async fn a_plan_changes_nothing_and_names_the_mechanism() {
+    let f = fixture().await;
+    let journal_before = std::fs::read(f.engine.store.journal_path()).unwrap_or_default();
+    let files_before = f.services_file();
+    let plan = f
+        .engine
+        .plan(&switch("web", Colour::Green), false)
+        .await
+        .unwrap();
+    assert_eq!(plan.generation, f.engine.state().generation + 1);
+    assert_eq!(plan.services.len(), 1);
+    let services = plan.files.iter().find(|p| p.name == "services").unwrap();
+    assert_eq!(services.mechanism, "runtime per key");
+    assert_eq!(
+        services.changed,
+        vec![("web".to_owned(), "web_green".to_owned())]
+    );
+    assert_eq!(plan.servers, vec!["drain web_blue".to_owned()]);
+    assert_eq!(f.services_file(), files_before);
+    assert_eq!(f.live_services()["web"], "web_blue");
+    assert!(
+        f.proxy.state().calls.is_empty(),
+        "{:?}",
+        f.proxy.state().calls
+    );
+    assert_eq!(
+        std::fs::read(f.engine.store.journal_path()).unwrap_or_default(),
+        journal_before
+    );
+    // A plan that the gate would refuse is an error naming the gate.
+    f.proxy.state().servers.get_mut("web_green").unwrap()[0].up = false;
+    let e = f
+        .engine
+        .plan(&switch("web", Colour::Green), false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.step, Step::Gate);
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::{ms, ApplyError, Engine, Step};
-use crate::config::{FileKind, FileSpec, ValueCheck};
+use crate::config::{Config, FileKind, FileSpec, ValueCheck};
 use crate::fsio::{write_atomic, WriteOptions};
 use crate::mapfile::{MapDiff, MapEntries};
 use crate::proxy::{CheckReport, MapMechanism, Proxy, ReloadReport};
@@ -25,13 +25,18 @@ pub struct Applied {
     pub validated_by_proxy: bool,
     /// Set when the change needed a reload.
     pub reload: Option<ReloadReport>,
-    /// Warnings of the proxy's checker (the change passed it).
-    pub warnings: Vec<String>,
     /// Requests this one transition carried (requests queued while a reload ran, or during
     /// the minimum gap, share the next one); 1 when the request went alone.
     pub batched: usize,
     /// Milliseconds per step (`render`, `validate`, `commit`, `apply`, `confirm`).
     pub timings_ms: BTreeMap<&'static str, f64>,
+    /// What the pre-switch gate found, per colour the change moved traffic towards.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<super::GateReport>,
+    /// Warnings of the proxy's checker (the change passed it), and things that went wrong
+    /// after traffic moved (e.g. a drain that failed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,9 +57,10 @@ impl Applied {
             files: vec![],
             validated_by_proxy: false,
             reload: None,
-            warnings: vec![],
             batched: 1,
             timings_ms: BTreeMap::new(),
+            gates: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -68,8 +74,8 @@ impl Applied {
             .services
             .iter()
             .map(|c| {
-                let f = c.from.map_or("-".into(), |c| c.to_string());
-                let t = c.to.map_or("-".into(), |c| c.to_string());
+                let f = c.from.as_ref().map_or("-".into(), |s| s.to_string());
+                let t = c.to.as_ref().map_or("-".into(), |s| s.to_string());
                 format!("{} {f} -> {t}", c.service)
             })
             .collect();
@@ -122,6 +128,80 @@ fn mechanism_name(m: MapMechanism) -> &'static str {
     }
 }
 
+/// Most map entries a plan lists per kind of edit (the counts are always complete).
+pub const PLAN_MAX_ENTRIES: usize = 100;
+
+/// The validated effect of a state on the files, before anything is written.
+pub(super) struct Prepared<'c> {
+    pending: Vec<Pending<'c>>,
+    validated_by_proxy: bool,
+    /// Warnings of the proxy's checker.
+    warnings: Vec<String>,
+    /// A config file changed, or the proxy has no runtime maps: a reload applies it.
+    structural: bool,
+    timings: BTreeMap<&'static str, f64>,
+}
+
+/// One file in a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedFile {
+    pub name: String,
+    pub path: PathBuf,
+    pub kind: FileKind,
+    /// `runtime per key`, `runtime transaction` or `reload`.
+    pub mechanism: &'static str,
+    /// Map entries to add, change (new value) and remove; at most [`PLAN_MAX_ENTRIES`]
+    /// each.
+    pub added: Vec<(String, String)>,
+    pub changed: Vec<(String, String)>,
+    pub removed: Vec<String>,
+    /// All map edits.
+    pub edits: usize,
+    /// Lines only in the old text and only in the new one (config files).
+    pub lines: LineChanges,
+}
+
+/// Lines that leave and lines that arrive, as counts and the first few of each.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LineChanges {
+    pub removed: usize,
+    pub added: usize,
+    pub first_removed: Vec<String>,
+    pub first_added: Vec<String>,
+}
+
+/// The lines of `old` not in `new` and of `new` not in `old` (as multisets).
+fn line_changes(old: &str, new: &str) -> LineChanges {
+    fn count(t: &str) -> BTreeMap<&str, isize> {
+        let mut m: BTreeMap<&str, isize> = BTreeMap::new();
+        for l in t.lines() {
+            *m.entry(l).or_default() += 1;
+        }
+        m
+    }
+    let (o, n) = (count(old), count(new));
+    let mut c = LineChanges::default();
+    for (line, k) in &o {
+        let gone = k - n.get(line).copied().unwrap_or(0);
+        if gone > 0 {
+            c.removed += gone as usize;
+            if c.first_removed.len() < 20 {
+                c.first_removed.push((*line).to_owned());
+            }
+        }
+    }
+    for (line, k) in &n {
+        let came = k - o.get(line).copied().unwrap_or(0);
+        if came > 0 {
+            c.added += came as usize;
+            if c.first_added.len() < 20 {
+                c.first_added.push((*line).to_owned());
+            }
+        }
+    }
+    c
+}
+
 /// A file whose rendered content differs from what is on disk.
 struct Pending<'a> {
     spec: &'a FileSpec,
@@ -129,6 +209,11 @@ struct Pending<'a> {
     new: String,
     /// Parsed new entries, for maps.
     entries: Option<MapEntries>,
+}
+
+/// Whether `v` is a whole number from 0 to 100.
+pub fn is_percent(v: &str) -> bool {
+    v.len() <= 3 && v.parse::<u8>().is_ok_and(|n| n <= 100)
 }
 
 /// Staged copy of a path: beside it, hidden, with a suffix no include glob matches.
@@ -159,14 +244,19 @@ impl<P: Proxy> Engine<P> {
         Ok(out)
     }
 
-    /// Brings files and proxy to what `next` renders. On error, both are as before.
-    pub(super) async fn transition(&mut self, next: &State) -> Result<Applied, ApplyError> {
+    /// Renders `next`, keeps the files that change, and validates them (own checks, and the
+    /// proxy's checker on a staged tree when needed). Writes nothing live.
+    pub(super) async fn prepare<'c>(
+        &self,
+        config: &'c Config,
+        next: &State,
+    ) -> Result<Prepared<'c>, ApplyError> {
         let mut timings = BTreeMap::new();
         let t = Instant::now();
-        let live_paths = crate::render::live_paths(&self.config);
+        let live_paths = crate::render::live_paths(config);
         let mut rendered = self.render_all(next, &live_paths, true)?;
         let mut pending = Vec::new();
-        for spec in &self.config.files {
+        for spec in &config.files {
             let new = rendered.remove(&spec.name).expect("rendered every file");
             let old = &self.files[&spec.name];
             if *old == new {
@@ -189,6 +279,83 @@ impl<P: Proxy> Engine<P> {
             });
         }
         timings.insert("render", ms(t));
+        let t = Instant::now();
+        let validated_by_proxy = !pending.is_empty() && self.needs_proxy_check(&pending);
+        let report = if validated_by_proxy {
+            Some(self.validate_staged(next).await?)
+        } else {
+            None
+        };
+        let defined = report.as_ref().and_then(|r| r.backends.as_ref());
+        self.check_values(&pending, defined).await?;
+        timings.insert("validate", ms(t));
+        let structural = pending.iter().any(|p| p.spec.kind == FileKind::Config)
+            || (!pending.is_empty() && !self.proxy.has_runtime_maps());
+        Ok(Prepared {
+            pending,
+            validated_by_proxy,
+            warnings: report.map(|r| r.warnings).unwrap_or_default(),
+            structural,
+            timings,
+        })
+    }
+
+    /// What `next` would change, file by file, and how it would reach the proxy; nothing
+    /// live changes.
+    pub(super) async fn plan_files(
+        &self,
+        next: &State,
+    ) -> Result<(Vec<PlannedFile>, bool), ApplyError> {
+        let config = self.config.clone();
+        let prepared = self.prepare(&config, next).await?;
+        let files = prepared
+            .pending
+            .iter()
+            .map(|p| {
+                let (added, changed, removed) = match &p.entries {
+                    Some(new) => {
+                        let old = self.syntax().parse(&p.old).unwrap_or_default();
+                        let d = MapDiff::between(&old, new);
+                        (d.added, d.changed, d.removed)
+                    }
+                    None => (vec![], vec![], vec![]),
+                };
+                let edits = added.len() + changed.len() + removed.len();
+                let mechanism = if prepared.structural {
+                    "reload"
+                } else {
+                    match self.proxy.map_mechanism(edits) {
+                        MapMechanism::PerKey => "runtime per key",
+                        MapMechanism::Transaction => "runtime transaction",
+                        MapMechanism::Unchanged => "unchanged",
+                    }
+                };
+                PlannedFile {
+                    name: p.spec.name.clone(),
+                    path: p.spec.path.clone(),
+                    kind: p.spec.kind,
+                    mechanism,
+                    added: added.into_iter().take(PLAN_MAX_ENTRIES).collect(),
+                    changed: changed.into_iter().take(PLAN_MAX_ENTRIES).collect(),
+                    removed: removed.into_iter().take(PLAN_MAX_ENTRIES).collect(),
+                    edits,
+                    lines: line_changes(&p.old, &p.new),
+                }
+            })
+            .collect();
+        Ok((files, prepared.validated_by_proxy))
+    }
+
+    /// Brings files and proxy to what `next` renders. On error, both are as before.
+    pub(super) async fn transition(&mut self, next: &State) -> Result<Applied, ApplyError> {
+        let config = self.config.clone();
+        let Prepared {
+            pending,
+            validated_by_proxy,
+            warnings,
+            structural,
+            mut timings,
+        } = self.prepare(&config, next).await?;
         if pending.is_empty() {
             return Ok(Applied {
                 timings_ms: timings,
@@ -200,23 +367,10 @@ impl<P: Proxy> Engine<P> {
         }
 
         let t = Instant::now();
-        let validated_by_proxy = self.needs_proxy_check(&pending);
-        let report = if validated_by_proxy {
-            Some(self.validate_staged(next).await?)
-        } else {
-            None
-        };
-        let defined = report.as_ref().and_then(|r| r.backends.as_ref());
-        self.check_values(&pending, defined).await?;
-        timings.insert("validate", ms(t));
-
-        let t = Instant::now();
         self.commit_files(&pending)?;
         timings.insert("commit", ms(t));
 
         let t = Instant::now();
-        let structural = pending.iter().any(|p| p.spec.kind == FileKind::Config)
-            || !self.proxy.has_runtime_maps();
         let outcome = if structural {
             self.apply_reload(&pending, next.generation).await
         } else {
@@ -252,9 +406,10 @@ impl<P: Proxy> Engine<P> {
             files,
             validated_by_proxy,
             reload,
-            warnings: report.map(|r| r.warnings).unwrap_or_default(),
             batched: 1,
             timings_ms: timings,
+            gates: Vec::new(),
+            warnings,
         })
     }
 
@@ -272,6 +427,18 @@ impl<P: Proxy> Engine<P> {
             let Some(entries) = &p.entries else { continue };
             let known: &BTreeSet<String> = match p.spec.values {
                 ValueCheck::Any => continue,
+                ValueCheck::Percent => {
+                    if let Some((k, v)) = entries.iter().find(|(_, v)| !is_percent(v)) {
+                        return Err(ApplyError::new(
+                            Step::Validate,
+                            format!(
+                                "map {}: key {k:?} has {v:?}, not a percentage 0..=100",
+                                p.spec.name
+                            ),
+                        ));
+                    }
+                    continue;
+                }
                 ValueCheck::Services => {
                     for (k, v) in entries {
                         if !self.config.services.contains_key(v) {

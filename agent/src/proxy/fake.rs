@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError, ReloadReport};
+use crate::gates::watch::BackendStats;
+use crate::gates::ServerHealth;
 use crate::mapfile::{MapDiff, MapEntries, MapSyntax};
 
 /// What the fake serves and which failures it injects.
@@ -25,25 +27,48 @@ pub struct FakeState {
     pub check_warnings: Vec<String>,
     /// Generation the last reload was asked to apply (what `epoch` says is served).
     pub served_generation: Option<u64>,
+    /// Servers by backend.
+    pub servers: BTreeMap<String, Vec<ServerHealth>>,
+    /// Counters by backend.
+    pub stats: BTreeMap<String, BackendStats>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct FakeProxy {
     pub inner: Arc<Mutex<FakeState>>,
     /// Map files loaded on `reload`.
     pub map_files: Vec<PathBuf>,
     /// Whether maps change at runtime (like HAProxy) or only by reload (like Nginx).
     pub runtime_maps: bool,
+    /// How the map files it loads are written.
+    pub syntax: MapSyntax,
 }
 
 impl FakeProxy {
+    /// A fake with the given backends, each with one healthy server `s1`.
     pub fn new(map_files: Vec<PathBuf>, backends: &[&str]) -> FakeProxy {
         let f = FakeProxy {
             inner: Arc::default(),
             map_files,
             runtime_maps: true,
+            syntax: MapSyntax::Haproxy,
         };
-        f.state().backends = backends.iter().map(|b| b.to_string()).collect();
+        {
+            let mut s = f.state();
+            s.backends = backends.iter().map(|b| b.to_string()).collect();
+            for (i, b) in backends.iter().enumerate() {
+                s.servers.insert(
+                    b.to_string(),
+                    vec![ServerHealth {
+                        name: "s1".into(),
+                        address: format!("127.0.0.1:{}", 1 + i),
+                        up: true,
+                        maint: false,
+                        drain: false,
+                    }],
+                );
+            }
+        }
         f
     }
 
@@ -55,7 +80,8 @@ impl FakeProxy {
         let mut maps = BTreeMap::new();
         for p in &self.map_files {
             let text = std::fs::read_to_string(p).unwrap_or_default();
-            let entries = MapSyntax::Haproxy
+            let entries = self
+                .syntax
                 .parse(&text)
                 .map_err(|e| ProxyError::ReloadFailed(e.to_string()))?;
             maps.insert(p.clone(), entries);
@@ -86,6 +112,14 @@ impl Proxy for FakeProxy {
 
     fn has_runtime_maps(&self) -> bool {
         self.runtime_maps
+    }
+
+    fn map_mechanism(&self, edits: usize) -> MapMechanism {
+        if edits == 0 {
+            MapMechanism::Unchanged
+        } else {
+            MapMechanism::PerKey
+        }
     }
 
     async fn read_map(&self, path: &Path) -> Result<MapEntries, ProxyError> {
@@ -129,6 +163,10 @@ impl Proxy for FakeProxy {
             }
             s.reloads += 1;
             s.served_generation = Some(generation);
+            // Like a real proxy, a reload forgets runtime server states.
+            for server in s.servers.values_mut().flatten() {
+                server.drain = false;
+            }
         }
         self.load_files()?;
         Ok(ReloadReport {
@@ -146,5 +184,26 @@ impl Proxy for FakeProxy {
             // Only a reload-only proxy (like Nginx) serves its generation.
             generation: s.served_generation.filter(|_| !self.runtime_maps),
         })
+    }
+
+    async fn servers(&self, backend: &str) -> Result<Vec<ServerHealth>, ProxyError> {
+        self.state()
+            .servers
+            .get(backend)
+            .cloned()
+            .ok_or_else(|| ProxyError::Runtime(format!("no backend {backend}")))
+    }
+
+    async fn set_drain(&self, backend: &str, drain: bool) -> Result<(), ProxyError> {
+        let mut s = self.state();
+        s.calls.push(format!("set_drain {backend} {drain}"));
+        for server in s.servers.get_mut(backend).into_iter().flatten() {
+            server.drain = drain;
+        }
+        Ok(())
+    }
+
+    async fn backend_stats(&self, backend: &str) -> Result<BackendStats, ProxyError> {
+        Ok(self.state().stats.get(backend).copied().unwrap_or_default())
     }
 }

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::{self, ProxyKind};
+use crate::gates::watch::BackendStats;
+use crate::gates::ServerHealth;
 use crate::mapfile::MapEntries;
 
 pub mod fake;
@@ -138,6 +140,15 @@ pub trait Proxy: Send + Sync + 'static {
     /// Whether maps can change without a reload.
     fn has_runtime_maps(&self) -> bool;
 
+    /// How a map diff of `edits` keys would be applied at runtime.
+    fn map_mechanism(&self, edits: usize) -> MapMechanism {
+        if edits == 0 {
+            MapMechanism::Unchanged
+        } else {
+            MapMechanism::Transaction
+        }
+    }
+
     /// The entries the running proxy serves from the map loaded from `path`.
     fn read_map(&self, path: &Path) -> impl Future<Output = Result<MapEntries, ProxyError>> + Send;
 
@@ -168,6 +179,50 @@ pub trait Proxy: Send + Sync + 'static {
     /// queued changes, so the changes that arrive meanwhile go into the same reload.
     fn reload_wait(&self) -> Duration {
         Duration::ZERO
+    }
+
+    /// The servers of `backend` as the running proxy sees them (for the pre-switch gate).
+    fn servers(
+        &self,
+        _backend: &str,
+    ) -> impl Future<Output = Result<Vec<ServerHealth>, ProxyError>> + Send {
+        let proxy = self.name();
+        async move {
+            Err(ProxyError::Unsupported {
+                what: "reading server states",
+                proxy,
+            })
+        }
+    }
+
+    /// Puts every server of `backend` in drain (`true`) or back to ready (`false`), at
+    /// runtime.
+    fn set_drain(
+        &self,
+        _backend: &str,
+        _drain: bool,
+    ) -> impl Future<Output = Result<(), ProxyError>> + Send {
+        let proxy = self.name();
+        async move {
+            Err(ProxyError::Unsupported {
+                what: "draining servers",
+                proxy,
+            })
+        }
+    }
+
+    /// Cumulative request counters of `backend` (for the post-switch watch).
+    fn backend_stats(
+        &self,
+        _backend: &str,
+    ) -> impl Future<Output = Result<BackendStats, ProxyError>> + Send {
+        let proxy = self.name();
+        async move {
+            Err(ProxyError::Unsupported {
+                what: "reading backend counters",
+                proxy,
+            })
+        }
     }
 }
 
@@ -314,6 +369,10 @@ impl Proxy for AnyProxy {
         delegate!(self, p => p.has_runtime_maps())
     }
 
+    fn map_mechanism(&self, edits: usize) -> MapMechanism {
+        delegate!(self, p => p.map_mechanism(edits))
+    }
+
     async fn read_map(&self, path: &Path) -> Result<MapEntries, ProxyError> {
         delegate!(self, p => p.read_map(path).await)
     }
@@ -341,5 +400,17 @@ impl Proxy for AnyProxy {
 
     fn reload_wait(&self) -> Duration {
         delegate!(self, p => p.reload_wait())
+    }
+
+    async fn servers(&self, backend: &str) -> Result<Vec<ServerHealth>, ProxyError> {
+        delegate!(self, p => p.servers(backend).await)
+    }
+
+    async fn set_drain(&self, backend: &str, drain: bool) -> Result<(), ProxyError> {
+        delegate!(self, p => p.set_drain(backend, drain).await)
+    }
+
+    async fn backend_stats(&self, backend: &str) -> Result<BackendStats, ProxyError> {
+        delegate!(self, p => p.backend_stats(backend).await)
     }
 }

@@ -18,13 +18,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use self::admin::AdminClient;
+use self::admin::{AdminClient, ServerAdminState};
 use self::master::MasterClient;
 use super::{
     run_program, CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError, ReloadGap,
     ReloadReport,
 };
 use crate::config;
+use crate::gates::watch::BackendStats;
+use crate::gates::ServerHealth;
 use crate::mapfile::{MapDiff, MapEntries};
 
 /// Largest map diff applied key by key; larger diffs go through a transaction.
@@ -127,6 +129,14 @@ impl Proxy for Haproxy {
         true
     }
 
+    fn map_mechanism(&self, edits: usize) -> MapMechanism {
+        match edits {
+            0 => MapMechanism::Unchanged,
+            n if n <= PER_KEY_MAX_EDITS => MapMechanism::PerKey,
+            _ => MapMechanism::Transaction,
+        }
+    }
+
     async fn read_map(&self, path: &Path) -> Result<MapEntries, ProxyError> {
         let entries = self
             .admin
@@ -160,9 +170,8 @@ impl Proxy for Haproxy {
         let started = Instant::now();
         let map = map_name(path)?;
         let diff = MapDiff::between(from, to);
-        let mechanism = if diff.is_empty() {
-            MapMechanism::Unchanged
-        } else if diff.len() <= PER_KEY_MAX_EDITS {
+        let mechanism = self.map_mechanism(diff.len());
+        if mechanism == MapMechanism::PerKey {
             for (k, v) in &diff.changed {
                 self.admin.set_map(map, k, v).await.map_err(runtime)?;
             }
@@ -172,16 +181,14 @@ impl Proxy for Haproxy {
             for k in &diff.removed {
                 self.admin.del_map(map, k).await.map_err(runtime)?;
             }
-            MapMechanism::PerKey
-        } else {
+        } else if mechanism == MapMechanism::Transaction {
             let entries: Vec<(String, String)> =
                 to.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             self.admin
                 .replace_map(map, &entries)
                 .await
                 .map_err(runtime)?;
-            MapMechanism::Transaction
-        };
+        }
         Ok(MapUpdate {
             mechanism,
             edits: diff.len(),
@@ -214,5 +221,56 @@ impl Proxy for Haproxy {
 
     fn reload_wait(&self) -> Duration {
         self.gap.remaining()
+    }
+
+    async fn servers(&self, backend: &str) -> Result<Vec<ServerHealth>, ProxyError> {
+        let rows = self.admin.servers_state(backend).await.map_err(runtime)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ServerHealth {
+                address: match r.port {
+                    Some(port) => format!("{}:{port}", r.addr),
+                    None => r.addr.clone(),
+                },
+                up: r.op_state == 2,
+                maint: r.is_maint(),
+                drain: r.is_drain(),
+                name: r.server,
+            })
+            .collect())
+    }
+
+    async fn set_drain(&self, backend: &str, drain: bool) -> Result<(), ProxyError> {
+        let state = if drain {
+            ServerAdminState::Drain
+        } else {
+            ServerAdminState::Ready
+        };
+        for row in self.admin.servers_state(backend).await.map_err(runtime)? {
+            // Leave servers an operator put in maintenance alone.
+            if row.is_maint() || row.is_drain() == drain {
+                continue;
+            }
+            self.admin
+                .set_server_state(backend, &row.server, state)
+                .await
+                .map_err(runtime)?;
+        }
+        Ok(())
+    }
+
+    async fn backend_stats(&self, backend: &str) -> Result<BackendStats, ProxyError> {
+        let reply = self
+            .admin
+            .command(&format!("show stat {backend} 2 -1"))
+            .await
+            .map_err(runtime)?;
+        let (requests, errors_5xx, avg_response_ms) =
+            reply::parse_backend_stat(&reply, backend).map_err(runtime)?;
+        Ok(BackendStats {
+            requests,
+            errors_5xx,
+            avg_response_ms,
+        })
     }
 }

@@ -222,6 +222,8 @@ pub struct ServerState {
     pub user_weight: u32,
     /// Weight from the configuration (`srv_iweight`).
     pub initial_weight: u32,
+    /// Port (`srv_port`); `None` when the line has no such column.
+    pub port: Option<u16>,
 }
 
 impl ServerState {
@@ -266,6 +268,7 @@ pub fn parse_servers_state(reply: &str) -> Result<Vec<ServerState>, ReplyError> 
                 admin_state: f.get(6)?.parse().ok()?,
                 user_weight: f.get(7)?.parse().ok()?,
                 initial_weight: f.get(8)?.parse().ok()?,
+                port: f.get(18).and_then(|p| p.parse().ok()),
             })
         })();
         rows.push(row.ok_or_else(|| ReplyError::unexpected(WHAT, line))?);
@@ -567,6 +570,7 @@ mod tests {
                 admin_state: 8,
                 user_weight: 50,
                 initial_weight: 1,
+                port: Some(18081),
             }
         );
         assert!(rows[0].is_drain() && !rows[0].is_maint());
@@ -656,5 +660,52 @@ mod tests {
         assert!(clipped.len() <= MAX_REPLY_IN_ERROR);
         assert!(clipped.chars().all(|c| c == 'é'));
         assert_eq!(clip("short"), "short");
+    }
+}
+
+/// Counters of one backend from `show stat <backend> 2 -1` (CSV, columns found by name in
+/// the `# pxname,svname,...` header): `(req_tot, hrsp_5xx, rtime)`.
+pub fn parse_backend_stat(reply: &str, backend: &str) -> Result<(u64, u64, u64), ReplyError> {
+    const WHAT: &str = "show stat";
+    let mut lines = reply.lines();
+    let header = lines.next().ok_or(ReplyError::Empty)?;
+    let names: Vec<&str> = header
+        .strip_prefix("# ")
+        .ok_or_else(|| ReplyError::refused(reply))?
+        .split(',')
+        .collect();
+    let col = |name: &str| {
+        names
+            .iter()
+            .position(|n| *n == name)
+            .ok_or_else(|| ReplyError::unexpected(WHAT, header))
+    };
+    let (px, sv, req, e5, rt) = (
+        col("pxname")?,
+        col("svname")?,
+        col("req_tot")?,
+        col("hrsp_5xx")?,
+        col("rtime")?,
+    );
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.get(px) == Some(&backend) && f.get(sv) == Some(&"BACKEND") {
+            let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            return Ok((num(req), num(e5), num(rt)));
+        }
+    }
+    Err(ReplyError::unexpected(WHAT, reply))
+}
+
+#[cfg(test)]
+mod stat_tests {
+    use super::*;
+
+    #[test]
+    fn backend_row_by_column_name() {
+        let reply = "# pxname,svname,qcur,req_tot,hrsp_5xx,rtime,\nbe,s1,0,5,1,3,\nbe,BACKEND,0,12,4,7,\n\n";
+        assert_eq!(parse_backend_stat(reply, "be").unwrap(), (12, 4, 7));
+        assert!(parse_backend_stat(reply, "other").is_err());
+        assert!(parse_backend_stat("Unknown command\n", "be").is_err());
     }
 }

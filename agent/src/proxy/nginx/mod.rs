@@ -9,6 +9,11 @@
 //! A reload the master refuses shows as no new worker and `[emerg]` lines in its error log
 //! ([`errorlog`]); the caller gets those lines and the engine restores the previous files.
 //!
+//! Drains are rendered into the config (servers of a drained colour are `down`), so
+//! [`Proxy::set_drain`] has nothing left to do; server states and backend counters cannot
+//! be read from open-source Nginx, so the pre-switch gate relies on its HTTP probes and the
+//! post-switch watch is not available.
+//!
 //! Maps cannot be read back from a running Nginx: [`Proxy::read_map`] answers
 //! [`ProxyError::Unsupported`] (so `cutover map show --live` says so) and the generation
 //! endpoint is what proves which rendered tree Nginx serves (`cutover status` shows it).
@@ -136,5 +141,12 @@ impl Proxy for Nginx {
 
     fn reload_wait(&self) -> Duration {
         self.gap.remaining()
+    }
+
+    /// Nothing to do at runtime: which colours are drained is part of the state the config
+    /// is rendered from (the shipped nginx.conf marks their servers `down`), so the reload
+    /// that carried the change has applied it.
+    async fn set_drain(&self, _backend: &str, _drain: bool) -> Result<(), ProxyError> {
+        Ok(())
     }
 }

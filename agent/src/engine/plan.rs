@@ -1,0 +1,75 @@
+//! Plans: what a request would do (state change, gates, files, mechanisms), worked out by
+//! the same steps as a real change up to and including validation, then stopped. Nothing
+//! live changes and nothing is journaled.
+
+use serde::Serialize;
+
+use super::transition::PlannedFile;
+use super::{ApplyError, Engine, GateReport};
+use crate::proxy::Proxy;
+use crate::state::{Colour, Request, ServiceChange};
+
+/// What a request would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// The generation the state would have.
+    pub generation: u64,
+    pub services: Vec<ServiceChange>,
+    /// The pre-switch gate's findings (they passed, or the plan would be an error).
+    pub gates: Vec<GateReport>,
+    /// Files that would change, with their map edits and how they would be applied.
+    pub files: Vec<PlannedFile>,
+    /// Whether the proxy's checker ran on the staged tree.
+    pub validated_by_proxy: bool,
+    /// Runtime server changes: `drain <backend>` / `undrain <backend>`.
+    pub servers: Vec<String>,
+}
+
+impl<P: Proxy> Engine<P> {
+    /// Plans `req` as [`Engine::apply`] would carry it out. An `Err` names the step that
+    /// would refuse it.
+    pub async fn plan(&self, req: &Request, force: bool) -> Result<Plan, ApplyError> {
+        let (next, change) = self
+            .state
+            .apply(req)
+            .map_err(|e| ApplyError::new(super::Step::Request, e))?;
+        if change.is_empty() {
+            return Ok(Plan {
+                generation: self.state.generation,
+                services: vec![],
+                gates: vec![],
+                files: vec![],
+                validated_by_proxy: false,
+                servers: vec![],
+            });
+        }
+        let next = self.with_drain_policy(&self.state, next);
+        let gates = self.gate(&self.state, &next, force).await?;
+        let (files, validated_by_proxy) = self.plan_files(&next).await?;
+        let mut servers = Vec::new();
+        for (name, s) in &next.services {
+            let before = &self.state.services[name];
+            for colour in Colour::ALL {
+                let (had, want) = (
+                    before.drained.contains(&colour),
+                    s.drained.contains(&colour),
+                );
+                if had != want {
+                    let backend = &self.config.services[name].colours[&colour].backend;
+                    servers.push(format!(
+                        "{} {backend}",
+                        if want { "drain" } else { "undrain" }
+                    ));
+                }
+            }
+        }
+        Ok(Plan {
+            generation: next.generation,
+            services: crate::state::diff(&self.state, &next),
+            gates,
+            files,
+            validated_by_proxy,
+            servers,
+        })
+    }
+}

@@ -1,0 +1,106 @@
+//! Measures, on loopback with real HAProxy, the time from issuing `cutover switch` to the
+//! first response in the new colour (polled on new connections), over N switches, for a
+//! service with 2 routes and one with 100,000 routes.
+//!
+//! `cargo run --release -p cutover-tests --example switch_latency [N]` (default N = 30).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cutover_tests::agent::{Setup, SetupOptions};
+
+const HOST: &str = "www.example.test";
+
+/// Body of `GET /` with `Host: HOST` on a new connection.
+fn get(addr: SocketAddr) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split("\r\n\r\n").nth(1).map(|b| b.trim().to_owned())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn run(label: &str, options: SetupOptions, n: usize) {
+    let haproxy = cutover_tests::proxy_binary("haproxy").expect("haproxy installed");
+    let mut setup = Setup::new(&haproxy, options);
+    setup.start_agent();
+    let addr = setup.haproxy().frontend();
+    let binary = cutover_tests::cutover_binary();
+    let mut to_first = Vec::with_capacity(n);
+    let mut to_reply = Vec::with_capacity(n);
+    let mut colour = "green";
+    for _ in 0..n {
+        let seen: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let poller = {
+            let (seen, stop, colour) = (seen.clone(), stop.clone(), colour.to_owned());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    if get(addr).as_deref() == Some(colour.as_str()) {
+                        *seen.lock().unwrap() = Some(Instant::now());
+                        return;
+                    }
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20)); // the poller is running
+        let t0 = Instant::now();
+        let status = Command::new(&binary)
+            .arg("--config")
+            .arg(&setup.config)
+            .args(["switch", "web", colour])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run cutover switch");
+        let replied = t0.elapsed();
+        assert!(status.success(), "switch failed");
+        poller.join().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        let first = seen.lock().unwrap().expect("new colour seen") - t0;
+        to_first.push(first.as_secs_f64() * 1e3);
+        to_reply.push(replied.as_secs_f64() * 1e3);
+        colour = if colour == "green" { "blue" } else { "green" };
+    }
+    to_first.sort_by(f64::total_cmp);
+    to_reply.sort_by(f64::total_cmp);
+    println!(
+        "{label}: {n} switches: issue -> first new-colour response: median {:.2} ms, p99 {:.2} ms, max {:.2} ms; issue -> CLI exit: median {:.2} ms, p99 {:.2} ms",
+        percentile(&to_first, 0.5),
+        percentile(&to_first, 0.99),
+        to_first[n - 1],
+        percentile(&to_reply, 0.5),
+        percentile(&to_reply, 0.99),
+    );
+    setup.stop_agent();
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("N"))
+        .unwrap_or(30);
+    run("2 routes", SetupOptions::default(), n);
+    let mut routes: Vec<String> = vec![HOST.into()];
+    routes.extend((0..100_000).map(|i| format!("h{i}.example.test")));
+    run(
+        "100k routes",
+        SetupOptions {
+            routes,
+            routes_in_file: true,
+            ..SetupOptions::default()
+        },
+        n,
+    );
+}

@@ -1,0 +1,321 @@
+//! Plans, declarative state, sticky canaries and pre-warm against real HAProxy.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cutover_tests::agent::{text, Setup, SetupOptions};
+
+const HOST: &str = "www.example.test";
+
+fn setup(options: SetupOptions) -> Option<Setup> {
+    let haproxy = cutover_tests::require_proxy("haproxy")?;
+    let mut s = Setup::new(&haproxy, options);
+    s.start_agent();
+    Some(s)
+}
+
+/// Every file HAProxy reads, the journal, and what HAProxy serves from each map.
+fn snapshot(s: &Setup) -> (Vec<Vec<u8>>, Vec<u8>, Vec<String>) {
+    let files = [
+        "haproxy.cfg",
+        "maps/routes.map",
+        "maps/services.map",
+        "maps/idle.map",
+        "maps/canary.map",
+    ]
+    .iter()
+    .map(|f| std::fs::read(s.file(f)).unwrap())
+    .collect();
+    let journal = std::fs::read(s.file("state/history.jsonl")).unwrap_or_default();
+    let runtime = ["services", "idle", "canary"]
+        .iter()
+        .map(|m| {
+            s.haproxy()
+                .admin_command(&format!(
+                    "show map {}",
+                    s.file(&format!("maps/{m}.map")).display()
+                ))
+                .lines()
+                .map(|l| l.split_once(' ').map_or(l, |(_, rest)| rest).to_owned())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect();
+    (files, journal, runtime)
+}
+
+#[test]
+fn a_dry_run_changes_nothing_and_shows_the_plan() {
+    let Some(s) = setup(SetupOptions::default()) else {
+        return;
+    };
+    let before = snapshot(&s);
+    let out = s.cli(&["switch", "web", "green", "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(plan.contains("dry run: generation"), "{plan}");
+    assert!(plan.contains("service web: blue -> green"), "{plan}");
+    assert!(plan.contains("file services"), "{plan}");
+    assert!(plan.contains("runtime per key"), "{plan}");
+    assert!(plan.contains("~ web web_green"), "{plan}");
+    assert!(plan.contains("servers: drain web_blue"), "{plan}");
+    assert!(plan.contains("gate: passed for web_green"), "{plan}");
+    for verb in [
+        vec!["canary", "web", "green", "20", "--dry-run"],
+        vec!["drain", "web", "green", "--dry-run"],
+        vec!["rollback", "web", "--dry-run"],
+    ] {
+        let _ = s.cli(&verb);
+    }
+    assert_eq!(snapshot(&s), before, "a dry run changed something");
+    assert_eq!(s.get(HOST).1, "blue");
+    // A dry run that would be refused says where.
+    let (code, reply) = s.cli_json(&["rollback", "web", "--dry-run"]);
+    assert_eq!(code, 1);
+    assert!(
+        reply["message"]
+            .as_str()
+            .unwrap()
+            .contains("would be refused at request"),
+        "{reply}"
+    );
+    // --dry-run goes only with verbs that change routing.
+    assert_eq!(s.cli(&["status", "--dry-run"]).status.code(), Some(2));
+}
+
+/// `web` plus `api` and `shop`, all served by the setup's two origins.
+fn setup_three() -> Option<Setup> {
+    let mut extra = String::new();
+    for name in ["api", "shop"] {
+        extra.push_str(&format!(
+            "[[services]]\nname = \"{name}\"\nroutes = [\"{name}.example.test\"]\n\
+             blue = {{ backend = \"{name}_blue\", servers = [{{ name = \"b1\", address = \"{{blue}}\" }}] }}\n\
+             green = {{ backend = \"{name}_green\", servers = [{{ name = \"g1\", address = \"{{green}}\" }}] }}\n"
+        ));
+    }
+    setup(SetupOptions {
+        extra_services: extra,
+        ..SetupOptions::default()
+    })
+}
+
+#[test]
+fn apply_sets_three_services_in_one_generation() {
+    let Some(s) = setup_three() else { return };
+    let (_, status) = s.cli_json(&["status"]);
+    let gen = status["data"]["generation"].as_u64().unwrap();
+    let desired = s.file("desired.toml");
+    std::fs::write(
+        &desired,
+        "[services.web]\nlive = \"green\"\n[services.api]\nlive = \"green\"\n\
+         [services.shop]\nlive = \"blue\"\ncanary = { colour = \"green\", percent = 50 }\n",
+    )
+    .unwrap();
+    let path = desired.display().to_string();
+    let out = s.cli(&["apply", "-f", &path, "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(s.get(HOST).1, "blue", "dry run");
+    let (code, reply) = s.cli_json(&["apply", "-f", &path]);
+    assert_eq!(code, 0, "{reply}");
+    assert_eq!(
+        reply["data"]["change"]["generation"].as_u64(),
+        Some(gen + 1)
+    );
+    assert_eq!(
+        reply["data"]["change"]["services"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(reply["data"]["reload"].is_null(), "no reload: {reply}");
+    assert_eq!(s.get(HOST).1, "green");
+    assert_eq!(s.get("api.example.test").1, "green");
+    let (_, status) = s.cli_json(&["status"]);
+    let shop = status["data"]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "shop")
+        .unwrap()
+        .clone();
+    assert_eq!(shop["canary"]["percent"], 50, "{shop}");
+    // An unknown service refuses the whole declaration.
+    std::fs::write(
+        &desired,
+        "[services.web]\nlive = \"blue\"\n[services.nope]\nlive = \"blue\"\n",
+    )
+    .unwrap();
+    let (code, reply) = s.cli_json(&["apply", "-f", &path]);
+    assert_eq!(code, 1, "{reply}");
+    assert!(
+        reply["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown service \"nope\""),
+        "{reply}"
+    );
+    assert_eq!(s.get(HOST).1, "green");
+}
+
+#[test]
+fn a_watched_desired_state_file_is_reconciled_and_a_broken_one_reported() {
+    let haproxy = match cutover_tests::require_proxy("haproxy") {
+        Some(h) => h,
+        None => return,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let desired = dir.path().join("desired.toml");
+    std::fs::write(&desired, "[services.web]\nlive = \"blue\"\n").unwrap();
+    let mut s = Setup::new(
+        &haproxy,
+        SetupOptions {
+            agent_extra: format!(
+                "desired_state = {:?}\ndesired_debounce_ms = 100",
+                desired.display().to_string()
+            ),
+            ..SetupOptions::default()
+        },
+    );
+    s.start_agent();
+    std::fs::write(&desired, "[services.web]\nlive = \"green\"\n").unwrap();
+    assert!(
+        s.wait_for_body(HOST, "green", Duration::from_secs(10)),
+        "{}",
+        s.agent().log()
+    );
+    std::fs::write(&desired, "[services.web]\nlive = \"purple\"\n").unwrap();
+    let reported =
+        cutover_tests::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            let (_, status) = s.cli_json(&["status"]);
+            status["data"]["desired_state"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("purple"))
+        });
+    assert!(reported, "broken desired state not reported");
+    assert_eq!(s.get(HOST).1, "green", "the last good state stays live");
+    let (_, history) = s.cli_json(&["history"]);
+    let last = history["data"]["entries"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["requester"]["via"], "desired-file", "{last}");
+}
+
+#[test]
+fn a_sticky_canary_keeps_each_client_on_its_colour() {
+    let Some(s) = setup(SetupOptions {
+        service_extra: "canary_sticky = { cookie = \"cutover_web\" }\n".into(),
+        ..SetupOptions::default()
+    }) else {
+        return;
+    };
+    assert!(s.cli(&["canary", "web", "green", "30"]).status.success());
+    let addr = s.haproxy().frontend();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // 200 clients, 5 requests each: 1,000 requests. The first answer sets the cookie.
+    let mut colours: BTreeMap<usize, String> = BTreeMap::new();
+    let mut cookies: BTreeMap<usize, String> = BTreeMap::new();
+    for round in 0..5 {
+        for client in 0..200usize {
+            let response = rt
+                .block_on(request(addr, cookies.get(&client).map(String::as_str)))
+                .unwrap();
+            if round == 0 {
+                let cookie = response
+                    .header("set-cookie")
+                    .and_then(|c| c.split(';').next())
+                    .unwrap_or_else(|| panic!("no cookie on the first answer: {response:?}"))
+                    .to_owned();
+                cookies.insert(client, cookie);
+                colours.insert(client, response.body.clone());
+            } else {
+                assert_eq!(
+                    response.body, colours[&client],
+                    "client {client} changed colour"
+                );
+            }
+        }
+        if round == 2 {
+            // Growing the share keeps every canary client on the canary.
+            assert!(s.cli(&["canary", "web", "green", "60"]).status.success());
+            for (client, colour) in colours.iter_mut() {
+                if colour == "blue" {
+                    let r = rt.block_on(request(addr, Some(&cookies[client]))).unwrap();
+                    *colour = r.body;
+                }
+            }
+        }
+    }
+    let green = colours.values().filter(|c| *c == "green").count();
+    eprintln!("sticky canary: {green} of 200 clients on green after 30% then 60%");
+    assert!((80..=160).contains(&green), "{green}");
+}
+
+async fn request(
+    addr: std::net::SocketAddr,
+    cookie: Option<&str>,
+) -> std::io::Result<cutover_tests::Response> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await?;
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    conn.write_all(
+        format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n{cookie}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).await?;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    Ok(cutover_tests::Response {
+        status,
+        headers,
+        body: body.to_owned(),
+    })
+}
+
+#[test]
+fn a_failing_prewarm_blocks_the_switch() {
+    let Some(s) = setup(SetupOptions {
+        service_extra:
+            "[services.prewarm]\npaths = [\"/\", \"/warm\"]\nrequests = 20\nconcurrency = 4\n"
+                .into(),
+        ..SetupOptions::default()
+    }) else {
+        return;
+    };
+    s.green.set_failing(true);
+    let before = s.green.requests();
+    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 1, "{reply}");
+    let msg = reply["message"].as_str().unwrap();
+    assert!(msg.contains("pre-warm: 20 of 20 requests failed"), "{msg}");
+    assert!(msg.contains("500 on /warm"), "{msg}");
+    assert_eq!(
+        s.green.requests() - before,
+        20,
+        "the pre-warm reached green"
+    );
+    assert_eq!(s.get(HOST).1, "blue");
+    s.green.set_failing(false);
+    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 0, "{reply}");
+    assert_eq!(reply["data"]["gates"][0]["prewarm"]["sent"], 20);
+    assert_eq!(s.get(HOST).1, "green");
+}
