@@ -105,9 +105,25 @@ fn switch_and_rollback_change_what_requests_get() {
     let workers = s.nginx().workers();
     assert!(workers.iter().all(|w| !previous.contains(&u64::from(*w))));
 
+    // The colour that lost its traffic is drained: its servers are down in the config.
+    let conf = std::fs::read_to_string(s.file("nginx.conf")).unwrap();
+    assert!(
+        conf.contains(&format!("server {} down;", s.blue.addr())),
+        "{conf}"
+    );
+    assert!(
+        conf.contains(&format!("server {};", s.green.addr())),
+        "{conf}"
+    );
+
     let out = s.cli(&["rollback", "web"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(s.get(HOST), (200, "blue".into()));
+    let conf = std::fs::read_to_string(s.file("nginx.conf")).unwrap();
+    assert!(
+        conf.contains(&format!("server {};", s.blue.addr())),
+        "{conf}"
+    );
 
     let (_, status) = s.cli_json(&["status"]);
     let web = &status["data"]["services"][0];

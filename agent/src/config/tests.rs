@@ -187,6 +187,20 @@ fn nginx_routes_that_a_map_block_reads_differently_are_refused() {
 }
 
 #[test]
+fn nginx_refuses_what_its_templates_cannot_do() {
+    let text = NGINX.replace(
+        "green = { backend = \"web_green\" }",
+        "green = { backend = \"web_green\" }\npreview_hosts = [\"p.example.com\"]\n[services.watch]\nwindow_ms = 1000",
+    );
+    let e = load(&text).unwrap_err().to_string();
+    assert!(
+        e.contains("services[0] (web).preview_hosts: not available with kind = \"nginx\""),
+        "{e}"
+    );
+    assert!(e.contains("(web).watch: not available"), "{e}");
+}
+
+#[test]
 fn nginx_files_must_render_the_main_config() {
     let text = format!(
         "{NGINX}\n[[files]]\nname = \"services\"\ntemplate = \"nginx/services.map\"\npath = \"/etc/nginx/cutover/services.map\"\nkind = \"map\"\n"
