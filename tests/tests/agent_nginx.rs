@@ -350,6 +350,7 @@ fn a_burst_of_switches_is_coalesced_into_few_reloads() {
         assert_eq!(r["status"], "ok", "{r}");
     }
     let reloads = s.nginx().reloads_logged() - before;
+    eprintln!("{reloads} reloads for 20 switches");
     assert!(
         (1..=4).contains(&reloads),
         "{reloads} reloads for 20 switches"
