@@ -23,6 +23,7 @@ pub mod nginx;
 pub mod ports;
 pub mod process;
 pub mod proxies;
+mod setup_config;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
