@@ -39,7 +39,7 @@ impl Nginx {
         &self,
         generation: u64,
     ) -> Result<ReloadReport, ProxyError> {
-        let master = self.master()?;
+        let master = procs::master(&self.settings.pid_file).map_err(failed)?;
         let before =
             procs::snapshot(master).map_err(|e| failed(format!("nginx master {master}: {e}")))?;
         let mut log = Tail::at_end(&self.settings.error_log);
