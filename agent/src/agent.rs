@@ -1,25 +1,33 @@
 //! The daemon: one engine task that owns the [`Engine`] and takes requests from the control
 //! socket in order, a periodic reconcile, and signals (SIGTERM/SIGINT stop gracefully,
 //! SIGHUP re-reads the config and keeps the old one if the new one is refused). An apply
-//! that fails is answered and journaled; it never stops the agent.
+//! that fails is answered and journaled; it never stops the agent. Under systemd it reports
+//! readiness once it serves its socket and pings the watchdog from the engine loop (see
+//! [`crate::notify`]); with `[metrics] listen` it serves the metrics over HTTP.
 //!
-//! Changes are coalesced here, where they are serialized: when a switch or rollback comes
-//! up, the task first lets the proxy's minimum reload gap pass (for a proxy that reloads on
-//! every change), then takes every request queued behind it, and applies all the queued
-//! changes with one transition (one reload) before answering each. Changes that arrive
-//! while a reload runs wait in the queue and go into the next one. One task means never
-//! two reloads at once.
+//! Changes are coalesced here, where they are serialized: when a local change (a switch,
+//! rollback, canary... that is not a dry run) comes up, the task first lets the proxy's
+//! minimum reload gap pass (for a proxy that reloads on every change), then takes every
+//! change queued behind it, and applies them all with one transition (one reload) before
+//! answering each. Changes that arrive while a reload runs wait in the queue and go into
+//! the next one. One task means never two reloads at once.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::json;
+use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::control::{self, Envelope, Limits};
 use crate::engine::{Applied, ApplyError, Engine, Queued};
+use crate::metrics::{self, Metrics};
+use crate::notify::Notifier;
+use crate::peers::coordinator::Coordinator;
+use crate::peers::server::TlsTransport;
+use crate::peers::{self, Node, PeerReport};
 use crate::protocol::{Command, Reply};
 use crate::proxy::{AnyProxy, Proxy};
 use crate::store::{Requester, Store};
@@ -40,8 +48,15 @@ pub enum AgentError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("binding the metrics endpoint {addr}: {source}")]
+    MetricsBind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("installing signal handlers: {0}")]
     Signal(std::io::Error),
+    #[error("peer TLS: {0}")]
+    Tls(peers::tls::TlsError),
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -60,6 +75,7 @@ pub async fn run_with<P: Proxy>(
     let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signal)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signal)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
+    let notifier = Notifier::from_env();
 
     let store = Store::open(&config.agent.state_dir)?;
     let mut engine = Engine::new(config.clone(), proxy, store)?;
@@ -71,6 +87,8 @@ pub async fn run_with<P: Proxy>(
         }
     }
 
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics_server = serve_metrics(&config, engine.metrics(), stop_tx.subscribe()).await?;
     let listener = control::bind(
         &config.agent.socket,
         config.agent.socket_mode,
@@ -87,11 +105,51 @@ pub async fn run_with<P: Proxy>(
         read_timeout: config.agent.read_timeout,
     };
     let (tx, mut rx) = mpsc::channel::<Envelope>(QUEUE_DEPTH);
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let server = tokio::spawn(control::serve(listener, limits, tx, async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    }));
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let server = tokio::spawn(control::serve(
+        listener,
+        limits,
+        tx.clone(),
+        stopped(stop_rx.clone()),
+    ));
     tracing::info!(socket = %config.agent.socket.display(), "listening");
+    let (report_tx, report_rx) = watch::channel(None);
+    let (mut node, peer_server) = match &config.cluster {
+        None => (None, None),
+        Some(c) => {
+            let node = Node::new(c.clone()).map_err(AgentError::Tls)?;
+            let listener =
+                TcpListener::bind(c.listen)
+                    .await
+                    .map_err(|source| AgentError::Bind {
+                        path: c.listen.to_string().into(),
+                        source,
+                    })?;
+            let transport = TlsTransport::new(
+                listener,
+                peers::tls::server_config(&c.tls).map_err(AgentError::Tls)?,
+            );
+            let server = tokio::spawn(control::serve_on(
+                transport,
+                limits,
+                tx.clone(),
+                stopped(stop_rx.clone()),
+            ));
+            tokio::spawn(peers::coordinator::report_loop(
+                c.peers.clone(),
+                node.client.clone(),
+                c.timeout,
+                c.report_interval,
+                report_rx,
+            ));
+            tracing::info!(node = %c.node, listen = %c.listen, peers = c.peers.len(), "peer listener");
+            (Some(node), Some(server))
+        }
+    };
+    notifier.ready(&format!("serving {}", config.agent.socket.display()));
+    let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
 
     let mut tick = tokio::time::interval(config.agent.reconcile_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -99,27 +157,119 @@ pub async fn run_with<P: Proxy>(
         tokio::select! {
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
-            _ = sighup.recv() => reload_config(&mut engine, config_path).await,
-            Some(env) = rx.recv() => serve(&mut engine, env, &mut rx).await,
+            _ = sighup.recv() => {
+                notifier.reloading();
+                let status = reload_config(&mut engine, config_path).await;
+                notifier.ready(status);
+            }
+            _ = ping(&mut watchdog) => notifier.watchdog(),
+            Some(env) = rx.recv() => serve(&mut engine, &mut node, env, &mut rx, &tx).await,
             _ = tick.tick() => {
                 engine.tick().await;
                 engine.poll_desired_file().await;
             }
             _ = watch_timer(engine.next_watch_due()) => { engine.run_watches().await; }
         }
+        if let Some(n) = &node {
+            let report = n.report(&engine);
+            report_tx.send_if_modified(|current| {
+                let changed = current.as_ref().is_none_or(|c| {
+                    PeerReport {
+                        time_ms: c.time_ms,
+                        ..report.clone()
+                    } != *c
+                });
+                if changed {
+                    *current = Some(report);
+                }
+                changed
+            });
+        }
     }
+    notifier.stopping();
     let _ = stop_tx.send(true);
-    // Answer what is still queued while the server drains.
+    drop(tx);
+    drop(report_tx);
+    if let Some(m) = metrics_server {
+        let _ = m.await;
+    }
+    // Answer what is still queued while the servers drain.
     let drain = async {
         while let Some(env) = rx.recv().await {
             let reply = handle(&mut engine, env.command, &env.requester).await;
             let _ = env.reply.send(reply);
         }
     };
-    let _ = tokio::join!(server, drain);
+    let peers_done = async {
+        if let Some(s) = peer_server {
+            let _ = s.await;
+        }
+    };
+    let _ = tokio::join!(server, peers_done, drain);
     let _ = std::fs::remove_file(&engine.config().agent.socket);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Routes one request: cluster changes to a coordinator task, peer commands to the node,
+/// everything else to [`handle`].
+async fn dispatch<P: Proxy>(
+    engine: &mut Engine<P>,
+    node: &mut Option<Node>,
+    env: Envelope,
+    local: &mpsc::Sender<Envelope>,
+) {
+    let no_cluster = || {
+        Reply::error(
+            "this agent has no [cluster] configured",
+            serde_json::Value::Null,
+        )
+    };
+    let reply = match env.command {
+        Command::Cluster { command } => {
+            let (Some(n), Some(m)) = (node.as_ref(), command.mutation()) else {
+                let _ = env.reply.send(no_cluster());
+                return;
+            };
+            let c = &n.config;
+            let coordinator = Coordinator {
+                node: c.node.clone(),
+                peers: c.peers.clone(),
+                client: n.client.clone(),
+                timeout: c.timeout,
+                hold_before_decision: c.hold_before_decision,
+                local: local.clone(),
+            };
+            tokio::spawn(async move {
+                let reply = coordinator.run(m.request, m.force, m.dry_run).await;
+                let _ = env.reply.send(reply);
+            });
+            return;
+        }
+        Command::ClusterStatus => match node {
+            Some(n) => Reply::ok(
+                format!("{} hosts", n.config.peers.len() + 1),
+                n.status(engine),
+            ),
+            None => no_cluster(),
+        },
+        cmd if cmd.is_peer_only() => match node {
+            Some(n) => peers::handle_peer_command(n, engine, cmd, &env.requester).await,
+            None => no_cluster(),
+        },
+        cmd => handle(engine, cmd, &env.requester).await,
+    };
+    let _ = env.reply.send(reply);
+}
+
+/// Waits for the next watchdog ping, forever without a watchdog.
+async fn ping(watchdog: &mut Option<tokio::time::Interval>) {
+    match watchdog {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Completes when the next post-switch watch sample is due; never without a watch.
@@ -130,27 +280,69 @@ async fn watch_timer(due: Option<std::time::Instant>) {
     }
 }
 
-async fn reload_config<P: Proxy>(engine: &mut Engine<P>, path: &Path) {
+/// Starts the metrics endpoint when the config has `[metrics] listen`.
+async fn serve_metrics(
+    config: &Config,
+    metrics: &Metrics,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, AgentError> {
+    let Some(addr) = config.metrics.listen else {
+        return Ok(None);
+    };
+    let listener = metrics::http::bind(addr)
+        .await
+        .map_err(|source| AgentError::MetricsBind { addr, source })?;
+    tracing::info!("serving metrics on http://{addr}/metrics");
+    let limits = metrics::http::Limits::default();
+    Ok(Some(tokio::spawn(metrics::http::serve(
+        listener,
+        metrics.clone(),
+        limits,
+        async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        },
+    ))))
+}
+
+/// Reads the config again (SIGHUP); returns the status line for the service manager.
+async fn reload_config<P: Proxy>(engine: &mut Engine<P>, path: &Path) -> &'static str {
     tracing::info!(config = %path.display(), "SIGHUP: reading the config again");
+    let accepted = replace_config(engine, path).await;
+    engine.metrics().config_reload(accepted);
+    if accepted {
+        "serving; config reloaded"
+    } else {
+        "serving; new config refused, the old one is in force"
+    }
+}
+
+async fn replace_config<P: Proxy>(engine: &mut Engine<P>, path: &Path) -> bool {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("new config refused, the old one stays in force: {e}");
-            return;
+            return false;
         }
     };
     if config.agent.socket != engine.config().agent.socket
         || config.agent.state_dir != engine.config().agent.state_dir
         || config.proxy.kind != engine.config().proxy.kind
+        || config.metrics != engine.config().metrics
     {
         tracing::error!(
-            "new config refused: agent.socket, agent.state_dir and proxy.kind change only with a restart"
+            "new config refused: agent.socket, agent.state_dir, proxy.kind and [metrics] change only with a restart"
         );
-        return;
+        return false;
     }
     match engine.replace_config(Arc::new(config)).await {
-        Ok(a) => tracing::info!("new config in force: {}", a.summary()),
-        Err(e) => tracing::error!("new config refused, the old one stays in force: {e}"),
+        Ok(a) => {
+            tracing::info!("new config in force: {}", a.summary());
+            true
+        }
+        Err(e) => {
+            tracing::error!("new config refused, the old one stays in force: {e}");
+            false
+        }
     }
 }
 
@@ -164,17 +356,18 @@ fn queued(env: &Envelope) -> Option<Queued> {
     })
 }
 
-/// Answers `first`; when it is a change, together with every change queued behind it,
-/// applied with one transition (see the module doc). Other requests taken from the queue
-/// meanwhile are answered after the batch, in order.
+/// Answers `first`; when it is a local change, together with every local change queued
+/// behind it, applied with one transition (see the module doc). Other requests taken from
+/// the queue meanwhile are dispatched after the batch, in order.
 async fn serve<P: Proxy>(
     engine: &mut Engine<P>,
+    node: &mut Option<Node>,
     first: Envelope,
     rx: &mut mpsc::Receiver<Envelope>,
+    local: &mpsc::Sender<Envelope>,
 ) {
     if queued(&first).is_none() {
-        let reply = handle(engine, first.command, &first.requester).await;
-        let _ = first.reply.send(reply);
+        dispatch(engine, node, first, local).await;
         return;
     }
     if !engine.proxy().has_runtime_maps() {
@@ -202,8 +395,7 @@ async fn serve<P: Proxy>(
         let _ = env.reply.send(change_reply(result));
     }
     for env in others {
-        let reply = handle(engine, env.command, &env.requester).await;
-        let _ = env.reply.send(reply);
+        dispatch(engine, node, env, local).await;
     }
 }
 
@@ -273,6 +465,10 @@ pub async fn handle<P: Proxy>(
             ),
             Err(e) => failed(e),
         },
-        _ => unreachable!("every mutation is handled above"),
+        Command::Metrics => Reply::ok(
+            "metrics",
+            json!({ "content_type": metrics::CONTENT_TYPE, "text": engine.metrics().render() }),
+        ),
+        _ => Reply::error("this command is not served here", serde_json::Value::Null),
     }
 }

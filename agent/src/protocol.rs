@@ -82,6 +82,31 @@ pub enum Command {
         #[serde(default)]
         dry_run: bool,
     },
+    /// Run a mutating command on every host of the cluster, all or nothing.
+    Cluster { command: Box<Command> },
+    /// One row per host of the cluster, and per service whether they agree.
+    ClusterStatus,
+    /// A peer's state report (peer listener only).
+    Report {
+        report: Box<crate::peers::PeerReport>,
+    },
+    /// Plan and hold a cluster change (peer listener and the local coordinator only).
+    Prepare {
+        txn: String,
+        request: Request,
+        #[serde(default)]
+        force: bool,
+        coordinator: String,
+    },
+    /// Whether the cluster change `txn` is still held.
+    Ready { txn: String },
+    /// Apply the held change `txn` as cluster generation `cluster_generation`.
+    Commit {
+        txn: String,
+        cluster_generation: u64,
+    },
+    /// Drop the held change `txn`.
+    AbortTxn { txn: String },
     /// Set the live colour (and canary) of several services in one change.
     Apply {
         services: BTreeMap<String, Desired>,
@@ -110,6 +135,10 @@ pub enum Command {
         #[serde(default = "default_history")]
         limit: usize,
     },
+    /// The agent's metrics in the OpenMetrics text format, as the HTTP endpoint serves them
+    /// (`data.text`, `data.content_type`). Added in version 1 without a version change: an
+    /// older agent answers it with an "unknown variant" error.
+    Metrics,
 }
 
 fn default_history() -> usize {
@@ -117,6 +146,18 @@ fn default_history() -> usize {
 }
 
 impl Command {
+    /// Whether the command is one agents send each other (accepted only from peers).
+    pub fn is_peer_only(&self) -> bool {
+        matches!(
+            self,
+            Command::Report { .. }
+                | Command::Prepare { .. }
+                | Command::Ready { .. }
+                | Command::Commit { .. }
+                | Command::AbortTxn { .. }
+        )
+    }
+
     /// Whether the command may change routing (and so is journaled and needs the
     /// mutating permission).
     pub fn is_mutation(&self) -> bool {
@@ -132,7 +173,17 @@ impl Command {
         };
         let s = String::clone;
         Some(match self {
-            Command::Status | Command::MapShow { .. } | Command::History { .. } => return None,
+            Command::Status
+            | Command::MapShow { .. }
+            | Command::History { .. }
+            | Command::Cluster { .. }
+            | Command::ClusterStatus
+            | Command::Report { .. }
+            | Command::Prepare { .. }
+            | Command::Ready { .. }
+            | Command::Commit { .. }
+            | Command::AbortTxn { .. }
+            | Command::Metrics => return None,
             Command::Switch {
                 service,
                 colour,
@@ -337,6 +388,13 @@ pub fn decode(line: &str) -> Result<Command, DecodeError> {
             return Err(DecodeError::HistoryLimit(*limit));
         }
     }
+    if let Command::Cluster { command } = &cmd {
+        if !command.is_mutation() {
+            return Err(DecodeError::Command(
+                "cluster takes a command that changes routing".into(),
+            ));
+        }
+    }
     if let Command::Apply { services, .. } = &cmd {
         if services.len() > crate::desired::MAX_SERVICES {
             return Err(DecodeError::Command(format!(
@@ -419,6 +477,7 @@ mod tests {
                 service: None,
                 limit: 5,
             },
+            Command::Metrics,
         ] {
             assert_eq!(decode(&encode(&cmd)).unwrap(), cmd);
         }
@@ -452,6 +511,51 @@ mod tests {
                 limit: 50
             }
         );
+    }
+
+    /// Every request an older client sends still parses to what it meant after later
+    /// additions (`force`, `dry_run`, `metrics`).
+    #[test]
+    fn older_payloads_parse_after_additions() {
+        let old = [
+            (r#"{"v":1,"cmd":"status"}"#, Command::Status),
+            (
+                r#"{"v":1,"cmd":"switch","service":"web","colour":"green"}"#,
+                Command::Switch {
+                    service: "web".into(),
+                    colour: Colour::Green,
+                    force: false,
+                    dry_run: false,
+                },
+            ),
+            (
+                r#"{"cmd":"rollback","service":"web"}"#,
+                Command::Rollback {
+                    service: "web".into(),
+                    force: false,
+                    dry_run: false,
+                },
+            ),
+            (
+                r#"{"v":1,"cmd":"map_show","name":"routes","view":"diff"}"#,
+                Command::MapShow {
+                    name: "routes".into(),
+                    view: MapView::Diff,
+                },
+            ),
+            (
+                r#"{"cmd":"history","service":"web","limit":3}"#,
+                Command::History {
+                    service: Some("web".into()),
+                    limit: 3,
+                },
+            ),
+        ];
+        for (line, cmd) in old {
+            assert_eq!(decode(line).unwrap(), cmd, "{line}");
+        }
+        assert_eq!(decode(r#"{"cmd":"metrics"}"#).unwrap(), Command::Metrics);
+        assert_eq!(encode(&Command::Metrics), r#"{"cmd":"metrics","v":1}"#);
     }
 
     #[test]

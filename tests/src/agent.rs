@@ -44,6 +44,8 @@ pub struct SetupOptions {
     pub extra_services: String,
     /// Extra keys of the `[agent]` table.
     pub agent_extra: String,
+    /// Extra TOML appended at the end of the config (e.g. a `[metrics]` table).
+    pub config_extra: String,
 }
 
 impl Default for SetupOptions {
@@ -58,6 +60,7 @@ impl Default for SetupOptions {
             service_extra: String::new(),
             extra_services: String::new(),
             agent_extra: String::new(),
+            config_extra: String::new(),
         }
     }
 }
@@ -212,6 +215,13 @@ impl Setup {
 
     /// Starts the agent and waits until its socket answers.
     pub fn start_agent(&mut self) -> &Agent {
+        self.start_agent_with_env(&[])
+    }
+
+    /// Starts the agent with extra environment variables (its log goes to `agent.log` in
+    /// the instance directory, appended to if the file exists) and waits until its socket
+    /// answers.
+    pub fn start_agent_with_env(&mut self, env: &[(&str, &str)]) -> &Agent {
         assert!(self.agent.is_none(), "agent already running");
         let log = self.file("agent.log");
         let log_file = std::fs::OpenOptions::new()
@@ -226,6 +236,7 @@ impl Setup {
                 "agent".as_ref(),
             ])
             .env("CUTOVER_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log fd"))
             .stderr(log_file)
@@ -280,6 +291,16 @@ impl Setup {
         let v = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("cutover {args:?}: not JSON ({e}): {}", text(&out)));
         (out.status.code().unwrap_or(-1), v)
+    }
+
+    /// The value of one metric series (`name{labels}`, labels as the agent writes them) from
+    /// `cutover metrics`; `None` when the agent does not have it.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let out = self.cli(&["metrics"]);
+        assert!(out.status.success(), "cutover metrics: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
     /// GET `/` with `Host: host` on a new connection through the proxy: `(status, body)`.

@@ -93,6 +93,7 @@ blue = {{ backend = "web_blue", servers = [{{ name = "b1", address = "{blue}" }}
 green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}" }}] }}
 {service_extra}
 {extra_services}
+{config_extra}
 "#,
         dir = dir.display(),
         interval = o.reconcile_interval_ms,
@@ -114,6 +115,7 @@ green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}"
             .replace("{blue}", &blue.to_string())
             .replace("{green}", &green.to_string()),
         agent_extra = o.agent_extra,
+        config_extra = o.config_extra,
     );
     let path = dir.join("cutover.toml");
     std::fs::write(&path, text).expect("write cutover.toml");

@@ -15,8 +15,11 @@ use crate::gates::{GateConfig, WatchConfig};
 use crate::mapfile::MapSyntax;
 use crate::state::Colour;
 
+mod metrics;
 mod raw;
 mod validate;
+
+pub use metrics::{Metrics, SUGGESTED_METRICS_LISTEN};
 
 use raw::RawConfig;
 use validate::Validator;
@@ -87,6 +90,10 @@ pub struct Config {
     pub files: Vec<FileSpec>,
     /// Services by name.
     pub services: BTreeMap<String, Service>,
+    /// This node and its peers; none for a single host.
+    pub cluster: Option<crate::peers::ClusterConfig>,
+    /// The Prometheus endpoint.
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Clone)]

@@ -21,6 +21,28 @@ pub(super) struct RawConfig {
     pub(super) files: Vec<RawFile>,
     #[serde(default)]
     pub(super) services: Vec<RawService>,
+    pub(super) cluster: Option<RawCluster>,
+    #[serde(default)]
+    pub(super) metrics: super::metrics::RawMetrics,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    pub(super) node: String,
+    pub(super) listen: String,
+    pub(super) ca: PathBuf,
+    pub(super) cert: PathBuf,
+    pub(super) key: PathBuf,
+    #[serde(default)]
+    pub(super) peers: Vec<crate::peers::PeerSpec>,
+    pub(super) report_interval_ms: Option<u64>,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) prepare_ttl_ms: Option<u64>,
+    #[serde(default)]
+    pub(super) hold_before_decision_ms: u64,
+    #[serde(default)]
+    pub(super) hold_before_commit_ms: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,6 +9,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::{Applied, ApplyError, Engine, GateReport, Step};
+use crate::metrics::RollbackReason;
 use crate::proxy::Proxy;
 use crate::state::{Change, Request, State};
 use crate::store::{now_ms, JournalEntry, Requester};
@@ -108,6 +109,7 @@ impl<P: Proxy> Engine<P> {
                 (Ok(_), None) => unreachable!("a changing request makes a transition"),
             };
             self.journal(q, &result, note, elapsed_ms);
+            self.count_apply(&q.request, &q.requester, &result, elapsed_ms / 1e3);
             results.push(result);
         }
         results
@@ -224,6 +226,50 @@ impl<P: Proxy> Engine<P> {
         match result {
             Ok(a) => tracing::info!(generation = a.change.generation, "{}", a.summary()),
             Err(e) => tracing::warn!(step = %e.step, "change refused: {}", e.message),
+        }
+    }
+
+    /// Counts a finished routing request. Only configured services become label values,
+    /// so a client cannot create series by naming services.
+    fn count_apply(
+        &self,
+        req: &Request,
+        requester: &Requester,
+        result: &Result<Applied, ApplyError>,
+        seconds: f64,
+    ) {
+        let step = result.as_ref().err().map(|e| e.step.to_string());
+        let changed = match result {
+            Ok(a) => Ok(!a.change.is_empty()),
+            Err(_) => Err(step.as_deref().unwrap_or_default()),
+        };
+        self.metrics.apply(changed, seconds);
+        let configured = |s: &str| self.config.services.contains_key(s);
+        match (req, result) {
+            (Request::Rollback { .. }, Ok(a)) if !a.change.is_empty() => {
+                self.metrics.rollback(if requester.via == "watch" {
+                    RollbackReason::Watch
+                } else {
+                    RollbackReason::Requested
+                });
+            }
+            (Request::Rollback { .. }, _) => {}
+            (_, Ok(a)) => {
+                for c in a.change.services.iter().filter(|c| c.live_moved()) {
+                    self.metrics.switch(&c.service, Ok(true));
+                }
+                if let Request::Switch { service, .. } = req {
+                    if a.change.is_empty() && configured(service) {
+                        self.metrics.switch(service, Ok(false));
+                    }
+                }
+            }
+            (Request::Switch { service, .. } | Request::Promote { service }, Err(_))
+                if configured(service) =>
+            {
+                self.metrics.switch(service, Err(()));
+            }
+            (_, Err(_)) => {}
         }
     }
 }

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::config::{Config, FileKind, FileSpec};
 use crate::mapfile::{MapDiff, MapEntries, MapSyntax};
+use crate::metrics::{Metrics, RollbackReason};
 use crate::protocol::MapView;
 use crate::proxy::{Epoch, Proxy};
 use crate::render::Renderer;
@@ -148,6 +149,7 @@ pub struct Engine<P: Proxy> {
     phases: BTreeMap<String, Phase>,
     /// The desired-state file the agent reconciles, when configured.
     desired_file: Option<crate::desired::Watcher>,
+    metrics: Metrics,
 }
 
 impl<P: Proxy> Engine<P> {
@@ -178,10 +180,12 @@ impl<P: Proxy> Engine<P> {
             watches: BTreeMap::new(),
             phases: BTreeMap::new(),
             desired_file: None,
+            metrics: Metrics::new(),
         };
         engine.watch_desired_file();
         engine.static_files = engine.render_static()?;
         engine.read_files_from_disk()?;
+        engine.metrics.state(&engine.state);
         Ok(engine)
     }
 
@@ -195,6 +199,34 @@ impl<P: Proxy> Engine<P> {
 
     pub fn proxy(&self) -> &P {
         &self.proxy
+    }
+
+    /// Whether the proxy answered the last time it was asked.
+    pub fn reachable(&self) -> bool {
+        self.reachable
+    }
+
+    /// The last failed apply or reconcile, if the last attempt failed.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// Marks the current routing as committed across the cluster at `generation`, and
+    /// persists it.
+    pub async fn mark_cluster(&mut self, generation: u64) -> Result<(), ApplyError> {
+        let mut next = self.state.clone();
+        next.cluster_generation = generation;
+        next.cluster_routing = next.routing();
+        self.store
+            .save(&next)
+            .map_err(|e| ApplyError::new(Step::Persist, e))?;
+        self.state = next;
+        Ok(())
+    }
+
+    /// The metrics this engine updates (clones share the values).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// How the proxy's map files are written.
@@ -222,6 +254,7 @@ impl<P: Proxy> Engine<P> {
         if let Err(e) = self.store.save(&next) {
             let err = ApplyError::new(Step::Persist, e);
             let undo = self.state.clone();
+            self.metrics.rollback(RollbackReason::PersistFailed);
             if let Err(undo_err) = self.transition(&undo).await {
                 tracing::error!(error = %undo_err, "cannot undo a change whose state could not be saved");
             }
@@ -230,6 +263,7 @@ impl<P: Proxy> Engine<P> {
         }
         self.state = next;
         self.last_error = None;
+        self.metrics.state(&self.state);
         applied.change = change;
         Ok(applied)
     }
