@@ -172,6 +172,9 @@ pub async fn run_with<P: Proxy>(
         }
         if let Some(n) = &node {
             let report = n.report(&engine);
+            engine
+                .metrics()
+                .peers(n.config.peers.len(), n.agreeing(&report));
             report_tx.send_if_modified(|current| {
                 let changed = current.as_ref().is_none_or(|c| {
                     PeerReport {

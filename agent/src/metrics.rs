@@ -20,8 +20,8 @@
 //! | `cutover_canary_percent` | gauge | `service`: share sent to the canary colour (0: none) |
 //! | `cutover_generation` | gauge | |
 //! | `cutover_proxy_up` | gauge | 1 when the proxy answered the last check |
-//! | `cutover_peers` | gauge | peer agents configured (always 0: peers do not exist yet) |
-//! | `cutover_peers_in_agreement` | gauge | peers that applied what this agent applied (0) |
+//! | `cutover_peers` | gauge | peer agents configured in `[cluster]` (0 without) |
+//! | `cutover_peers_in_agreement` | gauge | peers whose last fresh report shows the same routing as this agent |
 //! | `cutover_build_info` | info | `version` |
 
 use std::collections::BTreeSet;
@@ -141,6 +141,8 @@ struct Inner {
     canary_percent: Family<ServiceLabel, Gauge>,
     generation: Gauge,
     proxy_up: Gauge,
+    peers: Gauge<i64>,
+    peers_agreeing: Gauge<i64>,
     /// Services whose series exist, to drop the series of a service removed from the config.
     services: Mutex<BTreeSet<String>>,
 }
@@ -239,13 +241,13 @@ impl Metrics {
         );
         registry.register(
             "peers",
-            "Peer agents on other proxy hosts (peers are not implemented yet: always 0)",
-            peers,
+            "Peer agents on other proxy hosts, as configured in [cluster]",
+            peers.clone(),
         );
         registry.register(
             "peers_in_agreement",
-            "Peer agents whose applied generation and live colours equal this agent's (0 without peers)",
-            peers_agreeing,
+            "Peer agents whose last fresh report shows the same routing (live colours and canaries) as this agent",
+            peers_agreeing.clone(),
         );
         registry.register(
             "build",
@@ -285,6 +287,8 @@ impl Metrics {
                 canary_percent,
                 generation,
                 proxy_up,
+                peers,
+                peers_agreeing,
                 services: Mutex::new(BTreeSet::new()),
             }),
         }
@@ -359,6 +363,12 @@ impl Metrics {
 
     pub fn drift_repaired(&self, repairs: usize) {
         self.inner.drift_repairs.inc_by(repairs as u64);
+    }
+
+    /// Peers configured, and how many of them agree with this agent's routing.
+    pub fn peers(&self, configured: usize, agreeing: usize) {
+        self.inner.peers.set(configured as i64);
+        self.inner.peers_agreeing.set(agreeing as i64);
     }
 
     pub fn proxy_up(&self, up: bool) {

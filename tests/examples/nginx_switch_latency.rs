@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cutover_tests::agent::{Setup, SetupOptions};
+use cutover_tests::http::percentile;
 use cutover_tests::{get, KeepAliveClient};
 use nix::sys::signal::Signal;
 
@@ -176,19 +177,13 @@ fn observe(samples: &[Sample], t0: Instant, until: Instant, old: Got, new: Got) 
     o
 }
 
-/// Median and nearest-rank p99 of `v` (sorted here).
+/// Median and p99 of `v` (sorted here), as [`percentile`] takes them; NaN when empty.
 fn stats(mut v: Vec<f64>) -> (f64, f64, usize) {
     v.sort_by(f64::total_cmp);
     if v.is_empty() {
         return (f64::NAN, f64::NAN, 0);
     }
-    let median = if v.len() % 2 == 1 {
-        v[v.len() / 2]
-    } else {
-        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
-    };
-    let rank = ((0.99 * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    (median, v[rank - 1], v.len())
+    (percentile(&v, 0.5), percentile(&v, 0.99), v.len())
 }
 
 fn row(name: &str, v: Vec<f64>) {

@@ -134,10 +134,14 @@ impl Setup {
         }
     }
 
-    /// A setup over `proxy` (`"haproxy"` or `"nginx"`) with the agent started, or `None`
-    /// (the test skips) when the proxy is missing; panics instead under
-    /// `CUTOVER_REQUIRE_PROXIES=1` (see [`crate::require_proxy`]).
-    pub fn started(proxy: &str, options: SetupOptions) -> Option<Setup> {
+    /// Finds HAProxy (skip-or-fail as [`crate::require_proxy`] says), starts the setup and
+    /// its agent; `None` when HAProxy is missing and not required.
+    pub fn started(options: SetupOptions) -> Option<Setup> {
+        Setup::started_on("haproxy", options)
+    }
+
+    /// Like [`Setup::started`] over `proxy` (`"haproxy"` or `"nginx"`).
+    pub fn started_on(proxy: &str, options: SetupOptions) -> Option<Setup> {
         let binary = crate::require_proxy(proxy)?;
         let mut s = match proxy {
             "haproxy" => Setup::new(&binary, options),

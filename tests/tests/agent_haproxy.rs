@@ -10,10 +10,6 @@ use nix::sys::signal::Signal;
 
 const HOST: &str = "www.example.test";
 
-fn setup(options: SetupOptions) -> Option<Setup> {
-    Setup::started("haproxy", options)
-}
-
 /// Bytes of every file HAProxy reads, to prove a refusal changed nothing.
 fn live_files(s: &Setup) -> Vec<(String, Vec<u8>)> {
     s.read_files(&["haproxy.cfg", "maps/routes.map", "maps/services.map"])
@@ -21,7 +17,7 @@ fn live_files(s: &Setup) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn switch_and_rollback_change_what_requests_get() {
-    let Some(s) = setup(SetupOptions::default()) else {
+    let Some(s) = Setup::started(SetupOptions::default()) else {
         return;
     };
     assert_eq!(s.get(HOST), (200, "blue".into()));
@@ -72,7 +68,7 @@ fn switch_and_rollback_change_what_requests_get() {
 
 #[test]
 fn runtime_state_survives_our_reload_and_a_foreign_one() {
-    let Some(s) = setup(SetupOptions::default()) else {
+    let Some(s) = Setup::started(SetupOptions::default()) else {
         return;
     };
     assert!(s.cli(&["switch", "web", "green"]).status.success());
@@ -141,7 +137,9 @@ fn a_template_that_breaks_haproxy_is_refused_and_nothing_changes() {
         ),
         ..SetupOptions::default()
     };
-    let Some(s) = setup(options) else { return };
+    let Some(s) = Setup::started(options) else {
+        return;
+    };
     let files = live_files(&s);
     let gen = s.generation();
 
@@ -177,7 +175,7 @@ fn a_template_that_breaks_haproxy_is_refused_and_nothing_changes() {
 
 #[test]
 fn bad_requests_are_refused_clearly_and_change_nothing() {
-    let Some(s) = setup(SetupOptions::default()) else {
+    let Some(s) = Setup::started(SetupOptions::default()) else {
         return;
     };
     let files = live_files(&s);
@@ -261,7 +259,7 @@ fn bad_requests_are_refused_clearly_and_change_nothing() {
 
 #[test]
 fn bad_config_is_refused_by_check_with_exit_64() {
-    let Some(s) = setup(SetupOptions::default()) else {
+    let Some(s) = Setup::started(SetupOptions::default()) else {
         return;
     };
     let good = std::fs::read_to_string(&s.config).unwrap();
@@ -308,7 +306,7 @@ fn bad_config_is_refused_by_check_with_exit_64() {
 
 #[test]
 fn a_100k_route_map_goes_through_a_transaction_and_reads_back_equal() {
-    let Some(s) = setup(SetupOptions {
+    let Some(s) = Setup::started(SetupOptions {
         routes_in_file: true,
         ..SetupOptions::default()
     }) else {

@@ -9,16 +9,10 @@ use cutover_tests::KeepAliveClient;
 const HOST: &str = "www.example.test";
 
 fn setup(service_extra: &str) -> Option<Setup> {
-    let haproxy = cutover_tests::require_proxy("haproxy")?;
-    let mut s = Setup::new(
-        &haproxy,
-        SetupOptions {
-            service_extra: service_extra.into(),
-            ..SetupOptions::default()
-        },
-    );
-    s.start_agent();
-    Some(s)
+    Setup::started(SetupOptions {
+        service_extra: service_extra.into(),
+        ..SetupOptions::default()
+    })
 }
 
 fn last_history(s: &Setup) -> serde_json::Value {
