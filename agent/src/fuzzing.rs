@@ -6,11 +6,12 @@
 use std::path::Path;
 
 use crate::config::{is_clean_relative, Config};
-use crate::mapfile::{self, MapEntries};
+use crate::mapfile::{self, MapEntries, MapSyntax};
 use crate::protocol;
 use crate::proxy::haproxy::reply::{self, MapLine};
 
-/// `protocol::decode`: a request that decodes encodes back to the same command.
+/// `protocol::decode`: a request that decodes encodes back to the same command, whose tag
+/// is its verb.
 pub fn protocol_decode(data: &[u8]) {
     let Ok(line) = std::str::from_utf8(data) else {
         return;
@@ -82,21 +83,25 @@ pub fn haproxy_reply(data: &[u8]) {
     }
 }
 
-/// `mapfile::parse`: parsed entries are valid tokens and survive `to_text` and back.
+/// `MapSyntax::parse` (HAProxy and Nginx): parsed entries are valid keys and values and
+/// survive `to_text` and back.
 pub fn map_parse(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(entries) = mapfile::parse(text) else {
-        return;
-    };
-    for (k, v) in &entries {
-        assert!(mapfile::check_token(k).is_ok() && mapfile::check_token(v).is_ok());
+    for syntax in [MapSyntax::Haproxy, MapSyntax::Nginx] {
+        let Ok(entries) = syntax.parse(text) else {
+            continue;
+        };
+        for (k, v) in &entries {
+            assert!(syntax.check_key(k).is_ok() && syntax.check_value(v).is_ok());
+        }
+        let again: MapEntries = syntax
+            .parse(&syntax.to_text(&entries))
+            .unwrap_or_else(|e| panic!("to_text wrote a {syntax:?} map parse refuses: {e}"));
+        assert_eq!(again, entries);
+        assert!(mapfile::MapDiff::between(&entries, &again).is_empty());
     }
-    let again: MapEntries = mapfile::parse(&mapfile::to_text(&entries))
-        .unwrap_or_else(|e| panic!("to_text wrote a map parse refuses: {e}"));
-    assert_eq!(again, entries);
-    assert!(mapfile::MapDiff::between(&entries, &again).is_empty());
 }
 
 /// One fuzz target: what it takes bytes into.

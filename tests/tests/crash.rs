@@ -1,12 +1,12 @@
 //! Crash consistency against real HAProxy 2.6: switches in a loop while the agent is killed
 //! with SIGKILL at random moments, at least [`KILLS`] times, some of them while it starts.
-//! After every kill each managed file holds its old or its new content in full and the
-//! state file loads; after every restart HAProxy's runtime map (read on the admin socket,
-//! not through the agent) equals the file and the desired state within 1 s, the generation
-//! has not gone back, and no temporary file is left. Every [`POWER_LOSS_EVERY`] kills the
-//! state file or the journal is also cut short or garbled before the restart, as a power
-//! loss could leave them: the agent must fall back to the previous good version and say so
-//! in `status` and the journal.
+//! After every kill each managed file (HAProxy's config and its five maps) holds its old or
+//! its new content in full and the state file loads; after every restart HAProxy's runtime
+//! maps (read on the admin socket, not through the agent) equal the files and the desired
+//! state within 1 s, the generation has not gone back, and no temporary file is left.
+//! Every [`POWER_LOSS_EVERY`] kills the state file or the journal is also cut short or
+//! garbled before the restart, as a power loss could leave them: the agent must fall back
+//! to the previous good version and say so in `status` and the journal.
 //!
 //! The moments come from a small seeded generator; the seed is printed and can be set with
 //! `CUTOVER_CRASH_SEED` to replay a run. `CUTOVER_CRASH_KILLS` raises the number of kills.
@@ -108,16 +108,34 @@ fn power_loss(s: &Setup, rng: &mut Rng, round: usize) -> &'static str {
     }
 }
 
-/// Both versions of the services map are the only contents it may have; after a restart
-/// runtime, file and desired state must agree within [`CONSISTENT_WITHIN`].
-fn assert_consistent(s: &Setup, versions: &BTreeMap<&str, String>, round: usize) -> State {
-    let text = std::fs::read_to_string(s.services_map()).unwrap();
-    assert!(
-        versions.values().any(|t| *t == text),
-        "round {round}: services.map is neither version in full: {text:?}"
-    );
-    s.wait_consistent(CONSISTENT_WITHIN)
-        .unwrap_or_else(|e| panic!("round {round}: {e}"))
+/// Every managed file: HAProxy's config and its maps.
+fn managed_files() -> Vec<String> {
+    std::iter::once("haproxy.cfg".to_owned())
+        .chain(Setup::MAPS.iter().map(|m| format!("maps/{m}.map")))
+        .collect()
+}
+
+/// Each managed file holds one of the contents it had after a whole switch (old or new,
+/// in full).
+fn assert_whole(s: &Setup, versions: &Versions, round: usize, when: &str) {
+    for (name, seen) in versions {
+        let bytes = std::fs::read(s.file(name)).unwrap();
+        assert!(
+            seen.contains(&bytes),
+            "round {round}, {when}: {name} is no version in full: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+}
+
+/// The contents each managed file had after whole switches, by file.
+type Versions = BTreeMap<String, std::collections::BTreeSet<Vec<u8>>>;
+
+fn record(s: &Setup, versions: &mut Versions) {
+    for name in managed_files() {
+        let bytes = std::fs::read(s.file(&name)).unwrap();
+        versions.entry(name).or_default().insert(bytes);
+    }
 }
 
 #[test]
@@ -140,24 +158,21 @@ fn sigkill_at_random_moments_leaves_files_state_and_haproxy_consistent() {
     );
     s.start_agent();
 
-    // Both versions of the services map, and the files a switch never changes.
-    let mut versions = BTreeMap::new();
+    // The versions of every managed file a switch goes between.
+    let mut versions = Versions::new();
+    record(&s, &mut versions);
     let (mut cli_us, mut agent_us) = (Vec::new(), Vec::new());
     for colour in ["green", "blue", "green", "blue", "green", "blue"] {
         let t = Instant::now();
         assert!(switch_cli(&s, colour).wait().unwrap().success());
         cli_us.push(t.elapsed().as_micros() as u64);
-        versions.insert(colour, std::fs::read_to_string(s.services_map()).unwrap());
+        record(&s, &mut versions);
         let last = s.agent().request(&json!({"cmd": "history", "limit": 1}));
         let ms = last["data"]["entries"][0]["data"]["elapsed_ms"]
             .as_f64()
             .unwrap();
         agent_us.push((ms * 1e3) as u64);
     }
-    let unchanged: Vec<(String, Vec<u8>)> = ["haproxy.cfg", "maps/routes.map"]
-        .iter()
-        .map(|f| (f.to_string(), std::fs::read(s.file(f)).unwrap()))
-        .collect();
     cli_us.sort_unstable();
     agent_us.sort_unstable();
     let (cli_us, agent_us) = (cli_us[cli_us.len() / 2], agent_us[agent_us.len() / 2]);
@@ -215,18 +230,8 @@ fn sigkill_at_random_moments_leaves_files_state_and_haproxy_consistent() {
         });
 
         // Right after the kill: every file old or new in full, the state loads.
+        assert_whole(&s, &versions, round, "after SIGKILL");
         let text = std::fs::read_to_string(s.services_map()).unwrap();
-        assert!(
-            versions.values().any(|v| *v == text),
-            "round {round}: services.map torn after SIGKILL: {text:?}"
-        );
-        for (name, bytes) in &unchanged {
-            assert_eq!(
-                &std::fs::read(s.file(name)).unwrap(),
-                bytes,
-                "round {round}: {name}"
-            );
-        }
         let before = saved_state(&s);
         assert!(
             before.generation >= generation,
@@ -234,12 +239,17 @@ fn sigkill_at_random_moments_leaves_files_state_and_haproxy_consistent() {
         );
         // Where the kill landed: files or runtime ahead of the saved state are the windows
         // between commit and persist that recovery must undo.
-        let on_disk = mapfile::parse(&text).unwrap();
+        let on_disk = mapfile::MapSyntax::Haproxy.parse(&text).unwrap();
         if on_disk["web"] != format!("web_{}", before.services["web"].live) {
             *windows.entry("file ahead of state").or_insert(0) += 1;
         }
-        if s.haproxy.runtime_map(&s.services_map()).as_ref() != Ok(&on_disk) {
+        if s.haproxy().runtime_map(&s.services_map()).as_ref() != Ok(&on_disk) {
             *windows.entry("runtime differs from file").or_insert(0) += 1;
+        }
+        if s.consistency().is_err() {
+            *windows
+                .entry("runtime, files or drains not the state's")
+                .or_insert(0) += 1;
         }
         if before.generation > generation && answered == Some(false) {
             *windows.entry("state persisted, answer lost").or_insert(0) += 1;
@@ -250,7 +260,10 @@ fn sigkill_at_random_moments_leaves_files_state_and_haproxy_consistent() {
             power_loss(&s, &mut rng, round / POWER_LOSS_EVERY)
         });
         s.start_agent();
-        let state = assert_consistent(&s, &versions, round);
+        assert_whole(&s, &versions, round, "after the restart");
+        let state = s
+            .wait_consistent(CONSISTENT_WITHIN)
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
         assert!(
             state.generation >= generation,
             "round {round}: generation went back"

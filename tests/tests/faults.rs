@@ -83,7 +83,7 @@ fn haproxy_killed_mid_switch_is_reported_and_repaired_when_it_comes_back() {
     let before = live_files(&s);
 
     // Deterministic: HAProxy frozen, the switch waits on it, HAProxy dies under it.
-    s.haproxy.freeze(true);
+    s.haproxy().freeze(true);
     let cli = std::process::Command::new(cutover_tests::cutover_binary())
         .arg("--config")
         .arg(&s.config)
@@ -91,7 +91,7 @@ fn haproxy_killed_mid_switch_is_reported_and_repaired_when_it_comes_back() {
         .output();
     let waiter = std::thread::spawn(move || cli);
     std::thread::sleep(Duration::from_millis(300));
-    s.haproxy.kill();
+    s.haproxy_mut().kill();
     let out = waiter.join().unwrap().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -117,7 +117,7 @@ fn haproxy_killed_mid_switch_is_reported_and_repaired_when_it_comes_back() {
         && e["requester"]["via"] == "agent"));
 
     // HAProxy restarted from the same files: the agent notices the new epoch by itself.
-    s.haproxy.restart();
+    s.haproxy_mut().restart();
     assert_recovered(&mut s);
     assert!(has_entry(&journal(&s), |e| e["message"]
         .as_str()
@@ -141,10 +141,10 @@ fn haproxy_killed_mid_switch_is_reported_and_repaired_when_it_comes_back() {
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
-        s.haproxy.kill();
+        s.haproxy_mut().kill();
         let code = cli.wait_with_output().unwrap().status.code();
         assert!(matches!(code, Some(0) | Some(1)), "{code:?}");
-        s.haproxy.restart();
+        s.haproxy_mut().restart();
         assert_recovered(&mut s);
     }
     let live = s.saved_state().unwrap().services["web"]
@@ -159,7 +159,7 @@ fn admin_socket_gone_is_reported_and_recovered_from() {
     let haproxy = require_proxy!("haproxy");
     let mut s = setup(&haproxy, SetupOptions::default());
     let before = live_files(&s);
-    let admin = s.haproxy.paths().admin_socket.clone();
+    let admin = s.haproxy().paths().admin_socket.clone();
     let away = admin.with_extension("away");
     std::fs::rename(&admin, &away).unwrap();
 
@@ -341,7 +341,7 @@ fn a_full_disk_and_a_read_only_map_directory_refuse_at_commit_and_heal() {
             _ => tmpfs.set_read_only(true),
         }
         let reloads = s.reloads();
-        s.haproxy.signal(Signal::SIGUSR2);
+        s.haproxy().signal(Signal::SIGUSR2);
         assert!(cutover_tests::wait_until(
             Duration::from_secs(10),
             Duration::from_millis(50),

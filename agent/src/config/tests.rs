@@ -1,4 +1,4 @@
-//! Config validation: defaults, refusals with every problem named, limits on what is read.
+//! Tests of loading and validating configs.
 
 use super::*;
 
@@ -89,6 +89,145 @@ fn routes_file_lines_are_named() {
     );
     let e = load(&text).unwrap_err().to_string();
     assert!(e.contains("routes.txt:4: route \"b#x\""), "{e}");
+}
+
+const NGINX: &str = r#"
+[proxy]
+kind = "nginx"
+
+[[services]]
+name = "web"
+routes = ["www.example.com"]
+blue = { backend = "web_blue" }
+green = { backend = "web_green" }
+"#;
+
+#[test]
+fn nginx_defaults() {
+    let c = load(NGINX).unwrap();
+    assert_eq!(c.proxy.binary, Path::new(DEFAULT_NGINX_BINARY));
+    assert_eq!(c.proxy.config, Path::new(DEFAULT_NGINX_CONFIG));
+    assert_eq!(
+        c.proxy.min_reload_gap,
+        Duration::from_millis(DEFAULT_NGINX_MIN_RELOAD_GAP_MS)
+    );
+    let n = c.proxy.nginx.as_ref().unwrap();
+    assert_eq!(n.pid_file, Path::new(DEFAULT_NGINX_PID_FILE));
+    assert_eq!(n.error_log, Path::new(DEFAULT_NGINX_ERROR_LOG));
+    assert_eq!(n.status.to_string(), DEFAULT_NGINX_STATUS);
+    assert_eq!(n.prefix, None);
+    // The main config is rendered too: every nginx change reloads it.
+    let main = c.file("nginx").unwrap();
+    assert_eq!(
+        (main.path.as_path(), main.kind),
+        (c.proxy.config.as_path(), FileKind::Config)
+    );
+    assert_eq!(c.file("services").unwrap().template, "nginx/services.map");
+    assert!(load(GOOD).unwrap().proxy.nginx.is_none());
+    assert_eq!(load(GOOD).unwrap().proxy.min_reload_gap, Duration::ZERO);
+}
+
+#[test]
+fn keys_of_the_other_proxy_are_refused() {
+    let e = load(&NGINX.replace(
+        "kind = \"nginx\"",
+        "kind = \"nginx\"\nadmin_socket = \"/tmp/a.sock\"",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("proxy.admin_socket: only for kind = \"haproxy\""),
+        "{e}"
+    );
+    let e = load(&GOOD.replace("map_dir", "pid_file = \"/run/x.pid\"\nmap_dir"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("proxy.pid_file: only for kind = \"nginx\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn nginx_status_is_local_only() {
+    for (status, ok) in [
+        ("127.0.0.1:8099", true),
+        ("[::1]:8099", true),
+        ("unix:/run/cutover/s.sock", true),
+        ("0.0.0.0:8099", false),
+        ("10.1.2.3:8099", false),
+        ("unix:relative.sock", false),
+        ("localhost", false),
+    ] {
+        let text = NGINX.replace(
+            "kind = \"nginx\"",
+            &format!("kind = \"nginx\"\nstatus = {status:?}"),
+        );
+        assert_eq!(load(&text).is_ok(), ok, "{status}");
+    }
+}
+
+#[test]
+fn nginx_routes_that_a_map_block_reads_differently_are_refused() {
+    let text = NGINX.replace(
+        "[\"www.example.com\"]",
+        "[\"www.example.com\", \"default\", \"~^x\"]",
+    );
+    let e = load(&text).unwrap_err().to_string();
+    assert!(
+        e.contains("services[0] (web).routes[1]: route \"default\""),
+        "{e}"
+    );
+    assert!(
+        e.contains("routes[2]: route \"~^x\" starts with '~'"),
+        "{e}"
+    );
+    // The same routes are plain keys for HAProxy.
+    assert!(load(&GOOD.replace("\"example.com\"]", "\"default\"]")).is_ok());
+}
+
+#[test]
+fn nginx_refuses_what_its_templates_cannot_do() {
+    let text = NGINX.replace(
+        "green = { backend = \"web_green\" }",
+        "green = { backend = \"web_green\" }\npreview_hosts = [\"p.example.com\"]\n[services.watch]\nwindow_ms = 1000",
+    );
+    let e = load(&text).unwrap_err().to_string();
+    assert!(
+        e.contains("services[0] (web).preview_hosts: not available with kind = \"nginx\""),
+        "{e}"
+    );
+    assert!(e.contains("(web).watch: not available"), "{e}");
+}
+
+#[test]
+fn nginx_files_must_render_the_main_config() {
+    let text = format!(
+        "{NGINX}\n[[files]]\nname = \"services\"\ntemplate = \"nginx/services.map\"\npath = \"/etc/nginx/cutover/services.map\"\nkind = \"map\"\n"
+    );
+    let e = load(&text).unwrap_err().to_string();
+    assert!(e.contains("must be rendered by cutover"), "{e}");
+    let gap = NGINX.replace(
+        "kind = \"nginx\"",
+        "kind = \"nginx\"\nmin_reload_gap_ms = 60001",
+    );
+    assert!(load(&gap)
+        .unwrap_err()
+        .to_string()
+        .contains("min_reload_gap_ms"));
+}
+
+#[test]
+fn shipped_examples_are_valid() {
+    for name in ["cutover.toml", "cutover-nginx.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples")
+            .join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        if let Err(e) = Config::from_toml(&path, &text) {
+            panic!("{name}: {e}");
+        }
+    }
 }
 
 #[test]

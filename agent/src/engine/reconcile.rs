@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::{ApplyError, Engine, Fault, Step, SMALL_MAP_BYTES};
 use crate::config::FileKind;
-use crate::mapfile::{self, MapDiff};
+use crate::mapfile::MapDiff;
 use crate::proxy::Proxy;
 use crate::store::now_ms;
 
@@ -71,6 +71,9 @@ impl<P: Proxy> Engine<P> {
                     fixes.push(fix);
                 }
             }
+        }
+        if let Some(fix) = self.reload_if_serving_another_generation(&applied).await? {
+            fixes.push(fix);
         }
         // Drains are runtime state: a reload forgets them.
         let state = self.state.clone();
@@ -150,11 +153,39 @@ impl<P: Proxy> Engine<P> {
         });
     }
 
+    /// A proxy that says which generation it serves (Nginx) and serves another one than the
+    /// files on disk were rendered for has not loaded them (a reload lost, or a start from
+    /// older files): it is reloaded. Not after a reload the transition just made.
+    async fn reload_if_serving_another_generation(
+        &mut self,
+        applied: &crate::engine::Applied,
+    ) -> Result<Option<String>, ApplyError> {
+        if applied.reload.is_some() {
+            return Ok(None);
+        }
+        let Ok(Some(served)) = self.proxy.epoch().await.map(|e| e.generation) else {
+            return Ok(None);
+        };
+        let want = self.state.generation;
+        if served == want {
+            return Ok(None);
+        }
+        self.proxy
+            .reload(want)
+            .await
+            .map_err(|e| ApplyError::new(Step::Apply, e))?;
+        Ok(Some(format!(
+            "the proxy served generation {served} while its files are of generation {want}; reloaded"
+        )))
+    }
+
     /// Makes the running map `name` equal to its file; `Some(what was done)` when it
     /// differed.
     async fn repair_map(&mut self, name: &str) -> Result<Option<String>, ApplyError> {
         let spec = self.config.file(name).expect("configured map").clone();
-        let desired = mapfile::parse(&self.files[name])
+        let desired = self
+            .syntax()
+            .parse(&self.files[name])
             .map_err(|e| ApplyError::new(Step::Render, format!("map {name} on disk: {e}")))?;
         let live = self
             .proxy
@@ -261,7 +292,7 @@ impl<P: Proxy> Engine<P> {
         for f in &self.config.files {
             let text = &rendered[&f.name];
             if f.kind == FileKind::Map {
-                super::transition::parse_rendered(f, text)?;
+                super::transition::parse_rendered(f, self.syntax(), text)?;
             }
             let changed = crate::fsio::write_atomic(
                 &f.path,

@@ -55,15 +55,16 @@ pub struct Phase {
 }
 
 impl<P: Proxy> Engine<P> {
-    /// The pre-switch gate for every colour the change from the current state to `next`
-    /// moves traffic towards (see [`traffic_targets`]).
+    /// The pre-switch gate for every colour the change from `base` to `next` moves
+    /// traffic towards (see [`traffic_targets`]).
     pub(super) async fn gate(
         &self,
+        base: &State,
         next: &State,
         force: bool,
     ) -> Result<Vec<GateReport>, ApplyError> {
         let mut reports = Vec::new();
-        for (service, colour) in traffic_targets(&self.state, next) {
+        for (service, colour) in traffic_targets(base, next) {
             reports.push(self.gate_one(&service, colour, force).await?);
         }
         Ok(reports)
@@ -187,11 +188,11 @@ impl<P: Proxy> Engine<P> {
             .collect())
     }
 
-    /// Adds the drain policy to a new state: a service whose live colour moved drains the
-    /// colour that lost its traffic when its config says so.
-    pub(super) fn with_drain_policy(&self, mut next: State) -> State {
+    /// Adds the drain policy to a state that follows `base`: a service whose live colour
+    /// moved drains the colour that lost its traffic when its config says so.
+    pub(super) fn with_drain_policy(&self, base: &State, mut next: State) -> State {
         for (name, s) in next.services.iter_mut() {
-            let Some(old) = self.state.services.get(name) else {
+            let Some(old) = base.services.get(name) else {
                 continue;
             };
             if old.live != s.live && self.config.services[name].drain_after_switch {
@@ -202,8 +203,8 @@ impl<P: Proxy> Engine<P> {
     }
 
     /// Brings the proxy's server admin states to the drains of `next`, from those of
-    /// `prev` (`None`: re-assert every drain, as after a reload). Draining is runtime
-    /// state on every proxy that supports it.
+    /// `prev` (`None`: re-assert every drain and every undrain, as after a reload or an
+    /// interrupted change). Draining is runtime state on every proxy that supports it.
     pub(super) async fn sync_drains(
         &self,
         prev: Option<&State>,
@@ -218,7 +219,10 @@ impl<P: Proxy> Engine<P> {
                 let had = prev
                     .and_then(|p| p.services.get(name))
                     .map(|p| p.drained.contains(&colour));
-                if had == Some(want) || (had.is_none() && !want) {
+                // Without a previous state (a reconcile) what the proxy holds is unknown: a
+                // drain left by an interrupted change must be lifted too, so every colour is
+                // set, which the proxy does only for servers in the other state.
+                if had == Some(want) {
                     continue;
                 }
                 let backend = &service.colours[&colour].backend;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::{CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError, ReloadReport};
 use crate::gates::watch::BackendStats;
 use crate::gates::ServerHealth;
-use crate::mapfile::{self, MapDiff, MapEntries};
+use crate::mapfile::{MapDiff, MapEntries, MapSyntax};
 
 /// What the fake serves and which failures it injects.
 #[derive(Debug, Default)]
@@ -25,17 +25,25 @@ pub struct FakeState {
     pub fail_reload: Option<String>,
     /// Makes `epoch` and `read_map` fail: the proxy is unreachable.
     pub unreachable: Option<String>,
+    /// Warnings every check reports.
+    pub check_warnings: Vec<String>,
+    /// Generation the last reload was asked to apply (what `epoch` says is served).
+    pub served_generation: Option<u64>,
     /// Servers by backend.
     pub servers: BTreeMap<String, Vec<ServerHealth>>,
     /// Counters by backend.
     pub stats: BTreeMap<String, BackendStats>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct FakeProxy {
     pub inner: Arc<Mutex<FakeState>>,
     /// Map files loaded on `reload`.
     pub map_files: Vec<PathBuf>,
+    /// Whether maps change at runtime (like HAProxy) or only by reload (like Nginx).
+    pub runtime_maps: bool,
+    /// How the map files it loads are written.
+    pub syntax: MapSyntax,
 }
 
 impl FakeProxy {
@@ -44,6 +52,8 @@ impl FakeProxy {
         let f = FakeProxy {
             inner: Arc::default(),
             map_files,
+            runtime_maps: true,
+            syntax: MapSyntax::Haproxy,
         };
         {
             let mut s = f.state();
@@ -72,8 +82,10 @@ impl FakeProxy {
         let mut maps = BTreeMap::new();
         for p in &self.map_files {
             let text = std::fs::read_to_string(p).unwrap_or_default();
-            let entries =
-                mapfile::parse(&text).map_err(|e| ProxyError::ReloadFailed(e.to_string()))?;
+            let entries = self
+                .syntax
+                .parse(&text)
+                .map_err(|e| ProxyError::ReloadFailed(e.to_string()))?;
             maps.insert(p.clone(), entries);
         }
         self.state().maps = maps;
@@ -93,12 +105,15 @@ impl Proxy for FakeProxy {
             Some(out) => Err(ProxyError::CheckFailed {
                 output: out.clone(),
             }),
-            None => Ok(CheckReport::default()),
+            None => Ok(CheckReport {
+                warnings: s.check_warnings.clone(),
+                ..CheckReport::default()
+            }),
         }
     }
 
     fn has_runtime_maps(&self) -> bool {
-        true
+        self.runtime_maps
     }
 
     fn map_mechanism(&self, edits: usize) -> MapMechanism {
@@ -144,7 +159,7 @@ impl Proxy for FakeProxy {
         })
     }
 
-    async fn reload(&self, _generation: u64) -> Result<ReloadReport, ProxyError> {
+    async fn reload(&self, generation: u64) -> Result<ReloadReport, ProxyError> {
         {
             let mut s = self.state();
             s.calls.push("reload".into());
@@ -152,6 +167,7 @@ impl Proxy for FakeProxy {
                 return Err(ProxyError::ReloadFailed(e.clone()));
             }
             s.reloads += 1;
+            s.served_generation = Some(generation);
             // Like a real proxy, a reload forgets runtime server states.
             for server in s.servers.values_mut().flatten() {
                 server.drain = false;
@@ -160,7 +176,7 @@ impl Proxy for FakeProxy {
         self.load_files()?;
         Ok(ReloadReport {
             workers: vec![1],
-            elapsed: Duration::ZERO,
+            ..ReloadReport::default()
         })
     }
 
@@ -168,9 +184,13 @@ impl Proxy for FakeProxy {
         if let Some(e) = &self.state().unreachable {
             return Err(ProxyError::Runtime(e.clone()));
         }
+        let s = self.state();
         Ok(Epoch {
             master_pid: 1,
-            reloads: self.state().reloads,
+            reloads: s.reloads,
+            workers: vec![],
+            // Only a reload-only proxy (like Nginx) serves its generation.
+            generation: s.served_generation.filter(|_| !self.runtime_maps),
         })
     }
 
@@ -183,7 +203,16 @@ impl Proxy for FakeProxy {
     }
 
     async fn set_drain(&self, backend: &str, drain: bool) -> Result<(), ProxyError> {
+        // Like the real one: only servers in the other drain state are changed.
         let mut s = self.state();
+        let servers = s
+            .servers
+            .get(backend)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if servers.iter().all(|server| server.drain == drain) {
+            return Ok(());
+        }
         s.calls.push(format!("set_drain {backend} {drain}"));
         for server in s.servers.get_mut(backend).into_iter().flatten() {
             server.drain = drain;
