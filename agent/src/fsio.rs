@@ -87,19 +87,27 @@ pub fn write_atomic(path: &Path, content: &[u8], opts: WriteOptions) -> Result<b
     let meta = fs::metadata(path).ok();
     if opts.keep_previous {
         if let Some(old) = &old {
-            replace(&previous_path(path), old, meta.as_ref(), opts.new_mode)?;
+            // The directory is fsynced once, after the second rename: it makes both durable.
+            replace(
+                &previous_path(path),
+                old,
+                meta.as_ref(),
+                opts.new_mode,
+                false,
+            )?;
         }
     }
-    replace(path, content, meta.as_ref(), opts.new_mode)?;
+    replace(path, content, meta.as_ref(), opts.new_mode, true)?;
     Ok(true)
 }
 
-/// Temp file, write, fsync, rename over `path`, fsync the directory.
+/// Temp file, write, fsync, rename over `path`, fsync the directory (when `sync`).
 fn replace(
     path: &Path,
     content: &[u8],
     like: Option<&fs::Metadata>,
     new_mode: u32,
+    sync: bool,
 ) -> Result<(), FsError> {
     let dir = path
         .parent()
@@ -134,7 +142,10 @@ fn replace(
             to: path.to_owned(),
             source,
         })?;
-        sync_dir(dir)
+        if sync {
+            sync_dir(dir)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp_path);
@@ -171,6 +182,38 @@ fn create_temp(dir: &Path, name: &str, mode: u32) -> Result<(PathBuf, File), FsE
         dir: dir.to_owned(),
         source: io::Error::other("no free temporary name"),
     })
+}
+
+/// Removes what interrupted writes of `path` left in its directory: temporary files of
+/// [`write_atomic`] (`.cutover-<name>.*.tmp`, also those of `<name>.prev`) and staged
+/// copies (`.<name>.cutover-staged`). Only names this module and the engine create are
+/// touched. Returns how many files were removed; a directory that cannot be read counts
+/// as none (the write that needs it will report the problem).
+pub fn remove_leftovers(path: &Path) -> usize {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return 0;
+    };
+    let name = name.to_string_lossy();
+    let temp_prefix = format!(".cutover-{name}.");
+    let staged = format!(".{name}.cutover-staged");
+    let Ok(entries) = fs::read_dir(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    }) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        let ours = (file.starts_with(&temp_prefix) && file.ends_with(".tmp")) || file == staged;
+        let regular = entry.file_type().is_ok_and(|t| t.is_file());
+        if ours && regular && fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Fsyncs a directory so that a rename in it is durable.
@@ -227,6 +270,32 @@ mod tests {
         assert_eq!(
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             DEFAULT_MODE
+        );
+    }
+
+    #[test]
+    fn leftovers_of_interrupted_writes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("services.map");
+        for leftover in [
+            ".cutover-services.map.123.0.tmp",
+            ".cutover-services.map.prev.9.1.tmp",
+            ".services.map.cutover-staged",
+        ] {
+            fs::write(dir.path().join(leftover), "x").unwrap();
+        }
+        for other in ["services.map", ".cutover-routes.map.1.0.tmp", "x.tmp"] {
+            fs::write(dir.path().join(other), "x").unwrap();
+        }
+        assert_eq!(remove_leftovers(&p), 3);
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [".cutover-routes.map.1.0.tmp", "services.map", "x.tmp"]
         );
     }
 
