@@ -268,9 +268,21 @@ impl<P: Proxy> Engine<P> {
         let next = self.with_drain_policy(next);
         let gates = self.gate(&next, force).await?;
         let prev = self.state.clone();
-        let mut applied = self.commit_state(next, change).await?;
+        // Colours that take traffic again leave drain before the traffic moves: a backend
+        // whose servers are all drained answers 503. New drains come after the move.
+        let undrained = safety::drains_kept(&prev, &next);
+        self.sync_drains(Some(&prev), &undrained).await?;
+        let mut applied = match self.commit_state(next, change).await {
+            Ok(applied) => applied,
+            Err(e) => {
+                if let Err(redrain) = self.sync_drains(Some(&undrained), &prev).await {
+                    tracing::warn!("after a refused change: {redrain}");
+                }
+                return Err(e);
+            }
+        };
         applied.gates = gates;
-        if let Err(e) = self.sync_drains(Some(&prev), &self.state).await {
+        if let Err(e) = self.sync_drains(Some(&undrained), &self.state).await {
             tracing::warn!("{e}");
             applied.warnings.push(e.to_string());
         }
