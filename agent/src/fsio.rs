@@ -6,8 +6,9 @@
 //! a crash) sees either the old content in full or the new content in full. The temporary
 //! name starts with `.cutover-` and ends with `.tmp`, which no proxy include glob written
 //! as `*.cfg`, `*.conf` or `*.map` can match. The previous content is kept next to the
-//! target as `<name>.prev` (also written atomically), and the mode and owner of the
-//! replaced file carry over to the new one.
+//! target as `<name>.prev` (the replaced file itself, hard-linked and renamed into place, so
+//! it costs no fsync of its own; a copy written atomically where a link is impossible), and
+//! the mode and owner of the replaced file carry over to the new one.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -87,11 +88,36 @@ pub fn write_atomic(path: &Path, content: &[u8], opts: WriteOptions) -> Result<b
     let meta = fs::metadata(path).ok();
     if opts.keep_previous {
         if let Some(old) = &old {
-            replace(&previous_path(path), old, meta.as_ref(), opts.new_mode)?;
+            // The replaced file itself becomes the previous version: a hard link renamed
+            // into place costs no data write and no fsync of its own (the directory fsync
+            // of the replace below covers its rename). Where a link is not possible (a
+            // symbolic link, a file system without hard links), the content is copied.
+            if !link_previous(path) {
+                replace(&previous_path(path), old, meta.as_ref(), opts.new_mode)?;
+            }
         }
     }
     replace(path, content, meta.as_ref(), opts.new_mode)?;
     Ok(true)
+}
+
+/// Links the regular file at `path` to `<name>.prev` through a temporary name; false when
+/// that is not possible and the caller must copy.
+fn link_previous(path: &Path) -> bool {
+    if !fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file()) {
+        return false;
+    }
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".cutover-{name}.{}.prev.tmp", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    if fs::hard_link(path, &tmp).is_err() {
+        return false;
+    }
+    if fs::rename(&tmp, previous_path(path)).is_err() {
+        let _ = fs::remove_file(&tmp);
+        return false;
+    }
+    true
 }
 
 /// Temp file, write, fsync, rename over `path`, fsync the directory.
@@ -204,6 +230,37 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn previous_version_is_the_replaced_file_and_survives_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("services.map");
+        write_atomic(&p, b"web web_blue\n", WriteOptions::default()).unwrap();
+        let first = fs::metadata(&p).unwrap().ino();
+        write_atomic(&p, b"web web_green\n", WriteOptions::default()).unwrap();
+        assert_eq!(fs::metadata(previous_path(&p)).unwrap().ino(), first);
+        write_atomic(&p, b"web web_blue\n", WriteOptions::default()).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"web web_blue\n");
+        assert_eq!(fs::read(previous_path(&p)).unwrap(), b"web web_green\n");
+        assert_eq!(
+            fs::metadata(&p).unwrap().nlink(),
+            1,
+            "live file shares no inode"
+        );
+    }
+
+    #[test]
+    fn previous_version_of_a_symlink_is_a_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("real.map");
+        fs::write(&target, "a x\n").unwrap();
+        let p = dir.path().join("link.map");
+        std::os::unix::fs::symlink(&target, &p).unwrap();
+        write_atomic(&p, b"b y\n", WriteOptions::default()).unwrap();
+        let prev = previous_path(&p);
+        assert!(fs::symlink_metadata(&prev).unwrap().file_type().is_file());
+        assert_eq!(fs::read(&prev).unwrap(), b"a x\n");
     }
 
     #[test]
