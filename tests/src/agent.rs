@@ -113,6 +113,13 @@ impl Setup {
 
     /// Starts the agent and waits until its socket answers.
     pub fn start_agent(&mut self) -> &Agent {
+        self.start_agent_with(&cutover_binary(), AGENT_START)
+    }
+
+    /// Starts the agent from `binary` (e.g. another build profile) and waits up to `within`
+    /// until its socket answers (it opens once the start-up reconcile is done, which reads
+    /// every map back from HAProxy).
+    pub fn start_agent_with(&mut self, binary: &Path, within: Duration) -> &Agent {
         assert!(self.agent.is_none(), "agent already running");
         let log = self.file("agent.log");
         let log_file = std::fs::OpenOptions::new()
@@ -120,7 +127,7 @@ impl Setup {
             .append(true)
             .open(&log)
             .expect("agent log");
-        let child = Command::new(cutover_binary())
+        let child = Command::new(binary)
             .args([
                 "--config".as_ref(),
                 self.config.as_os_str(),
@@ -136,8 +143,8 @@ impl Setup {
         let started = Instant::now();
         while UnixStream::connect(&socket).is_err() {
             assert!(
-                started.elapsed() < AGENT_START,
-                "agent socket did not answer within {AGENT_START:?}; log:\n{}",
+                started.elapsed() < within,
+                "agent socket did not answer within {within:?}; log:\n{}",
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(20));

@@ -1,0 +1,160 @@
+//! cutover-bench: measures cutover against the scripted method (rewrite the map, reload)
+//! on loopback with real proxies, two origins and a load generator of its own.
+//!
+//! `cargo run --release -p cutover-bench -- --short` (under a minute) or `-- --full`
+//! (the run behind docs/BENCHMARKS.md; `--write-docs` puts its tables there). Results also
+//! go to `target/bench/<short|full>.md`.
+#![forbid(unsafe_code)]
+
+mod client;
+mod doc;
+mod haproxy;
+mod load;
+mod method;
+mod probe;
+mod procstat;
+mod report;
+mod scale;
+mod series;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::load::LoadSpec;
+use crate::scale::ScaleFlips;
+use crate::series::SeriesSpec;
+
+/// What one run does.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: &'static str,
+    /// Switches per method in the flip comparison.
+    pub flips: usize,
+    /// Route counts of the scale series, with the switches per method at each.
+    pub scale: Vec<(usize, ScaleFlips)>,
+    /// Build the `dist` profile and measure its size and idle memory.
+    pub dist: bool,
+    /// Replace the results section of docs/BENCHMARKS.md.
+    pub write_docs: bool,
+}
+
+impl Plan {
+    fn short() -> Plan {
+        let flips = |cutover, scripted| ScaleFlips { cutover, scripted };
+        Plan {
+            name: "short",
+            flips: 20,
+            scale: vec![(1_000, flips(10, 3))],
+            dist: false,
+            write_docs: false,
+        }
+    }
+
+    fn full() -> Plan {
+        let flips = |cutover, scripted| ScaleFlips { cutover, scripted };
+        Plan {
+            name: "full",
+            flips: 300,
+            scale: vec![
+                (1_000, flips(100, 20)),
+                (100_000, flips(50, 10)),
+                (1_000_000, flips(30, 5)),
+            ],
+            dist: true,
+            write_docs: false,
+        }
+    }
+}
+
+const USAGE: &str =
+    "usage: cutover-bench --short | --full [--flips N] [--no-scale] [--no-dist] [--write-docs]";
+
+fn parse_args() -> anyhow::Result<Plan> {
+    let (mut plan, mut flips) = (None, None);
+    let (mut no_scale, mut no_dist, mut write_docs) = (false, false, false);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--short" => plan = Some(Plan::short()),
+            "--full" => plan = Some(Plan::full()),
+            "--flips" => {
+                let n = args.next().and_then(|n| n.parse::<usize>().ok());
+                flips = Some(n.context("--flips takes a number")?);
+            }
+            "--no-scale" => no_scale = true,
+            "--no-dist" => no_dist = true,
+            "--write-docs" => write_docs = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    let mut plan: Plan = plan.context(USAGE)?;
+    plan.flips = flips.unwrap_or(plan.flips);
+    if no_scale {
+        plan.scale.clear();
+    }
+    plan.dist &= !no_dist;
+    plan.write_docs = write_docs;
+    Ok(plan)
+}
+
+fn main() -> anyhow::Result<()> {
+    let plan = parse_args()?;
+    if cfg!(debug_assertions) {
+        eprintln!("warning: a debug build measures a debug agent; use cargo run --release");
+    }
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let load_before = report::load_average();
+    eprintln!("cutover-bench {}: building the agent", plan.name);
+    let _ = cutover_tests::cutover_binary();
+    let dist = plan.dist.then(doc::build_dist).transpose()?;
+    let load = LoadSpec::default();
+    let spec = SeriesSpec {
+        switches: plan.flips,
+        gap: Duration::from_millis(100),
+        probe_wait: Duration::from_secs(30),
+        warmup: Duration::from_millis(500),
+    };
+    let flips = haproxy::flips(rt.handle(), &load, &spec);
+    let dist_idle = dist.as_ref().and_then(|d| haproxy::idle_rss(&d.binary));
+    let points: Vec<scale::Point> = plan
+        .scale
+        .iter()
+        .map(|(n, f)| scale::point(rt.handle(), *n, &load, &spec, *f))
+        .collect();
+    let results = doc::Results {
+        plan: plan.clone(),
+        load: load.clone(),
+        machine: report::machine(),
+        load_before,
+        load_after: report::load_average(),
+        elapsed: started.elapsed(),
+        flips,
+        points,
+        dist,
+        dist_idle,
+    };
+    let text = results.markdown();
+    println!("{text}");
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/bench")
+        .join(format!("{}.md", plan.name));
+    std::fs::create_dir_all(out.parent().expect("has a parent"))?;
+    std::fs::write(&out, &text).with_context(|| format!("write {}", out.display()))?;
+    eprintln!("results written to {}", out.display());
+    if plan.write_docs {
+        let docs = doc::write_docs(&text)?;
+        eprintln!("results section of {} replaced", docs.display());
+    }
+    Ok(())
+}
