@@ -7,12 +7,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::json;
+use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, ProxyKind};
 use crate::control::{self, Envelope, Limits};
 use crate::engine::{ApplyError, Engine};
+use crate::peers::coordinator::Coordinator;
+use crate::peers::server::TlsTransport;
+use crate::peers::{self, Node, PeerReport};
 use crate::protocol::{Command, Reply};
 use crate::proxy::haproxy::Haproxy;
 use crate::proxy::Proxy;
@@ -34,6 +38,8 @@ pub enum AgentError {
     },
     #[error("installing signal handlers: {0}")]
     Signal(std::io::Error),
+    #[error("peer TLS: {0}")]
+    Tls(peers::tls::TlsError),
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -83,11 +89,50 @@ pub async fn run_with<P: Proxy>(
         read_timeout: config.agent.read_timeout,
     };
     let (tx, mut rx) = mpsc::channel::<Envelope>(QUEUE_DEPTH);
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let server = tokio::spawn(control::serve(listener, limits, tx, async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    }));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let server = tokio::spawn(control::serve(
+        listener,
+        limits,
+        tx.clone(),
+        stopped(stop_rx.clone()),
+    ));
     tracing::info!(socket = %config.agent.socket.display(), "listening");
+    let (report_tx, report_rx) = watch::channel(None);
+    let (mut node, peer_server) = match &config.cluster {
+        None => (None, None),
+        Some(c) => {
+            let node = Node::new(c.clone()).map_err(AgentError::Tls)?;
+            let listener =
+                TcpListener::bind(c.listen)
+                    .await
+                    .map_err(|source| AgentError::Bind {
+                        path: c.listen.to_string().into(),
+                        source,
+                    })?;
+            let transport = TlsTransport::new(
+                listener,
+                peers::tls::server_config(&c.tls).map_err(AgentError::Tls)?,
+            );
+            let server = tokio::spawn(control::serve_on(
+                transport,
+                limits,
+                tx.clone(),
+                stopped(stop_rx.clone()),
+            ));
+            tokio::spawn(peers::coordinator::report_loop(
+                c.peers.clone(),
+                node.client.clone(),
+                c.timeout,
+                c.report_interval,
+                report_rx,
+            ));
+            tracing::info!(node = %c.node, listen = %c.listen, peers = c.peers.len(), "peer listener");
+            (Some(node), Some(server))
+        }
+    };
 
     let mut tick = tokio::time::interval(config.agent.reconcile_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -96,29 +141,99 @@ pub async fn run_with<P: Proxy>(
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = sighup.recv() => reload_config(&mut engine, config_path).await,
-            Some(env) = rx.recv() => {
-                let reply = handle(&mut engine, env.command, &env.requester).await;
-                let _ = env.reply.send(reply);
-            }
+            Some(env) = rx.recv() => dispatch(&mut engine, &mut node, env, &tx).await,
             _ = tick.tick() => {
                 engine.tick().await;
                 engine.poll_desired_file().await;
             }
             _ = watch_timer(engine.next_watch_due()) => { engine.run_watches().await; }
         }
+        if let Some(n) = &node {
+            let report = n.report(&engine);
+            report_tx.send_if_modified(|current| {
+                let changed = current.as_ref().is_none_or(|c| {
+                    PeerReport {
+                        time_ms: c.time_ms,
+                        ..report.clone()
+                    } != *c
+                });
+                if changed {
+                    *current = Some(report);
+                }
+                changed
+            });
+        }
     }
     let _ = stop_tx.send(true);
-    // Answer what is still queued while the server drains.
+    drop(tx);
+    drop(report_tx);
+    // Answer what is still queued while the servers drain.
     let drain = async {
         while let Some(env) = rx.recv().await {
             let reply = handle(&mut engine, env.command, &env.requester).await;
             let _ = env.reply.send(reply);
         }
     };
-    let _ = tokio::join!(server, drain);
+    let peers_done = async {
+        if let Some(s) = peer_server {
+            let _ = s.await;
+        }
+    };
+    let _ = tokio::join!(server, peers_done, drain);
     let _ = std::fs::remove_file(&engine.config().agent.socket);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Routes one request: cluster changes to a coordinator task, peer commands to the node,
+/// everything else to [`handle`].
+async fn dispatch<P: Proxy>(
+    engine: &mut Engine<P>,
+    node: &mut Option<Node>,
+    env: Envelope,
+    local: &mpsc::Sender<Envelope>,
+) {
+    let no_cluster = || {
+        Reply::error(
+            "this agent has no [cluster] configured",
+            serde_json::Value::Null,
+        )
+    };
+    let reply = match env.command {
+        Command::Cluster { command } => {
+            let (Some(n), Some(m)) = (node.as_ref(), command.mutation()) else {
+                let _ = env.reply.send(no_cluster());
+                return;
+            };
+            let c = &n.config;
+            let coordinator = Coordinator {
+                node: c.node.clone(),
+                peers: c.peers.clone(),
+                client: n.client.clone(),
+                timeout: c.timeout,
+                hold_before_decision: c.hold_before_decision,
+                local: local.clone(),
+            };
+            tokio::spawn(async move {
+                let reply = coordinator.run(m.request, m.force, m.dry_run).await;
+                let _ = env.reply.send(reply);
+            });
+            return;
+        }
+        Command::ClusterStatus => match node {
+            Some(n) => Reply::ok(
+                format!("{} hosts", n.config.peers.len() + 1),
+                n.status(engine),
+            ),
+            None => no_cluster(),
+        },
+        cmd if cmd.is_peer_only() => match node {
+            Some(n) => peers::handle_peer_command(n, engine, cmd, &env.requester).await,
+            None => no_cluster(),
+        },
+        cmd => handle(engine, cmd, &env.requester).await,
+    };
+    let _ = env.reply.send(reply);
 }
 
 /// Completes when the next post-switch watch sample is due; never without a watch.
@@ -212,6 +327,6 @@ pub async fn handle<P: Proxy>(
             ),
             Err(e) => failed(e),
         },
-        _ => unreachable!("every mutation is handled above"),
+        _ => Reply::error("this command is not served here", serde_json::Value::Null),
     }
 }

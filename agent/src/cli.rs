@@ -54,6 +54,26 @@ pub struct Cli {
     /// With a mutating verb: validate, run the gates and show the plan; change nothing.
     #[arg(long, global = true)]
     pub dry_run: bool,
+    /// With a mutating verb: make the change on every host of the cluster, all or nothing.
+    /// With `status`: one row per host.
+    #[arg(long, global = true)]
+    pub cluster: bool,
+    /// Talk to the agent at HOST:PORT (its peer listener) over mutual TLS instead of the
+    /// local socket; needs --tls-ca, --tls-cert and --tls-key.
+    #[arg(long, global = true, env = "CUTOVER_REMOTE", value_name = "HOST:PORT")]
+    pub remote: Option<String>,
+    /// The remote agent's node name, as its certificate carries it (default: HOST).
+    #[arg(long, global = true, env = "CUTOVER_REMOTE_NAME")]
+    pub remote_name: Option<String>,
+    /// CA that signs the remote agent's certificate.
+    #[arg(long, global = true, env = "CUTOVER_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate presented to the remote agent.
+    #[arg(long, global = true, env = "CUTOVER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Key of the client certificate.
+    #[arg(long, global = true, env = "CUTOVER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Seconds to wait for the agent's answer.
     #[arg(long, global = true, default_value_t = DEFAULT_TIMEOUT_S)]
     pub timeout: u64,
@@ -128,6 +148,11 @@ pub enum Verb {
     },
     /// The newest journal entries.
     History(HistoryArgs),
+    /// Certificates for peers and remote clients.
+    Tls {
+        #[command(subcommand)]
+        verb: TlsVerb,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +172,31 @@ pub enum MapVerb {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum TlsVerb {
+    /// Create a CA (ca.pem, ca.key) in DIR.
+    Ca {
+        dir: PathBuf,
+        /// The CA's name.
+        #[arg(long, default_value = DEFAULT_CA_NAME)]
+        name: String,
+    },
+    /// Issue NAME.pem and NAME.key in OUT (default: the CA's directory), signed by the CA in
+    /// CA_DIR, for a node or a client called NAME.
+    Issue {
+        ca_dir: PathBuf,
+        name: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The CA's name, as given to `tls ca`.
+        #[arg(long, default_value = DEFAULT_CA_NAME)]
+        ca_name: String,
+    },
+}
+
+/// Name of a CA made by `cutover tls ca`.
+pub const DEFAULT_CA_NAME: &str = "cutover CA";
+
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// Only entries about this service.
@@ -160,7 +210,7 @@ impl Verb {
     /// The protocol command of a client verb.
     pub fn command(&self, dry_run: bool) -> Result<Option<Command>, String> {
         Ok(Some(match self {
-            Verb::Agent | Verb::Check | Verb::Render => return Ok(None),
+            Verb::Agent | Verb::Check | Verb::Render | Verb::Tls { .. } => return Ok(None),
             Verb::Status => Command::Status,
             Verb::Switch {
                 service,
@@ -256,17 +306,14 @@ pub enum ClientError {
     Talk { path: PathBuf, reason: String },
 }
 
-/// Sends one command and returns the final reply (progress replies go to `on_progress`).
+/// Sends one command over the unix socket and returns the final reply (progress replies
+/// go to `on_progress`).
 pub async fn request(
     socket: &Path,
     command: &Command,
     timeout: Duration,
-    mut on_progress: impl FnMut(&Reply),
+    on_progress: impl FnMut(&Reply),
 ) -> Result<Reply, ClientError> {
-    let talk = |reason: String| ClientError::Talk {
-        path: socket.to_owned(),
-        reason,
-    };
     let stream = tokio::time::timeout(Duration::from_secs(5), UnixStream::connect(socket))
         .await
         .map_err(|_| ClientError::Connect {
@@ -277,15 +324,42 @@ pub async fn request(
             path: socket.to_owned(),
             source,
         })?;
-    let (read, mut write) = stream.into_split();
+    exchange(
+        stream,
+        &socket.display().to_string(),
+        command,
+        timeout,
+        on_progress,
+    )
+    .await
+}
+
+/// Sends one command on an open stream (unix socket or TLS) and reads replies until the
+/// final one. `peer` names the other end in errors.
+pub async fn exchange<S>(
+    stream: S,
+    peer: &str,
+    command: &Command,
+    timeout: Duration,
+    mut on_progress: impl FnMut(&Reply),
+) -> Result<Reply, ClientError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let talk = |reason: String| ClientError::Talk {
+        path: PathBuf::from(peer),
+        reason,
+    };
+    let (read, mut write) = tokio::io::split(stream);
     let mut line = protocol::encode(command);
     line.push('\n');
-    write
-        .write_all(line.as_bytes())
-        .await
-        .map_err(|e| talk(e.to_string()))?;
     let mut reader = BufReader::new(read);
     let work = async {
+        write
+            .write_all(line.as_bytes())
+            .await
+            .map_err(|e| talk(e.to_string()))?;
+        write.flush().await.map_err(|e| talk(e.to_string()))?;
         loop {
             let mut buf = String::new();
             let n = (&mut reader)
@@ -331,6 +405,10 @@ pub fn print_reply(verb: &Verb, reply: &Reply, json: bool) -> i32 {
         _ if reply.data.get("files").is_some() && reply.message.starts_with("dry run") => {
             plan_text(&reply.message, &reply.data)
         }
+        _ if reply.data.get("hosts").is_some() && reply.data.get("services").is_some() => {
+            cluster_table(&reply.data)
+        }
+        _ if reply.data.get("txn").is_some() => cluster_result(&reply.message, &reply.data),
         Verb::Status => status_table(&reply.data),
         Verb::Map { .. } => map_lines(&reply.data),
         Verb::History(_) => history_table(&reply.data),
@@ -438,6 +516,83 @@ fn status_table(d: &Value) -> String {
     ));
     if let Some(e) = d["last_error"].as_str() {
         out.push_str(&format!("last error: {e}\n"));
+    }
+    out
+}
+
+/// `status --cluster`: one row per host, then one per service with agreement.
+fn cluster_table(d: &Value) -> String {
+    let rows: Vec<Vec<String>> = d["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            vec![
+                s(&h["node"]),
+                if h["reachable"] == Value::Bool(true) {
+                    "yes".into()
+                } else {
+                    "NO".into()
+                },
+                s(&h["age_ms"]),
+                s(&h["generation"]),
+                s(&h["cluster_generation"]),
+                match &h["proxy_reachable"] {
+                    Value::Bool(true) => "ok".into(),
+                    Value::Bool(false) => "UNREACHABLE".into(),
+                    _ => "-".into(),
+                },
+                s(&h["last_error"]),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "HOST",
+            "REACHABLE",
+            "AGE_MS",
+            "GEN",
+            "CLUSTER_GEN",
+            "PROXY",
+            "LAST ERROR",
+        ],
+        &rows,
+    );
+    let rows: Vec<Vec<String>> = d["services"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, v)| {
+            let hosts = v["hosts"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(h, c)| format!("{h}={}", s(c)))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let agree = if v["agree"] == Value::Bool(true) {
+                "agree"
+            } else {
+                "DIVERGED"
+            };
+            vec![name.clone(), agree.into(), hosts]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&table(&["SERVICE", "STATE", "HOSTS"], &rows));
+    out
+}
+
+/// The per-host outcome of a cluster change.
+fn cluster_result(message: &str, d: &Value) -> String {
+    let mut out = format!("{message}\n");
+    for (host, r) in d["hosts"].as_object().into_iter().flatten() {
+        let what = if r["ok"] == Value::Bool(true) {
+            "ok".to_owned()
+        } else {
+            format!("FAILED: {}", s(&r["error"]))
+        };
+        out.push_str(&format!("  {host}: {what}\n"));
     }
     out
 }

@@ -58,6 +58,8 @@ pub struct Config {
     pub files: Vec<FileSpec>,
     /// Services by name.
     pub services: BTreeMap<String, Service>,
+    /// This node and its peers; none for a single host.
+    pub cluster: Option<crate::peers::ClusterConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -258,6 +260,26 @@ struct RawConfig {
     files: Vec<RawFile>,
     #[serde(default)]
     services: Vec<RawService>,
+    cluster: Option<RawCluster>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    node: String,
+    listen: String,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    #[serde(default)]
+    peers: Vec<crate::peers::PeerSpec>,
+    report_interval_ms: Option<u64>,
+    timeout_ms: Option<u64>,
+    prepare_ttl_ms: Option<u64>,
+    #[serde(default)]
+    hold_before_decision_ms: u64,
+    #[serde(default)]
+    hold_before_commit_ms: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -490,6 +512,7 @@ impl Validator<'_> {
         };
         let files = self.files(raw.files, &proxy);
         let services = self.services(raw.services);
+        let cluster = raw.cluster.map(|c| self.cluster(c));
         Config {
             source: path.to_owned(),
             agent,
@@ -497,6 +520,7 @@ impl Validator<'_> {
             templates,
             files,
             services,
+            cluster,
         }
     }
 
@@ -791,6 +815,71 @@ impl Validator<'_> {
             ));
         }
         out
+    }
+
+    fn cluster(&mut self, raw: RawCluster) -> crate::peers::ClusterConfig {
+        use crate::peers::*;
+        if let Err(e) = check_name(&raw.node) {
+            self.problem(format!("cluster.node: {e}"));
+        }
+        let listen = raw.listen.parse().unwrap_or_else(|_| {
+            self.problem(format!("cluster.listen: {:?} is not ip:port", raw.listen));
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+        });
+        let mut names = BTreeSet::from([raw.node.clone()]);
+        for (i, p) in raw.peers.iter().enumerate() {
+            let at = format!("cluster.peers[{i}] ({})", p.name);
+            if let Err(e) = check_name(&p.name) {
+                self.problem(format!("{at}.name: {e}"));
+            }
+            if !names.insert(p.name.clone()) {
+                self.problem(format!("{at}.name: used twice (or the name of this node)"));
+            }
+            let port_ok = p
+                .address
+                .rsplit_once(':')
+                .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok_and(|n| n > 0));
+            if !port_ok {
+                self.problem(format!("{at}.address: {:?} is not host:port", p.address));
+            }
+        }
+        let tls = tls::TlsFiles {
+            ca: self.abs("cluster.ca", raw.ca),
+            cert: self.abs("cluster.cert", raw.cert),
+            key: self.abs("cluster.key", raw.key),
+        };
+        for (what, p) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
+            if !p.is_file() {
+                self.problem(format!(
+                    "cluster.{what}: {} is not a readable file",
+                    p.display()
+                ));
+            }
+        }
+        let hold = |ms: u64| Duration::from_millis(ms.min(600_000));
+        ClusterConfig {
+            node: raw.node,
+            listen,
+            tls,
+            peers: raw.peers,
+            report_interval: self.duration(
+                "cluster.report_interval_ms",
+                raw.report_interval_ms,
+                DEFAULT_REPORT_INTERVAL_MS,
+            ),
+            timeout: self.duration(
+                "cluster.timeout_ms",
+                raw.timeout_ms,
+                DEFAULT_PEER_TIMEOUT_MS,
+            ),
+            prepare_ttl: self.duration(
+                "cluster.prepare_ttl_ms",
+                raw.prepare_ttl_ms,
+                DEFAULT_PREPARE_TTL_MS,
+            ),
+            hold_before_decision: hold(raw.hold_before_decision_ms),
+            hold_before_commit: hold(raw.hold_before_commit_ms),
+        }
     }
 
     fn route(&mut self, at: &str, r: String, routes: &mut Vec<String>) {

@@ -73,13 +73,68 @@ pub async fn bind(path: &Path, mode: u32, group: Option<&str>) -> io::Result<Uni
     Ok(listener)
 }
 
-/// Serves connections until `shutdown` completes, then drains.
+/// How connections arrive and who is on the other end: the unix socket (peer credentials)
+/// or TLS (the verified certificate's name).
+pub trait Transport: Send + Sync + 'static {
+    /// What `accept` yields before any handshake.
+    type Raw: Send + 'static;
+    /// The established stream requests are read from.
+    type Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Raw>> + Send;
+    /// Finishes the connection (handshake) and names who is on it; runs in the
+    /// connection's own task, bounded by the read timeout.
+    fn establish(
+        &self,
+        raw: Self::Raw,
+    ) -> impl Future<Output = io::Result<(Self::Stream, Requester)>> + Send + 'static;
+    /// A short refusal written on a connection over the cap (best effort).
+    fn refuse(raw: Self::Raw, message: String) -> impl Future<Output = ()> + Send + 'static;
+}
+
+/// The local control socket.
+pub struct UnixTransport(pub UnixListener);
+
+impl Transport for UnixTransport {
+    type Raw = UnixStream;
+    type Stream = UnixStream;
+
+    async fn accept(&self) -> io::Result<UnixStream> {
+        self.0.accept().await.map(|(s, _)| s)
+    }
+
+    fn establish(
+        &self,
+        raw: UnixStream,
+    ) -> impl Future<Output = io::Result<(UnixStream, Requester)>> + Send + 'static {
+        let who = requester(&raw);
+        async move { Ok((raw, who)) }
+    }
+
+    async fn refuse(raw: UnixStream, message: String) {
+        let mut framed = Framed::new(raw, LinesCodec::new());
+        let reply = Reply::error(message, serde_json::Value::Null);
+        let _ = tokio::time::timeout(Duration::from_secs(1), framed.send(reply.to_line())).await;
+    }
+}
+
+/// Serves the unix control socket until `shutdown` completes, then drains.
 pub async fn serve(
     listener: UnixListener,
     limits: Limits,
     engine: mpsc::Sender<Envelope>,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_on(UnixTransport(listener), limits, engine, shutdown).await
+}
+
+/// Serves connections of any transport until `shutdown` completes, then drains.
+pub async fn serve_on<T: Transport>(
+    transport: T,
+    limits: Limits,
+    engine: mpsc::Sender<Envelope>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let transport = Arc::new(transport);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
@@ -87,8 +142,8 @@ pub async fn serve(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+            accepted = transport.accept() => {
+                let raw = match accepted {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -99,19 +154,28 @@ pub async fn serve(
                 match permits.clone().try_acquire_owned() {
                     Ok(permit) => {
                         let engine = engine.clone();
+                        let establish = transport.establish(raw);
                         tasks.spawn(async move {
-                            connection(stream, limits, engine).await;
+                            match tokio::time::timeout(limits.read_timeout, establish).await {
+                                Ok(Ok((stream, who))) => serve_stream(stream, who, limits, engine).await,
+                                Ok(Err(e)) => tracing::info!("connection refused: {e}"),
+                                Err(_) => tracing::info!("connection refused: handshake timed out"),
+                            }
                             drop(permit);
                         });
                     }
                     Err(_) => {
-                        tasks.spawn(refuse(stream, limits.max_connections));
+                        let max = limits.max_connections;
+                        tasks.spawn(T::refuse(
+                            raw,
+                            format!("too many control connections (at most {max}); try again"),
+                        ));
                     }
                 }
             }
         }
     }
-    drop(listener);
+    drop(transport);
     let drained = tokio::time::timeout(DRAIN_GRACE, async {
         while tasks.join_next().await.is_some() {}
     })
@@ -120,15 +184,6 @@ pub async fn serve(
         tracing::warn!("{} control connections cut at shutdown", tasks.len());
         tasks.abort_all();
     }
-}
-
-async fn refuse(stream: UnixStream, max: usize) {
-    let mut framed = Framed::new(stream, LinesCodec::new());
-    let reply = Reply::error(
-        format!("too many control connections (at most {max}); try again"),
-        serde_json::Value::Null,
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(1), framed.send(reply.to_line())).await;
 }
 
 fn requester(stream: &UnixStream) -> Requester {
@@ -141,8 +196,16 @@ fn requester(stream: &UnixStream) -> Requester {
     }
 }
 
-async fn connection(stream: UnixStream, limits: Limits, engine: mpsc::Sender<Envelope>) {
-    let who = requester(&stream);
+/// Serves JSON-lines requests on any stream (the unix socket, or a TLS connection of a
+/// peer or remote client) for `who`, until the client closes or breaks a bound.
+pub async fn serve_stream<S>(
+    stream: S,
+    who: Requester,
+    limits: Limits,
+    engine: mpsc::Sender<Envelope>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut framed = Framed::new(stream, LinesCodec::new_with_max_length(limits.max_line));
     loop {
         let line = match tokio::time::timeout(limits.read_timeout, framed.next()).await {
@@ -199,9 +262,9 @@ async fn connection(stream: UnixStream, limits: Limits, engine: mpsc::Sender<Env
     }
 }
 
-async fn send(
-    framed: &mut Framed<UnixStream, LinesCodec>,
-    reply: Reply,
-) -> Result<(), LinesCodecError> {
+async fn send<S>(framed: &mut Framed<S, LinesCodec>, reply: Reply) -> Result<(), LinesCodecError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     framed.send(reply.to_line()).await
 }

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod fsio;
 pub mod gates;
 pub mod mapfile;
+pub mod peers;
 pub mod protocol;
 pub mod proxy;
 pub mod render;

@@ -82,6 +82,31 @@ pub enum Command {
         #[serde(default)]
         dry_run: bool,
     },
+    /// Run a mutating command on every host of the cluster, all or nothing.
+    Cluster { command: Box<Command> },
+    /// One row per host of the cluster, and per service whether they agree.
+    ClusterStatus,
+    /// A peer's state report (peer listener only).
+    Report {
+        report: Box<crate::peers::PeerReport>,
+    },
+    /// Plan and hold a cluster change (peer listener and the local coordinator only).
+    Prepare {
+        txn: String,
+        request: Request,
+        #[serde(default)]
+        force: bool,
+        coordinator: String,
+    },
+    /// Whether the cluster change `txn` is still held.
+    Ready { txn: String },
+    /// Apply the held change `txn` as cluster generation `cluster_generation`.
+    Commit {
+        txn: String,
+        cluster_generation: u64,
+    },
+    /// Drop the held change `txn`.
+    AbortTxn { txn: String },
     /// Set the live colour (and canary) of several services in one change.
     Apply {
         services: BTreeMap<String, Desired>,
@@ -117,6 +142,18 @@ fn default_history() -> usize {
 }
 
 impl Command {
+    /// Whether the command is one agents send each other (accepted only from peers).
+    pub fn is_peer_only(&self) -> bool {
+        matches!(
+            self,
+            Command::Report { .. }
+                | Command::Prepare { .. }
+                | Command::Ready { .. }
+                | Command::Commit { .. }
+                | Command::AbortTxn { .. }
+        )
+    }
+
     /// Whether the command may change routing (and so is journaled and needs the
     /// mutating permission).
     pub fn is_mutation(&self) -> bool {
@@ -132,7 +169,16 @@ impl Command {
         };
         let s = String::clone;
         Some(match self {
-            Command::Status | Command::MapShow { .. } | Command::History { .. } => return None,
+            Command::Status
+            | Command::MapShow { .. }
+            | Command::History { .. }
+            | Command::Cluster { .. }
+            | Command::ClusterStatus
+            | Command::Report { .. }
+            | Command::Prepare { .. }
+            | Command::Ready { .. }
+            | Command::Commit { .. }
+            | Command::AbortTxn { .. } => return None,
             Command::Switch {
                 service,
                 colour,
@@ -335,6 +381,13 @@ pub fn decode(line: &str) -> Result<Command, DecodeError> {
     if let Command::History { limit, .. } = &cmd {
         if *limit > MAX_HISTORY {
             return Err(DecodeError::HistoryLimit(*limit));
+        }
+    }
+    if let Command::Cluster { command } = &cmd {
+        if !command.is_mutation() {
+            return Err(DecodeError::Command(
+                "cluster takes a command that changes routing".into(),
+            ));
         }
     }
     if let Command::Apply { services, .. } = &cmd {

@@ -137,6 +137,12 @@ pub struct State {
     /// Counts applied changes; never goes back.
     pub generation: u64,
     pub services: BTreeMap<String, ServiceState>,
+    /// Counts changes committed across the cluster; the highest wins when hosts converge.
+    #[serde(default)]
+    pub cluster_generation: u64,
+    /// The routing the last cluster commit set: what a host that missed it adopts.
+    #[serde(default)]
+    pub cluster_routing: BTreeMap<String, Desired>,
 }
 
 fn default_format() -> u32 {
@@ -256,6 +262,22 @@ pub enum StateError {
 }
 
 impl State {
+    /// The routing of every service (live colour and canary), as a declaration.
+    pub fn routing(&self) -> BTreeMap<String, Desired> {
+        self.services
+            .iter()
+            .map(|(n, s)| {
+                (
+                    n.clone(),
+                    Desired {
+                        live: s.live,
+                        canary: s.canary,
+                    },
+                )
+            })
+            .collect()
+    }
+
     /// A state where every named service starts live on its given colour.
     pub fn new<'a>(services: impl IntoIterator<Item = (&'a str, Colour)>) -> State {
         State {
@@ -265,6 +287,7 @@ impl State {
                 .into_iter()
                 .map(|(name, live)| (name.to_owned(), ServiceState::live_on(live)))
                 .collect(),
+            ..State::default()
         }
     }
 

@@ -35,6 +35,8 @@ pub struct SetupOptions {
     pub extra_services: String,
     /// Extra keys of the `[agent]` table.
     pub agent_extra: String,
+    /// TOML appended at the end of the config (e.g. a `[cluster]` table).
+    pub tail: String,
 }
 
 impl Default for SetupOptions {
@@ -47,6 +49,7 @@ impl Default for SetupOptions {
             service_extra: String::new(),
             extra_services: String::new(),
             agent_extra: String::new(),
+            tail: String::new(),
         }
     }
 }
@@ -403,6 +406,7 @@ blue = {{ backend = "web_blue", servers = [{{ name = "b1", address = "{blue}" }}
 green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}" }}] }}
 {service_extra}
 {extra_services}
+{tail}
 "#,
         dir = dir.display(),
         interval = o.reconcile_interval_ms,
@@ -419,6 +423,7 @@ green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}"
             .replace("{blue}", &blue.to_string())
             .replace("{green}", &green.to_string()),
         agent_extra = o.agent_extra,
+        tail = o.tail,
     );
     let path = dir.join("cutover.toml");
     std::fs::write(&path, text).expect("write cutover.toml");

@@ -192,6 +192,29 @@ impl<P: Proxy> Engine<P> {
         &self.proxy
     }
 
+    /// Whether the proxy answered the last time it was asked.
+    pub fn reachable(&self) -> bool {
+        self.reachable
+    }
+
+    /// The last failed apply or reconcile, if the last attempt failed.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// Marks the current routing as committed across the cluster at `generation`, and
+    /// persists it.
+    pub async fn mark_cluster(&mut self, generation: u64) -> Result<(), ApplyError> {
+        let mut next = self.state.clone();
+        next.cluster_generation = generation;
+        next.cluster_routing = next.routing();
+        self.store
+            .save(&next)
+            .map_err(|e| ApplyError::new(Step::Persist, e))?;
+        self.state = next;
+        Ok(())
+    }
+
     /// Applies one routing request end to end and journals it. `force` skips the
     /// pre-switch gate (and is journaled).
     pub async fn apply(

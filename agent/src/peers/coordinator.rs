@@ -1,0 +1,264 @@
+//! The coordinator of a cluster change, and the loop that reports this node's state to its
+//! peers. Both run as tasks of their own: the engine task goes on serving (its own peers'
+//! prepares included) while they wait on the network. This node takes part in its own
+//! cluster change like any peer, through the engine channel instead of TLS.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{PeerReport, PeerSpec};
+use crate::control::Envelope;
+use crate::protocol::{Command, Reply, Status};
+use crate::state::Request;
+use crate::store::{now_ms, Requester};
+
+/// Requester `via` of the coordinator's messages to its own node.
+pub const VIA_LOCAL: &str = "cluster-local";
+
+/// What a coordinator needs.
+#[derive(Clone)]
+pub struct Coordinator {
+    pub node: String,
+    pub peers: Vec<PeerSpec>,
+    pub client: Arc<rustls::ClientConfig>,
+    pub timeout: Duration,
+    pub hold_before_decision: Duration,
+    /// The local engine.
+    pub local: mpsc::Sender<Envelope>,
+}
+
+/// One participant's answer to one phase.
+type Outcome = Result<Value, String>;
+
+impl Coordinator {
+    /// Sends `command` to one participant (this node or a peer).
+    async fn send(&self, host: &str, command: Command) -> Outcome {
+        let reply = if host == self.node {
+            let (tx, rx) = oneshot::channel();
+            let env = Envelope {
+                command,
+                requester: Requester {
+                    via: VIA_LOCAL.into(),
+                    ..Requester::default()
+                },
+                reply: tx,
+            };
+            if self.local.send(env).await.is_err() {
+                return Err("the local engine is stopping".into());
+            }
+            rx.await
+                .map_err(|_| "the local engine dropped the request".to_owned())?
+        } else {
+            let peer = self
+                .peers
+                .iter()
+                .find(|p| p.name == host)
+                .expect("known peer");
+            super::client::request(
+                &self.client,
+                &peer.name,
+                &peer.address,
+                &command,
+                self.timeout,
+            )
+            .await
+            .map_err(|e| e.to_string())?
+        };
+        match reply.status {
+            Status::Ok => Ok(reply.data),
+            _ => Err(reply.message),
+        }
+    }
+
+    fn hosts(&self) -> Vec<String> {
+        std::iter::once(self.node.clone())
+            .chain(self.peers.iter().map(|p| p.name.clone()))
+            .collect()
+    }
+
+    /// Sends a command built per host to every host at once.
+    async fn phase(
+        &self,
+        hosts: &[String],
+        make: impl Fn() -> Command,
+    ) -> BTreeMap<String, Outcome> {
+        let sends = hosts.iter().map(|h| {
+            let command = make();
+            async move { (h.clone(), self.send(h, command).await) }
+        });
+        futures_util::future::join_all(sends)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    async fn abort(&self, txn: &str, hosts: &[String]) {
+        let _ = self
+            .phase(hosts, || Command::AbortTxn {
+                txn: txn.to_owned(),
+            })
+            .await;
+    }
+
+    /// Runs one cluster change: prepare everywhere, commit everywhere only when every host
+    /// prepared (and still holds it), abort everywhere otherwise.
+    pub async fn run(self, request: Request, force: bool, dry_run: bool) -> Reply {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let txn = format!(
+            "{}-{}-{}",
+            self.node,
+            now_ms(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let hosts = self.hosts();
+        let prepared = self
+            .phase(&hosts, || Command::Prepare {
+                txn: txn.clone(),
+                request: request.clone(),
+                force,
+                coordinator: self.node.clone(),
+            })
+            .await;
+        let refused: Vec<String> = prepared
+            .iter()
+            .filter_map(|(h, o)| o.as_ref().err().map(|e| format!("{h}: {e}")))
+            .collect();
+        if !refused.is_empty() || dry_run {
+            self.abort(&txn, &hosts).await;
+            let data = json!({ "txn": txn, "phase": "prepare", "hosts": show(&prepared) });
+            return if refused.is_empty() {
+                Reply::ok(
+                    format!(
+                        "dry run: all {} hosts prepared; nothing changed",
+                        hosts.len()
+                    ),
+                    data,
+                )
+            } else {
+                Reply::error(
+                    format!(
+                        "cluster change refused, nothing changed anywhere: {}",
+                        refused.join("; ")
+                    ),
+                    data,
+                )
+            };
+        }
+        if !self.hold_before_decision.is_zero() {
+            tokio::time::sleep(self.hold_before_decision).await;
+        }
+        // The decision: every host must still hold the prepared change.
+        let ready = self
+            .phase(&hosts, || Command::Ready { txn: txn.clone() })
+            .await;
+        let lost: Vec<String> = ready
+            .iter()
+            .filter_map(|(h, o)| o.as_ref().err().map(|e| format!("{h}: {e}")))
+            .collect();
+        if !lost.is_empty() {
+            self.abort(&txn, &hosts).await;
+            return Reply::error(
+                format!(
+                    "cluster change aborted before commit, nothing changed anywhere: {}",
+                    lost.join("; ")
+                ),
+                json!({ "txn": txn, "phase": "ready", "hosts": show(&ready) }),
+            );
+        }
+        let generation = prepared
+            .values()
+            .filter_map(|o| o.as_ref().ok())
+            .filter_map(|d| d["cluster_generation"].as_u64())
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let committed = self
+            .phase(&hosts, || Command::Commit {
+                txn: txn.clone(),
+                cluster_generation: generation,
+            })
+            .await;
+        let missed: Vec<String> = committed
+            .iter()
+            .filter(|(_, o)| o.is_err())
+            .map(|(h, _)| h.clone())
+            .collect();
+        let data = json!({
+            "txn": txn, "phase": "commit", "cluster_generation": generation,
+            "hosts": show(&committed), "missed": missed,
+        });
+        if missed.is_empty() {
+            Reply::ok(
+                format!(
+                    "cluster generation {generation} committed on all {} hosts",
+                    hosts.len()
+                ),
+                data,
+            )
+        } else {
+            Reply::ok(
+                format!(
+                    "cluster generation {generation} committed; {} missed the commit and \
+                     converge to it when they report again",
+                    missed.join(", ")
+                ),
+                data,
+            )
+        }
+    }
+}
+
+fn show(outcomes: &BTreeMap<String, Outcome>) -> Value {
+    outcomes
+        .iter()
+        .map(|(h, o)| {
+            let v = match o {
+                Ok(d) => json!({ "ok": true, "data": d }),
+                Err(e) => json!({ "ok": false, "error": e }),
+            };
+            (h.clone(), v)
+        })
+        .collect::<serde_json::Map<String, Value>>()
+        .into()
+}
+
+/// Sends this node's report to every peer after every change and every `interval`, until
+/// `reports` closes.
+pub async fn report_loop(
+    peers: Vec<PeerSpec>,
+    client: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+    interval: Duration,
+    mut reports: watch::Receiver<Option<PeerReport>>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            changed = reports.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
+        }
+        let Some(report) = reports.borrow_and_update().clone() else {
+            continue;
+        };
+        let sends = peers.iter().map(|p| {
+            let command = Command::Report {
+                report: Box::new(report.clone()),
+            };
+            let client = client.clone();
+            async move {
+                if let Err(e) =
+                    super::client::request(&client, &p.name, &p.address, &command, timeout).await
+                {
+                    tracing::debug!(peer = %p.name, "report not delivered: {e}");
+                }
+            }
+        });
+        futures_util::future::join_all(sends).await;
+    }
+}

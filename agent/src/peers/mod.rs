@@ -1,0 +1,375 @@
+//! Peers: the cutover agents on the other proxy hosts. This module owns what a node knows
+//! of them (their last reports), the participant side of a cluster change (prepare, ready,
+//! commit, abort), and convergence: a node that missed a cluster commit adopts the routing
+//! of the highest cluster generation it hears of. See `docs/CLUSTER.md` for the exact
+//! semantics and their limits.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{ApplyError, Engine, Step};
+use crate::proxy::Proxy;
+use crate::state::{Desired, Request};
+use crate::store::{now_ms, Requester};
+
+pub mod client;
+pub mod coordinator;
+pub mod server;
+pub mod tls;
+
+/// Default interval between state reports to every peer, milliseconds.
+pub const DEFAULT_REPORT_INTERVAL_MS: u64 = 5_000;
+/// Default time a peer has to answer, milliseconds.
+pub const DEFAULT_PEER_TIMEOUT_MS: u64 = 5_000;
+/// Default time a prepared change is held before it lapses, milliseconds.
+pub const DEFAULT_PREPARE_TTL_MS: u64 = 30_000;
+
+/// `[cluster]`: this node and its peers.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// This node's name; its certificate carries it (CN and DNS name).
+    pub node: String,
+    /// Where the peer listener binds (mutual TLS).
+    pub listen: SocketAddr,
+    pub tls: tls::TlsFiles,
+    pub peers: Vec<PeerSpec>,
+    pub report_interval: Duration,
+    pub timeout: Duration,
+    pub prepare_ttl: Duration,
+    /// Fault injection for tests: pause between "all prepared" and the commit decision.
+    pub hold_before_decision: Duration,
+    /// Fault injection for tests: pause before a participant applies a commit.
+    pub hold_before_commit: Duration,
+}
+
+/// One peer.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSpec {
+    /// Its node name (checked against its certificate).
+    pub name: String,
+    /// `host:port` of its peer listener.
+    pub address: String,
+}
+
+/// What a node tells its peers about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerReport {
+    pub node: String,
+    /// Unix time of the report, milliseconds.
+    pub time_ms: u64,
+    pub generation: u64,
+    pub cluster_generation: u64,
+    /// Digest of the current routing (live colours and canaries).
+    pub digest: String,
+    /// Digest of the routing as of the last cluster commit.
+    pub cluster_digest: String,
+    /// Current routing, by service.
+    pub services: BTreeMap<String, Desired>,
+    /// Routing as of the last cluster commit.
+    pub cluster_routing: BTreeMap<String, Desired>,
+    pub proxy_reachable: bool,
+    pub last_error: Option<String>,
+}
+
+/// A stable digest of a routing declaration (FNV-1a 64 over its canonical JSON).
+pub fn digest(routing: &BTreeMap<String, Desired>) -> String {
+    let text = serde_json::to_string(routing).expect("routing serializes");
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// A change this node prepared for a coordinator and holds until commit or abort.
+#[derive(Debug, Clone)]
+struct Prepared {
+    txn: String,
+    request: Request,
+    force: bool,
+    coordinator: String,
+    expires: Instant,
+}
+
+/// What this node knows of the cluster.
+pub struct Node {
+    pub config: ClusterConfig,
+    pub client: Arc<rustls::ClientConfig>,
+    prepared: Option<Prepared>,
+    /// Last report of each peer, and when it came.
+    seen: BTreeMap<String, (PeerReport, Instant)>,
+}
+
+impl Node {
+    pub fn new(config: ClusterConfig) -> Result<Node, tls::TlsError> {
+        let client = tls::client_config(&config.tls)?;
+        Ok(Node {
+            config,
+            client,
+            prepared: None,
+            seen: BTreeMap::new(),
+        })
+    }
+
+    /// This node's report.
+    pub fn report<P: Proxy>(&self, engine: &Engine<P>) -> PeerReport {
+        let state = engine.state();
+        let services = state.routing();
+        PeerReport {
+            node: self.config.node.clone(),
+            time_ms: now_ms(),
+            generation: state.generation,
+            cluster_generation: state.cluster_generation,
+            digest: digest(&services),
+            cluster_digest: digest(&state.cluster_routing),
+            services,
+            cluster_routing: state.cluster_routing.clone(),
+            proxy_reachable: engine.reachable(),
+            last_error: engine.last_error().map(str::to_owned),
+        }
+    }
+
+    /// Prepares `request` for `coordinator`: plans it (state, render, validation, gates)
+    /// and holds it. One prepared change at a time; a lapsed one is dropped.
+    pub async fn prepare<P: Proxy>(
+        &mut self,
+        engine: &Engine<P>,
+        txn: &str,
+        request: &Request,
+        force: bool,
+        coordinator: &str,
+    ) -> Result<serde_json::Value, ApplyError> {
+        if let Some(p) = &self.prepared {
+            if p.txn != txn && p.expires > Instant::now() {
+                return Err(ApplyError::new(
+                    Step::Request,
+                    format!(
+                        "{} holds cluster change {} of {}; try again",
+                        self.config.node, p.txn, p.coordinator
+                    ),
+                ));
+            }
+        }
+        let plan = engine.plan(request, force).await?;
+        self.prepared = Some(Prepared {
+            txn: txn.to_owned(),
+            request: request.clone(),
+            force,
+            coordinator: coordinator.to_owned(),
+            expires: Instant::now() + self.config.prepare_ttl,
+        });
+        Ok(serde_json::json!({
+            "node": self.config.node,
+            "cluster_generation": engine.state().cluster_generation,
+            "plan": plan,
+        }))
+    }
+
+    /// Whether `txn` is still prepared here.
+    pub fn ready(&self, txn: &str) -> Result<(), ApplyError> {
+        match &self.prepared {
+            Some(p) if p.txn == txn && p.expires > Instant::now() => Ok(()),
+            _ => Err(ApplyError::new(
+                Step::Request,
+                format!("{} holds no prepared change {txn}", self.config.node),
+            )),
+        }
+    }
+
+    pub fn abort(&mut self, txn: &str) {
+        if self.prepared.as_ref().is_some_and(|p| p.txn == txn) {
+            self.prepared = None;
+        }
+    }
+
+    /// Applies the prepared change `txn` and marks the state with `cluster_generation`.
+    pub async fn commit<P: Proxy>(
+        &mut self,
+        engine: &mut Engine<P>,
+        txn: &str,
+        cluster_generation: u64,
+    ) -> Result<crate::engine::Applied, ApplyError> {
+        self.ready(txn)?;
+        let p = self.prepared.take().expect("ready");
+        if !self.config.hold_before_commit.is_zero() {
+            tokio::time::sleep(self.config.hold_before_commit).await;
+        }
+        let who = Requester {
+            via: format!("cluster:{}", p.coordinator),
+            ..Requester::default()
+        };
+        let applied = engine.apply(&p.request, &who, p.force).await?;
+        engine.mark_cluster(cluster_generation).await?;
+        Ok(applied)
+    }
+
+    /// Takes a peer's report; when it carries a higher cluster generation (or the same one
+    /// with a different routing and a smaller digest: the deterministic tie-break), adopts
+    /// its cluster routing. Returns what was adopted.
+    pub async fn receive<P: Proxy>(
+        &mut self,
+        engine: &mut Engine<P>,
+        report: PeerReport,
+    ) -> Option<String> {
+        let from = report.node.clone();
+        let mine = engine.state();
+        let (my_gen, my_digest) = (mine.cluster_generation, digest(&mine.cluster_routing));
+        let newer = report.cluster_generation > my_gen
+            || (report.cluster_generation == my_gen
+                && report.cluster_generation > 0
+                && report.cluster_digest != my_digest
+                && report.cluster_digest < my_digest);
+        let adopt = newer.then(|| (report.cluster_generation, report.cluster_routing.clone()));
+        self.seen.insert(from.clone(), (report, Instant::now()));
+        let (generation, routing) = adopt?;
+        let services: BTreeMap<String, Desired> = routing
+            .into_iter()
+            .filter(|(name, _)| engine.state().services.contains_key(name))
+            .collect();
+        let who = Requester {
+            via: format!("converge:{from}"),
+            ..Requester::default()
+        };
+        let result = if services.is_empty() {
+            Ok(())
+        } else {
+            engine
+                .apply(&Request::Set { services }, &who, true)
+                .await
+                .map(|_| ())
+        };
+        match result.and(engine.mark_cluster(generation).await) {
+            Ok(()) => Some(format!(
+                "adopted cluster generation {generation} from {from}"
+            )),
+            Err(e) => {
+                tracing::warn!("cannot converge to cluster generation {generation} of {from}: {e}");
+                None
+            }
+        }
+    }
+
+    /// One row per host, this node first: reachability, generations, and per service
+    /// whether every reachable host agrees.
+    pub fn status<P: Proxy>(&self, engine: &Engine<P>) -> serde_json::Value {
+        let me = self.report(engine);
+        let stale_after = self.config.report_interval * 3;
+        let mut rows = vec![serde_json::json!({
+            "node": me.node, "reachable": true, "age_ms": 0,
+            "generation": me.generation, "cluster_generation": me.cluster_generation,
+            "digest": me.digest, "proxy_reachable": me.proxy_reachable,
+            "last_error": me.last_error,
+        })];
+        let mut routings = vec![(me.node.clone(), me.services.clone())];
+        for peer in &self.config.peers {
+            match self.seen.get(&peer.name) {
+                Some((r, at)) => {
+                    let age = at.elapsed();
+                    rows.push(serde_json::json!({
+                        "node": peer.name, "reachable": age < stale_after,
+                        "age_ms": age.as_millis() as u64,
+                        "generation": r.generation, "cluster_generation": r.cluster_generation,
+                        "digest": r.digest, "proxy_reachable": r.proxy_reachable,
+                        "last_error": r.last_error,
+                    }));
+                    if age < stale_after {
+                        routings.push((peer.name.clone(), r.services.clone()));
+                    }
+                }
+                None => rows.push(serde_json::json!({
+                    "node": peer.name, "reachable": false, "age_ms": null,
+                })),
+            }
+        }
+        let mut services = BTreeMap::new();
+        for name in me.services.keys() {
+            let views: BTreeMap<&str, String> = routings
+                .iter()
+                .map(|(node, r)| {
+                    let v = r.get(name).map_or("-".into(), |d| match d.canary {
+                        Some(c) => format!("{}+canary {} {}%", d.live, c.colour, c.percent),
+                        None => d.live.to_string(),
+                    });
+                    (node.as_str(), v)
+                })
+                .collect();
+            let first = views.values().next().cloned().unwrap_or_default();
+            let agree = views.values().all(|v| *v == first);
+            services.insert(
+                name.clone(),
+                serde_json::json!({ "agree": agree, "hosts": views }),
+            );
+        }
+        serde_json::json!({ "hosts": rows, "services": services })
+    }
+}
+
+/// Answers a command only peers send (`report`, `prepare`, `ready`, `commit`, `abort_txn`).
+pub async fn handle_peer_command<P: Proxy>(
+    node: &mut Node,
+    engine: &mut Engine<P>,
+    command: crate::protocol::Command,
+    requester: &Requester,
+) -> crate::protocol::Reply {
+    use crate::protocol::{Command, Reply};
+    let peer = requester.via.strip_prefix(server::VIA_TLS);
+    if peer.is_none() && requester.via != coordinator::VIA_LOCAL {
+        return Reply::error(
+            "only peer agents (over the TLS listener) may send this command",
+            serde_json::Value::Null,
+        );
+    }
+    let failed = |e: ApplyError| Reply::error(e.to_string(), serde_json::json!({ "step": e.step }));
+    match command {
+        Command::Report { report } => {
+            if peer != Some(report.node.as_str()) {
+                return Reply::error(
+                    format!(
+                        "a report for {:?} must come with that node's certificate (came from {:?})",
+                        report.node,
+                        peer.unwrap_or("this node")
+                    ),
+                    serde_json::Value::Null,
+                );
+            }
+            match node.receive(engine, *report).await {
+                Some(adopted) => Reply::ok(adopted, serde_json::Value::Null),
+                None => Reply::ok("noted", serde_json::Value::Null),
+            }
+        }
+        Command::Prepare {
+            txn,
+            request,
+            force,
+            coordinator,
+        } => match node
+            .prepare(engine, &txn, &request, force, &coordinator)
+            .await
+        {
+            Ok(data) => Reply::ok(format!("{} prepared {txn}", node.config.node), data),
+            Err(e) => failed(e),
+        },
+        Command::Ready { txn } => match node.ready(&txn) {
+            Ok(()) => Reply::ok("ready", serde_json::Value::Null),
+            Err(e) => failed(e),
+        },
+        Command::Commit {
+            txn,
+            cluster_generation,
+        } => match node.commit(engine, &txn, cluster_generation).await {
+            Ok(a) => Reply::ok(a.summary(), serde_json::to_value(&a).expect("serializes")),
+            Err(e) => failed(e),
+        },
+        Command::AbortTxn { txn } => {
+            node.abort(&txn);
+            Reply::ok("aborted", serde_json::Value::Null)
+        }
+        _ => unreachable!("only peer commands come here"),
+    }
+}
