@@ -289,12 +289,16 @@ impl<P: Proxy> Engine<P> {
             return Ok(Applied::nothing(change));
         }
         let next = self.with_drain_policy(next);
+        let t = Instant::now();
         let gates = self.gate(&next, force).await?;
+        let gate_ms = ms(t);
         let prev = self.state.clone();
         // Colours that take traffic again leave drain before the traffic moves: a backend
         // whose servers are all drained answers 503. New drains come after the move.
+        let t = Instant::now();
         let undrained = safety::drains_kept(&prev, &next);
         self.sync_drains(Some(&prev), &undrained).await?;
+        let undrain_ms = ms(t);
         let mut applied = match self.commit_state(next, change).await {
             Ok(applied) => applied,
             Err(e) => {
@@ -305,10 +309,14 @@ impl<P: Proxy> Engine<P> {
             }
         };
         applied.gates = gates;
+        let t = Instant::now();
         if let Err(e) = self.sync_drains(Some(&undrained), &self.state).await {
             tracing::warn!("{e}");
             applied.warnings.push(e.to_string());
         }
+        applied.timings_ms.insert("gate", gate_ms);
+        applied.timings_ms.insert("undrain", undrain_ms);
+        applied.timings_ms.insert("drain", ms(t));
         if !req.is_rollback() {
             let moved: Vec<String> = applied
                 .change
@@ -337,6 +345,7 @@ impl<P: Proxy> Engine<P> {
         let mut applied = self.transition(&next).await.inspect_err(|e| {
             self.last_error = Some(e.to_string());
         })?;
+        let t = Instant::now();
         if let Err(e) = self.store.save(&next) {
             let err = ApplyError::new(Step::Persist, e);
             let undo = self.state.clone();
@@ -346,6 +355,7 @@ impl<P: Proxy> Engine<P> {
             self.last_error = Some(err.to_string());
             return Err(err);
         }
+        applied.timings_ms.insert("persist", ms(t));
         self.state = next;
         self.last_error = None;
         applied.change = change;
