@@ -133,7 +133,22 @@ impl Results {
             report::details(&self.flips.series)
         );
         if !self.points.is_empty() {
-            let _ = writeln!(t, "### Scale\n\n{}", scale_table(&self.points));
+            let series: Vec<Summary> = self
+                .points
+                .iter()
+                .flat_map(|p| {
+                    [&p.cutover, &p.scripted].map(|s| Summary {
+                        method: format!("{} routes, {}", p.routes, s.method),
+                        ..s.clone()
+                    })
+                })
+                .collect();
+            let _ = writeln!(
+                t,
+                "### Scale\n\n{}\n{}",
+                scale_table(&self.points),
+                report::details(&series)
+            );
         }
         t
     }

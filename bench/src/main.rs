@@ -74,6 +74,7 @@ const USAGE: &str =
 fn parse_args() -> anyhow::Result<Plan> {
     let (mut plan, mut flips) = (None, None);
     let (mut no_scale, mut no_dist, mut write_docs) = (false, false, false);
+    let mut scale: Option<Vec<usize>> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -84,6 +85,13 @@ fn parse_args() -> anyhow::Result<Plan> {
                 flips = Some(n.context("--flips takes a number")?);
             }
             "--no-scale" => no_scale = true,
+            "--scale" => {
+                let list = args
+                    .next()
+                    .context("--scale takes route counts, e.g. 1000,1000000")?;
+                let sizes: Result<Vec<usize>, _> = list.split(',').map(str::parse).collect();
+                scale = Some(sizes.context("--scale takes route counts, e.g. 1000,1000000")?);
+            }
             "--no-dist" => no_dist = true,
             "--write-docs" => write_docs = true,
             "-h" | "--help" => {
@@ -95,6 +103,26 @@ fn parse_args() -> anyhow::Result<Plan> {
     }
     let mut plan: Plan = plan.context(USAGE)?;
     plan.flips = flips.unwrap_or(plan.flips);
+    if let Some(sizes) = scale {
+        // Switches per size as the plan has them for the nearest size it knows.
+        let known = plan.scale.clone();
+        plan.scale = sizes
+            .into_iter()
+            .map(|n| {
+                let nearest = known.iter().min_by_key(|(k, _)| k.abs_diff(n));
+                (
+                    n,
+                    nearest.map_or(
+                        ScaleFlips {
+                            cutover: 10,
+                            scripted: 3,
+                        },
+                        |(_, f)| *f,
+                    ),
+                )
+            })
+            .collect();
+    }
     if no_scale {
         plan.scale.clear();
     }

@@ -60,6 +60,11 @@ pub fn flip_table(rows: &[Summary]) -> String {
     t
 }
 
+/// The agent's steps in the order a change takes them.
+const STEPS: [&str; 9] = [
+    "gate", "undrain", "render", "validate", "commit", "apply", "confirm", "persist", "drain",
+];
+
 /// Failures by kind, the agent's steps and any command errors, per series.
 pub fn details(rows: &[Summary]) -> String {
     let mut t = String::new();
@@ -74,9 +79,11 @@ pub fn details(rows: &[Summary]) -> String {
             notes.push(format!("failed: {}", kinds.join(", ")));
         }
         if !s.agent_steps.is_empty() {
-            let steps: Vec<String> = s
-                .agent_steps
-                .iter()
+            let rank = |k: &str| STEPS.iter().position(|s| *s == k).unwrap_or(STEPS.len());
+            let mut steps: Vec<(&String, &f64)> = s.agent_steps.iter().collect();
+            steps.sort_by_key(|(k, _)| rank(k));
+            let steps: Vec<String> = steps
+                .into_iter()
                 .map(|(k, v)| format!("{k} {v:.2}"))
                 .collect();
             notes.push(format!("agent steps, mean ms: {}", steps.join(", ")));
