@@ -25,6 +25,19 @@ pub struct Dist {
     pub bytes: u64,
 }
 
+impl Dist {
+    /// A binary built before.
+    pub fn at(path: &std::path::Path) -> anyhow::Result<Dist> {
+        let bytes = std::fs::metadata(path)
+            .with_context(|| path.display().to_string())?
+            .len();
+        Ok(Dist {
+            binary: path.to_owned(),
+            bytes,
+        })
+    }
+}
+
 /// `cargo build --profile dist -p cutover`, from the workspace root.
 pub fn build_dist() -> anyhow::Result<Dist> {
     eprintln!("building the dist profile (fat LTO; takes a while)");
@@ -57,8 +70,7 @@ pub fn build_dist() -> anyhow::Result<Dist> {
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "cutover")
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .context("cargo printed no cutover executable")?;
-    let bytes = std::fs::metadata(&binary)?.len();
-    Ok(Dist { binary, bytes })
+    Dist::at(&binary)
 }
 
 /// Everything one run measured.

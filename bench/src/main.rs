@@ -36,6 +36,8 @@ pub struct Plan {
     pub scale: Vec<(usize, ScaleFlips)>,
     /// Build the `dist` profile and measure its size and idle memory.
     pub dist: bool,
+    /// Measure this `dist` binary instead of building one.
+    pub dist_binary: Option<PathBuf>,
     /// Replace the results section of docs/BENCHMARKS.md.
     pub write_docs: bool,
 }
@@ -48,6 +50,7 @@ impl Plan {
             flips: 20,
             scale: vec![(1_000, flips(10, 3))],
             dist: false,
+            dist_binary: None,
             write_docs: false,
         }
     }
@@ -63,18 +66,21 @@ impl Plan {
                 (1_000_000, flips(30, 5)),
             ],
             dist: true,
+            dist_binary: None,
             write_docs: false,
         }
     }
 }
 
 const USAGE: &str =
-    "usage: cutover-bench --short | --full [--flips N] [--no-scale] [--no-dist] [--write-docs]";
+    "usage: cutover-bench --short | --full [--flips N] [--scale N,N...] [--no-scale] [--no-dist]\n\
+     [--dist-binary PATH] [--write-docs]";
 
 fn parse_args() -> anyhow::Result<Plan> {
     let (mut plan, mut flips) = (None, None);
     let (mut no_scale, mut no_dist, mut write_docs) = (false, false, false);
     let mut scale: Option<Vec<usize>> = None;
+    let mut dist_binary = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -93,6 +99,11 @@ fn parse_args() -> anyhow::Result<Plan> {
                 scale = Some(sizes.context("--scale takes route counts, e.g. 1000,1000000")?);
             }
             "--no-dist" => no_dist = true,
+            "--dist-binary" => {
+                dist_binary = Some(PathBuf::from(
+                    args.next().context("--dist-binary takes a path")?,
+                ))
+            }
             "--write-docs" => write_docs = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -127,6 +138,7 @@ fn parse_args() -> anyhow::Result<Plan> {
         plan.scale.clear();
     }
     plan.dist &= !no_dist;
+    plan.dist_binary = dist_binary;
     plan.write_docs = write_docs;
     Ok(plan)
 }
@@ -145,7 +157,10 @@ fn main() -> anyhow::Result<()> {
     let load_before = report::load_average();
     eprintln!("cutover-bench {}: building the agent", plan.name);
     let _ = cutover_tests::cutover_binary();
-    let dist = plan.dist.then(doc::build_dist).transpose()?;
+    let dist = match &plan.dist_binary {
+        Some(path) => Some(doc::Dist::at(path)?),
+        None => plan.dist.then(doc::build_dist).transpose()?,
+    };
     let load = LoadSpec::default();
     let spec = SeriesSpec {
         switches: plan.flips,
