@@ -1,7 +1,9 @@
 //! The daemon: one engine task that owns the [`Engine`] and takes requests from the control
 //! socket in order, a periodic reconcile, and signals (SIGTERM/SIGINT stop gracefully,
 //! SIGHUP re-reads the config and keeps the old one if the new one is refused). An apply
-//! that fails is answered and journaled; it never stops the agent.
+//! that fails is answered and journaled; it never stops the agent. Under systemd it reports
+//! readiness once it serves its socket and pings the watchdog from the engine loop (see
+//! [`crate::notify`]); with `[metrics] listen` it serves the metrics over HTTP.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +16,8 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{Config, ProxyKind};
 use crate::control::{self, Envelope, Limits};
 use crate::engine::{ApplyError, Engine};
+use crate::metrics::{self, Metrics};
+use crate::notify::Notifier;
 use crate::peers::coordinator::Coordinator;
 use crate::peers::server::TlsTransport;
 use crate::peers::{self, Node, PeerReport};
@@ -34,6 +38,11 @@ pub enum AgentError {
     #[error("binding control socket {path}: {source}")]
     Bind {
         path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("binding the metrics endpoint {addr}: {source}")]
+    MetricsBind {
+        addr: std::net::SocketAddr,
         source: std::io::Error,
     },
     #[error("installing signal handlers: {0}")]
@@ -62,6 +71,7 @@ pub async fn run_with<P: Proxy>(
     let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signal)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signal)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
+    let notifier = Notifier::from_env();
 
     let store = Store::open(&config.agent.state_dir)?;
     let mut engine = Engine::new(config.clone(), proxy, store)?;
@@ -73,6 +83,8 @@ pub async fn run_with<P: Proxy>(
         }
     }
 
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics_server = serve_metrics(&config, engine.metrics(), stop_tx.subscribe()).await?;
     let listener = control::bind(
         &config.agent.socket,
         config.agent.socket_mode,
@@ -89,7 +101,6 @@ pub async fn run_with<P: Proxy>(
         read_timeout: config.agent.read_timeout,
     };
     let (tx, mut rx) = mpsc::channel::<Envelope>(QUEUE_DEPTH);
-    let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
@@ -133,6 +144,8 @@ pub async fn run_with<P: Proxy>(
             (Some(node), Some(server))
         }
     };
+    notifier.ready(&format!("serving {}", config.agent.socket.display()));
+    let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
 
     let mut tick = tokio::time::interval(config.agent.reconcile_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -140,7 +153,12 @@ pub async fn run_with<P: Proxy>(
         tokio::select! {
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
-            _ = sighup.recv() => reload_config(&mut engine, config_path).await,
+            _ = sighup.recv() => {
+                notifier.reloading();
+                let status = reload_config(&mut engine, config_path).await;
+                notifier.ready(status);
+            }
+            _ = ping(&mut watchdog) => notifier.watchdog(),
             Some(env) = rx.recv() => dispatch(&mut engine, &mut node, env, &tx).await,
             _ = tick.tick() => {
                 engine.tick().await;
@@ -150,6 +168,9 @@ pub async fn run_with<P: Proxy>(
         }
         if let Some(n) = &node {
             let report = n.report(&engine);
+            engine
+                .metrics()
+                .peers(n.config.peers.len(), n.agreeing(&report));
             report_tx.send_if_modified(|current| {
                 let changed = current.as_ref().is_none_or(|c| {
                     PeerReport {
@@ -164,9 +185,13 @@ pub async fn run_with<P: Proxy>(
             });
         }
     }
+    notifier.stopping();
     let _ = stop_tx.send(true);
     drop(tx);
     drop(report_tx);
+    if let Some(m) = metrics_server {
+        let _ = m.await;
+    }
     // Answer what is still queued while the servers drain.
     let drain = async {
         while let Some(env) = rx.recv().await {
@@ -236,6 +261,16 @@ async fn dispatch<P: Proxy>(
     let _ = env.reply.send(reply);
 }
 
+/// Waits for the next watchdog ping, forever without a watchdog.
+async fn ping(watchdog: &mut Option<tokio::time::Interval>) {
+    match watchdog {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Completes when the next post-switch watch sample is due; never without a watch.
 async fn watch_timer(due: Option<std::time::Instant>) {
     match due {
@@ -244,27 +279,69 @@ async fn watch_timer(due: Option<std::time::Instant>) {
     }
 }
 
-async fn reload_config<P: Proxy>(engine: &mut Engine<P>, path: &Path) {
+/// Starts the metrics endpoint when the config has `[metrics] listen`.
+async fn serve_metrics(
+    config: &Config,
+    metrics: &Metrics,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, AgentError> {
+    let Some(addr) = config.metrics.listen else {
+        return Ok(None);
+    };
+    let listener = metrics::http::bind(addr)
+        .await
+        .map_err(|source| AgentError::MetricsBind { addr, source })?;
+    tracing::info!("serving metrics on http://{addr}/metrics");
+    let limits = metrics::http::Limits::default();
+    Ok(Some(tokio::spawn(metrics::http::serve(
+        listener,
+        metrics.clone(),
+        limits,
+        async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        },
+    ))))
+}
+
+/// Reads the config again (SIGHUP); returns the status line for the service manager.
+async fn reload_config<P: Proxy>(engine: &mut Engine<P>, path: &Path) -> &'static str {
     tracing::info!(config = %path.display(), "SIGHUP: reading the config again");
+    let accepted = replace_config(engine, path).await;
+    engine.metrics().config_reload(accepted);
+    if accepted {
+        "serving; config reloaded"
+    } else {
+        "serving; new config refused, the old one is in force"
+    }
+}
+
+async fn replace_config<P: Proxy>(engine: &mut Engine<P>, path: &Path) -> bool {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("new config refused, the old one stays in force: {e}");
-            return;
+            return false;
         }
     };
     if config.agent.socket != engine.config().agent.socket
         || config.agent.state_dir != engine.config().agent.state_dir
         || config.proxy.kind != engine.config().proxy.kind
+        || config.metrics != engine.config().metrics
     {
         tracing::error!(
-            "new config refused: agent.socket, agent.state_dir and proxy.kind change only with a restart"
+            "new config refused: agent.socket, agent.state_dir, proxy.kind and [metrics] change only with a restart"
         );
-        return;
+        return false;
     }
     match engine.replace_config(Arc::new(config)).await {
-        Ok(a) => tracing::info!("new config in force: {}", a.summary()),
-        Err(e) => tracing::error!("new config refused, the old one stays in force: {e}"),
+        Ok(a) => {
+            tracing::info!("new config in force: {}", a.summary());
+            true
+        }
+        Err(e) => {
+            tracing::error!("new config refused, the old one stays in force: {e}");
+            false
+        }
     }
 }
 
@@ -327,6 +404,10 @@ pub async fn handle<P: Proxy>(
             ),
             Err(e) => failed(e),
         },
+        Command::Metrics => Reply::ok(
+            "metrics",
+            json!({ "content_type": metrics::CONTENT_TYPE, "text": engine.metrics().render() }),
+        ),
         _ => Reply::error("this command is not served here", serde_json::Value::Null),
     }
 }

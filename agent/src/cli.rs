@@ -10,6 +10,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
+use crate::logging::LogFormat;
 use crate::protocol::{self, Command, MapView, Reply, Status};
 use crate::state::Colour;
 
@@ -77,6 +78,16 @@ pub struct Cli {
     /// Seconds to wait for the agent's answer.
     #[arg(long, global = true, default_value_t = DEFAULT_TIMEOUT_S)]
     pub timeout: u64,
+    /// Log format on stderr: text (without timestamps under the systemd journal), or json
+    /// (one object per line, for log shippers).
+    #[arg(
+        long,
+        global = true,
+        env = "CUTOVER_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub verb: Verb,
 }
@@ -153,6 +164,13 @@ pub enum Verb {
         #[command(subcommand)]
         verb: TlsVerb,
     },
+    /// The agent's metrics in the OpenMetrics text format, as its HTTP endpoint serves them.
+    Metrics,
+    /// Man pages and shell completions, written from this binary's own definition.
+    Generate {
+        #[command(subcommand)]
+        what: crate::generate::What,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,7 +228,10 @@ impl Verb {
     /// The protocol command of a client verb.
     pub fn command(&self, dry_run: bool) -> Result<Option<Command>, String> {
         Ok(Some(match self {
-            Verb::Agent | Verb::Check | Verb::Render | Verb::Tls { .. } => return Ok(None),
+            Verb::Agent | Verb::Check | Verb::Render | Verb::Tls { .. } | Verb::Generate { .. } => {
+                return Ok(None)
+            }
+            Verb::Metrics => Command::Metrics,
             Verb::Status => Command::Status,
             Verb::Switch {
                 service,
@@ -412,6 +433,7 @@ pub fn print_reply(verb: &Verb, reply: &Reply, json: bool) -> i32 {
         Verb::Status => status_table(&reply.data),
         Verb::Map { .. } => map_lines(&reply.data),
         Verb::History(_) => history_table(&reply.data),
+        Verb::Metrics => reply.data["text"].as_str().unwrap_or_default().to_owned(),
         _ => format!("{}\n", reply.message),
     };
     let _ = out.write_all(text.as_bytes());

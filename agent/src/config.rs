@@ -13,6 +13,9 @@ use crate::gates::{GateConfig, WatchConfig};
 use crate::mapfile::{check_name, check_token};
 use crate::state::Colour;
 
+mod metrics;
+pub use metrics::{Metrics, SUGGESTED_METRICS_LISTEN};
+
 /// Default control socket.
 pub const DEFAULT_SOCKET: &str = "/run/cutover/cutover.sock";
 /// Default directory of state and history.
@@ -60,6 +63,8 @@ pub struct Config {
     pub services: BTreeMap<String, Service>,
     /// This node and its peers; none for a single host.
     pub cluster: Option<crate::peers::ClusterConfig>,
+    /// The Prometheus endpoint.
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Clone)]
@@ -261,6 +266,8 @@ struct RawConfig {
     #[serde(default)]
     services: Vec<RawService>,
     cluster: Option<RawCluster>,
+    #[serde(default)]
+    metrics: metrics::RawMetrics,
 }
 
 #[derive(Debug, Deserialize)]
@@ -513,6 +520,7 @@ impl Validator<'_> {
         let files = self.files(raw.files, &proxy);
         let services = self.services(raw.services);
         let cluster = raw.cluster.map(|c| self.cluster(c));
+        let metrics = metrics::validate(raw.metrics, &mut self.problems);
         Config {
             source: path.to_owned(),
             agent,
@@ -521,6 +529,7 @@ impl Validator<'_> {
             files,
             services,
             cluster,
+            metrics,
         }
     }
 

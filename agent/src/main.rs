@@ -12,7 +12,7 @@ use cutover::config::Config;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    cutover::logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -25,16 +25,6 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(run(cli));
     ExitCode::from(code as u8)
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("CUTOVER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }
 
 fn load_config(cli: &Cli) -> Result<Config, i32> {
@@ -99,6 +89,13 @@ async fn run(cli: Cli) -> i32 {
                 }
             }
         }
+        Verb::Generate { what } => match cutover::generate::run(what) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                eprintln!("error: generate: {e}");
+                exit::SOFTWARE
+            }
+        },
         Verb::Render => {
             let config = match load_config(&cli) {
                 Ok(c) => c,

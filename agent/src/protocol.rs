@@ -135,6 +135,10 @@ pub enum Command {
         #[serde(default = "default_history")]
         limit: usize,
     },
+    /// The agent's metrics in the OpenMetrics text format, as the HTTP endpoint serves them
+    /// (`data.text`, `data.content_type`). Added in version 1 without a version change: an
+    /// older agent answers it with an "unknown variant" error.
+    Metrics,
 }
 
 fn default_history() -> usize {
@@ -178,7 +182,8 @@ impl Command {
             | Command::Prepare { .. }
             | Command::Ready { .. }
             | Command::Commit { .. }
-            | Command::AbortTxn { .. } => return None,
+            | Command::AbortTxn { .. }
+            | Command::Metrics => return None,
             Command::Switch {
                 service,
                 colour,
@@ -472,6 +477,7 @@ mod tests {
                 service: None,
                 limit: 5,
             },
+            Command::Metrics,
         ] {
             assert_eq!(decode(&encode(&cmd)).unwrap(), cmd);
         }
@@ -505,6 +511,51 @@ mod tests {
                 limit: 50
             }
         );
+    }
+
+    /// Every request an older client sends still parses to what it meant after later
+    /// additions (`force`, `dry_run`, `metrics`).
+    #[test]
+    fn older_payloads_parse_after_additions() {
+        let old = [
+            (r#"{"v":1,"cmd":"status"}"#, Command::Status),
+            (
+                r#"{"v":1,"cmd":"switch","service":"web","colour":"green"}"#,
+                Command::Switch {
+                    service: "web".into(),
+                    colour: Colour::Green,
+                    force: false,
+                    dry_run: false,
+                },
+            ),
+            (
+                r#"{"cmd":"rollback","service":"web"}"#,
+                Command::Rollback {
+                    service: "web".into(),
+                    force: false,
+                    dry_run: false,
+                },
+            ),
+            (
+                r#"{"v":1,"cmd":"map_show","name":"routes","view":"diff"}"#,
+                Command::MapShow {
+                    name: "routes".into(),
+                    view: MapView::Diff,
+                },
+            ),
+            (
+                r#"{"cmd":"history","service":"web","limit":3}"#,
+                Command::History {
+                    service: Some("web".into()),
+                    limit: 3,
+                },
+            ),
+        ];
+        for (line, cmd) in old {
+            assert_eq!(decode(line).unwrap(), cmd, "{line}");
+        }
+        assert_eq!(decode(r#"{"cmd":"metrics"}"#).unwrap(), Command::Metrics);
+        assert_eq!(encode(&Command::Metrics), r#"{"cmd":"metrics","v":1}"#);
     }
 
     #[test]

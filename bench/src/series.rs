@@ -157,15 +157,15 @@ fn run(
     }
 }
 
-/// Nearest-rank percentile of unsorted values; `None` when empty.
+/// The `p` percentile (0..=100) of unsorted values, as the harness's measuring programs
+/// compute it (the sample at rank `round((n - 1) * p / 100)`); `None` when empty.
 pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    Some(v[rank.clamp(1, v.len()) - 1])
+    Some(cutover_tests::http::percentile(&v, p / 100.0))
 }
 
 /// The figures of one series.
@@ -266,10 +266,10 @@ mod tests {
     use super::percentile;
 
     #[test]
-    fn nearest_rank_percentiles() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), Some(50.0));
-        assert_eq!(percentile(&v, 99.0), Some(99.0));
+    fn percentiles() {
+        let v: Vec<f64> = (1..=101).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), Some(51.0));
+        assert_eq!(percentile(&v, 99.0), Some(100.0));
         assert_eq!(percentile(&[3.0, 1.0, 2.0], 50.0), Some(2.0));
         assert_eq!(percentile(&[], 50.0), None);
     }

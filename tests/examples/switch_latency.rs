@@ -4,32 +4,15 @@
 //!
 //! `cargo run --release -p cutover-tests --example switch_latency [N]` (default N = 30).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cutover_tests::agent::{Setup, SetupOptions};
+use cutover_tests::http::{get_body_blocking, percentile};
 
 const HOST: &str = "www.example.test";
-
-/// Body of `GET /` with `Host: HOST` on a new connection.
-fn get(addr: SocketAddr) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    s.write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    buf.split("\r\n\r\n").nth(1).map(|b| b.trim().to_owned())
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
 
 fn run(label: &str, options: SetupOptions, n: usize) {
     let haproxy = cutover_tests::proxy_binary("haproxy").expect("haproxy installed");
@@ -48,7 +31,7 @@ fn run(label: &str, options: SetupOptions, n: usize) {
             std::thread::spawn(move || {
                 let deadline = Instant::now() + Duration::from_secs(10);
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    if get(addr).as_deref() == Some(colour.as_str()) {
+                    if get_body_blocking(addr, HOST).as_deref() == Some(colour.as_str()) {
                         *seen.lock().unwrap() = Some(Instant::now());
                         return;
                     }

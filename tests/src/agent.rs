@@ -35,8 +35,8 @@ pub struct SetupOptions {
     pub extra_services: String,
     /// Extra keys of the `[agent]` table.
     pub agent_extra: String,
-    /// TOML appended at the end of the config (e.g. a `[cluster]` table).
-    pub tail: String,
+    /// Extra TOML appended at the end of the config (e.g. a `[metrics]` table).
+    pub config_extra: String,
 }
 
 impl Default for SetupOptions {
@@ -49,7 +49,7 @@ impl Default for SetupOptions {
             service_extra: String::new(),
             extra_services: String::new(),
             agent_extra: String::new(),
-            tail: String::new(),
+            config_extra: String::new(),
         }
     }
 }
@@ -97,6 +97,15 @@ impl Setup {
         }
     }
 
+    /// Finds HAProxy (skip-or-fail as [`crate::require_proxy`] says), starts the setup and
+    /// its agent; `None` when HAProxy is missing and not required.
+    pub fn started(options: SetupOptions) -> Option<Setup> {
+        let haproxy = crate::require_proxy("haproxy")?;
+        let mut s = Setup::new(&haproxy, options);
+        s.start_agent();
+        Some(s)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.haproxy.paths().dir
     }
@@ -116,13 +125,29 @@ impl Setup {
 
     /// Starts the agent and waits until its socket answers.
     pub fn start_agent(&mut self) -> &Agent {
-        self.start_agent_with(&cutover_binary(), AGENT_START)
+        self.start_agent_with_env(&[])
+    }
+
+    /// Starts the agent with extra environment variables (its log goes to `agent.log` in
+    /// the instance directory, appended to if the file exists) and waits until its socket
+    /// answers.
+    pub fn start_agent_with_env(&mut self, env: &[(&str, &str)]) -> &Agent {
+        self.start_agent_from(&cutover_binary(), env, AGENT_START)
     }
 
     /// Starts the agent from `binary` (e.g. another build profile) and waits up to `within`
     /// until its socket answers (it opens once the start-up reconcile is done, which reads
     /// every map back from HAProxy).
     pub fn start_agent_with(&mut self, binary: &Path, within: Duration) -> &Agent {
+        self.start_agent_from(binary, &[], within)
+    }
+
+    fn start_agent_from(
+        &mut self,
+        binary: &Path,
+        env: &[(&str, &str)],
+        within: Duration,
+    ) -> &Agent {
         assert!(self.agent.is_none(), "agent already running");
         let log = self.file("agent.log");
         let log_file = std::fs::OpenOptions::new()
@@ -137,6 +162,7 @@ impl Setup {
                 "agent".as_ref(),
             ])
             .env("CUTOVER_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log fd"))
             .stderr(log_file)
@@ -191,6 +217,16 @@ impl Setup {
         let v = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("cutover {args:?}: not JSON ({e}): {}", text(&out)));
         (out.status.code().unwrap_or(-1), v)
+    }
+
+    /// The value of one metric series (`name{labels}`, labels as the agent writes them) from
+    /// `cutover metrics`; `None` when the agent does not have it.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let out = self.cli(&["metrics"]);
+        assert!(out.status.success(), "cutover metrics: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
     /// GET `/` with `Host: host` on a new connection through HAProxy: `(status, body)`.
@@ -406,7 +442,7 @@ blue = {{ backend = "web_blue", servers = [{{ name = "b1", address = "{blue}" }}
 green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}" }}] }}
 {service_extra}
 {extra_services}
-{tail}
+{config_extra}
 "#,
         dir = dir.display(),
         interval = o.reconcile_interval_ms,
@@ -423,7 +459,7 @@ green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}"
             .replace("{blue}", &blue.to_string())
             .replace("{green}", &green.to_string()),
         agent_extra = o.agent_extra,
-        tail = o.tail,
+        config_extra = o.config_extra,
     );
     let path = dir.join("cutover.toml");
     std::fs::write(&path, text).expect("write cutover.toml");

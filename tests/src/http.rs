@@ -248,3 +248,23 @@ async fn read_response(
     response.body = String::from_utf8_lossy(&body).into_owned();
     Ok((response, reusable))
 }
+
+/// The body of `GET /` with `Host: host` on a new blocking connection (one second to
+/// connect and to answer), for measuring programs that poll in a tight loop; `None` on any
+/// failure.
+pub fn get_body_blocking(addr: SocketAddr, host: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(1);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split("\r\n\r\n").nth(1).map(|b| b.trim().to_owned())
+}
+
+/// The `p` quantile (0..=1) of sorted samples, nearest rank.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}

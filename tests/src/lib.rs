@@ -17,6 +17,7 @@
 
 pub mod agent;
 pub mod backend;
+pub mod cluster;
 pub mod haproxy;
 pub mod http;
 pub mod ports;

@@ -10,13 +10,6 @@ use nix::sys::signal::Signal;
 
 const HOST: &str = "www.example.test";
 
-fn setup(options: SetupOptions) -> Option<Setup> {
-    let haproxy = cutover_tests::require_proxy("haproxy")?;
-    let mut s = Setup::new(&haproxy, options);
-    s.start_agent();
-    Some(s)
-}
-
 /// Bytes of every file HAProxy reads, to prove a refusal changed nothing.
 fn live_files(s: &Setup) -> Vec<(String, Vec<u8>)> {
     ["haproxy.cfg", "maps/routes.map", "maps/services.map"]
@@ -38,7 +31,7 @@ fn generation(s: &Setup) -> u64 {
 
 #[test]
 fn switch_and_rollback_change_what_requests_get() {
-    let Some(s) = setup(SetupOptions::default()) else {
+    let Some(s) = Setup::started(SetupOptions::default()) else {
         return;
     };
     assert_eq!(s.get(HOST), (200, "blue".into()));
@@ -89,7 +82,7 @@ fn switch_and_rollback_change_what_requests_get() {
 
 #[test]
 fn runtime_state_survives_our_reload_and_a_foreign_one() {
-    let Some(s) = setup(SetupOptions::default()) else {
+    let Some(s) = Setup::started(SetupOptions::default()) else {
         return;
     };
     assert!(s.cli(&["switch", "web", "green"]).status.success());
@@ -153,7 +146,9 @@ fn a_template_that_breaks_haproxy_is_refused_and_nothing_changes() {
         ),
         ..SetupOptions::default()
     };
-    let Some(s) = setup(options) else { return };
+    let Some(s) = Setup::started(options) else {
+        return;
+    };
     let files = live_files(&s);
     let gen = generation(&s);
 
@@ -189,7 +184,7 @@ fn a_template_that_breaks_haproxy_is_refused_and_nothing_changes() {
 
 #[test]
 fn bad_requests_are_refused_clearly_and_change_nothing() {
-    let Some(s) = setup(SetupOptions::default()) else {
+    let Some(s) = Setup::started(SetupOptions::default()) else {
         return;
     };
     let files = live_files(&s);
@@ -273,7 +268,7 @@ fn bad_requests_are_refused_clearly_and_change_nothing() {
 
 #[test]
 fn bad_config_is_refused_by_check_with_exit_64() {
-    let Some(s) = setup(SetupOptions::default()) else {
+    let Some(s) = Setup::started(SetupOptions::default()) else {
         return;
     };
     let good = std::fs::read_to_string(&s.config).unwrap();
@@ -320,7 +315,7 @@ fn bad_config_is_refused_by_check_with_exit_64() {
 
 #[test]
 fn a_100k_route_map_goes_through_a_transaction_and_reads_back_equal() {
-    let Some(s) = setup(SetupOptions {
+    let Some(s) = Setup::started(SetupOptions {
         routes_in_file: true,
         ..SetupOptions::default()
     }) else {

@@ -2,90 +2,12 @@
 //! switches, all or nothing, catching up after a missed commit, refusing foreign
 //! certificates, and reporting divergence.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cutover_tests::agent::{cutover, text, Setup, SetupOptions};
+use cutover_tests::agent::{cutover, text};
+use cutover_tests::cluster::{certificates, cluster, HOST};
 use nix::sys::signal::Signal;
-
-const HOST: &str = "www.example.test";
-
-/// A CA and certificates for lb1..lb3 and a client `ci`, in `dir`.
-fn certificates(dir: &Path) {
-    let bin = cutover_tests::cutover_binary();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(&bin)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {out:?}");
-    };
-    let d = dir.to_str().unwrap();
-    run(&["tls", "ca", d]);
-    for name in ["lb1", "lb2", "lb3", "ci"] {
-        run(&["tls", "issue", d, name]);
-    }
-}
-
-struct Cluster {
-    hosts: Vec<Setup>,
-    ports: Vec<u16>,
-    certs: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-/// Extra `[cluster]` lines per host, by index.
-fn cluster(holds: [&str; 3]) -> Option<Cluster> {
-    let haproxy = cutover_tests::require_proxy("haproxy")?;
-    let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().to_owned();
-    certificates(&certs);
-    let ports: Vec<u16> = (0..3).map(|_| cutover_tests::free_port()).collect();
-    let hosts = (0..3)
-        .map(|i| {
-            let peers: String = (0..3)
-                .filter(|j| *j != i)
-                .map(|j| {
-                    format!(
-                        "[[cluster.peers]]\nname = \"lb{}\"\naddress = \"127.0.0.1:{}\"\n",
-                        j + 1,
-                        ports[j]
-                    )
-                })
-                .collect();
-            let c = certs.display();
-            let tail = format!(
-                "[cluster]\nnode = \"lb{n}\"\nlisten = \"127.0.0.1:{port}\"\nca = \"{c}/ca.pem\"\n\
-                 cert = \"{c}/lb{n}.pem\"\nkey = \"{c}/lb{n}.key\"\nreport_interval_ms = 200\n\
-                 timeout_ms = 3000\n{hold}\n{peers}",
-                n = i + 1,
-                port = ports[i],
-                hold = holds[i],
-            );
-            let mut s = Setup::new(
-                &haproxy,
-                SetupOptions {
-                    tail,
-                    ..SetupOptions::default()
-                },
-            );
-            s.start_agent();
-            s
-        })
-        .collect();
-    Some(Cluster {
-        hosts,
-        ports,
-        certs,
-        _dir: dir,
-    })
-}
-
-impl Cluster {
-    fn bodies(&self) -> Vec<String> {
-        self.hosts.iter().map(|h| h.get(HOST).1).collect()
-    }
-}
 
 #[test]
 fn a_cluster_switch_changes_every_host() {
@@ -118,6 +40,17 @@ fn a_cluster_switch_changes_every_host() {
                     .all(|h| h["cluster_generation"] == 1)
         });
     assert!(agreed);
+    let metrics =
+        cutover_tests::wait_until(Duration::from_secs(5), Duration::from_millis(100), || {
+            let out = c.hosts[0].cli(&["metrics"]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            text.contains("cutover_peers 2") && text.contains("cutover_peers_in_agreement 2")
+        });
+    assert!(
+        metrics,
+        "peer gauges: {}",
+        text(&c.hosts[0].cli(&["metrics"]))
+    );
     // A dry run prepares everywhere and changes nothing.
     let (code, reply) = c.hosts[1].cli_json(&["rollback", "web", "--cluster", "--dry-run"]);
     assert_eq!(code, 0, "{reply}");

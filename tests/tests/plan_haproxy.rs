@@ -7,13 +7,6 @@ use cutover_tests::agent::{text, Setup, SetupOptions};
 
 const HOST: &str = "www.example.test";
 
-fn setup(options: SetupOptions) -> Option<Setup> {
-    let haproxy = cutover_tests::require_proxy("haproxy")?;
-    let mut s = Setup::new(&haproxy, options);
-    s.start_agent();
-    Some(s)
-}
-
 /// Every file HAProxy reads, the journal, and what HAProxy serves from each map.
 fn snapshot(s: &Setup) -> (Vec<Vec<u8>>, Vec<u8>, Vec<String>) {
     let files = [
@@ -46,7 +39,7 @@ fn snapshot(s: &Setup) -> (Vec<Vec<u8>>, Vec<u8>, Vec<String>) {
 
 #[test]
 fn a_dry_run_changes_nothing_and_shows_the_plan() {
-    let Some(s) = setup(SetupOptions::default()) else {
+    let Some(s) = Setup::started(SetupOptions::default()) else {
         return;
     };
     let before = snapshot(&s);
@@ -93,7 +86,7 @@ fn setup_three() -> Option<Setup> {
              green = {{ backend = \"{name}_green\", servers = [{{ name = \"g1\", address = \"{{green}}\" }}] }}\n"
         ));
     }
-    setup(SetupOptions {
+    Setup::started(SetupOptions {
         extra_services: extra,
         ..SetupOptions::default()
     })
@@ -206,7 +199,7 @@ fn a_watched_desired_state_file_is_reconciled_and_a_broken_one_reported() {
 
 #[test]
 fn a_sticky_canary_keeps_each_client_on_its_colour() {
-    let Some(s) = setup(SetupOptions {
+    let Some(s) = Setup::started(SetupOptions {
         service_extra: "canary_sticky = { cookie = \"cutover_web\" }\n".into(),
         ..SetupOptions::default()
     }) else {
@@ -292,7 +285,7 @@ async fn request(
 
 #[test]
 fn a_failing_prewarm_blocks_the_switch() {
-    let Some(s) = setup(SetupOptions {
+    let Some(s) = Setup::started(SetupOptions {
         service_extra:
             "[services.prewarm]\npaths = [\"/\", \"/warm\"]\nrequests = 20\nconcurrency = 4\n"
                 .into(),

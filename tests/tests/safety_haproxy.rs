@@ -9,16 +9,10 @@ use cutover_tests::KeepAliveClient;
 const HOST: &str = "www.example.test";
 
 fn setup(service_extra: &str) -> Option<Setup> {
-    let haproxy = cutover_tests::require_proxy("haproxy")?;
-    let mut s = Setup::new(
-        &haproxy,
-        SetupOptions {
-            service_extra: service_extra.into(),
-            ..SetupOptions::default()
-        },
-    );
-    s.start_agent();
-    Some(s)
+    Setup::started(SetupOptions {
+        service_extra: service_extra.into(),
+        ..SetupOptions::default()
+    })
 }
 
 fn last_history(s: &Setup) -> serde_json::Value {
@@ -137,6 +131,14 @@ fn a_failing_new_colour_is_rolled_back_by_the_watch() {
             .any(|e| e["request"]["op"] == "rollback" && e["result"] == "ok"),
         "{history}"
     );
+    assert_eq!(
+        s.metric("cutover_rollbacks_total{reason=\"watch\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.metric("cutover_rollbacks_total{reason=\"requested\"}"),
+        Some(0.0)
+    );
 }
 
 #[test]
@@ -183,6 +185,10 @@ fn a_canary_of_10_percent_gets_about_10_percent() {
     );
     let (_, status) = s.cli_json(&["status"]);
     assert_eq!(status["data"]["services"][0]["canary"]["percent"], 10);
+    assert_eq!(
+        s.metric("cutover_canary_percent{service=\"web\"}"),
+        Some(10.0)
+    );
 
     // A canary on the live colour, or outside 1..=99, is refused.
     assert_eq!(
@@ -196,6 +202,12 @@ fn a_canary_of_10_percent_gets_about_10_percent() {
 
     let out = s.cli(&["promote", "web"]);
     assert!(out.status.success(), "{}", text(&out));
+    let ok = "cutover_switches_total{service=\"web\",result=\"ok\"}";
+    assert_eq!(s.metric(ok), Some(1.0), "a promotion moves the live colour");
+    assert_eq!(
+        s.metric("cutover_canary_percent{service=\"web\"}"),
+        Some(0.0)
+    );
     for _ in 0..50 {
         assert_eq!(s.get(HOST).1, "green");
     }

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::config::{Config, FileKind, FileSpec};
 use crate::mapfile::{self, MapDiff, MapEntries};
+use crate::metrics::{Metrics, RollbackReason};
 use crate::protocol::MapView;
 use crate::proxy::{Epoch, Proxy};
 use crate::render::Renderer;
@@ -143,6 +144,7 @@ pub struct Engine<P: Proxy> {
     phases: BTreeMap<String, Phase>,
     /// The desired-state file the agent reconciles, when configured.
     desired_file: Option<crate::desired::Watcher>,
+    metrics: Metrics,
 }
 
 impl<P: Proxy> Engine<P> {
@@ -173,10 +175,12 @@ impl<P: Proxy> Engine<P> {
             watches: BTreeMap::new(),
             phases: BTreeMap::new(),
             desired_file: None,
+            metrics: Metrics::new(),
         };
         engine.watch_desired_file();
         engine.static_files = engine.render_static()?;
         engine.read_files_from_disk()?;
+        engine.metrics.state(&engine.state);
         Ok(engine)
     }
 
@@ -213,6 +217,11 @@ impl<P: Proxy> Engine<P> {
             .map_err(|e| ApplyError::new(Step::Persist, e))?;
         self.state = next;
         Ok(())
+    }
+
+    /// The metrics this engine updates (clones share the values).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Applies one routing request end to end and journals it. `force` skips the
@@ -270,7 +279,52 @@ impl<P: Proxy> Engine<P> {
             Ok(a) => tracing::info!(generation = a.change.generation, "{}", a.summary()),
             Err(e) => tracing::warn!(step = %e.step, "change refused: {}", e.message),
         }
+        self.count_apply(req, requester, &result, elapsed_ms / 1e3);
         result
+    }
+
+    /// Counts a finished routing request. Only configured services become label values,
+    /// so a client cannot create series by naming services.
+    fn count_apply(
+        &self,
+        req: &Request,
+        requester: &Requester,
+        result: &Result<Applied, ApplyError>,
+        seconds: f64,
+    ) {
+        let step = result.as_ref().err().map(|e| e.step.to_string());
+        let changed = match result {
+            Ok(a) => Ok(!a.change.is_empty()),
+            Err(_) => Err(step.as_deref().unwrap_or_default()),
+        };
+        self.metrics.apply(changed, seconds);
+        let configured = |s: &str| self.config.services.contains_key(s);
+        match (req, result) {
+            (Request::Rollback { .. }, Ok(a)) if !a.change.is_empty() => {
+                self.metrics.rollback(if requester.via == "watch" {
+                    RollbackReason::Watch
+                } else {
+                    RollbackReason::Requested
+                });
+            }
+            (Request::Rollback { .. }, _) => {}
+            (_, Ok(a)) => {
+                for c in a.change.services.iter().filter(|c| c.live_moved()) {
+                    self.metrics.switch(&c.service, Ok(true));
+                }
+                if let Request::Switch { service, .. } = req {
+                    if a.change.is_empty() && configured(service) {
+                        self.metrics.switch(service, Ok(false));
+                    }
+                }
+            }
+            (Request::Switch { service, .. } | Request::Promote { service }, Err(_))
+                if configured(service) =>
+            {
+                self.metrics.switch(service, Err(()));
+            }
+            (_, Err(_)) => {}
+        }
     }
 
     async fn apply_inner(&mut self, req: &Request, force: bool) -> Result<Applied, ApplyError> {
@@ -349,6 +403,7 @@ impl<P: Proxy> Engine<P> {
         if let Err(e) = self.store.save(&next) {
             let err = ApplyError::new(Step::Persist, e);
             let undo = self.state.clone();
+            self.metrics.rollback(RollbackReason::PersistFailed);
             if let Err(undo_err) = self.transition(&undo).await {
                 tracing::error!(error = %undo_err, "cannot undo a change whose state could not be saved");
             }
@@ -358,6 +413,7 @@ impl<P: Proxy> Engine<P> {
         applied.timings_ms.insert("persist", ms(t));
         self.state = next;
         self.last_error = None;
+        self.metrics.state(&self.state);
         applied.change = change;
         Ok(applied)
     }

@@ -51,6 +51,7 @@ impl<P: Proxy> Engine<P> {
             self.reachable = true;
         }
         self.last_error = None;
+        self.metrics.drift_repaired(fixes.len());
         for f in &fixes {
             tracing::info!(reason = why, "repaired: {f}");
         }
@@ -91,7 +92,9 @@ impl<P: Proxy> Engine<P> {
     /// anybody, or the proxy coming back), else compares the small maps with the running
     /// proxy. Returns the fixes made.
     pub async fn tick(&mut self) -> Vec<String> {
-        let epoch = match self.proxy.epoch().await {
+        let epoch = self.proxy.epoch().await;
+        self.metrics.proxy_up(epoch.is_ok());
+        let epoch = match epoch {
             Ok(e) => e,
             Err(e) => {
                 // The epoch seen last is kept: when the proxy answers again, a different one
@@ -148,6 +151,7 @@ impl<P: Proxy> Engine<P> {
         for name in small {
             if let Some(fix) = self.repair_map(&name).await? {
                 tracing::info!("repaired: {fix}");
+                self.metrics.drift_repaired(1);
                 fixes.push(fix);
             }
         }

@@ -13,6 +13,7 @@ use super::{ms, ApplyError, Engine, Step};
 use crate::config::{Config, FileKind, FileSpec, ValueCheck};
 use crate::fsio::{write_atomic, WriteOptions};
 use crate::mapfile::{self, MapDiff, MapEntries};
+use crate::metrics::RollbackReason;
 use crate::proxy::{MapMechanism, Proxy, ReloadReport};
 use crate::state::{Change, State};
 
@@ -372,6 +373,7 @@ impl<P: Proxy> Engine<P> {
         let (files, reload) = match outcome {
             Ok(v) => v,
             Err(e) => {
+                self.metrics.rollback(RollbackReason::ApplyFailed);
                 self.undo(&pending, structural).await;
                 return Err(e);
             }
@@ -380,6 +382,7 @@ impl<P: Proxy> Engine<P> {
 
         let t = Instant::now();
         if let Err(e) = self.confirm(&pending, structural).await {
+            self.metrics.rollback(RollbackReason::ConfirmFailed);
             self.undo(&pending, structural).await;
             return Err(e);
         }
@@ -578,11 +581,9 @@ impl<P: Proxy> Engine<P> {
         pending: &[Pending<'_>],
         generation: u64,
     ) -> Result<(Vec<FileOutcome>, Option<ReloadReport>), ApplyError> {
-        let report = self
-            .proxy
-            .reload(generation)
-            .await
-            .map_err(|e| ApplyError::new(Step::Apply, e))?;
+        let report = self.proxy.reload(generation).await;
+        self.metrics.proxy_reload(report.is_ok());
+        let report = report.map_err(|e| ApplyError::new(Step::Apply, e))?;
         let files = pending
             .iter()
             .map(|p| FileOutcome {
@@ -642,7 +643,9 @@ impl<P: Proxy> Engine<P> {
             }
         }
         if structural {
-            if let Err(e) = self.proxy.reload(self.state.generation).await {
+            let reload = self.proxy.reload(self.state.generation).await;
+            self.metrics.proxy_reload(reload.is_ok());
+            if let Err(e) = reload {
                 tracing::error!(error = %e, "undo: reload of the restored files failed");
             }
             return;

@@ -255,6 +255,15 @@ impl Node {
         }
     }
 
+    /// Peers whose last report is fresh and shows the same routing as `mine`.
+    pub fn agreeing(&self, mine: &PeerReport) -> usize {
+        let stale_after = self.config.report_interval * 3;
+        self.seen
+            .values()
+            .filter(|(r, at)| at.elapsed() < stale_after && r.digest == mine.digest)
+            .count()
+    }
+
     /// One row per host, this node first: reachability, generations, and per service
     /// whether every reachable host agrees.
     pub fn status<P: Proxy>(&self, engine: &Engine<P>) -> serde_json::Value {

@@ -1,0 +1,309 @@
+//! The metrics endpoint: a minimal HTTP/1.1 responder for Prometheus scrapes. It answers
+//! `GET /metrics` (and `HEAD`) with the exposition text and everything else with an error
+//! status, one request per connection.
+//!
+//! Like the control socket, it takes its listener and a shutdown future, caps concurrent
+//! connections ([`Limits::max_connections`]; one over the cap is closed at once), bounds the
+//! request head ([`Limits::max_request`]) and the time to send it and to take the answer
+//! ([`Limits::timeout`]), and on shutdown stops accepting and gives open connections
+//! [`DRAIN_GRACE`].
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::{Metrics, CONTENT_TYPE};
+
+/// Time open connections get to finish when the server shuts down.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// Most bytes read and dropped after answering, while waiting for the client to close.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// Bounds of the endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Concurrent connections. Default 8: a scraper needs one.
+    pub max_connections: usize,
+    /// Longest request head (request line and headers), bytes. Default 8 KiB.
+    pub max_request: usize,
+    /// Time to receive the request head, and again to send the answer. Default 5 s.
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 8,
+            max_request: 8 * 1024,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Binds the endpoint's listener.
+pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves scrapes until `shutdown` completes, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Metrics,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "metrics: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                // Over the cap the connection is dropped unanswered: the scraper retries.
+                if let Ok(permit) = permits.clone().try_acquire_owned() {
+                    let metrics = metrics.clone();
+                    tasks.spawn(async move {
+                        connection(stream, &metrics, limits).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(DRAIN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tasks.abort_all();
+    }
+}
+
+/// What a request head asks for, or why it is refused.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    Metrics { head_only: bool },
+    Error { status: &'static str, allow: bool },
+}
+
+async fn connection(mut stream: TcpStream, metrics: &Metrics, limits: Limits) {
+    let answer = match tokio::time::timeout(limits.timeout, read_head(&mut stream, limits)).await {
+        Err(_) => Answer::Error {
+            status: "408 Request Timeout",
+            allow: false,
+        },
+        Ok(Err(_)) => return,
+        Ok(Ok(answer)) => answer,
+    };
+    let response = match answer {
+        Answer::Metrics { head_only } => {
+            let body = metrics.render();
+            let mut r = head("200 OK", CONTENT_TYPE, body.len(), false);
+            if !head_only {
+                r.push_str(&body);
+            }
+            r
+        }
+        Answer::Error { status, allow } => {
+            let body = format!("{status}\n");
+            let mut r = head(status, "text/plain; charset=utf-8", body.len(), allow);
+            r.push_str(&body);
+            r
+        }
+    };
+    let _ = tokio::time::timeout(limits.timeout, async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await?;
+        // Read what the client still sends (an unread request rest) until it closes, so
+        // closing does not reset the connection before the client has read the answer.
+        let mut sink = [0u8; 4096];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        io::Result::Ok(())
+    })
+    .await;
+}
+
+fn head(status: &str, content_type: &str, len: usize, allow: bool) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n{}Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+        if allow { "Allow: GET, HEAD\r\n" } else { "" }
+    )
+}
+
+/// Reads up to the end of the request head (a body, if any, is not read).
+async fn read_head(stream: &mut TcpStream, limits: Limits) -> io::Result<Answer> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(end) = find_end(&buf) {
+            return Ok(parse(&buf[..end]));
+        }
+        if buf.len() > limits.max_request {
+            return Ok(Answer::Error {
+                status: "431 Request Header Fields Too Large",
+                allow: false,
+            });
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn find_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+/// Parses the request line of a head.
+fn parse(head: &[u8]) -> Answer {
+    let bad = Answer::Error {
+        status: "400 Bad Request",
+        allow: false,
+    };
+    let Ok(head) = std::str::from_utf8(head) else {
+        return bad;
+    };
+    let line = head.lines().next().unwrap_or_default();
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return bad;
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Answer::Error {
+            status: "505 HTTP Version Not Supported",
+            allow: false,
+        };
+    }
+    let path = target.split('?').next().unwrap_or_default();
+    if path != "/metrics" {
+        return Answer::Error {
+            status: "404 Not Found",
+            allow: false,
+        };
+    }
+    match method {
+        "GET" => Answer::Metrics { head_only: false },
+        "HEAD" => Answer::Metrics { head_only: true },
+        _ => Answer::Error {
+            status: "405 Method Not Allowed",
+            allow: true,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines() {
+        let p = |s: &str| parse(s.as_bytes());
+        assert_eq!(
+            p("GET /metrics HTTP/1.1\r\nHost: x"),
+            Answer::Metrics { head_only: false }
+        );
+        assert_eq!(
+            p("GET /metrics?name[]=x HTTP/1.0"),
+            Answer::Metrics { head_only: false }
+        );
+        assert_eq!(
+            p("HEAD /metrics HTTP/1.1"),
+            Answer::Metrics { head_only: true }
+        );
+        let status = |s: &str| match p(s) {
+            Answer::Error { status, .. } => status,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(status("POST /metrics HTTP/1.1"), "405 Method Not Allowed");
+        assert_eq!(status("GET / HTTP/1.1"), "404 Not Found");
+        assert_eq!(status("GET /metricsx HTTP/1.1"), "404 Not Found");
+        assert_eq!(status("GET /metrics"), "400 Bad Request");
+        assert_eq!(status("GET  /metrics HTTP/1.1"), "400 Bad Request");
+        assert_eq!(
+            status("GET /metrics SPDY/3"),
+            "505 HTTP Version Not Supported"
+        );
+    }
+
+    async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn serves_scrapes_and_refuses_the_rest() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, Metrics::new(), limits, async {
+            let _ = stopped.await;
+        }));
+
+        let ok = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(
+            ok.contains(&format!("Content-Type: {CONTENT_TYPE}\r\n")),
+            "{ok}"
+        );
+        let (head, body) = ok.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{ok}"
+        );
+        assert!(body.contains("# TYPE cutover_applies counter"), "{body}");
+
+        let head_only = exchange(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n").await;
+        assert!(head_only.ends_with("\r\n\r\n"), "{head_only}");
+
+        let post = exchange(addr, b"POST /metrics HTTP/1.1\r\n\r\n").await;
+        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+        assert!(post.contains("Allow: GET, HEAD\r\n"), "{post}");
+
+        let big = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
+        let big = exchange(addr, big.as_bytes()).await;
+        assert!(big.starts_with("HTTP/1.1 431"), "{big}");
+
+        // A client that never finishes its request is answered 408 and closed.
+        let slow = exchange(addr, b"GET /metrics HTTP/1.1\r\n").await;
+        assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
+
+        stop.send(()).unwrap();
+        server.await.unwrap();
+        assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
+    }
+}

@@ -1,0 +1,90 @@
+//! Three hosts on loopback, each with origins, HAProxy and an agent, peered over mutual
+//! TLS with certificates from a fresh CA: the setup of the cluster tests and measurements.
+
+use std::path::{Path, PathBuf};
+
+use crate::agent::{Setup, SetupOptions};
+
+/// The host name every setup routes to service `web`.
+pub const HOST: &str = "www.example.test";
+
+/// A CA and certificates for lb1..lb3 and a client `ci`, in `dir`.
+pub fn certificates(dir: &Path) {
+    let bin = crate::cutover_binary();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&bin)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    let d = dir.to_str().unwrap();
+    run(&["tls", "ca", d]);
+    for name in ["lb1", "lb2", "lb3", "ci"] {
+        run(&["tls", "issue", d, name]);
+    }
+}
+
+pub struct Cluster {
+    pub hosts: Vec<Setup>,
+    /// Peer listener port of each host.
+    pub ports: Vec<u16>,
+    /// Directory of the CA and the certificates of lb1..lb3 and `ci`.
+    pub certs: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Three hosts lb1..lb3; `holds` adds `[cluster]` lines per host (fault injection). `None`
+/// when HAProxy is missing (and not required).
+pub fn cluster(holds: [&str; 3]) -> Option<Cluster> {
+    let haproxy = crate::require_proxy("haproxy")?;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().to_owned();
+    certificates(&certs);
+    let ports: Vec<u16> = (0..3).map(|_| crate::free_port()).collect();
+    let hosts = (0..3)
+        .map(|i| {
+            let peers: String = (0..3)
+                .filter(|j| *j != i)
+                .map(|j| {
+                    format!(
+                        "[[cluster.peers]]\nname = \"lb{}\"\naddress = \"127.0.0.1:{}\"\n",
+                        j + 1,
+                        ports[j]
+                    )
+                })
+                .collect();
+            let c = certs.display();
+            let tail = format!(
+                "[cluster]\nnode = \"lb{n}\"\nlisten = \"127.0.0.1:{port}\"\nca = \"{c}/ca.pem\"\n\
+                 cert = \"{c}/lb{n}.pem\"\nkey = \"{c}/lb{n}.key\"\nreport_interval_ms = 200\n\
+                 timeout_ms = 3000\n{hold}\n{peers}",
+                n = i + 1,
+                port = ports[i],
+                hold = holds[i],
+            );
+            let mut s = Setup::new(
+                &haproxy,
+                SetupOptions {
+                    config_extra: tail,
+                    ..SetupOptions::default()
+                },
+            );
+            s.start_agent();
+            s
+        })
+        .collect();
+    Some(Cluster {
+        hosts,
+        ports,
+        certs,
+        _dir: dir,
+    })
+}
+
+impl Cluster {
+    /// What each host answers for [`HOST`].
+    pub fn bodies(&self) -> Vec<String> {
+        self.hosts.iter().map(|h| h.get(HOST).1).collect()
+    }
+}

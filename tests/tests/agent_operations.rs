@@ -1,0 +1,248 @@
+//! The agent as operators run it, against real HAProxy: the metrics endpoint and `cutover
+//! metrics` after a switch, the systemd notifications (readiness, watchdog, reload, stop)
+//! on a notification socket, and the log formats (JSON, and text under the journal).
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use cutover_tests::agent::{text, Setup, SetupOptions};
+use cutover_tests::{free_port, require_proxy};
+use nix::sys::signal::Signal;
+
+const HOST: &str = "www.example.test";
+
+/// `GET /metrics` on the agent's endpoint: status, content type and body.
+fn scrape(port: u16) -> (u16, String, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let addr = format!("127.0.0.1:{port}").parse().expect("address");
+    let r = rt
+        .block_on(cutover_tests::http::request(
+            addr,
+            "GET",
+            "localhost",
+            "/metrics",
+        ))
+        .expect("GET /metrics");
+    let content_type = r.header("content-type").unwrap_or_default().to_owned();
+    (r.status, content_type, r.body)
+}
+
+/// The value of the series whose line starts with `series ` (exact labels).
+fn value(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn families(exposition: &str) -> BTreeSet<String> {
+    exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn metrics_move_with_a_switch_over_http_and_the_socket() {
+    let haproxy = require_proxy!("haproxy");
+    let port = free_port();
+    let mut s = Setup::new(
+        &haproxy,
+        SetupOptions {
+            config_extra: format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+            ..SetupOptions::default()
+        },
+    );
+    s.start_agent();
+    let ok = "cutover_switches_total{service=\"web\",result=\"ok\"}";
+    let green = "cutover_live_colour{service=\"web\",colour=\"green\"}";
+    let blue = "cutover_live_colour{service=\"web\",colour=\"blue\"}";
+
+    let (status, content_type, before) = scrape(port);
+    assert_eq!(status, 200, "{before}");
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    assert_eq!(value(&before, ok), Some(0.0), "{before}");
+    assert_eq!(value(&before, blue), Some(1.0), "{before}");
+    assert_eq!(value(&before, green), Some(0.0), "{before}");
+
+    let out = s.cli(&["switch", "web", "green"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(s.get(HOST), (200, "green".into()));
+
+    let after = scrape(port).2;
+    assert_eq!(value(&after, ok), Some(1.0), "{after}");
+    assert_eq!(value(&after, green), Some(1.0), "{after}");
+    assert_eq!(value(&after, blue), Some(0.0), "{after}");
+    assert_eq!(
+        value(&after, "cutover_applies_total{result=\"ok\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&after, "cutover_apply_duration_seconds_count"),
+        Some(1.0)
+    );
+    assert_eq!(value(&after, "cutover_proxy_up"), Some(1.0), "{after}");
+    assert_eq!(value(&after, "cutover_peers"), Some(0.0), "{after}");
+
+    // The same families and values over the control socket.
+    let out = s.cli(&["metrics"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let over_socket = String::from_utf8(out.stdout).expect("UTF-8");
+    assert_eq!(families(&over_socket), families(&after));
+    assert!(families(&after).len() >= 14, "{after}");
+    for series in [ok, green, blue] {
+        assert_eq!(
+            value(&over_socket, series),
+            value(&after, series),
+            "{series}"
+        );
+    }
+    let (code, reply) = s.cli_json(&["metrics"]);
+    assert_eq!(code, 0, "{reply}");
+    assert!(reply["data"]["content_type"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("application/openmetrics-text")));
+
+    let out = s.cli(&["rollback", "web"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rolled_back = scrape(port).2;
+    assert_eq!(
+        value(
+            &rolled_back,
+            "cutover_rollbacks_total{reason=\"requested\"}"
+        ),
+        Some(1.0),
+        "{rolled_back}"
+    );
+    assert_eq!(value(&rolled_back, blue), Some(1.0));
+}
+
+/// Datagrams received on a notification socket until one contains `needle`.
+fn wait_for(socket: &UnixDatagram, needle: &str, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let done = message.contains(needle);
+            seen.push(message);
+            if done {
+                return seen;
+            }
+        }
+    }
+    panic!("no notification with {needle:?} within {within:?}; got {seen:?}");
+}
+
+#[test]
+fn systemd_notifications_ready_watchdog_reload_and_stop() {
+    let haproxy = require_proxy!("haproxy");
+    let mut s = Setup::new(&haproxy, SetupOptions::default());
+    let path = s.file("notify.sock");
+    let socket = UnixDatagram::bind(&path).expect("bind notification socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let path = path.display().to_string();
+    // A 400 ms watchdog: the agent pings every 200 ms.
+    s.start_agent_with_env(&[("NOTIFY_SOCKET", &path), ("WATCHDOG_USEC", "400000")]);
+
+    let first = wait_for(&socket, "READY=1", Duration::from_secs(10));
+    assert!(
+        first.last().unwrap().contains("STATUS=serving"),
+        "{first:?}"
+    );
+    let pings = wait_for(&socket, "WATCHDOG=1", Duration::from_secs(2));
+    assert_eq!(pings, vec!["WATCHDOG=1\n".to_owned()]);
+    wait_for(&socket, "WATCHDOG=1", Duration::from_secs(2));
+
+    s.agent().signal(Signal::SIGHUP);
+    let reload = wait_for(&socket, "RELOADING=1", Duration::from_secs(5));
+    assert!(
+        reload.last().unwrap().contains("MONOTONIC_USEC="),
+        "{reload:?}"
+    );
+    let ready = wait_for(&socket, "READY=1", Duration::from_secs(10));
+    assert!(
+        ready.last().unwrap().contains("config reloaded"),
+        "{ready:?}"
+    );
+
+    // A config that does not load is refused; the agent says so and stays ready.
+    s.reconfigure(|c| c.replace("[[services]]", "[[services]]\nbogus = 1"));
+    let refused = wait_for(&socket, "READY=1", Duration::from_secs(10));
+    assert!(refused.last().unwrap().contains("refused"), "{refused:?}");
+
+    assert_eq!(s.stop_agent(), Some(0));
+    wait_for(&socket, "STOPPING=1", Duration::from_secs(2));
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let haproxy = require_proxy!("haproxy");
+    let mut s = Setup::new(&haproxy, SetupOptions::default());
+    s.start_agent_with_env(&[("CUTOVER_LOG_FORMAT", "json")]);
+    let out = s.cli(&["switch", "web", "green"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(s.stop_agent(), Some(0));
+    let log = std::fs::read_to_string(s.file("agent.log")).expect("agent log");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(lines.iter().all(|l| l["timestamp"].is_string()), "{log}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "INFO" && l["message"].as_str() == Some("listening")),
+        "{log}"
+    );
+    assert!(
+        lines.iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("web blue -> green"))),
+        "{log}"
+    );
+}
+
+#[test]
+fn text_logs_under_the_journal_carry_priorities_and_no_timestamps() {
+    let haproxy = require_proxy!("haproxy");
+    let mut s = Setup::new(&haproxy, SetupOptions::default());
+    // systemd sets JOURNAL_STREAM to the device and inode of the stream it gives the
+    // service as stderr; here that stream is the log file.
+    let log = s.file("agent.log");
+    std::fs::write(&log, "").expect("create log");
+    let meta = std::fs::metadata(&log).expect("log metadata");
+    let stream = format!("{}:{}", meta.dev(), meta.ino());
+    s.start_agent_with_env(&[("JOURNAL_STREAM", &stream)]);
+    let out = s.cli(&["switch", "nosuch", "green"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(s.stop_agent(), Some(0));
+    let text = std::fs::read_to_string(&log).expect("agent log");
+    assert!(!text.is_empty());
+    for line in text.lines() {
+        let priority = line.get(..3).unwrap_or_default();
+        assert!(["<3>", "<4>", "<6>", "<7>"].contains(&priority), "{line:?}");
+        assert!(
+            !line[3..].trim_start().starts_with("20"),
+            "timestamp: {line:?}"
+        );
+        assert!(!line.contains('\u{1b}'), "ANSI: {line:?}");
+    }
+    assert!(text.contains("<6>") && text.contains("listening"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("<4>") && l.contains("change refused")),
+        "{text}"
+    );
+}
