@@ -80,6 +80,9 @@ pub struct Results {
     pub machine: String,
     pub load_before: String,
     pub load_after: String,
+    /// fsync latency of a small file before and after the run.
+    pub fsync_before: String,
+    pub fsync_after: String,
     pub elapsed: Duration,
     pub flips: Flips,
     pub points: Vec<Point>,
@@ -125,11 +128,13 @@ impl Results {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "## Results: {} run\n\n- Machine: {}\n- Load average before / after the run: {} / {} (2 cores: above ~1 the measurements share the CPU with other work)\n- Run time: {:.0} s. Load during every series: {} kept-alive connections at {:.0} req/s in all, plus {:.0} new connections/s (one request each); requests time out after {:?}.\n",
+            "## Results: {} run\n\n- Machine: {}\n- Load average before / after the run: {} / {} (2 cores: above ~1 the measurements share the CPU with other work)\n- fsync of a small file where the maps and state live (ext4), p50 / p99, before / after the run: {} / {}\n- Run time: {:.0} s. Load during every series: {} kept-alive connections at {:.0} req/s in all, plus {:.0} new connections/s (one request each); requests time out after {:?}.\n",
             self.plan.name,
             self.machine,
             self.load_before,
             self.load_after,
+            self.fsync_before,
+            self.fsync_after,
             self.elapsed.as_secs_f64(),
             self.load.keepalive_conns,
             self.load.keepalive_rate,

@@ -155,6 +155,7 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("tokio runtime")?;
     let load_before = report::load_average();
+    let fsync_before = report::fsync_latency(50);
     eprintln!("cutover-bench {}: building the agent", plan.name);
     let _ = cutover_tests::cutover_binary();
     let dist = match &plan.dist_binary {
@@ -181,6 +182,8 @@ fn main() -> anyhow::Result<()> {
         machine: report::machine(),
         load_before,
         load_after: report::load_average(),
+        fsync_before,
+        fsync_after: report::fsync_latency(50),
         elapsed: started.elapsed(),
         flips,
         points,

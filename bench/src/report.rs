@@ -151,6 +151,37 @@ pub fn machine() -> String {
     )
 }
 
+/// Latency of fsync on a small file in the temporary directory (where the setups keep
+/// their maps and state): `p50 / p99` in ms over `n` writes, a few ms apart.
+pub fn fsync_latency(n: usize) -> String {
+    use std::io::Write;
+    let Ok(dir) = tempfile::Builder::new()
+        .prefix("cutover-bench-fsync-")
+        .tempdir()
+    else {
+        return "-".into();
+    };
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let path = dir.path().join(format!("f{i}"));
+        let Ok(mut file) = std::fs::File::create(&path) else {
+            return "-".into();
+        };
+        let _ = file.write_all(b"web web_green\n");
+        let started = std::time::Instant::now();
+        if file.sync_all().is_err() {
+            return "-".into();
+        }
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    format!(
+        "{} / {} ms",
+        f(percentile(&times, 50.0)),
+        f(percentile(&times, 99.0))
+    )
+}
+
 /// `/proc/loadavg`'s first three fields.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
