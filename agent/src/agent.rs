@@ -4,6 +4,13 @@
 //! that fails is answered and journaled; it never stops the agent. Under systemd it reports
 //! readiness once it serves its socket and pings the watchdog from the engine loop (see
 //! [`crate::notify`]); with `[metrics] listen` it serves the metrics over HTTP.
+//!
+//! Changes are coalesced here, where they are serialized: when a local change (a switch,
+//! rollback, canary... that is not a dry run) comes up, the task first lets the proxy's
+//! minimum reload gap pass (for a proxy that reloads on every change), then takes every
+//! change queued behind it, and applies them all with one transition (one reload) before
+//! answering each. Changes that arrive while a reload runs wait in the queue and go into
+//! the next one. One task means never two reloads at once.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,21 +20,22 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{Config, ProxyKind};
+use crate::config::Config;
 use crate::control::{self, Envelope, Limits};
-use crate::engine::{ApplyError, Engine};
+use crate::engine::{Applied, ApplyError, Engine, Queued};
 use crate::metrics::{self, Metrics};
 use crate::notify::Notifier;
 use crate::peers::coordinator::Coordinator;
 use crate::peers::server::TlsTransport;
 use crate::peers::{self, Node, PeerReport};
 use crate::protocol::{Command, Reply};
-use crate::proxy::haproxy::Haproxy;
-use crate::proxy::Proxy;
+use crate::proxy::{AnyProxy, Proxy};
 use crate::store::{Requester, Store};
 
 /// Requests queued for the engine before senders wait.
 pub const QUEUE_DEPTH: usize = 64;
+/// Most requests taken from the queue for one transition.
+pub const MAX_BATCH: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -54,12 +62,8 @@ pub enum AgentError {
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(config_path: &Path, config: Config) -> Result<(), AgentError> {
     let config = Arc::new(config);
-    match config.proxy.kind {
-        ProxyKind::Haproxy => {
-            let proxy = Haproxy::new(&config.proxy);
-            run_with(config_path, config, proxy).await
-        }
-    }
+    let proxy = AnyProxy::new(&config.proxy);
+    run_with(config_path, config, proxy).await
 }
 
 /// Runs the agent with a given proxy.
@@ -159,7 +163,7 @@ pub async fn run_with<P: Proxy>(
                 notifier.ready(status);
             }
             _ = ping(&mut watchdog) => notifier.watchdog(),
-            Some(env) = rx.recv() => dispatch(&mut engine, &mut node, env, &tx).await,
+            Some(env) = rx.recv() => serve(&mut engine, &mut node, env, &mut rx, &tx).await,
             _ = tick.tick() => {
                 engine.tick().await;
                 engine.poll_desired_file().await;
@@ -345,13 +349,76 @@ async fn replace_config<P: Proxy>(engine: &mut Engine<P>, path: &Path) -> bool {
     }
 }
 
+/// A change to carry out now (not a dry run): what the engine takes in a batch.
+fn queued(env: &Envelope) -> Option<Queued> {
+    let m = env.command.mutation().filter(|m| !m.dry_run)?;
+    Some(Queued {
+        request: m.request,
+        requester: env.requester.clone(),
+        force: m.force,
+    })
+}
+
+/// Answers `first`; when it is a local change, together with every local change queued
+/// behind it, applied with one transition (see the module doc). Other requests taken from
+/// the queue meanwhile are dispatched after the batch, in order.
+async fn serve<P: Proxy>(
+    engine: &mut Engine<P>,
+    node: &mut Option<Node>,
+    first: Envelope,
+    rx: &mut mpsc::Receiver<Envelope>,
+    local: &mpsc::Sender<Envelope>,
+) {
+    if queued(&first).is_none() {
+        dispatch(engine, node, first, local).await;
+        return;
+    }
+    if !engine.proxy().has_runtime_maps() {
+        // Bounded by the configured gap (at most a minute).
+        tokio::time::sleep(engine.proxy().reload_wait()).await;
+    }
+    let mut changes = vec![first];
+    let mut others = Vec::new();
+    while changes.len() + others.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(env) if queued(&env).is_some() => changes.push(env),
+            Ok(env) => others.push(env),
+            Err(_) => break,
+        }
+    }
+    let batch: Vec<Queued> = changes
+        .iter()
+        .map(|env| queued(env).expect("only changes are batched"))
+        .collect();
+    if batch.len() > 1 {
+        tracing::info!("{} queued changes go into one transition", batch.len());
+    }
+    let results = engine.apply_batch(&batch).await;
+    for (env, result) in changes.into_iter().zip(results) {
+        let _ = env.reply.send(change_reply(result));
+    }
+    for env in others {
+        dispatch(engine, node, env, local).await;
+    }
+}
+
+fn failed(e: ApplyError) -> Reply {
+    Reply::error(e.to_string(), json!({ "step": e.step }))
+}
+
+fn change_reply(result: Result<Applied, ApplyError>) -> Reply {
+    match result {
+        Ok(a) => Reply::ok(a.summary(), serde_json::to_value(&a).expect("serializes")),
+        Err(e) => failed(e),
+    }
+}
+
 /// Answers one command.
 pub async fn handle<P: Proxy>(
     engine: &mut Engine<P>,
     command: Command,
     requester: &Requester,
 ) -> Reply {
-    let failed = |e: ApplyError| Reply::error(e.to_string(), json!({ "step": e.step }));
     match command {
         Command::Status => {
             let snap = engine.snapshot().await;
@@ -388,10 +455,7 @@ pub async fn handle<P: Proxy>(
                     ),
                 };
             }
-            match engine.apply(&m.request, requester, m.force).await {
-                Ok(a) => Reply::ok(a.summary(), serde_json::to_value(&a).expect("serializes")),
-                Err(e) => failed(e),
-            }
+            change_reply(engine.apply(&m.request, requester, m.force).await)
         }
         Command::MapShow { name, view } => match engine.map_show(&name, view).await {
             Ok(data) => Reply::ok(format!("map {name}"), data),

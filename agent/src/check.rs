@@ -3,14 +3,17 @@
 //! each service's initial colour), checks every rendered map, and runs the proxy's own
 //! checker on the staged main config (or, when cutover does not render the main config,
 //! on the live one). Nothing live is written and the running proxy is not contacted.
+//!
+//! The staged main config sits at the top of the staging directory under its own name,
+//! beside a symbolic link to every other entry of the live config's directory, so that
+//! relative includes (Nginx resolves them against the main config's directory) find what
+//! they find live. The other managed files go into `.cutover/` below it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::config::{Config, FileKind, ProxyKind, ValueCheck};
-use crate::mapfile;
-use crate::proxy::haproxy::Haproxy;
-use crate::proxy::Proxy;
+use crate::config::{Config, FileKind, ValueCheck};
+use crate::proxy::{AnyProxy, Proxy};
 use crate::render::Renderer;
 use crate::state::State;
 use crate::store::Store;
@@ -37,11 +40,7 @@ pub async fn run(config: &Config) -> Result<CheckOutcome, Vec<String>> {
         .prefix("cutover-check-")
         .tempdir()
         .map_err(|e| vec![format!("cannot create a staging directory: {e}")])?;
-    let paths: BTreeMap<String, PathBuf> = config
-        .files
-        .iter()
-        .map(|f| (f.name.clone(), staging.path().join(&f.name)))
-        .collect();
+    let paths = staging_paths(config, staging.path()).map_err(|e| vec![e])?;
     let backends: BTreeSet<&str> = config
         .services
         .values()
@@ -57,7 +56,7 @@ pub async fn run(config: &Config) -> Result<CheckOutcome, Vec<String>> {
             }
         };
         if f.kind == FileKind::Map {
-            match mapfile::parse(&text) {
+            match config.proxy.kind.map_syntax().parse(&text) {
                 Err(e) => problems.push(format!("file {} (template {}): {e}", f.name, f.template)),
                 Ok(entries) => {
                     for (k, v) in &entries {
@@ -95,9 +94,7 @@ pub async fn run(config: &Config) -> Result<CheckOutcome, Vec<String>> {
         .iter()
         .find(|f| f.path == config.proxy.config)
         .map_or_else(|| config.proxy.config.clone(), |f| paths[&f.name].clone());
-    let report = match config.proxy.kind {
-        ProxyKind::Haproxy => Haproxy::new(&config.proxy).check(&checked).await,
-    };
+    let report = AnyProxy::new(&config.proxy).check(&checked).await;
     match report {
         Ok(r) => Ok(CheckOutcome {
             services: config.services.len(),
@@ -112,6 +109,39 @@ pub async fn run(config: &Config) -> Result<CheckOutcome, Vec<String>> {
             checked.display()
         )]),
     }
+}
+
+/// Where each managed file is staged in `staging`, after linking the other entries of the
+/// live config's directory there.
+fn staging_paths(config: &Config, staging: &Path) -> Result<BTreeMap<String, PathBuf>, String> {
+    let main_name = config.proxy.config.file_name().unwrap_or_default();
+    let files = staging.join(".cutover");
+    std::fs::create_dir(&files).map_err(|e| format!("cannot create {}: {e}", files.display()))?;
+    if let Some(live_dir) = config.proxy.config.parent() {
+        if let Ok(entries) = std::fs::read_dir(live_dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if name == main_name || name == ".cutover" {
+                    continue;
+                }
+                let link = staging.join(&name);
+                std::os::unix::fs::symlink(entry.path(), &link)
+                    .map_err(|e| format!("cannot link {}: {e}", link.display()))?;
+            }
+        }
+    }
+    Ok(config
+        .files
+        .iter()
+        .map(|f| {
+            let path = if f.path == config.proxy.config {
+                staging.join(main_name)
+            } else {
+                files.join(&f.name)
+            };
+            (f.name.clone(), path)
+        })
+        .collect())
 }
 
 /// The saved state, read without creating anything.

@@ -40,7 +40,7 @@ pub const MAX_REPLY: usize = 256 * 1024 * 1024;
 #[command(
     name = "cutover",
     version,
-    about = "Blue-green and canary traffic switches for HAProxy hosts"
+    about = "Blue-green and canary traffic switches for HAProxy and Nginx hosts"
 )]
 pub struct Cli {
     /// Agent config file.
@@ -525,7 +525,16 @@ fn status_table(d: &Value) -> String {
         s(&d["generation"]),
         s(&proxy["kind"]),
         if proxy["reachable"] == Value::Bool(true) {
-            format!("reachable (reloads {})", s(&proxy["epoch"]["reloads"]))
+            let epoch = &proxy["epoch"];
+            match epoch["workers"].as_array() {
+                // A proxy without a reload counter: what it serves and who serves it.
+                Some(workers) => format!(
+                    "reachable (serving generation {}, workers {})",
+                    s(&epoch["generation"]),
+                    workers.iter().map(s).collect::<Vec<_>>().join(",")
+                ),
+                None => format!("reachable (reloads {})", s(&epoch["reloads"])),
+            }
         } else {
             "UNREACHABLE".into()
         }
@@ -659,14 +668,19 @@ fn plan_text(message: &str, d: &Value) -> String {
                     .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
                     .unwrap_or_default()
             };
-            out.push_str(&format!(
-                "  gate: passed for {backend} (up: {}",
-                names("up")
-            ));
-            if !names("probed").is_empty() {
-                out.push_str(&format!("; probed: {}", names("probed")));
+            // A proxy that cannot show server states (Nginx) lists none up.
+            let mut seen = Vec::new();
+            if !names("up").is_empty() {
+                seen.push(format!("up: {}", names("up")));
             }
-            out.push_str(")\n");
+            if !names("probed").is_empty() {
+                seen.push(format!("probed: {}", names("probed")));
+            }
+            out.push_str(&format!("  gate: passed for {backend}"));
+            if !seen.is_empty() {
+                out.push_str(&format!(" ({})", seen.join("; ")));
+            }
+            out.push('\n');
         }
     }
     for f in d["files"].as_array().into_iter().flatten() {

@@ -238,15 +238,9 @@ async fn remote_request(
 }
 
 async fn render_files(config: Config) -> anyhow::Result<Vec<String>> {
-    use cutover::config::ProxyKind;
-    use cutover::proxy::haproxy::Haproxy;
     let store = cutover::store::Store::open(&config.agent.state_dir)?;
     let config = std::sync::Arc::new(config);
-    match config.proxy.kind {
-        ProxyKind::Haproxy => {
-            let proxy = Haproxy::new(&config.proxy);
-            let mut engine = cutover::engine::Engine::new(config, proxy, store)?;
-            Ok(engine.write_files().await?)
-        }
-    }
+    let proxy = cutover::proxy::AnyProxy::new(&config.proxy);
+    let mut engine = cutover::engine::Engine::new(config, proxy, store)?;
+    Ok(engine.write_files().await?)
 }

@@ -5,6 +5,13 @@
 //! duplicate keys refused. Keys and values are single tokens of printable ASCII without
 //! whitespace, `#`, `;`, `\`, quotes or control characters, because the HAProxy CLI splits
 //! on spaces and treats `;` and `\` specially, and both proxies treat `#` as a comment.
+//!
+//! Each proxy writes a line its own way ([`MapSyntax`]): HAProxy `key value`, Nginx
+//! `key value;` (the lines of a `map` block, pulled in with `include`). Nginx also gives
+//! some keys and values a meaning of their own, which are refused so that every entry is
+//! the plain string match it looks like: the keys `default`, `include`, `hostnames` and
+//! `volatile` are parameters of the block, a key starting with `~` is a regular expression,
+//! a value containing `$` names a variable, and `{` / `}` delimit blocks.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,6 +31,85 @@ pub enum TokenError {
     TooLong(usize),
     #[error("contains {0} at byte {1}; only printable ASCII without whitespace, '#', ';', '\\' or quotes is allowed")]
     BadChar(String, usize),
+    #[error("{0}")]
+    Reserved(String),
+}
+
+/// How a proxy writes one map entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MapSyntax {
+    /// `key value`, one per line (HAProxy map files).
+    Haproxy,
+    /// `key value;`, one per line (lines of an Nginx `map` block).
+    Nginx,
+}
+
+/// Words that are parameters of an Nginx `map` block, not keys.
+const NGINX_MAP_WORDS: &[&str] = &["default", "include", "hostnames", "volatile"];
+
+impl MapSyntax {
+    /// Checks that `s` can be a key of a map in this syntax.
+    pub fn check_key(self, s: &str) -> Result<(), TokenError> {
+        check_token(s)?;
+        if self == MapSyntax::Nginx {
+            if NGINX_MAP_WORDS.contains(&s) {
+                return Err(TokenError::Reserved(format!(
+                    "is a parameter of an nginx map block ({}), not a key",
+                    NGINX_MAP_WORDS.join(", ")
+                )));
+            }
+            if s.starts_with('~') {
+                return Err(TokenError::Reserved(
+                    "starts with '~', which makes it a regular expression in an nginx map".into(),
+                ));
+            }
+            nginx_braces(s)?;
+        }
+        Ok(())
+    }
+
+    /// Checks that `s` can be a value of a map in this syntax.
+    pub fn check_value(self, s: &str) -> Result<(), TokenError> {
+        check_token(s)?;
+        if self == MapSyntax::Nginx {
+            if let Some(i) = s.find('$') {
+                return Err(TokenError::Reserved(format!(
+                    "contains '$' at byte {i}, which names a variable in an nginx map value"
+                )));
+            }
+            nginx_braces(s)?;
+        }
+        Ok(())
+    }
+
+    /// Parses map text: one entry per line; blank lines and lines starting with `#` are
+    /// skipped. Line numbers in errors start at 1.
+    pub fn parse(self, text: &str) -> Result<MapEntries, MapError> {
+        parse_lines(text, self)
+    }
+
+    /// Writes entries as map text, one line each, in key order.
+    pub fn to_text(self, entries: &MapEntries) -> String {
+        let end = match self {
+            MapSyntax::Haproxy => "",
+            MapSyntax::Nginx => ";",
+        };
+        let mut s = String::with_capacity(entries.len() * 32);
+        for (k, v) in entries {
+            let _ = writeln!(s, "{k} {v}{end}");
+        }
+        s
+    }
+}
+
+fn nginx_braces(s: &str) -> Result<(), TokenError> {
+    match s.find(['{', '}']) {
+        Some(i) => Err(TokenError::Reserved(format!(
+            "contains a brace at byte {i}, which nginx reads as a block delimiter"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Checks that `s` can be a map key or value.
@@ -80,6 +166,8 @@ pub enum MapError {
     MissingValue { line: usize, key: String },
     #[error("line {line}: more than one value for key {key:?}")]
     ExtraField { line: usize, key: String },
+    #[error("line {line}: entry for key {key:?} does not end with ';'")]
+    Unterminated { line: usize, key: String },
     #[error("line {line}: key {key:?} already appears on line {first}")]
     Duplicate {
         line: usize,
@@ -88,25 +176,41 @@ pub enum MapError {
     },
 }
 
-/// Parses map text: one `key value` per line; blank lines and lines starting with `#` are
-/// skipped. Line numbers in errors start at 1.
-pub fn parse(text: &str) -> Result<MapEntries, MapError> {
+fn parse_lines(text: &str, syntax: MapSyntax) -> Result<MapEntries, MapError> {
     let mut out = MapEntries::new();
     let mut first_line: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
-        let trimmed = raw.trim();
+        let mut trimmed = raw.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
+        if syntax == MapSyntax::Nginx {
+            trimmed = match trimmed.strip_suffix(';') {
+                Some(t) => t.trim_end(),
+                None => {
+                    return Err(MapError::Unterminated {
+                        line,
+                        key: trimmed.split_ascii_whitespace().next().unwrap_or("").into(),
+                    })
+                }
+            };
+        }
         let mut fields = trimmed.split_ascii_whitespace();
-        let key = fields.next().expect("non-empty line has a field");
-        check_token(key).map_err(|reason| MapError::BadKey { line, reason })?;
+        let key = fields.next().ok_or_else(|| MapError::MissingValue {
+            line,
+            key: String::new(),
+        })?;
+        syntax
+            .check_key(key)
+            .map_err(|reason| MapError::BadKey { line, reason })?;
         let value = fields.next().ok_or_else(|| MapError::MissingValue {
             line,
             key: key.to_owned(),
         })?;
-        check_token(value).map_err(|reason| MapError::BadValue { line, reason })?;
+        syntax
+            .check_value(value)
+            .map_err(|reason| MapError::BadValue { line, reason })?;
         if fields.next().is_some() {
             return Err(MapError::ExtraField {
                 line,
@@ -124,15 +228,6 @@ pub fn parse(text: &str) -> Result<MapEntries, MapError> {
         out.insert(key.to_owned(), value.to_owned());
     }
     Ok(out)
-}
-
-/// Writes entries as map text, one `key value` line each, in key order.
-pub fn to_text(entries: &MapEntries) -> String {
-    let mut s = String::with_capacity(entries.len() * 32);
-    for (k, v) in entries {
-        let _ = writeln!(s, "{k} {v}");
-    }
-    s
 }
 
 /// The per-key edits that turn `from` into `to`.
@@ -205,12 +300,51 @@ mod tests {
         assert!(check_name(&"a".repeat(65)).is_err());
     }
 
+    fn parse(text: &str) -> Result<MapEntries, MapError> {
+        MapSyntax::Haproxy.parse(text)
+    }
+
     #[test]
     fn parse_and_print() {
         let m = parse("# comment\n\na.example svc_a\n  b.example   svc_b  \n").unwrap();
         assert_eq!(m.len(), 2);
-        assert_eq!(to_text(&m), "a.example svc_a\nb.example svc_b\n");
-        assert_eq!(parse(&to_text(&m)).unwrap(), m);
+        let text = MapSyntax::Haproxy.to_text(&m);
+        assert_eq!(text, "a.example svc_a\nb.example svc_b\n");
+        assert_eq!(parse(&text).unwrap(), m);
+    }
+
+    #[test]
+    fn nginx_lines_end_with_a_semicolon() {
+        let n = MapSyntax::Nginx;
+        let m = n
+            .parse("# c\na.example svc_a;\n b.example  svc_b ;\n")
+            .unwrap();
+        assert_eq!(n.to_text(&m), "a.example svc_a;\nb.example svc_b;\n");
+        assert_eq!(n.parse(&n.to_text(&m)).unwrap(), m);
+        assert!(matches!(
+            n.parse("a.example svc_a\n"),
+            Err(MapError::Unterminated { line: 1, .. })
+        ));
+        // HAProxy would read the ';' as part of the value: refused there.
+        assert!(matches!(
+            parse("a.example svc_a;\n"),
+            Err(MapError::BadValue { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn nginx_refuses_what_a_map_block_reads_differently() {
+        let n = MapSyntax::Nginx;
+        for key in ["default", "include", "hostnames", "volatile", "~^a", "a{b"] {
+            assert!(n.check_key(key).is_err(), "{key}");
+            assert!(MapSyntax::Haproxy.check_key(key).is_ok(), "{key}");
+        }
+        assert!(n.check_value("$host").is_err());
+        assert!(n.check_value("a}").is_err());
+        assert!(n.check_key("www.example.com").is_ok());
+        assert!(n.check_value("web_blue").is_ok());
+        let e = n.parse("default web;\n").unwrap_err().to_string();
+        assert!(e.contains("parameter of an nginx map block"), "{e}");
     }
 
     #[test]

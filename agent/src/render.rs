@@ -15,7 +15,10 @@
 //!   `canary_percent` (0 to 99; the share sent to the idle colour) and `drained` (colours);
 //! - `generation` (files that use the state only): the state generation being rendered;
 //! - `files`: map of file name -> `{ path }`, the paths the rendered tree will have;
-//! - `proxy`: `{ kind, config, map_dir, admin_socket, master_socket }`;
+//! - `proxy`: `{ kind, config, map_dir, admin_socket, master_socket, pid_file, error_log,
+//!   status, prefix }` (the parts another kind does not have are none);
+//! - `nginx` (kind `nginx` only): `{ map_hash_max_size, map_hash_bucket_size }`, sized for
+//!   the configured routes and service names (see `proxy::nginx::hash`);
 //! - `vars`: the free values of `[templates.vars]` in the agent config.
 
 use std::collections::BTreeMap;
@@ -64,6 +67,8 @@ pub struct Renderer {
     /// Config-only parts of each service, by name.
     base_services: BTreeMap<String, BaseService>,
     proxy: Value,
+    /// Nginx-only values (`None` for other kinds).
+    nginx: Option<Value>,
     vars: Value,
 }
 
@@ -121,17 +126,38 @@ impl Renderer {
                 (name.clone(), base)
             })
             .collect();
+        let nginx_settings = config.proxy.nginx.as_ref();
         let proxy = Value::from_serializable(&serde_json::json!({
             "kind": config.proxy.kind.to_string(),
             "config": config.proxy.config,
             "map_dir": config.proxy.map_dir,
             "admin_socket": config.proxy.admin_socket,
             "master_socket": config.proxy.master_socket,
+            "pid_file": nginx_settings.map(|n| &n.pid_file),
+            "error_log": nginx_settings.map(|n| &n.error_log),
+            "status": nginx_settings.map(|n| n.status.to_string()),
+            "prefix": nginx_settings.and_then(|n| n.prefix.as_ref()),
         }));
+        let nginx = nginx_settings.map(|_| {
+            let keys = config
+                .services
+                .values()
+                .map(|s| s.routes.len())
+                .sum::<usize>()
+                .max(config.services.len());
+            let longest = config
+                .services
+                .values()
+                .flat_map(|s| s.routes.iter().map(String::len).chain([s.name.len()]))
+                .max()
+                .unwrap_or(1);
+            Value::from_serializable(&crate::proxy::nginx::hash::map_hash_sizes(keys, longest))
+        });
         Ok(Renderer {
             tera,
             base_services,
             proxy,
+            nginx,
             vars: Value::from_serializable(&config.templates.vars),
         })
     }
@@ -180,6 +206,9 @@ impl Renderer {
             .collect();
         ctx.insert("files", &files);
         ctx.insert_value("proxy", self.proxy.clone());
+        if let Some(nginx) = &self.nginx {
+            ctx.insert_value("nginx", nginx.clone());
+        }
         ctx.insert_value("vars", self.vars.clone());
         if file.uses_state {
             ctx.insert("generation", &state.generation);
@@ -379,6 +408,73 @@ green = {{ backend = "web_green" }}
         assert_eq!(out2["routes"], out["routes"]);
         assert_eq!(out2["haproxy"], out["haproxy"]);
         snapshot("services-flipped.map", &out2["services"]);
+    }
+
+    /// A config of kind nginx using the shipped templates (the default files).
+    fn shipped_nginx() -> Config {
+        let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates");
+        let text = format!(
+            r#"
+[proxy]
+kind = "nginx"
+status = "127.0.0.1:8099"
+[templates]
+dir = "{templates}"
+vars = {{ listen = "127.0.0.1:8080", worker_processes = 2 }}
+[[services]]
+name = "api"
+routes = ["api.example.com"]
+blue = {{ backend = "api_blue", servers = [{{ name = "b1", address = "10.0.0.1:80" }}] }}
+green = {{ backend = "api_green", servers = [{{ name = "g1", address = "10.0.0.2:80" }}] }}
+[[services]]
+name = "web"
+routes = ["example.com", "www.example.com"]
+initial = "green"
+blue = {{ backend = "web_blue" }}
+green = {{ backend = "web_green" }}
+"#
+        );
+        Config::from_toml(Path::new("/etc/cutover/cutover.toml"), &text).unwrap()
+    }
+
+    #[test]
+    fn shipped_nginx_templates_render() {
+        let config = shipped_nginx();
+        let state = State::new([("api", Colour::Blue), ("web", Colour::Green)]);
+        let out = render_all(&config, &state);
+        snapshot("nginx/routes.map", &out["routes"]);
+        snapshot("nginx/services.map", &out["services"]);
+        snapshot("nginx/nginx.conf", &out["nginx"]);
+        let syntax = config.proxy.kind.map_syntax();
+        assert_eq!(syntax.parse(&out["routes"]).unwrap().len(), 3);
+        assert_eq!(syntax.parse(&out["services"]).unwrap()["web"], "web_green");
+        let (flipped, _) = state
+            .apply(&Request::Switch {
+                service: "api".into(),
+                colour: Colour::Green,
+            })
+            .unwrap();
+        let out2 = render_all(&config, &flipped);
+        assert_eq!(out2["routes"], out["routes"]);
+        assert_eq!(syntax.parse(&out2["services"]).unwrap()["api"], "api_green");
+        // A drained colour's servers are down.
+        assert!(out2["nginx"].contains("server 10.0.0.1:80;"));
+        let mut drained = flipped.clone();
+        drained
+            .services
+            .get_mut("api")
+            .unwrap()
+            .drained
+            .insert(Colour::Blue);
+        let out3 = render_all(&config, &drained);
+        assert!(
+            out3["nginx"].contains("server 10.0.0.1:80 down;"),
+            "{}",
+            out3["nginx"]
+        );
+        assert!(out3["nginx"].contains("server 10.0.0.2:80;"));
+        // The config carries the generation its status endpoint answers.
+        assert!(out2["nginx"].contains(&format!("return 200 \"{}\\n\";", flipped.generation)));
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub struct Flips {
 pub fn bench<'a>(rt: &'a Handle, setup: &Setup, load: &'a LoadSpec) -> Bench<'a> {
     Bench {
         rt,
-        addr: setup.haproxy.frontend(),
+        addr: setup.frontend(),
         host: HOST,
         load,
         proxy: "HAProxy",
@@ -72,7 +72,7 @@ pub fn flips(rt: &Handle, load: &LoadSpec, spec: &SeriesSpec) -> Flips {
     undrain_all(&setup);
     let mut reload = HaproxyReload::for_setup(&setup, &binary);
     let mut set_map = HaproxySetMap {
-        admin_socket: setup.haproxy.paths().admin_socket.clone(),
+        admin_socket: setup.haproxy().paths().admin_socket.clone(),
         services_map: setup.services_map(),
     };
     for method in [&mut reload as &mut dyn Method, &mut set_map] {
@@ -98,7 +98,7 @@ pub fn idle_rss(binary: &Path) -> Option<ProcSample> {
 pub fn undrain_all(setup: &Setup) {
     for server in ["web_blue/b1", "web_green/g1"] {
         setup
-            .haproxy
+            .haproxy()
             .admin_command(&format!("set server {server} state ready"));
     }
 }

@@ -189,11 +189,11 @@ impl Method for HaproxyReload {
 impl HaproxyReload {
     /// The script for the HAProxy of `setup`, checking with `binary`.
     pub fn for_setup(setup: &cutover_tests::agent::Setup, binary: &Path) -> HaproxyReload {
-        let paths = setup.haproxy.paths();
+        let paths = setup.haproxy().paths();
         HaproxyReload {
             binary: binary.to_owned(),
             config: paths.config.clone(),
-            master_pid: setup.haproxy.master_pid(),
+            master_pid: setup.haproxy().master_pid(),
             master_socket: paths.master_socket.clone(),
             services_map: setup.services_map(),
         }

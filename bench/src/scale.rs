@@ -77,7 +77,7 @@ pub fn point(
     std::thread::sleep(IDLE);
     let pid = setup.agent().pid();
     let idle = procstat::sample(pid);
-    let config = setup.haproxy.paths().config.clone();
+    let config = setup.haproxy().paths().config.clone();
     let check_ms = time_command(
         &binary,
         &["-c".as_ref(), "-f".as_ref(), config.as_os_str()],
@@ -151,7 +151,7 @@ fn rewrite(
     marker: &str,
     act: impl FnOnce() -> Option<usize>,
 ) -> Rewrite {
-    let addr = setup.haproxy.frontend();
+    let addr = setup.frontend();
     let rec = Recorder::new();
     let running = Load::start(rt, addr, HOST, load, &rec);
     std::thread::sleep(Duration::from_millis(500));

@@ -16,7 +16,7 @@ fn main() {
         .nth(1)
         .map_or(30, |a| a.parse().expect("N"));
     let c = cluster(["", "", ""]).expect("haproxy installed");
-    let addrs: Vec<SocketAddr> = c.hosts.iter().map(|h| h.haproxy.frontend()).collect();
+    let addrs: Vec<SocketAddr> = c.hosts.iter().map(|h| h.haproxy().frontend()).collect();
     let binary = cutover_tests::cutover_binary();
     let mut all_new = Vec::with_capacity(n);
     let mut replied = Vec::with_capacity(n);

@@ -18,7 +18,7 @@ fn run(label: &str, options: SetupOptions, n: usize) {
     let haproxy = cutover_tests::proxy_binary("haproxy").expect("haproxy installed");
     let mut setup = Setup::new(&haproxy, options);
     setup.start_agent();
-    let addr = setup.haproxy.frontend();
+    let addr = setup.haproxy().frontend();
     let binary = cutover_tests::cutover_binary();
     let mut to_first = Vec::with_capacity(n);
     let mut to_reply = Vec::with_capacity(n);

@@ -1,6 +1,8 @@
 //! A whole cutover setup on loopback: two origin servers (blue, green), a cutover config
-//! whose shipped templates render the complete HAProxy config and both maps, HAProxy
-//! started from what `cutover render` wrote, and the `cutover agent` as a real process.
+//! whose shipped templates render the complete proxy config and both maps, the proxy
+//! (HAProxy or Nginx) started from what `cutover render` wrote, and the `cutover agent` as
+//! a real process. The same [`Setup`] drives either proxy; what only one of them has is
+//! reached through [`Setup::haproxy`] or [`Setup::nginx`].
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -11,7 +13,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::{cutover_binary, workspace_root, Backend, Haproxy, HaproxyPaths};
+use crate::nginx::Nginx;
+use crate::setup_config::{write_config, write_nginx_config};
+use crate::{cutover_binary, Backend, Haproxy};
 
 /// Time the agent gets to open its socket.
 pub const AGENT_START: Duration = Duration::from_secs(15);
@@ -25,6 +29,11 @@ pub struct SetupOptions {
     pub routes_in_file: bool,
     /// Extra TOML appended to the `[templates]` table (e.g. `override_dir = "..."`).
     pub templates_extra: String,
+    /// Extra entries of the `[templates] vars` inline table, each starting with a comma
+    /// (e.g. `, map_hash_max_size = 1`).
+    pub vars_extra: String,
+    /// Extra TOML appended to the `[proxy]` table (e.g. `min_reload_gap_ms = 0`).
+    pub proxy_extra: String,
     /// `agent.reconcile_interval_ms`.
     pub reconcile_interval_ms: u64,
     /// Extra TOML for service `web`: keys first, then sub-tables such as
@@ -45,6 +54,8 @@ impl Default for SetupOptions {
             routes: vec!["www.example.test".into(), "example.test".into()],
             routes_in_file: false,
             templates_extra: String::new(),
+            vars_extra: String::new(),
+            proxy_extra: String::new(),
             reconcile_interval_ms: 200,
             service_extra: String::new(),
             extra_services: String::new(),
@@ -54,12 +65,18 @@ impl Default for SetupOptions {
     }
 }
 
-/// Origins, HAProxy and (once started) the agent.
+/// The proxy of a [`Setup`].
+pub enum SetupProxy {
+    Haproxy(Haproxy),
+    Nginx(Nginx),
+}
+
+/// Origins, the proxy and (once started) the agent.
 pub struct Setup {
     pub blue: Backend,
     pub green: Backend,
-    pub haproxy: Haproxy,
-    /// The cutover config file (inside the HAProxy instance directory).
+    pub proxy: SetupProxy,
+    /// The cutover config file (inside the proxy's instance directory).
     pub config: PathBuf,
     pub options: SetupOptions,
     agent: Option<Agent>,
@@ -83,14 +100,34 @@ impl Setup {
         let mut config = PathBuf::new();
         let haproxy = Haproxy::start(haproxy_bin, |paths| {
             config = write_config(paths, haproxy_bin, &opts, b, g);
-            let out = cutover(&config, &["render"]);
-            assert!(out.status.success(), "cutover render: {}", text(&out));
-            std::fs::read_to_string(&paths.config).expect("render wrote haproxy.cfg")
+            render(&config, &paths.config)
         });
         Setup {
             blue,
             green,
-            haproxy,
+            proxy: SetupProxy::Haproxy(haproxy),
+            config,
+            options,
+            agent: None,
+        }
+    }
+
+    /// Like [`Setup::new`] with Nginx: the shipped `nginx/` templates render its whole
+    /// config, with the generation endpoint on `<dir>/status.sock`.
+    pub fn new_nginx(nginx_bin: &Path, options: SetupOptions) -> Setup {
+        let blue = Backend::start("blue");
+        let green = Backend::start("green");
+        let (b, g) = (blue.addr(), green.addr());
+        let opts = options.clone();
+        let mut config = PathBuf::new();
+        let nginx = Nginx::start(nginx_bin, |paths| {
+            config = write_nginx_config(paths, nginx_bin, &opts, b, g);
+            render(&config, &paths.config)
+        });
+        Setup {
+            blue,
+            green,
+            proxy: SetupProxy::Nginx(nginx),
             config,
             options,
             agent: None,
@@ -100,14 +137,71 @@ impl Setup {
     /// Finds HAProxy (skip-or-fail as [`crate::require_proxy`] says), starts the setup and
     /// its agent; `None` when HAProxy is missing and not required.
     pub fn started(options: SetupOptions) -> Option<Setup> {
-        let haproxy = crate::require_proxy("haproxy")?;
-        let mut s = Setup::new(&haproxy, options);
+        Setup::started_on("haproxy", options)
+    }
+
+    /// Like [`Setup::started`] over `proxy` (`"haproxy"` or `"nginx"`).
+    pub fn started_on(proxy: &str, options: SetupOptions) -> Option<Setup> {
+        let binary = crate::require_proxy(proxy)?;
+        let mut s = match proxy {
+            "haproxy" => Setup::new(&binary, options),
+            "nginx" => Setup::new_nginx(&binary, options),
+            other => panic!("no setup for proxy {other:?}"),
+        };
         s.start_agent();
         Some(s)
     }
 
+    /// The state generation `cutover status` reports.
+    pub fn generation(&self) -> u64 {
+        let (code, v) = self.cli_json(&["status"]);
+        assert_eq!(code, 0, "{v}");
+        v["data"]["generation"].as_u64().expect("generation")
+    }
+
+    /// Bytes of files of the instance directory (relative names), e.g. to prove that a
+    /// refused change left every file the proxy reads as it was.
+    pub fn read_files(&self, names: &[&str]) -> Vec<(String, Vec<u8>)> {
+        names
+            .iter()
+            .map(|f| {
+                (
+                    f.to_string(),
+                    std::fs::read(self.file(f)).expect("read file"),
+                )
+            })
+            .collect()
+    }
+
+    /// The HAProxy of a setup made by [`Setup::new`].
+    pub fn haproxy(&self) -> &Haproxy {
+        match &self.proxy {
+            SetupProxy::Haproxy(h) => h,
+            SetupProxy::Nginx(_) => panic!("this setup runs nginx"),
+        }
+    }
+
+    /// The Nginx of a setup made by [`Setup::new_nginx`].
+    pub fn nginx(&self) -> &Nginx {
+        match &self.proxy {
+            SetupProxy::Nginx(n) => n,
+            SetupProxy::Haproxy(_) => panic!("this setup runs haproxy"),
+        }
+    }
+
+    /// The proxy's main listener.
+    pub fn frontend(&self) -> std::net::SocketAddr {
+        match &self.proxy {
+            SetupProxy::Haproxy(h) => h.frontend(),
+            SetupProxy::Nginx(n) => n.frontend(),
+        }
+    }
+
     pub fn dir(&self) -> &Path {
-        &self.haproxy.paths().dir
+        match &self.proxy {
+            SetupProxy::Haproxy(h) => &h.paths().dir,
+            SetupProxy::Nginx(n) => &n.paths().dir,
+        }
     }
 
     /// Path of a file in the instance directory.
@@ -229,15 +323,15 @@ impl Setup {
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
-    /// GET `/` with `Host: host` on a new connection through HAProxy: `(status, body)`.
+    /// GET `/` with `Host: host` on a new connection through the proxy: `(status, body)`.
     pub fn get(&self, host: &str) -> (u16, String) {
-        let addr = self.haproxy.frontend();
+        let addr = self.frontend();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         rt.block_on(crate::get(addr, host))
-            .expect("GET through haproxy")
+            .expect("GET through the proxy")
     }
 
     /// Polls until `GET host` answers `body`, at most `within`.
@@ -260,6 +354,22 @@ impl Setup {
         self.agent().signal(Signal::SIGHUP);
     }
 
+    /// Makes the routes of service `web` (a setup with `routes_in_file`) `first` plus `n`
+    /// generated ones, `h0.example.test` to `h<n-1>.example.test`, and waits (up to 60 s)
+    /// until the agent has applied them after a SIGHUP.
+    pub fn load_generated_routes(&self, first: &str, n: usize) {
+        let routes: String = (0..n).map(|i| format!("h{i}.example.test\n")).collect();
+        std::fs::write(self.file("web.routes"), format!("{first}\n{routes}"))
+            .expect("write routes file");
+        self.agent().signal(Signal::SIGHUP);
+        assert!(
+            self.agent()
+                .wait_for_log("new config in force", Duration::from_secs(60)),
+            "{}",
+            self.agent().log()
+        );
+    }
+
     /// Rewrites the cutover config without telling the agent.
     pub fn reconfigure_offline(&self, edit: impl FnOnce(String) -> String) {
         let old = std::fs::read_to_string(&self.config).expect("read config");
@@ -272,7 +382,7 @@ impl Setup {
         let mut last = String::new();
         for _ in 0..100 {
             match crate::haproxy::unix_command(
-                &self.haproxy.paths().master_socket,
+                &self.haproxy().paths().master_socket,
                 "show proc",
                 Duration::from_secs(5),
             ) {
@@ -347,6 +457,13 @@ pub fn cutover(config: &Path, args: &[&str]) -> Output {
         .expect("run cutover")
 }
 
+/// Runs `cutover render` with `config` and returns the main proxy config it wrote.
+fn render(config: &Path, main: &Path) -> String {
+    let out = cutover(config, &["render"]);
+    assert!(out.status.success(), "cutover render: {}", text(&out));
+    std::fs::read_to_string(main).expect("render wrote the main config")
+}
+
 /// stdout and stderr of a finished command, for messages.
 pub fn text(out: &Output) -> String {
     format!(
@@ -355,113 +472,4 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-fn write_config(
-    paths: &HaproxyPaths,
-    haproxy_bin: &Path,
-    o: &SetupOptions,
-    blue: std::net::SocketAddr,
-    green: std::net::SocketAddr,
-) -> PathBuf {
-    let dir = &paths.dir;
-    std::fs::create_dir_all(dir.join("maps")).expect("maps dir");
-    let routes = if o.routes_in_file {
-        let file = dir.join("web.routes");
-        std::fs::write(&file, o.routes.join("\n") + "\n").expect("routes file");
-        format!("routes_file = {:?}", file.display().to_string())
-    } else {
-        format!("routes = {:?}", o.routes)
-    };
-    let text = format!(
-        r#"[agent]
-socket = "{dir}/cutover.sock"
-state_dir = "{dir}/state"
-reconcile_interval_ms = {interval}
-{agent_extra}
-
-[proxy]
-kind = "haproxy"
-binary = "{bin}"
-config = "{cfg}"
-admin_socket = "{admin}"
-master_socket = "{master}"
-
-[templates]
-dir = "{templates}"
-vars = {{ listen = "{listen}", maxconn = 256 }}
-{extra}
-
-[[files]]
-name = "routes"
-template = "haproxy/routes.map"
-path = "{dir}/maps/routes.map"
-kind = "map"
-uses_state = false
-values = "services"
-
-[[files]]
-name = "services"
-template = "haproxy/services.map"
-path = "{dir}/maps/services.map"
-kind = "map"
-values = "backends"
-
-[[files]]
-name = "idle"
-template = "haproxy/idle.map"
-path = "{dir}/maps/idle.map"
-kind = "map"
-values = "backends"
-
-[[files]]
-name = "canary"
-template = "haproxy/canary.map"
-path = "{dir}/maps/canary.map"
-kind = "map"
-values = "percent"
-
-[[files]]
-name = "preview"
-template = "haproxy/preview.map"
-path = "{dir}/maps/preview.map"
-kind = "map"
-uses_state = false
-values = "services"
-
-[[files]]
-name = "haproxy"
-template = "haproxy/haproxy.cfg"
-path = "{cfg}"
-kind = "config"
-
-[[services]]
-name = "web"
-{routes}
-blue = {{ backend = "web_blue", servers = [{{ name = "b1", address = "{blue}" }}] }}
-green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}" }}] }}
-{service_extra}
-{extra_services}
-{config_extra}
-"#,
-        dir = dir.display(),
-        interval = o.reconcile_interval_ms,
-        bin = haproxy_bin.display(),
-        cfg = paths.config.display(),
-        admin = paths.admin_socket.display(),
-        master = paths.master_socket.display(),
-        templates = workspace_root().join("templates").display(),
-        listen = paths.frontend,
-        extra = o.templates_extra,
-        service_extra = o.service_extra,
-        extra_services = o
-            .extra_services
-            .replace("{blue}", &blue.to_string())
-            .replace("{green}", &green.to_string()),
-        agent_extra = o.agent_extra,
-        config_extra = o.config_extra,
-    );
-    let path = dir.join("cutover.toml");
-    std::fs::write(&path, text).expect("write cutover.toml");
-    path
 }

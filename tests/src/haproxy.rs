@@ -18,7 +18,7 @@ use cutover::proxy::haproxy::master::MasterClient;
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
-use crate::process::{wait_until, ProxyProcess, STOP_GRACE};
+use crate::process::{instance_dir, write_config, ProxyProcess, STOP_GRACE};
 
 /// How long [`Haproxy::start`] waits for both sockets to answer: 10 seconds.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -165,14 +165,9 @@ impl Haproxy {
         binary: &Path,
         config: impl FnOnce(&HaproxyPaths) -> String,
     ) -> Result<Haproxy, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("cutover-haproxy-")
-            .tempdir()
-            .map_err(|e| format!("haproxy: create temp dir: {e}"))?;
+        let dir = instance_dir("haproxy")?;
         let paths = HaproxyPaths::new(dir.path());
-        let text = config(&paths);
-        std::fs::write(&paths.config, text)
-            .map_err(|e| format!("haproxy: write {}: {e}", paths.config.display()))?;
+        write_config("haproxy", &paths.config, &config(&paths))?;
         let mut command = Command::new(binary);
         command
             .arg("-W")
@@ -196,25 +191,15 @@ impl Haproxy {
     }
 
     fn wait_ready(&self) -> Result<(), String> {
-        let mut exited = None;
-        let ready = wait_until(STARTUP_TIMEOUT, Duration::from_millis(20), || {
-            exited = self.process.exited();
-            exited.is_some() || self.sockets_answer()
-        });
-        if let Some(how) = exited {
-            return Err(format!(
-                "haproxy exited during startup ({how}); output:\n{}",
-                self.process.log()
-            ));
-        }
-        if !ready {
-            return Err(format!(
-                "haproxy did not answer on {} and {} within {STARTUP_TIMEOUT:?}; output:\n{}",
-                self.paths.admin_socket.display(),
-                self.paths.master_socket.display(),
-                self.process.log()
-            ));
-        }
+        let what = format!(
+            "answer on {} and {}",
+            self.paths.admin_socket.display(),
+            self.paths.master_socket.display()
+        );
+        self.process
+            .wait_ready(STARTUP_TIMEOUT, Duration::from_millis(20), &what, || {
+                self.sockets_answer()
+            })?;
         let pid_file = std::fs::read_to_string(&self.paths.pid_file).unwrap_or_default();
         if pid_file.trim() != self.master_pid().to_string() {
             return Err(format!(

@@ -11,18 +11,20 @@
 //! - Ports come from [`free_port`] only, so concurrent tests in one process never share one.
 //!
 //! Layout: [`proxies`] (finding binaries), [`ports`], [`process`] (a proxy master run as a
-//! child, stopped by PID), [`haproxy`], [`backend`], [`http`], and [`agent`] (a whole
-//! cutover setup with the agent running as a process). A harness for another proxy goes in
-//! its own module beside [`haproxy`], built on [`ProxyProcess`] the same way.
+//! child, stopped by PID), [`haproxy`] and [`nginx`] (one harness per proxy, both built on
+//! [`ProxyProcess`]), [`backend`], [`http`], and [`agent`] (a whole cutover setup with the
+//! agent running as a process, over either proxy).
 
 pub mod agent;
 pub mod backend;
 pub mod cluster;
 pub mod haproxy;
 pub mod http;
+pub mod nginx;
 pub mod ports;
 pub mod process;
 pub mod proxies;
+mod setup_config;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -31,6 +33,7 @@ use std::sync::OnceLock;
 pub use backend::Backend;
 pub use haproxy::{Haproxy, HaproxyPaths};
 pub use http::{get, KeepAliveClient, Response};
+pub use nginx::{Nginx, NginxPaths};
 pub use ports::{free_addr, free_port};
 pub use process::{wait_until, ProxyProcess};
 pub use proxies::{proxy_binary, require_proxies, require_proxy, REQUIRE_PROXIES_ENV};
@@ -44,8 +47,10 @@ pub fn workspace_root() -> &'static Path {
 
 /// Path of the `cutover` executable, built once per test process with
 /// `cargo build -p cutover --bin cutover --message-format=json` from the workspace root
-/// (`$CARGO` if set, as it is under `cargo test`, else `cargo`). The path is taken from the
-/// `compiler-artifact` message of that build. Panics with cargo's output if the build fails.
+/// (`$CARGO` if set, as it is under `cargo test`, else `cargo`), with `--release` when
+/// this harness itself is an optimized build (e.g. a measuring example run with
+/// `--release`). The path is taken from the `compiler-artifact` message of that build.
+/// Panics with cargo's output if the build fails.
 pub fn cutover_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(build_cutover).clone()

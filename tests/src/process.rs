@@ -75,6 +75,38 @@ impl ProxyProcess {
         self.exited().is_none()
     }
 
+    /// Waits up to `timeout` until `ready` returns true (checked every `every`). Fails with
+    /// `"<name> exited during startup (...)"` when the master exits first, or `"<name> did
+    /// not <what> within ..."`, each followed by the process's output.
+    pub fn wait_ready(
+        &self,
+        timeout: Duration,
+        every: Duration,
+        what: &str,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<(), String> {
+        let mut exited = None;
+        let became_ready = wait_until(timeout, every, || {
+            exited = self.exited();
+            exited.is_some() || ready()
+        });
+        if let Some(how) = exited {
+            return Err(format!(
+                "{} exited during startup ({how}); output:\n{}",
+                self.name,
+                self.log()
+            ));
+        }
+        if !became_ready {
+            return Err(format!(
+                "{} did not {what} within {timeout:?}; output:\n{}",
+                self.name,
+                self.log()
+            ));
+        }
+        Ok(())
+    }
+
     /// Sends `signal` to the master only (e.g. SIGUSR2 for an HAProxy reload, SIGHUP for
     /// Nginx). Fails with ESRCH once it has been reaped.
     pub fn signal(&self, signal: Signal) -> nix::Result<()> {
@@ -133,6 +165,19 @@ impl Drop for ProxyProcess {
             eprintln!("{}: stopping pid {} failed: {err}", self.name, self.pid());
         }
     }
+}
+
+/// A new instance directory `/tmp/cutover-<name>-XXXXXX` for proxy `name`.
+pub fn instance_dir(name: &str) -> Result<tempfile::TempDir, String> {
+    tempfile::Builder::new()
+        .prefix(&format!("cutover-{name}-"))
+        .tempdir()
+        .map_err(|e| format!("{name}: create temp dir: {e}"))
+}
+
+/// Writes the config of proxy `name` before it starts.
+pub fn write_config(name: &str, path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("{name}: write {}: {e}", path.display()))
 }
 
 /// Checks `condition` every `every` (blocking the thread) until it returns true or `timeout`

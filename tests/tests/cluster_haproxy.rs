@@ -58,7 +58,7 @@ fn a_cluster_switch_changes_every_host() {
     // One host that would refuse (its gate: blue in maintenance) refuses the whole change.
     assert_eq!(
         c.hosts[2]
-            .haproxy
+            .haproxy()
             .admin_command("set server web_blue/b1 state maint"),
         "\n"
     );

@@ -23,7 +23,7 @@ fn snapshot(s: &Setup) -> (Vec<Vec<u8>>, Vec<u8>, Vec<String>) {
     let runtime = ["services", "idle", "canary"]
         .iter()
         .map(|m| {
-            s.haproxy
+            s.haproxy()
                 .admin_command(&format!(
                     "show map {}",
                     s.file(&format!("maps/{m}.map")).display()
@@ -206,7 +206,7 @@ fn a_sticky_canary_keeps_each_client_on_its_colour() {
         return;
     };
     assert!(s.cli(&["canary", "web", "green", "30"]).status.success());
-    let addr = s.haproxy.frontend();
+    let addr = s.haproxy().frontend();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -39,7 +39,7 @@ fn an_unhealthy_target_is_refused_unless_forced() {
     // HAProxy's own view counts too: a server in maintenance is not ready.
     s.green.set_failing(false);
     let admin = s
-        .haproxy
+        .haproxy()
         .admin_command("set server web_green/g1 state maint");
     assert_eq!(admin, "\n");
     let (code, reply) = s.cli_json(&["switch", "web", "green"]);
@@ -55,7 +55,7 @@ fn an_unhealthy_target_is_refused_unless_forced() {
             .contains("in maintenance"),
         "{reply}"
     );
-    s.haproxy
+    s.haproxy()
         .admin_command("set server web_green/g1 state ready");
 
     // --force moves traffic anyway, and the journal says so.
@@ -171,7 +171,7 @@ fn a_canary_of_10_percent_gets_about_10_percent() {
     let green = rt.block_on(async {
         let mut green = 0;
         for _ in 0..2000 {
-            let (_, body) = cutover_tests::get(s.haproxy.frontend(), HOST)
+            let (_, body) = cutover_tests::get(s.haproxy().frontend(), HOST)
                 .await
                 .unwrap();
             green += usize::from(body == "green");
@@ -227,13 +227,13 @@ fn drain_keeps_established_connections_working() {
         .build()
         .unwrap();
     let mut client = rt
-        .block_on(KeepAliveClient::connect(s.haproxy.frontend()))
+        .block_on(KeepAliveClient::connect(s.haproxy().frontend()))
         .unwrap();
     assert_eq!(rt.block_on(client.get(HOST)).unwrap(), (200, "blue".into()));
 
     // The switch drains blue (the default policy); the established connection goes on.
     assert!(s.cli(&["switch", "web", "green"]).status.success());
-    let state = s.haproxy.admin_command("show servers state web_blue");
+    let state = s.haproxy().admin_command("show servers state web_blue");
     let row = state.lines().find(|l| l.contains(" b1 ")).expect("b1 row");
     let admin: u8 = row.split_whitespace().nth(6).unwrap().parse().unwrap();
     assert_eq!(admin & 0x08, 0x08, "b1 is not in drain: {row}");
@@ -248,7 +248,7 @@ fn drain_keeps_established_connections_working() {
     let (_, status) = s.cli_json(&["status"]);
     assert_eq!(status["data"]["services"][0]["drained"][0], "blue");
     assert!(s.cli(&["undrain", "web", "blue"]).status.success());
-    let state = s.haproxy.admin_command("show servers state web_blue");
+    let state = s.haproxy().admin_command("show servers state web_blue");
     let row = state.lines().find(|l| l.contains(" b1 ")).unwrap();
     assert_eq!(row.split_whitespace().nth(6), Some("0"), "{row}");
     // The live colour is never drained.
@@ -259,11 +259,11 @@ fn drain_keeps_established_connections_working() {
 fn drains_survive_a_reload() {
     let Some(s) = setup("") else { return };
     assert!(s.cli(&["switch", "web", "green"]).status.success());
-    s.haproxy.signal(nix::sys::signal::Signal::SIGUSR2);
+    s.haproxy().signal(nix::sys::signal::Signal::SIGUSR2);
     let drained =
         cutover_tests::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
             let state = cutover_tests::haproxy::unix_command(
-                &s.haproxy.paths().admin_socket,
+                &s.haproxy().paths().admin_socket,
                 "show servers state web_blue",
                 Duration::from_secs(2),
             )
@@ -292,7 +292,7 @@ fn preview_routes_reach_the_idle_colour() {
     assert_eq!(s.get(HOST).1, "blue");
     assert_eq!(s.get("preview.example.test").1, "green");
     // Any request carrying the preview header reaches the idle colour too.
-    let mut conn = std::net::TcpStream::connect(s.haproxy.frontend()).unwrap();
+    let mut conn = std::net::TcpStream::connect(s.haproxy().frontend()).unwrap();
     std::io::Write::write_all(
         &mut conn,
         format!(

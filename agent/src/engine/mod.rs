@@ -11,22 +11,27 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::config::{Config, FileKind, FileSpec};
-use crate::mapfile::{self, MapDiff, MapEntries};
+use crate::mapfile::{MapDiff, MapEntries, MapSyntax};
 use crate::metrics::{Metrics, RollbackReason};
 use crate::protocol::MapView;
 use crate::proxy::{Epoch, Proxy};
 use crate::render::Renderer;
 use crate::state::{Change, Request, State};
-use crate::store::{now_ms, JournalEntry, Requester, Store};
+use crate::store::{JournalEntry, Requester, Store};
 
+mod batch;
 mod plan;
 mod reconcile;
 mod safety;
 mod transition;
+mod validate;
 
+pub use batch::Queued;
 pub use plan::Plan;
+
 pub use safety::{until, GateReport, Phase};
-pub use transition::{is_percent, Applied, FileOutcome, LineChanges, PlannedFile};
+pub use transition::{Applied, FileOutcome, LineChanges, PlannedFile};
+pub use validate::{is_percent, staged_path};
 
 /// Maps of at most this many bytes (about a thousand entries) are compared with the running
 /// proxy on every reconcile tick; larger ones at start and whenever the epoch moves.
@@ -224,169 +229,12 @@ impl<P: Proxy> Engine<P> {
         &self.metrics
     }
 
-    /// Applies one routing request end to end and journals it. `force` skips the
-    /// pre-switch gate (and is journaled).
-    pub async fn apply(
-        &mut self,
-        req: &Request,
-        requester: &Requester,
-        force: bool,
-    ) -> Result<Applied, ApplyError> {
-        self.apply_as(req, requester, force, None).await
+    /// How the proxy's map files are written.
+    pub fn syntax(&self) -> MapSyntax {
+        self.config.proxy.kind.map_syntax()
     }
 
-    /// [`Engine::apply`] with a note for the journal (why the agent itself asked).
-    pub(super) async fn apply_as(
-        &mut self,
-        req: &Request,
-        requester: &Requester,
-        force: bool,
-        note: Option<&str>,
-    ) -> Result<Applied, ApplyError> {
-        let started = Instant::now();
-        let result = self.apply_inner(req, force).await;
-        let request = serde_json::to_value(req).expect("request serializes");
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
-        let entry = match &result {
-            Ok(a) => JournalEntry {
-                generation: a.change.generation,
-                time_ms: now_ms(),
-                requester: requester.clone(),
-                request,
-                result: "ok".into(),
-                message: match note {
-                    Some(n) => format!("{}; {n}", a.summary()),
-                    None => a.summary(),
-                },
-                data: json!({ "services": a.change.services, "files": a.files,
-                              "gates": a.gates, "forced": force, "warnings": a.warnings,
-                              "elapsed_ms": elapsed_ms }),
-            },
-            Err(e) => JournalEntry {
-                generation: self.state.generation,
-                time_ms: now_ms(),
-                requester: requester.clone(),
-                request,
-                result: "error".into(),
-                message: e.to_string(),
-                data: json!({ "step": e.step, "forced": force, "elapsed_ms": elapsed_ms }),
-            },
-        };
-        if let Err(e) = self.store.append(&entry) {
-            tracing::error!(error = %e, "cannot write the journal");
-        }
-        match &result {
-            Ok(a) => tracing::info!(generation = a.change.generation, "{}", a.summary()),
-            Err(e) => tracing::warn!(step = %e.step, "change refused: {}", e.message),
-        }
-        self.count_apply(req, requester, &result, elapsed_ms / 1e3);
-        result
-    }
-
-    /// Counts a finished routing request. Only configured services become label values,
-    /// so a client cannot create series by naming services.
-    fn count_apply(
-        &self,
-        req: &Request,
-        requester: &Requester,
-        result: &Result<Applied, ApplyError>,
-        seconds: f64,
-    ) {
-        let step = result.as_ref().err().map(|e| e.step.to_string());
-        let changed = match result {
-            Ok(a) => Ok(!a.change.is_empty()),
-            Err(_) => Err(step.as_deref().unwrap_or_default()),
-        };
-        self.metrics.apply(changed, seconds);
-        let configured = |s: &str| self.config.services.contains_key(s);
-        match (req, result) {
-            (Request::Rollback { .. }, Ok(a)) if !a.change.is_empty() => {
-                self.metrics.rollback(if requester.via == "watch" {
-                    RollbackReason::Watch
-                } else {
-                    RollbackReason::Requested
-                });
-            }
-            (Request::Rollback { .. }, _) => {}
-            (_, Ok(a)) => {
-                for c in a.change.services.iter().filter(|c| c.live_moved()) {
-                    self.metrics.switch(&c.service, Ok(true));
-                }
-                if let Request::Switch { service, .. } = req {
-                    if a.change.is_empty() && configured(service) {
-                        self.metrics.switch(service, Ok(false));
-                    }
-                }
-            }
-            (Request::Switch { service, .. } | Request::Promote { service }, Err(_))
-                if configured(service) =>
-            {
-                self.metrics.switch(service, Err(()));
-            }
-            (_, Err(_)) => {}
-        }
-    }
-
-    async fn apply_inner(&mut self, req: &Request, force: bool) -> Result<Applied, ApplyError> {
-        if matches!(req, Request::Canary { .. }) && !self.has_percent_map() {
-            return Err(ApplyError::new(
-                Step::Request,
-                "a canary needs a map of canary shares: add a [[files]] entry with \
-                 template haproxy/canary.map and values = \"percent\"",
-            ));
-        }
-        let (next, change) = self
-            .state
-            .apply(req)
-            .map_err(|e| ApplyError::new(Step::Request, e))?;
-        if change.is_empty() {
-            return Ok(Applied::nothing(change));
-        }
-        let next = self.with_drain_policy(next);
-        let t = Instant::now();
-        let gates = self.gate(&next, force).await?;
-        let gate_ms = ms(t);
-        let prev = self.state.clone();
-        // Colours that take traffic again leave drain before the traffic moves: a backend
-        // whose servers are all drained answers 503. New drains come after the move.
-        let t = Instant::now();
-        let undrained = safety::drains_kept(&prev, &next);
-        self.sync_drains(Some(&prev), &undrained).await?;
-        let undrain_ms = ms(t);
-        let mut applied = match self.commit_state(next, change).await {
-            Ok(applied) => applied,
-            Err(e) => {
-                if let Err(redrain) = self.sync_drains(Some(&undrained), &prev).await {
-                    tracing::warn!("after a refused change: {redrain}");
-                }
-                return Err(e);
-            }
-        };
-        applied.gates = gates;
-        let t = Instant::now();
-        if let Err(e) = self.sync_drains(Some(&undrained), &self.state).await {
-            tracing::warn!("{e}");
-            applied.warnings.push(e.to_string());
-        }
-        applied.timings_ms.insert("gate", gate_ms);
-        applied.timings_ms.insert("undrain", undrain_ms);
-        applied.timings_ms.insert("drain", ms(t));
-        if !req.is_rollback() {
-            let moved: Vec<String> = applied
-                .change
-                .services
-                .iter()
-                .filter(|c| c.live_moved())
-                .map(|c| c.service.clone())
-                .collect();
-            for service in moved {
-                self.start_watch(&service).await;
-            }
-        }
-        Ok(applied)
-    }
-
-    fn has_percent_map(&self) -> bool {
+    pub(super) fn has_percent_map(&self) -> bool {
         self.config
             .files
             .iter()
@@ -395,7 +243,11 @@ impl<P: Proxy> Engine<P> {
 
     /// Carries `next` to the files and the proxy, then persists it; on a persist failure
     /// the proxy and files are brought back to the current state.
-    async fn commit_state(&mut self, next: State, change: Change) -> Result<Applied, ApplyError> {
+    pub(super) async fn commit_state(
+        &mut self,
+        next: State,
+        change: Change,
+    ) -> Result<Applied, ApplyError> {
         let mut applied = self.transition(&next).await.inspect_err(|e| {
             self.last_error = Some(e.to_string());
         })?;
@@ -501,7 +353,9 @@ impl<P: Proxy> Engine<P> {
     ) -> Result<serde_json::Value, ApplyError> {
         let spec = self.map_spec(name)?;
         let desired = || -> Result<MapEntries, ApplyError> {
-            mapfile::parse(&self.files[&spec.name]).map_err(|e| ApplyError::new(Step::Render, e))
+            self.syntax()
+                .parse(&self.files[&spec.name])
+                .map_err(|e| ApplyError::new(Step::Render, e))
         };
         let live = || async {
             self.proxy

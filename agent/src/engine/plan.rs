@@ -43,8 +43,8 @@ impl<P: Proxy> Engine<P> {
                 servers: vec![],
             });
         }
-        let next = self.with_drain_policy(next);
-        let gates = self.gate(&next, force).await?;
+        let next = self.with_drain_policy(&self.state, next);
+        let gates = self.gate(&self.state, &next, force).await?;
         let (files, validated_by_proxy) = self.plan_files(&next).await?;
         let mut servers = Vec::new();
         for (name, s) in &next.services {

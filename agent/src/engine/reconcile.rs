@@ -4,7 +4,7 @@
 
 use super::{ApplyError, Engine, Step, SMALL_MAP_BYTES};
 use crate::config::FileKind;
-use crate::mapfile::{self, MapDiff};
+use crate::mapfile::MapDiff;
 use crate::proxy::Proxy;
 
 impl<P: Proxy> Engine<P> {
@@ -43,6 +43,9 @@ impl<P: Proxy> Engine<P> {
                 }
             }
         }
+        if let Some(fix) = self.reload_if_serving_another_generation(&applied).await? {
+            fixes.push(fix);
+        }
         // Drains are runtime state: a reload forgets them.
         let state = self.state.clone();
         self.sync_drains(None, &state).await?;
@@ -58,11 +61,39 @@ impl<P: Proxy> Engine<P> {
         Ok(fixes)
     }
 
+    /// A proxy that says which generation it serves (Nginx) and serves another one than the
+    /// files on disk were rendered for has not loaded them (a reload lost, or a start from
+    /// older files): it is reloaded. Not after a reload the transition just made.
+    async fn reload_if_serving_another_generation(
+        &mut self,
+        applied: &crate::engine::Applied,
+    ) -> Result<Option<String>, ApplyError> {
+        if applied.reload.is_some() {
+            return Ok(None);
+        }
+        let Ok(Some(served)) = self.proxy.epoch().await.map(|e| e.generation) else {
+            return Ok(None);
+        };
+        let want = self.state.generation;
+        if served == want {
+            return Ok(None);
+        }
+        self.proxy
+            .reload(want)
+            .await
+            .map_err(|e| ApplyError::new(Step::Apply, e))?;
+        Ok(Some(format!(
+            "the proxy served generation {served} while its files are of generation {want}; reloaded"
+        )))
+    }
+
     /// Makes the running map `name` equal to its file; `Some(what was done)` when it
     /// differed.
     async fn repair_map(&mut self, name: &str) -> Result<Option<String>, ApplyError> {
         let spec = self.config.file(name).expect("configured map").clone();
-        let desired = mapfile::parse(&self.files[name])
+        let desired = self
+            .syntax()
+            .parse(&self.files[name])
             .map_err(|e| ApplyError::new(Step::Render, format!("map {name} on disk: {e}")))?;
         let live = self
             .proxy
@@ -176,7 +207,7 @@ impl<P: Proxy> Engine<P> {
         for f in &self.config.files {
             let text = &rendered[&f.name];
             if f.kind == FileKind::Map {
-                mapfile::parse(text).map_err(|e| {
+                self.syntax().parse(text).map_err(|e| {
                     ApplyError::new(Step::Render, format!("template {}: {e}", f.template))
                 })?;
             }

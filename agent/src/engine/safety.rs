@@ -67,15 +67,16 @@ pub(super) fn drains_kept(prev: &State, next: &State) -> State {
 }
 
 impl<P: Proxy> Engine<P> {
-    /// The pre-switch gate for every colour the change from the current state to `next`
-    /// moves traffic towards (see [`traffic_targets`]).
+    /// The pre-switch gate for every colour the change from `base` to `next` moves
+    /// traffic towards (see [`traffic_targets`]).
     pub(super) async fn gate(
         &self,
+        base: &State,
         next: &State,
         force: bool,
     ) -> Result<Vec<GateReport>, ApplyError> {
         let mut reports = Vec::new();
-        for (service, colour) in traffic_targets(&self.state, next) {
+        for (service, colour) in traffic_targets(base, next) {
             reports.push(self.gate_one(&service, colour, force).await?);
         }
         Ok(reports)
@@ -199,11 +200,11 @@ impl<P: Proxy> Engine<P> {
             .collect())
     }
 
-    /// Adds the drain policy to a new state: a service whose live colour moved drains the
-    /// colour that lost its traffic when its config says so.
-    pub(super) fn with_drain_policy(&self, mut next: State) -> State {
+    /// Adds the drain policy to a state that follows `base`: a service whose live colour
+    /// moved drains the colour that lost its traffic when its config says so.
+    pub(super) fn with_drain_policy(&self, base: &State, mut next: State) -> State {
         for (name, s) in next.services.iter_mut() {
-            let Some(old) = self.state.services.get(name) else {
+            let Some(old) = base.services.get(name) else {
                 continue;
             };
             if old.live != s.live && self.config.services[name].drain_after_switch {

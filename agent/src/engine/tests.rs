@@ -17,16 +17,30 @@ struct Fixture {
 }
 
 fn config(dir: &Path, extra_files: &str) -> Config {
+    let proxy = format!(
+        "kind = \"haproxy\"\nadmin_socket = \"{d}/admin.sock\"\nmaster_socket = \"{d}/master.sock\"\nconfig = \"{d}/haproxy.cfg\"",
+        d = dir.display()
+    );
+    config_with(dir, &proxy, extra_files)
+}
+
+/// A config of kind nginx: its default files are the main config and both maps.
+fn nginx_config(dir: &Path) -> Config {
+    let proxy = format!(
+        "kind = \"nginx\"\nconfig = \"{d}/nginx.conf\"\npid_file = \"{d}/nginx.pid\"\nerror_log = \"{d}/error.log\"\nstatus = \"unix:{d}/status.sock\"",
+        d = dir.display()
+    );
+    config_with(dir, &proxy, "vars = { listen = \"127.0.0.1:1\" }")
+}
+
+fn config_with(dir: &Path, proxy: &str, extra_files: &str) -> Config {
     let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates");
     let text = format!(
         r#"
 [agent]
 state_dir = "{d}/state"
 [proxy]
-kind = "haproxy"
-config = "{d}/haproxy.cfg"
-admin_socket = "{d}/admin.sock"
-master_socket = "{d}/master.sock"
+{proxy}
 map_dir = "{d}/maps"
 [templates]
 dir = "{templates}"
@@ -48,14 +62,26 @@ green = {{ backend = "api_green" }}
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(false).await
+}
+
+/// With `reload_only`, the config is of kind nginx and the fake has no runtime maps (like
+/// Nginx): every change is checked on a staged tree and reloaded.
+async fn fixture_with(reload_only: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let maps = dir.path().join("maps");
     std::fs::create_dir_all(&maps).unwrap();
-    let config = Arc::new(config(dir.path(), ""));
-    let proxy = FakeProxy::new(
+    let config = Arc::new(if reload_only {
+        nginx_config(dir.path())
+    } else {
+        config(dir.path(), "")
+    });
+    let mut proxy = FakeProxy::new(
         vec![maps.join("routes.map"), maps.join("services.map")],
         &["web_blue", "web_green", "api_blue", "api_green"],
     );
+    proxy.runtime_maps = !reload_only;
+    proxy.syntax = config.proxy.kind.map_syntax();
     let store = Store::open(&config.agent.state_dir).unwrap();
     let mut engine = Engine::new(config, proxy.clone(), store).unwrap();
     engine.write_files().await.unwrap();
@@ -77,6 +103,15 @@ fn switch(service: &str, colour: Colour) -> Request {
 }
 
 impl Fixture {
+    /// Calls to the proxy other than drains.
+    fn reload_calls(&self) -> Vec<String> {
+        let calls = self.proxy.state().calls.clone();
+        calls
+            .into_iter()
+            .filter(|c| !c.starts_with("set_drain"))
+            .collect()
+    }
+
     fn services_file(&self) -> String {
         std::fs::read_to_string(self.maps.join("services.map")).unwrap()
     }
@@ -292,6 +327,127 @@ async fn rollback_returns_to_the_previous_colour() {
     let snap = f.engine.snapshot().await;
     let web = snap.services.iter().find(|s| s.name == "web").unwrap();
     assert_eq!(web.previous.as_deref(), Some("green"));
+}
+
+#[tokio::test]
+async fn a_proxy_without_runtime_maps_checks_and_reloads_every_change() {
+    let mut f = fixture_with(true).await;
+    f.proxy.state().check_warnings = vec!["[warn] could not build optimal map_hash".into()];
+    let a = f
+        .engine
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
+        .await
+        .unwrap();
+    assert_eq!(f.reload_calls(), ["check", "reload"]);
+    assert!(a.validated_by_proxy);
+    assert!(a.reload.is_some());
+    assert_eq!(a.warnings, ["[warn] could not build optimal map_hash"]);
+    assert!(a
+        .summary()
+        .contains("\nwarning: [warn] could not build optimal map_hash"));
+    assert_eq!(f.live_services()["web"], "web_green");
+}
+
+#[tokio::test]
+async fn queued_requests_share_one_transition() {
+    let mut f = fixture_with(true).await;
+    let gen = f.engine.state().generation;
+    let who = Requester::default();
+    let batch: Vec<Queued> = [
+        switch("web", Colour::Green),
+        switch("nope", Colour::Green),
+        Request::Rollback {
+            service: "web".into(),
+        },
+        switch("api", Colour::Green),
+        switch("api", Colour::Green),
+    ]
+    .into_iter()
+    .map(|request| Queued {
+        request,
+        requester: who.clone(),
+        force: false,
+    })
+    .collect();
+    let results = f.engine.apply_batch(&batch).await;
+    assert_eq!(f.reload_calls(), ["check", "reload"], "one reload");
+    let gens: Vec<Option<u64>> = results
+        .iter()
+        .map(|r| r.as_ref().ok().map(|a| a.change.generation))
+        .collect();
+    assert_eq!(
+        gens,
+        [
+            Some(gen + 1),
+            None,
+            Some(gen + 2),
+            Some(gen + 3),
+            Some(gen + 3)
+        ]
+    );
+    assert_eq!(results[1].as_ref().unwrap_err().step, Step::Request);
+    assert_eq!(results[0].as_ref().unwrap().batched, 3);
+    assert!(results[4].as_ref().unwrap().change.is_empty());
+    let state = f.engine.state();
+    assert_eq!(state.generation, gen + 3);
+    assert_eq!(state.services["web"].live, Colour::Blue);
+    assert_eq!(state.services["web"].previous, Some(Colour::Green));
+    assert_eq!(state.services["api"].live, Colour::Green);
+    assert_eq!(f.live_services()["api"], "api_green");
+    let results: Vec<String> = f
+        .engine
+        .history(None, 5)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.result)
+        .collect();
+    assert_eq!(results, ["ok", "error", "ok", "ok", "ok"]);
+}
+
+#[tokio::test]
+async fn a_refused_reload_fails_the_whole_batch_and_restores_the_files() {
+    let mut f = fixture_with(true).await;
+    f.proxy.state().fail_reload = Some("[emerg] bind() failed".into());
+    let before = f.services_file();
+    let gen = f.engine.state().generation;
+    let who = Requester::default();
+    let results = f
+        .engine
+        .apply_batch(&[
+            Queued {
+                request: switch("web", Colour::Green),
+                requester: who.clone(),
+                force: false,
+            },
+            Queued {
+                request: switch("api", Colour::Green),
+                requester: who.clone(),
+                force: false,
+            },
+        ])
+        .await;
+    for r in &results {
+        let e = r.as_ref().unwrap_err();
+        assert_eq!(e.step, Step::Apply);
+        assert!(e.message.contains("[emerg] bind() failed"), "{e}");
+    }
+    assert_eq!(f.services_file(), before);
+    assert_eq!(f.engine.state().generation, gen);
+    // The change's reload, then the reload of the restored files.
+    assert_eq!(f.reload_calls(), ["check", "reload", "reload"]);
+}
+
+#[tokio::test]
+async fn a_proxy_serving_another_generation_than_its_files_is_reloaded() {
+    let mut f = fixture_with(true).await;
+    let gen = f.engine.state().generation;
+    f.engine.reconcile("test").await.unwrap();
+    // The fixture's reload applied generation 0; the files are of the state's.
+    assert_eq!(f.reload_calls(), ["reload"]);
+    assert_eq!(f.proxy.state().served_generation, Some(gen));
+    f.proxy.state().calls.clear();
+    assert!(f.engine.reconcile("test").await.unwrap().is_empty());
+    assert!(f.reload_calls().is_empty(), "nothing more to do");
 }
 
 #[tokio::test]

@@ -1,18 +1,18 @@
 //! One transition of the files and the proxy from what they serve to what a state renders:
-//! render -> own checks -> stage + proxy check (structural changes only) -> commit ->
-//! apply -> confirm. Any failure puts back the previous files and runtime content.
+//! render -> validate (see `validate`) -> commit -> apply -> confirm. Any failure puts back
+//! the previous files and runtime content.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use super::{ms, ApplyError, Engine, Step};
-use crate::config::{Config, FileKind, FileSpec, ValueCheck};
+use crate::config::{Config, FileKind, FileSpec};
 use crate::fsio::{write_atomic, WriteOptions};
-use crate::mapfile::{self, MapDiff, MapEntries};
+use crate::mapfile::{MapDiff, MapEntries};
 use crate::metrics::RollbackReason;
 use crate::proxy::{MapMechanism, Proxy, ReloadReport};
 use crate::state::{Change, State};
@@ -27,14 +27,18 @@ pub struct Applied {
     pub validated_by_proxy: bool,
     /// Set when the change needed a reload.
     pub reload: Option<ReloadReport>,
-    /// Milliseconds per step, in order: `gate` (pre-switch gate), `undrain` (colours that
+    /// Requests this one transition carried (requests queued while a reload ran, or during
+    /// the minimum gap, share the next one); 1 when the request went alone.
+    pub batched: usize,
+    /// Milliseconds per step, in order: `gate` (pre-switch gates), `undrain` (colours that
     /// take traffic again), `render`, `validate`, `commit`, `apply`, `confirm`, `persist`
     /// (the state file), `drain` (colours that lost their traffic).
     pub timings_ms: BTreeMap<&'static str, f64>,
     /// What the pre-switch gate found, per colour the change moved traffic towards.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<super::GateReport>,
-    /// Things that went wrong after traffic moved (e.g. a drain that failed).
+    /// Warnings of the proxy's checker (the change passed it), and things that went wrong
+    /// after traffic moved (e.g. a drain that failed).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
@@ -57,6 +61,7 @@ impl Applied {
             files: vec![],
             validated_by_proxy: false,
             reload: None,
+            batched: 1,
             timings_ms: BTreeMap::new(),
             gates: Vec::new(),
             warnings: Vec::new(),
@@ -86,7 +91,7 @@ impl Applied {
                 None => format!("{} (reload)", f.name),
             })
             .collect();
-        format!(
+        let mut out = format!(
             "generation {}: {}{}",
             self.change.generation,
             if services.is_empty() {
@@ -99,7 +104,23 @@ impl Applied {
             } else {
                 format!("; {}", files.join(", "))
             }
-        )
+        );
+        if let Some(r) = &self.reload {
+            if let (Some(serving), Some(stopped)) = (r.serving, r.old_stopped) {
+                out.push_str(&format!(
+                    "; new config serving after {:.1} ms, previous workers stopped accepting after {:.1} ms",
+                    serving.as_secs_f64() * 1e3,
+                    stopped.as_secs_f64() * 1e3
+                ));
+            }
+        }
+        if self.batched > 1 {
+            out.push_str(&format!(" (one change for {} requests)", self.batched));
+        }
+        for w in &self.warnings {
+            out.push_str(&format!("\nwarning: {w}"));
+        }
+        out
     }
 }
 
@@ -118,6 +139,8 @@ pub const PLAN_MAX_ENTRIES: usize = 100;
 pub(super) struct Prepared<'c> {
     pending: Vec<Pending<'c>>,
     validated_by_proxy: bool,
+    /// Warnings of the proxy's checker.
+    warnings: Vec<String>,
     /// A config file changed, or the proxy has no runtime maps: a reload applies it.
     structural: bool,
     timings: BTreeMap<&'static str, f64>,
@@ -184,23 +207,12 @@ fn line_changes(old: &str, new: &str) -> LineChanges {
 }
 
 /// A file whose rendered content differs from what is on disk.
-struct Pending<'a> {
-    spec: &'a FileSpec,
-    old: String,
-    new: String,
+pub(super) struct Pending<'a> {
+    pub(super) spec: &'a FileSpec,
+    pub(super) old: String,
+    pub(super) new: String,
     /// Parsed new entries, for maps.
-    entries: Option<MapEntries>,
-}
-
-/// Whether `v` is a whole number from 0 to 100.
-pub fn is_percent(v: &str) -> bool {
-    v.len() <= 3 && v.parse::<u8>().is_ok_and(|n| n <= 100)
-}
-
-/// Staged copy of a path: beside it, hidden, with a suffix no include glob matches.
-pub fn staged_path(path: &Path) -> PathBuf {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    path.with_file_name(format!(".{name}.cutover-staged"))
+    pub(super) entries: Option<MapEntries>,
 }
 
 impl<P: Proxy> Engine<P> {
@@ -263,7 +275,7 @@ impl<P: Proxy> Engine<P> {
             }
             let new = new.into_owned();
             let entries = match spec.kind {
-                FileKind::Map => Some(mapfile::parse(&new).map_err(|e| {
+                FileKind::Map => Some(self.syntax().parse(&new).map_err(|e| {
                     ApplyError::new(
                         Step::Render,
                         format!("template {} renders an invalid map: {e}", spec.template),
@@ -280,17 +292,21 @@ impl<P: Proxy> Engine<P> {
         }
         timings.insert("render", ms(t));
         let t = Instant::now();
-        self.check_values(&pending).await?;
         let validated_by_proxy = !pending.is_empty() && self.needs_proxy_check(&pending);
-        if validated_by_proxy {
-            self.validate_staged(next).await?;
-        }
+        let report = if validated_by_proxy {
+            Some(self.validate_staged(next).await?)
+        } else {
+            None
+        };
+        let defined = report.as_ref().and_then(|r| r.backends.as_ref());
+        self.check_values(&pending, defined).await?;
         timings.insert("validate", ms(t));
         let structural = pending.iter().any(|p| p.spec.kind == FileKind::Config)
             || (!pending.is_empty() && !self.proxy.has_runtime_maps());
         Ok(Prepared {
             pending,
             validated_by_proxy,
+            warnings: report.map(|r| r.warnings).unwrap_or_default(),
             structural,
             timings,
         })
@@ -310,7 +326,8 @@ impl<P: Proxy> Engine<P> {
             .map(|p| {
                 let (added, changed, removed) = match &p.entries {
                     Some(new) => {
-                        let d = MapDiff::between(&mapfile::parse(&p.old).unwrap_or_default(), new);
+                        let old = self.syntax().parse(&p.old).unwrap_or_default();
+                        let d = MapDiff::between(&old, new);
                         (d.added, d.changed, d.removed)
                     }
                     None => (vec![], vec![], vec![]),
@@ -347,6 +364,7 @@ impl<P: Proxy> Engine<P> {
         let Prepared {
             pending,
             validated_by_proxy,
+            warnings,
             structural,
             mut timings,
         } = self.prepare(&config, next).await?;
@@ -402,131 +420,11 @@ impl<P: Proxy> Engine<P> {
             files,
             validated_by_proxy,
             reload,
+            batched: 1,
             timings_ms: timings,
             gates: Vec::new(),
-            warnings: Vec::new(),
+            warnings,
         })
-    }
-
-    /// The agent's own checks: every map value names what its file says it must.
-    async fn check_values(&self, pending: &[Pending<'_>]) -> Result<(), ApplyError> {
-        let mut backends: Option<BTreeSet<String>> = None;
-        for p in pending {
-            let Some(entries) = &p.entries else { continue };
-            let known: &BTreeSet<String> = match p.spec.values {
-                ValueCheck::Any => continue,
-                ValueCheck::Percent => {
-                    if let Some((k, v)) = entries.iter().find(|(_, v)| !is_percent(v)) {
-                        return Err(ApplyError::new(
-                            Step::Validate,
-                            format!(
-                                "map {}: key {k:?} has {v:?}, not a percentage 0..=100",
-                                p.spec.name
-                            ),
-                        ));
-                    }
-                    continue;
-                }
-                ValueCheck::Services => {
-                    for (k, v) in entries {
-                        if !self.config.services.contains_key(v) {
-                            return Err(ApplyError::new(
-                                Step::Validate,
-                                format!("map {}: key {k:?} names {v:?}, which is not a configured service", p.spec.name),
-                            ));
-                        }
-                    }
-                    continue;
-                }
-                ValueCheck::Backends => {
-                    if backends.is_none() {
-                        backends = Some(self.proxy.backends().await.map_err(|e| {
-                            ApplyError::new(Step::Validate, format!("listing backends: {e}"))
-                        })?);
-                    }
-                    backends.as_ref().expect("just set")
-                }
-            };
-            for (k, v) in entries {
-                if !known.contains(v) {
-                    return Err(ApplyError::new(
-                        Step::Validate,
-                        format!(
-                            "map {}: key {k:?} names backend {v:?}, which the running {} does not have",
-                            p.spec.name,
-                            self.proxy.name()
-                        ),
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The proxy's checker runs when a config file changed, or a map the agent cannot
-    /// check itself changed and the main config is rendered (so it can be staged).
-    fn needs_proxy_check(&self, pending: &[Pending<'_>]) -> bool {
-        let main_rendered = self
-            .config
-            .files
-            .iter()
-            .any(|f| f.path == self.config.proxy.config);
-        pending.iter().any(|p| {
-            p.spec.kind == FileKind::Config || (p.spec.values == ValueCheck::Any && main_rendered)
-        })
-    }
-
-    /// Renders the whole tree with staged paths, writes it beside the live files and runs
-    /// the proxy's checker on the staged main config. Staged files are removed afterwards.
-    pub(super) async fn validate_staged(&self, next: &State) -> Result<(), ApplyError> {
-        let staged: BTreeMap<String, PathBuf> = self
-            .config
-            .files
-            .iter()
-            .map(|f| (f.name.clone(), staged_path(&f.path)))
-            .collect();
-        let Some(main) = self
-            .config
-            .files
-            .iter()
-            .find(|f| f.path == self.config.proxy.config)
-        else {
-            return Err(ApplyError::new(
-                Step::Validate,
-                format!(
-                    "a config file changed but the main config {} is not rendered by cutover, so the change cannot be validated as a whole",
-                    self.config.proxy.config.display()
-                ),
-            ));
-        };
-        let rendered = self.render_all(next, &staged, false)?;
-        let result = async {
-            for f in &self.config.files {
-                write_atomic(
-                    &staged[&f.name],
-                    rendered[&f.name].as_bytes(),
-                    WriteOptions {
-                        keep_previous: false,
-                        ..WriteOptions::default()
-                    },
-                )
-                .map_err(|e| ApplyError::new(Step::Validate, format!("staging: {e}")))?;
-            }
-            let report = self
-                .proxy
-                .check(&staged[&main.name])
-                .await
-                .map_err(|e| ApplyError::new(Step::Validate, e))?;
-            for w in &report.warnings {
-                tracing::warn!("config check: {w}");
-            }
-            Ok(())
-        }
-        .await;
-        for p in staged.values() {
-            let _ = std::fs::remove_file(p);
-        }
-        result
     }
 
     /// Writes every pending file; on a failure the files already written are put back.
@@ -592,7 +490,7 @@ impl<P: Proxy> Engine<P> {
                 kind: p.spec.kind,
                 mechanism: None,
                 edits: p.entries.as_ref().map_or(0, |e| {
-                    MapDiff::between(&mapfile::parse(&p.old).unwrap_or_default(), e).len()
+                    MapDiff::between(&self.syntax().parse(&p.old).unwrap_or_default(), e).len()
                 }),
             })
             .collect();
@@ -609,7 +507,10 @@ impl<P: Proxy> Engine<P> {
         for spec in self.config.files.iter().filter(|f| f.kind == FileKind::Map) {
             let expected = match touched.get(spec.name.as_str()) {
                 Some(p) => p.entries.clone().expect("maps are parsed"),
-                None if structural => mapfile::parse(&self.files[&spec.name]).unwrap_or_default(),
+                None if structural => self
+                    .syntax()
+                    .parse(&self.files[&spec.name])
+                    .unwrap_or_default(),
                 None => continue,
             };
             let live = self
@@ -651,7 +552,7 @@ impl<P: Proxy> Engine<P> {
             return;
         }
         for p in pending {
-            let Ok(old) = mapfile::parse(&p.old) else {
+            let Ok(old) = self.syntax().parse(&p.old) else {
                 continue;
             };
             match self.proxy.read_map(&p.spec.path).await {

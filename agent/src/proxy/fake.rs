@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::{CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError, ReloadReport};
 use crate::gates::watch::BackendStats;
 use crate::gates::ServerHealth;
-use crate::mapfile::{self, MapDiff, MapEntries};
+use crate::mapfile::{MapDiff, MapEntries, MapSyntax};
 
 /// What the fake serves and which failures it injects.
 #[derive(Debug, Default)]
@@ -23,17 +23,25 @@ pub struct FakeState {
     pub fail_check: Option<String>,
     pub fail_update: Option<String>,
     pub fail_reload: Option<String>,
+    /// Warnings every check reports.
+    pub check_warnings: Vec<String>,
+    /// Generation the last reload was asked to apply (what `epoch` says is served).
+    pub served_generation: Option<u64>,
     /// Servers by backend.
     pub servers: BTreeMap<String, Vec<ServerHealth>>,
     /// Counters by backend.
     pub stats: BTreeMap<String, BackendStats>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct FakeProxy {
     pub inner: Arc<Mutex<FakeState>>,
     /// Map files loaded on `reload`.
     pub map_files: Vec<PathBuf>,
+    /// Whether maps change at runtime (like HAProxy) or only by reload (like Nginx).
+    pub runtime_maps: bool,
+    /// How the map files it loads are written.
+    pub syntax: MapSyntax,
 }
 
 impl FakeProxy {
@@ -42,6 +50,8 @@ impl FakeProxy {
         let f = FakeProxy {
             inner: Arc::default(),
             map_files,
+            runtime_maps: true,
+            syntax: MapSyntax::Haproxy,
         };
         {
             let mut s = f.state();
@@ -70,8 +80,10 @@ impl FakeProxy {
         let mut maps = BTreeMap::new();
         for p in &self.map_files {
             let text = std::fs::read_to_string(p).unwrap_or_default();
-            let entries =
-                mapfile::parse(&text).map_err(|e| ProxyError::ReloadFailed(e.to_string()))?;
+            let entries = self
+                .syntax
+                .parse(&text)
+                .map_err(|e| ProxyError::ReloadFailed(e.to_string()))?;
             maps.insert(p.clone(), entries);
         }
         self.state().maps = maps;
@@ -91,12 +103,15 @@ impl Proxy for FakeProxy {
             Some(out) => Err(ProxyError::CheckFailed {
                 output: out.clone(),
             }),
-            None => Ok(CheckReport::default()),
+            None => Ok(CheckReport {
+                warnings: s.check_warnings.clone(),
+                ..CheckReport::default()
+            }),
         }
     }
 
     fn has_runtime_maps(&self) -> bool {
-        true
+        self.runtime_maps
     }
 
     fn map_mechanism(&self, edits: usize) -> MapMechanism {
@@ -139,7 +154,7 @@ impl Proxy for FakeProxy {
         })
     }
 
-    async fn reload(&self, _generation: u64) -> Result<ReloadReport, ProxyError> {
+    async fn reload(&self, generation: u64) -> Result<ReloadReport, ProxyError> {
         {
             let mut s = self.state();
             s.calls.push("reload".into());
@@ -147,6 +162,7 @@ impl Proxy for FakeProxy {
                 return Err(ProxyError::ReloadFailed(e.clone()));
             }
             s.reloads += 1;
+            s.served_generation = Some(generation);
             // Like a real proxy, a reload forgets runtime server states.
             for server in s.servers.values_mut().flatten() {
                 server.drain = false;
@@ -155,14 +171,18 @@ impl Proxy for FakeProxy {
         self.load_files()?;
         Ok(ReloadReport {
             workers: vec![1],
-            elapsed: Duration::ZERO,
+            ..ReloadReport::default()
         })
     }
 
     async fn epoch(&self) -> Result<Epoch, ProxyError> {
+        let s = self.state();
         Ok(Epoch {
             master_pid: 1,
-            reloads: self.state().reloads,
+            reloads: s.reloads,
+            workers: vec![],
+            // Only a reload-only proxy (like Nginx) serves its generation.
+            generation: s.served_generation.filter(|_| !self.runtime_maps),
         })
     }
 

@@ -15,11 +15,15 @@ pub mod reply;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use self::admin::{AdminClient, ServerAdminState};
 use self::master::MasterClient;
-use super::{CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError, ReloadReport};
+use super::{
+    run_program, CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError, ReloadGap,
+    ReloadReport,
+};
 use crate::config;
 use crate::gates::watch::BackendStats;
 use crate::gates::ServerHealth;
@@ -37,6 +41,7 @@ pub struct Haproxy {
     admin: AdminClient,
     master: MasterClient,
     reload_timeout: Duration,
+    gap: Arc<ReloadGap>,
 }
 
 impl Haproxy {
@@ -51,6 +56,7 @@ impl Haproxy {
             admin: AdminClient::new(admin).with_timeout(proxy.command_timeout),
             master: MasterClient::new(master).with_timeout(proxy.command_timeout),
             reload_timeout: proxy.reload_timeout,
+            gap: Arc::new(ReloadGap::new(proxy.min_reload_gap)),
         }
     }
 
@@ -72,40 +78,23 @@ fn runtime(e: impl std::fmt::Display) -> ProxyError {
     ProxyError::Runtime(e.to_string())
 }
 
-/// Runs the proxy's checker by argument vector (never through a shell) and sorts its
-/// output into warnings or a failure.
+/// Runs HAProxy's checker (or another by argument vector) and sorts its output into
+/// warnings or a failure in the checker's own words.
 pub async fn run_check(
     program: &Path,
     args: &[&std::ffi::OsStr],
     timeout: Duration,
 ) -> Result<CheckReport, ProxyError> {
-    let started = Instant::now();
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
-    let output = tokio::time::timeout(timeout, cmd.output())
-        .await
-        .map_err(|_| ProxyError::CheckFailed {
-            output: format!("{} did not finish within {timeout:?}", program.display()),
-        })?
-        .map_err(|e| ProxyError::Spawn {
-            program: program.display().to_string(),
-            reason: e.to_string(),
-        })?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    if !output.status.success() {
+    let out = run_program(program, args, timeout).await?;
+    let text = format!("{}{}", out.stdout, out.stderr);
+    if !out.status.success() {
         // The checker's own words, less its banner (version and executable notices).
         let lines: Vec<&str> = text
             .lines()
             .filter(|l| !l.contains("[NOTICE]") && !l.trim().is_empty())
             .collect();
         let output = if lines.is_empty() {
-            format!("{} exited with {}", program.display(), output.status)
+            format!("{} exited with {}", program.display(), out.status)
         } else {
             lines.join("\n")
         };
@@ -117,7 +106,8 @@ pub async fn run_check(
             .filter(|l| l.contains("[WARNING]") || l.contains("[warn]"))
             .map(str::to_owned)
             .collect(),
-        elapsed: started.elapsed(),
+        elapsed: out.elapsed,
+        backends: None,
     })
 }
 
@@ -207,14 +197,15 @@ impl Proxy for Haproxy {
     }
 
     async fn reload(&self, _generation: u64) -> Result<ReloadReport, ProxyError> {
-        let outcome = self
-            .master
-            .reload(self.reload_timeout)
-            .await
-            .map_err(|e| ProxyError::ReloadFailed(e.to_string()))?;
+        let gap_wait = self.gap.wait().await;
+        let outcome = self.master.reload(self.reload_timeout).await;
+        self.gap.ended();
+        let outcome = outcome.map_err(|e| ProxyError::ReloadFailed(e.to_string()))?;
         Ok(ReloadReport {
             workers: outcome.new_worker_pids,
             elapsed: outcome.elapsed,
+            gap_wait,
+            ..ReloadReport::default()
         })
     }
 
@@ -223,7 +214,13 @@ impl Proxy for Haproxy {
         Ok(Epoch {
             master_pid: e.master_pid,
             reloads: e.reloads,
+            workers: vec![],
+            generation: None,
         })
+    }
+
+    fn reload_wait(&self) -> Duration {
+        self.gap.remaining()
     }
 
     async fn servers(&self, backend: &str) -> Result<Vec<ServerHealth>, ProxyError> {

@@ -1,0 +1,145 @@
+//! The config file as written: serde structs with unknown fields refused, turned into a
+//! [`Config`](super::Config) by `validate`.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{FileKind, ProxyKind, Server, Sticky, ValueCheck};
+use crate::gates::{GateConfig, WatchConfig};
+use crate::state::Colour;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub(super) agent: RawAgent,
+    pub(super) proxy: RawProxy,
+    #[serde(default)]
+    pub(super) templates: RawTemplates,
+    #[serde(default)]
+    pub(super) files: Vec<RawFile>,
+    #[serde(default)]
+    pub(super) services: Vec<RawService>,
+    pub(super) cluster: Option<RawCluster>,
+    #[serde(default)]
+    pub(super) metrics: super::metrics::RawMetrics,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    pub(super) node: String,
+    pub(super) listen: String,
+    pub(super) ca: PathBuf,
+    pub(super) cert: PathBuf,
+    pub(super) key: PathBuf,
+    #[serde(default)]
+    pub(super) peers: Vec<crate::peers::PeerSpec>,
+    pub(super) report_interval_ms: Option<u64>,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) prepare_ttl_ms: Option<u64>,
+    #[serde(default)]
+    pub(super) hold_before_decision_ms: u64,
+    #[serde(default)]
+    pub(super) hold_before_commit_ms: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAgent {
+    pub(super) socket: Option<PathBuf>,
+    pub(super) socket_mode: Option<u32>,
+    pub(super) socket_group: Option<String>,
+    pub(super) state_dir: Option<PathBuf>,
+    pub(super) max_connections: Option<usize>,
+    pub(super) max_line: Option<usize>,
+    pub(super) read_timeout_ms: Option<u64>,
+    pub(super) reconcile_interval_ms: Option<u64>,
+    pub(super) desired_state: Option<PathBuf>,
+    pub(super) desired_debounce_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProxy {
+    pub(super) kind: ProxyKind,
+    pub(super) binary: Option<PathBuf>,
+    pub(super) config: Option<PathBuf>,
+    pub(super) admin_socket: Option<PathBuf>,
+    pub(super) master_socket: Option<PathBuf>,
+    pub(super) pid_file: Option<PathBuf>,
+    pub(super) error_log: Option<PathBuf>,
+    pub(super) status: Option<String>,
+    pub(super) prefix: Option<PathBuf>,
+    pub(super) map_dir: Option<PathBuf>,
+    pub(super) reload_timeout_ms: Option<u64>,
+    pub(super) command_timeout_ms: Option<u64>,
+    pub(super) min_reload_gap_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTemplates {
+    pub(super) dir: Option<PathBuf>,
+    pub(super) override_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) vars: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    pub(super) name: String,
+    pub(super) template: String,
+    pub(super) path: PathBuf,
+    pub(super) kind: FileKind,
+    #[serde(default = "yes")]
+    pub(super) uses_state: bool,
+    #[serde(default = "any")]
+    pub(super) values: ValueCheck,
+}
+
+fn any() -> ValueCheck {
+    ValueCheck::Any
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    pub(super) name: String,
+    #[serde(default)]
+    pub(super) routes: Vec<String>,
+    pub(super) routes_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) allow_empty_routes: bool,
+    #[serde(default = "blue")]
+    pub(super) initial: Colour,
+    pub(super) blue: RawColour,
+    pub(super) green: RawColour,
+    #[serde(default)]
+    pub(super) preview_hosts: Vec<String>,
+    #[serde(default = "yes")]
+    pub(super) drain_after_switch: bool,
+    #[serde(default)]
+    pub(super) gate: GateConfig,
+    pub(super) watch: Option<WatchConfig>,
+    pub(super) canary_sticky: Option<Sticky>,
+    pub(super) prewarm: Option<crate::gates::prewarm::PrewarmConfig>,
+}
+
+fn blue() -> Colour {
+    Colour::Blue
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawColour {
+    pub(super) backend: String,
+    #[serde(default)]
+    pub(super) servers: Vec<Server>,
+}

@@ -1,0 +1,240 @@
+//! Tests of loading and validating configs.
+
+use super::*;
+
+const GOOD: &str = r#"
+[agent]
+socket = "/tmp/c.sock"
+state_dir = "/tmp/state"
+
+[proxy]
+kind = "haproxy"
+admin_socket = "/tmp/admin.sock"
+master_socket = "/tmp/master.sock"
+map_dir = "/tmp/maps"
+
+[[services]]
+name = "web"
+routes = ["www.example.com", "example.com"]
+blue = { backend = "web_blue" }
+green = { backend = "web_green" }
+"#;
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(Path::new("/etc/cutover/cutover.toml"), text)
+}
+
+#[test]
+fn good_config_with_defaults() {
+    let c = load(GOOD).unwrap();
+    assert_eq!(c.agent.socket_mode, DEFAULT_SOCKET_MODE);
+    assert_eq!(c.services["web"].routes.len(), 2);
+    assert_eq!(c.services["web"].initial, Colour::Blue);
+    assert_eq!(c.files.len(), 2);
+    assert_eq!(
+        c.file("routes").unwrap().path,
+        Path::new("/tmp/maps/routes.map")
+    );
+    assert!(!c.file("routes").unwrap().uses_state);
+}
+
+#[test]
+fn unknown_field_is_refused() {
+    let e = load(&GOOD.replace("[agent]", "[agent]\nsokcet = 1")).unwrap_err();
+    assert!(e.to_string().contains("unknown field `sokcet`"), "{e}");
+}
+
+#[test]
+fn every_problem_is_listed() {
+    let bad = GOOD
+        .replace("\"www.example.com\"", "\"www example.com\"")
+        .replace("web_green", "web_blue")
+        .replace("/tmp/admin.sock", "")
+        .replace("name = \"web\"", "name = \"web/x\"");
+    let e = load(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("route \"www example.com\" contains a space"),
+        "{e}"
+    );
+    assert!(e.contains("is also the backend of"), "{e}");
+    assert!(e.contains("proxy.admin_socket: empty path"), "{e}");
+    assert!(e.contains("services[0] (web/x).name"), "{e}");
+}
+
+#[test]
+fn empty_routes_refused_unless_allowed() {
+    let bad = GOOD.replace("[\"www.example.com\", \"example.com\"]", "[]");
+    assert!(load(&bad).unwrap_err().to_string().contains("no routes"));
+    let ok = bad.replace("routes = []", "routes = []\nallow_empty_routes = true");
+    assert!(load(&ok).is_ok());
+}
+
+#[test]
+fn shared_route_refused() {
+    let two = format!(
+        "{GOOD}\n[[services]]\nname = \"api\"\nroutes = [\"example.com\"]\nblue = {{ backend = \"a_b\" }}\ngreen = {{ backend = \"a_g\" }}\n"
+    );
+    let e = load(&two).unwrap_err().to_string();
+    assert!(e.contains("also a route of service \"web\""), "{e}");
+}
+
+#[test]
+fn routes_file_lines_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("routes.txt");
+    std::fs::write(&f, "# hosts\na.example\n\nb#x\n").unwrap();
+    let text = GOOD.replace(
+        "routes = [\"www.example.com\", \"example.com\"]",
+        &format!("routes_file = {:?}", f.display().to_string()),
+    );
+    let e = load(&text).unwrap_err().to_string();
+    assert!(e.contains("routes.txt:4: route \"b#x\""), "{e}");
+}
+
+const NGINX: &str = r#"
+[proxy]
+kind = "nginx"
+
+[[services]]
+name = "web"
+routes = ["www.example.com"]
+blue = { backend = "web_blue" }
+green = { backend = "web_green" }
+"#;
+
+#[test]
+fn nginx_defaults() {
+    let c = load(NGINX).unwrap();
+    assert_eq!(c.proxy.binary, Path::new(DEFAULT_NGINX_BINARY));
+    assert_eq!(c.proxy.config, Path::new(DEFAULT_NGINX_CONFIG));
+    assert_eq!(
+        c.proxy.min_reload_gap,
+        Duration::from_millis(DEFAULT_NGINX_MIN_RELOAD_GAP_MS)
+    );
+    let n = c.proxy.nginx.as_ref().unwrap();
+    assert_eq!(n.pid_file, Path::new(DEFAULT_NGINX_PID_FILE));
+    assert_eq!(n.error_log, Path::new(DEFAULT_NGINX_ERROR_LOG));
+    assert_eq!(n.status.to_string(), DEFAULT_NGINX_STATUS);
+    assert_eq!(n.prefix, None);
+    // The main config is rendered too: every nginx change reloads it.
+    let main = c.file("nginx").unwrap();
+    assert_eq!(
+        (main.path.as_path(), main.kind),
+        (c.proxy.config.as_path(), FileKind::Config)
+    );
+    assert_eq!(c.file("services").unwrap().template, "nginx/services.map");
+    assert!(load(GOOD).unwrap().proxy.nginx.is_none());
+    assert_eq!(load(GOOD).unwrap().proxy.min_reload_gap, Duration::ZERO);
+}
+
+#[test]
+fn keys_of_the_other_proxy_are_refused() {
+    let e = load(&NGINX.replace(
+        "kind = \"nginx\"",
+        "kind = \"nginx\"\nadmin_socket = \"/tmp/a.sock\"",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("proxy.admin_socket: only for kind = \"haproxy\""),
+        "{e}"
+    );
+    let e = load(&GOOD.replace("map_dir", "pid_file = \"/run/x.pid\"\nmap_dir"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("proxy.pid_file: only for kind = \"nginx\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn nginx_status_is_local_only() {
+    for (status, ok) in [
+        ("127.0.0.1:8099", true),
+        ("[::1]:8099", true),
+        ("unix:/run/cutover/s.sock", true),
+        ("0.0.0.0:8099", false),
+        ("10.1.2.3:8099", false),
+        ("unix:relative.sock", false),
+        ("localhost", false),
+    ] {
+        let text = NGINX.replace(
+            "kind = \"nginx\"",
+            &format!("kind = \"nginx\"\nstatus = {status:?}"),
+        );
+        assert_eq!(load(&text).is_ok(), ok, "{status}");
+    }
+}
+
+#[test]
+fn nginx_routes_that_a_map_block_reads_differently_are_refused() {
+    let text = NGINX.replace(
+        "[\"www.example.com\"]",
+        "[\"www.example.com\", \"default\", \"~^x\"]",
+    );
+    let e = load(&text).unwrap_err().to_string();
+    assert!(
+        e.contains("services[0] (web).routes[1]: route \"default\""),
+        "{e}"
+    );
+    assert!(
+        e.contains("routes[2]: route \"~^x\" starts with '~'"),
+        "{e}"
+    );
+    // The same routes are plain keys for HAProxy.
+    assert!(load(&GOOD.replace("\"example.com\"]", "\"default\"]")).is_ok());
+}
+
+#[test]
+fn nginx_refuses_what_its_templates_cannot_do() {
+    let text = NGINX.replace(
+        "green = { backend = \"web_green\" }",
+        "green = { backend = \"web_green\" }\npreview_hosts = [\"p.example.com\"]\n[services.watch]\nwindow_ms = 1000",
+    );
+    let e = load(&text).unwrap_err().to_string();
+    assert!(
+        e.contains("services[0] (web).preview_hosts: not available with kind = \"nginx\""),
+        "{e}"
+    );
+    assert!(e.contains("(web).watch: not available"), "{e}");
+}
+
+#[test]
+fn nginx_files_must_render_the_main_config() {
+    let text = format!(
+        "{NGINX}\n[[files]]\nname = \"services\"\ntemplate = \"nginx/services.map\"\npath = \"/etc/nginx/cutover/services.map\"\nkind = \"map\"\n"
+    );
+    let e = load(&text).unwrap_err().to_string();
+    assert!(e.contains("must be rendered by cutover"), "{e}");
+    let gap = NGINX.replace(
+        "kind = \"nginx\"",
+        "kind = \"nginx\"\nmin_reload_gap_ms = 60001",
+    );
+    assert!(load(&gap)
+        .unwrap_err()
+        .to_string()
+        .contains("min_reload_gap_ms"));
+}
+
+#[test]
+fn shipped_examples_are_valid() {
+    for name in ["cutover.toml", "cutover-nginx.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples")
+            .join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        if let Err(e) = Config::from_toml(&path, &text) {
+            panic!("{name}: {e}");
+        }
+    }
+}
+
+#[test]
+fn template_outside_dir_refused() {
+    let text = format!(
+        "{GOOD}\n[[files]]\nname = \"x\"\ntemplate = \"../../etc/passwd\"\npath = \"/tmp/maps/x.map\"\nkind = \"map\"\n"
+    );
+    let e = load(&text).unwrap_err().to_string();
+    assert!(e.contains("must be a relative path inside"), "{e}");
+}

@@ -1,0 +1,166 @@
+//! Validation of a change before anything live is written: the proxy's own checker on a
+//! staged copy of the whole tree (beside the live files, so relative includes resolve as
+//! they do live), and the agent's own checks of what map values name.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use super::transition::Pending;
+use super::{ApplyError, Engine, Step};
+use crate::config::{FileKind, ValueCheck};
+use crate::fsio::{write_atomic, WriteOptions};
+use crate::proxy::{CheckReport, Proxy};
+use crate::state::State;
+
+/// Whether `v` is a whole number from 0 to 100.
+pub fn is_percent(v: &str) -> bool {
+    v.len() <= 3 && v.parse::<u8>().is_ok_and(|n| n <= 100)
+}
+
+/// Staged copy of a path: beside it, hidden, with a suffix no include glob matches.
+pub fn staged_path(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.cutover-staged"))
+}
+
+impl<P: Proxy> Engine<P> {
+    /// The agent's own checks: every map value names what its file says it must. Backends
+    /// are those `defined` by the config the proxy's checker just passed, when it lists
+    /// them (a proxy that reloads for the change will serve exactly those), else those the
+    /// running proxy lists.
+    pub(super) async fn check_values(
+        &self,
+        pending: &[Pending<'_>],
+        defined: Option<&BTreeSet<String>>,
+    ) -> Result<(), ApplyError> {
+        let mut backends: Option<BTreeSet<String>> = defined.cloned();
+        for p in pending {
+            let Some(entries) = &p.entries else { continue };
+            let known: &BTreeSet<String> = match p.spec.values {
+                ValueCheck::Any => continue,
+                ValueCheck::Percent => {
+                    if let Some((k, v)) = entries.iter().find(|(_, v)| !is_percent(v)) {
+                        return Err(ApplyError::new(
+                            Step::Validate,
+                            format!(
+                                "map {}: key {k:?} has {v:?}, not a percentage 0..=100",
+                                p.spec.name
+                            ),
+                        ));
+                    }
+                    continue;
+                }
+                ValueCheck::Services => {
+                    for (k, v) in entries {
+                        if !self.config.services.contains_key(v) {
+                            return Err(ApplyError::new(
+                                Step::Validate,
+                                format!("map {}: key {k:?} names {v:?}, which is not a configured service", p.spec.name),
+                            ));
+                        }
+                    }
+                    continue;
+                }
+                ValueCheck::Backends => {
+                    if backends.is_none() {
+                        backends = Some(self.proxy.backends().await.map_err(|e| {
+                            ApplyError::new(Step::Validate, format!("listing backends: {e}"))
+                        })?);
+                    }
+                    backends.as_ref().expect("just set")
+                }
+            };
+            for (k, v) in entries {
+                if !known.contains(v) {
+                    return Err(ApplyError::new(
+                        Step::Validate,
+                        format!(
+                            "map {}: key {k:?} names backend {v:?}, which the {} {} does not have",
+                            p.spec.name,
+                            if defined.is_some() {
+                                "checked config of"
+                            } else {
+                                "running"
+                            },
+                            self.proxy.name()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The proxy's checker runs when a config file changed, or a map the agent cannot
+    /// check itself changed and the main config is rendered (so it can be staged), and for
+    /// every change of a proxy without runtime maps: it reloads the whole config for any
+    /// change, so the whole config is validated first.
+    pub(super) fn needs_proxy_check(&self, pending: &[Pending<'_>]) -> bool {
+        if !self.proxy.has_runtime_maps() {
+            return true;
+        }
+        let main_rendered = self
+            .config
+            .files
+            .iter()
+            .any(|f| f.path == self.config.proxy.config);
+        pending.iter().any(|p| {
+            p.spec.kind == FileKind::Config || (p.spec.values == ValueCheck::Any && main_rendered)
+        })
+    }
+
+    /// Renders the whole tree with staged paths, writes it beside the live files and runs
+    /// the proxy's checker on the staged main config. Staged files are removed afterwards.
+    /// Relative includes in the main config resolve as they do live: the staged copy is in
+    /// the same directory.
+    pub(super) async fn validate_staged(&self, next: &State) -> Result<CheckReport, ApplyError> {
+        let staged: BTreeMap<String, PathBuf> = self
+            .config
+            .files
+            .iter()
+            .map(|f| (f.name.clone(), staged_path(&f.path)))
+            .collect();
+        let Some(main) = self
+            .config
+            .files
+            .iter()
+            .find(|f| f.path == self.config.proxy.config)
+        else {
+            return Err(ApplyError::new(
+                Step::Validate,
+                format!(
+                    "a config file changed but the main config {} is not rendered by cutover, so the change cannot be validated as a whole",
+                    self.config.proxy.config.display()
+                ),
+            ));
+        };
+        let rendered = self.render_all(next, &staged, false)?;
+        let result = async {
+            for f in &self.config.files {
+                write_atomic(
+                    &staged[&f.name],
+                    rendered[&f.name].as_bytes(),
+                    WriteOptions {
+                        keep_previous: false,
+                        ..WriteOptions::default()
+                    },
+                )
+                .map_err(|e| ApplyError::new(Step::Validate, format!("staging: {e}")))?;
+            }
+            let report = self
+                .proxy
+                .check(&staged[&main.name])
+                .await
+                .map_err(|e| ApplyError::new(Step::Validate, e))?;
+            for w in &report.warnings {
+                tracing::warn!("config check: {w}");
+            }
+            Ok(report)
+        }
+        .await;
+        for p in staged.values() {
+            let _ = std::fs::remove_file(p);
+        }
+        result
+    }
+}

@@ -1,0 +1,394 @@
+//! The agent end to end against real Nginx 1.22: switches seen by real requests, a
+//! template Nginx refuses, a reload that passes `nginx -t` but fails in the master, a
+//! 100k-route service, a burst of switches coalesced into few reloads, and drift repair.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use cutover_tests::agent::{text, Setup, SetupOptions};
+
+const HOST: &str = "www.example.test";
+
+fn setup(options: SetupOptions) -> Option<Setup> {
+    let nginx = cutover_tests::require_proxy("nginx")?;
+    let mut s = Setup::new_nginx(&nginx, options);
+    s.start_agent();
+    Some(s)
+}
+
+/// Bytes of every file Nginx reads, to prove a refusal changed nothing.
+fn live_files(s: &Setup) -> Vec<(String, Vec<u8>)> {
+    ["nginx.conf", "maps/routes.map", "maps/services.map"]
+        .iter()
+        .map(|f| {
+            (
+                f.to_string(),
+                std::fs::read(s.file(f)).expect("read live file"),
+            )
+        })
+        .collect()
+}
+
+fn staged_leftovers(s: &Setup) -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in [s.dir().to_owned(), s.file("maps")] {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            if name.contains("cutover-staged") {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+/// Options whose template override dir holds the shipped nginx.conf with `extra` inside
+/// the main `server` block while web is green; the directory lives as long as the guard.
+fn green_only(extra: &str) -> (SetupOptions, tempfile::TempDir) {
+    let overrides = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(overrides.path().join("nginx")).unwrap();
+    let shipped =
+        std::fs::read_to_string(cutover_tests::workspace_root().join("templates/nginx/nginx.conf"))
+            .unwrap();
+    let anchor = "        listen {{ vars.listen }};\n";
+    assert!(shipped.contains(anchor));
+    let broken = shipped.replace(
+        anchor,
+        &format!("{anchor}{{% if services.web.live == \"green\" %}}        {extra}\n{{% endif %}}"),
+    );
+    std::fs::write(overrides.path().join("nginx/nginx.conf"), broken).unwrap();
+    let options = SetupOptions {
+        templates_extra: format!(
+            "override_dir = {:?}",
+            overrides.path().display().to_string()
+        ),
+        ..SetupOptions::default()
+    };
+    (options, overrides)
+}
+
+#[test]
+fn switch_and_rollback_change_what_requests_get() {
+    let Some(s) = setup(SetupOptions::default()) else {
+        return;
+    };
+    assert_eq!(s.get(HOST), (200, "blue".into()));
+    let out = s.cli(&["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 0, "{reply}");
+    // The answer comes once no worker of the previous config accepts: every new
+    // connection from now on is green.
+    for _ in 0..20 {
+        assert_eq!(s.get(HOST), (200, "green".into()));
+    }
+    assert_eq!(s.get("example.test"), (200, "green".into()));
+    let reload = &reply["data"]["reload"];
+    let serving = reload["serving_ms"].as_f64().expect("serving time");
+    let stopped = reload["old_stopped_ms"].as_f64().expect("old workers time");
+    assert!(serving > 0.0 && stopped > 0.0, "{reload}");
+    assert!(reply["data"]["validated_by_proxy"].as_bool().unwrap());
+    let message = reply["message"].as_str().unwrap();
+    assert!(
+        message.contains("previous workers stopped accepting after"),
+        "{message}"
+    );
+    let previous: Vec<u64> = reload["previous_workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_u64().unwrap())
+        .collect();
+    assert!(!previous.is_empty());
+    let workers = s.nginx().workers();
+    assert!(workers.iter().all(|w| !previous.contains(&u64::from(*w))));
+
+    // The colour that lost its traffic is drained: its servers are down in the config.
+    let conf = std::fs::read_to_string(s.file("nginx.conf")).unwrap();
+    assert!(
+        conf.contains(&format!("server {} down;", s.blue.addr())),
+        "{conf}"
+    );
+    assert!(
+        conf.contains(&format!("server {};", s.green.addr())),
+        "{conf}"
+    );
+
+    let out = s.cli(&["rollback", "web"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(s.get(HOST), (200, "blue".into()));
+    let conf = std::fs::read_to_string(s.file("nginx.conf")).unwrap();
+    assert!(
+        conf.contains(&format!("server {};", s.blue.addr())),
+        "{conf}"
+    );
+
+    let (_, status) = s.cli_json(&["status"]);
+    let web = &status["data"]["services"][0];
+    assert_eq!(
+        (web["live"].as_str(), web["previous"].as_str()),
+        (Some("blue"), Some("green"))
+    );
+    let epoch = &status["data"]["proxy"]["epoch"];
+    assert_eq!(
+        epoch["generation"], status["data"]["generation"],
+        "{status}"
+    );
+    assert_eq!(epoch["master_pid"], s.nginx().master_pid());
+    let human = s.cli(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&human.stdout).contains("nginx reachable (serving generation"),
+        "{}",
+        text(&human)
+    );
+
+    // Nginx cannot show a map it serves; the desired one is there.
+    let (code, live) = s.cli_json(&["map", "show", "services", "--live"]);
+    assert_eq!(code, 1, "{live}");
+    assert!(
+        live["message"]
+            .as_str()
+            .unwrap()
+            .contains("not supported by nginx"),
+        "{live}"
+    );
+    let (code, desired) = s.cli_json(&["map", "show", "services"]);
+    assert_eq!(code, 0, "{desired}");
+    assert_eq!(desired["data"]["entries"]["web"], "web_blue");
+
+    let (_, history) = s.cli_json(&["history", "web"]);
+    let entries = history["data"]["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{history}");
+    assert_eq!(entries[1]["request"]["op"], "rollback");
+
+    let before = s.generation();
+    assert!(s.cli(&["switch", "web", "blue"]).status.success());
+    assert_eq!(
+        s.generation(),
+        before,
+        "switching to the live colour changes nothing"
+    );
+}
+
+#[test]
+fn a_template_that_breaks_nginx_is_refused_with_its_words_and_nothing_changes() {
+    let (options, _guard) = green_only("bogus_directive on;");
+    let Some(s) = setup(options) else { return };
+    let files = live_files(&s);
+    let gen = s.generation();
+    let workers = s.nginx().workers();
+
+    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 1, "{reply}");
+    assert_eq!(reply["data"]["step"], "validate");
+    let msg = reply["message"].as_str().unwrap();
+    assert!(
+        msg.contains("[emerg] unknown directive \"bogus_directive\""),
+        "{msg}"
+    );
+
+    assert_eq!(live_files(&s), files, "live files changed");
+    assert_eq!(s.generation(), gen);
+    assert_eq!(s.nginx().workers(), workers, "nginx was reloaded");
+    assert_eq!(s.nginx().reloads_logged(), 0);
+    assert_eq!(s.get(HOST), (200, "blue".into()));
+    assert!(
+        staged_leftovers(&s).is_empty(),
+        "{:?}",
+        staged_leftovers(&s)
+    );
+    let (_, history) = s.cli_json(&["history"]);
+    let last = history["data"]["entries"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["result"], "error");
+}
+
+#[test]
+fn a_reload_the_master_refuses_is_reported_and_rolled_back() {
+    // A port that is taken: `nginx -t` tolerates that, the master does not.
+    let taken = cutover_tests::ports::bind_free();
+    let port = taken.local_addr().unwrap().port();
+    let (options, _guard) = green_only(&format!("listen 127.0.0.1:{port};"));
+    let Some(s) = setup(options) else { return };
+    let files = live_files(&s);
+    let gen = s.generation();
+
+    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 1, "{reply}");
+    assert_eq!(reply["data"]["step"], "apply", "{reply}");
+    let msg = reply["message"].as_str().unwrap();
+    assert!(msg.contains("nginx refused the new config"), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "[emerg] bind() to 127.0.0.1:{port} failed (98: Address already in use)"
+        )),
+        "{msg}"
+    );
+    assert_eq!(live_files(&s), files, "the previous files are back");
+    assert_eq!(s.generation(), gen);
+    assert_eq!(s.get(HOST), (200, "blue".into()));
+    let (_, status) = s.cli_json(&["status"]);
+    assert_eq!(
+        status["data"]["proxy"]["epoch"]["generation"], gen,
+        "{status}"
+    );
+
+    // Once the port is free, the same switch goes through.
+    drop(taken);
+    let out = s.cli(&["switch", "web", "green"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(s.get(HOST), (200, "green".into()));
+}
+
+#[test]
+fn checker_warnings_reach_the_caller() {
+    // Three routes cannot share one 64-byte bucket: Nginx warns, and still loads the map.
+    let Some(s) = setup(SetupOptions {
+        routes: vec![
+            "www.example.test".into(),
+            "example.test".into(),
+            "api.example.test".into(),
+        ],
+        vars_extra: ", map_hash_max_size = 1, map_hash_bucket_size = 64".into(),
+        ..SetupOptions::default()
+    }) else {
+        return;
+    };
+    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 0, "{reply}");
+    let warnings = reply["data"]["warnings"].as_array().expect("warnings");
+    assert!(
+        warnings.iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .contains("could not build optimal map_hash")),
+        "{reply}"
+    );
+    let out = s.cli(&["switch", "web", "blue"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("warning: [warn] could not build optimal map_hash"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(s.get("api.example.test"), (200, "blue".into()));
+}
+
+#[test]
+fn a_100k_route_service_switches_without_hash_warnings() {
+    let Some(s) = setup(SetupOptions {
+        routes_in_file: true,
+        ..SetupOptions::default()
+    }) else {
+        return;
+    };
+    s.load_generated_routes(HOST, 100_000);
+    assert!(
+        !s.agent().log().contains("could not build"),
+        "{}",
+        s.agent().log()
+    );
+    let map = std::fs::read_to_string(s.routes_map()).unwrap();
+    assert_eq!(
+        map.lines().filter(|l| l.ends_with(" web;")).count(),
+        100_001
+    );
+    assert_eq!(s.get("h99999.example.test"), (200, "blue".into()));
+
+    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 0, "{reply}");
+    assert!(reply["data"].get("warnings").is_none(), "{reply}");
+    assert_eq!(s.get("h12345.example.test"), (200, "green".into()));
+    assert_eq!(s.get(HOST), (200, "green".into()));
+    assert!(!s.nginx().error_log().contains("could not build"));
+}
+
+/// Sends one request line on a new connection and keeps it open for the answer.
+fn send(socket: &std::path::Path, line: &str) -> UnixStream {
+    let mut c = UnixStream::connect(socket).expect("connect agent socket");
+    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    c.write_all(format!("{line}\n").as_bytes()).unwrap();
+    c
+}
+
+#[test]
+fn a_burst_of_switches_is_coalesced_into_few_reloads() {
+    let Some(s) = setup(SetupOptions::default()) else {
+        return;
+    };
+    let gen = s.generation();
+    let before = s.nginx().reloads_logged();
+    // 20 switches, 2 ms apart, alternating; the last asks for green. The first starts a
+    // reload (over 100 ms); the others queue behind it.
+    let colours: Vec<&str> = (0..20)
+        .map(|i| if i % 2 == 1 { "green" } else { "blue" })
+        .collect();
+    let conns: Vec<UnixStream> = colours
+        .iter()
+        .map(|c| {
+            let line = format!(r#"{{"cmd":"switch","service":"web","colour":"{c}"}}"#);
+            let conn = send(&s.agent().socket, &line);
+            std::thread::sleep(Duration::from_millis(2));
+            conn
+        })
+        .collect();
+    let replies: Vec<serde_json::Value> = conns
+        .into_iter()
+        .map(|c| {
+            let mut line = String::new();
+            BufReader::new(c).read_line(&mut line).unwrap();
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+        })
+        .collect();
+    for r in &replies {
+        assert_eq!(r["status"], "ok", "{r}");
+    }
+    let reloads = s.nginx().reloads_logged() - before;
+    eprintln!("{reloads} reloads for 20 switches");
+    assert!(
+        (1..=4).contains(&reloads),
+        "{reloads} reloads for 20 switches"
+    );
+    let most = replies
+        .iter()
+        .map(|r| r["data"]["batched"].as_u64().unwrap_or(1))
+        .max()
+        .unwrap();
+    assert!(most >= 10, "largest batch {most}");
+
+    // It ends in the last requested state, seen by requests and by status.
+    assert_eq!(s.get(HOST), (200, "green".into()));
+    let (_, status) = s.cli_json(&["status"]);
+    assert_eq!(status["data"]["services"][0]["live"], "green");
+    // The first asks for the live colour (nothing to do); each other one changes it.
+    assert_eq!(s.generation(), gen + 19);
+    let (_, history) = s.cli_json(&["history", "--limit", "20"]);
+    let entries = history["data"]["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 20);
+    assert!(entries.iter().all(|e| e["result"] == "ok"));
+}
+
+#[test]
+fn drift_made_by_hand_is_repaired() {
+    let Some(s) = setup(SetupOptions::default()) else {
+        return;
+    };
+    // Someone edits the map and reloads Nginx behind the agent's back.
+    std::fs::write(s.services_map(), "web web_green;\n").unwrap();
+    assert!(s.nginx().reload(Duration::from_secs(5)));
+    assert!(
+        s.agent().wait_for_log("repaired", Duration::from_secs(10)),
+        "{}",
+        s.agent().log()
+    );
+    assert!(s.wait_for_body(HOST, "blue", Duration::from_secs(5)));
+    assert!(std::fs::read_to_string(s.services_map())
+        .unwrap()
+        .contains("web web_blue;"));
+}
