@@ -120,12 +120,31 @@ fn link_previous(path: &Path) -> bool {
     true
 }
 
+/// Writes `content` to `path` through a temporary file and a rename, like
+/// [`write_atomic`] but without any fsync and without keeping a previous version: for
+/// staged copies that exist only while a checker reads them, where a crash loses nothing
+/// (a leftover has a name no include glob matches).
+pub fn write_staged(path: &Path, content: &[u8]) -> Result<(), FsError> {
+    replace_with(path, content, None, DEFAULT_MODE, false)
+}
+
 /// Temp file, write, fsync, rename over `path`, fsync the directory.
 fn replace(
     path: &Path,
     content: &[u8],
     like: Option<&fs::Metadata>,
     new_mode: u32,
+) -> Result<(), FsError> {
+    replace_with(path, content, like, new_mode, true)
+}
+
+/// [`replace`], with the fsyncs only when `durable`.
+fn replace_with(
+    path: &Path,
+    content: &[u8],
+    like: Option<&fs::Metadata>,
+    new_mode: u32,
+    durable: bool,
 ) -> Result<(), FsError> {
     let dir = path
         .parent()
@@ -151,16 +170,21 @@ fn replace(
                     source,
                 })?;
         }
-        file.sync_all().map_err(|source| FsError::Sync {
-            path: tmp_path.clone(),
-            source,
-        })?;
+        if durable {
+            file.sync_all().map_err(|source| FsError::Sync {
+                path: tmp_path.clone(),
+                source,
+            })?;
+        }
         fs::rename(&tmp_path, path).map_err(|source| FsError::Rename {
             from: tmp_path.clone(),
             to: path.to_owned(),
             source,
         })?;
-        sync_dir(dir)
+        if durable {
+            sync_dir(dir)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp_path);
@@ -261,6 +285,20 @@ mod tests {
         let prev = previous_path(&p);
         assert!(fs::symlink_metadata(&prev).unwrap().file_type().is_file());
         assert_eq!(fs::read(&prev).unwrap(), b"a x\n");
+    }
+
+    #[test]
+    fn staged_writes_replace_whole_and_keep_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".haproxy.cfg.cutover-staged");
+        write_staged(&p, b"one").unwrap();
+        write_staged(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [".haproxy.cfg.cutover-staged"]);
     }
 
     #[test]

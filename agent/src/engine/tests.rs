@@ -349,6 +349,33 @@ async fn a_proxy_without_runtime_maps_checks_and_reloads_every_change() {
 }
 
 #[tokio::test]
+async fn the_check_stages_only_what_changes() {
+    let mut f = fixture_with(true).await;
+    f.engine
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
+        .await
+        .unwrap();
+    let checked = f.proxy.state().checked.last().cloned().unwrap();
+    // The services map changes and is staged; the routes map does not and is read live.
+    let staged_services = f.maps.join(".services.map.cutover-staged");
+    let live_routes = f.maps.join("routes.map");
+    assert!(
+        checked.contains(&staged_services.display().to_string()),
+        "{checked}"
+    );
+    assert!(
+        checked.contains(&format!("{};", live_routes.display())),
+        "{checked}"
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(&f.maps)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("cutover-staged"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test]
 async fn queued_requests_share_one_transition() {
     let mut f = fixture_with(true).await;
     let gen = f.engine.state().generation;

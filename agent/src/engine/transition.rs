@@ -294,7 +294,8 @@ impl<P: Proxy> Engine<P> {
         let t = Instant::now();
         let validated_by_proxy = !pending.is_empty() && self.needs_proxy_check(&pending);
         let report = if validated_by_proxy {
-            Some(self.validate_staged(next).await?)
+            let changed = pending.iter().map(|p| p.spec.name.as_str()).collect();
+            Some(self.validate_staged(next, Some(&changed)).await?)
         } else {
             None
         };
