@@ -8,7 +8,6 @@
 
 mod client;
 mod doc;
-mod haproxy;
 mod load;
 mod method;
 mod probe;
@@ -16,6 +15,8 @@ mod procstat;
 mod report;
 mod scale;
 mod series;
+mod suite;
+mod targets;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -25,6 +26,7 @@ use anyhow::{bail, Context};
 use crate::load::LoadSpec;
 use crate::scale::ScaleFlips;
 use crate::series::SeriesSpec;
+use crate::suite::Kind;
 
 /// What one run does.
 #[derive(Debug, Clone)]
@@ -47,8 +49,8 @@ impl Plan {
         let flips = |cutover, scripted| ScaleFlips { cutover, scripted };
         Plan {
             name: "short",
-            flips: 20,
-            scale: vec![(1_000, flips(10, 3))],
+            flips: 10,
+            scale: vec![(1_000, flips(5, 3))],
             dist: false,
             dist_binary: None,
             write_docs: false,
@@ -165,16 +167,24 @@ fn main() -> anyhow::Result<()> {
     let load = LoadSpec::default();
     let spec = SeriesSpec {
         switches: plan.flips,
-        gap: Duration::from_millis(100),
+        // Per proxy: see Kind::gap.
+        gap: Duration::ZERO,
         probe_wait: Duration::from_secs(30),
         warmup: Duration::from_millis(500),
     };
-    let flips = haproxy::flips(rt.handle(), &load, &spec);
-    let dist_idle = dist.as_ref().and_then(|d| haproxy::idle_rss(&d.binary));
-    let points: Vec<scale::Point> = plan
-        .scale
+    let kinds = [Kind::Haproxy, Kind::Nginx];
+    for kind in kinds.iter().filter(|k| k.binary().is_none()) {
+        eprintln!("{} is not installed: its half is left out", kind.label());
+    }
+    let flips: Vec<suite::Flips> = kinds
         .iter()
-        .map(|(n, f)| scale::point(rt.handle(), *n, &load, &spec, *f))
+        .filter_map(|kind| suite::flips(rt.handle(), *kind, &load, &spec))
+        .collect();
+    let dist_idle = dist.as_ref().and_then(|d| suite::idle_rss(&d.binary));
+    let points: Vec<scale::Point> = kinds
+        .iter()
+        .flat_map(|kind| plan.scale.iter().map(move |(n, f)| (*kind, *n, *f)))
+        .filter_map(|(kind, n, f)| scale::point(rt.handle(), kind, n, &load, &spec, f))
         .collect();
     let results = doc::Results {
         plan: plan.clone(),

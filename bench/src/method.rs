@@ -35,6 +35,11 @@ pub trait Method {
     /// Waits until the proxy is ready for the next switch (e.g. previous workers gone).
     /// Not part of any measured figure.
     fn settle(&mut self) {}
+    /// Has the proxy read its files again the way this method does (the scripted methods:
+    /// the reload of the script, without the map edit).
+    fn reload(&mut self) -> Result<(), String> {
+        Err(format!("{} does not reload", self.label()))
+    }
 }
 
 /// `cutover --json switch web <colour>` as a process.
@@ -154,8 +159,8 @@ pub fn rewrite_map_line(map: &Path, key: &str, value: &str) -> Result<(), String
     std::fs::rename(&tmp, map).map_err(|e| format!("{}: {e}", map.display()))
 }
 
-/// The backend of a colour in the benchmark's HAProxy config.
-pub fn haproxy_backend(to: Colour) -> String {
+/// The backend (HAProxy) or upstream (Nginx) of a colour in the benchmark setup.
+pub fn backend(to: Colour) -> String {
     format!("{SERVICE}_{}", to.as_str())
 }
 
@@ -176,13 +181,17 @@ impl Method for HaproxyReload {
     }
 
     fn issue(&mut self, to: Colour) -> Result<Issued, String> {
-        rewrite_map_line(&self.services_map, SERVICE, &haproxy_backend(to))?;
+        rewrite_map_line(&self.services_map, SERVICE, &backend(to))?;
         self.check_and_signal()?;
         Ok(Issued::default())
     }
 
     fn settle(&mut self) {
         wait_for_old_workers(&self.master_socket, Duration::from_secs(60));
+    }
+
+    fn reload(&mut self) -> Result<(), String> {
+        self.check_and_signal()
     }
 }
 
@@ -247,7 +256,7 @@ impl Method for HaproxySetMap {
     }
 
     fn issue(&mut self, to: Colour) -> Result<Issued, String> {
-        let backend = haproxy_backend(to);
+        let backend = backend(to);
         rewrite_map_line(&self.services_map, SERVICE, &backend)?;
         let command = format!(
             "set map {} {SERVICE} {backend}",
@@ -259,5 +268,125 @@ impl Method for HaproxySetMap {
             return Err(format!("{command}: {reply}"));
         }
         Ok(Issued::default())
+    }
+}
+
+/// Waits (bounded) until every child of the Nginx master is a worker that accepts: the
+/// workers of previous configs have finished.
+pub fn wait_for_nginx_workers(master: u32, within: Duration) {
+    use cutover::proxy::nginx::procs;
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(c) = procs::snapshot(master) {
+            if !c.workers.is_empty() && c.all == c.workers {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Rewrite the services map, then what `systemctl reload nginx` runs on Debian 12:
+/// `nginx -g 'daemon on; master_process on;' -s reload`, which reads the config for the pid
+/// file and sends `SIGHUP` to the master (the unit runs no `nginx -t` on reload).
+/// Confirmed by nothing but the next request.
+pub struct NginxReload {
+    pub binary: PathBuf,
+    /// `-p <dir> -e <error log> -c <config>` of the instance.
+    pub instance: Vec<std::ffi::OsString>,
+    pub master_pid: u32,
+    pub services_map: PathBuf,
+}
+
+impl NginxReload {
+    /// The arguments that name the harness's Nginx instance.
+    pub fn instance_args(p: &cutover_tests::nginx::NginxPaths) -> Vec<std::ffi::OsString> {
+        vec![
+            "-p".into(),
+            p.dir.clone().into(),
+            "-e".into(),
+            p.error_log.clone().into(),
+            "-c".into(),
+            p.config.clone().into(),
+        ]
+    }
+
+    pub fn for_setup(setup: &cutover_tests::agent::Setup, binary: &Path) -> NginxReload {
+        NginxReload {
+            binary: binary.to_owned(),
+            instance: NginxReload::instance_args(setup.nginx().paths()),
+            master_pid: setup.nginx().master_pid(),
+            services_map: setup.services_map(),
+        }
+    }
+
+    /// `nginx ... -s reload`.
+    pub fn signal(&self) -> Result<(), String> {
+        let out = Command::new(&self.binary)
+            .args(&self.instance)
+            .args(["-g", "daemon on; master_process on;", "-s", "reload"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("nginx -s reload: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "nginx -s reload: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Method for NginxReload {
+    fn label(&self) -> String {
+        "map rewrite + reload".into()
+    }
+
+    fn issue(&mut self, to: Colour) -> Result<Issued, String> {
+        rewrite_map_line(&self.services_map, SERVICE, &format!("{};", backend(to)))?;
+        self.signal()?;
+        Ok(Issued::default())
+    }
+
+    fn settle(&mut self) {
+        wait_for_nginx_workers(self.master_pid, Duration::from_secs(30));
+    }
+
+    fn reload(&mut self) -> Result<(), String> {
+        self.signal()
+    }
+}
+
+/// Rewrite the services map, then a bare `kill -HUP <master>`: the floor of every Nginx
+/// change, with no config read by the signalling side.
+pub struct NginxHup {
+    pub master_pid: u32,
+    pub services_map: PathBuf,
+}
+
+impl NginxHup {
+    pub fn for_setup(setup: &cutover_tests::agent::Setup) -> NginxHup {
+        NginxHup {
+            master_pid: setup.nginx().master_pid(),
+            services_map: setup.services_map(),
+        }
+    }
+}
+
+impl Method for NginxHup {
+    fn label(&self) -> String {
+        "plain HUP".into()
+    }
+
+    fn issue(&mut self, to: Colour) -> Result<Issued, String> {
+        rewrite_map_line(&self.services_map, SERVICE, &format!("{};", backend(to)))?;
+        kill(Pid::from_raw(self.master_pid as i32), Signal::SIGHUP)
+            .map_err(|e| format!("kill -HUP: {e}"))?;
+        Ok(Issued::default())
+    }
+
+    fn settle(&mut self) {
+        wait_for_nginx_workers(self.master_pid, Duration::from_secs(30));
     }
 }

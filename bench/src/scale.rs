@@ -1,6 +1,7 @@
-//! The scale series: the same setup with 1k, 100k and 1M routes. At each size: the agent's
-//! memory, `haproxy -c`, flips through cutover and by the scripted method, and a rewrite of
-//! the whole route map (every key renamed) through cutover and by the script.
+//! The scale series: the same setup with 1k, 100k and 1M routes, per proxy. At each size:
+//! the agent's start and memory, the proxy's checker (`haproxy -c`, `nginx -t`), flips
+//! through cutover and by the scripted method, and a rewrite of the whole route map (every
+//! key renamed) through cutover and by the script.
 
 use std::time::{Duration, Instant};
 
@@ -9,11 +10,11 @@ use nix::sys::signal::Signal;
 use tokio::runtime::Handle;
 
 use crate::client::{self, Outcome};
-use crate::haproxy::{bench, options, time_command, undrain_all, HOST, IDLE};
 use crate::load::{Load, LoadSpec, Recorder};
-use crate::method::{CutoverCli, HaproxyReload, Method};
+use crate::method::{CutoverCli, Method};
 use crate::procstat::{self, ProcSample};
 use crate::series::{SeriesSpec, Summary};
+use crate::suite::{bench, options, time_command, undrain_all, Kind, HOST, IDLE};
 
 /// How long a route-map rewrite may take before it counts as not done.
 const REWRITE_LIMIT: Duration = Duration::from_secs(300);
@@ -40,6 +41,7 @@ pub struct Rewrite {
 
 /// Everything measured at one size.
 pub struct Point {
+    pub kind: Kind,
     pub routes: usize,
     pub agent_start_ms: f64,
     pub idle: Option<ProcSample>,
@@ -60,41 +62,39 @@ fn routes(n: usize, gen: u32) -> Vec<String> {
     r
 }
 
-/// Measures one size.
+/// Measures one size of one proxy; `None` when the proxy is not installed.
 pub fn point(
     rt: &Handle,
+    kind: Kind,
     n: usize,
     load: &LoadSpec,
     spec: &SeriesSpec,
     flips: ScaleFlips,
-) -> Point {
-    let binary = cutover_tests::proxy_binary("haproxy").expect("haproxy is installed");
-    eprintln!("scale {n}: rendering and starting HAProxy");
-    let mut setup = Setup::new(&binary, options(routes(n, 1)));
+) -> Option<Point> {
+    let binary = kind.binary()?;
+    let label = format!("{} {n}", kind.label());
+    eprintln!("{label}: rendering and starting the proxy");
+    let mut setup = kind.setup(&binary, options(routes(n, 1)));
     let started = Instant::now();
     setup.start_agent_with(&cutover_tests::cutover_binary(), AGENT_START);
     let agent_start_ms = started.elapsed().as_secs_f64() * 1e3;
     std::thread::sleep(IDLE);
     let pid = setup.agent().pid();
     let idle = procstat::sample(pid);
-    let config = setup.haproxy().paths().config.clone();
-    let check_ms = time_command(
-        &binary,
-        &["-c".as_ref(), "-f".as_ref(), config.as_os_str()],
-        3,
-    );
-    let bench = bench(rt, &setup, load);
-    let mut cli = CutoverCli::for_setup(&setup);
-    eprintln!("scale {n}: {} x {}", cli.label(), flips.cutover);
+    let check_ms = time_command(&binary, &kind.check_args(&setup), 3);
+    let bench = bench(rt, kind, &setup, load);
     let spec_n = |k: usize| SeriesSpec {
         switches: k,
+        gap: kind.gap(),
         ..spec.clone()
     };
+    let mut cli = CutoverCli::for_setup(&setup);
+    eprintln!("{label}: {} x {}", cli.label(), flips.cutover);
     let cutover = bench
         .run(&spec_n(flips.cutover), &mut cli, Some(pid))
         .summary();
 
-    eprintln!("scale {n}: route map rewrite through cutover");
+    eprintln!("{label}: route map rewrite through cutover");
     let routes_file = setup.file("web.routes");
     let rewrite_cutover = rewrite(rt, &setup, load, "cutover.example.test", || {
         let mut r = routes(n - 1, 2);
@@ -105,27 +105,32 @@ pub fn point(
         Some(before)
     });
     let agent_after = procstat::sample(pid);
-    setup.stop_agent();
     undrain_all(&setup);
+    setup.stop_agent();
 
-    let mut reload = HaproxyReload::for_setup(&setup, &binary);
-    eprintln!("scale {n}: {} x {}", reload.label(), flips.scripted);
+    let mut reload = kind.baselines(&setup, &binary).remove(0);
+    eprintln!("{label}: {} x {}", reload.label(), flips.scripted);
     let scripted = bench
-        .run(&spec_n(flips.scripted), &mut reload, None)
+        .run(&spec_n(flips.scripted), reload.as_mut(), None)
         .summary();
 
-    eprintln!("scale {n}: route map rewrite + reload");
+    eprintln!("{label}: route map rewrite + reload");
     let routes_map = setup.routes_map();
+    let end = match kind {
+        Kind::Haproxy => "",
+        Kind::Nginx => ";",
+    };
     let rewrite_scripted = rewrite(rt, &setup, load, "script.example.test", || {
         let mut r = routes(n - 1, 3);
         r.push("script.example.test".into());
-        let text: String = r.iter().map(|k| format!("{k} web\n")).collect();
+        let text: String = r.iter().map(|k| format!("{k} web{end}\n")).collect();
         std::fs::write(&routes_map, text).expect("write routes map");
-        reload.check_and_signal().expect("haproxy -c and reload");
+        reload.reload().expect("reload after the rewrite");
         None
     });
     reload.settle();
-    Point {
+    Some(Point {
+        kind,
         routes: n,
         agent_start_ms,
         idle,
@@ -135,7 +140,7 @@ pub fn point(
         rewrite_cutover,
         rewrite_scripted,
         agent_after,
-    }
+    })
 }
 
 /// What the agent logs once a new config (here: new routes) is applied and persisted.
