@@ -32,10 +32,12 @@ use crate::suite::Kind;
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub name: &'static str,
-    /// Switches per method in the flip comparison.
-    pub flips: usize,
-    /// Route counts of the scale series, with the switches per method at each.
-    pub scale: Vec<(usize, ScaleFlips)>,
+    /// Switches per method in the flip comparison: HAProxy, Nginx (every Nginx switch is
+    /// a reload, several times slower).
+    pub flips: (usize, usize),
+    /// Route counts of the scale series, with the switches per method at each: HAProxy,
+    /// Nginx.
+    pub scale: Vec<(usize, ScaleFlips, ScaleFlips)>,
     /// Build the `dist` profile and measure its size and idle memory.
     pub dist: bool,
     /// Measure this `dist` binary instead of building one.
@@ -49,8 +51,8 @@ impl Plan {
         let flips = |cutover, scripted| ScaleFlips { cutover, scripted };
         Plan {
             name: "short",
-            flips: 10,
-            scale: vec![(1_000, flips(5, 3))],
+            flips: (10, 10),
+            scale: vec![(1_000, flips(5, 3), flips(5, 3))],
             dist: false,
             dist_binary: None,
             write_docs: false,
@@ -61,11 +63,11 @@ impl Plan {
         let flips = |cutover, scripted| ScaleFlips { cutover, scripted };
         Plan {
             name: "full",
-            flips: 300,
+            flips: (300, 100),
             scale: vec![
-                (1_000, flips(100, 20)),
-                (100_000, flips(50, 10)),
-                (1_000_000, flips(30, 5)),
+                (1_000, flips(100, 20), flips(30, 10)),
+                (100_000, flips(50, 10), flips(20, 5)),
+                (1_000_000, flips(30, 5), flips(10, 5)),
             ],
             dist: true,
             dist_binary: None,
@@ -115,24 +117,19 @@ fn parse_args() -> anyhow::Result<Plan> {
         }
     }
     let mut plan: Plan = plan.context(USAGE)?;
-    plan.flips = flips.unwrap_or(plan.flips);
+    plan.flips = flips.map_or(plan.flips, |n| (n, n));
     if let Some(sizes) = scale {
         // Switches per size as the plan has them for the nearest size it knows.
         let known = plan.scale.clone();
         plan.scale = sizes
             .into_iter()
             .map(|n| {
-                let nearest = known.iter().min_by_key(|(k, _)| k.abs_diff(n));
-                (
-                    n,
-                    nearest.map_or(
-                        ScaleFlips {
-                            cutover: 10,
-                            scripted: 3,
-                        },
-                        |(_, f)| *f,
-                    ),
-                )
+                let nearest = known.iter().min_by_key(|(k, _, _)| k.abs_diff(n));
+                let few = ScaleFlips {
+                    cutover: 10,
+                    scripted: 3,
+                };
+                nearest.map_or((n, few, few), |(_, h, g)| (n, *h, *g))
             })
             .collect();
     }
@@ -166,7 +163,7 @@ fn main() -> anyhow::Result<()> {
     };
     let load = LoadSpec::default();
     let spec = SeriesSpec {
-        switches: plan.flips,
+        switches: plan.flips.0,
         // Per proxy: see Kind::gap.
         gap: Duration::ZERO,
         probe_wait: Duration::from_secs(30),
@@ -178,12 +175,27 @@ fn main() -> anyhow::Result<()> {
     }
     let flips: Vec<suite::Flips> = kinds
         .iter()
-        .filter_map(|kind| suite::flips(rt.handle(), *kind, &load, &spec))
+        .filter_map(|kind| {
+            let switches = match kind {
+                Kind::Haproxy => plan.flips.0,
+                Kind::Nginx => plan.flips.1,
+            };
+            let spec = SeriesSpec {
+                switches,
+                ..spec.clone()
+            };
+            suite::flips(rt.handle(), *kind, &load, &spec)
+        })
         .collect();
     let dist_idle = dist.as_ref().and_then(|d| suite::idle_rss(&d.binary));
     let points: Vec<scale::Point> = kinds
         .iter()
-        .flat_map(|kind| plan.scale.iter().map(move |(n, f)| (*kind, *n, *f)))
+        .flat_map(|kind| {
+            plan.scale.iter().map(move |(n, h, g)| match kind {
+                Kind::Haproxy => (*kind, *n, *h),
+                Kind::Nginx => (*kind, *n, *g),
+            })
+        })
         .filter_map(|(kind, n, f)| scale::point(rt.handle(), kind, n, &load, &spec, f))
         .collect();
     let results = doc::Results {
