@@ -101,12 +101,32 @@ pub fn write_atomic(path: &Path, content: &[u8], opts: WriteOptions) -> Result<b
     Ok(true)
 }
 
+/// Writes `content` to `path` through a temporary file and a rename, like
+/// [`write_atomic`] but without any fsync and without keeping a previous version: for
+/// staged copies that exist only while a checker reads them, where a crash loses nothing
+/// (a leftover has a name no include glob matches, and the next start removes it).
+pub fn write_staged(path: &Path, content: &[u8]) -> Result<(), FsError> {
+    replace_with(path, content, None, DEFAULT_MODE, false, false)
+}
+
 /// Temp file, write, fsync, rename over `path`, fsync the directory (when `sync`).
 fn replace(
     path: &Path,
     content: &[u8],
     like: Option<&fs::Metadata>,
     new_mode: u32,
+    sync: bool,
+) -> Result<(), FsError> {
+    replace_with(path, content, like, new_mode, true, sync)
+}
+
+/// [`replace`]; the file's own fsync only when `durable`, the directory's when `sync_dir`.
+fn replace_with(
+    path: &Path,
+    content: &[u8],
+    like: Option<&fs::Metadata>,
+    new_mode: u32,
+    durable: bool,
     sync: bool,
 ) -> Result<(), FsError> {
     let dir = path
@@ -133,10 +153,12 @@ fn replace(
                     source,
                 })?;
         }
-        file.sync_all().map_err(|source| FsError::Sync {
-            path: tmp_path.clone(),
-            source,
-        })?;
+        if durable {
+            file.sync_all().map_err(|source| FsError::Sync {
+                path: tmp_path.clone(),
+                source,
+            })?;
+        }
         fs::rename(&tmp_path, path).map_err(|source| FsError::Rename {
             from: tmp_path.clone(),
             to: path.to_owned(),

@@ -234,16 +234,24 @@ impl Setup {
     /// the instance directory, appended to if the file exists) and waits until its socket
     /// answers.
     pub fn start_agent_with_env(&mut self, env: &[(&str, &str)]) -> &Agent {
-        self.spawn_agent_with_env(env);
-        self.wait_agent_ready()
+        self.spawn_agent_from(&cutover_binary(), env);
+        self.wait_agent_ready_within(AGENT_START)
+    }
+
+    /// Starts the agent from `binary` (e.g. another build profile) and waits up to `within`
+    /// until its socket answers (it opens once the start-up reconcile is done, which reads
+    /// every map back from HAProxy).
+    pub fn start_agent_with(&mut self, binary: &Path, within: Duration) -> &Agent {
+        self.spawn_agent_from(binary, &[]);
+        self.wait_agent_ready_within(within)
     }
 
     /// Starts the agent process without waiting for it.
     pub fn spawn_agent(&mut self) {
-        self.spawn_agent_with_env(&[]);
+        self.spawn_agent_from(&cutover_binary(), &[]);
     }
 
-    fn spawn_agent_with_env(&mut self, env: &[(&str, &str)]) {
+    fn spawn_agent_from(&mut self, binary: &Path, env: &[(&str, &str)]) {
         assert!(self.agent.is_none(), "agent already running");
         let log = self.file("agent.log");
         let log_file = std::fs::OpenOptions::new()
@@ -251,7 +259,7 @@ impl Setup {
             .append(true)
             .open(&log)
             .expect("agent log");
-        let child = Command::new(cutover_binary())
+        let child = Command::new(binary)
             .args([
                 "--config".as_ref(),
                 self.config.as_os_str(),
@@ -271,13 +279,17 @@ impl Setup {
     /// Waits until the spawned agent's socket answers (a stale socket file left by a killed
     /// agent refuses connections until the new one has bound it).
     pub fn wait_agent_ready(&mut self) -> &Agent {
+        self.wait_agent_ready_within(AGENT_START)
+    }
+
+    fn wait_agent_ready_within(&mut self, within: Duration) -> &Agent {
         let started = Instant::now();
         let agent = self.agent.as_mut().expect("agent spawned");
         while UnixStream::connect(&agent.socket).is_err() {
             let exited = agent.child.try_wait().ok().flatten();
             assert!(
-                exited.is_none() && started.elapsed() < AGENT_START,
-                "agent socket did not answer within {AGENT_START:?} (exited: {exited:?}); log:\n{}",
+                exited.is_none() && started.elapsed() < within,
+                "agent socket did not answer within {within:?} (exited: {exited:?}); log:\n{}",
                 agent.log()
             );
             std::thread::sleep(Duration::from_millis(5));

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::{Applied, ApplyError, Engine, GateReport, Step};
+use super::safety::drains_kept;
+use super::{ms, Applied, ApplyError, Engine, GateReport, Step};
 use crate::metrics::RollbackReason;
 use crate::proxy::Proxy;
 use crate::state::{Change, Request, State};
@@ -73,6 +74,7 @@ impl<P: Proxy> Engine<P> {
         let started = Instant::now();
         let mut next = self.state.clone();
         let mut admitted = Vec::with_capacity(batch.len());
+        let t = Instant::now();
         for q in batch {
             admitted.push(match self.admit(&next, q).await {
                 Ok((state, change, gates)) => {
@@ -88,10 +90,15 @@ impl<P: Proxy> Engine<P> {
             .iter()
             .filter(|a| a.as_ref().is_ok_and(|(c, _)| !c.is_empty()))
             .count();
+        let gate_ms = ms(t);
         let shared = if changing == 0 {
             None
         } else {
-            Some(self.carry(next, batch, &admitted).await)
+            let carried = self.carry(next, batch, &admitted).await;
+            Some(carried.map(|mut applied| {
+                applied.timings_ms.insert("gate", gate_ms);
+                applied
+            }))
         };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         let mut results = Vec::with_capacity(batch.len());
@@ -161,11 +168,28 @@ impl<P: Proxy> Engine<P> {
             services: crate::state::diff(&self.state, &next),
         };
         let prev = self.state.clone();
-        let mut applied = self.commit_state(next, change).await?;
-        if let Err(e) = self.sync_drains(Some(&prev), &self.state).await {
+        // Colours that take traffic again leave drain before the traffic moves: a backend
+        // whose servers are all drained answers 503. New drains come after the move.
+        let t = Instant::now();
+        let undrained = drains_kept(&prev, &next);
+        self.sync_drains(Some(&prev), &undrained).await?;
+        let undrain_ms = ms(t);
+        let mut applied = match self.commit_state(next, change).await {
+            Ok(applied) => applied,
+            Err(e) => {
+                if let Err(redrain) = self.sync_drains(Some(&undrained), &prev).await {
+                    tracing::warn!("after a refused change: {redrain}");
+                }
+                return Err(e);
+            }
+        };
+        let t = Instant::now();
+        if let Err(e) = self.sync_drains(Some(&undrained), &self.state).await {
             tracing::warn!("{e}");
             applied.warnings.push(e.to_string());
         }
+        applied.timings_ms.insert("undrain", undrain_ms);
+        applied.timings_ms.insert("drain", ms(t));
         let mut moved_by_rollback: BTreeMap<String, bool> = BTreeMap::new();
         for (q, a) in batch.iter().zip(admitted) {
             let Ok((change, _)) = a else { continue };

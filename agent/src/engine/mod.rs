@@ -374,6 +374,7 @@ impl<P: Proxy> Engine<P> {
         let mut applied = self.transition(&next).await.inspect_err(|e| {
             self.change_error = Some(e.to_string());
         })?;
+        let t = Instant::now();
         if let Err(e) = self.store.save(&next) {
             let err = ApplyError::new(Step::Persist, e);
             let undo = self.state.clone();
@@ -384,6 +385,7 @@ impl<P: Proxy> Engine<P> {
             self.change_error = Some(err.to_string());
             return Err(err);
         }
+        applied.timings_ms.insert("persist", ms(t));
         self.state = next;
         self.change_error = None;
         self.metrics.state(&self.state);

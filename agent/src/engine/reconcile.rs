@@ -286,7 +286,7 @@ impl<P: Proxy> Engine<P> {
             .iter()
             .any(|f| f.path == self.config.proxy.config);
         if main_rendered {
-            self.validate_staged(&state).await?;
+            self.validate_staged(&state, None).await?;
         }
         let mut written = Vec::new();
         for f in &self.config.files {

@@ -54,6 +54,18 @@ pub struct Phase {
     pub since_ms: u64,
 }
 
+/// `prev` with only the drains `next` keeps: the state of the servers between a change's
+/// undrains (made before traffic moves) and its new drains (made after).
+pub(super) fn drains_kept(prev: &State, next: &State) -> State {
+    let mut mid = prev.clone();
+    for (name, s) in mid.services.iter_mut() {
+        if let Some(n) = next.services.get(name) {
+            s.drained.retain(|c| n.drained.contains(c));
+        }
+    }
+    mid
+}
+
 impl<P: Proxy> Engine<P> {
     /// The pre-switch gate for every colour the change from `base` to `next` moves
     /// traffic towards (see [`traffic_targets`]).

@@ -144,6 +144,55 @@ async fn a_flip_is_one_runtime_update_without_a_proxy_check() {
     assert_eq!(history.last().unwrap().result, "ok");
 }
 
+/// A fixture where `web` was switched to green, so blue is drained; no calls recorded.
+async fn fixture_with_blue_drained() -> Fixture {
+    let mut f = fixture().await;
+    f.engine
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
+        .await
+        .unwrap();
+    assert!(f.proxy.state().servers["web_blue"][0].drain);
+    f.proxy.state().calls.clear();
+    f
+}
+
+#[tokio::test]
+async fn a_drained_colour_leaves_drain_before_traffic_moves_to_it() {
+    let mut f = fixture_with_blue_drained().await;
+    // Back to blue: undrain, flip, then drain green.
+    f.engine
+        .apply(&switch("web", Colour::Blue), &Requester::default(), false)
+        .await
+        .unwrap();
+    let calls = f.proxy.state().calls.clone();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert_eq!(calls[0], "set_drain web_blue false");
+    assert!(calls[1].starts_with("update_map"), "{calls:?}");
+    assert_eq!(calls[2], "set_drain web_green true");
+}
+
+#[tokio::test]
+async fn a_refused_change_drains_again_what_it_undrained() {
+    let mut f = fixture_with_blue_drained().await;
+    f.proxy.state().fail_update = Some("socket gone".into());
+    let e = f
+        .engine
+        .apply(&switch("web", Colour::Blue), &Requester::default(), false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.step, Step::Apply);
+    let calls = f.proxy.state().calls.clone();
+    assert_eq!(
+        calls.first().map(String::as_str),
+        Some("set_drain web_blue false")
+    );
+    assert_eq!(
+        calls.last().map(String::as_str),
+        Some("set_drain web_blue true")
+    );
+    assert!(f.proxy.state().servers["web_blue"][0].drain);
+}
+
 #[tokio::test]
 async fn an_unknown_backend_is_refused_before_anything_is_written() {
     let mut f = fixture().await;
@@ -431,6 +480,33 @@ async fn a_proxy_without_runtime_maps_checks_and_reloads_every_change() {
         .summary()
         .contains("\nwarning: [warn] could not build optimal map_hash"));
     assert_eq!(f.live_services()["web"], "web_green");
+}
+
+#[tokio::test]
+async fn the_check_stages_only_what_changes() {
+    let mut f = fixture_with(true).await;
+    f.engine
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
+        .await
+        .unwrap();
+    let checked = f.proxy.state().checked.last().cloned().unwrap();
+    // The services map changes and is staged; the routes map does not and is read live.
+    let staged_services = f.maps.join(".services.map.cutover-staged");
+    let live_routes = f.maps.join("routes.map");
+    assert!(
+        checked.contains(&staged_services.display().to_string()),
+        "{checked}"
+    );
+    assert!(
+        checked.contains(&format!("{};", live_routes.display())),
+        "{checked}"
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(&f.maps)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("cutover-staged"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[tokio::test]

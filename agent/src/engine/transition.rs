@@ -2,6 +2,7 @@
 //! render -> validate (see `validate`) -> commit -> apply -> confirm. Any failure puts back
 //! the previous files and runtime content.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -29,7 +30,9 @@ pub struct Applied {
     /// Requests this one transition carried (requests queued while a reload ran, or during
     /// the minimum gap, share the next one); 1 when the request went alone.
     pub batched: usize,
-    /// Milliseconds per step (`render`, `validate`, `commit`, `apply`, `confirm`).
+    /// Milliseconds per step, in order: `gate` (pre-switch gates), `undrain` (colours that
+    /// take traffic again), `render`, `validate`, `commit`, `apply`, `confirm`, `persist`
+    /// (the state file), `drain` (colours that lost their traffic).
     pub timings_ms: BTreeMap<&'static str, f64>,
     /// What the pre-switch gate found, per colour the change moved traffic towards.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -240,9 +243,9 @@ impl<P: Proxy> Engine<P> {
     ) -> Result<BTreeMap<String, String>, ApplyError> {
         let mut out = BTreeMap::new();
         for f in &self.config.files {
-            let text = match (live, self.static_files.get(&f.name)) {
-                (true, Some(cached)) => cached.clone(),
-                _ => self
+            let text = match live {
+                true => self.render_live(f, state, paths)?.into_owned(),
+                false => self
                     .renderer
                     .render(f, state, paths)
                     .map_err(|e| ApplyError::new(Step::Render, e))?,
@@ -250,6 +253,25 @@ impl<P: Proxy> Engine<P> {
             out.insert(f.name.clone(), text);
         }
         Ok(out)
+    }
+
+    /// The text of `f` for `state` with live paths: the cached render of a file that does
+    /// not use the state, borrowed (a large route map is neither rendered nor copied on a
+    /// flip), or a fresh render.
+    fn render_live(
+        &self,
+        f: &FileSpec,
+        state: &State,
+        paths: &BTreeMap<String, PathBuf>,
+    ) -> Result<Cow<'_, str>, ApplyError> {
+        match self.static_files.get(&f.name) {
+            Some(cached) => Ok(Cow::Borrowed(cached)),
+            None => self
+                .renderer
+                .render(f, state, paths)
+                .map(Cow::Owned)
+                .map_err(|e| ApplyError::new(Step::Render, e)),
+        }
     }
 
     /// Renders `next`, keeps the files that change, and validates them (own checks, and the
@@ -262,14 +284,14 @@ impl<P: Proxy> Engine<P> {
         let mut timings = BTreeMap::new();
         let t = Instant::now();
         let live_paths = crate::render::live_paths(config);
-        let mut rendered = self.render_all(next, &live_paths, true)?;
         let mut pending = Vec::new();
         for spec in &config.files {
-            let new = rendered.remove(&spec.name).expect("rendered every file");
+            let new = self.render_live(spec, next, &live_paths)?;
             let old = &self.files[&spec.name];
-            if *old == new {
+            if **old == *new {
                 continue;
             }
+            let new = new.into_owned();
             let entries = match spec.kind {
                 FileKind::Map => Some(parse_rendered(spec, self.syntax(), &new)?),
                 FileKind::Config => None,
@@ -285,7 +307,8 @@ impl<P: Proxy> Engine<P> {
         let t = Instant::now();
         let validated_by_proxy = !pending.is_empty() && self.needs_proxy_check(&pending);
         let report = if validated_by_proxy {
-            Some(self.validate_staged(next).await?)
+            let changed = pending.iter().map(|p| p.spec.name.as_str()).collect();
+            Some(self.validate_staged(next, Some(&changed)).await?)
         } else {
             None
         };

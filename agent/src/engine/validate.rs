@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::transition::Pending;
 use super::{ApplyError, Engine, Step};
 use crate::config::{FileKind, ValueCheck};
-use crate::fsio::{write_atomic, WriteOptions};
+use crate::fsio::write_staged;
 use crate::proxy::{CheckReport, Proxy};
 use crate::state::State;
 
@@ -109,17 +109,19 @@ impl<P: Proxy> Engine<P> {
         })
     }
 
-    /// Renders the whole tree with staged paths, writes it beside the live files and runs
-    /// the proxy's checker on the staged main config. Staged files are removed afterwards.
-    /// Relative includes in the main config resolve as they do live: the staged copy is in
-    /// the same directory.
-    pub(super) async fn validate_staged(&self, next: &State) -> Result<CheckReport, ApplyError> {
-        let staged: BTreeMap<String, PathBuf> = self
-            .config
-            .files
-            .iter()
-            .map(|f| (f.name.clone(), staged_path(&f.path)))
-            .collect();
+    /// Writes a staged copy of the main config and of the files in `changed` beside the
+    /// live ones and runs the proxy's checker on the staged main config; the staged files
+    /// are removed afterwards. Relative includes in the main config resolve as they do
+    /// live: the staged copy is in the same directory. A file that does not change is read
+    /// where it is (it is what the proxy reads anyway), so a large route map is neither
+    /// rendered nor copied for a flip; `None` stages every file (a first start, before the
+    /// live files exist). Staged copies are not fsynced: they live only while the checker
+    /// reads them.
+    pub(super) async fn validate_staged(
+        &self,
+        next: &State,
+        changed: Option<&BTreeSet<&str>>,
+    ) -> Result<CheckReport, ApplyError> {
         let Some(main) = self
             .config
             .files
@@ -134,18 +136,41 @@ impl<P: Proxy> Engine<P> {
                 ),
             ));
         };
-        let rendered = self.render_all(next, &staged, false)?;
+        let is_staged = |f: &crate::config::FileSpec| {
+            f.name == main.name || changed.is_none_or(|c| c.contains(f.name.as_str()))
+        };
+        let paths: BTreeMap<String, PathBuf> = self
+            .config
+            .files
+            .iter()
+            .map(|f| {
+                let path = if is_staged(f) {
+                    staged_path(&f.path)
+                } else {
+                    f.path.clone()
+                };
+                (f.name.clone(), path)
+            })
+            .collect();
+        let staged: BTreeMap<String, PathBuf> = self
+            .config
+            .files
+            .iter()
+            .filter(|f| is_staged(f))
+            .map(|f| (f.name.clone(), paths[&f.name].clone()))
+            .collect();
+        let mut rendered = BTreeMap::new();
+        for f in self.config.files.iter().filter(|f| is_staged(f)) {
+            let text = self
+                .renderer
+                .render(f, next, &paths)
+                .map_err(|e| ApplyError::new(Step::Render, e))?;
+            rendered.insert(f.name.clone(), text);
+        }
         let result = async {
-            for f in &self.config.files {
-                write_atomic(
-                    &staged[&f.name],
-                    rendered[&f.name].as_bytes(),
-                    WriteOptions {
-                        keep_previous: false,
-                        ..WriteOptions::default()
-                    },
-                )
-                .map_err(|e| ApplyError::new(Step::Validate, format!("staging: {e}")))?;
+            for (name, path) in &staged {
+                write_staged(path, rendered[name].as_bytes())
+                    .map_err(|e| ApplyError::new(Step::Validate, format!("staging: {e}")))?;
             }
             let report = self
                 .proxy

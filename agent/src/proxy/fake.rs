@@ -20,6 +20,8 @@ pub struct FakeState {
     pub reloads: u64,
     /// Calls made, in order (`check`, `update_map <path>`, `reload`).
     pub calls: Vec<String>,
+    /// The text of every main config handed to `check`, in order.
+    pub checked: Vec<String>,
     pub fail_check: Option<String>,
     pub fail_update: Option<String>,
     pub fail_reload: Option<String>,
@@ -98,9 +100,11 @@ impl Proxy for FakeProxy {
         "fake"
     }
 
-    async fn check(&self, _config: &Path) -> Result<CheckReport, ProxyError> {
+    async fn check(&self, config: &Path) -> Result<CheckReport, ProxyError> {
         let mut s = self.state();
         s.calls.push("check".into());
+        s.checked
+            .push(std::fs::read_to_string(config).unwrap_or_default());
         match &s.fail_check {
             Some(out) => Err(ProxyError::CheckFailed {
                 output: out.clone(),

@@ -1,0 +1,228 @@
+//! cutover-bench: measures cutover against the scripted method (rewrite the map, reload)
+//! on loopback with real proxies, two origins and a load generator of its own.
+//!
+//! `cargo run --release -p cutover-bench -- --short` (under a minute) or `-- --full`
+//! (the run behind docs/BENCHMARKS.md; `--write-docs` puts its tables there). Results also
+//! go to `target/bench/<short|full>.md`.
+#![forbid(unsafe_code)]
+
+mod client;
+mod doc;
+mod load;
+mod method;
+mod probe;
+mod procstat;
+mod report;
+mod scale;
+mod series;
+mod suite;
+mod targets;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::load::LoadSpec;
+use crate::scale::ScaleFlips;
+use crate::series::SeriesSpec;
+use crate::suite::Kind;
+
+/// What one run does.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: &'static str,
+    /// Switches per method in the flip comparison: HAProxy, Nginx (every Nginx switch is
+    /// a reload, several times slower).
+    pub flips: (usize, usize),
+    /// Route counts of the scale series, with the switches per method at each: HAProxy,
+    /// Nginx.
+    pub scale: Vec<(usize, ScaleFlips, ScaleFlips)>,
+    /// Build the `dist` profile and measure its size and idle memory.
+    pub dist: bool,
+    /// Measure this `dist` binary instead of building one.
+    pub dist_binary: Option<PathBuf>,
+    /// Replace the results section of docs/BENCHMARKS.md.
+    pub write_docs: bool,
+}
+
+impl Plan {
+    fn short() -> Plan {
+        let flips = |cutover, scripted| ScaleFlips { cutover, scripted };
+        Plan {
+            name: "short",
+            flips: (10, 10),
+            scale: vec![(1_000, flips(5, 3), flips(5, 3))],
+            dist: false,
+            dist_binary: None,
+            write_docs: false,
+        }
+    }
+
+    fn full() -> Plan {
+        let flips = |cutover, scripted| ScaleFlips { cutover, scripted };
+        Plan {
+            name: "full",
+            flips: (300, 100),
+            scale: vec![
+                (1_000, flips(100, 20), flips(30, 10)),
+                (100_000, flips(50, 10), flips(20, 5)),
+                (1_000_000, flips(30, 5), flips(10, 5)),
+            ],
+            dist: true,
+            dist_binary: None,
+            write_docs: false,
+        }
+    }
+}
+
+const USAGE: &str =
+    "usage: cutover-bench --short | --full [--flips N] [--scale N,N...] [--no-scale] [--no-dist]\n\
+     [--dist-binary PATH] [--write-docs]";
+
+fn parse_args() -> anyhow::Result<Plan> {
+    let (mut plan, mut flips) = (None, None);
+    let (mut no_scale, mut no_dist, mut write_docs) = (false, false, false);
+    let mut scale: Option<Vec<usize>> = None;
+    let mut dist_binary = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--short" => plan = Some(Plan::short()),
+            "--full" => plan = Some(Plan::full()),
+            "--flips" => {
+                let n = args.next().and_then(|n| n.parse::<usize>().ok());
+                flips = Some(n.context("--flips takes a number")?);
+            }
+            "--no-scale" => no_scale = true,
+            "--scale" => {
+                let list = args
+                    .next()
+                    .context("--scale takes route counts, e.g. 1000,1000000")?;
+                let sizes: Result<Vec<usize>, _> = list.split(',').map(str::parse).collect();
+                scale = Some(sizes.context("--scale takes route counts, e.g. 1000,1000000")?);
+            }
+            "--no-dist" => no_dist = true,
+            "--dist-binary" => {
+                dist_binary = Some(PathBuf::from(
+                    args.next().context("--dist-binary takes a path")?,
+                ))
+            }
+            "--write-docs" => write_docs = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    let mut plan: Plan = plan.context(USAGE)?;
+    plan.flips = flips.map_or(plan.flips, |n| (n, n));
+    if let Some(sizes) = scale {
+        // Switches per size as the plan has them for the nearest size it knows.
+        let known = plan.scale.clone();
+        plan.scale = sizes
+            .into_iter()
+            .map(|n| {
+                let nearest = known.iter().min_by_key(|(k, _, _)| k.abs_diff(n));
+                let few = ScaleFlips {
+                    cutover: 10,
+                    scripted: 3,
+                };
+                nearest.map_or((n, few, few), |(_, h, g)| (n, *h, *g))
+            })
+            .collect();
+    }
+    if no_scale {
+        plan.scale.clear();
+    }
+    plan.dist &= !no_dist;
+    plan.dist_binary = dist_binary;
+    plan.write_docs = write_docs;
+    Ok(plan)
+}
+
+fn main() -> anyhow::Result<()> {
+    let plan = parse_args()?;
+    if cfg!(debug_assertions) {
+        eprintln!("warning: a debug build measures a debug agent; use cargo run --release");
+    }
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let load_before = report::load_average();
+    let fsync_before = report::fsync_latency(50);
+    eprintln!("cutover-bench {}: building the agent", plan.name);
+    let _ = cutover_tests::cutover_binary();
+    let dist = match &plan.dist_binary {
+        Some(path) => Some(doc::Dist::at(path)?),
+        None => plan.dist.then(doc::build_dist).transpose()?,
+    };
+    let load = LoadSpec::default();
+    let spec = SeriesSpec {
+        switches: plan.flips.0,
+        // Per proxy: see Kind::gap.
+        gap: Duration::ZERO,
+        probe_wait: Duration::from_secs(30),
+        warmup: Duration::from_millis(500),
+    };
+    let kinds = [Kind::Haproxy, Kind::Nginx];
+    for kind in kinds.iter().filter(|k| k.binary().is_none()) {
+        eprintln!("{} is not installed: its half is left out", kind.label());
+    }
+    let flips: Vec<suite::Flips> = kinds
+        .iter()
+        .filter_map(|kind| {
+            let switches = match kind {
+                Kind::Haproxy => plan.flips.0,
+                Kind::Nginx => plan.flips.1,
+            };
+            let spec = SeriesSpec {
+                switches,
+                ..spec.clone()
+            };
+            suite::flips(rt.handle(), *kind, &load, &spec)
+        })
+        .collect();
+    let dist_idle = dist.as_ref().and_then(|d| suite::idle_rss(&d.binary));
+    let points: Vec<scale::Point> = kinds
+        .iter()
+        .flat_map(|kind| {
+            plan.scale.iter().map(move |(n, h, g)| match kind {
+                Kind::Haproxy => (*kind, *n, *h),
+                Kind::Nginx => (*kind, *n, *g),
+            })
+        })
+        .filter_map(|(kind, n, f)| scale::point(rt.handle(), kind, n, &load, &spec, f))
+        .collect();
+    let results = doc::Results {
+        plan: plan.clone(),
+        load: load.clone(),
+        machine: report::machine(),
+        load_before,
+        load_after: report::load_average(),
+        fsync_before,
+        fsync_after: report::fsync_latency(50),
+        elapsed: started.elapsed(),
+        flips,
+        points,
+        dist,
+        dist_idle,
+    };
+    let text = results.markdown();
+    println!("{text}");
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/bench")
+        .join(format!("{}.md", plan.name));
+    std::fs::create_dir_all(out.parent().expect("has a parent"))?;
+    std::fs::write(&out, &text).with_context(|| format!("write {}", out.display()))?;
+    eprintln!("results written to {}", out.display());
+    if plan.write_docs {
+        let docs = doc::write_docs(&text)?;
+        eprintln!("results section of {} replaced", docs.display());
+    }
+    Ok(())
+}

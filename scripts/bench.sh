@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Benchmark of cutover against the scripted method (rewrite the map, reload) on loopback
+# with real proxies: `short` (under a minute, after the build) or `full` (the run behind
+# docs/BENCHMARKS.md; add --write-docs to replace its results section). Extra arguments go
+# to the benchmark (see --help). Installs the proxies if missing.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/setup.sh
+. scripts/setup.sh
+mode="${1:-short}"
+case "$mode" in
+short | full) shift || true ;;
+*)
+    echo "usage: scripts/bench.sh short|full [--write-docs] [--flips N] [--no-scale] [--no-dist]" >&2
+    exit 2
+    ;;
+esac
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores" >&2
+cargo build --release --locked -p cutover-bench -p cutover
+exec cargo run --release --locked -q -p cutover-bench -- "--$mode" "$@"
