@@ -87,6 +87,8 @@ path = \"$work/maps/preview.map\"
 kind = \"map\"
 uses_state = false
 values = \"services\"
+# No preview hosts is normal: an empty preview map is intended.
+allow_empty = true
 
 "
     proxy_toml="admin_socket = \"$work/admin.sock\"

@@ -21,8 +21,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
-use crate::control::{self, Envelope, Limits};
-use crate::engine::{Applied, ApplyError, Engine, Queued};
+use crate::control::{self, Envelope, GroupLookup, Limits};
+use crate::engine::{Applied, ApplyError, Engine, Queued, Step};
 use crate::metrics::{self, Metrics};
 use crate::notify::Notifier;
 use crate::peers::coordinator::Coordinator;
@@ -78,6 +78,9 @@ pub async fn run_with<P: Proxy>(
     let notifier = Notifier::from_env();
 
     let store = Store::open(&config.agent.state_dir)?;
+    // One process owns the state, the journal and the managed files: a second agent stops
+    // here, before it could touch any of them.
+    let _lock = store.lock()?;
     let mut engine = Engine::new(config.clone(), proxy, store)?;
     match engine.reconcile("start").await {
         Ok(fixes) if fixes.is_empty() => tracing::info!("started: proxy serves the desired state"),
@@ -99,10 +102,12 @@ pub async fn run_with<P: Proxy>(
         path: config.agent.socket.clone(),
         source,
     })?;
+    let groups = GroupLookup::new(config.agent.access.needs_groups());
     let limits = Limits {
         max_connections: config.agent.max_connections,
         max_line: config.agent.max_line,
         read_timeout: config.agent.read_timeout,
+        groups: groups.clone(),
     };
     let (tx, mut rx) = mpsc::channel::<Envelope>(QUEUE_DEPTH);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -110,7 +115,7 @@ pub async fn run_with<P: Proxy>(
     };
     let server = tokio::spawn(control::serve(
         listener,
-        limits,
+        limits.clone(),
         tx.clone(),
         stopped(stop_rx.clone()),
     ));
@@ -159,7 +164,7 @@ pub async fn run_with<P: Proxy>(
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = sighup.recv() => {
                 notifier.reloading();
-                let status = reload_config(&mut engine, config_path).await;
+                let status = reload_config(&mut engine, config_path, &groups).await;
                 notifier.ready(status);
             }
             _ = ping(&mut watchdog) => notifier.watchdog(),
@@ -199,7 +204,10 @@ pub async fn run_with<P: Proxy>(
     // Answer what is still queued while the servers drain.
     let drain = async {
         while let Some(env) = rx.recv().await {
-            let reply = handle(&mut engine, env.command, &env.requester).await;
+            let reply = match refusal(&engine, &env.command, &env.requester) {
+                Some(refused) => refused,
+                None => handle(&mut engine, env.command, &env.requester).await,
+            };
             let _ = env.reply.send(reply);
         }
     };
@@ -214,8 +222,50 @@ pub async fn run_with<P: Proxy>(
     Ok(())
 }
 
-/// Routes one request: cluster changes to a coordinator task, peer commands to the node,
-/// everything else to [`handle`].
+/// The access check of [`crate::access`] for a request from the control socket: `Some`
+/// refusal (journaled with who asked) when the peer may not run it. Requests over the
+/// TLS listener are admitted by their certificate, and the agent's own are trusted.
+/// The envelope when the access check admits it; else the refusal is sent and `None`.
+fn admit<P: Proxy>(engine: &Engine<P>, env: Envelope) -> Option<Envelope> {
+    match refusal(engine, &env.command, &env.requester) {
+        None => Some(env),
+        Some(refused) => {
+            let _ = env.reply.send(refused);
+            None
+        }
+    }
+}
+
+fn refusal<P: Proxy>(
+    engine: &Engine<P>,
+    command: &Command,
+    requester: &Requester,
+) -> Option<Reply> {
+    if requester.via != control::VIA_SOCKET {
+        return None;
+    }
+    let agent_uid = nix::unistd::geteuid().as_raw();
+    let denied = engine
+        .config()
+        .agent
+        .access
+        .check(requester, command, agent_uid)
+        .err()?;
+    tracing::warn!("refused: {denied}");
+    // Journaled like the requests the engine journals: `op` names the verb.
+    let mut request = serde_json::to_value(command).expect("command serializes");
+    if let Some(obj) = request.as_object_mut() {
+        if let Some(verb) = obj.remove("cmd") {
+            obj.insert("op".into(), verb);
+        }
+    }
+    engine.journal_refusal(request, requester, Step::Access, denied.to_string());
+    let e = ApplyError::new(Step::Access, denied);
+    Some(Reply::error(e.to_string(), json!({ "step": e.step })))
+}
+
+/// Routes one request (admitted by [`admit`]): cluster changes to a coordinator task, peer
+/// commands to the node, everything else to [`handle`].
 async fn dispatch<P: Proxy>(
     engine: &mut Engine<P>,
     node: &mut Option<Node>,
@@ -308,9 +358,13 @@ async fn serve_metrics(
 }
 
 /// Reads the config again (SIGHUP); returns the status line for the service manager.
-async fn reload_config<P: Proxy>(engine: &mut Engine<P>, path: &Path) -> &'static str {
+async fn reload_config<P: Proxy>(
+    engine: &mut Engine<P>,
+    path: &Path,
+    groups: &GroupLookup,
+) -> &'static str {
     tracing::info!(config = %path.display(), "SIGHUP: reading the config again");
-    let accepted = replace_config(engine, path).await;
+    let accepted = replace_config(engine, path, groups).await;
     engine.metrics().config_reload(accepted);
     if accepted {
         "serving; config reloaded"
@@ -319,7 +373,11 @@ async fn reload_config<P: Proxy>(engine: &mut Engine<P>, path: &Path) -> &'stati
     }
 }
 
-async fn replace_config<P: Proxy>(engine: &mut Engine<P>, path: &Path) -> bool {
+async fn replace_config<P: Proxy>(
+    engine: &mut Engine<P>,
+    path: &Path,
+    groups: &GroupLookup,
+) -> bool {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -337,9 +395,15 @@ async fn replace_config<P: Proxy>(engine: &mut Engine<P>, path: &Path) -> bool {
         );
         return false;
     }
+    let (mode, group) = (config.agent.socket_mode, config.agent.socket_group.clone());
     match engine.replace_config(Arc::new(config)).await {
         Ok(a) => {
             tracing::info!("new config in force: {}", a.summary());
+            groups.set(engine.config().agent.access.needs_groups());
+            let socket = &engine.config().agent.socket;
+            if let Err(e) = control::set_mode_group(socket, mode, group.as_deref()) {
+                tracing::error!(socket = %socket.display(), "cannot apply socket_mode/socket_group: {e}");
+            }
             true
         }
         Err(e) => {
@@ -369,6 +433,10 @@ async fn serve<P: Proxy>(
     rx: &mut mpsc::Receiver<Envelope>,
     local: &mpsc::Sender<Envelope>,
 ) {
+    // Every request passes the access check before it is dispatched or batched.
+    let Some(first) = admit(engine, first) else {
+        return;
+    };
     if queued(&first).is_none() {
         dispatch(engine, node, first, local).await;
         return;
@@ -381,8 +449,11 @@ async fn serve<P: Proxy>(
     let mut others = Vec::new();
     while changes.len() + others.len() < MAX_BATCH {
         match rx.try_recv() {
-            Ok(env) if queued(&env).is_some() => changes.push(env),
-            Ok(env) => others.push(env),
+            Ok(env) => match admit(engine, env) {
+                Some(env) if queued(&env).is_some() => changes.push(env),
+                Some(env) => others.push(env),
+                None => {}
+            },
             Err(_) => break,
         }
     }

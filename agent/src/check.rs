@@ -56,7 +56,16 @@ pub async fn run(config: &Config) -> Result<CheckOutcome, Vec<String>> {
             }
         };
         if f.kind == FileKind::Map {
-            match config.proxy.kind.map_syntax().parse(&text) {
+            match config
+                .proxy
+                .kind
+                .map_syntax()
+                .parse(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|entries| {
+                    f.check_entries(&entries)?;
+                    Ok(entries)
+                }) {
                 Err(e) => problems.push(format!("file {} (template {}): {e}", f.name, f.template)),
                 Ok(entries) => {
                     for (k, v) in &entries {

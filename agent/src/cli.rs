@@ -548,6 +548,18 @@ fn status_table(d: &Value) -> String {
     if let Some(e) = d["last_error"].as_str() {
         out.push_str(&format!("last error: {e}\n"));
     }
+    if d["fault"].is_object() {
+        let f = &d["fault"];
+        out.push_str(&format!(
+            "FAULT since {} ({}): {}\n",
+            format_time(f["since_ms"].as_u64().unwrap_or(0)),
+            s(&f["step"]),
+            s(&f["message"])
+        ));
+    }
+    for r in d["recovered"].as_array().into_iter().flatten() {
+        out.push_str(&format!("recovered at start: {}\n", s(r)));
+    }
     out
 }
 

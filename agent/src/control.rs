@@ -2,9 +2,11 @@
 //!
 //! The server takes its listener and a shutdown future, so it runs as well inside a test
 //! as in the agent. It caps concurrent connections (a connection over the cap gets one
-//! error line and is closed), bounds every request line and the time to send it, records
-//! the peer credentials of each connection for the journal, and on shutdown stops
-//! accepting and gives open connections [`DRAIN_GRACE`] to finish.
+//! error line and is closed), bounds every request line, the time to send it and the time
+//! to take a reply, records the peer credentials of each connection (for the access check
+//! of [`crate::access`] and the journal), and on shutdown stops accepting and gives open
+//! connections [`DRAIN_GRACE`] to finish. The socket is created with its final mode (the
+//! umask is tightened while binding), so it is never reachable by more users than meant.
 //!
 //! [`protocol`]: crate::protocol
 
@@ -12,6 +14,7 @@ use std::future::Future;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,8 +30,12 @@ use crate::store::Requester;
 /// Time open connections get to finish when the server shuts down.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
+/// Longest wait for the user database when looking up a peer's groups; past it the peer
+/// is judged by its uid and primary gid only.
+pub const GROUP_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Bounds of the control socket.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Concurrent connections.
     pub max_connections: usize,
@@ -36,6 +43,28 @@ pub struct Limits {
     pub max_line: usize,
     /// Time to receive one request line.
     pub read_timeout: Duration,
+    /// Whether to look up the peers' groups in the user database.
+    pub groups: GroupLookup,
+}
+
+/// Whether connections look up the groups the user database lists for the peer's uid: only
+/// needed when the access lists name gids, and worth avoiding otherwise (a directory
+/// service that hangs would slow every connection). Shared, so SIGHUP can turn it on.
+#[derive(Debug, Clone, Default)]
+pub struct GroupLookup(Arc<AtomicBool>);
+
+impl GroupLookup {
+    pub fn new(enabled: bool) -> GroupLookup {
+        GroupLookup(Arc::new(AtomicBool::new(enabled)))
+    }
+
+    pub fn set(&self, enabled: bool) {
+        self.0.store(enabled, Ordering::Relaxed);
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// A request on its way to the engine, with who sent it and where the answer goes.
@@ -61,8 +90,20 @@ pub async fn bind(path: &Path, mode: u32, group: Option<&str>) -> io::Result<Uni
         }
         std::fs::remove_file(path)?;
     }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    // The socket file gets its mode from the umask: create it owner-only, then open it up
+    // to the group (after the group is set), never wider than configured in between.
+    use nix::sys::stat::{umask, Mode};
+    let old = umask(Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(path);
+    umask(old);
+    let listener = bound?;
+    set_mode_group(path, mode, group)?;
+    Ok(listener)
+}
+
+/// Gives the socket at `path` its group (if any) and then its mode; also used when SIGHUP
+/// brings a new `socket_mode` or `socket_group`.
+pub fn set_mode_group(path: &Path, mode: u32, group: Option<&str>) -> io::Result<()> {
     if let Some(group) = group {
         let gid = nix::unistd::Group::from_name(group)
             .map_err(io::Error::other)?
@@ -70,7 +111,7 @@ pub async fn bind(path: &Path, mode: u32, group: Option<&str>) -> io::Result<Uni
             .gid;
         nix::unistd::chown(path, None, Some(gid)).map_err(io::Error::other)?;
     }
-    Ok(listener)
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 /// How connections arrive and who is on the other end: the unix socket (peer credentials)
@@ -91,23 +132,32 @@ pub trait Transport: Send + Sync + 'static {
     fn refuse(raw: Self::Raw, message: String) -> impl Future<Output = ()> + Send + 'static;
 }
 
-/// The local control socket.
-pub struct UnixTransport(pub UnixListener);
+/// Requester `via` of connections on the unix control socket.
+pub const VIA_SOCKET: &str = "socket";
+
+/// The local control socket; `groups` says whether peers' groups are looked up.
+pub struct UnixTransport {
+    pub listener: UnixListener,
+    pub groups: GroupLookup,
+}
 
 impl Transport for UnixTransport {
     type Raw = UnixStream;
     type Stream = UnixStream;
 
     async fn accept(&self) -> io::Result<UnixStream> {
-        self.0.accept().await.map(|(s, _)| s)
+        self.listener.accept().await.map(|(s, _)| s)
     }
 
     fn establish(
         &self,
         raw: UnixStream,
     ) -> impl Future<Output = io::Result<(UnixStream, Requester)>> + Send + 'static {
-        let who = requester(&raw);
-        async move { Ok((raw, who)) }
+        let groups = self.groups.clone();
+        async move {
+            let who = requester(&raw, &groups).await;
+            Ok((raw, who))
+        }
     }
 
     async fn refuse(raw: UnixStream, message: String) {
@@ -124,7 +174,11 @@ pub async fn serve(
     engine: mpsc::Sender<Envelope>,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_on(UnixTransport(listener), limits, engine, shutdown).await
+    let transport = UnixTransport {
+        listener,
+        groups: limits.groups.clone(),
+    };
+    serve_on(transport, limits, engine, shutdown).await
 }
 
 /// Serves connections of any transport until `shutdown` completes, then drains.
@@ -154,6 +208,7 @@ pub async fn serve_on<T: Transport>(
                 match permits.clone().try_acquire_owned() {
                     Ok(permit) => {
                         let engine = engine.clone();
+                        let limits = limits.clone();
                         let establish = transport.establish(raw);
                         tasks.spawn(async move {
                             match tokio::time::timeout(limits.read_timeout, establish).await {
@@ -186,13 +241,31 @@ pub async fn serve_on<T: Transport>(
     }
 }
 
-fn requester(stream: &UnixStream) -> Requester {
+/// The peer credentials of the connection, and, when `groups` is on, the groups the user
+/// database lists for its uid (looked up off the async thread, at most
+/// [`GROUP_LOOKUP_TIMEOUT`]; the lookup may go to NSS).
+async fn requester(stream: &UnixStream, groups: &GroupLookup) -> Requester {
     let cred = stream.peer_cred().ok();
+    let uid = cred.map(|c| c.uid());
+    let groups = match uid.filter(|_| groups.enabled()) {
+        Some(uid) => {
+            let lookup = tokio::task::spawn_blocking(move || crate::access::user_groups(uid));
+            match tokio::time::timeout(GROUP_LOOKUP_TIMEOUT, lookup).await {
+                Ok(found) => found.unwrap_or_default(),
+                Err(_) => {
+                    tracing::warn!(uid, "the user database did not answer within {GROUP_LOOKUP_TIMEOUT:?}; judging the peer by uid and gid only");
+                    vec![]
+                }
+            }
+        }
+        None => vec![],
+    };
     Requester {
-        uid: cred.map(|c| c.uid()),
+        uid,
         gid: cred.map(|c| c.gid()),
         pid: cred.and_then(|c| c.pid()),
-        via: "socket".into(),
+        via: VIA_SOCKET.into(),
+        groups,
     }
 }
 
@@ -256,8 +329,10 @@ pub async fn serve_stream<S>(
                 }
             }
         };
-        if send(&mut framed, reply).await.is_err() {
-            return;
+        // A client that does not take its reply loses the connection, not a permit forever.
+        match tokio::time::timeout(limits.read_timeout, send(&mut framed, reply)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return,
         }
     }
 }

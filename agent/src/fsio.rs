@@ -6,9 +6,8 @@
 //! a crash) sees either the old content in full or the new content in full. The temporary
 //! name starts with `.cutover-` and ends with `.tmp`, which no proxy include glob written
 //! as `*.cfg`, `*.conf` or `*.map` can match. The previous content is kept next to the
-//! target as `<name>.prev` (the replaced file itself, hard-linked and renamed into place, so
-//! it costs no fsync of its own; a copy written atomically where a link is impossible), and
-//! the mode and owner of the replaced file carry over to the new one.
+//! target as `<name>.prev` (also written atomically), and the mode and owner of the
+//! replaced file carry over to the new one.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -88,63 +87,47 @@ pub fn write_atomic(path: &Path, content: &[u8], opts: WriteOptions) -> Result<b
     let meta = fs::metadata(path).ok();
     if opts.keep_previous {
         if let Some(old) = &old {
-            // The replaced file itself becomes the previous version: a hard link renamed
-            // into place costs no data write and no fsync of its own (the directory fsync
-            // of the replace below covers its rename). Where a link is not possible (a
-            // symbolic link, a file system without hard links), the content is copied.
-            if !link_previous(path) {
-                replace(&previous_path(path), old, meta.as_ref(), opts.new_mode)?;
-            }
+            // The directory is fsynced once, after the second rename: it makes both durable.
+            replace(
+                &previous_path(path),
+                old,
+                meta.as_ref(),
+                opts.new_mode,
+                false,
+            )?;
         }
     }
-    replace(path, content, meta.as_ref(), opts.new_mode)?;
+    replace(path, content, meta.as_ref(), opts.new_mode, true)?;
     Ok(true)
-}
-
-/// Links the regular file at `path` to `<name>.prev` through a temporary name; false when
-/// that is not possible and the caller must copy.
-fn link_previous(path: &Path) -> bool {
-    if !fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file()) {
-        return false;
-    }
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = path.with_file_name(format!(".cutover-{name}.{}.prev.tmp", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    if fs::hard_link(path, &tmp).is_err() {
-        return false;
-    }
-    if fs::rename(&tmp, previous_path(path)).is_err() {
-        let _ = fs::remove_file(&tmp);
-        return false;
-    }
-    true
 }
 
 /// Writes `content` to `path` through a temporary file and a rename, like
 /// [`write_atomic`] but without any fsync and without keeping a previous version: for
 /// staged copies that exist only while a checker reads them, where a crash loses nothing
-/// (a leftover has a name no include glob matches).
+/// (a leftover has a name no include glob matches, and the next start removes it).
 pub fn write_staged(path: &Path, content: &[u8]) -> Result<(), FsError> {
-    replace_with(path, content, None, DEFAULT_MODE, false)
+    replace_with(path, content, None, DEFAULT_MODE, false, false)
 }
 
-/// Temp file, write, fsync, rename over `path`, fsync the directory.
+/// Temp file, write, fsync, rename over `path`, fsync the directory (when `sync`).
 fn replace(
     path: &Path,
     content: &[u8],
     like: Option<&fs::Metadata>,
     new_mode: u32,
+    sync: bool,
 ) -> Result<(), FsError> {
-    replace_with(path, content, like, new_mode, true)
+    replace_with(path, content, like, new_mode, true, sync)
 }
 
-/// [`replace`], with the fsyncs only when `durable`.
+/// [`replace`]; the file's own fsync only when `durable`, the directory's when `sync_dir`.
 fn replace_with(
     path: &Path,
     content: &[u8],
     like: Option<&fs::Metadata>,
     new_mode: u32,
     durable: bool,
+    sync: bool,
 ) -> Result<(), FsError> {
     let dir = path
         .parent()
@@ -181,7 +164,7 @@ fn replace_with(
             to: path.to_owned(),
             source,
         })?;
-        if durable {
+        if sync {
             sync_dir(dir)?;
         }
         Ok(())
@@ -223,6 +206,38 @@ fn create_temp(dir: &Path, name: &str, mode: u32) -> Result<(PathBuf, File), FsE
     })
 }
 
+/// Removes what interrupted writes of `path` left in its directory: temporary files of
+/// [`write_atomic`] (`.cutover-<name>.*.tmp`, also those of `<name>.prev`) and staged
+/// copies (`.<name>.cutover-staged`). Only names this module and the engine create are
+/// touched. Returns how many files were removed; a directory that cannot be read counts
+/// as none (the write that needs it will report the problem).
+pub fn remove_leftovers(path: &Path) -> usize {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return 0;
+    };
+    let name = name.to_string_lossy();
+    let temp_prefix = format!(".cutover-{name}.");
+    let staged = format!(".{name}.cutover-staged");
+    let Ok(entries) = fs::read_dir(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    }) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        let ours = (file.starts_with(&temp_prefix) && file.ends_with(".tmp")) || file == staged;
+        let regular = entry.file_type().is_ok_and(|t| t.is_file());
+        if ours && regular && fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Fsyncs a directory so that a rename in it is durable.
 pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
     File::open(dir)
@@ -257,51 +272,6 @@ mod tests {
     }
 
     #[test]
-    fn previous_version_is_the_replaced_file_and_survives_the_next_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("services.map");
-        write_atomic(&p, b"web web_blue\n", WriteOptions::default()).unwrap();
-        let first = fs::metadata(&p).unwrap().ino();
-        write_atomic(&p, b"web web_green\n", WriteOptions::default()).unwrap();
-        assert_eq!(fs::metadata(previous_path(&p)).unwrap().ino(), first);
-        write_atomic(&p, b"web web_blue\n", WriteOptions::default()).unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"web web_blue\n");
-        assert_eq!(fs::read(previous_path(&p)).unwrap(), b"web web_green\n");
-        assert_eq!(
-            fs::metadata(&p).unwrap().nlink(),
-            1,
-            "live file shares no inode"
-        );
-    }
-
-    #[test]
-    fn previous_version_of_a_symlink_is_a_copy() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("real.map");
-        fs::write(&target, "a x\n").unwrap();
-        let p = dir.path().join("link.map");
-        std::os::unix::fs::symlink(&target, &p).unwrap();
-        write_atomic(&p, b"b y\n", WriteOptions::default()).unwrap();
-        let prev = previous_path(&p);
-        assert!(fs::symlink_metadata(&prev).unwrap().file_type().is_file());
-        assert_eq!(fs::read(&prev).unwrap(), b"a x\n");
-    }
-
-    #[test]
-    fn staged_writes_replace_whole_and_keep_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join(".haproxy.cfg.cutover-staged");
-        write_staged(&p, b"one").unwrap();
-        write_staged(&p, b"two").unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"two");
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(names, [".haproxy.cfg.cutover-staged"]);
-    }
-
-    #[test]
     fn preserves_mode_of_replaced_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("haproxy.cfg");
@@ -322,6 +292,32 @@ mod tests {
         assert_eq!(
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             DEFAULT_MODE
+        );
+    }
+
+    #[test]
+    fn leftovers_of_interrupted_writes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("services.map");
+        for leftover in [
+            ".cutover-services.map.123.0.tmp",
+            ".cutover-services.map.prev.9.1.tmp",
+            ".services.map.cutover-staged",
+        ] {
+            fs::write(dir.path().join(leftover), "x").unwrap();
+        }
+        for other in ["services.map", ".cutover-routes.map.1.0.tmp", "x.tmp"] {
+            fs::write(dir.path().join(other), "x").unwrap();
+        }
+        assert_eq!(remove_leftovers(&p), 3);
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [".cutover-routes.map.1.0.tmp", "services.map", "x.tmp"]
         );
     }
 

@@ -2,6 +2,7 @@
 //! HAProxy or Nginx host, and carries it to the proxy with the least disruption.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod agent;
 pub mod check;
 pub mod cli;
@@ -10,6 +11,8 @@ pub mod control;
 pub mod desired;
 pub mod engine;
 pub mod fsio;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gates;
 pub mod generate;
 pub mod logging;

@@ -10,11 +10,17 @@ use clap::Parser;
 use cutover::cli::{self, exit, Cli, Verb};
 use cutover::config::Config;
 
+/// Threads for blocking calls.
+const MAX_BLOCKING_THREADS: usize = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cutover::logging::init(cli.log_format);
+    // One thread runs everything; the few blocking calls (user database lookups for the
+    // access check) get a small pool, so a burst of connections cannot start many threads.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
     {
         Ok(rt) => rt,
@@ -239,6 +245,8 @@ async fn remote_request(
 
 async fn render_files(config: Config) -> anyhow::Result<Vec<String>> {
     let store = cutover::store::Store::open(&config.agent.state_dir)?;
+    // Refused while an agent runs: it owns the files.
+    let _lock = store.lock()?;
     let config = std::sync::Arc::new(config);
     let proxy = cutover::proxy::AnyProxy::new(&config.proxy);
     let mut engine = cutover::engine::Engine::new(config, proxy, store)?;

@@ -164,6 +164,31 @@ impl Command {
         self.mutation().is_some()
     }
 
+    /// The verb as it appears in the request's `cmd`.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Command::Status => "status",
+            Command::Switch { .. } => "switch",
+            Command::Rollback { .. } => "rollback",
+            Command::Canary { .. } => "canary",
+            Command::Promote { .. } => "promote",
+            Command::Abort { .. } => "abort",
+            Command::Drain { .. } => "drain",
+            Command::Cluster { .. } => "cluster",
+            Command::ClusterStatus => "cluster_status",
+            Command::Report { .. } => "report",
+            Command::Prepare { .. } => "prepare",
+            Command::Ready { .. } => "ready",
+            Command::Commit { .. } => "commit",
+            Command::AbortTxn { .. } => "abort_txn",
+            Command::Apply { .. } => "apply",
+            Command::Undrain { .. } => "undrain",
+            Command::MapShow { .. } => "map_show",
+            Command::History { .. } => "history",
+            Command::Metrics => "metrics",
+        }
+    }
+
     /// The routing request of a mutating command, with its flags.
     pub fn mutation(&self) -> Option<Mutation> {
         let m = |request, force, dry_run: &bool| Mutation {
@@ -360,6 +385,8 @@ pub enum DecodeError {
     Command(String),
     #[error("history limit {0} is above {MAX_HISTORY}")]
     HistoryLimit(usize),
+    #[error("request names a field twice: {0}")]
+    Duplicate(String),
 }
 
 /// Decodes one request line.
@@ -371,6 +398,10 @@ pub fn decode(line: &str) -> Result<Command, DecodeError> {
     if depth(&value) > MAX_DEPTH {
         return Err(DecodeError::TooDeep);
     }
+    // A JSON object keeps the last of two equal keys; other parsers keep the first. A
+    // request that means different things to different readers is refused.
+    serde_json::from_str::<NoDuplicateKeys>(line)
+        .map_err(|e| DecodeError::Duplicate(e.to_string()))?;
     let obj = value.as_object_mut().ok_or(DecodeError::NotAnObject)?;
     if let Some(v) = obj.remove("v") {
         let v = v
@@ -382,7 +413,18 @@ pub fn decode(line: &str) -> Result<Command, DecodeError> {
         }
     }
     let cmd: Command =
-        serde_json::from_value(value).map_err(|e| DecodeError::Command(e.to_string()))?;
+        serde_json::from_value(value.clone()).map_err(|e| DecodeError::Command(e.to_string()))?;
+    // serde ignores extra fields next to the tag of a variant without fields (`status`):
+    // every known field of a command serializes, so anything else is unknown.
+    let known = serde_json::to_value(&cmd).expect("command serializes");
+    if let (Some(given), Some(known)) = (value.as_object(), known.as_object()) {
+        if let Some(extra) = given.keys().find(|k| !known.contains_key(*k)) {
+            return Err(DecodeError::Command(format!(
+                "unknown field `{extra}` for `{}`",
+                cmd.verb()
+            )));
+        }
+    }
     if let Command::History { limit, .. } = &cmd {
         if *limit > MAX_HISTORY {
             return Err(DecodeError::HistoryLimit(*limit));
@@ -414,6 +456,58 @@ pub fn encode(cmd: &Command) -> String {
         .expect("command is an object")
         .insert("v".into(), PROTOCOL_VERSION.into());
     v.to_string()
+}
+
+/// Parses any JSON and fails on an object with a key twice.
+struct NoDuplicateKeys;
+
+impl<'de> Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(self)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            map.next_value::<NoDuplicateKeys>()?;
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!("duplicate field `{key}`")));
+            }
+        }
+        Ok(self)
+    }
 }
 
 fn depth(v: &serde_json::Value) -> usize {
@@ -480,6 +574,8 @@ mod tests {
             Command::Metrics,
         ] {
             assert_eq!(decode(&encode(&cmd)).unwrap(), cmd);
+            let tag = serde_json::to_value(&cmd).unwrap()["cmd"].clone();
+            assert_eq!(tag, cmd.verb());
         }
     }
 
@@ -574,6 +670,13 @@ mod tests {
                 .contains("invalid value")
         );
         assert!(e(r#"{"cmd":"reboot"}"#).contains("unknown variant `reboot`"));
+        assert!(e(r#"{"cmd":"status","verbose":true}"#).contains("unknown field `verbose`"));
+        assert!(
+            e(r#"{"cmd":"switch","service":"web","colour":"blue","service":"api"}"#)
+                .contains("names a field twice: duplicate field `service`")
+        );
+        assert!(e(r#"{"cmd":"status","x":{"a":1,"a":2}}"#).contains("duplicate field `a`"));
+        assert!(e(r#"{"cmd":"history","force":1}"#).contains("unknown field `force`"));
         assert!(e(r#"{"cmd":"switch","service":5,"colour":"blue"}"#).contains("invalid type"));
         assert!(e(r#"{"v":2,"cmd":"status"}"#).contains("newer than this agent speaks"));
         assert_eq!(

@@ -336,6 +336,7 @@ path = "/etc/haproxy/maps/preview.map"
 kind = "map"
 uses_state = false
 values = "services"
+allow_empty = true
 [[files]]
 name = "haproxy"
 template = "haproxy/haproxy.cfg"

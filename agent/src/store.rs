@@ -1,13 +1,20 @@
 //! Persistence: the state file and the history journal in the state directory.
 //!
 //! `state.json` is written with [`write_atomic`], which keeps the version before it as
-//! `state.json.prev`; a state file that does not parse (a torn or corrupt write) is reported
-//! and the previous version is used. `history.jsonl` holds one JSON line per attempted
-//! change (applied or refused), appended and fsynced before the caller gets an answer; a
-//! torn last line is skipped when read.
+//! `state.json.prev`; a state file that does not parse (a torn or corrupt write, a power
+//! loss) is reported and the previous version is used. `history.jsonl` holds one JSON line
+//! per attempted change (applied or refused), appended and fsynced before the caller gets an
+//! answer; a line that does not parse is skipped when read.
+//!
+//! [`Store::recover`] runs once when the agent (or `cutover render`) starts, under the
+//! directory lock ([`Store::lock`]): it cuts a torn or corrupt end off the journal, falls
+//! back to `state.json.prev` when `state.json` is unusable (giving the recovered state a
+//! new generation, since serving it again is a change), notices a change whose journal
+//! line was lost, and removes temporary files of interrupted writes. It says what it did;
+//! the engine puts that in `status` and the journal.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,6 +22,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsio::{self, previous_path, write_atomic, FsError, WriteOptions};
 use crate::state::State;
+
+mod journal;
+
+/// Lock file inside the state directory: held (`flock`, exclusive) by the one process that
+/// may write the state, the journal and the managed files.
+pub const LOCK_FILE: &str = "agent.lock";
+/// Where an unusable state file is kept for inspection when the previous version is used.
+pub const CORRUPT_SUFFIX: &str = ".corrupt";
+/// Where the torn or corrupt end cut off the journal is kept for inspection.
+pub const TORN_SUFFIX: &str = ".torn";
 
 /// State file name inside the state directory.
 pub const STATE_FILE: &str = "state.json";
@@ -33,6 +50,12 @@ pub enum StoreError {
     Corrupt { path: PathBuf, reason: String },
     #[error("appending to journal {path}: {source}")]
     Journal { path: PathBuf, source: io::Error },
+    #[error("repairing journal {path}: {source}")]
+    RepairJournal { path: PathBuf, source: io::Error },
+    #[error("locking {path}: {source}")]
+    Lock { path: PathBuf, source: io::Error },
+    #[error("{path} is locked by another running cutover agent (or `cutover render`)")]
+    Locked { path: PathBuf },
 }
 
 /// Who asked for a change, from the control socket's peer credentials.
@@ -43,6 +66,23 @@ pub struct Requester {
     pub pid: Option<i32>,
     /// `socket`, `agent` (startup repair, reconcile) or `peer`.
     pub via: String,
+    /// Groups the user database lists for `uid` (besides `gid`), for the access check;
+    /// not journaled.
+    #[serde(skip)]
+    pub groups: Vec<u32>,
+}
+
+impl Requester {
+    /// The agent itself (startup recovery, reconcile ticks).
+    pub fn agent() -> Requester {
+        Requester {
+            uid: Some(nix::unistd::geteuid().as_raw()),
+            gid: Some(nix::unistd::getegid().as_raw()),
+            pid: Some(std::process::id() as i32),
+            via: "agent".into(),
+            groups: vec![],
+        }
+    }
 }
 
 /// One journal line.
@@ -70,6 +110,22 @@ pub struct Loaded {
     pub state: Option<State>,
     /// Set when the state file was unusable and the previous version was used.
     pub recovered_from: Option<String>,
+}
+
+/// What [`Store::recover`] found.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The state to use: `None` when there is none yet.
+    pub state: Option<State>,
+    /// One line per repair made, for `status` and the journal.
+    pub notes: Vec<String>,
+}
+
+/// The exclusive lock on a state directory; released when dropped (or when the process
+/// dies, however it dies).
+#[derive(Debug)]
+pub struct StoreLock {
+    _lock: nix::fcntl::Flock<fs::File>,
 }
 
 /// The state directory.
@@ -116,7 +172,15 @@ impl Store {
                 Err(e) => Err(e.to_string()),
             }
         };
-        match parse(&path) {
+        let current = match parse(&path) {
+            // A missing state file beside an existing previous version is not a first start:
+            // starting from the initial colours would move traffic nobody asked to move.
+            Ok(None) if previous_path(&path).exists() => {
+                Err("the file is missing but its previous version exists".to_owned())
+            }
+            other => other,
+        };
+        match current {
             Ok(state) => Ok(Loaded {
                 state,
                 recovered_from: None,
@@ -131,70 +195,110 @@ impl Store {
         }
     }
 
+    /// Writes the state atomically. The replaced file becomes `state.json.prev` only if it
+    /// is a usable state: an unusable one is kept as `state.json.corrupt` instead, so the
+    /// last good previous version is never overwritten by garbage.
     pub fn save(&self, state: &State) -> Result<(), StoreError> {
+        let path = self.state_path();
         let mut bytes = serde_json::to_vec_pretty(state).expect("state serializes");
         bytes.push(b'\n');
-        write_atomic(&self.state_path(), &bytes, WriteOptions::default())?;
+        let current = fsio::read_optional(&path)?;
+        let usable = current
+            .as_deref()
+            .is_none_or(|b| serde_json::from_slice::<State>(b).is_ok());
+        if !usable {
+            let corrupt = suffixed(&path, CORRUPT_SUFFIX);
+            let keep = current.as_deref().unwrap_or_default();
+            write_atomic(&corrupt, keep, no_previous())?;
+        }
+        let opts = WriteOptions {
+            keep_previous: usable,
+            ..WriteOptions::default()
+        };
+        write_atomic(&path, &bytes, opts)?;
         Ok(())
     }
 
-    /// Appends one line to the journal and fsyncs it.
-    pub fn append(&self, entry: &JournalEntry) -> Result<(), StoreError> {
-        let path = self.journal_path();
-        let err = |source| StoreError::Journal {
-            path: path.clone(),
-            source,
-        };
-        let mut line = serde_json::to_vec(entry).expect("journal entry serializes");
-        line.push(b'\n');
+    /// Takes the directory's exclusive lock, or fails at once if another process holds it.
+    pub fn lock(&self) -> Result<StoreLock, StoreError> {
+        use nix::fcntl::{Flock, FlockArg};
         use std::os::unix::fs::OpenOptionsExt;
-        let mut f = OpenOptions::new()
+        let path = self.dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
             .create(true)
-            .append(true)
+            .truncate(false)
+            .write(true)
             .mode(0o640)
             .open(&path)
-            .map_err(err)?;
-        f.write_all(&line).map_err(err)?;
-        f.sync_data().map_err(err)
+            .map_err(|source| StoreError::Lock {
+                path: path.clone(),
+                source,
+            })?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(StoreLock { _lock: lock }),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(StoreError::Locked { path }),
+            Err((_, errno)) => Err(StoreError::Lock {
+                path,
+                source: io::Error::from(errno),
+            }),
+        }
     }
 
-    /// The newest journal entries, oldest first: at most `limit`, only those about
-    /// `service` when given. Lines that do not parse (a torn write) are skipped.
-    pub fn history(&self, service: Option<&str>, limit: usize) -> io::Result<Vec<JournalEntry>> {
-        let mut f = match fs::File::open(self.journal_path()) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(e),
-        };
-        let len = f.metadata()?.len();
-        let start = len.saturating_sub(HISTORY_TAIL_BYTES);
-        f.seek(SeekFrom::Start(start))?;
-        let mut buf = Vec::new();
-        f.take(HISTORY_TAIL_BYTES).read_to_end(&mut buf)?;
-        let text = String::from_utf8_lossy(&buf);
-        let mut lines = text.lines();
-        if start > 0 {
-            lines.next(); // partial first line
+    /// Repairs what an interrupted run (a crash, a kill, a power loss) can leave behind and
+    /// loads the state; see the module doc. Call it once, under [`Store::lock`], before
+    /// anything else reads or writes the directory.
+    pub fn recover(&self) -> Result<Recovered, StoreError> {
+        let mut notes = Vec::new();
+        let removed = fsio::remove_leftovers(&self.state_path());
+        if removed > 0 {
+            notes.push(format!(
+                "removed {removed} temporary file(s) of an interrupted write of {}",
+                self.state_path().display()
+            ));
         }
-        let mut out: Vec<JournalEntry> = lines
-            .filter_map(|l| serde_json::from_str::<JournalEntry>(l).ok())
-            .filter(|e| service.is_none_or(|s| mentions(e, s)))
-            .collect();
-        let skip = out.len().saturating_sub(limit);
-        out.drain(..skip);
-        Ok(out)
+        if let Some(note) = self.repair_journal()? {
+            notes.push(note);
+        }
+        let journaled = self.last_generation();
+        let loaded = self.load()?;
+        let mut state = loaded.state;
+        if let (Some(reason), Some(s)) = (loaded.recovered_from, state.as_mut()) {
+            let used = s.generation;
+            s.generation = used.max(journaled.unwrap_or(0)) + 1;
+            self.save(s)?;
+            notes.push(format!(
+                "state file {} was unusable ({reason}); fell back to its previous version \
+                 (generation {used}), now generation {}; the unusable file is kept as {}{}",
+                self.state_path().display(),
+                s.generation,
+                STATE_FILE,
+                CORRUPT_SUFFIX
+            ));
+        } else if let Some(s) = &state {
+            if s.generation > journaled.unwrap_or(0) {
+                notes.push(format!(
+                    "state generation {} has no journal line (the journal ends at {}): the \
+                     change was applied but the agent stopped before journaling it",
+                    s.generation,
+                    journaled.map_or("no entry".to_owned(), |g| format!("generation {g}"))
+                ));
+            }
+        }
+        Ok(Recovered { state, notes })
     }
 }
 
-fn mentions(e: &JournalEntry, service: &str) -> bool {
-    e.request.get("service").and_then(|v| v.as_str()) == Some(service)
-        || e.data
-            .get("services")
-            .and_then(|v| v.as_array())
-            .is_some_and(|a| {
-                a.iter()
-                    .any(|c| c.get("service").and_then(|v| v.as_str()) == Some(service))
-            })
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+fn no_previous() -> WriteOptions {
+    WriteOptions {
+        keep_previous: false,
+        ..WriteOptions::default()
+    }
 }
 
 /// Now as Unix milliseconds.
@@ -208,8 +312,9 @@ pub fn now_ms() -> u64 {
 mod tests {
     use super::*;
     use crate::state::Colour;
+    use std::io::Write;
 
-    fn entry(gen: u64, service: &str) -> JournalEntry {
+    pub(super) fn entry(gen: u64, service: &str) -> JournalEntry {
         JournalEntry {
             generation: gen,
             time_ms: now_ms(),
@@ -241,27 +346,111 @@ mod tests {
         assert!(matches!(store.load(), Err(StoreError::Corrupt { .. })));
     }
 
+    fn saved(store: &Store, generations: &[u64]) -> State {
+        let mut s = State::new([("web", Colour::Blue)]);
+        for &g in generations {
+            s.generation = g;
+            store.save(&s).unwrap();
+            store.append(&entry(g, "web")).unwrap();
+        }
+        s
+    }
+
     #[test]
-    fn journal_tail_and_filter_skip_torn_lines() {
+    fn recover_falls_back_to_the_previous_state_with_a_new_generation() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        for g in 1..=5 {
-            store
-                .append(&entry(g, if g % 2 == 0 { "api" } else { "web" }))
+        saved(&store, &[1, 2]);
+        // Power loss: the newest state file is cut short.
+        fs::write(
+            store.state_path(),
+            b"{\"format\": 1, \"generation\": 2, \"serv",
+        )
+        .unwrap();
+        let rec = store.recover().unwrap();
+        let state = rec.state.unwrap();
+        assert_eq!(state.generation, 3, "never reuses a journaled generation");
+        assert_eq!(rec.notes.len(), 1, "{:?}", rec.notes);
+        assert!(rec.notes[0].contains("fell back to its previous version (generation 1)"));
+        assert_eq!(store.load().unwrap().state.unwrap(), state);
+        // The good previous version survived; the unusable file is kept aside.
+        let prev: State =
+            serde_json::from_slice(&fs::read(previous_path(&store.state_path())).unwrap()).unwrap();
+        assert_eq!(prev.generation, 1);
+        let corrupt = dir.path().join("state.json.corrupt");
+        assert!(fs::read_to_string(corrupt).unwrap().contains("\"serv"));
+        // A second start finds nothing to repair but the journal gap of the recovery itself.
+        assert!(store.recover().unwrap().notes[0].contains("has no journal line"));
+    }
+
+    #[test]
+    fn recover_refuses_to_guess_when_both_versions_are_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        saved(&store, &[1, 2]);
+        fs::remove_file(store.state_path()).unwrap();
+        // Missing with a previous version beside it: not a first start.
+        let rec = store.recover().unwrap();
+        assert_eq!(rec.state.unwrap().generation, 3);
+        fs::write(store.state_path(), b"").unwrap();
+        fs::write(previous_path(&store.state_path()), b"\0\0\0").unwrap();
+        assert!(matches!(store.recover(), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn recover_cuts_a_torn_or_zeroed_journal_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        saved(&store, &[1, 2]);
+        let good = fs::read(store.journal_path()).unwrap();
+        for junk in [
+            &b"{\"generation\": 3, \"ti"[..],
+            b"\0\0\0\0\n\0\0",
+            b"garbage\n",
+        ] {
+            let mut f = OpenOptions::new()
+                .append(true)
+                .open(store.journal_path())
                 .unwrap();
+            f.write_all(junk).unwrap();
+            let rec = store.recover().unwrap();
+            assert_eq!(rec.notes.len(), 1, "{:?}", rec.notes);
+            assert!(rec.notes[0].contains(&format!("{} byte(s)", junk.len())));
+            assert_eq!(fs::read(store.journal_path()).unwrap(), good);
+            assert_eq!(
+                fs::read(dir.path().join("history.jsonl.torn")).unwrap(),
+                junk
+            );
         }
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(store.journal_path())
-            .unwrap();
-        f.write_all(b"{\"generation\": 6, \"ti").unwrap();
-        let all = store.history(None, 100).unwrap();
-        assert_eq!(
-            all.iter().map(|e| e.generation).collect::<Vec<_>>(),
-            [1, 2, 3, 4, 5]
+        // The next entry starts on a line of its own.
+        store.append(&entry(3, "web")).unwrap();
+        assert_eq!(store.history(None, 10).unwrap().len(), 3);
+        assert!(store.recover().unwrap().notes.is_empty());
+    }
+
+    #[test]
+    fn recover_notices_a_change_that_was_not_journaled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut s = saved(&store, &[1]);
+        s.generation = 2;
+        store.save(&s).unwrap();
+        let rec = store.recover().unwrap();
+        assert_eq!(rec.state.unwrap().generation, 2);
+        assert!(
+            rec.notes[0].contains("generation 2 has no journal line"),
+            "{:?}",
+            rec.notes
         );
-        let api = store.history(Some("api"), 1).unwrap();
-        assert_eq!(api.len(), 1);
-        assert_eq!(api[0].generation, 4);
+    }
+
+    #[test]
+    fn lock_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let held = store.lock().unwrap();
+        assert!(matches!(store.lock(), Err(StoreError::Locked { .. })));
+        drop(held);
+        store.lock().unwrap();
     }
 }

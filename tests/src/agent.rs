@@ -182,6 +182,14 @@ impl Setup {
     }
 
     /// The Nginx of a setup made by [`Setup::new_nginx`].
+    /// The HAProxy of this setup, to kill, restart or freeze; panics for Nginx.
+    pub fn haproxy_mut(&mut self) -> &mut Haproxy {
+        match &mut self.proxy {
+            SetupProxy::Haproxy(h) => h,
+            SetupProxy::Nginx(_) => panic!("this setup runs nginx"),
+        }
+    }
+
     pub fn nginx(&self) -> &Nginx {
         match &self.proxy {
             SetupProxy::Nginx(n) => n,
@@ -226,22 +234,24 @@ impl Setup {
     /// the instance directory, appended to if the file exists) and waits until its socket
     /// answers.
     pub fn start_agent_with_env(&mut self, env: &[(&str, &str)]) -> &Agent {
-        self.start_agent_from(&cutover_binary(), env, AGENT_START)
+        self.spawn_agent_from(&cutover_binary(), env);
+        self.wait_agent_ready_within(AGENT_START)
     }
 
     /// Starts the agent from `binary` (e.g. another build profile) and waits up to `within`
     /// until its socket answers (it opens once the start-up reconcile is done, which reads
     /// every map back from HAProxy).
     pub fn start_agent_with(&mut self, binary: &Path, within: Duration) -> &Agent {
-        self.start_agent_from(binary, &[], within)
+        self.spawn_agent_from(binary, &[]);
+        self.wait_agent_ready_within(within)
     }
 
-    fn start_agent_from(
-        &mut self,
-        binary: &Path,
-        env: &[(&str, &str)],
-        within: Duration,
-    ) -> &Agent {
+    /// Starts the agent process without waiting for it.
+    pub fn spawn_agent(&mut self) {
+        self.spawn_agent_from(&cutover_binary(), &[]);
+    }
+
+    fn spawn_agent_from(&mut self, binary: &Path, env: &[(&str, &str)]) {
         assert!(self.agent.is_none(), "agent already running");
         let log = self.file("agent.log");
         let log_file = std::fs::OpenOptions::new()
@@ -263,16 +273,27 @@ impl Setup {
             .spawn()
             .expect("spawn cutover agent");
         let socket = self.file("cutover.sock");
-        let started = Instant::now();
-        while UnixStream::connect(&socket).is_err() {
-            assert!(
-                started.elapsed() < within,
-                "agent socket did not answer within {within:?}; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
         self.agent = Some(Agent { child, socket, log });
+    }
+
+    /// Waits until the spawned agent's socket answers (a stale socket file left by a killed
+    /// agent refuses connections until the new one has bound it).
+    pub fn wait_agent_ready(&mut self) -> &Agent {
+        self.wait_agent_ready_within(AGENT_START)
+    }
+
+    fn wait_agent_ready_within(&mut self, within: Duration) -> &Agent {
+        let started = Instant::now();
+        let agent = self.agent.as_mut().expect("agent spawned");
+        while UnixStream::connect(&agent.socket).is_err() {
+            let exited = agent.child.try_wait().ok().flatten();
+            assert!(
+                exited.is_none() && started.elapsed() < within,
+                "agent socket did not answer within {within:?} (exited: {exited:?}); log:\n{}",
+                agent.log()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         self.agent.as_ref().expect("just set")
     }
 
@@ -298,6 +319,21 @@ impl Setup {
         }
     }
 
+    /// Kills the agent with SIGKILL (a crash: no cleanup at all) and reaps it.
+    pub fn kill_agent(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            agent.signal(Signal::SIGKILL);
+            let _ = agent.child.wait();
+        }
+    }
+
+    /// Whether the agent process is still running (it has not exited).
+    pub fn agent_running(&mut self) -> bool {
+        self.agent
+            .as_mut()
+            .is_some_and(|a| a.child.try_wait().ok().flatten().is_none())
+    }
+
     /// Runs the CLI with this setup's config.
     pub fn cli(&self, args: &[&str]) -> Output {
         cutover(&self.config, args)
@@ -311,6 +347,97 @@ impl Setup {
         let v = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("cutover {args:?}: not JSON ({e}): {}", text(&out)));
         (out.status.code().unwrap_or(-1), v)
+    }
+
+    /// The saved state, as the agent would load it.
+    pub fn saved_state(&self) -> Result<cutover::state::State, String> {
+        let path = self.file("state/state.json");
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            format!(
+                "state.json does not load ({e}): {:?}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
+    }
+
+    /// The managed maps of the HAProxy setup, by name: `maps/<name>.map`.
+    pub const MAPS: [&'static str; 5] = ["routes", "services", "idle", "canary", "preview"];
+
+    /// `Ok(saved state)` when, for every managed map, HAProxy's runtime (read on the admin
+    /// socket, not through the agent) equals the file on disk, the services and idle maps
+    /// name the backends of each service's live and other colour in the saved state, and
+    /// exactly the servers of the colours the state says are drained are in drain; else
+    /// what differs.
+    pub fn consistency(&self) -> Result<cutover::state::State, String> {
+        use cutover::mapfile::MapSyntax;
+        let state = self.saved_state()?;
+        let mut files = std::collections::BTreeMap::new();
+        for name in Self::MAPS {
+            let path = self.file(&format!("maps/{name}.map"));
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("{name}.map: {e}"))?;
+            let file = MapSyntax::Haproxy
+                .parse(&text)
+                .map_err(|e| format!("{name}.map: {e}"))?;
+            let runtime = self.haproxy().runtime_map(&path)?;
+            if runtime != file {
+                return Err(format!("{name}.map: runtime {runtime:?}, file {file:?}"));
+            }
+            files.insert(name, file);
+        }
+        for (name, s) in &state.services {
+            // Server drains are runtime state: HAProxy's must be those the state names.
+            for colour in cutover::state::Colour::ALL {
+                let backend = format!("{name}_{colour}");
+                let reply = crate::haproxy::unix_command(
+                    &self.haproxy().paths().admin_socket,
+                    &format!("show servers state {backend}"),
+                    Duration::from_secs(5),
+                )
+                .map_err(|e| e.to_string())?;
+                let rows = cutover::proxy::haproxy::reply::parse_servers_state(&reply)
+                    .map_err(|e| e.to_string())?;
+                let want = s.drained.contains(&colour);
+                if let Some(r) = rows.iter().find(|r| r.is_drain() != want) {
+                    return Err(format!(
+                        "server {backend}/{} drained: {}, the saved state says {want}",
+                        r.server,
+                        r.is_drain()
+                    ));
+                }
+            }
+            let want = [
+                ("services", format!("{name}_{}", s.live)),
+                ("idle", format!("{name}_{}", s.live.other())),
+            ];
+            for (map, backend) in want {
+                if files[map].get(name) != Some(&backend) {
+                    return Err(format!(
+                        "{map}.map names {:?} for {name}, the saved state says {backend}",
+                        files[map].get(name)
+                    ));
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    /// Polls [`Setup::consistency`] until it holds, at most `within`; the last difference
+    /// (with the agent's log) when it does not.
+    pub fn wait_consistent(&self, within: Duration) -> Result<cutover::state::State, String> {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.consistency() {
+                Ok(state) => return Ok(state),
+                Err(e) if Instant::now() >= deadline => {
+                    let log = self.agent.as_ref().map(Agent::log).unwrap_or_default();
+                    return Err(format!(
+                        "not consistent within {within:?}: {e}\nagent log:\n{log}"
+                    ));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
     }
 
     /// The value of one metric series (`name{labels}`, labels as the agent writes them) from
@@ -430,6 +557,13 @@ impl Agent {
             std::thread::sleep(Duration::from_millis(25));
         }
         false
+    }
+
+    /// Sends one JSON request line on a new connection and returns the parsed reply.
+    pub fn request(&self, request: &serde_json::Value) -> serde_json::Value {
+        let line = self.raw(format!("{request}\n").as_bytes());
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("reply to {request} is not JSON ({e}): {line:?}"))
     }
 
     /// Sends raw bytes as one request on a new connection and returns the first reply

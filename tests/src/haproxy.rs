@@ -6,6 +6,7 @@
 //! keeps its PID across reloads (it re-executes itself), and is stopped by PID and reaped
 //! through [`ProxyProcess`].
 
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
@@ -168,18 +169,7 @@ impl Haproxy {
         let dir = instance_dir("haproxy")?;
         let paths = HaproxyPaths::new(dir.path());
         write_config("haproxy", &paths.config, &config(&paths))?;
-        let mut command = Command::new(binary);
-        command
-            .arg("-W")
-            .arg("-S")
-            .arg(&paths.master_socket)
-            .arg("-f")
-            .arg(&paths.config)
-            .arg("-p")
-            .arg(&paths.pid_file)
-            .current_dir(&paths.dir);
-        let process = ProxyProcess::spawn("haproxy", command, &paths.log_file)
-            .map_err(|e| format!("haproxy: spawn {}: {e}", binary.display()))?;
+        let process = spawn(binary, &paths)?;
         let haproxy = Haproxy {
             binary: binary.to_owned(),
             paths,
@@ -188,6 +178,36 @@ impl Haproxy {
         };
         haproxy.wait_ready()?;
         Ok(haproxy)
+    }
+
+    /// Kills HAProxy at once, master and workers (SIGKILL to the group, as in a crash), and
+    /// reaps it. The files stay; [`Haproxy::restart`] starts it again from them.
+    pub fn kill(&mut self) {
+        self.process
+            .kill()
+            .unwrap_or_else(|e| panic!("haproxy: kill {}: {e}", self.master_pid()));
+    }
+
+    /// Starts HAProxy again in the same directory from the files as they are now (killing
+    /// the running one first, if any), and waits until both sockets answer. The new master
+    /// has a new PID.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.process = spawn(&self.binary, &self.paths).unwrap_or_else(|e| panic!("{e}"));
+        self.wait_ready().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Stops (SIGSTOP) or resumes (SIGCONT) master and workers: a frozen HAProxy accepts
+    /// connections into its backlog and answers nothing.
+    pub fn freeze(&self, frozen: bool) {
+        let signal = if frozen {
+            Signal::SIGSTOP
+        } else {
+            Signal::SIGCONT
+        };
+        self.process
+            .signal_group(signal)
+            .unwrap_or_else(|e| panic!("haproxy: {signal} to the group: {e}"));
     }
 
     fn wait_ready(&self) -> Result<(), String> {
@@ -291,6 +311,25 @@ impl Haproxy {
             .unwrap_or_else(|e| panic!("admin socket `{command}`: {e}"))
     }
 
+    /// The entries HAProxy serves from the map loaded from `path`, read with a plain
+    /// `show map` on the admin socket (independent of the agent); `Err` with the reason
+    /// when the socket does not answer or HAProxy refuses.
+    pub fn runtime_map(&self, path: &Path) -> Result<BTreeMap<String, String>, String> {
+        let reply = unix_command(
+            &self.paths.admin_socket,
+            &format!("show map {}", path.display()),
+            Duration::from_secs(5),
+        )
+        .map_err(|e| e.to_string())?;
+        let entries =
+            cutover::proxy::haproxy::reply::parse_map_entries(&reply).map_err(|e| e.to_string())?;
+        let mut map = BTreeMap::new();
+        for (k, v) in entries {
+            map.entry(k).or_insert(v);
+        }
+        Ok(map)
+    }
+
     /// One master-CLI command through a plain blocking socket; panics on I/O errors.
     pub fn master_command(&self, command: &str) -> String {
         unix_command(&self.paths.master_socket, command, Duration::from_secs(5))
@@ -312,6 +351,22 @@ impl Haproxy {
             );
         }
     }
+}
+
+/// `haproxy -W -S <master.sock> -f <haproxy.cfg> -p <haproxy.pid>` in the instance directory.
+fn spawn(binary: &Path, paths: &HaproxyPaths) -> Result<ProxyProcess, String> {
+    let mut command = Command::new(binary);
+    command
+        .arg("-W")
+        .arg("-S")
+        .arg(&paths.master_socket)
+        .arg("-f")
+        .arg(&paths.config)
+        .arg("-p")
+        .arg(&paths.pid_file)
+        .current_dir(&paths.dir);
+    ProxyProcess::spawn("haproxy", command, &paths.log_file)
+        .map_err(|e| format!("haproxy: spawn {}: {e}", binary.display()))
 }
 
 /// Sends `command` on a unix socket (write, half-close, read to EOF), blocking, each step

@@ -12,13 +12,15 @@
 //!
 //! Layout: [`proxies`] (finding binaries), [`ports`], [`process`] (a proxy master run as a
 //! child, stopped by PID), [`haproxy`] and [`nginx`] (one harness per proxy, both built on
-//! [`ProxyProcess`]), [`backend`], [`http`], and [`agent`] (a whole cutover setup with the
-//! agent running as a process, over either proxy).
+//! [`ProxyProcess`]), [`backend`], [`http`], [`agent`] (a whole cutover setup with the
+//! agent running as a process, over either proxy) and [`host`] (host-level faults and
+//! measures: a small tmpfs, running as another user, a process's fds and memory).
 
 pub mod agent;
 pub mod backend;
 pub mod cluster;
 pub mod haproxy;
+pub mod host;
 pub mod http;
 pub mod nginx;
 pub mod ports;
@@ -36,7 +38,9 @@ pub use http::{get, KeepAliveClient, Response};
 pub use nginx::{Nginx, NginxPaths};
 pub use ports::{free_addr, free_port};
 pub use process::{wait_until, ProxyProcess};
-pub use proxies::{proxy_binary, require_proxies, require_proxy, REQUIRE_PROXIES_ENV};
+pub use proxies::{
+    proxy_binary, require_proxies, require_proxy, skip_or_fail, REQUIRE_PROXIES_ENV,
+};
 
 /// The workspace root (the directory holding the top-level Cargo.toml).
 pub fn workspace_root() -> &'static Path {

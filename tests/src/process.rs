@@ -116,6 +116,27 @@ impl ProxyProcess {
         signal::kill(self.nix_pid(), signal)
     }
 
+    /// Sends `signal` to the whole process group: the master and its workers (e.g.
+    /// SIGSTOP / SIGCONT to freeze and thaw a proxy).
+    pub fn signal_group(&self, signal: Signal) -> nix::Result<()> {
+        if self.status.is_some() {
+            return Err(nix::errno::Errno::ESRCH);
+        }
+        signal::killpg(self.nix_pid(), signal)
+    }
+
+    /// Kills the whole process group at once (SIGKILL, no grace: a crash) and reaps the
+    /// master. Idempotent.
+    pub fn kill(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        let _ = signal::killpg(self.nix_pid(), Signal::SIGKILL);
+        let status = self.child.wait()?;
+        self.status = Some(status);
+        Ok(status)
+    }
+
     /// Everything the process wrote to stdout/stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_file).unwrap_or_default()

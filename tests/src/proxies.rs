@@ -51,6 +51,18 @@ fn require_found(name: &str, found: Option<PathBuf>, required: bool) -> Option<P
     None
 }
 
+/// The skip-or-fail rule for anything else a test needs from the host (mounting a tmpfs,
+/// running a program as another user): prints a skip notice naming `what` and `why`, or
+/// panics when [`REQUIRE_PROXIES_ENV`]`=1`, where CI promises a host that has it all.
+pub fn skip_or_fail(what: &str, why: &str) {
+    if proxies_required() {
+        panic!("{what} is not possible here ({why}), and {REQUIRE_PROXIES_ENV}=1 requires it");
+    }
+    eprintln!(
+        "SKIPPED: {what} is not possible here ({why}); set {REQUIRE_PROXIES_ENV}=1 to fail instead"
+    );
+}
+
 /// Like [`require_proxy`] for several proxies at once: true when all are present.
 pub fn require_proxies(names: &[&str]) -> bool {
     names.iter().all(|name| require_proxy(name).is_some())

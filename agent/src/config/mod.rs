@@ -73,7 +73,7 @@ pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_RECONCILE_INTERVAL_MS: u64 = 1_000;
 /// Default directory of the shipped templates.
 pub const DEFAULT_TEMPLATE_DIR: &str = "/usr/share/cutover/templates";
-/// Largest config or routes file read, in bytes.
+/// Largest config or routes file read, in bytes; only regular files are read.
 pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 /// Most routes over all services.
 pub const MAX_ROUTES: usize = 5_000_000;
@@ -121,6 +121,9 @@ pub struct Agent {
     /// How long the desired-state file must stay unchanged before it is applied. Default
     /// [`DEFAULT_DESIRED_DEBOUNCE_MS`] ms.
     pub desired_debounce: Duration,
+    /// Who may run which commands (`allow_uids`, `allow_gids`, `read_uids`, `read_gids`;
+    /// all empty by default: whoever can open the socket). See [`crate::access`].
+    pub access: crate::access::Policy,
 }
 
 /// Which proxy, and where its parts are.
@@ -269,6 +272,26 @@ pub struct FileSpec {
     pub uses_state: bool,
     /// What the values of a map must be; see [`ValueCheck`].
     pub values: ValueCheck,
+    /// Whether the map may render no entries. Default false: an empty map looks valid and
+    /// routes nothing, the classic outage, so it is refused unless the file says
+    /// `allow_empty = true` (the default routes map allows it only when every service
+    /// sets `allow_empty_routes = true`).
+    pub allow_empty: bool,
+}
+
+impl FileSpec {
+    /// Refuses the rendered entries of this map when they are empty and the file does not
+    /// allow that.
+    pub fn check_entries(&self, entries: &crate::mapfile::MapEntries) -> Result<(), String> {
+        if entries.is_empty() && self.kind == FileKind::Map && !self.allow_empty {
+            return Err(format!(
+                "map {} renders no entries; an empty map looks valid and routes nothing \
+                 (set allow_empty = true on this [[files]] entry if that is intended)",
+                self.name
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What the values of a rendered map must name. A map whose values the agent can check
@@ -429,14 +452,29 @@ fn read_bounded(path: &Path) -> Result<String, ConfigError> {
         path: path.to_owned(),
         reason,
     };
-    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(err(format!(
-            "{} bytes is larger than the limit of {MAX_FILE_BYTES}",
-            meta.len()
-        )));
+    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| err(e.to_string()))?;
+    // A device, FIFO or /proc file reports no useful length and may never end.
+    if !meta.is_file() {
+        return Err(err("not a regular file".into()));
     }
-    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let too_large = |len: u64| {
+        err(format!(
+            "{len} bytes is larger than the limit of {MAX_FILE_BYTES}"
+        ))
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_FILE_BYTES + 1),
+        &mut bytes,
+    )
+    .map_err(|e| err(e.to_string()))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
     String::from_utf8(bytes).map_err(|e| {
         err(format!(
             "not UTF-8 (invalid byte at offset {})",

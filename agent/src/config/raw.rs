@@ -1,6 +1,7 @@
 //! The config file as written: serde structs with unknown fields refused, turned into a
 //! [`Config`](super::Config) by `validate`.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -58,6 +59,14 @@ pub(super) struct RawAgent {
     pub(super) reconcile_interval_ms: Option<u64>,
     pub(super) desired_state: Option<PathBuf>,
     pub(super) desired_debounce_ms: Option<u64>,
+    #[serde(default)]
+    pub(super) allow_uids: BTreeSet<u32>,
+    #[serde(default)]
+    pub(super) allow_gids: BTreeSet<u32>,
+    #[serde(default)]
+    pub(super) read_uids: BTreeSet<u32>,
+    #[serde(default)]
+    pub(super) read_gids: BTreeSet<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +107,8 @@ pub(super) struct RawFile {
     pub(super) uses_state: bool,
     #[serde(default = "any")]
     pub(super) values: ValueCheck,
+    #[serde(default)]
+    pub(super) allow_empty: bool,
 }
 
 fn any() -> ValueCheck {

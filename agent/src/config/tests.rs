@@ -238,3 +238,77 @@ fn template_outside_dir_refused() {
     let e = load(&text).unwrap_err().to_string();
     assert!(e.contains("must be a relative path inside"), "{e}");
 }
+
+#[test]
+fn only_regular_files_are_read_and_never_without_bound() {
+    let text = GOOD.replace(
+        "routes = [\"www.example.com\", \"example.com\"]",
+        "routes_file = \"/dev/zero\"",
+    );
+    let e = load(&text).unwrap_err().to_string();
+    assert!(e.contains("/dev/zero: not a regular file"), "{e}");
+}
+
+#[test]
+fn control_characters_in_paths_and_template_values_are_refused() {
+    let text = GOOD
+        .replace("/tmp/state", "/tmp/st\\nate")
+        .replace("[proxy]", "[templates]\nvars = { listen = \"127.0.0.1:80\\n    stats socket /tmp/x level admin\", n = [\"a\\u0000\"] }\n[proxy]");
+    let e = load(&text).unwrap_err().to_string();
+    assert!(
+        e.contains("agent.state_dir: \"/tmp/st\\nate\" contains the control character '\\n'"),
+        "{e}"
+    );
+    assert!(
+        e.contains("templates.vars.listen: contains the control character '\\n'"),
+        "{e}"
+    );
+    assert!(
+        e.contains("templates.vars.n[0]: contains the control character '\\0'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn empty_maps_need_explicit_permission() {
+    let c = load(GOOD).unwrap();
+    let empty = crate::mapfile::MapEntries::new();
+    let e = c.file("routes").unwrap().check_entries(&empty).unwrap_err();
+    assert!(e.contains("map routes renders no entries"), "{e}");
+    assert!(c.file("services").unwrap().check_entries(&empty).is_err());
+    let allowed = load(&GOOD.replace(
+        "routes = [\"www.example.com\", \"example.com\"]",
+        "routes = []\nallow_empty_routes = true",
+    ))
+    .unwrap();
+    assert!(allowed
+        .file("routes")
+        .unwrap()
+        .check_entries(&empty)
+        .is_ok());
+    assert!(allowed
+        .file("services")
+        .unwrap()
+        .check_entries(&empty)
+        .is_err());
+}
+
+#[test]
+fn access_lists() {
+    let c = load(&GOOD.replace(
+        "[agent]",
+        "[agent]\nallow_uids = [1000]\nread_gids = [50]\nsocket_group = \"cutover\"",
+    ))
+    .unwrap();
+    assert!(c.agent.access.allow_uids.contains(&1000));
+    assert!(c.agent.access.read_gids.contains(&50));
+    let e = load(&GOOD.replace("[agent]", "[agent]\nread_uids = [7]")).unwrap_err();
+    assert!(
+        e.to_string().contains("set allow_uids or allow_gids too"),
+        "{e}"
+    );
+    let e = load(&GOOD.replace("[agent]", "[agent]\nallow_uids = [-1]")).unwrap_err();
+    assert!(e.to_string().contains("allow_uids"), "{e}");
+    let e = load(&GOOD.replace("[agent]", "[agent]\nsocket_group = \"a b\"")).unwrap_err();
+    assert!(e.to_string().contains("agent.socket_group"), "{e}");
+}

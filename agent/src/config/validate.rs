@@ -25,6 +25,12 @@ impl Validator<'_> {
         if p.as_os_str().is_empty() {
             self.problem(format!("{what}: empty path"));
         }
+        if let Some(c) = p.to_string_lossy().chars().find(|c| c.is_control()) {
+            self.problem(format!(
+                "{what}: {:?} contains the control character {c:?}",
+                p.display().to_string()
+            ));
+        }
         if p.is_absolute() {
             p
         } else {
@@ -55,7 +61,12 @@ impl Validator<'_> {
                 .map(|d| self.abs("templates.override_dir", d)),
             vars: raw.templates.vars,
         };
-        let files = self.files(raw.files, &proxy);
+        self.vars(
+            "templates.vars",
+            &toml::Value::Table(templates.vars.clone()),
+        );
+        let routes_may_be_empty = raw.services.iter().all(|s| s.allow_empty_routes);
+        let files = self.files(raw.files, &proxy, routes_may_be_empty);
         let services = self.services(raw.services, proxy.kind.map_syntax());
         let cluster = raw.cluster.map(|c| self.cluster(c));
         let metrics = super::metrics::validate(raw.metrics, &mut self.problems);
@@ -90,7 +101,22 @@ impl Validator<'_> {
                 "agent.max_line: {max_line} is outside 1024..=16777216 bytes"
             ));
         }
+        let access = crate::access::Policy {
+            allow_uids: raw.allow_uids,
+            allow_gids: raw.allow_gids,
+            read_uids: raw.read_uids,
+            read_gids: raw.read_gids,
+        };
+        for p in access.problems() {
+            self.problem(p);
+        }
+        if let Some(group) = &raw.socket_group {
+            if let Err(e) = check_name(group) {
+                self.problem(format!("agent.socket_group: {e}"));
+            }
+        }
         Agent {
+            access,
             socket: raw
                 .socket
                 .map(|s| self.abs("agent.socket", s))
@@ -230,10 +256,40 @@ impl Validator<'_> {
         }
     }
 
+    /// Template values are pasted into line-oriented files: a control character (a newline
+    /// above all) would start a line of its own in the proxy config.
+    fn vars(&mut self, at: &str, v: &toml::Value) {
+        match v {
+            toml::Value::String(s) => {
+                if let Some(c) = s.chars().find(|c| c.is_control() && *c != '\t') {
+                    self.problem(format!(
+                        "{at}: contains the control character {c:?}; template values are single-line"
+                    ));
+                }
+            }
+            toml::Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    self.vars(&format!("{at}[{i}]"), v);
+                }
+            }
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    self.vars(&format!("{at}.{k}"), v);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// The configured files, or the default ones of the proxy kind.
-    fn files(&mut self, raw: Vec<RawFile>, proxy: &Proxy) -> Vec<FileSpec> {
+    fn files(
+        &mut self,
+        raw: Vec<RawFile>,
+        proxy: &Proxy,
+        routes_may_be_empty: bool,
+    ) -> Vec<FileSpec> {
         if raw.is_empty() {
-            return default_files(proxy);
+            return default_files(proxy, routes_may_be_empty);
         }
         if proxy.kind == ProxyKind::Nginx
             && !raw
@@ -284,6 +340,7 @@ impl Validator<'_> {
                 kind: f.kind,
                 uses_state: f.uses_state,
                 values: f.values,
+                allow_empty: f.allow_empty,
             });
         }
         out
@@ -526,7 +583,7 @@ impl Validator<'_> {
 /// The files of a setup without `[[files]]`: the two maps in `proxy.map_dir` (HAProxy's
 /// config stays the operator's), and for Nginx also the main config, which every change
 /// reloads and so must be validated as a whole.
-fn default_files(proxy: &Proxy) -> Vec<FileSpec> {
+fn default_files(proxy: &Proxy, routes_may_be_empty: bool) -> Vec<FileSpec> {
     let dir = match proxy.kind {
         ProxyKind::Haproxy => "haproxy",
         ProxyKind::Nginx => "nginx",
@@ -539,6 +596,7 @@ fn default_files(proxy: &Proxy) -> Vec<FileSpec> {
             kind: FileKind::Map,
             uses_state: false,
             values: ValueCheck::Services,
+            allow_empty: routes_may_be_empty,
         },
         FileSpec {
             name: "services".into(),
@@ -547,6 +605,7 @@ fn default_files(proxy: &Proxy) -> Vec<FileSpec> {
             kind: FileKind::Map,
             uses_state: true,
             values: ValueCheck::Backends,
+            allow_empty: false,
         },
     ];
     if proxy.kind == ProxyKind::Nginx {
@@ -557,6 +616,7 @@ fn default_files(proxy: &Proxy) -> Vec<FileSpec> {
             kind: FileKind::Config,
             uses_state: true,
             values: ValueCheck::Any,
+            allow_empty: false,
         });
     }
     files

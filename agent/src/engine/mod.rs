@@ -11,17 +11,17 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::config::{Config, FileKind, FileSpec};
-use crate::mapfile::{MapDiff, MapEntries, MapSyntax};
+use crate::mapfile::{self, MapDiff, MapEntries, MapSyntax};
 use crate::metrics::{Metrics, RollbackReason};
 use crate::protocol::MapView;
 use crate::proxy::{Epoch, Proxy};
 use crate::render::Renderer;
 use crate::state::{Change, Request, State};
-use crate::store::{JournalEntry, Requester, Store};
+use crate::store::{now_ms, JournalEntry, Requester, Store};
 
 mod batch;
 mod plan;
-mod reconcile;
+pub mod reconcile;
 mod safety;
 mod transition;
 mod validate;
@@ -41,6 +41,8 @@ pub const SMALL_MAP_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
+    /// The peer may not run the command (see [`crate::access`]).
+    Access,
     Request,
     Gate,
     Render,
@@ -84,8 +86,15 @@ pub struct Snapshot {
     pub proxy: ProxyStatus,
     pub services: Vec<ServiceStatus>,
     pub files: Vec<FileStatus>,
-    /// The last failed apply or reconcile, if the last attempt failed.
+    /// What is wrong now: the fault's error while there is one, else the error of the last
+    /// change if it failed (cleared by the next change that succeeds).
     pub last_error: Option<String>,
+    /// A condition that keeps the files or the proxy from matching the desired state (the
+    /// proxy unreachable, a reconcile failing), while it lasts.
+    pub fault: Option<Fault>,
+    /// What the agent repaired when it started (an unusable state file, a torn journal,
+    /// leftovers of interrupted writes), in its own words.
+    pub recovered: Vec<String>,
     /// The watched desired-state file and why its content was refused, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub desired_state: Option<DesiredStatus>,
@@ -95,6 +104,22 @@ pub struct Snapshot {
 pub struct DesiredStatus {
     pub path: String,
     pub error: Option<String>,
+}
+
+/// A fault the periodic check keeps seeing; cleared by the first reconcile that succeeds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fault {
+    /// The step that fails: `proxy` when the proxy cannot be reached.
+    pub step: Step,
+    /// The latest error.
+    pub message: String,
+    /// When it was first seen, Unix milliseconds.
+    pub since_ms: u64,
+    /// Whether it has lasted [`reconcile::FAULT_GRACE`]: only then is it shown and
+    /// journaled (a shorter failure is a blip, such as HAProxy's master re-executing
+    /// itself for a reload).
+    #[serde(skip)]
+    pub confirmed: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -138,11 +163,20 @@ pub struct Engine<P: Proxy> {
     /// Content of every managed file as committed on disk, by file name: what the proxy
     /// serves.
     files: BTreeMap<String, String>,
-    /// The proxy's epoch as last seen; a different one means somebody reloaded it.
+    /// The proxy's epoch as last verified against the desired state; a different one
+    /// means somebody reloaded it. `None`: compare everything on the next tick.
     epoch: Option<Epoch>,
+    /// The proxy's epoch as last read, verified or not (to say why a tick reconciles).
+    seen_epoch: Option<Epoch>,
+    /// Error of the last change, if it failed; see [`Snapshot::last_error`].
+    change_error: Option<String>,
+    fault: Option<Fault>,
+    /// How long a failing check lasts before it is a fault; [`reconcile::FAULT_GRACE`].
+    fault_grace: Duration,
+    /// Repairs made at start; see [`Snapshot::recovered`].
+    recovered: Vec<String>,
     /// Whether the proxy answered the last time it was asked.
     reachable: bool,
-    last_error: Option<String>,
     /// Post-switch watches in progress, by service.
     watches: BTreeMap<String, safety::ActiveWatch>,
     /// Latest safety phase by service.
@@ -153,19 +187,29 @@ pub struct Engine<P: Proxy> {
 }
 
 impl<P: Proxy> Engine<P> {
-    /// Builds the engine from a validated config: loads templates and the saved state
-    /// (aligned with the configured services) and reads the managed files from disk.
-    /// Touches neither the proxy nor any file.
+    /// Builds the engine from a validated config: loads templates, recovers the state
+    /// directory from an interrupted run ([`Store::recover`]), loads the saved state
+    /// (aligned with the configured services), removes leftovers of interrupted writes
+    /// beside the managed files and reads those files from disk. Every repair is logged,
+    /// journaled and shown in `status`. The proxy is not contacted. The caller holds the
+    /// store's lock.
     pub fn new(config: Arc<Config>, proxy: P, store: Store) -> Result<Engine<P>, ApplyError> {
         let renderer = Renderer::new(&config).map_err(|e| ApplyError::new(Step::Render, e))?;
-        let loaded = store
-            .load()
+        let recovered = store
+            .recover()
             .map_err(|e| ApplyError::new(Step::Persist, e))?;
-        if let Some(reason) = &loaded.recovered_from {
-            tracing::warn!(%reason, "state file unreadable; using its previous version");
+        let mut notes = recovered.notes;
+        for f in &config.files {
+            let removed = crate::fsio::remove_leftovers(&f.path);
+            if removed > 0 {
+                notes.push(format!(
+                    "removed {removed} temporary or staged file(s) of an interrupted write of {}",
+                    f.path.display()
+                ));
+            }
         }
-        let state = loaded.state.unwrap_or_default();
-        let (state, _) = state.align_services(&config.initial_colours());
+        let state = recovered.state.unwrap_or_default();
+        let (state, aligned) = state.align_services(&config.initial_colours());
         let mut engine = Engine {
             static_files: BTreeMap::new(),
             files: BTreeMap::new(),
@@ -175,18 +219,95 @@ impl<P: Proxy> Engine<P> {
             store,
             state,
             epoch: None,
+            seen_epoch: None,
+            change_error: None,
+            fault: None,
+            fault_grace: reconcile::FAULT_GRACE,
+            recovered: Vec::new(),
             reachable: false,
-            last_error: None,
             watches: BTreeMap::new(),
             phases: BTreeMap::new(),
             desired_file: None,
             metrics: Metrics::new(),
         };
         engine.watch_desired_file();
+        if !aligned.is_empty() {
+            let names: Vec<&str> = aligned
+                .services
+                .iter()
+                .map(|c| c.service.as_str())
+                .collect();
+            engine.journal_agent(
+                "config",
+                "ok",
+                format!(
+                    "generation {}: services added or removed by the config: {}",
+                    aligned.generation,
+                    names.join(", ")
+                ),
+                json!({ "services": aligned.services }),
+            );
+        }
+        for note in notes {
+            tracing::warn!("recovered: {note}");
+            engine.journal_agent(
+                "recover",
+                "recovered",
+                note.clone(),
+                serde_json::Value::Null,
+            );
+            engine.recovered.push(note);
+        }
         engine.static_files = engine.render_static()?;
         engine.read_files_from_disk()?;
         engine.metrics.state(&engine.state);
         Ok(engine)
+    }
+
+    /// Journals a request refused before it reached the engine (the access check), with
+    /// who sent it.
+    pub fn journal_refusal(
+        &self,
+        request: serde_json::Value,
+        requester: &Requester,
+        step: Step,
+        message: String,
+    ) {
+        let entry = JournalEntry {
+            generation: self.state.generation,
+            time_ms: now_ms(),
+            requester: requester.clone(),
+            request,
+            result: "error".into(),
+            message,
+            data: json!({ "step": step }),
+        };
+        if let Err(e) = self.store.append(&entry) {
+            tracing::error!(error = %e, "cannot write the journal");
+        }
+    }
+
+    /// Journals something the agent did or saw by itself (`via: agent`), with the request
+    /// `{"op": op}` (`recover`, `reconcile`).
+    pub(crate) fn journal_agent(
+        &self,
+        op: &str,
+        result: &str,
+        message: String,
+        data: serde_json::Value,
+    ) {
+        let entry = JournalEntry {
+            generation: self.state.generation,
+            time_ms: now_ms(),
+            requester: Requester::agent(),
+            request: json!({ "op": op }),
+            result: result.into(),
+            message,
+            data,
+        };
+        if let Err(e) = self.store.append(&entry) {
+            tracing::error!(error = %e, "cannot write the journal");
+        }
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -206,9 +327,11 @@ impl<P: Proxy> Engine<P> {
         self.reachable
     }
 
-    /// The last failed apply or reconcile, if the last attempt failed.
+    /// What is wrong now; see [`Snapshot::last_error`].
     pub fn last_error(&self) -> Option<&str> {
-        self.last_error.as_deref()
+        self.confirmed_fault()
+            .map(|f| f.message.as_str())
+            .or(self.change_error.as_deref())
     }
 
     /// Marks the current routing as committed across the cluster at `generation`, and
@@ -249,7 +372,7 @@ impl<P: Proxy> Engine<P> {
         change: Change,
     ) -> Result<Applied, ApplyError> {
         let mut applied = self.transition(&next).await.inspect_err(|e| {
-            self.last_error = Some(e.to_string());
+            self.change_error = Some(e.to_string());
         })?;
         let t = Instant::now();
         if let Err(e) = self.store.save(&next) {
@@ -259,12 +382,12 @@ impl<P: Proxy> Engine<P> {
             if let Err(undo_err) = self.transition(&undo).await {
                 tracing::error!(error = %undo_err, "cannot undo a change whose state could not be saved");
             }
-            self.last_error = Some(err.to_string());
+            self.change_error = Some(err.to_string());
             return Err(err);
         }
         applied.timings_ms.insert("persist", ms(t));
         self.state = next;
-        self.last_error = None;
+        self.change_error = None;
         self.metrics.state(&self.state);
         applied.change = change;
         Ok(applied)
@@ -308,7 +431,9 @@ impl<P: Proxy> Engine<P> {
                     kind: f.kind,
                 })
                 .collect(),
-            last_error: self.last_error.clone(),
+            last_error: self.last_error().map(str::to_owned),
+            fault: self.confirmed_fault().cloned(),
+            recovered: self.recovered.clone(),
             desired_state: self.desired_file.as_ref().map(|w| DesiredStatus {
                 path: w.path().display().to_string(),
                 error: w.error.clone(),
@@ -343,6 +468,10 @@ impl<P: Proxy> Engine<P> {
                 w.error = Some(format!("refused at {e}; the last good state stays live"));
             }
         }
+    }
+
+    fn confirmed_fault(&self) -> Option<&Fault> {
+        self.fault.as_ref().filter(|f| f.confirmed)
     }
 
     /// Entries of map `name`: desired, live, or the diff from live to desired.
@@ -400,6 +529,16 @@ impl<P: Proxy> Engine<P> {
         service: Option<&str>,
         limit: usize,
     ) -> Result<Vec<JournalEntry>, ApplyError> {
+        // A service no longer configured may still have history; a name that no service
+        // could ever have is a mistake worth saying so.
+        if let Some(name) = service {
+            if !self.config.services.contains_key(name) && mapfile::check_name(name).is_err() {
+                return Err(ApplyError::new(
+                    Step::Request,
+                    format!("unknown service {name:?}"),
+                ));
+            }
+        }
         self.store
             .history(service, limit)
             .map_err(|e| ApplyError::new(Step::Persist, e))
@@ -427,6 +566,20 @@ impl<P: Proxy> Engine<P> {
             self.files = old_files;
         } else {
             self.watch_desired_file();
+        }
+        match &result {
+            Ok(a) => self.journal_agent(
+                "config",
+                "ok",
+                format!("new config in force: {}", a.summary()),
+                json!({ "services": a.change.services, "files": a.files }),
+            ),
+            Err(e) => self.journal_agent(
+                "config",
+                "error",
+                format!("new config refused, the old one stays in force: {e}"),
+                json!({ "step": e.step }),
+            ),
         }
         result
     }

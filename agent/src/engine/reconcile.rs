@@ -1,15 +1,46 @@
 //! Reconciliation: making the files on disk and what the proxy serves equal to the desired
 //! state when they drifted (at start, after a reload made behind the agent's back, after
 //! a hand-typed runtime command, when the proxy comes back).
+//!
+//! Faults: a check that fails (the proxy unreachable, a map that cannot be read or
+//! repaired, a file that cannot be written) forgets the epoch, so every later tick is a
+//! full reconcile until one succeeds. A check that keeps failing for [`FAULT_GRACE`]
+//! becomes the engine's [`Fault`], shown in `status` and journaled once; the reconcile
+//! that finally succeeds clears it and journals the recovery. Every repair a reconcile
+//! makes is journaled too.
 
-use super::{ApplyError, Engine, Step, SMALL_MAP_BYTES};
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{ApplyError, Engine, Fault, Step, SMALL_MAP_BYTES};
 use crate::config::FileKind;
 use crate::mapfile::MapDiff;
 use crate::proxy::Proxy;
+use crate::store::now_ms;
+
+/// How long a check may keep failing before it is a fault. HAProxy 2.6's master refuses
+/// connections while it re-executes itself for a reload (longer with large maps to load);
+/// that is not worth an alarm.
+pub const FAULT_GRACE: Duration = Duration::from_secs(3);
 
 impl<P: Proxy> Engine<P> {
-    /// Brings files and runtime to the desired state; returns one line per fix made.
+    /// Brings files and runtime to the desired state; returns one line per fix made. A
+    /// failure becomes the engine's fault (see the module doc).
     pub async fn reconcile(&mut self, why: &str) -> Result<Vec<String>, ApplyError> {
+        match self.reconcile_inner(why).await {
+            Ok(fixes) => {
+                self.healthy(why, &fixes);
+                Ok(fixes)
+            }
+            Err(e) => {
+                self.faulty(e.step, format!("reconcile ({why}): {e}"));
+                Err(e)
+            }
+        }
+    }
+
+    async fn reconcile_inner(&mut self, why: &str) -> Result<Vec<String>, ApplyError> {
         let mut fixes = Vec::new();
         self.read_files_from_disk()?;
         if self.store.load().ok().and_then(|l| l.state).as_ref() != Some(&self.state) {
@@ -18,9 +49,7 @@ impl<P: Proxy> Engine<P> {
                 .map_err(|e| ApplyError::new(Step::Persist, e))?;
         }
         let state = self.state.clone();
-        let applied = self.transition(&state).await.inspect_err(|e| {
-            self.last_error = Some(format!("reconcile ({why}): {e}"));
-        })?;
+        let applied = self.transition(&state).await?;
         for f in &applied.files {
             fixes.push(format!(
                 "file {} ({}) differed from the desired state and was rewritten",
@@ -53,12 +82,75 @@ impl<P: Proxy> Engine<P> {
             self.epoch = Some(epoch);
             self.reachable = true;
         }
-        self.last_error = None;
         self.metrics.drift_repaired(fixes.len());
         for f in &fixes {
             tracing::info!(reason = why, "repaired: {f}");
         }
         Ok(fixes)
+    }
+
+    /// A check succeeded: journal its repairs, and the end of a fault.
+    fn healthy(&mut self, why: &str, fixes: &[String]) {
+        if !fixes.is_empty() {
+            self.journal_agent(
+                "reconcile",
+                "ok",
+                format!("{why}: repaired {}", fixes.join("; ")),
+                json!({ "why": why, "fixes": fixes }),
+            );
+        }
+        if let Some(f) = self.fault.take() {
+            let secs = now_ms().saturating_sub(f.since_ms) as f64 / 1e3;
+            if !f.confirmed {
+                tracing::info!("check passes again after {secs:.1} s: {}", f.message);
+                return;
+            }
+            let message = format!(
+                "recovered after {secs:.1} s: files and {} match the desired state again (the fault was: {})",
+                self.proxy.name(),
+                f.message
+            );
+            tracing::info!("{message}");
+            self.journal_agent(
+                "reconcile",
+                "ok",
+                message,
+                json!({ "why": why, "fault": f }),
+            );
+        }
+    }
+
+    /// A check failed: the epoch is forgotten, so the next tick compares everything, and
+    /// the failure is recorded. It becomes a fault (shown, journaled) once it has lasted
+    /// [`FAULT_GRACE`], or at once when it follows a fault with another step.
+    fn faulty(&mut self, step: Step, message: String) {
+        self.epoch = None;
+        let now = now_ms();
+        let (since_ms, was_confirmed) = match &self.fault {
+            Some(f) if f.step == step => (f.since_ms, f.confirmed),
+            Some(f) if f.confirmed => (now, true),
+            _ => {
+                tracing::info!(%step, "check failed: {message}");
+                (now, false)
+            }
+        };
+        let due = now.saturating_sub(since_ms) >= self.fault_grace.as_millis() as u64;
+        let confirmed = was_confirmed || due;
+        if confirmed && !(was_confirmed && self.fault.as_ref().is_some_and(|f| f.step == step)) {
+            tracing::warn!(%step, "fault: {message}");
+            self.journal_agent(
+                "reconcile",
+                "error",
+                message.clone(),
+                json!({ "step": step }),
+            );
+        }
+        self.fault = Some(Fault {
+            step,
+            message,
+            since_ms,
+            confirmed,
+        });
     }
 
     /// A proxy that says which generation it serves (Nginx) and serves another one than the
@@ -128,40 +220,33 @@ impl<P: Proxy> Engine<P> {
         let epoch = match epoch {
             Ok(e) => e,
             Err(e) => {
-                // The epoch seen last is kept: when the proxy answers again, a different one
-                // tells that it was reloaded or restarted meanwhile.
-                if std::mem::replace(&mut self.reachable, false) {
-                    tracing::warn!(error = %e, "proxy unreachable");
-                }
-                self.last_error = Some(format!("proxy unreachable: {e}"));
+                self.reachable = false;
+                self.faulty(Step::Proxy, format!("proxy unreachable: {e}"));
                 return vec![];
             }
         };
-        let was_reachable = std::mem::replace(&mut self.reachable, true);
-        let result = if self.epoch.as_ref() != Some(&epoch) {
-            let why = match &self.epoch {
+        let seen = self.seen_epoch.replace(epoch.clone());
+        if self.epoch.as_ref() != Some(&epoch) {
+            let why = match seen {
                 None => "proxy reachable",
-                Some(old) if old.master_pid != epoch.master_pid => "proxy restarted",
-                Some(_) => "proxy reloaded",
+                Some(s) if s.master_pid != epoch.master_pid => "proxy restarted",
+                Some(s) if s != epoch => "proxy reloaded",
+                Some(_) => "check after a failure",
             };
             tracing::info!(
                 reloads = epoch.reloads,
                 master = epoch.master_pid,
                 "{why}: checking it against the desired state"
             );
-            self.reconcile(why).await
-        } else {
-            if !was_reachable {
-                tracing::info!("proxy reachable again, unchanged");
-                self.last_error = None;
+            return self.reconcile(why).await.unwrap_or_default();
+        }
+        match self.check_small_maps().await {
+            Ok(fixes) => {
+                self.healthy("drift check", &fixes);
+                fixes
             }
-            self.check_small_maps().await
-        };
-        match result {
-            Ok(fixes) => fixes,
             Err(e) => {
-                tracing::warn!(step = %e.step, "reconcile failed: {}", e.message);
-                self.last_error = Some(format!("reconcile: {e}"));
+                self.faulty(e.step, format!("drift check: {e}"));
                 vec![]
             }
         }
@@ -207,9 +292,7 @@ impl<P: Proxy> Engine<P> {
         for f in &self.config.files {
             let text = &rendered[&f.name];
             if f.kind == FileKind::Map {
-                self.syntax().parse(text).map_err(|e| {
-                    ApplyError::new(Step::Render, format!("template {}: {e}", f.template))
-                })?;
+                super::transition::parse_rendered(f, self.syntax(), text)?;
             }
             let changed = crate::fsio::write_atomic(
                 &f.path,
@@ -225,6 +308,16 @@ impl<P: Proxy> Engine<P> {
         self.store
             .save(&self.state)
             .map_err(|e| ApplyError::new(Step::Persist, e))?;
+        self.journal_agent(
+            "render",
+            "ok",
+            format!(
+                "generation {}: wrote {} file(s) without contacting the proxy",
+                self.state.generation,
+                written.len()
+            ),
+            json!({ "written": written }),
+        );
         Ok(written)
     }
 }

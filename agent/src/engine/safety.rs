@@ -215,8 +215,8 @@ impl<P: Proxy> Engine<P> {
     }
 
     /// Brings the proxy's server admin states to the drains of `next`, from those of
-    /// `prev` (`None`: re-assert every drain, as after a reload). Draining is runtime
-    /// state on every proxy that supports it.
+    /// `prev` (`None`: re-assert every drain and every undrain, as after a reload or an
+    /// interrupted change). Draining is runtime state on every proxy that supports it.
     pub(super) async fn sync_drains(
         &self,
         prev: Option<&State>,
@@ -231,7 +231,10 @@ impl<P: Proxy> Engine<P> {
                 let had = prev
                     .and_then(|p| p.services.get(name))
                     .map(|p| p.drained.contains(&colour));
-                if had == Some(want) || (had.is_none() && !want) {
+                // Without a previous state (a reconcile) what the proxy holds is unknown: a
+                // drain left by an interrupted change must be lifted too, so every colour is
+                // set, which the proxy does only for servers in the other state.
+                if had == Some(want) {
                     continue;
                 }
                 let backend = &service.colours[&colour].backend;

@@ -329,6 +329,140 @@ async fn rollback_returns_to_the_previous_colour() {
     assert_eq!(web.previous.as_deref(), Some("green"));
 }
 
+fn journal_of(f: &Fixture, cmd: &str) -> Vec<JournalEntry> {
+    f.engine
+        .history(None, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.request["op"] == cmd)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_fault_is_shown_journaled_once_and_cleared_by_itself() {
+    let mut f = fixture().await;
+    f.engine.tick().await;
+    // A blip shorter than the grace is no fault.
+    f.proxy.state().unreachable = Some("re-executing".into());
+    f.engine.tick().await;
+    assert!(f.engine.snapshot().await.fault.is_none());
+    f.proxy.state().unreachable = None;
+    f.engine.tick().await;
+    assert!(journal_of(&f, "reconcile").is_empty());
+    f.engine.fault_grace = Duration::ZERO;
+    f.proxy.state().unreachable = Some("connection refused".into());
+    for _ in 0..3 {
+        f.engine.tick().await;
+    }
+    let snap = f.engine.snapshot().await;
+    let fault = snap.fault.expect("fault shown");
+    assert_eq!(fault.step, Step::Proxy);
+    assert!(fault.message.contains("connection refused"), "{fault:?}");
+    assert!(snap.last_error.unwrap().contains("proxy unreachable"));
+    let journal = journal_of(&f, "reconcile");
+    assert_eq!(journal.len(), 1, "journaled once: {journal:?}");
+    assert_eq!(journal[0].result, "error");
+    assert_eq!(journal[0].requester.via, "agent");
+
+    // While it was away, its runtime map drifted (e.g. restarted from other files): the
+    // first tick that reaches it repairs everything and journals the recovery.
+    f.proxy.state().unreachable = None;
+    let services = f.maps.join("services.map");
+    f.proxy
+        .state()
+        .maps
+        .get_mut(&services)
+        .unwrap()
+        .insert("web".into(), "web_green".into());
+    let fixes = f.engine.tick().await;
+    assert_eq!(fixes.len(), 1, "{fixes:?}");
+    assert_eq!(f.live_services()["web"], "web_blue");
+    let snap = f.engine.snapshot().await;
+    assert!(snap.fault.is_none());
+    assert!(snap.last_error.is_none());
+    let journal = journal_of(&f, "reconcile");
+    assert_eq!(journal.len(), 3, "{journal:?}");
+    assert!(
+        journal[1].message.contains("repaired map services"),
+        "{journal:?}"
+    );
+    assert!(
+        journal[2].message.starts_with("recovered after"),
+        "{journal:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_apply_makes_the_next_tick_compare_everything() {
+    let mut f = fixture().await;
+    f.engine.tick().await;
+    assert!(f.engine.epoch.is_some());
+    f.proxy.state().fail_update = Some("admin socket gone".into());
+    f.engine
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
+        .await
+        .unwrap_err();
+    assert!(f.engine.epoch.is_none(), "runtime content is uncertain");
+    f.proxy.state().fail_update = None;
+    f.proxy.state().calls.clear();
+    f.engine.tick().await;
+    assert!(f.engine.epoch.is_some());
+    let snap = f.engine.snapshot().await;
+    assert!(snap.fault.is_none());
+    // The failed switch stays the last error until a change succeeds.
+    assert!(snap.last_error.unwrap().contains("admin socket gone"));
+    f.engine
+        .apply(&switch("web", Colour::Green), &Requester::default(), false)
+        .await
+        .unwrap();
+    assert!(f.engine.snapshot().await.last_error.is_none());
+}
+
+#[tokio::test]
+async fn a_restart_after_a_power_loss_recovers_and_says_so() {
+    let f = fixture().await;
+    let mut engine = f.engine;
+    let who = Requester::default();
+    engine
+        .apply(&switch("web", Colour::Green), &who, false)
+        .await
+        .unwrap();
+    engine
+        .apply(&switch("api", Colour::Green), &who, false)
+        .await
+        .unwrap();
+    let last = engine.state().generation;
+    let config = engine.config().clone();
+    drop(engine);
+    // The newest state file is cut short; a write of the services map left its temp file.
+    let store = Store::open(&config.agent.state_dir).unwrap();
+    std::fs::write(store.state_path(), "{\"format\":1,").unwrap();
+    std::fs::write(f.maps.join(".cutover-services.map.77.0.tmp"), "web web_bl").unwrap();
+    let mut engine = Engine::new(config, f.proxy.clone(), store).unwrap();
+    let snap = engine.snapshot().await;
+    assert_eq!(snap.recovered.len(), 2, "{:?}", snap.recovered);
+    assert!(snap
+        .recovered
+        .iter()
+        .any(|n| n.contains("fell back to its previous version")));
+    assert!(snap
+        .recovered
+        .iter()
+        .any(|n| n.contains("temporary or staged file")));
+    // The previous version: web green, api blue; a generation above every journaled one.
+    assert_eq!(engine.state().services["web"].live, Colour::Green);
+    assert_eq!(engine.state().services["api"].live, Colour::Blue);
+    assert_eq!(engine.state().generation, last + 1);
+    engine.reconcile("start").await.unwrap();
+    assert_eq!(
+        f.proxy.state().maps[&f.maps.join("services.map")]["api"],
+        "api_blue"
+    );
+    let notes = engine.history(None, 100).unwrap();
+    assert_eq!(notes.iter().filter(|e| e.result == "recovered").count(), 2);
+    assert!(!f.maps.join(".cutover-services.map.77.0.tmp").exists());
+}
+
 #[tokio::test]
 async fn a_proxy_without_runtime_maps_checks_and_reloads_every_change() {
     let mut f = fixture_with(true).await;
@@ -585,4 +719,21 @@ async fn metrics_count_failures_and_undos_without_client_labels() {
         .unwrap_err();
     assert!(series(&f, "cutover_apply_failures_total{step=\"request\"}").ends_with(" 1"));
     assert!(!f.engine.metrics().render().contains("nope"));
+}
+
+#[tokio::test]
+async fn a_drain_left_by_an_interrupted_change_is_lifted_by_the_reconcile() {
+    let mut f = fixture().await;
+    // A switch killed after it drained the servers of what is live again in the saved
+    // state: nobody asked for that drain, and with both colours drained nothing answers.
+    for server in f.proxy.state().servers.get_mut("web_blue").unwrap() {
+        server.drain = true;
+    }
+    f.engine.reconcile("start").await.unwrap();
+    assert!(f.proxy.state().servers["web_blue"].iter().all(|s| !s.drain));
+    assert!(f
+        .proxy
+        .state()
+        .calls
+        .contains(&"set_drain web_blue false".to_owned()));
 }

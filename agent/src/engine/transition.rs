@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::{ms, ApplyError, Engine, Step};
 use crate::config::{Config, FileKind, FileSpec};
 use crate::fsio::{write_atomic, WriteOptions};
-use crate::mapfile::{MapDiff, MapEntries};
+use crate::mapfile::{MapDiff, MapEntries, MapSyntax};
 use crate::metrics::RollbackReason;
 use crate::proxy::{MapMechanism, Proxy, ReloadReport};
 use crate::state::{Change, State};
@@ -215,6 +215,24 @@ pub(super) struct Pending<'a> {
     pub(super) entries: Option<MapEntries>,
 }
 
+/// Parses a rendered map in the proxy's syntax and refuses one that is invalid, or empty
+/// when its file does not allow that.
+pub(super) fn parse_rendered(
+    spec: &FileSpec,
+    syntax: MapSyntax,
+    text: &str,
+) -> Result<MapEntries, ApplyError> {
+    let entries = syntax.parse(text).map_err(|e| {
+        ApplyError::new(
+            Step::Render,
+            format!("template {} renders an invalid map: {e}", spec.template),
+        )
+    })?;
+    spec.check_entries(&entries)
+        .map_err(|e| ApplyError::new(Step::Render, format!("template {}: {e}", spec.template)))?;
+    Ok(entries)
+}
+
 impl<P: Proxy> Engine<P> {
     /// Renders every managed file for `state` with the given paths.
     pub(super) fn render_all(
@@ -275,12 +293,7 @@ impl<P: Proxy> Engine<P> {
             }
             let new = new.into_owned();
             let entries = match spec.kind {
-                FileKind::Map => Some(self.syntax().parse(&new).map_err(|e| {
-                    ApplyError::new(
-                        Step::Render,
-                        format!("template {} renders an invalid map: {e}", spec.template),
-                    )
-                })?),
+                FileKind::Map => Some(parse_rendered(spec, self.syntax(), &new)?),
                 FileKind::Config => None,
             };
             pending.push(Pending {
@@ -394,6 +407,8 @@ impl<P: Proxy> Engine<P> {
             Err(e) => {
                 self.metrics.rollback(RollbackReason::ApplyFailed);
                 self.undo(&pending, structural).await;
+                // What the proxy serves is uncertain now: compare everything on the next tick.
+                self.epoch = None;
                 return Err(e);
             }
         };
@@ -403,6 +418,7 @@ impl<P: Proxy> Engine<P> {
         if let Err(e) = self.confirm(&pending, structural).await {
             self.metrics.rollback(RollbackReason::ConfirmFailed);
             self.undo(&pending, structural).await;
+            self.epoch = None;
             return Err(e);
         }
         timings.insert("confirm", ms(t));

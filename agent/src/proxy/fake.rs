@@ -25,6 +25,8 @@ pub struct FakeState {
     pub fail_check: Option<String>,
     pub fail_update: Option<String>,
     pub fail_reload: Option<String>,
+    /// Makes `epoch` and `read_map` fail: the proxy is unreachable.
+    pub unreachable: Option<String>,
     /// Warnings every check reports.
     pub check_warnings: Vec<String>,
     /// Generation the last reload was asked to apply (what `epoch` says is served).
@@ -127,6 +129,9 @@ impl Proxy for FakeProxy {
     }
 
     async fn read_map(&self, path: &Path) -> Result<MapEntries, ProxyError> {
+        if let Some(e) = &self.state().unreachable {
+            return Err(ProxyError::Runtime(e.clone()));
+        }
         self.state()
             .maps
             .get(path)
@@ -180,6 +185,9 @@ impl Proxy for FakeProxy {
     }
 
     async fn epoch(&self) -> Result<Epoch, ProxyError> {
+        if let Some(e) = &self.state().unreachable {
+            return Err(ProxyError::Runtime(e.clone()));
+        }
         let s = self.state();
         Ok(Epoch {
             master_pid: 1,
@@ -199,7 +207,16 @@ impl Proxy for FakeProxy {
     }
 
     async fn set_drain(&self, backend: &str, drain: bool) -> Result<(), ProxyError> {
+        // Like the real one: only servers in the other drain state are changed.
         let mut s = self.state();
+        let servers = s
+            .servers
+            .get(backend)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if servers.iter().all(|server| server.drain == drain) {
+            return Ok(());
+        }
         s.calls.push(format!("set_drain {backend} {drain}"));
         for server in s.servers.get_mut(backend).into_iter().flatten() {
             server.drain = drain;

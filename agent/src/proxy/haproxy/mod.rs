@@ -274,3 +274,32 @@ impl Proxy for Haproxy {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// External programs get an argument vector: shell syntax in a path is just bytes of
+    /// a file name.
+    #[tokio::test]
+    async fn arguments_reach_the_program_verbatim_never_through_a_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = "cutover-shell-injection-marker";
+        let name = format!("a b;touch {marker};$(touch {marker})`touch {marker}`'\"|&.cfg");
+        let evil = dir.path().join(name);
+        std::fs::write(&evil, "global\n").unwrap();
+        let cat = Path::new("/bin/cat");
+        run_check(cat, &[evil.as_os_str()], Duration::from_secs(5))
+            .await
+            .expect("cat read the file of that exact name");
+        assert!(
+            !Path::new(marker).exists(),
+            "a shell ran the embedded command"
+        );
+        let missing = dir.path().join("$(touch x).cfg");
+        let e = run_check(cat, &[missing.as_os_str()], Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("$(touch x).cfg"), "{e}");
+    }
+}

@@ -1,0 +1,273 @@
+//! Who may do what on the control socket: the peer-credential allowlists of `[agent]`.
+//!
+//! The socket's mode (0660 by default) and group decide who can connect at all. On top of
+//! that, each request is checked against the peer credentials the kernel reported for the
+//! connection (`SO_PEERCRED`: uid, primary gid, pid), before the engine sees it:
+//!
+//! - root (uid 0) and the agent's own uid may do everything;
+//! - a mutating command ([`needs_mutate`]: everything that changes routing, here or across
+//!   the cluster) needs the uid in `allow_uids` or a group in `allow_gids`;
+//! - a read-only command (`status`, `map_show`, `history`, `metrics`, `cluster_status`)
+//!   needs that, or the uid in `read_uids` or a group in `read_gids`;
+//! - an empty pair of lists means "whoever can open the socket": no `allow_*` lists, anyone
+//!   who can connect may mutate; no `read_*` lists, anyone who can connect may read.
+//!
+//! A group matches when it is the peer's primary gid or one of the groups the user database
+//! lists for the peer's uid (looked up when the connection opens). Every refusal is
+//! journaled with the uid and pid and answered with an error naming them. The lists apply
+//! to the unix socket; the TLS listener of a cluster admits holders of a certificate signed
+//! by the cluster's CA, and the agent's own requests (cluster coordination, the
+//! desired-state file) are its own.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use crate::protocol::Command;
+use crate::store::Requester;
+
+/// The allowlists, as validated from the config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Uids that may run mutating (and read-only) commands.
+    pub allow_uids: BTreeSet<u32>,
+    /// Gids whose members may run mutating (and read-only) commands.
+    pub allow_gids: BTreeSet<u32>,
+    /// Uids that may run read-only commands.
+    pub read_uids: BTreeSet<u32>,
+    /// Gids whose members may run read-only commands.
+    pub read_gids: BTreeSet<u32>,
+}
+
+/// A refused request: who, what, and which lists would have let it through.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{who} may not {verb}: {rule}")]
+pub struct Denied {
+    pub who: String,
+    pub verb: &'static str,
+    pub rule: &'static str,
+}
+
+impl Policy {
+    /// Problems with the lists as configured.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let restricts_reads = !self.read_uids.is_empty() || !self.read_gids.is_empty();
+        let restricts_mutations = !self.allow_uids.is_empty() || !self.allow_gids.is_empty();
+        if restricts_reads && !restricts_mutations {
+            out.push(
+                "agent.read_uids/read_gids: restricting readers while allow_uids and allow_gids \
+                 are empty would let everyone who can open the socket switch traffic but not \
+                 read; set allow_uids or allow_gids too"
+                    .to_owned(),
+            );
+        }
+        out
+    }
+
+    /// Whether a check may need the peer's groups from the user database.
+    pub fn needs_groups(&self) -> bool {
+        !self.allow_gids.is_empty() || !self.read_gids.is_empty()
+    }
+
+    /// Whether `who` may run `command`; `agent_uid` is the agent's own effective uid.
+    pub fn check(&self, who: &Requester, command: &Command, agent_uid: u32) -> Result<(), Denied> {
+        let mutation = needs_mutate(command);
+        let denied = |rule| Denied {
+            who: Peer(who).to_string(),
+            verb: command.verb(),
+            rule,
+        };
+        let Some(uid) = who.uid else {
+            return if self.is_open(mutation) {
+                Ok(())
+            } else {
+                Err(denied("the peer's credentials are unknown"))
+            };
+        };
+        if uid == 0 || uid == agent_uid || self.is_open(mutation) {
+            return Ok(());
+        }
+        let in_groups = |gids: &BTreeSet<u32>| {
+            who.gid.is_some_and(|g| gids.contains(&g))
+                || who.groups.iter().any(|g| gids.contains(g))
+        };
+        let may_mutate = self.allow_uids.contains(&uid) || in_groups(&self.allow_gids);
+        if may_mutate {
+            return Ok(());
+        }
+        if mutation {
+            return Err(denied(
+                "changing routing is allowed to root, the agent's own user and agent.allow_uids / allow_gids",
+            ));
+        }
+        if self.read_uids.contains(&uid) || in_groups(&self.read_gids) {
+            return Ok(());
+        }
+        Err(denied(
+            "reading is allowed to root, the agent's own user and agent.allow_uids / allow_gids / read_uids / read_gids",
+        ))
+    }
+
+    /// Whether a command of this kind is open to whoever can open the socket.
+    fn is_open(&self, mutation: bool) -> bool {
+        let mutate_open = self.allow_uids.is_empty() && self.allow_gids.is_empty();
+        let read_open = self.read_uids.is_empty() && self.read_gids.is_empty();
+        mutate_open || (!mutation && read_open)
+    }
+}
+
+/// Whether a command needs the mutating permission: it changes routing here
+/// ([`Command::is_mutation`]: switch, rollback, canary, promote, abort, drain, undrain,
+/// apply), across the cluster (`cluster`), or is a step of a cluster change that only peers
+/// send (`prepare`, `commit`, ...; refused on the socket anyway). Everything else only reads.
+pub fn needs_mutate(command: &Command) -> bool {
+    command.is_mutation() || command.is_peer_only() || matches!(command, Command::Cluster { .. })
+}
+
+/// `uid 1000 (gid 1000, pid 4242)` for messages.
+struct Peer<'a>(&'a Requester);
+
+impl fmt::Display for Peer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "unknown".into());
+        write!(
+            f,
+            "uid {} (gid {}, pid {})",
+            opt(self.0.uid.map(|v| v.to_string())),
+            opt(self.0.gid.map(|v| v.to_string())),
+            opt(self.0.pid.map(|v| v.to_string()))
+        )
+    }
+}
+
+/// Groups the user database lists for `uid` (its primary group included); empty when the
+/// uid has no entry. Blocking (NSS): call it off the async threads.
+pub fn user_groups(uid: u32) -> Vec<u32> {
+    use nix::unistd::{getgrouplist, User};
+    let Ok(Some(user)) = User::from_uid(uid.into()) else {
+        return vec![];
+    };
+    let Ok(name) = std::ffi::CString::new(user.name) else {
+        return vec![];
+    };
+    getgrouplist(&name, user.gid)
+        .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Colour;
+
+    const AGENT: u32 = 999;
+
+    fn peer(uid: u32, gid: u32, groups: &[u32]) -> Requester {
+        Requester {
+            uid: Some(uid),
+            gid: Some(gid),
+            pid: Some(4242),
+            via: "socket".into(),
+            groups: groups.to_vec(),
+        }
+    }
+
+    fn switch() -> Command {
+        Command::Switch {
+            service: "web".into(),
+            colour: Colour::Green,
+            force: false,
+            dry_run: false,
+        }
+    }
+
+    fn policy(
+        allow_uids: &[u32],
+        allow_gids: &[u32],
+        read_uids: &[u32],
+        read_gids: &[u32],
+    ) -> Policy {
+        let set = |v: &[u32]| v.iter().copied().collect();
+        Policy {
+            allow_uids: set(allow_uids),
+            allow_gids: set(allow_gids),
+            read_uids: set(read_uids),
+            read_gids: set(read_gids),
+        }
+    }
+
+    #[test]
+    fn empty_lists_leave_it_to_the_socket_mode() {
+        let p = Policy::default();
+        assert!(p.problems().is_empty());
+        assert!(p.check(&peer(1000, 1000, &[]), &switch(), AGENT).is_ok());
+        assert!(p.check(&Requester::default(), &switch(), AGENT).is_ok());
+    }
+
+    #[test]
+    fn mutations_need_the_allow_lists_reads_the_wider_ones() {
+        let p = policy(&[1000], &[50], &[2000], &[60]);
+        let ok = |who: Requester, cmd: Command| p.check(&who, &cmd, AGENT).is_ok();
+        // Always: root and the agent's own user.
+        assert!(ok(peer(0, 0, &[]), switch()));
+        assert!(ok(peer(AGENT, AGENT, &[]), switch()));
+        // Mutators, by uid, primary gid or a group of the user database.
+        assert!(ok(peer(1000, 1000, &[]), switch()));
+        assert!(ok(peer(1001, 50, &[]), switch()));
+        assert!(ok(peer(1002, 1002, &[1002, 50]), switch()));
+        assert!(ok(peer(1000, 1000, &[]), Command::Status));
+        // Readers may read and nothing else.
+        assert!(ok(peer(2000, 2000, &[]), Command::Status));
+        assert!(ok(peer(2001, 60, &[]), Command::Status));
+        assert!(!ok(peer(2000, 2000, &[]), switch()));
+        assert!(!ok(peer(2001, 2001, &[60]), switch()));
+        // Anyone else: nothing, and unknown credentials: nothing.
+        assert!(!ok(peer(3000, 3000, &[]), Command::Status));
+        assert!(!ok(Requester::default(), Command::Status));
+        let e = p
+            .check(&peer(3000, 3001, &[]), &switch(), AGENT)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "uid 3000 (gid 3001, pid 4242) may not switch: changing routing is allowed to root, \
+             the agent's own user and agent.allow_uids / allow_gids"
+        );
+    }
+
+    #[test]
+    fn restricted_mutations_leave_reads_open_without_read_lists() {
+        let p = policy(&[1000], &[], &[], &[]);
+        assert!(p
+            .check(&peer(3000, 3000, &[]), &Command::Status, AGENT)
+            .is_ok());
+        assert!(p.check(&peer(3000, 3000, &[]), &switch(), AGENT).is_err());
+    }
+
+    #[test]
+    fn cluster_changes_and_peer_steps_need_the_mutating_permission() {
+        let p = policy(&[1000], &[], &[2000], &[]);
+        let reader = peer(2000, 2000, &[]);
+        let cluster = Command::Cluster {
+            command: Box::new(switch()),
+        };
+        let commit = Command::Commit {
+            txn: "t".into(),
+            cluster_generation: 1,
+        };
+        assert!(p.check(&reader, &cluster, AGENT).is_err());
+        assert!(p.check(&reader, &commit, AGENT).is_err());
+        assert!(p.check(&reader, &Command::ClusterStatus, AGENT).is_ok());
+        assert!(p.check(&reader, &Command::Metrics, AGENT).is_ok());
+        let drain = Command::Drain {
+            service: "web".into(),
+            colour: Colour::Blue,
+            dry_run: true,
+        };
+        assert!(p.check(&reader, &drain, AGENT).is_err(), "a dry run too");
+    }
+
+    #[test]
+    fn read_lists_without_allow_lists_are_a_config_problem() {
+        assert_eq!(policy(&[], &[], &[5], &[]).problems().len(), 1);
+    }
+}

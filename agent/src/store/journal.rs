@@ -1,0 +1,230 @@
+//! The history journal: one JSON line per attempted change, appended and fsynced; read
+//! backwards from its end; and its repair after an interrupted write.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+use super::{
+    no_previous, suffixed, JournalEntry, Store, StoreError, HISTORY_TAIL_BYTES, JOURNAL_FILE,
+    TORN_SUFFIX,
+};
+use crate::fsio::write_atomic;
+
+impl Store {
+    /// Cuts a torn or corrupt end off the journal: an incomplete last line (a write cut
+    /// short) and the complete lines before it that are not JSON (zeroed or garbled blocks
+    /// after a power loss). The cut bytes are kept in `history.jsonl.torn`.
+    pub(super) fn repair_journal(&self) -> Result<Option<String>, StoreError> {
+        let path = self.journal_path();
+        let err = |source| StoreError::RepairJournal {
+            path: path.clone(),
+            source,
+        };
+        let mut f = match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(err(e)),
+        };
+        let len = f.metadata().map_err(err)?.len();
+        let start = len.saturating_sub(HISTORY_TAIL_BYTES);
+        f.seek(SeekFrom::Start(start)).map_err(err)?;
+        let mut tail = Vec::new();
+        (&mut f)
+            .take(HISTORY_TAIL_BYTES)
+            .read_to_end(&mut tail)
+            .map_err(err)?;
+        let keep = good_prefix(&tail, start > 0);
+        if keep == tail.len() {
+            return Ok(None);
+        }
+        let cut = &tail[keep..];
+        write_atomic(&suffixed(&path, TORN_SUFFIX), cut, no_previous())?;
+        f.set_len(start + keep as u64).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        Ok(Some(format!(
+            "journal {} ended in {} byte(s) that are not a complete entry (a write cut short); \
+             removed them (kept in {}{})",
+            path.display(),
+            cut.len(),
+            JOURNAL_FILE,
+            TORN_SUFFIX
+        )))
+    }
+
+    /// Generation of the newest journal entry.
+    pub fn last_generation(&self) -> Option<u64> {
+        self.history(None, usize::MAX)
+            .ok()?
+            .iter()
+            .map(|e| e.generation)
+            .max()
+    }
+
+    /// Appends one line to the journal and fsyncs it. A write that fails part-way is cut
+    /// off again, so the next entry starts on a line of its own.
+    pub fn append(&self, entry: &JournalEntry) -> Result<(), StoreError> {
+        let path = self.journal_path();
+        let err = |source| StoreError::Journal {
+            path: path.clone(),
+            source,
+        };
+        let mut line = serde_json::to_vec(entry).expect("journal entry serializes");
+        line.push(b'\n');
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(&path)
+            .map_err(err)?;
+        let before = f.metadata().map_err(err)?.len();
+        if let Err(e) = f.write_all(&line).and_then(|()| f.sync_data()) {
+            let _ = f.set_len(before);
+            return Err(err(e));
+        }
+        Ok(())
+    }
+
+    /// The newest journal entries, oldest first: at most `limit`, only those about
+    /// `service` when given, from the last [`HISTORY_TAIL_BYTES`] of the journal. The
+    /// journal is read backwards in chunks and parsed from its end, so the work is bounded
+    /// by what is asked for, not by the journal's size. Lines that do not parse (a torn
+    /// write) are skipped.
+    pub fn history(&self, service: Option<&str>, limit: usize) -> io::Result<Vec<JournalEntry>> {
+        const CHUNK: u64 = 64 * 1024;
+        let mut f = match fs::File::open(self.journal_path()) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(e),
+        };
+        let len = f.metadata()?.len();
+        let floor = len.saturating_sub(HISTORY_TAIL_BYTES);
+        let mut out = Vec::new();
+        // `carry`: the start of the earliest line read so far, whose beginning is not yet.
+        let mut carry: Vec<u8> = Vec::new();
+        let mut end = len;
+        while end > floor && out.len() < limit {
+            let start = end.saturating_sub(CHUNK).max(floor);
+            let mut buf = vec![0u8; (end - start) as usize];
+            f.seek(SeekFrom::Start(start))?;
+            f.read_exact(&mut buf)?;
+            buf.extend_from_slice(&carry);
+            // Before the first newline is a line that starts in an earlier chunk; at the
+            // floor it is cut and dropped, at the file's start it is whole.
+            let first = match buf.iter().position(|&b| b == b'\n') {
+                _ if start == 0 => 0,
+                Some(i) => i + 1,
+                None => buf.len(),
+            };
+            for line in buf[first..].split(|&b| b == b'\n').rev() {
+                if out.len() == limit {
+                    break;
+                }
+                let Ok(entry) = serde_json::from_slice::<JournalEntry>(line) else {
+                    continue;
+                };
+                if service.is_none_or(|s| mentions(&entry, s)) {
+                    out.push(entry);
+                }
+            }
+            buf.truncate(first);
+            carry = buf;
+            end = start;
+        }
+        out.reverse();
+        Ok(out)
+    }
+}
+
+/// Length of the part of a journal tail to keep: everything but an incomplete last line and
+/// the complete lines before it that are not JSON at all (zeroed or garbled blocks). A line
+/// that is JSON is kept even if this version cannot read it. `partial_first`: the tail
+/// starts inside a line, which is left alone.
+fn good_prefix(tail: &[u8], partial_first: bool) -> usize {
+    let first = if partial_first {
+        match tail.iter().position(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            None => return tail.len(),
+        }
+    } else {
+        0
+    };
+    let complete_end = tail
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1)
+        .max(first);
+    let mut keep = complete_end;
+    while keep > first {
+        let line_start = tail[first..keep - 1]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(first, |i| first + i + 1);
+        let line = &tail[line_start..keep - 1];
+        if line.trim_ascii().is_empty() || serde_json::from_slice::<serde_json::Value>(line).is_ok()
+        {
+            break;
+        }
+        keep = line_start;
+    }
+    keep
+}
+
+fn mentions(e: &JournalEntry, service: &str) -> bool {
+    e.request.get("service").and_then(|v| v.as_str()) == Some(service)
+        || e.data
+            .get("services")
+            .and_then(|v| v.as_array())
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|c| c.get("service").and_then(|v| v.as_str()) == Some(service))
+            })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::entry;
+    use super::*;
+
+    #[test]
+    fn journal_tail_and_filter_skip_torn_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for g in 1..=5 {
+            store
+                .append(&entry(g, if g % 2 == 0 { "api" } else { "web" }))
+                .unwrap();
+        }
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(store.journal_path())
+            .unwrap();
+        f.write_all(b"{\"generation\": 6, \"ti").unwrap();
+        let all = store.history(None, 100).unwrap();
+        assert_eq!(
+            all.iter().map(|e| e.generation).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        let api = store.history(Some("api"), 1).unwrap();
+        assert_eq!(api.len(), 1);
+        assert_eq!(api[0].generation, 4);
+    }
+
+    #[test]
+    fn history_reads_backwards_across_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for g in 1..=40u64 {
+            let mut e = entry(g, if g % 3 == 0 { "api" } else { "web" });
+            // Lines longer than a read chunk, and short ones.
+            e.message = "m".repeat(if g % 5 == 0 { 150_000 } else { 10 });
+            store.append(&e).unwrap();
+        }
+        let gens = |v: Vec<JournalEntry>| v.iter().map(|e| e.generation).collect::<Vec<_>>();
+        assert_eq!(gens(store.history(None, 3).unwrap()), [38, 39, 40]);
+        assert_eq!(gens(store.history(Some("api"), 2).unwrap()), [36, 39]);
+        assert_eq!(store.history(None, 1000).unwrap().len(), 40);
+        assert_eq!(gens(store.history(None, 1000).unwrap())[..3], [1, 2, 3]);
+        assert_eq!(store.last_generation(), Some(40));
+    }
+}

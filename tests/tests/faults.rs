@@ -1,0 +1,431 @@
+//! Faults around a switch, against real HAProxy 2.6: HAProxy killed in the middle of a
+//! switch, its admin socket gone, a reload that fails, a full disk and a read-only map
+//! directory (a small tmpfs mounted over the map directory). In each case the agent stays
+//! up, reports the fault in `status` and the journal, changes nothing partially (the live
+//! files are byte-identical and HAProxy serves what it served), and once the fault goes away
+//! it recovers by itself: runtime, files and state agree again without any command.
+
+use std::time::{Duration, Instant};
+
+use cutover_tests::agent::{text, Setup, SetupOptions};
+use cutover_tests::host::Tmpfs;
+use cutover_tests::{require_proxy, skip_or_fail};
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+
+const HOST: &str = "www.example.test";
+/// Time the agent gets to notice a fault or a recovery (ticks are 100 ms here).
+const NOTICE: Duration = Duration::from_secs(10);
+
+fn setup(haproxy: &std::path::Path, options: SetupOptions) -> Setup {
+    let mut s = Setup::new(
+        haproxy,
+        SetupOptions {
+            reconcile_interval_ms: 100,
+            ..options
+        },
+    );
+    s.start_agent();
+    s
+}
+
+/// Bytes of every file HAProxy reads.
+fn live_files(s: &Setup) -> Vec<(String, Vec<u8>)> {
+    ["haproxy.cfg", "maps/routes.map", "maps/services.map"]
+        .iter()
+        .map(|f| (f.to_string(), std::fs::read(s.file(f)).unwrap()))
+        .collect()
+}
+
+fn status(s: &Setup) -> Value {
+    let v = s.agent().request(&json!({"cmd": "status"}));
+    assert_eq!(v["status"], "ok", "{v}");
+    v["data"].clone()
+}
+
+fn journal(s: &Setup) -> Vec<Value> {
+    let v = s.agent().request(&json!({"cmd": "history", "limit": 1000}));
+    v["data"]["entries"].as_array().unwrap().clone()
+}
+
+/// Polls `status` until `pred` holds, at most [`NOTICE`].
+fn wait_status(s: &Setup, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + NOTICE;
+    loop {
+        let st = status(s);
+        if pred(&st) {
+            return st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not seen within {NOTICE:?}: {st}\nagent log:\n{}",
+            s.agent().log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The agent is up, the fault is gone, and runtime == files == state.
+fn assert_recovered(s: &mut Setup) {
+    assert!(s.agent_running(), "the agent exited:\n{}", s.agent().log());
+    wait_status(s, "fault cleared", |st| st["fault"].is_null());
+    s.wait_consistent(NOTICE).unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn has_entry(journal: &[Value], pred: impl Fn(&Value) -> bool) -> bool {
+    journal.iter().any(pred)
+}
+
+#[test]
+fn haproxy_killed_mid_switch_is_reported_and_repaired_when_it_comes_back() {
+    let haproxy = require_proxy!("haproxy");
+    let mut s = setup(&haproxy, SetupOptions::default());
+    let before = live_files(&s);
+
+    // Deterministic: HAProxy frozen, the switch waits on it, HAProxy dies under it.
+    s.haproxy().freeze(true);
+    let cli = std::process::Command::new(cutover_tests::cutover_binary())
+        .arg("--config")
+        .arg(&s.config)
+        .args(["--json", "switch", "web", "green"])
+        .output();
+    let waiter = std::thread::spawn(move || cli);
+    std::thread::sleep(Duration::from_millis(300));
+    s.haproxy_mut().kill();
+    let out = waiter.join().unwrap().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["status"], "error", "{reply}");
+
+    let st = wait_status(&s, "proxy unreachable", |st| {
+        st["fault"]["step"] == "proxy" && st["proxy"]["reachable"] == false
+    });
+    assert!(
+        st["last_error"].as_str().unwrap().contains("unreachable"),
+        "{st}"
+    );
+    assert_eq!(live_files(&s), before, "nothing changed partially");
+    assert_eq!(
+        s.saved_state().unwrap().services["web"].live.as_str(),
+        "blue"
+    );
+    let j = journal(&s);
+    assert!(has_entry(&j, |e| e["request"]["op"] == "switch"
+        && e["result"] == "error"));
+    assert!(has_entry(&j, |e| e["request"]["op"] == "reconcile"
+        && e["result"] == "error"
+        && e["requester"]["via"] == "agent"));
+
+    // HAProxy restarted from the same files: the agent notices the new epoch by itself.
+    s.haproxy_mut().restart();
+    assert_recovered(&mut s);
+    assert!(has_entry(&journal(&s), |e| e["message"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("recovered after")));
+
+    // Random moments within a switch: whatever the moment, the agent stays up and, once
+    // HAProxy is back, runtime, files and state agree without any command.
+    for delay_ms in [0, 1, 2, 3, 5, 8, 13] {
+        let colour = if s.saved_state().unwrap().services["web"].live.as_str() == "blue" {
+            "green"
+        } else {
+            "blue"
+        };
+        let cli = std::process::Command::new(cutover_tests::cutover_binary())
+            .arg("--config")
+            .arg(&s.config)
+            .args(["switch", "web", colour])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        s.haproxy_mut().kill();
+        let code = cli.wait_with_output().unwrap().status.code();
+        assert!(matches!(code, Some(0) | Some(1)), "{code:?}");
+        s.haproxy_mut().restart();
+        assert_recovered(&mut s);
+    }
+    let live = s.saved_state().unwrap().services["web"]
+        .live
+        .as_str()
+        .to_owned();
+    assert!(s.wait_for_body(HOST, &live, Duration::from_secs(2)));
+}
+
+#[test]
+fn admin_socket_gone_is_reported_and_recovered_from() {
+    let haproxy = require_proxy!("haproxy");
+    let mut s = setup(&haproxy, SetupOptions::default());
+    let before = live_files(&s);
+    let admin = s.haproxy().paths().admin_socket.clone();
+    let away = admin.with_extension("away");
+    std::fs::rename(&admin, &away).unwrap();
+
+    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 1, "{reply}");
+    // Refused at the first step that asks HAProxy: the gate (server states), or the
+    // validation (backends) when the gate is skipped.
+    assert_eq!(reply["data"]["step"], "gate", "{reply}");
+    assert!(
+        reply["message"].as_str().unwrap().contains("admin.sock"),
+        "the error names the socket: {reply}"
+    );
+    let st = wait_status(&s, "fault", |st| !st["fault"].is_null());
+    assert!(
+        st["fault"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("admin.sock"),
+        "{st}"
+    );
+    assert!(st["last_error"].is_string(), "{st}");
+    assert_eq!(live_files(&s), before);
+    assert_eq!(s.get(HOST), (200, "blue".into()));
+    let j = journal(&s);
+    assert!(has_entry(&j, |e| e["request"]["op"] == "switch"
+        && e["result"] == "error"));
+    assert!(has_entry(&j, |e| e["request"]["op"] == "reconcile"
+        && e["result"] == "error"));
+
+    let (code, reply) = s.cli_json(&["switch", "web", "green", "--force"]);
+    assert_eq!(code, 1, "{reply}");
+    assert_eq!(reply["data"]["step"], "validate", "{reply}");
+    assert_eq!(live_files(&s), before);
+
+    std::fs::rename(&away, &admin).unwrap();
+    assert_recovered(&mut s);
+    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 0, "{reply}");
+    assert_eq!(s.get(HOST), (200, "green".into()));
+}
+
+#[test]
+fn a_reload_that_fails_is_undone_and_the_next_one_works() {
+    let haproxy = require_proxy!("haproxy");
+    // A template whose green version binds a port that is taken: `haproxy -c` passes (it
+    // binds nothing), the reload itself fails.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let overrides = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(overrides.path().join("haproxy")).unwrap();
+    let shipped = std::fs::read_to_string(
+        cutover_tests::workspace_root().join("templates/haproxy/haproxy.cfg"),
+    )
+    .unwrap();
+    let template = shipped.replace(
+        "frontend cutover_in",
+        &format!(
+            "frontend cutover_in\n{{% if services.web.live == \"green\" %}}    bind 127.0.0.1:{port}\n{{% endif %}}"
+        ),
+    );
+    std::fs::write(overrides.path().join("haproxy/haproxy.cfg"), template).unwrap();
+    let mut s = setup(
+        &haproxy,
+        SetupOptions {
+            templates_extra: format!(
+                "override_dir = {:?}",
+                overrides.path().display().to_string()
+            ),
+            ..SetupOptions::default()
+        },
+    );
+    let before = live_files(&s);
+    let reloads = s.reloads();
+
+    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 1, "{reply}");
+    assert_eq!(reply["data"]["step"], "apply", "{reply}");
+    assert!(
+        reply["message"].as_str().unwrap().contains("reload failed"),
+        "{reply}"
+    );
+    assert_eq!(live_files(&s), before, "the old files are back");
+    assert!(s.reloads() > reloads, "the reload was tried");
+    assert_eq!(s.get(HOST), (200, "blue".into()));
+    let st = status(&s);
+    assert!(
+        st["last_error"].as_str().unwrap().contains("reload failed"),
+        "{st}"
+    );
+    assert!(has_entry(&journal(&s), |e| e["request"]["op"] == "switch"
+        && e["result"] == "error"
+        && e["data"]["step"] == "apply"));
+    assert_recovered(&mut s);
+
+    // The port is free again: the same switch goes through, by reload.
+    drop(busy);
+    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 0, "{reply}");
+    assert!(reply["data"]["reload"].is_object(), "{reply}");
+    assert_eq!(s.get(HOST), (200, "green".into()));
+    assert_recovered(&mut s);
+}
+
+/// Makes the agent rewrite services.map by itself: a hand edit on disk, then a reload
+/// behind its back (HAProxy serves the edit; the agent must put the file back).
+fn drift_on_disk(s: &Setup) {
+    let edited = std::fs::read_to_string(s.services_map())
+        .unwrap()
+        .replace("web web_blue", "web web_green");
+    std::fs::write(s.services_map(), edited).unwrap();
+}
+
+#[test]
+fn a_full_disk_and_a_read_only_map_directory_refuse_at_commit_and_heal() {
+    let haproxy = require_proxy!("haproxy");
+    let mut s = setup(&haproxy, SetupOptions::default());
+    s.stop_agent();
+    let tmpfs = match Tmpfs::mount_over(&s.file("maps"), 1024 * 1024) {
+        Ok(t) => t,
+        Err(why) => return skip_or_fail("mounting a tmpfs over the map directory", &why),
+    };
+    s.start_agent();
+    let before = live_files(&s);
+
+    // Full disk: the switch is refused at commit, nothing is partial, nothing leaks.
+    tmpfs.fill();
+    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 1, "{reply}");
+    assert_eq!(reply["data"]["step"], "commit", "{reply}");
+    assert!(
+        reply["message"].as_str().unwrap().contains("No space left"),
+        "{reply}"
+    );
+    assert_eq!(live_files(&s), before);
+    assert_eq!(s.get(HOST), (200, "blue".into()));
+    assert!(status(&s)["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("No space left"));
+    let leftovers: Vec<_> = std::fs::read_dir(s.file("maps"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(has_entry(&journal(&s), |e| e["request"]["op"] == "switch"
+        && e["data"]["step"] == "commit"));
+    tmpfs.free();
+    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 0, "{reply}");
+    assert_eq!(s.get(HOST), (200, "green".into()));
+    let (code, reply) = s.cli_json(&["switch", "web", "blue"]);
+    assert_eq!(code, 0, "{reply}");
+
+    // Read-only: refused at commit the same way.
+    let before = live_files(&s);
+    tmpfs.set_read_only(true);
+    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 1, "{reply}");
+    assert_eq!(reply["data"]["step"], "commit", "{reply}");
+    assert!(
+        reply["message"]
+            .as_str()
+            .unwrap()
+            .contains("Read-only file system"),
+        "{reply}"
+    );
+    assert_eq!(live_files(&s), before);
+    tmpfs.set_read_only(false);
+
+    // A repair the agent cannot write while the fault lasts, and makes as soon as it can:
+    // a hand edit served by a reload behind its back, on a full then a read-only disk.
+    for fault in ["full", "read-only"] {
+        drift_on_disk(&s);
+        match fault {
+            "full" => {
+                tmpfs.fill();
+            }
+            _ => tmpfs.set_read_only(true),
+        }
+        let reloads = s.reloads();
+        s.haproxy().signal(Signal::SIGUSR2);
+        assert!(cutover_tests::wait_until(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || s.reloads() > reloads
+        ));
+        let st = wait_status(&s, fault, |st| st["fault"]["step"] == "commit");
+        assert!(st["fault"]["since_ms"].is_u64(), "{st}");
+        assert!(s.agent_running());
+        match fault {
+            "full" => tmpfs.free(),
+            _ => tmpfs.set_read_only(false),
+        }
+        assert_recovered(&mut s);
+        assert_eq!(s.get(HOST), (200, "blue".into()), "{fault}");
+        let j = journal(&s);
+        assert!(has_entry(&j, |e| e["request"]["op"] == "reconcile"
+            && e["data"]["step"] == "commit"));
+        assert!(has_entry(&j, |e| e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("recovered after")));
+    }
+    s.stop_agent();
+    drop(tmpfs);
+}
+
+#[test]
+fn a_full_state_directory_refuses_at_persist_and_undoes_the_switch() {
+    let haproxy = require_proxy!("haproxy");
+    let mut s = setup(&haproxy, SetupOptions::default());
+    assert!(s.cli(&["switch", "web", "green"]).status.success());
+    s.stop_agent();
+    let tmpfs = match Tmpfs::mount_over(&s.file("state"), 1024 * 1024) {
+        Ok(t) => t,
+        Err(why) => return skip_or_fail("mounting a tmpfs over the state directory", &why),
+    };
+    s.start_agent();
+    let before = live_files(&s);
+    let state_before = std::fs::read(s.file("state/state.json")).unwrap();
+    let journal_before = std::fs::read(s.file("state/history.jsonl")).unwrap();
+
+    tmpfs.fill();
+    let (code, reply) = s.cli_json(&["switch", "web", "blue"]);
+    assert_eq!(code, 1, "{reply}");
+    assert_eq!(reply["data"]["step"], "persist", "{reply}");
+    assert!(
+        reply["message"].as_str().unwrap().contains("No space left"),
+        "{reply}"
+    );
+    // Files and runtime went back with the state that could not be saved.
+    assert_eq!(live_files(&s), before);
+    assert_eq!(
+        std::fs::read(s.file("state/state.json")).unwrap(),
+        state_before
+    );
+    assert_eq!(s.get(HOST), (200, "green".into()));
+    assert!(status(&s)["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("No space left"));
+    s.wait_consistent(NOTICE).unwrap_or_else(|e| panic!("{e}"));
+    // The refusal's journal line is there in full (it fit in the file's last page) or not
+    // at all (a write cut short is cut off again): never torn.
+    let journal_after =
+        String::from_utf8(std::fs::read(s.file("state/history.jsonl")).unwrap()).unwrap();
+    let added = journal_after
+        .strip_prefix(std::str::from_utf8(&journal_before).unwrap())
+        .expect("the journal only grows");
+    assert!(
+        added.is_empty()
+            || (added.ends_with('\n')
+                && serde_json::from_str::<Value>(added.trim_end())
+                    .is_ok_and(|e| e["data"]["step"] == "persist")),
+        "torn journal end: {added:?}"
+    );
+
+    tmpfs.free();
+    let (code, reply) = s.cli_json(&["switch", "web", "blue"]);
+    assert_eq!(code, 0, "{reply}");
+    assert_eq!(s.get(HOST), (200, "blue".into()));
+    assert_recovered(&mut s);
+    let j = journal(&s);
+    assert!(has_entry(&j, |e| e["request"]["op"] == "switch"
+        && e["result"] == "ok"));
+    s.stop_agent();
+    drop(tmpfs);
+}
