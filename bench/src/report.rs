@@ -111,6 +111,27 @@ pub fn details(rows: &[Summary]) -> String {
     t
 }
 
+/// The commit the run was built from, `+ changes` when the tree differs from it.
+pub fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(cutover_tests::workspace_root())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(sha) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            format!("{sha}{}", if dirty { " + changes" } else { "" })
+        }
+        None => "unknown (not a git checkout)".into(),
+    }
+}
+
 /// The machine: CPU, cores, memory, kernel, proxy versions, load average.
 pub fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
