@@ -55,6 +55,8 @@ pub enum AgentError {
     },
     #[error("installing signal handlers: {0}")]
     Signal(std::io::Error),
+    #[error("starting the proxy's side: {0}")]
+    Proxy(crate::proxy::ProxyError),
     #[error("peer TLS: {0}")]
     Tls(peers::tls::TlsError),
 }
@@ -81,6 +83,7 @@ pub async fn run_with<P: Proxy>(
     // One process owns the state, the journal and the managed files: a second agent stops
     // here, before it could touch any of them.
     let _lock = store.lock()?;
+    proxy.start(&config).map_err(AgentError::Proxy)?;
     let mut engine = Engine::new(config.clone(), proxy, store)?;
     match engine.reconcile("start").await {
         Ok(fixes) if fixes.is_empty() => tracing::info!("started: proxy serves the desired state"),

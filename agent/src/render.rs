@@ -9,14 +9,15 @@
 //! What a template sees (all names are stable; fields are only added):
 //! - `services`: map of name -> `{ name, routes: [key...], preview_hosts: [host...],
 //!   colours: { blue: { backend, servers: [{ name, address }] }, green: {...} },
-//!   canary_sticky: none, or { cookie: NAME } / { header: NAME } / { source: true } }`, and, for
+//!   canary_sticky: none, or { cookie: NAME } / { header: NAME } / { source: true },
+//!   watch: whether it has a post-switch watch }`, and, for
 //!   files that use the state, also `live` (colour), `previous` (colour or none), `backend`
 //!   (backend of the live colour), `idle` and `idle_backend` (the other colour),
 //!   `canary_percent` (0 to 99; the share sent to the idle colour) and `drained` (colours);
 //! - `generation` (files that use the state only): the state generation being rendered;
 //! - `files`: map of file name -> `{ path }`, the paths the rendered tree will have;
 //! - `proxy`: `{ kind, config, map_dir, admin_socket, master_socket, pid_file, error_log,
-//!   status, prefix }` (the parts another kind does not have are none);
+//!   status, access_log_socket, prefix }` (the parts another kind does not have are none);
 //! - `nginx` (kind `nginx` only): `{ map_hash_max_size, map_hash_bucket_size }`, sized for
 //!   the configured routes and service names (see `proxy::nginx::hash`);
 //! - `vars`: the free values of `[templates.vars]` in the agent config.
@@ -57,6 +58,7 @@ struct BaseService {
     routes: Value,
     preview_hosts: Value,
     sticky: Value,
+    watch: bool,
     colours: Value,
     backends: BTreeMap<Colour, String>,
 }
@@ -116,6 +118,7 @@ impl Renderer {
                     routes: Value::from_serializable(&s.routes),
                     preview_hosts: Value::from_serializable(&s.preview_hosts),
                     sticky: Value::from_serializable(&s.canary_sticky),
+                    watch: s.watch.is_some(),
                     colours: Value::from_serializable(&colours),
                     backends: s
                         .colours
@@ -136,6 +139,7 @@ impl Renderer {
             "pid_file": nginx_settings.map(|n| &n.pid_file),
             "error_log": nginx_settings.map(|n| &n.error_log),
             "status": nginx_settings.map(|n| n.status.to_string()),
+            "access_log_socket": nginx_settings.map(|n| &n.access_log_socket),
             "prefix": nginx_settings.and_then(|n| n.prefix.as_ref()),
         }));
         let nginx = nginx_settings.map(|_| {
@@ -180,6 +184,7 @@ impl Renderer {
             v.insert("colours".into(), base.colours.clone());
             v.insert("preview_hosts".into(), base.preview_hosts.clone());
             v.insert("canary_sticky".into(), base.sticky.clone());
+            v.insert("watch".into(), Value::from(base.watch));
             if file.uses_state {
                 if let Some(s) = state.services.get(name) {
                     let backend =
@@ -425,14 +430,18 @@ vars = {{ listen = "127.0.0.1:8080", worker_processes = 2 }}
 [[services]]
 name = "api"
 routes = ["api.example.com"]
+canary_sticky = {{ cookie = "api_bucket" }}
 blue = {{ backend = "api_blue", servers = [{{ name = "b1", address = "10.0.0.1:80" }}] }}
 green = {{ backend = "api_green", servers = [{{ name = "g1", address = "10.0.0.2:80" }}] }}
 [[services]]
 name = "web"
 routes = ["example.com", "www.example.com"]
+preview_hosts = ["preview.example.com"]
 initial = "green"
 blue = {{ backend = "web_blue" }}
 green = {{ backend = "web_green" }}
+[services.watch]
+window_ms = 10000
 "#
         );
         Config::from_toml(Path::new("/etc/cutover/cutover.toml"), &text).unwrap()
@@ -476,6 +485,23 @@ green = {{ backend = "web_green" }}
         assert!(out3["nginx"].contains("server 10.0.0.2:80;"));
         // The config carries the generation its status endpoint answers.
         assert!(out2["nginx"].contains(&format!("return 200 \"{}\\n\";", flipped.generation)));
+        // A canary is a split_clients block keyed on the service's sticky cookie.
+        let (canary, _) = state
+            .apply(&Request::Canary {
+                service: "api".into(),
+                colour: Colour::Green,
+                percent: 10,
+            })
+            .unwrap();
+        let out4 = render_all(&config, &canary);
+        snapshot("nginx/nginx-canary.conf", &out4["nginx"]);
+        assert!(
+            out4["nginx"]
+                .contains("split_clients \"$cutover_key_1\" $cutover_canary_1 {\n        10% 1;"),
+            "{}",
+            out4["nginx"]
+        );
+        assert!(!out["nginx"].contains("split_clients \""));
     }
 
     #[test]

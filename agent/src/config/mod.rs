@@ -57,6 +57,9 @@ pub const DEFAULT_NGINX_ERROR_LOG: &str = "/var/log/nginx/error.log";
 /// Default address of the status listener the rendered Nginx config serves the applied
 /// generation on: a unix socket beside the agent's own.
 pub const DEFAULT_NGINX_STATUS: &str = "unix:/run/cutover/nginx-status.sock";
+/// Default unix datagram socket the agent reads Nginx's access-log lines from (syslog), for
+/// the post-switch watch of the services that have one.
+pub const DEFAULT_NGINX_ACCESS_LOG_SOCKET: &str = "/run/cutover/nginx-access.sock";
 /// Default minimum gap between two Nginx reloads, in milliseconds: every Nginx change is a
 /// reload, and each leaves the previous workers draining their connections.
 pub const DEFAULT_NGINX_MIN_RELOAD_GAP_MS: u64 = 250;
@@ -167,6 +170,10 @@ pub struct NginxSettings {
     pub error_log: PathBuf,
     /// Listener that answers the applied generation. Default [`DEFAULT_NGINX_STATUS`].
     pub status: StatusAddress,
+    /// Unix datagram socket the agent binds (mode 0660) while a service has a post-switch
+    /// watch; the shipped template sends those services' access-log lines to it as syslog
+    /// messages. Default [`DEFAULT_NGINX_ACCESS_LOG_SOCKET`].
+    pub access_log_socket: PathBuf,
     /// Prefix Nginx runs with (`-p`), passed to `nginx -t` too; default: none (Nginx's
     /// compiled-in prefix).
     pub prefix: Option<PathBuf>,

@@ -187,17 +187,28 @@ fn nginx_routes_that_a_map_block_reads_differently_are_refused() {
 }
 
 #[test]
-fn nginx_refuses_what_its_templates_cannot_do() {
-    let text = NGINX.replace(
-        "green = { backend = \"web_green\" }",
-        "green = { backend = \"web_green\" }\npreview_hosts = [\"p.example.com\"]\n[services.watch]\nwindow_ms = 1000",
+fn nginx_takes_previews_watches_and_sticky_canaries() {
+    let extra = "green = { backend = \"web_green\" }\npreview_hosts = [\"p.example.com\"]\ncanary_sticky = { cookie = \"web_bucket\" }\n[services.watch]\nwindow_ms = 1000";
+    let config = load(&NGINX.replace("green = { backend = \"web_green\" }", extra)).unwrap();
+    assert_eq!(
+        config.proxy.nginx.unwrap().access_log_socket,
+        Path::new(DEFAULT_NGINX_ACCESS_LOG_SOCKET)
     );
-    let e = load(&text).unwrap_err().to_string();
+    // Nginx reads the cookie as a variable, whose name cannot hold a '-'.
+    let dash = NGINX.replace(
+        "green = { backend = \"web_green\" }",
+        "green = { backend = \"web_green\" }\ncanary_sticky = { cookie = \"web-bucket\" }",
+    );
+    let e = load(&dash).unwrap_err().to_string();
     assert!(
-        e.contains("services[0] (web).preview_hosts: not available with kind = \"nginx\""),
+        e.contains("(web).canary_sticky: cookie \"web-bucket\": with kind = \"nginx\""),
         "{e}"
     );
-    assert!(e.contains("(web).watch: not available"), "{e}");
+    assert!(load(&GOOD.replace(
+        "[[services]]\nname = \"web\"",
+        "[[services]]\nname = \"web\"\ncanary_sticky = { cookie = \"web-bucket\" }"
+    ))
+    .is_ok());
 }
 
 #[test]

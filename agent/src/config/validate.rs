@@ -186,6 +186,7 @@ impl Validator<'_> {
                     ("pid_file", raw.pid_file.is_some()),
                     ("error_log", raw.error_log.is_some()),
                     ("status", raw.status.is_some()),
+                    ("access_log_socket", raw.access_log_socket.is_some()),
                     ("prefix", raw.prefix.is_some()),
                 ] {
                     if set {
@@ -218,6 +219,10 @@ impl Validator<'_> {
                         .map(|p| self.abs("proxy.error_log", p))
                         .unwrap_or_else(|| PathBuf::from(DEFAULT_NGINX_ERROR_LOG)),
                     status,
+                    access_log_socket: raw
+                        .access_log_socket
+                        .map(|p| self.abs("proxy.access_log_socket", p))
+                        .unwrap_or_else(|| PathBuf::from(DEFAULT_NGINX_ACCESS_LOG_SOCKET)),
                     prefix: raw.prefix.map(|p| self.abs("proxy.prefix", p)),
                 })
             }
@@ -469,14 +474,14 @@ impl Validator<'_> {
                 _ => {}
             }
             if syntax == MapSyntax::Nginx {
-                // What the shipped nginx templates and the open-source Nginx cannot do yet.
-                for (key, set, why) in [
-                    ("preview_hosts", !preview_hosts.is_empty(), "the nginx templates route no preview hosts"),
-                    ("canary_sticky", s.canary_sticky.is_some(), "the nginx templates have no canary"),
-                    ("watch", s.watch.is_some(), "the post-switch watch needs backend counters, which open-source Nginx does not expose"),
-                ] {
-                    if set {
-                        problems.push(format!("{at}.{key}: not available with kind = \"nginx\": {why}"));
+                // The shipped template reads the cookie as the variable `$cookie_NAME`, and
+                // Nginx variable names have no '-'.
+                if let Some(Sticky::Cookie(n)) = &s.canary_sticky {
+                    if n.contains('-') {
+                        problems.push(format!(
+                            "{at}.canary_sticky: cookie {n:?}: with kind = \"nginx\" a cookie \
+                             name has only letters, digits and '_' (it is read as $cookie_NAME)"
+                        ));
                     }
                 }
             }

@@ -129,18 +129,16 @@ impl<P: Proxy> Engine<P> {
         base: &State,
         q: &Queued,
     ) -> Result<(State, Change, Vec<GateReport>), ApplyError> {
-        if matches!(q.request, Request::Canary { .. }) && !self.has_percent_map() {
+        // Nginx carries the canary share in its main config (`split_clients`), which every
+        // change re-renders; a runtime proxy needs a map of shares.
+        if matches!(q.request, Request::Canary { .. })
+            && self.proxy.has_runtime_maps()
+            && !self.has_percent_map()
+        {
             return Err(ApplyError::new(
                 Step::Request,
-                format!(
-                    "a canary needs a map of canary shares (a [[files]] entry with values = \
-                     \"percent\", such as template haproxy/canary.map){}",
-                    if self.config.proxy.kind == crate::config::ProxyKind::Nginx {
-                        "; the shipped nginx templates have none yet"
-                    } else {
-                        ""
-                    }
-                ),
+                "a canary needs a map of canary shares (a [[files]] entry with values = \
+                 \"percent\", such as template haproxy/canary.map)",
             ));
         }
         let (next, change) = base

@@ -211,6 +211,13 @@ pub trait Proxy: Send + Sync + 'static {
         }
     }
 
+    /// Starts what the proxy needs beside the agent for as long as the agent runs (Nginx:
+    /// the listener for the access-log lines of watched services). Called once, inside the
+    /// runtime, after the agent holds its lock; nothing by default.
+    fn start(&self, _config: &config::Config) -> Result<(), ProxyError> {
+        Ok(())
+    }
+
     /// Cumulative request counters of `backend` (for the post-switch watch).
     fn backend_stats(
         &self,
@@ -408,6 +415,10 @@ impl Proxy for AnyProxy {
 
     async fn set_drain(&self, backend: &str, drain: bool) -> Result<(), ProxyError> {
         delegate!(self, p => p.set_drain(backend, drain).await)
+    }
+
+    fn start(&self, config: &config::Config) -> Result<(), ProxyError> {
+        delegate!(self, p => p.start(config))
     }
 
     async fn backend_stats(&self, backend: &str) -> Result<BackendStats, ProxyError> {

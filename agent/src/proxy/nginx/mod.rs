@@ -9,16 +9,18 @@
 //! A reload the master refuses shows as no new worker and `[emerg]` lines in its error log
 //! ([`errorlog`]); the caller gets those lines and the engine restores the previous files.
 //!
-//! Drains are rendered into the config (servers of a drained colour are `down`), so
-//! [`Proxy::set_drain`] has nothing left to do; server states and backend counters cannot
-//! be read from open-source Nginx, so the pre-switch gate relies on its HTTP probes and the
-//! post-switch watch is not available.
+//! Drains, canaries (`split_clients`) and previews are rendered into the config, so
+//! [`Proxy::set_drain`] has nothing left to do. Server states cannot be read from
+//! open-source Nginx, so the pre-switch gate relies on its HTTP probes; backend counters
+//! for the post-switch watch come from the access-log lines of watched services, which the
+//! shipped template sends to a socket of the agent ([`accesslog`]).
 //!
 //! Maps cannot be read back from a running Nginx: [`Proxy::read_map`] answers
 //! [`ProxyError::Unsupported`] (so `cutover map show --live` says so) and the generation
 //! endpoint is what proves which rendered tree Nginx serves (`cutover status` shows it).
 //! [`hash`] sizes the map hashes for the templates.
 
+pub mod accesslog;
 pub mod checker;
 pub mod errorlog;
 pub mod hash;
@@ -28,9 +30,12 @@ pub mod status;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use super::{CheckReport, Epoch, MapUpdate, Proxy, ProxyError, ReloadGap, ReloadReport};
+use super::{
+    BackendStats, CheckReport, Epoch, MapUpdate, Proxy, ProxyError, ReloadGap, ReloadReport,
+};
 use crate::config::{self, NginxSettings};
 use crate::mapfile::MapEntries;
 
@@ -48,6 +53,9 @@ pub struct Nginx {
     gap: ReloadGap,
     /// Held for the whole of a reload: never two at once, whoever asks.
     reloading: tokio::sync::Mutex<()>,
+    /// Counters from the access log and the listener feeding them, once started (only
+    /// when a service has a post-switch watch).
+    access: OnceLock<(Arc<accesslog::AccessStats>, accesslog::Listener)>,
 }
 
 impl Nginx {
@@ -61,6 +69,7 @@ impl Nginx {
             command_timeout: proxy.command_timeout,
             gap: ReloadGap::new(proxy.min_reload_gap),
             reloading: tokio::sync::Mutex::new(()),
+            access: OnceLock::new(),
         }
     }
 
@@ -148,5 +157,39 @@ impl Proxy for Nginx {
     /// that carried the change has applied it.
     async fn set_drain(&self, _backend: &str, _drain: bool) -> Result<(), ProxyError> {
         Ok(())
+    }
+
+    /// Binds the access-log socket when a service has a post-switch watch.
+    fn start(&self, config: &config::Config) -> Result<(), ProxyError> {
+        if self.access.get().is_some() || config.services.values().all(|s| s.watch.is_none()) {
+            return Ok(());
+        }
+        let upstreams = config
+            .services
+            .values()
+            .flat_map(|s| s.colours.values().map(|c| c.backend.clone()));
+        let stats = Arc::new(accesslog::AccessStats::new(upstreams));
+        let path = &self.settings.access_log_socket;
+        let listener = accesslog::Listener::bind(path, stats.clone()).map_err(|e| {
+            ProxyError::Runtime(format!(
+                "binding the access-log socket {}: {e}",
+                path.display()
+            ))
+        })?;
+        tracing::info!(socket = %path.display(), "reading nginx access-log lines for the watch");
+        let _ = self.access.set((stats, listener));
+        Ok(())
+    }
+
+    /// From the access-log lines received since the agent started.
+    async fn backend_stats(&self, backend: &str) -> Result<BackendStats, ProxyError> {
+        match self.access.get() {
+            Some((stats, _)) => Ok(stats.stats(backend)),
+            None => Err(ProxyError::Unsupported {
+                what: "reading backend counters without a service that has a watch (the \
+                       access-log socket is bound only then)",
+                proxy: "nginx",
+            }),
+        }
     }
 }
