@@ -15,12 +15,16 @@ use tokio::sync::oneshot;
 /// Largest request head accepted, in bytes (64 KiB); larger ones close the connection.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
+/// Longest delay a `/slow/<ms>` request asks for that is honoured, in milliseconds.
+pub const MAX_DELAY_MS: u64 = 10_000;
+
 /// Largest request body read and discarded, in bytes (1 MiB).
 const MAX_BODY_BYTES: u64 = 1024 * 1024;
 
 /// A running origin server. Every request gets `200 OK` with the configured body (or `500`
-/// while [`Backend::set_failing`] is on). Connections are kept alive unless the client asks
-/// otherwise. Stops on drop.
+/// while [`Backend::set_failing`] is on); a request for `/slow/<ms>` is answered after that
+/// many milliseconds (at most [`MAX_DELAY_MS`]). Connections are kept alive unless the
+/// client asks otherwise. Stops on drop.
 pub struct Backend {
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -141,6 +145,9 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) {
     let mut reader = BufReader::new(read);
     while let Some(request) = read_request(&mut reader).await {
         shared.requests.fetch_add(1, Ordering::SeqCst);
+        if let Some(ms) = request.delay_ms {
+            tokio::time::sleep(std::time::Duration::from_millis(ms.min(MAX_DELAY_MS))).await;
+        }
         let failing = shared.failing.load(Ordering::SeqCst);
         let body = shared
             .body
@@ -172,6 +179,8 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) {
 struct Request {
     keep_alive: bool,
     head_only: bool,
+    /// From a `/slow/<ms>` path.
+    delay_ms: Option<u64>,
 }
 
 /// Reads one request head and discards its body; `None` on EOF, error or a malformed or
@@ -217,7 +226,9 @@ async fn read_request<R: tokio::io::AsyncRead + Unpin>(
     let request_line = request_line?;
     let mut parts = request_line.split_ascii_whitespace();
     let method = parts.next()?;
-    let version = parts.nth(1).unwrap_or("HTTP/1.0");
+    let path = parts.next().unwrap_or("/");
+    let version = parts.next().unwrap_or("HTTP/1.0");
+    let delay_ms = path.strip_prefix("/slow/").and_then(|ms| ms.parse().ok());
     if content_length > MAX_BODY_BYTES {
         return None;
     }
@@ -233,6 +244,7 @@ async fn read_request<R: tokio::io::AsyncRead + Unpin>(
     Some(Request {
         keep_alive,
         head_only: method == "HEAD",
+        delay_ms,
     })
 }
 

@@ -55,10 +55,21 @@ pub async fn request(
     host: &str,
     path: &str,
 ) -> io::Result<Response> {
+    request_with(addr, method, host, path, &[]).await
+}
+
+/// [`request`] with more request headers (`name`, `value`).
+pub async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> io::Result<Response> {
     with_timeout(async {
         let stream = TcpStream::connect(addr).await?;
         let mut stream = BufReader::new(stream);
-        send(&mut stream, method, host, path, false).await?;
+        send(&mut stream, method, host, path, false, headers).await?;
         Ok(read_response(&mut stream, method == "HEAD").await?.0)
     })
     .await
@@ -115,7 +126,7 @@ impl KeepAliveClient {
             ));
         };
         let result = with_timeout(async {
-            send(stream, method, host, path, true).await?;
+            send(stream, method, host, path, true, &[]).await?;
             read_response(stream, method == "HEAD").await
         })
         .await;
@@ -150,10 +161,16 @@ async fn send(
     host: &str,
     path: &str,
     keep_alive: bool,
+    headers: &[(&str, &str)],
 ) -> io::Result<()> {
     let connection = if keep_alive { "keep-alive" } else { "close" };
-    let head =
-        format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: {connection}\r\n\r\n");
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: {connection}\r\n\r\n"
+    );
     stream.get_mut().write_all(head.as_bytes()).await
 }
 

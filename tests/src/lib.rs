@@ -13,7 +13,8 @@
 //! Layout: [`proxies`] (finding binaries), [`ports`], [`process`] (a proxy master run as a
 //! child, stopped by PID), [`haproxy`] and [`nginx`] (one harness per proxy, both built on
 //! [`ProxyProcess`]), [`backend`], [`http`], [`agent`] (a whole cutover setup with the
-//! agent running as a process, over either proxy) and [`host`] (host-level faults and
+//! agent running as a process, over either proxy), [`scenarios`] (what the safety tests of both
+//! proxies run alike) and [`host`] (host-level faults and
 //! measures: a small tmpfs, running as another user, a process's fds and memory).
 
 pub mod agent;
@@ -26,6 +27,7 @@ pub mod nginx;
 pub mod ports;
 pub mod process;
 pub mod proxies;
+pub mod scenarios;
 mod setup_config;
 
 use std::path::{Path, PathBuf};

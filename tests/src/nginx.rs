@@ -26,6 +26,12 @@ pub const TEST_WORKERS: u32 = 2;
 /// `worker_connections` of test configs: 512, well within the fd limit of test machines.
 pub const TEST_WORKER_CONNECTIONS: u32 = 512;
 
+/// Group of the workers of a test Nginx: without a `user` directive, a master started by
+/// root runs them as `nobody:nogroup` (Debian); otherwise as the user who started it.
+pub fn worker_group() -> Option<&'static str> {
+    nix::unistd::geteuid().is_root().then_some("nogroup")
+}
+
 /// Files and addresses of one Nginx instance, all inside its temporary directory.
 #[derive(Debug, Clone)]
 pub struct NginxPaths {

@@ -187,10 +187,13 @@ pub(crate) fn write_nginx_config(
         main_name: "nginx.conf",
         main: &paths.config,
         proxy_lines: format!(
-            "pid_file = \"{}\"\nerror_log = \"{}\"\nstatus = \"unix:{}\"\nprefix = \"{dir}\"",
+            "pid_file = \"{}\"\nerror_log = \"{}\"\nstatus = \"unix:{}\"\nprefix = \"{dir}\"\naccess_log_socket = \"{dir}/access.sock\"{}",
             paths.pid_file.display(),
             paths.error_log.display(),
             paths.status_socket.display(),
+            crate::nginx::worker_group()
+                .map(|g| format!("\naccess_log_group = \"{g}\""))
+                .unwrap_or_default(),
         ),
         vars: format!(
             ", worker_processes = {}, worker_connections = {}, worker_shutdown_timeout = \"5s\", temp_dir = \"{dir}\"",

@@ -1,6 +1,5 @@
 //! Plans, declarative state, sticky canaries and pre-warm against real HAProxy.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cutover_tests::agent::{text, Setup, SetupOptions};
@@ -205,82 +204,9 @@ fn a_sticky_canary_keeps_each_client_on_its_colour() {
     }) else {
         return;
     };
-    assert!(s.cli(&["canary", "web", "green", "30"]).status.success());
-    let addr = s.haproxy().frontend();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    // 200 clients, 5 requests each: 1,000 requests. The first answer sets the cookie.
-    let mut colours: BTreeMap<usize, String> = BTreeMap::new();
-    let mut cookies: BTreeMap<usize, String> = BTreeMap::new();
-    for round in 0..5 {
-        for client in 0..200usize {
-            let response = rt
-                .block_on(request(addr, cookies.get(&client).map(String::as_str)))
-                .unwrap();
-            if round == 0 {
-                let cookie = response
-                    .header("set-cookie")
-                    .and_then(|c| c.split(';').next())
-                    .unwrap_or_else(|| panic!("no cookie on the first answer: {response:?}"))
-                    .to_owned();
-                cookies.insert(client, cookie);
-                colours.insert(client, response.body.clone());
-            } else {
-                assert_eq!(
-                    response.body, colours[&client],
-                    "client {client} changed colour"
-                );
-            }
-        }
-        if round == 2 {
-            // Growing the share keeps every canary client on the canary.
-            assert!(s.cli(&["canary", "web", "green", "60"]).status.success());
-            for (client, colour) in colours.iter_mut() {
-                if colour == "blue" {
-                    let r = rt.block_on(request(addr, Some(&cookies[client]))).unwrap();
-                    *colour = r.body;
-                }
-            }
-        }
-    }
-    let green = colours.values().filter(|c| *c == "green").count();
+    let green = cutover_tests::scenarios::sticky_canary_clients(&s, HOST);
     eprintln!("sticky canary: {green} of 200 clients on green after 30% then 60%");
     assert!((80..=160).contains(&green), "{green}");
-}
-
-async fn request(
-    addr: std::net::SocketAddr,
-    cookie: Option<&str>,
-) -> std::io::Result<cutover_tests::Response> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(addr).await?;
-    let cookie = cookie
-        .map(|c| format!("Cookie: {c}\r\n"))
-        .unwrap_or_default();
-    conn.write_all(
-        format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n{cookie}Connection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let mut raw = String::new();
-    conn.read_to_string(&mut raw).await?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
-        .collect();
-    Ok(cutover_tests::Response {
-        status,
-        headers,
-        body: body.to_owned(),
-    })
 }
 
 #[test]

@@ -79,27 +79,10 @@ fn a_failing_new_colour_is_rolled_back_by_the_watch() {
 
     // Green starts failing: keep traffic flowing and time the rollback.
     s.green.set_failing(true);
-    let mut first_failure: Option<Instant> = None;
-    let mut rolled_back: Option<Instant> = None;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        let (code, body) = s.get(HOST);
-        if code >= 500 && first_failure.is_none() {
-            first_failure = Some(Instant::now());
-        }
-        if code == 200 && body == "blue" && first_failure.is_some() {
-            rolled_back = Some(Instant::now());
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let (first, back) = (
-        first_failure.expect("a 500 was served"),
-        rolled_back.expect("rolled back"),
-    );
+    let took = cutover_tests::scenarios::time_rollback(&s, HOST, "blue");
     eprintln!(
         "first failing request -> rollback served: {:.0} ms",
-        (back - first).as_secs_f64() * 1e3
+        took.as_secs_f64() * 1e3
     );
     let (_, status) = s.cli_json(&["status"]);
     let web = &status["data"]["services"][0];
@@ -164,20 +147,7 @@ fn a_canary_of_10_percent_gets_about_10_percent() {
     let Some(s) = setup("") else { return };
     let out = s.cli(&["canary", "web", "green", "10"]);
     assert!(out.status.success(), "{}", text(&out));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let green = rt.block_on(async {
-        let mut green = 0;
-        for _ in 0..2000 {
-            let (_, body) = cutover_tests::get(s.haproxy().frontend(), HOST)
-                .await
-                .unwrap();
-            green += usize::from(body == "green");
-        }
-        green
-    });
+    let green = cutover_tests::scenarios::answered_by(&s, HOST, "green", 2000);
     eprintln!("canary 10%: {green} of 2000 requests reached green");
     assert!(
         (100..=300).contains(&green),

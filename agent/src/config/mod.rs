@@ -174,6 +174,10 @@ pub struct NginxSettings {
     /// watch; the shipped template sends those services' access-log lines to it as syslog
     /// messages. Default [`DEFAULT_NGINX_ACCESS_LOG_SOCKET`].
     pub access_log_socket: PathBuf,
+    /// Group given to that socket, so that Nginx's workers (`user` in nginx.conf; Debian:
+    /// `www-data`) may write to it; default: the agent's own group. The agent must be root
+    /// or a member of the group.
+    pub access_log_group: Option<String>,
     /// Prefix Nginx runs with (`-p`), passed to `nginx -t` too; default: none (Nginx's
     /// compiled-in prefix).
     pub prefix: Option<PathBuf>,

@@ -81,6 +81,7 @@ pub(super) struct RawProxy {
     pub(super) error_log: Option<PathBuf>,
     pub(super) status: Option<String>,
     pub(super) access_log_socket: Option<PathBuf>,
+    pub(super) access_log_group: Option<String>,
     pub(super) prefix: Option<PathBuf>,
     pub(super) map_dir: Option<PathBuf>,
     pub(super) reload_timeout_ms: Option<u64>,

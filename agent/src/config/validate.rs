@@ -187,6 +187,7 @@ impl Validator<'_> {
                     ("error_log", raw.error_log.is_some()),
                     ("status", raw.status.is_some()),
                     ("access_log_socket", raw.access_log_socket.is_some()),
+                    ("access_log_group", raw.access_log_group.is_some()),
                     ("prefix", raw.prefix.is_some()),
                 ] {
                     if set {
@@ -223,6 +224,13 @@ impl Validator<'_> {
                         .access_log_socket
                         .map(|p| self.abs("proxy.access_log_socket", p))
                         .unwrap_or_else(|| PathBuf::from(DEFAULT_NGINX_ACCESS_LOG_SOCKET)),
+                    access_log_group: raw.access_log_group.inspect(|g| {
+                        if check_name(g).is_err() {
+                            self.problem(format!(
+                                "proxy.access_log_group: {g:?} is not a group name"
+                            ));
+                        }
+                    }),
                     prefix: raw.prefix.map(|p| self.abs("proxy.prefix", p)),
                 })
             }

@@ -10,7 +10,6 @@
 //! so a bounded set of counters whatever arrives; anything else is counted as rejected.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,7 +24,7 @@ pub const MARKER: &str = "cutover-watch-1 ";
 pub const MAX_MESSAGE: usize = 2048;
 /// Response times averaged for [`BackendStats::avg_response_ms`]: the most recent ones.
 pub const LATENCY_WINDOW: usize = 256;
-/// Mode of the socket: Nginx's workers (the group of the agent) may write to it.
+/// Mode of the socket: Nginx's workers (in its group) may write to it.
 pub const SOCKET_MODE: u32 = 0o660;
 
 /// One request as the access log tells it.
@@ -163,8 +162,13 @@ pub struct Listener {
 
 impl Listener {
     /// Binds `path` (replacing a socket left by an earlier run, refusing any other file),
-    /// and counts every message into `stats` until dropped.
-    pub fn bind(path: &Path, stats: Arc<AccessStats>) -> std::io::Result<Listener> {
+    /// gives it `group` (if any) and [`SOCKET_MODE`], and counts every message into `stats`
+    /// until dropped.
+    pub fn bind(
+        path: &Path,
+        group: Option<&str>,
+        stats: Arc<AccessStats>,
+    ) -> std::io::Result<Listener> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -180,8 +184,13 @@ impl Listener {
             }
             Err(_) => {}
         }
-        let socket = UnixDatagram::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))?;
+        // Created owner-only, opened to the group once it has its group.
+        use nix::sys::stat::{umask, Mode};
+        let old = umask(Mode::from_bits_truncate(0o177));
+        let bound = UnixDatagram::bind(path);
+        umask(old);
+        let socket = bound?;
+        crate::control::set_mode_group(path, SOCKET_MODE, group)?;
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; MAX_MESSAGE];
             loop {
@@ -282,7 +291,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("access.sock");
         let stats = Arc::new(AccessStats::new(["web_green".to_string()]));
-        let listener = Listener::bind(&path, stats.clone()).unwrap();
+        let listener = Listener::bind(&path, None, stats.clone()).unwrap();
         let client = UnixDatagram::unbound().unwrap();
         for _ in 0..10 {
             client

@@ -55,7 +55,7 @@ pub struct Nginx {
     reloading: tokio::sync::Mutex<()>,
     /// Counters from the access log and the listener feeding them, once started (only
     /// when a service has a post-switch watch).
-    access: OnceLock<(Arc<accesslog::AccessStats>, accesslog::Listener)>,
+    access: OnceLock<Box<(Arc<accesslog::AccessStats>, accesslog::Listener)>>,
 }
 
 impl Nginx {
@@ -170,21 +170,22 @@ impl Proxy for Nginx {
             .flat_map(|s| s.colours.values().map(|c| c.backend.clone()));
         let stats = Arc::new(accesslog::AccessStats::new(upstreams));
         let path = &self.settings.access_log_socket;
-        let listener = accesslog::Listener::bind(path, stats.clone()).map_err(|e| {
+        let group = self.settings.access_log_group.as_deref();
+        let listener = accesslog::Listener::bind(path, group, stats.clone()).map_err(|e| {
             ProxyError::Runtime(format!(
                 "binding the access-log socket {}: {e}",
                 path.display()
             ))
         })?;
         tracing::info!(socket = %path.display(), "reading nginx access-log lines for the watch");
-        let _ = self.access.set((stats, listener));
+        let _ = self.access.set(Box::new((stats, listener)));
         Ok(())
     }
 
     /// From the access-log lines received since the agent started.
     async fn backend_stats(&self, backend: &str) -> Result<BackendStats, ProxyError> {
         match self.access.get() {
-            Some((stats, _)) => Ok(stats.stats(backend)),
+            Some(feed) => Ok(feed.0.stats(backend)),
             None => Err(ProxyError::Unsupported {
                 what: "reading backend counters without a service that has a watch (the \
                        access-log socket is bound only then)",

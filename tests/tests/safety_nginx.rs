@@ -1,0 +1,230 @@
+//! Safe switches against real Nginx: the pre-switch gate (HTTP probes), the post-switch watch
+//! fed by access-log lines that rolls back by itself, canary shares through `split_clients`,
+//! sticky canaries, drain, and preview routes. Every change here is a confirmed reload.
+
+use std::time::Duration;
+
+use cutover_tests::agent::{text, Setup, SetupOptions};
+use cutover_tests::scenarios;
+
+const HOST: &str = "www.example.test";
+
+fn setup(service_extra: &str) -> Option<Setup> {
+    Setup::started_on(
+        "nginx",
+        SetupOptions {
+            service_extra: service_extra.into(),
+            ..SetupOptions::default()
+        },
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn get_with(s: &Setup, headers: &[(&str, &str)]) -> cutover_tests::Response {
+    scenarios::get_with(s, HOST, headers)
+}
+
+#[test]
+fn an_unhealthy_target_is_refused_unless_forced() {
+    let Some(s) = setup("[services.gate]\nhealth_path = \"/health\"\ntimeout_ms = 1000\n") else {
+        return;
+    };
+    let config = std::fs::read(s.file("nginx.conf")).unwrap();
+    s.green.set_failing(true);
+    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 1, "{reply}");
+    assert_eq!(reply["data"]["step"], "gate");
+    let msg = reply["message"].as_str().unwrap();
+    assert!(
+        msg.contains("g1 (http://") && msg.contains("answered 500, expected 200"),
+        "{msg}"
+    );
+    assert_eq!(s.get(HOST), (200, "blue".into()));
+    assert_eq!(std::fs::read(s.file("nginx.conf")).unwrap(), config);
+
+    let out = s.cli(&["switch", "web", "green", "--force"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, h) = s.cli_json(&["history", "--limit", "1"]);
+    assert_eq!(h["data"]["entries"][0]["data"]["forced"], true, "{h}");
+    assert_eq!(s.get(HOST).0, 500, "forced onto the failing colour");
+}
+
+#[test]
+fn a_failing_new_colour_is_rolled_back_by_the_watch() {
+    let watch = "[services.watch]\nwindow_ms = 20000\ninterval_ms = 100\nconsecutive = 2\nmax_error_percent = 5.0\n";
+    let Some(s) = setup(watch) else { return };
+    let out = s.cli(&["switch", "web", "green"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, status) = s.cli_json(&["status"]);
+    assert_eq!(status["data"]["services"][0]["phase"]["phase"], "watching");
+    // Healthy traffic first: the access-log lines reach the agent.
+    for _ in 0..20 {
+        assert_eq!(s.get(HOST), (200, "green".into()));
+    }
+
+    s.green.set_failing(true);
+    let took = scenarios::time_rollback(&s, HOST, "blue");
+    eprintln!(
+        "nginx: first failing request -> rollback served: {:.0} ms",
+        took.as_secs_f64() * 1e3
+    );
+    let (_, status) = s.cli_json(&["status"]);
+    let web = &status["data"]["services"][0];
+    assert_eq!(web["live"], "blue", "{web}");
+    assert_eq!(web["phase"]["phase"], "rolled_back", "{web}");
+    let reason = web["phase"]["reason"].as_str().unwrap();
+    assert!(reason.contains("5xx rate"), "{web}");
+    let (_, history) = s.cli_json(&["history", "web"]);
+    let entries = history["data"]["entries"].as_array().unwrap();
+    assert!(
+        entries.iter().any(|e| e["requester"]["via"] == "watch"
+            && e["request"]["op"] == "rollback"
+            && e["result"] == "ok"),
+        "{history}"
+    );
+    assert_eq!(
+        s.metric("cutover_rollbacks_total{reason=\"watch\"}"),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn no_traffic_holds_for_an_operator_when_configured() {
+    let watch = "[services.watch]\nwindow_ms = 500\ninterval_ms = 100\nno_traffic = \"hold\"\n";
+    let Some(s) = setup(watch) else { return };
+    assert!(s.cli(&["switch", "web", "green"]).status.success());
+    let held =
+        cutover_tests::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            let (_, status) = s.cli_json(&["status"]);
+            status["data"]["services"][0]["phase"]["phase"] == "held"
+        });
+    assert!(held, "{}", s.agent().log());
+    assert_eq!(s.get(HOST).1, "green");
+}
+
+#[test]
+fn a_canary_of_10_percent_gets_about_10_percent() {
+    let Some(s) = setup("") else { return };
+    let out = s.cli(&["canary", "web", "green", "10"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let conf = std::fs::read_to_string(s.file("nginx.conf")).unwrap();
+    assert!(conf.contains("10% 1;"), "{conf}");
+    let green = cutover_tests::scenarios::answered_by(&s, HOST, "green", 2000);
+    eprintln!("nginx canary 10%: {green} of 2000 requests reached green");
+    assert!(
+        (100..=300).contains(&green),
+        "{green} of 2000 is not 10% ± 5"
+    );
+    let (_, status) = s.cli_json(&["status"]);
+    assert_eq!(status["data"]["services"][0]["canary"]["percent"], 10);
+
+    let out = s.cli(&["promote", "web"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for _ in 0..50 {
+        assert_eq!(s.get(HOST).1, "green");
+    }
+    assert!(s.cli(&["canary", "web", "blue", "50"]).status.success());
+    assert!(s.cli(&["abort", "web"]).status.success());
+    for _ in 0..50 {
+        assert_eq!(s.get(HOST).1, "green");
+    }
+    assert!(!std::fs::read_to_string(s.file("nginx.conf"))
+        .unwrap()
+        .contains("split_clients \""));
+}
+
+#[test]
+fn a_sticky_canary_keeps_each_client_on_its_colour() {
+    let Some(s) = setup("canary_sticky = { cookie = \"cutover_web\" }\n") else {
+        return;
+    };
+    let green = scenarios::sticky_canary_clients(&s, HOST);
+    eprintln!("nginx sticky canary: {green} of 200 clients on green after 30% then 60%");
+    assert!((80..=160).contains(&green), "{green}");
+}
+
+#[test]
+fn a_header_keyed_canary_follows_the_header() {
+    let Some(s) = setup("canary_sticky = { header = \"X-User\" }\n") else {
+        return;
+    };
+    assert!(s.cli(&["canary", "web", "green", "50"]).status.success());
+    let mut green = 0;
+    for user in 0..40 {
+        let id = format!("user-{user}");
+        let first = get_with(&s, &[("X-User", &id)]).body;
+        for _ in 0..3 {
+            assert_eq!(get_with(&s, &[("X-User", &id)]).body, first, "{id}");
+        }
+        green += usize::from(first == "green");
+    }
+    assert!(
+        (5..=35).contains(&green),
+        "{green} of 40 users on the canary"
+    );
+}
+
+#[test]
+fn drain_lets_requests_in_flight_finish() {
+    let Some(s) = setup("") else { return };
+    // A slow request to blue is in flight while the switch drains blue: Nginx's previous
+    // workers finish it; new requests go to green only.
+    let addr = s.frontend();
+    let slow = std::thread::spawn(move || {
+        runtime().block_on(cutover_tests::http::request(
+            addr,
+            "GET",
+            HOST,
+            "/slow/1500",
+        ))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let out = s.cli(&["switch", "web", "green"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let conf = std::fs::read_to_string(s.file("nginx.conf")).unwrap();
+    assert!(
+        conf.contains(&format!("server {} down;", s.blue.addr())),
+        "{conf}"
+    );
+    let done = slow
+        .join()
+        .unwrap()
+        .expect("the request in flight finished");
+    assert_eq!((done.status, done.body.as_str()), (200, "blue"));
+    for _ in 0..20 {
+        assert_eq!(s.get(HOST).1, "green");
+    }
+    let (_, status) = s.cli_json(&["status"]);
+    assert_eq!(status["data"]["services"][0]["drained"][0], "blue");
+    assert!(s.cli(&["undrain", "web", "blue"]).status.success());
+    let conf = std::fs::read_to_string(s.file("nginx.conf")).unwrap();
+    assert!(!conf.contains(" down;"), "{conf}");
+    assert_eq!(s.cli(&["drain", "web", "green"]).status.code(), Some(1));
+}
+
+#[test]
+fn preview_routes_reach_the_idle_colour() {
+    let Some(s) = setup("preview_hosts = [\"preview.example.test\"]\ndrain_after_switch = false\n")
+    else {
+        return;
+    };
+    assert_eq!(s.get(HOST).1, "blue");
+    assert_eq!(s.get("preview.example.test").1, "green");
+    assert_eq!(get_with(&s, &[("X-Cutover-Preview", "1")]).body, "green");
+    assert!(s
+        .cli(&["switch", "web", "green", "--force"])
+        .status
+        .success());
+    assert_eq!(s.get("preview.example.test").1, "blue");
+    assert_eq!(get_with(&s, &[("X-Cutover-Preview", "1")]).body, "blue");
+    assert_eq!(s.get(HOST).1, "green");
+    // Draining the idle colour closes the preview too.
+    assert!(s.cli(&["drain", "web", "blue"]).status.success());
+    assert_eq!(s.get("preview.example.test").0, 502);
+}
