@@ -20,7 +20,7 @@ seconds="${1:-60}"
 case "$seconds" in
     '' | *[!0-9]*) echo "usage: $0 [SECONDS per target]" >&2; exit 2 ;;
 esac
-targets="${FUZZ_TARGETS:-protocol_decode config_parse haproxy_reply map_parse}"
+targets="${FUZZ_TARGETS:-protocol_decode config_parse haproxy_reply map_parse access_log}"
 
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     echo "error: fuzzing needs a nightly Rust toolchain (cargo-fuzz builds with sanitizers);" >&2

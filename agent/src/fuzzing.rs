@@ -108,9 +108,24 @@ pub fn map_parse(data: &[u8]) {
 pub type Target = fn(&[u8]);
 
 /// The targets by name, for tools that replay inputs.
+/// `proxy::nginx::accesslog`: a message that parses names a non-empty upstream, a status
+/// in 100..=599 and a finite, non-negative time, and counting any message never panics.
+pub fn access_log(data: &[u8]) {
+    use crate::proxy::nginx::accesslog::{parse, AccessStats};
+    if let Some(line) = parse(data) {
+        assert!(!line.upstream.is_empty() && !line.upstream.contains(' '));
+        assert!((100..=599).contains(&line.status));
+        assert!(line.response_ms.is_finite() && line.response_ms >= 0.0);
+        let stats = AccessStats::new([line.upstream.to_string()]);
+        stats.record(data);
+        assert_eq!(stats.stats(line.upstream).requests, 1);
+    }
+}
+
 pub const TARGETS: &[(&str, Target)] = &[
     ("protocol_decode", protocol_decode),
     ("config_parse", config_parse),
     ("haproxy_reply", haproxy_reply),
     ("map_parse", map_parse),
+    ("access_log", access_log),
 ];
