@@ -85,19 +85,18 @@ pub fn write_atomic(path: &Path, content: &[u8], opts: WriteOptions) -> Result<b
         return Ok(false);
     }
     let meta = fs::metadata(path).ok();
+    let new = stage_like(path, content, meta.as_ref(), opts.new_mode)?;
+    new.sync()?;
     if opts.keep_previous {
         if let Some(old) = &old {
-            // The directory is fsynced once, after the second rename: it makes both durable.
-            replace(
-                &previous_path(path),
-                old,
-                meta.as_ref(),
-                opts.new_mode,
-                false,
-            )?;
+            let prev = stage_like(&previous_path(path), old, meta.as_ref(), opts.new_mode)?;
+            prev.sync()?;
+            prev.publish()?;
         }
     }
-    replace(path, content, meta.as_ref(), opts.new_mode, true)?;
+    new.publish()?;
+    // One directory fsync makes both renames durable.
+    sync_dir(dir_of(path))?;
     Ok(true)
 }
 
@@ -106,73 +105,116 @@ pub fn write_atomic(path: &Path, content: &[u8], opts: WriteOptions) -> Result<b
 /// staged copies that exist only while a checker reads them, where a crash loses nothing
 /// (a leftover has a name no include glob matches, and the next start removes it).
 pub fn write_staged(path: &Path, content: &[u8]) -> Result<(), FsError> {
-    replace_with(path, content, None, DEFAULT_MODE, false, false)
+    stage(path, content, DEFAULT_MODE)?.publish()
 }
 
-/// Temp file, write, fsync, rename over `path`, fsync the directory (when `sync`).
-fn replace(
+/// A new version of a file, written under a temporary name in its target's directory and
+/// not yet in place: [`stage`] writes it (so a full disk or a read-only directory shows
+/// here, before anything moves), [`Staged::sync`] makes its content durable and
+/// [`Staged::publish`] renames it over the target. A `Staged` dropped before it was
+/// published removes its temporary file.
+///
+/// [`write_atomic`] is these steps in a row; the engine splits them so that the fsync
+/// runs while the proxy's runtime takes the change, which nothing reads at a reload or a
+/// restart (see `engine::transition`).
+#[derive(Debug)]
+pub struct Staged {
+    file: File,
+    tmp: PathBuf,
+    path: PathBuf,
+    published: bool,
+}
+
+/// Writes `content` under a temporary name beside `path`, with the mode and owner of the
+/// file it will replace (`new_mode` when there is none). Nothing is fsynced yet.
+pub fn stage(path: &Path, content: &[u8], new_mode: u32) -> Result<Staged, FsError> {
+    stage_like(path, content, fs::metadata(path).ok().as_ref(), new_mode)
+}
+
+/// [`stage`], with the mode and owner of `like`.
+fn stage_like(
     path: &Path,
     content: &[u8],
     like: Option<&fs::Metadata>,
     new_mode: u32,
-    sync: bool,
-) -> Result<(), FsError> {
-    replace_with(path, content, like, new_mode, true, sync)
-}
-
-/// [`replace`]; the file's own fsync only when `durable`, the directory's when `sync_dir`.
-fn replace_with(
-    path: &Path,
-    content: &[u8],
-    like: Option<&fs::Metadata>,
-    new_mode: u32,
-    durable: bool,
-    sync: bool,
-) -> Result<(), FsError> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+) -> Result<Staged, FsError> {
     let name = path.file_name().ok_or_else(|| FsError::NoParent {
         path: path.to_owned(),
     })?;
     let mode = like.map_or(new_mode, |m| m.permissions().mode() & 0o7777);
-    let (tmp_path, mut file) = create_temp(dir, &name.to_string_lossy(), mode)?;
-    let result = (|| {
-        file.write_all(content).map_err(|source| FsError::Write {
-            path: tmp_path.clone(),
-            source,
-        })?;
-        if let Some(m) = like {
-            // Preserve ownership; only root may give a file away, so a failure here is not an
-            // error for an unprivileged agent writing its own files.
-            let _ = std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()));
-            file.set_permissions(fs::Permissions::from_mode(mode))
-                .map_err(|source| FsError::Write {
-                    path: tmp_path.clone(),
-                    source,
-                })?;
-        }
-        if durable {
-            file.sync_all().map_err(|source| FsError::Sync {
-                path: tmp_path.clone(),
-                source,
-            })?;
-        }
-        fs::rename(&tmp_path, path).map_err(|source| FsError::Rename {
-            from: tmp_path.clone(),
-            to: path.to_owned(),
-            source,
-        })?;
-        if sync {
-            sync_dir(dir)?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp_path);
+    let (tmp, file) = create_temp(dir_of(path), &name.to_string_lossy(), mode)?;
+    let mut staged = Staged {
+        file,
+        tmp,
+        path: path.to_owned(),
+        published: false,
+    };
+    let write = |source| FsError::Write {
+        path: staged.tmp.clone(),
+        source,
+    };
+    staged.file.write_all(content).map_err(write)?;
+    if let Some(m) = like {
+        // Preserve ownership; only root may give a file away, so a failure here is not an
+        // error for an unprivileged agent writing its own files.
+        let _ = std::os::unix::fs::fchown(&staged.file, Some(m.uid()), Some(m.gid()));
+        staged
+            .file
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(write)?;
     }
-    result
+    Ok(staged)
+}
+
+impl Staged {
+    /// The file this one will replace.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Fsyncs the staged content: after this, publishing it can never leave a torn file.
+    pub fn sync(&self) -> Result<(), FsError> {
+        self.file.sync_all().map_err(|source| FsError::Sync {
+            path: self.tmp.clone(),
+            source,
+        })
+    }
+
+    /// Renames the staged file over its target. Readers see the new content at once; the
+    /// rename is durable after [`sync_dir`] of the target's directory.
+    pub fn publish(mut self) -> Result<(), FsError> {
+        fs::rename(&self.tmp, &self.path).map_err(|source| FsError::Rename {
+            from: self.tmp.clone(),
+            to: self.path.clone(),
+            source,
+        })?;
+        self.published = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Keeps `old` beside `path` as its previous version (`<name>.prev`, content fsynced, with
+/// the mode and owner of `path`); the rename is durable after [`sync_dir`].
+pub fn keep_previous(path: &Path, old: &[u8]) -> Result<(), FsError> {
+    let meta = fs::metadata(path).ok();
+    let prev = stage_like(&previous_path(path), old, meta.as_ref(), DEFAULT_MODE)?;
+    prev.sync()?;
+    prev.publish()
+}
+
+/// The directory `path` is in (`.` for a bare name).
+pub fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 fn create_temp(dir: &Path, name: &str, mode: u32) -> Result<(PathBuf, File), FsError> {

@@ -9,10 +9,11 @@ use std::fmt;
 use std::io::IsTerminal;
 
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::{Format, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::EnvFilter;
 
 /// Environment variable with the level filter.
 pub const FILTER_ENV: &str = "CUTOVER_LOG";
@@ -91,8 +92,14 @@ pub fn init(format: LogFormat) {
     let _ = tracing::subscriber::set_global_default(subscriber(style, std::io::stderr));
 }
 
-fn filter() -> EnvFilter {
-    EnvFilter::try_from_env(FILTER_ENV).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER))
+/// The level filter of [`FILTER_ENV`] (`info`, `cutover::engine=debug,info`, ...), or
+/// [`DEFAULT_FILTER`] when it is unset or invalid.
+fn filter() -> Targets {
+    let default = || DEFAULT_FILTER.parse().expect("the default filter parses");
+    match std::env::var(FILTER_ENV) {
+        Ok(spec) => spec.parse().unwrap_or_else(|_| default()),
+        Err(_) => default(),
+    }
 }
 
 /// The subscriber for a style, writing to `writer`.
@@ -101,7 +108,7 @@ where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter())
+        .with_max_level(tracing::Level::TRACE)
         .with_writer(writer);
     match style {
         Style::Json => Box::new(
@@ -109,7 +116,8 @@ where
                 .json()
                 .flatten_event(true)
                 .with_current_span(false)
-                .finish(),
+                .finish()
+                .with(filter()),
         ),
         Style::Text {
             priority: true,
@@ -119,14 +127,21 @@ where
             builder
                 .with_ansi(ansi)
                 .event_format(Priority(Format::default().without_time().with_ansi(ansi)))
-                .finish(),
+                .finish()
+                .with(filter()),
         ),
         Style::Text {
             timestamps: false,
             ansi,
             ..
-        } => Box::new(builder.with_ansi(ansi).without_time().finish()),
-        Style::Text { ansi, .. } => Box::new(builder.with_ansi(ansi).finish()),
+        } => Box::new(
+            builder
+                .with_ansi(ansi)
+                .without_time()
+                .finish()
+                .with(filter()),
+        ),
+        Style::Text { ansi, .. } => Box::new(builder.with_ansi(ansi).finish().with(filter())),
     }
 }
 

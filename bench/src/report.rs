@@ -61,8 +61,9 @@ pub fn flip_table(rows: &[Summary]) -> String {
 }
 
 /// The agent's steps in the order a change takes them.
-const STEPS: [&str; 9] = [
-    "gate", "undrain", "render", "validate", "commit", "apply", "confirm", "persist", "drain",
+const STEPS: [&str; 10] = [
+    "gate", "undrain", "render", "validate", "commit", "apply", "confirm", "settle", "persist",
+    "drain",
 ];
 
 /// Failures by kind, the agent's steps and any command errors, per series.

@@ -159,10 +159,12 @@ pub struct Engine<P: Proxy> {
     state: State,
     /// Rendered content of the files that do not use the state, by file name; rendered
     /// again only when the config changes.
-    static_files: BTreeMap<String, String>,
+    /// Shared with `files` when equal, so a change that leaves such a file alone (a flip
+    /// with a million routes in a static map) compares a pointer, not the content.
+    static_files: BTreeMap<String, Arc<str>>,
     /// Content of every managed file as committed on disk, by file name: what the proxy
     /// serves.
-    files: BTreeMap<String, String>,
+    files: BTreeMap<String, Arc<str>>,
     /// The proxy's epoch as last verified against the desired state; a different one
     /// means somebody reloaded it. `None`: compare everything on the next tick.
     epoch: Option<Epoch>,
@@ -584,7 +586,7 @@ impl<P: Proxy> Engine<P> {
         result
     }
 
-    fn render_static(&self) -> Result<BTreeMap<String, String>, ApplyError> {
+    fn render_static(&self) -> Result<BTreeMap<String, Arc<str>>, ApplyError> {
         let paths = crate::render::live_paths(&self.config);
         let mut out = BTreeMap::new();
         for f in self.config.files.iter().filter(|f| !f.uses_state) {
@@ -592,7 +594,7 @@ impl<P: Proxy> Engine<P> {
                 .renderer
                 .render(f, &self.state, &paths)
                 .map_err(|e| ApplyError::new(Step::Render, e))?;
-            out.insert(f.name.clone(), text);
+            out.insert(f.name.clone(), Arc::from(text));
         }
         Ok(out)
     }
@@ -603,8 +605,12 @@ impl<P: Proxy> Engine<P> {
             let bytes = crate::fsio::read_optional(&f.path)
                 .map_err(|e| ApplyError::new(Step::Commit, e))?
                 .unwrap_or_default();
-            self.files
-                .insert(f.name.clone(), String::from_utf8_lossy(&bytes).into_owned());
+            let text = String::from_utf8_lossy(&bytes);
+            let text = match self.static_files.get(&f.name) {
+                Some(rendered) if **rendered == *text => rendered.clone(),
+                _ => Arc::from(text),
+            };
+            self.files.insert(f.name.clone(), text);
         }
         Ok(())
     }

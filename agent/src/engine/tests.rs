@@ -240,8 +240,35 @@ async fn a_failed_runtime_update_puts_the_file_back() {
 #[tokio::test]
 async fn a_failed_commit_changes_nothing() {
     let mut f = fixture().await;
-    // A non-empty directory where the previous version must go: the rename fails, for
-    // root too.
+    // Every temporary name the write could take is a directory: staging fails, for root
+    // too, before anything reaches the proxy.
+    for attempt in 0..16 {
+        let name = format!(".cutover-services.map.{}.{attempt}.tmp", std::process::id());
+        std::fs::create_dir_all(f.maps.join(name).join("x")).unwrap();
+    }
+    let before = f.services_file();
+    let gen = f.engine.state().generation;
+    let e = f
+        .engine
+        .apply(&switch("api", Colour::Green), &Requester::default(), false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.step, Step::Commit, "{e}");
+    assert!(e.to_string().contains("temporary"), "{e}");
+    assert_eq!(f.services_file(), before);
+    assert_eq!(f.live_services()["api"], "api_blue");
+    assert_eq!(f.engine.state().generation, gen);
+    assert!(
+        f.proxy.state().calls.is_empty(),
+        "nothing reached the proxy"
+    );
+}
+
+#[tokio::test]
+async fn a_commit_that_fails_after_the_runtime_took_it_is_undone() {
+    let mut f = fixture().await;
+    // A non-empty directory where the previous version must go: the change reaches the
+    // runtime and its file, then keeping the previous version fails (for root too).
     let blocker = f.maps.join("services.map.prev");
     std::fs::create_dir_all(blocker.join("x")).unwrap();
     let before = f.services_file();
@@ -255,10 +282,6 @@ async fn a_failed_commit_changes_nothing() {
     assert_eq!(f.services_file(), before);
     assert_eq!(f.live_services()["api"], "api_blue");
     assert_eq!(f.engine.state().generation, gen);
-    assert!(
-        f.proxy.state().calls.is_empty(),
-        "nothing reached the proxy"
-    );
     let leftovers: Vec<_> = std::fs::read_dir(&f.maps)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

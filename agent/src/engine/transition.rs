@@ -1,17 +1,27 @@
 //! One transition of the files and the proxy from what they serve to what a state renders:
-//! render -> validate (see `validate`) -> commit -> apply -> confirm. Any failure puts back
-//! the previous files and runtime content.
+//! render -> validate (see `validate`) -> commit -> apply -> confirm -> settle. Any failure
+//! puts back the previous files and runtime content.
+//!
+//! Commit stages every new file under a temporary name first, so a full disk or a
+//! read-only directory refuses the change before anything moves. On the reload path the
+//! staged files are then fsynced and renamed into place before the reload. On the runtime
+//! path the fsync runs while the runtime API takes the change: the runtime's content does
+//! not outlive the proxy process, the files are what a reload or a restart reads, and each
+//! is renamed into place only once its content is durable. Settle keeps the previous
+//! versions and fsyncs the directories; only then is the state persisted and the request
+//! answered, so an answered change is durable and a change cut short by a power loss comes
+//! back as the old state with files that are either old or new, which the start reconciles.
 
-use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use super::{ms, ApplyError, Engine, Step};
 use crate::config::{Config, FileKind, FileSpec};
-use crate::fsio::{write_atomic, WriteOptions};
+use crate::fsio::{self, write_atomic, Staged, WriteOptions};
 use crate::mapfile::{MapDiff, MapEntries, MapSyntax};
 use crate::metrics::RollbackReason;
 use crate::proxy::{MapMechanism, Proxy, ReloadReport};
@@ -31,8 +41,10 @@ pub struct Applied {
     /// the minimum gap, share the next one); 1 when the request went alone.
     pub batched: usize,
     /// Milliseconds per step, in order: `gate` (pre-switch gates), `undrain` (colours that
-    /// take traffic again), `render`, `validate`, `commit`, `apply`, `confirm`, `persist`
-    /// (the state file), `drain` (colours that lost their traffic).
+    /// take traffic again), `render`, `validate`, `commit` (new files written, fsynced and
+    /// renamed into place; on the runtime path it runs beside `apply`), `apply`, `confirm`,
+    /// `settle` (previous versions kept, directories fsynced), `persist` (the state file),
+    /// `drain` (colours that lost their traffic).
     pub timings_ms: BTreeMap<&'static str, f64>,
     /// What the pre-switch gate found, per colour the change moved traffic towards.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -209,8 +221,8 @@ fn line_changes(old: &str, new: &str) -> LineChanges {
 /// A file whose rendered content differs from what is on disk.
 pub(super) struct Pending<'a> {
     pub(super) spec: &'a FileSpec,
-    pub(super) old: String,
-    pub(super) new: String,
+    pub(super) old: Arc<str>,
+    pub(super) new: Arc<str>,
     /// Parsed new entries, for maps.
     pub(super) entries: Option<MapEntries>,
 }
@@ -240,14 +252,15 @@ impl<P: Proxy> Engine<P> {
         state: &State,
         paths: &BTreeMap<String, PathBuf>,
         live: bool,
-    ) -> Result<BTreeMap<String, String>, ApplyError> {
+    ) -> Result<BTreeMap<String, Arc<str>>, ApplyError> {
         let mut out = BTreeMap::new();
         for f in &self.config.files {
             let text = match live {
-                true => self.render_live(f, state, paths)?.into_owned(),
+                true => self.render_live(f, state, paths)?,
                 false => self
                     .renderer
                     .render(f, state, paths)
+                    .map(Arc::from)
                     .map_err(|e| ApplyError::new(Step::Render, e))?,
             };
             out.insert(f.name.clone(), text);
@@ -263,13 +276,13 @@ impl<P: Proxy> Engine<P> {
         f: &FileSpec,
         state: &State,
         paths: &BTreeMap<String, PathBuf>,
-    ) -> Result<Cow<'_, str>, ApplyError> {
+    ) -> Result<Arc<str>, ApplyError> {
         match self.static_files.get(&f.name) {
-            Some(cached) => Ok(Cow::Borrowed(cached)),
+            Some(cached) => Ok(cached.clone()),
             None => self
                 .renderer
                 .render(f, state, paths)
-                .map(Cow::Owned)
+                .map(Arc::from)
                 .map_err(|e| ApplyError::new(Step::Render, e)),
         }
     }
@@ -288,10 +301,9 @@ impl<P: Proxy> Engine<P> {
         for spec in &config.files {
             let new = self.render_live(spec, next, &live_paths)?;
             let old = &self.files[&spec.name];
-            if **old == *new {
+            if Arc::ptr_eq(old, &new) || **old == *new {
                 continue;
             }
-            let new = new.into_owned();
             let entries = match spec.kind {
                 FileKind::Map => Some(parse_rendered(spec, self.syntax(), &new)?),
                 FileKind::Config => None,
@@ -393,14 +405,29 @@ impl<P: Proxy> Engine<P> {
         }
 
         let t = Instant::now();
-        self.commit_files(&pending)?;
-        timings.insert("commit", ms(t));
-
-        let t = Instant::now();
+        let staged = self.stage_files(&pending)?;
         let outcome = if structural {
-            self.apply_reload(&pending, next.generation).await
+            // Nothing has moved if this fails: the files are back as they were.
+            self.commit_staged(staged, &pending).await?;
+            timings.insert("commit", ms(t));
+            let t = Instant::now();
+            let outcome = self.apply_reload(&pending, next.generation).await;
+            timings.insert("apply", ms(t));
+            outcome
         } else {
-            self.apply_runtime(&pending).await
+            // The runtime takes the change while the files are fsynced: what the runtime
+            // holds is lost at a reload or a restart, where the proxy reads the files, and
+            // a file is renamed into place only once its content is durable.
+            let apply = async {
+                let t = Instant::now();
+                let outcome = self.apply_runtime(&pending).await;
+                (outcome, ms(t))
+            };
+            let (committed, (outcome, apply_ms)) =
+                tokio::join!(self.commit_staged(staged, &pending), apply);
+            timings.insert("apply", apply_ms);
+            timings.insert("commit", ms(t));
+            committed.and(outcome)
         };
         let (files, reload) = match outcome {
             Ok(v) => v,
@@ -412,7 +439,6 @@ impl<P: Proxy> Engine<P> {
                 return Err(e);
             }
         };
-        timings.insert("apply", ms(t));
 
         let t = Instant::now();
         if let Err(e) = self.confirm(&pending, structural).await {
@@ -422,6 +448,15 @@ impl<P: Proxy> Engine<P> {
             return Err(e);
         }
         timings.insert("confirm", ms(t));
+
+        let t = Instant::now();
+        if let Err(e) = settle(&pending) {
+            self.metrics.rollback(RollbackReason::ApplyFailed);
+            self.undo(&pending, structural).await;
+            self.epoch = None;
+            return Err(e);
+        }
+        timings.insert("settle", ms(t));
 
         for p in &pending {
             self.files.insert(p.spec.name.clone(), p.new.clone());
@@ -444,19 +479,34 @@ impl<P: Proxy> Engine<P> {
         })
     }
 
-    /// Writes every pending file; on a failure the files already written are put back.
-    fn commit_files(&self, pending: &[Pending<'_>]) -> Result<(), ApplyError> {
-        for (i, p) in pending.iter().enumerate() {
-            if let Err(e) = write_atomic(&p.spec.path, p.new.as_bytes(), WriteOptions::default()) {
-                for done in &pending[..i] {
-                    if let Err(e) = write_atomic(
-                        &done.spec.path,
-                        done.old.as_bytes(),
-                        WriteOptions::default(),
-                    ) {
-                        tracing::error!(error = %e, "cannot restore {}", done.spec.path.display());
-                    }
-                }
+    /// Writes every pending file under a temporary name beside it: a full disk or a
+    /// read-only directory is refused here, before anything moves.
+    fn stage_files(&self, pending: &[Pending<'_>]) -> Result<Vec<Staged>, ApplyError> {
+        pending
+            .iter()
+            .map(|p| {
+                fsio::stage(&p.spec.path, p.new.as_bytes(), fsio::DEFAULT_MODE)
+                    .map_err(|e| ApplyError::new(Step::Commit, e))
+            })
+            .collect()
+    }
+
+    /// Fsyncs the staged files (on the blocking pool) and renames them into place; on a
+    /// failure the files already renamed get their previous content back.
+    async fn commit_staged(
+        &self,
+        staged: Vec<Staged>,
+        pending: &[Pending<'_>],
+    ) -> Result<(), ApplyError> {
+        let synced = tokio::task::spawn_blocking(move || {
+            staged.iter().try_for_each(Staged::sync).map(|()| staged)
+        })
+        .await
+        .map_err(|e| ApplyError::new(Step::Commit, format!("fsync task failed: {e}")))?;
+        let staged = synced.map_err(|e| ApplyError::new(Step::Commit, e))?;
+        for (i, s) in staged.into_iter().enumerate() {
+            if let Err(e) = s.publish() {
+                restore_files(&pending[..i]);
                 return Err(ApplyError::new(Step::Commit, e));
             }
         }
@@ -555,11 +605,7 @@ impl<P: Proxy> Engine<P> {
     /// Puts back the previous files and what the proxy served (best effort; every failure
     /// is logged and leaves the error of the change as the caller's answer).
     async fn undo(&self, pending: &[Pending<'_>], structural: bool) {
-        for p in pending {
-            if let Err(e) = write_atomic(&p.spec.path, p.old.as_bytes(), WriteOptions::default()) {
-                tracing::error!(error = %e, "undo: cannot restore {}", p.spec.path.display());
-            }
-        }
+        restore_files(pending);
         if structural {
             let reload = self.proxy.reload(self.state.generation).await;
             self.metrics.proxy_reload(reload.is_ok());
@@ -582,5 +628,41 @@ impl<P: Proxy> Engine<P> {
                 Err(e) => tracing::error!(error = %e, "undo: cannot read map {}", p.spec.name),
             }
         }
+    }
+}
+
+/// Makes a confirmed change durable: keeps each replaced file's content as its previous
+/// version and fsyncs the directories, so the renames survive a power loss. Until this
+/// returns, the state is not persisted and the request not answered; a power loss before
+/// it finds the old state, and files that are either old or new, which the next start
+/// reconciles.
+fn settle(pending: &[Pending<'_>]) -> Result<(), ApplyError> {
+    let mut dirs = BTreeSet::new();
+    for p in pending {
+        fsio::keep_previous(&p.spec.path, p.old.as_bytes())
+            .map_err(|e| ApplyError::new(Step::Commit, e))?;
+        dirs.insert(fsio::dir_of(&p.spec.path));
+    }
+    for dir in dirs {
+        fsio::sync_dir(dir).map_err(|e| ApplyError::new(Step::Commit, e))?;
+    }
+    Ok(())
+}
+
+/// Puts the previous content of the pending files back (unchanged files are left alone);
+/// failures are logged, the caller reports the error that made it undo.
+fn restore_files(pending: &[Pending<'_>]) {
+    for p in pending {
+        if let Err(e) = write_atomic(&p.spec.path, p.old.as_bytes(), no_previous()) {
+            tracing::error!(error = %e, "cannot restore {}", p.spec.path.display());
+        }
+    }
+}
+
+/// A restore keeps no previous version: `.prev` already holds what was before.
+fn no_previous() -> WriteOptions {
+    WriteOptions {
+        keep_previous: false,
+        ..WriteOptions::default()
     }
 }

@@ -55,7 +55,7 @@ impl Transport for TlsTransport {
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .map_or_else(|| "unknown".to_owned(), super::tls::common_name);
+                .map_or_else(|| "unknown".to_owned(), super::tls::peer_name);
             let who = Requester {
                 via: format!("{VIA_TLS}{name}"),
                 ..Requester::default()

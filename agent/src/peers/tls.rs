@@ -101,16 +101,12 @@ pub fn server_name(node: &str) -> Result<ServerName<'static>, TlsError> {
     ServerName::try_from(node.to_owned()).map_err(|e| TlsError::Setup(format!("{node:?}: {e}")))
 }
 
-/// The common name of a (verified) certificate, or `unknown`.
-pub fn common_name(cert: &CertificateDer<'_>) -> String {
-    x509_parser::parse_x509_certificate(cert.as_ref())
+/// The name of a (verified) peer or client certificate, for the journal and the audit
+/// log: its first DNS name (`cutover tls issue` puts the node name there), or `unknown`.
+pub fn peer_name(cert: &CertificateDer<'_>) -> String {
+    webpki::EndEntityCert::try_from(cert)
         .ok()
-        .and_then(|(_, c)| {
-            c.subject()
-                .iter_common_name()
-                .next()
-                .and_then(|cn| cn.as_str().ok().map(str::to_owned))
-        })
+        .and_then(|c| c.valid_dns_names().next().map(str::to_owned))
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -204,7 +200,7 @@ mod tests {
         server_config(&files).unwrap();
         client_config(&files).unwrap();
         let c = certs(&files.cert).unwrap();
-        assert_eq!(common_name(&c[0]), "lb1");
+        assert_eq!(peer_name(&c[0]), "lb1");
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(&files.key).unwrap().permissions(),
         );
