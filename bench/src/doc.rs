@@ -114,7 +114,7 @@ impl Results {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "## Results: {} run\n\n- Code: {}\n- Machine: {}\n- Load average before / after the run: {} / {} (2 cores: above ~1 the measurements share the CPU with other work)\n- fsync of a small file where the maps and state live (ext4), p50 / p99, before / after the run: {} / {}\n- Run time: {:.0} s. Load during every series: {} kept-alive connections at {:.0} req/s in all, plus {:.0} new connections/s (one request each); requests time out after {:?}.\n",
+            "## Results: {} run\n\n- Code: {}\n- Machine: {}\n- Load average before / after the run: {} / {} (2 cores: above ~1 the measurements share the CPU with other work)\n- fsync of a small file where the maps and state live (ext4), p50 / p99, before / after the run: {} / {}\n- Run time (after the builds): {:.0} s. Load during every series: {} kept-alive connections at {:.0} req/s in all, plus {:.0} new connections/s (one request each); requests time out after {:?}.\n",
             self.plan.name,
             report::commit(),
             self.machine,
