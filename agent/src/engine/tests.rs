@@ -214,10 +214,13 @@ async fn an_unknown_backend_is_refused_before_anything_is_written() {
 }
 
 #[tokio::test]
-async fn a_failed_runtime_update_puts_the_file_back() {
+async fn a_failed_runtime_update_leaves_the_file_alone() {
     let mut f = fixture().await;
     f.proxy.state().fail_update = Some("socket gone".into());
     let before = f.services_file();
+    let path = f.maps.join("services.map");
+    let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+    let inode_before = inode();
     let e = f
         .engine
         .apply(&switch("web", Colour::Green), &Requester::default(), false)
@@ -226,6 +229,13 @@ async fn a_failed_runtime_update_puts_the_file_back() {
     assert_eq!(e.step, Step::Apply);
     assert!(e.message.contains("socket gone"));
     assert_eq!(f.services_file(), before);
+    // The staged file was never renamed into place, and nothing is left of it.
+    assert_eq!(inode(), inode_before);
+    let names: Vec<_> = std::fs::read_dir(&f.maps)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
     assert_eq!(f.engine.state().services["web"].live, Colour::Blue);
     assert_eq!(f.live_services()["web"], "web_blue");
     // The agent keeps working once the fault is gone.

@@ -408,7 +408,7 @@ impl<P: Proxy> Engine<P> {
         let staged = self.stage_files(&pending)?;
         let outcome = if structural {
             // Nothing has moved if this fails: the files are back as they were.
-            self.commit_staged(staged, &pending).await?;
+            publish(sync_staged(staged).await?, &pending)?;
             timings.insert("commit", ms(t));
             let t = Instant::now();
             let outcome = self.apply_reload(&pending, next.generation).await;
@@ -417,17 +417,21 @@ impl<P: Proxy> Engine<P> {
         } else {
             // The runtime takes the change while the files are fsynced: what the runtime
             // holds is lost at a reload or a restart, where the proxy reads the files, and
-            // a file is renamed into place only once its content is durable.
+            // a file is renamed into place only once its content is durable and the
+            // runtime took it (a failed apply leaves the files alone).
             let apply = async {
                 let t = Instant::now();
                 let outcome = self.apply_runtime(&pending).await;
                 (outcome, ms(t))
             };
-            let (committed, (outcome, apply_ms)) =
-                tokio::join!(self.commit_staged(staged, &pending), apply);
+            let (synced, (outcome, apply_ms)) = tokio::join!(sync_staged(staged), apply);
             timings.insert("apply", apply_ms);
+            let outcome = outcome.and_then(|applied| {
+                publish(synced?, &pending)?;
+                Ok(applied)
+            });
             timings.insert("commit", ms(t));
-            committed.and(outcome)
+            outcome
         };
         let (files, reload) = match outcome {
             Ok(v) => v,
@@ -489,28 +493,6 @@ impl<P: Proxy> Engine<P> {
                     .map_err(|e| ApplyError::new(Step::Commit, e))
             })
             .collect()
-    }
-
-    /// Fsyncs the staged files (on the blocking pool) and renames them into place; on a
-    /// failure the files already renamed get their previous content back.
-    async fn commit_staged(
-        &self,
-        staged: Vec<Staged>,
-        pending: &[Pending<'_>],
-    ) -> Result<(), ApplyError> {
-        let synced = tokio::task::spawn_blocking(move || {
-            staged.iter().try_for_each(Staged::sync).map(|()| staged)
-        })
-        .await
-        .map_err(|e| ApplyError::new(Step::Commit, format!("fsync task failed: {e}")))?;
-        let staged = synced.map_err(|e| ApplyError::new(Step::Commit, e))?;
-        for (i, s) in staged.into_iter().enumerate() {
-            if let Err(e) = s.publish() {
-                restore_files(&pending[..i]);
-                return Err(ApplyError::new(Step::Commit, e));
-            }
-        }
-        Ok(())
     }
 
     async fn apply_runtime(
@@ -629,6 +611,26 @@ impl<P: Proxy> Engine<P> {
             }
         }
     }
+}
+
+/// Fsyncs the staged files, on the blocking pool.
+async fn sync_staged(staged: Vec<Staged>) -> Result<Vec<Staged>, ApplyError> {
+    tokio::task::spawn_blocking(move || staged.iter().try_for_each(Staged::sync).map(|()| staged))
+        .await
+        .map_err(|e| ApplyError::new(Step::Commit, format!("fsync task failed: {e}")))?
+        .map_err(|e| ApplyError::new(Step::Commit, e))
+}
+
+/// Renames the (fsynced) staged files into place; on a failure the files already renamed
+/// get their previous content back.
+fn publish(staged: Vec<Staged>, pending: &[Pending<'_>]) -> Result<(), ApplyError> {
+    for (i, s) in staged.into_iter().enumerate() {
+        if let Err(e) = s.publish() {
+            restore_files(&pending[..i]);
+            return Err(ApplyError::new(Step::Commit, e));
+        }
+    }
+    Ok(())
 }
 
 /// Makes a confirmed change durable: keeps each replaced file's content as its previous
