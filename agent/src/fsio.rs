@@ -1,7 +1,9 @@
-//! The one way cutover writes a file: `write_atomic`.
+//! How cutover writes a file: atomically and durably.
 //!
 //! Every file the agent writes (maps, proxy configs, state, the previous versions it keeps)
-//! goes through [`write_atomic`]: the new content is written to a temporary file in the same
+//! goes through [`write_atomic`], or through its steps one by one ([`stage`],
+//! [`Staged::sync`], [`Staged::publish`], [`keep_previous`], [`sync_dir`]) where the engine
+//! runs them around a change: the new content is written to a temporary file in the same
 //! directory, fsynced, renamed over the target and the directory is fsynced, so a reader (or
 //! a crash) sees either the old content in full or the new content in full. The temporary
 //! name starts with `.cutover-` and ends with `.tmp`, which no proxy include glob written

@@ -87,7 +87,7 @@ socket. Families: \fBcutover_switches_total\fR, \fBcutover_rollbacks_total\fR,
 pub enum What {
     /// The man page cutover(1) on stdout, or every page (one per subcommand) into --dir.
     Man {
-        /// Write cutover.1 and cutover-<verb>.1 pages into this directory.
+        /// Write cutover.1 and cutover-VERB.1 pages into this directory.
         #[arg(long)]
         dir: Option<PathBuf>,
     },

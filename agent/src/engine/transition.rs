@@ -166,7 +166,7 @@ pub struct PlannedFile {
     pub kind: FileKind,
     /// `runtime per key`, `runtime transaction` or `reload`.
     pub mechanism: &'static str,
-    /// Map entries to add, change (new value) and remove; at most [`PLAN_MAX_ENTRIES`]
+    /// Map entries to add, change (new value) and remove; at most `PLAN_MAX_ENTRIES`
     /// each.
     pub added: Vec<(String, String)>,
     pub changed: Vec<(String, String)>,
@@ -405,7 +405,7 @@ impl<P: Proxy> Engine<P> {
         }
 
         let t = Instant::now();
-        let staged = self.stage_files(&pending)?;
+        let staged = stage(&pending)?;
         let outcome = if structural {
             // Nothing has moved if this fails: the files are back as they were.
             publish(sync_staged(staged).await?, &pending)?;
@@ -481,18 +481,6 @@ impl<P: Proxy> Engine<P> {
             gates: Vec::new(),
             warnings,
         })
-    }
-
-    /// Writes every pending file under a temporary name beside it: a full disk or a
-    /// read-only directory is refused here, before anything moves.
-    fn stage_files(&self, pending: &[Pending<'_>]) -> Result<Vec<Staged>, ApplyError> {
-        pending
-            .iter()
-            .map(|p| {
-                fsio::stage(&p.spec.path, p.new.as_bytes(), fsio::DEFAULT_MODE)
-                    .map_err(|e| ApplyError::new(Step::Commit, e))
-            })
-            .collect()
     }
 
     async fn apply_runtime(
@@ -611,6 +599,18 @@ impl<P: Proxy> Engine<P> {
             }
         }
     }
+}
+
+/// Writes every pending file under a temporary name beside it: a full disk or a read-only
+/// directory is refused here, before anything moves.
+fn stage(pending: &[Pending<'_>]) -> Result<Vec<Staged>, ApplyError> {
+    pending
+        .iter()
+        .map(|p| {
+            fsio::stage(&p.spec.path, p.new.as_bytes(), fsio::DEFAULT_MODE)
+                .map_err(|e| ApplyError::new(Step::Commit, e))
+        })
+        .collect()
 }
 
 /// Fsyncs the staged files, on the blocking pool.

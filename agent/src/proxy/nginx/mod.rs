@@ -3,7 +3,7 @@
 //! Nginx has no runtime API, so every change is a reload of the whole config: the engine
 //! validates a staged copy of the tree with `nginx -T` ([`checker`]), commits the files,
 //! then calls [`Proxy::reload`], which sends `SIGHUP` to the master named by the pid file
-//! and confirms the reload with evidence ([`reload`]): new workers under the master, the
+//! and confirms the reload with evidence (`reload`): new workers under the master, the
 //! generation endpoint of the rendered config answering the new generation ([`status`]),
 //! and every worker of the previous config no longer accepting connections ([`procs`]).
 //! A reload the master refuses shows as no new worker and `[emerg]` lines in its error log
