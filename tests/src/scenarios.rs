@@ -1,6 +1,7 @@
 //! Scenarios that the safety tests of both proxies run the same way against a started
-//! [`Setup`]: a rollback timed from the first failing request, and clients that keep their
-//! colour through a sticky canary.
+//! [`Setup`]: a switch refused by the health gate, a failing colour rolled back by the
+//! watch (timed from the first failing request), and clients that keep their colour
+//! through a sticky canary.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -39,6 +40,73 @@ pub fn answered_by(s: &Setup, host: &str, colour: &str, n: usize) -> usize {
         }
         count
     })
+}
+
+/// With green answering 500 on its health URL, a switch of `web` to green is refused at the
+/// gate with a message naming the server and what it answered; blue keeps serving `host`.
+pub fn refused_by_the_health_gate(s: &Setup, host: &str) {
+    s.green.set_failing(true);
+    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 1, "{reply}");
+    assert_eq!(reply["data"]["step"], "gate", "{reply}");
+    let msg = reply["message"].as_str().unwrap();
+    assert!(
+        msg.contains("g1 (http://") && msg.contains("answered 500, expected 200"),
+        "{msg}"
+    );
+    assert_eq!(s.get(host), (200, "blue".into()));
+}
+
+/// Switches `web` to green under a watch, serves healthy traffic, then makes green fail:
+/// the watch must roll back to blue, with the reason in `status`, its rollback in the
+/// journal and the metric. Returns the time from the first failing request to blue
+/// answering again.
+pub fn rolled_back_by_the_watch(s: &Setup, host: &str) -> Duration {
+    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 0, "{reply}");
+    let (_, status) = s.cli_json(&["status"]);
+    assert_eq!(status["data"]["services"][0]["phase"]["phase"], "watching");
+    // Healthy traffic first: the watch sees requests before the failures.
+    for _ in 0..20 {
+        assert_eq!(s.get(host), (200, "green".into()));
+    }
+
+    s.green.set_failing(true);
+    let took = time_rollback(s, host, "blue");
+    let (_, status) = s.cli_json(&["status"]);
+    let web = &status["data"]["services"][0];
+    assert_eq!(web["live"], "blue", "{web}");
+    assert_eq!(web["phase"]["phase"], "rolled_back", "{web}");
+    let reason = web["phase"]["reason"].as_str().unwrap();
+    assert!(reason.contains("5xx rate"), "{web}");
+    let (_, history) = s.cli_json(&["history", "web"]);
+    let entries = history["data"]["entries"].as_array().unwrap();
+    let by_watch: Vec<_> = entries
+        .iter()
+        .filter(|e| e["requester"]["via"] == "watch")
+        .collect();
+    assert!(
+        by_watch
+            .iter()
+            .any(|e| e["result"] == "rolled_back"
+                && e["message"].as_str().unwrap().contains("5xx rate")),
+        "{history}"
+    );
+    assert!(
+        by_watch
+            .iter()
+            .any(|e| e["request"]["op"] == "rollback" && e["result"] == "ok"),
+        "{history}"
+    );
+    assert_eq!(
+        s.metric("cutover_rollbacks_total{reason=\"watch\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.metric("cutover_rollbacks_total{reason=\"requested\"}"),
+        Some(0.0)
+    );
+    took
 }
 
 /// With the live colour failing, requests `host` (new connections, about every 5 ms, for

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use cutover_tests::agent::{text, Setup, SetupOptions};
-use cutover_tests::KeepAliveClient;
+use cutover_tests::{scenarios, KeepAliveClient};
 
 const HOST: &str = "www.example.test";
 
@@ -25,16 +25,7 @@ fn an_unhealthy_target_is_refused_unless_forced() {
     let Some(s) = setup("[services.gate]\nhealth_path = \"/health\"\ntimeout_ms = 1000\n") else {
         return;
     };
-    s.green.set_failing(true);
-    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
-    assert_eq!(code, 1, "{reply}");
-    assert_eq!(reply["data"]["step"], "gate");
-    let msg = reply["message"].as_str().unwrap();
-    assert!(
-        msg.contains("g1 (http://") && msg.contains("answered 500, expected 200"),
-        "{msg}"
-    );
-    assert_eq!(s.get(HOST), (200, "blue".into()));
+    scenarios::refused_by_the_health_gate(&s, HOST);
 
     // HAProxy's own view counts too: a server in maintenance is not ready.
     s.green.set_failing(false);
@@ -72,55 +63,10 @@ fn an_unhealthy_target_is_refused_unless_forced() {
 fn a_failing_new_colour_is_rolled_back_by_the_watch() {
     let watch = "[services.watch]\nwindow_ms = 20000\ninterval_ms = 100\nconsecutive = 2\nmax_error_percent = 5.0\n";
     let Some(s) = setup(watch) else { return };
-    let out = s.cli(&["switch", "web", "green"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let (_, status) = s.cli_json(&["status"]);
-    assert_eq!(status["data"]["services"][0]["phase"]["phase"], "watching");
-
-    // Green starts failing: keep traffic flowing and time the rollback.
-    s.green.set_failing(true);
-    let took = cutover_tests::scenarios::time_rollback(&s, HOST, "blue");
+    let took = scenarios::rolled_back_by_the_watch(&s, HOST);
     eprintln!(
         "first failing request -> rollback served: {:.0} ms",
         took.as_secs_f64() * 1e3
-    );
-    let (_, status) = s.cli_json(&["status"]);
-    let web = &status["data"]["services"][0];
-    assert_eq!(web["live"], "blue", "{web}");
-    assert_eq!(web["phase"]["phase"], "rolled_back", "{web}");
-    assert!(
-        web["phase"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("5xx rate"),
-        "{web}"
-    );
-    let (_, history) = s.cli_json(&["history", "web"]);
-    let entries = history["data"]["entries"].as_array().unwrap();
-    let by_watch: Vec<_> = entries
-        .iter()
-        .filter(|e| e["requester"]["via"] == "watch")
-        .collect();
-    assert!(
-        by_watch
-            .iter()
-            .any(|e| e["result"] == "rolled_back"
-                && e["message"].as_str().unwrap().contains("5xx rate")),
-        "{history}"
-    );
-    assert!(
-        by_watch
-            .iter()
-            .any(|e| e["request"]["op"] == "rollback" && e["result"] == "ok"),
-        "{history}"
-    );
-    assert_eq!(
-        s.metric("cutover_rollbacks_total{reason=\"watch\"}"),
-        Some(1.0)
-    );
-    assert_eq!(
-        s.metric("cutover_rollbacks_total{reason=\"requested\"}"),
-        Some(0.0)
     );
 }
 
@@ -147,7 +93,7 @@ fn a_canary_of_10_percent_gets_about_10_percent() {
     let Some(s) = setup("") else { return };
     let out = s.cli(&["canary", "web", "green", "10"]);
     assert!(out.status.success(), "{}", text(&out));
-    let green = cutover_tests::scenarios::answered_by(&s, HOST, "green", 2000);
+    let green = scenarios::answered_by(&s, HOST, "green", 2000);
     eprintln!("canary 10%: {green} of 2000 requests reached green");
     assert!(
         (100..=300).contains(&green),

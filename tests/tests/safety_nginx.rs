@@ -36,16 +36,7 @@ fn an_unhealthy_target_is_refused_unless_forced() {
         return;
     };
     let config = std::fs::read(s.file("nginx.conf")).unwrap();
-    s.green.set_failing(true);
-    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
-    assert_eq!(code, 1, "{reply}");
-    assert_eq!(reply["data"]["step"], "gate");
-    let msg = reply["message"].as_str().unwrap();
-    assert!(
-        msg.contains("g1 (http://") && msg.contains("answered 500, expected 200"),
-        "{msg}"
-    );
-    assert_eq!(s.get(HOST), (200, "blue".into()));
+    scenarios::refused_by_the_health_gate(&s, HOST);
     assert_eq!(std::fs::read(s.file("nginx.conf")).unwrap(), config);
 
     let out = s.cli(&["switch", "web", "green", "--force"]);
@@ -59,38 +50,10 @@ fn an_unhealthy_target_is_refused_unless_forced() {
 fn a_failing_new_colour_is_rolled_back_by_the_watch() {
     let watch = "[services.watch]\nwindow_ms = 20000\ninterval_ms = 100\nconsecutive = 2\nmax_error_percent = 5.0\n";
     let Some(s) = setup(watch) else { return };
-    let out = s.cli(&["switch", "web", "green"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let (_, status) = s.cli_json(&["status"]);
-    assert_eq!(status["data"]["services"][0]["phase"]["phase"], "watching");
-    // Healthy traffic first: the access-log lines reach the agent.
-    for _ in 0..20 {
-        assert_eq!(s.get(HOST), (200, "green".into()));
-    }
-
-    s.green.set_failing(true);
-    let took = scenarios::time_rollback(&s, HOST, "blue");
+    let took = scenarios::rolled_back_by_the_watch(&s, HOST);
     eprintln!(
         "nginx: first failing request -> rollback served: {:.0} ms",
         took.as_secs_f64() * 1e3
-    );
-    let (_, status) = s.cli_json(&["status"]);
-    let web = &status["data"]["services"][0];
-    assert_eq!(web["live"], "blue", "{web}");
-    assert_eq!(web["phase"]["phase"], "rolled_back", "{web}");
-    let reason = web["phase"]["reason"].as_str().unwrap();
-    assert!(reason.contains("5xx rate"), "{web}");
-    let (_, history) = s.cli_json(&["history", "web"]);
-    let entries = history["data"]["entries"].as_array().unwrap();
-    assert!(
-        entries.iter().any(|e| e["requester"]["via"] == "watch"
-            && e["request"]["op"] == "rollback"
-            && e["result"] == "ok"),
-        "{history}"
-    );
-    assert_eq!(
-        s.metric("cutover_rollbacks_total{reason=\"watch\"}"),
-        Some(1.0)
     );
 }
 
@@ -115,7 +78,7 @@ fn a_canary_of_10_percent_gets_about_10_percent() {
     assert!(out.status.success(), "{}", text(&out));
     let conf = std::fs::read_to_string(s.file("nginx.conf")).unwrap();
     assert!(conf.contains("10% 1;"), "{conf}");
-    let green = cutover_tests::scenarios::answered_by(&s, HOST, "green", 2000);
+    let green = scenarios::answered_by(&s, HOST, "green", 2000);
     eprintln!("nginx canary 10%: {green} of 2000 requests reached green");
     assert!(
         (100..=300).contains(&green),
