@@ -297,6 +297,23 @@ mod tests {
     use crate::state::{Colour, Request};
 
     /// A config using the shipped templates, including the full HAProxy config.
+    /// The two services of the shipped-template configs: `api` (blue live, a sticky canary
+    /// cookie, one server per colour) and `web` (green live, two routes, a preview host).
+    const SERVICES: &str = r#"[[services]]
+name = "api"
+routes = ["api.example.com"]
+canary_sticky = { cookie = "api_bucket" }
+blue = { backend = "api_blue", servers = [{ name = "b1", address = "10.0.0.1:80" }] }
+green = { backend = "api_green", servers = [{ name = "g1", address = "10.0.0.2:80" }] }
+[[services]]
+name = "web"
+routes = ["example.com", "www.example.com"]
+preview_hosts = ["preview.example.com"]
+initial = "green"
+blue = { backend = "web_blue" }
+green = { backend = "web_green" }
+"#;
+
     pub(crate) fn shipped(extra: &str) -> Config {
         let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates");
         let text = format!(
@@ -347,20 +364,7 @@ name = "haproxy"
 template = "haproxy/haproxy.cfg"
 path = "/etc/haproxy/haproxy.cfg"
 kind = "config"
-[[services]]
-name = "api"
-routes = ["api.example.com"]
-canary_sticky = {{ cookie = "api_bucket" }}
-blue = {{ backend = "api_blue", servers = [{{ name = "b1", address = "10.0.0.1:80" }}] }}
-green = {{ backend = "api_green", servers = [{{ name = "g1", address = "10.0.0.2:80" }}] }}
-[[services]]
-name = "web"
-routes = ["example.com", "www.example.com"]
-preview_hosts = ["preview.example.com"]
-initial = "green"
-blue = {{ backend = "web_blue" }}
-green = {{ backend = "web_green" }}
-{extra}
+{SERVICES}{extra}
 "#
         );
         Config::from_toml(Path::new("/etc/cutover/cutover.toml"), &text).unwrap()
@@ -427,20 +431,7 @@ status = "127.0.0.1:8099"
 [templates]
 dir = "{templates}"
 vars = {{ listen = "127.0.0.1:8080", worker_processes = 2 }}
-[[services]]
-name = "api"
-routes = ["api.example.com"]
-canary_sticky = {{ cookie = "api_bucket" }}
-blue = {{ backend = "api_blue", servers = [{{ name = "b1", address = "10.0.0.1:80" }}] }}
-green = {{ backend = "api_green", servers = [{{ name = "g1", address = "10.0.0.2:80" }}] }}
-[[services]]
-name = "web"
-routes = ["example.com", "www.example.com"]
-preview_hosts = ["preview.example.com"]
-initial = "green"
-blue = {{ backend = "web_blue" }}
-green = {{ backend = "web_green" }}
-[services.watch]
+{SERVICES}[services.watch]
 window_ms = 10000
 "#
         );
