@@ -103,6 +103,16 @@ fn switch(service: &str, colour: Colour) -> Request {
 }
 
 impl Fixture {
+    /// Names in the map directory that contain `part` (e.g. `.tmp`: what an interrupted or
+    /// undone write would leave behind).
+    fn names_in_maps(&self, part: &str) -> Vec<String> {
+        std::fs::read_dir(&self.maps)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(part))
+            .collect()
+    }
+
     /// Calls to the proxy other than drains.
     fn reload_calls(&self) -> Vec<String> {
         let calls = self.proxy.state().calls.clone();
@@ -231,11 +241,8 @@ async fn a_failed_runtime_update_leaves_the_file_alone() {
     assert_eq!(f.services_file(), before);
     // The staged file was never renamed into place, and nothing is left of it.
     assert_eq!(inode(), inode_before);
-    let names: Vec<_> = std::fs::read_dir(&f.maps)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    let leftovers = f.names_in_maps(".tmp");
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     assert_eq!(f.engine.state().services["web"].live, Colour::Blue);
     assert_eq!(f.live_services()["web"], "web_blue");
     // The agent keeps working once the fault is gone.
@@ -292,11 +299,7 @@ async fn a_commit_that_fails_after_the_runtime_took_it_is_undone() {
     assert_eq!(f.services_file(), before);
     assert_eq!(f.live_services()["api"], "api_blue");
     assert_eq!(f.engine.state().generation, gen);
-    let leftovers: Vec<_> = std::fs::read_dir(&f.maps)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".tmp"))
-        .collect();
+    let leftovers = f.names_in_maps(".tmp");
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -534,11 +537,7 @@ async fn the_check_stages_only_what_changes() {
         checked.contains(&format!("{};", live_routes.display())),
         "{checked}"
     );
-    let leftovers: Vec<String> = std::fs::read_dir(&f.maps)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("cutover-staged"))
-        .collect();
+    let leftovers = f.names_in_maps("cutover-staged");
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
