@@ -254,6 +254,23 @@ async fn a_failed_runtime_update_leaves_the_file_alone() {
     assert_eq!(f.live_services()["web"], "web_green");
 }
 
+/// Switches `api` to green, which must fail at commit and leave its file, what the proxy
+/// serves and the state as they were; returns the error.
+async fn switch_refused_at_commit(f: &mut Fixture) -> ApplyError {
+    let before = f.services_file();
+    let gen = f.engine.state().generation;
+    let e = f
+        .engine
+        .apply(&switch("api", Colour::Green), &Requester::default(), false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.step, Step::Commit, "{e}");
+    assert_eq!(f.services_file(), before);
+    assert_eq!(f.live_services()["api"], "api_blue");
+    assert_eq!(f.engine.state().generation, gen);
+    e
+}
+
 #[tokio::test]
 async fn a_failed_commit_changes_nothing() {
     let mut f = fixture().await;
@@ -263,18 +280,8 @@ async fn a_failed_commit_changes_nothing() {
         let name = format!(".cutover-services.map.{}.{attempt}.tmp", std::process::id());
         std::fs::create_dir_all(f.maps.join(name).join("x")).unwrap();
     }
-    let before = f.services_file();
-    let gen = f.engine.state().generation;
-    let e = f
-        .engine
-        .apply(&switch("api", Colour::Green), &Requester::default(), false)
-        .await
-        .unwrap_err();
-    assert_eq!(e.step, Step::Commit, "{e}");
+    let e = switch_refused_at_commit(&mut f).await;
     assert!(e.to_string().contains("temporary"), "{e}");
-    assert_eq!(f.services_file(), before);
-    assert_eq!(f.live_services()["api"], "api_blue");
-    assert_eq!(f.engine.state().generation, gen);
     assert!(
         f.proxy.state().calls.is_empty(),
         "nothing reached the proxy"
@@ -288,17 +295,7 @@ async fn a_commit_that_fails_after_the_runtime_took_it_is_undone() {
     // runtime and its file, then keeping the previous version fails (for root too).
     let blocker = f.maps.join("services.map.prev");
     std::fs::create_dir_all(blocker.join("x")).unwrap();
-    let before = f.services_file();
-    let gen = f.engine.state().generation;
-    let e = f
-        .engine
-        .apply(&switch("api", Colour::Green), &Requester::default(), false)
-        .await
-        .unwrap_err();
-    assert_eq!(e.step, Step::Commit, "{e}");
-    assert_eq!(f.services_file(), before);
-    assert_eq!(f.live_services()["api"], "api_blue");
-    assert_eq!(f.engine.state().generation, gen);
+    switch_refused_at_commit(&mut f).await;
     let leftovers = f.names_in_maps(".tmp");
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
