@@ -49,6 +49,17 @@ pub struct WriteOptions {
     pub new_mode: u32,
 }
 
+impl WriteOptions {
+    /// The default options without keeping the replaced content: for files whose `.prev`
+    /// already holds what matters, or that have no previous version worth keeping.
+    pub fn no_previous() -> Self {
+        Self {
+            keep_previous: false,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for WriteOptions {
     fn default() -> Self {
         Self {
@@ -91,9 +102,7 @@ pub fn write_atomic(path: &Path, content: &[u8], opts: WriteOptions) -> Result<b
     new.sync()?;
     if opts.keep_previous {
         if let Some(old) = &old {
-            let prev = stage_like(&previous_path(path), old, meta.as_ref(), opts.new_mode)?;
-            prev.sync()?;
-            prev.publish()?;
+            write_previous(path, old, meta.as_ref(), opts.new_mode)?;
         }
     }
     new.publish()?;
@@ -107,7 +116,7 @@ pub fn write_atomic(path: &Path, content: &[u8], opts: WriteOptions) -> Result<b
 /// staged copies that exist only while a checker reads them, where a crash loses nothing
 /// (a leftover has a name no include glob matches, and the next start removes it).
 pub fn write_staged(path: &Path, content: &[u8]) -> Result<(), FsError> {
-    stage(path, content, DEFAULT_MODE)?.publish()
+    stage_like(path, content, None, DEFAULT_MODE)?.publish()
 }
 
 /// A new version of a file, written under a temporary name in its target's directory and
@@ -169,11 +178,6 @@ fn stage_like(
 }
 
 impl Staged {
-    /// The file this one will replace.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Fsyncs the staged content: after this, publishing it can never leave a torn file.
     pub fn sync(&self) -> Result<(), FsError> {
         self.file.sync_all().map_err(|source| FsError::Sync {
@@ -206,8 +210,18 @@ impl Drop for Staged {
 /// Keeps `old` beside `path` as its previous version (`<name>.prev`, content fsynced, with
 /// the mode and owner of `path`); the rename is durable after [`sync_dir`].
 pub fn keep_previous(path: &Path, old: &[u8]) -> Result<(), FsError> {
-    let meta = fs::metadata(path).ok();
-    let prev = stage_like(&previous_path(path), old, meta.as_ref(), DEFAULT_MODE)?;
+    write_previous(path, old, fs::metadata(path).ok().as_ref(), DEFAULT_MODE)
+}
+
+/// Writes `old` as the previous version of `path` (temp file, fsync, rename; no directory
+/// fsync), with the mode and owner of `like`.
+fn write_previous(
+    path: &Path,
+    old: &[u8],
+    like: Option<&fs::Metadata>,
+    new_mode: u32,
+) -> Result<(), FsError> {
+    let prev = stage_like(&previous_path(path), old, like, new_mode)?;
     prev.sync()?;
     prev.publish()
 }

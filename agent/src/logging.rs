@@ -107,6 +107,8 @@ pub fn subscriber<W>(style: Style, writer: W) -> Box<dyn Subscriber + Send + Syn
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    // The level is decided by the filter layer; the builder lets every event through to it.
+    let filter = filter();
     let builder = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer(writer);
@@ -117,7 +119,7 @@ where
                 .flatten_event(true)
                 .with_current_span(false)
                 .finish()
-                .with(filter()),
+                .with(filter),
         ),
         Style::Text {
             priority: true,
@@ -128,20 +130,14 @@ where
                 .with_ansi(ansi)
                 .event_format(Priority(Format::default().without_time().with_ansi(ansi)))
                 .finish()
-                .with(filter()),
+                .with(filter),
         ),
         Style::Text {
             timestamps: false,
             ansi,
             ..
-        } => Box::new(
-            builder
-                .with_ansi(ansi)
-                .without_time()
-                .finish()
-                .with(filter()),
-        ),
-        Style::Text { ansi, .. } => Box::new(builder.with_ansi(ansi).finish().with(filter())),
+        } => Box::new(builder.with_ansi(ansi).without_time().finish().with(filter)),
+        Style::Text { ansi, .. } => Box::new(builder.with_ansi(ansi).finish().with(filter)),
     }
 }
 

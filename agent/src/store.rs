@@ -209,7 +209,7 @@ impl Store {
         if !usable {
             let corrupt = suffixed(&path, CORRUPT_SUFFIX);
             let keep = current.as_deref().unwrap_or_default();
-            write_atomic(&corrupt, keep, no_previous())?;
+            write_atomic(&corrupt, keep, WriteOptions::no_previous())?;
         }
         let opts = WriteOptions {
             keep_previous: usable,
@@ -292,13 +292,6 @@ fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(suffix);
     path.with_file_name(name)
-}
-
-fn no_previous() -> WriteOptions {
-    WriteOptions {
-        keep_previous: false,
-        ..WriteOptions::default()
-    }
 }
 
 /// Now as Unix milliseconds.

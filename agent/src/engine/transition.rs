@@ -655,16 +655,9 @@ fn settle(pending: &[Pending<'_>]) -> Result<(), ApplyError> {
 /// failures are logged, the caller reports the error that made it undo.
 fn restore_files(pending: &[Pending<'_>]) {
     for p in pending {
-        if let Err(e) = write_atomic(&p.spec.path, p.old.as_bytes(), no_previous()) {
+        // No previous version: `.prev` already holds what was before.
+        if let Err(e) = write_atomic(&p.spec.path, p.old.as_bytes(), WriteOptions::no_previous()) {
             tracing::error!(error = %e, "cannot restore {}", p.spec.path.display());
         }
-    }
-}
-
-/// A restore keeps no previous version: `.prev` already holds what was before.
-fn no_previous() -> WriteOptions {
-    WriteOptions {
-        keep_previous: false,
-        ..WriteOptions::default()
     }
 }

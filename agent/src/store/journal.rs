@@ -5,10 +5,9 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use super::{
-    no_previous, suffixed, JournalEntry, Store, StoreError, HISTORY_TAIL_BYTES, JOURNAL_FILE,
-    TORN_SUFFIX,
+    suffixed, JournalEntry, Store, StoreError, HISTORY_TAIL_BYTES, JOURNAL_FILE, TORN_SUFFIX,
 };
-use crate::fsio::write_atomic;
+use crate::fsio::{write_atomic, WriteOptions};
 
 impl Store {
     /// Cuts a torn or corrupt end off the journal: an incomplete last line (a write cut
@@ -38,7 +37,11 @@ impl Store {
             return Ok(None);
         }
         let cut = &tail[keep..];
-        write_atomic(&suffixed(&path, TORN_SUFFIX), cut, no_previous())?;
+        write_atomic(
+            &suffixed(&path, TORN_SUFFIX),
+            cut,
+            WriteOptions::no_previous(),
+        )?;
         f.set_len(start + keep as u64).map_err(err)?;
         f.sync_all().map_err(err)?;
         Ok(Some(format!(
