@@ -89,7 +89,7 @@ pub async fn run_with<P: Proxy>(
         Ok(fixes) if fixes.is_empty() => tracing::info!("started: proxy serves the desired state"),
         Ok(fixes) => tracing::info!("started: repaired {} drift(s)", fixes.len()),
         Err(e) => {
-            tracing::warn!(step = %e.step, "start: cannot reconcile yet, will retry: {}", e.message)
+            tracing::warn!(step = %e.step, "start: cannot reconcile yet, will retry: {}", e.message())
         }
     }
 
@@ -263,7 +263,7 @@ fn refusal<P: Proxy>(
         }
     }
     engine.journal_refusal(request, requester, Step::Access, denied.to_string());
-    let e = ApplyError::new(Step::Access, denied);
+    let e = ApplyError::caused(Step::Access, crate::engine::ErrorKind::Denied, denied);
     Some(Reply::error(e.to_string(), json!({ "step": e.step })))
 }
 

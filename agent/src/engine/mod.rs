@@ -3,7 +3,6 @@
 //! at a time (the agent's engine task), so there is exactly one writer per map.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,72 +11,36 @@ use serde_json::json;
 
 use crate::config::{Config, FileKind, FileSpec};
 use crate::mapfile::{self, MapDiff, MapEntries, MapSyntax};
-use crate::metrics::{Metrics, RollbackReason};
+use crate::metrics::Metrics;
 use crate::protocol::MapView;
 use crate::proxy::{Epoch, Proxy};
 use crate::render::Renderer;
-use crate::state::{Change, Request, State};
-use crate::store::{now_ms, JournalEntry, Requester, Store};
+use crate::state::{Request, State};
+use crate::store::{JournalEntry, Requester, Store};
 
-mod batch;
+mod admit;
+mod change;
+mod drains;
+mod error;
+mod files;
 mod plan;
 pub mod reconcile;
-mod safety;
+mod record;
 mod transition;
 mod validate;
+mod watch;
 
-pub use batch::Queued;
-pub use plan::Plan;
-
-pub use safety::{until, GateReport, Phase};
-pub use transition::{Applied, FileOutcome, LineChanges, PlannedFile};
+pub use crate::gates::preswitch::GateReport;
+pub use change::Queued;
+pub use error::{ApplyError, ErrorKind, Step};
+pub use plan::{LineChanges, Plan, PlannedFile};
+pub use transition::{Applied, FileOutcome};
 pub use validate::{is_percent, staged_path};
+pub use watch::{until, Phase};
 
 /// Maps of at most this many bytes (about a thousand entries) are compared with the running
 /// proxy on every reconcile tick; larger ones at start and whenever the epoch moves.
 pub const SMALL_MAP_BYTES: usize = 64 * 1024;
-
-/// The step of a change that failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Step {
-    /// The peer may not run the command (see [`crate::access`]).
-    Access,
-    Request,
-    Gate,
-    Render,
-    Validate,
-    Commit,
-    Apply,
-    Confirm,
-    Persist,
-    Proxy,
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = serde_json::to_value(self).expect("step serializes");
-        f.write_str(s.as_str().expect("string"))
-    }
-}
-
-/// A change that did not happen, with the step that refused it and why. Whatever the
-/// step, the proxy serves what it served before and the files on disk equal it.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{step}: {message}")]
-pub struct ApplyError {
-    pub step: Step,
-    pub message: String,
-}
-
-impl ApplyError {
-    pub fn new(step: Step, message: impl fmt::Display) -> ApplyError {
-        ApplyError {
-            step,
-            message: message.to_string(),
-        }
-    }
-}
 
 /// What `status` shows.
 #[derive(Debug, Clone, Serialize)]
@@ -180,7 +143,7 @@ pub struct Engine<P: Proxy> {
     /// Whether the proxy answered the last time it was asked.
     reachable: bool,
     /// Post-switch watches in progress, by service.
-    watches: BTreeMap<String, safety::ActiveWatch>,
+    watches: BTreeMap<String, watch::ActiveWatch>,
     /// Latest safety phase by service.
     phases: BTreeMap<String, Phase>,
     /// The desired-state file the agent reconciles, when configured.
@@ -196,10 +159,11 @@ impl<P: Proxy> Engine<P> {
     /// journaled and shown in `status`. The proxy is not contacted. The caller holds the
     /// store's lock.
     pub fn new(config: Arc<Config>, proxy: P, store: Store) -> Result<Engine<P>, ApplyError> {
-        let renderer = Renderer::new(&config).map_err(|e| ApplyError::new(Step::Render, e))?;
+        let renderer = Renderer::new(&config)
+            .map_err(|e| ApplyError::caused(Step::Render, ErrorKind::Template, e))?;
         let recovered = store
             .recover()
-            .map_err(|e| ApplyError::new(Step::Persist, e))?;
+            .map_err(|e| ApplyError::caused(Step::Persist, ErrorKind::Io, e))?;
         let mut notes = recovered.notes;
         for f in &config.files {
             let removed = crate::fsio::remove_leftovers(&f.path);
@@ -266,52 +230,6 @@ impl<P: Proxy> Engine<P> {
         Ok(engine)
     }
 
-    /// Journals a request refused before it reached the engine (the access check), with
-    /// who sent it.
-    pub fn journal_refusal(
-        &self,
-        request: serde_json::Value,
-        requester: &Requester,
-        step: Step,
-        message: String,
-    ) {
-        let entry = JournalEntry {
-            generation: self.state.generation,
-            time_ms: now_ms(),
-            requester: requester.clone(),
-            request,
-            result: "error".into(),
-            message,
-            data: json!({ "step": step }),
-        };
-        if let Err(e) = self.store.append(&entry) {
-            tracing::error!(error = %e, "cannot write the journal");
-        }
-    }
-
-    /// Journals something the agent did or saw by itself (`via: agent`), with the request
-    /// `{"op": op}` (`recover`, `reconcile`).
-    pub(crate) fn journal_agent(
-        &self,
-        op: &str,
-        result: &str,
-        message: String,
-        data: serde_json::Value,
-    ) {
-        let entry = JournalEntry {
-            generation: self.state.generation,
-            time_ms: now_ms(),
-            requester: Requester::agent(),
-            request: json!({ "op": op }),
-            result: result.into(),
-            message,
-            data,
-        };
-        if let Err(e) = self.store.append(&entry) {
-            tracing::error!(error = %e, "cannot write the journal");
-        }
-    }
-
     pub fn config(&self) -> &Arc<Config> {
         &self.config
     }
@@ -344,7 +262,7 @@ impl<P: Proxy> Engine<P> {
         next.cluster_routing = next.routing();
         self.store
             .save(&next)
-            .map_err(|e| ApplyError::new(Step::Persist, e))?;
+            .map_err(|e| ApplyError::caused(Step::Persist, ErrorKind::Io, e))?;
         self.state = next;
         Ok(())
     }
@@ -357,42 +275,6 @@ impl<P: Proxy> Engine<P> {
     /// How the proxy's map files are written.
     pub fn syntax(&self) -> MapSyntax {
         self.config.proxy.kind.map_syntax()
-    }
-
-    pub(super) fn has_percent_map(&self) -> bool {
-        self.config
-            .files
-            .iter()
-            .any(|f| f.values == crate::config::ValueCheck::Percent)
-    }
-
-    /// Carries `next` to the files and the proxy, then persists it; on a persist failure
-    /// the proxy and files are brought back to the current state.
-    pub(super) async fn commit_state(
-        &mut self,
-        next: State,
-        change: Change,
-    ) -> Result<Applied, ApplyError> {
-        let mut applied = self.transition(&next).await.inspect_err(|e| {
-            self.change_error = Some(e.to_string());
-        })?;
-        let t = Instant::now();
-        if let Err(e) = self.store.save(&next) {
-            let err = ApplyError::new(Step::Persist, e);
-            let undo = self.state.clone();
-            self.metrics.rollback(RollbackReason::PersistFailed);
-            if let Err(undo_err) = self.transition(&undo).await {
-                tracing::error!(error = %undo_err, "cannot undo a change whose state could not be saved");
-            }
-            self.change_error = Some(err.to_string());
-            return Err(err);
-        }
-        applied.timings_ms.insert("persist", ms(t));
-        self.state = next;
-        self.change_error = None;
-        self.metrics.state(&self.state);
-        applied.change = change;
-        Ok(applied)
     }
 
     /// The status snapshot.
@@ -486,13 +368,13 @@ impl<P: Proxy> Engine<P> {
         let desired = || -> Result<MapEntries, ApplyError> {
             self.syntax()
                 .parse(&self.files[&spec.name])
-                .map_err(|e| ApplyError::new(Step::Render, e))
+                .map_err(|e| ApplyError::caused(Step::Render, ErrorKind::Template, e))
         };
         let live = || async {
             self.proxy
                 .read_map(&spec.path)
                 .await
-                .map_err(|e| ApplyError::new(Step::Proxy, e))
+                .map_err(|e| ApplyError::caused(Step::Proxy, ErrorKind::Proxy, e))
         };
         Ok(match view {
             MapView::Desired => json!({ "entries": desired()? }),
@@ -520,6 +402,7 @@ impl<P: Proxy> Engine<P> {
             .ok_or_else(|| {
                 ApplyError::new(
                     Step::Request,
+                    ErrorKind::Unknown,
                     format!("unknown map {name:?} (maps: {})", names()),
                 )
             })
@@ -537,19 +420,21 @@ impl<P: Proxy> Engine<P> {
             if !self.config.services.contains_key(name) && mapfile::check_name(name).is_err() {
                 return Err(ApplyError::new(
                     Step::Request,
+                    ErrorKind::Unknown,
                     format!("unknown service {name:?}"),
                 ));
             }
         }
         self.store
             .history(service, limit)
-            .map_err(|e| ApplyError::new(Step::Persist, e))
+            .map_err(|e| ApplyError::caused(Step::Persist, ErrorKind::Io, e))
     }
 
     /// Replaces the config (SIGHUP). The new config must render, validate and apply; if
     /// anything fails the old config stays in force and nothing changes.
     pub async fn replace_config(&mut self, config: Arc<Config>) -> Result<Applied, ApplyError> {
-        let renderer = Renderer::new(&config).map_err(|e| ApplyError::new(Step::Render, e))?;
+        let renderer = Renderer::new(&config)
+            .map_err(|e| ApplyError::caused(Step::Render, ErrorKind::Template, e))?;
         let old_config = std::mem::replace(&mut self.config, config);
         let old_renderer = std::mem::replace(&mut self.renderer, renderer);
         let old_static = std::mem::take(&mut self.static_files);
@@ -558,7 +443,12 @@ impl<P: Proxy> Engine<P> {
             self.static_files = self.render_static()?;
             self.read_files_from_disk()?;
             let (next, change) = self.state.align_services(&self.config.initial_colours());
-            self.commit_state(next, change).await
+            let config = self.config.clone();
+            let prepared = match self.prepare(&config, &next).await {
+                Ok(prepared) => prepared,
+                Err(e) => return Err(self.failed(e)),
+            };
+            self.commit(prepared, next, change).await
         }
         .await;
         if result.is_err() {
@@ -593,7 +483,7 @@ impl<P: Proxy> Engine<P> {
             let text = self
                 .renderer
                 .render(f, &self.state, &paths)
-                .map_err(|e| ApplyError::new(Step::Render, e))?;
+                .map_err(|e| ApplyError::caused(Step::Render, ErrorKind::Template, e))?;
             out.insert(f.name.clone(), Arc::from(text));
         }
         Ok(out)
@@ -603,7 +493,7 @@ impl<P: Proxy> Engine<P> {
         self.files.clear();
         for f in &self.config.files {
             let bytes = crate::fsio::read_optional(&f.path)
-                .map_err(|e| ApplyError::new(Step::Commit, e))?
+                .map_err(|e| ApplyError::caused(Step::Commit, ErrorKind::Io, e))?
                 .unwrap_or_default();
             let text = String::from_utf8_lossy(&bytes);
             let text = match self.static_files.get(&f.name) {

@@ -1,19 +1,28 @@
-//! Plans: what a request would do (state change, gates, files, mechanisms), worked out by
-//! the same steps as a real change up to and including validation, then stopped. Nothing
-//! live changes and nothing is journaled.
+//! Plans: what a change would do (state change, gates, files and how each would reach the
+//! proxy, server drains), described from the same admission and the same planned files as
+//! a real change, stopped before anything is written. Nothing live changes and nothing is
+//! journaled.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::transition::PlannedFile;
-use super::{ApplyError, Engine, GateReport};
-use crate::proxy::Proxy;
-use crate::state::{Colour, Request, ServiceChange};
+use super::admit::Admitted;
+use super::files::Prepared;
+use super::Engine;
+use crate::config::FileKind;
+use crate::gates::preswitch::GateReport;
+use crate::mapfile::MapDiff;
+use crate::proxy::{MapMechanism, Proxy};
+use crate::state::{Colour, ServiceChange, State};
 
 /// What a request would do.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     /// The generation the state would have.
     pub generation: u64,
+    /// The services whose routing would change.
     pub services: Vec<ServiceChange>,
     /// The pre-switch gate's findings (they passed, or the plan would be an error).
     pub gates: Vec<GateReport>,
@@ -25,27 +34,130 @@ pub struct Plan {
     pub servers: Vec<String>,
 }
 
+/// Most map entries a plan lists per kind of edit (the counts are always complete).
+pub const PLAN_MAX_ENTRIES: usize = 100;
+
+/// One file in a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedFile {
+    pub name: String,
+    pub path: PathBuf,
+    pub kind: FileKind,
+    /// `runtime per key`, `runtime transaction` or `reload`.
+    pub mechanism: &'static str,
+    /// Map entries to add, change (new value) and remove; at most `PLAN_MAX_ENTRIES`
+    /// each.
+    pub added: Vec<(String, String)>,
+    pub changed: Vec<(String, String)>,
+    pub removed: Vec<String>,
+    /// All map edits.
+    pub edits: usize,
+    /// Lines only in the old text and only in the new one (config files).
+    pub lines: LineChanges,
+}
+
+/// Lines that leave and lines that arrive, as counts and the first few of each.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LineChanges {
+    pub removed: usize,
+    pub added: usize,
+    pub first_removed: Vec<String>,
+    pub first_added: Vec<String>,
+}
+
+/// The lines of `old` not in `new` and of `new` not in `old` (as multisets).
+fn line_changes(old: &str, new: &str) -> LineChanges {
+    fn count(t: &str) -> BTreeMap<&str, isize> {
+        let mut m: BTreeMap<&str, isize> = BTreeMap::new();
+        for l in t.lines() {
+            *m.entry(l).or_default() += 1;
+        }
+        m
+    }
+    let (o, n) = (count(old), count(new));
+    let mut c = LineChanges::default();
+    for (line, k) in &o {
+        let gone = k - n.get(line).copied().unwrap_or(0);
+        if gone > 0 {
+            c.removed += gone as usize;
+            if c.first_removed.len() < 20 {
+                c.first_removed.push((*line).to_owned());
+            }
+        }
+    }
+    for (line, k) in &n {
+        let came = k - o.get(line).copied().unwrap_or(0);
+        if came > 0 {
+            c.added += came as usize;
+            if c.first_added.len() < 20 {
+                c.first_added.push((*line).to_owned());
+            }
+        }
+    }
+    c
+}
+
 impl<P: Proxy> Engine<P> {
-    /// Plans `req` as [`Engine::apply`] would carry it out. An `Err` names the step that
-    /// would refuse it.
-    pub async fn plan(&self, req: &Request, force: bool) -> Result<Plan, ApplyError> {
-        let (next, change) = self
-            .state
-            .apply(req)
-            .map_err(|e| ApplyError::new(super::Step::Request, e))?;
-        if change.is_empty() {
-            return Ok(Plan {
+    /// Describes an admitted change whose files were planned: nothing has been written.
+    pub(super) fn describe(&self, admitted: Admitted, prepared: Option<Prepared<'_>>) -> Plan {
+        let Some(prepared) = prepared else {
+            return Plan {
                 generation: self.state.generation,
                 services: vec![],
                 gates: vec![],
                 files: vec![],
                 validated_by_proxy: false,
                 servers: vec![],
-            });
+            };
+        };
+        let files = prepared
+            .pending
+            .iter()
+            .map(|p| {
+                let (added, changed, removed) = match &p.entries {
+                    Some(new) => {
+                        let old = self.syntax().parse(&p.old).unwrap_or_default();
+                        let d = MapDiff::between(&old, new);
+                        (d.added, d.changed, d.removed)
+                    }
+                    None => (vec![], vec![], vec![]),
+                };
+                let edits = added.len() + changed.len() + removed.len();
+                let mechanism = if prepared.structural {
+                    "reload"
+                } else {
+                    match self.proxy.map_mechanism(edits) {
+                        MapMechanism::PerKey => "runtime per key",
+                        MapMechanism::Transaction => "runtime transaction",
+                        MapMechanism::Unchanged => "unchanged",
+                    }
+                };
+                PlannedFile {
+                    name: p.spec.name.clone(),
+                    path: p.spec.path.clone(),
+                    kind: p.spec.kind,
+                    mechanism,
+                    added: added.into_iter().take(PLAN_MAX_ENTRIES).collect(),
+                    changed: changed.into_iter().take(PLAN_MAX_ENTRIES).collect(),
+                    removed: removed.into_iter().take(PLAN_MAX_ENTRIES).collect(),
+                    edits,
+                    lines: line_changes(&p.old, &p.new),
+                }
+            })
+            .collect();
+        Plan {
+            generation: admitted.next.generation,
+            services: crate::state::diff(&self.state, &admitted.next),
+            servers: self.drain_changes(&admitted.next),
+            gates: admitted.gates,
+            files,
+            validated_by_proxy: prepared.validated_by_proxy,
         }
-        let next = self.with_drain_policy(&self.state, next);
-        let gates = self.gate(&self.state, &next, force).await?;
-        let (files, validated_by_proxy) = self.plan_files(&next).await?;
+    }
+
+    /// The server drains and undrains that `next` would make, as `drain <backend>` and
+    /// `undrain <backend>`.
+    fn drain_changes(&self, next: &State) -> Vec<String> {
         let mut servers = Vec::new();
         for (name, s) in &next.services {
             let before = &self.state.services[name];
@@ -63,13 +175,6 @@ impl<P: Proxy> Engine<P> {
                 }
             }
         }
-        Ok(Plan {
-            generation: next.generation,
-            services: crate::state::diff(&self.state, &next),
-            gates,
-            files,
-            validated_by_proxy,
-            servers,
-        })
+        servers
     }
 }

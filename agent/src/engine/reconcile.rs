@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{ApplyError, Engine, Fault, Step, SMALL_MAP_BYTES};
+use super::error::{ApplyError, ErrorKind, Step};
+use super::{Engine, Fault, SMALL_MAP_BYTES};
 use crate::config::FileKind;
 use crate::mapfile::MapDiff;
 use crate::proxy::Proxy;
@@ -46,10 +47,10 @@ impl<P: Proxy> Engine<P> {
         if self.store.load().ok().and_then(|l| l.state).as_ref() != Some(&self.state) {
             self.store
                 .save(&self.state)
-                .map_err(|e| ApplyError::new(Step::Persist, e))?;
+                .map_err(|e| ApplyError::caused(Step::Persist, ErrorKind::Io, e))?;
         }
         let state = self.state.clone();
-        let applied = self.transition(&state).await?;
+        let applied = self.carry_files(&state).await?;
         for f in &applied.files {
             fixes.push(format!(
                 "file {} ({}) differed from the desired state and was rewritten",
@@ -173,7 +174,7 @@ impl<P: Proxy> Engine<P> {
         self.proxy
             .reload(want)
             .await
-            .map_err(|e| ApplyError::new(Step::Apply, e))?;
+            .map_err(|e| ApplyError::caused(Step::Apply, ErrorKind::Proxy, e))?;
         Ok(Some(format!(
             "the proxy served generation {served} while its files are of generation {want}; reloaded"
         )))
@@ -183,15 +184,15 @@ impl<P: Proxy> Engine<P> {
     /// differed.
     async fn repair_map(&mut self, name: &str) -> Result<Option<String>, ApplyError> {
         let spec = self.config.file(name).expect("configured map").clone();
-        let desired = self
-            .syntax()
-            .parse(&self.files[name])
-            .map_err(|e| ApplyError::new(Step::Render, format!("map {name} on disk: {e}")))?;
+        let desired = self.syntax().parse(&self.files[name]).map_err(|e| {
+            ApplyError::caused(Step::Render, ErrorKind::Template, e)
+                .context(format!("map {name} on disk"))
+        })?;
         let live = self
             .proxy
             .read_map(&spec.path)
             .await
-            .map_err(|e| ApplyError::new(Step::Proxy, e))?;
+            .map_err(|e| ApplyError::caused(Step::Proxy, ErrorKind::Proxy, e))?;
         if live == desired {
             return Ok(None);
         }
@@ -200,7 +201,10 @@ impl<P: Proxy> Engine<P> {
             .proxy
             .update_map(&spec.path, &live, &desired)
             .await
-            .map_err(|e| ApplyError::new(Step::Apply, format!("repairing map {name}: {e}")))?;
+            .map_err(|e| {
+                ApplyError::caused(Step::Apply, ErrorKind::Proxy, e)
+                    .context(format!("repairing map {name}"))
+            })?;
         Ok(Some(format!(
             "map {name}: the running proxy had {} extra, {} changed and {} missing entries; fixed by {:?} ({} edits)",
             d.removed.len(),
@@ -292,14 +296,14 @@ impl<P: Proxy> Engine<P> {
         for f in &self.config.files {
             let text = &rendered[&f.name];
             if f.kind == FileKind::Map {
-                super::transition::parse_rendered(f, self.syntax(), text)?;
+                super::files::parse_rendered(f, self.syntax(), text)?;
             }
             let changed = crate::fsio::write_atomic(
                 &f.path,
                 text.as_bytes(),
                 crate::fsio::WriteOptions::default(),
             )
-            .map_err(|e| ApplyError::new(Step::Commit, e))?;
+            .map_err(|e| ApplyError::caused(Step::Commit, ErrorKind::Io, e))?;
             if changed {
                 written.push(f.path.display().to_string());
             }
@@ -307,7 +311,7 @@ impl<P: Proxy> Engine<P> {
         }
         self.store
             .save(&self.state)
-            .map_err(|e| ApplyError::new(Step::Persist, e))?;
+            .map_err(|e| ApplyError::caused(Step::Persist, ErrorKind::Io, e))?;
         self.journal_agent(
             "render",
             "ok",

@@ -215,7 +215,7 @@ async fn an_unknown_backend_is_refused_before_anything_is_written() {
         .await
         .unwrap_err();
     assert_eq!(e.step, Step::Validate);
-    assert!(e.message.contains("web_green"), "{e}");
+    assert!(e.message().contains("web_green"), "{e}");
     assert_eq!(f.services_file(), before);
     assert_eq!(f.engine.state().generation, gen);
     assert_eq!(f.live_services()["web"], "web_blue");
@@ -237,7 +237,7 @@ async fn a_failed_runtime_update_leaves_the_file_alone() {
         .await
         .unwrap_err();
     assert_eq!(e.step, Step::Apply);
-    assert!(e.message.contains("socket gone"));
+    assert!(e.message().contains("socket gone"));
     assert_eq!(f.services_file(), before);
     // The staged file was never renamed into place, and nothing is left of it.
     assert_eq!(inode(), inode_before);
@@ -619,7 +619,7 @@ async fn a_refused_reload_fails_the_whole_batch_and_restores_the_files() {
     for r in &results {
         let e = r.as_ref().unwrap_err();
         assert_eq!(e.step, Step::Apply);
-        assert!(e.message.contains("[emerg] bind() failed"), "{e}");
+        assert!(e.message().contains("[emerg] bind() failed"), "{e}");
     }
     assert_eq!(f.services_file(), before);
     assert_eq!(f.engine.state().generation, gen);

@@ -1,6 +1,5 @@
-//! One transition of the files and the proxy from what they serve to what a state renders:
-//! render -> validate (see `validate`) -> commit -> apply -> confirm -> settle. Any failure
-//! puts back the previous files and runtime content.
+//! Carrying planned files (see `files`) to the proxy: commit -> apply -> confirm ->
+//! settle. Any failure puts back the previous files and runtime content.
 //!
 //! Commit stages every new file under a temporary name first, so a full disk or a
 //! read-only directory refuses the change before anything moves. On the reload path the
@@ -14,18 +13,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{ms, ApplyError, Engine, Step};
-use crate::config::{Config, FileKind, FileSpec};
+use super::error::{ApplyError, ErrorKind, Step};
+use super::files::{Pending, Prepared};
+use super::{ms, Engine};
+use crate::config::FileKind;
 use crate::fsio::{self, write_atomic, Staged, WriteOptions};
-use crate::mapfile::{MapDiff, MapEntries, MapSyntax};
+use crate::mapfile::MapDiff;
 use crate::metrics::RollbackReason;
 use crate::proxy::{MapMechanism, Proxy, ReloadReport};
-use crate::state::{Change, State};
+use crate::state::Change;
 
 /// What one change did.
 #[derive(Debug, Clone, Serialize)]
@@ -144,261 +144,26 @@ fn mechanism_name(m: MapMechanism) -> &'static str {
     }
 }
 
-/// Most map entries a plan lists per kind of edit (the counts are always complete).
-pub const PLAN_MAX_ENTRIES: usize = 100;
-
-/// The validated effect of a state on the files, before anything is written.
-pub(super) struct Prepared<'c> {
-    pending: Vec<Pending<'c>>,
-    validated_by_proxy: bool,
-    /// Warnings of the proxy's checker.
-    warnings: Vec<String>,
-    /// A config file changed, or the proxy has no runtime maps: a reload applies it.
-    structural: bool,
-    timings: BTreeMap<&'static str, f64>,
-}
-
-/// One file in a plan.
-#[derive(Debug, Clone, Serialize)]
-pub struct PlannedFile {
-    pub name: String,
-    pub path: PathBuf,
-    pub kind: FileKind,
-    /// `runtime per key`, `runtime transaction` or `reload`.
-    pub mechanism: &'static str,
-    /// Map entries to add, change (new value) and remove; at most `PLAN_MAX_ENTRIES`
-    /// each.
-    pub added: Vec<(String, String)>,
-    pub changed: Vec<(String, String)>,
-    pub removed: Vec<String>,
-    /// All map edits.
-    pub edits: usize,
-    /// Lines only in the old text and only in the new one (config files).
-    pub lines: LineChanges,
-}
-
-/// Lines that leave and lines that arrive, as counts and the first few of each.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct LineChanges {
-    pub removed: usize,
-    pub added: usize,
-    pub first_removed: Vec<String>,
-    pub first_added: Vec<String>,
-}
-
-/// The lines of `old` not in `new` and of `new` not in `old` (as multisets).
-fn line_changes(old: &str, new: &str) -> LineChanges {
-    fn count(t: &str) -> BTreeMap<&str, isize> {
-        let mut m: BTreeMap<&str, isize> = BTreeMap::new();
-        for l in t.lines() {
-            *m.entry(l).or_default() += 1;
-        }
-        m
-    }
-    let (o, n) = (count(old), count(new));
-    let mut c = LineChanges::default();
-    for (line, k) in &o {
-        let gone = k - n.get(line).copied().unwrap_or(0);
-        if gone > 0 {
-            c.removed += gone as usize;
-            if c.first_removed.len() < 20 {
-                c.first_removed.push((*line).to_owned());
-            }
-        }
-    }
-    for (line, k) in &n {
-        let came = k - o.get(line).copied().unwrap_or(0);
-        if came > 0 {
-            c.added += came as usize;
-            if c.first_added.len() < 20 {
-                c.first_added.push((*line).to_owned());
-            }
-        }
-    }
-    c
-}
-
-/// A file whose rendered content differs from what is on disk.
-pub(super) struct Pending<'a> {
-    pub(super) spec: &'a FileSpec,
-    pub(super) old: Arc<str>,
-    pub(super) new: Arc<str>,
-    /// Parsed new entries, for maps.
-    pub(super) entries: Option<MapEntries>,
-}
-
-/// Parses a rendered map in the proxy's syntax and refuses one that is invalid, or empty
-/// when its file does not allow that.
-pub(super) fn parse_rendered(
-    spec: &FileSpec,
-    syntax: MapSyntax,
-    text: &str,
-) -> Result<MapEntries, ApplyError> {
-    let entries = syntax.parse(text).map_err(|e| {
-        ApplyError::new(
-            Step::Render,
-            format!("template {} renders an invalid map: {e}", spec.template),
-        )
-    })?;
-    spec.check_entries(&entries)
-        .map_err(|e| ApplyError::new(Step::Render, format!("template {}: {e}", spec.template)))?;
-    Ok(entries)
-}
-
 impl<P: Proxy> Engine<P> {
-    /// Renders every managed file for `state` with the given paths.
-    pub(super) fn render_all(
-        &self,
-        state: &State,
-        paths: &BTreeMap<String, PathBuf>,
-        live: bool,
-    ) -> Result<BTreeMap<String, Arc<str>>, ApplyError> {
-        let mut out = BTreeMap::new();
-        for f in &self.config.files {
-            let text = match live {
-                true => self.render_live(f, state, paths)?,
-                false => self
-                    .renderer
-                    .render(f, state, paths)
-                    .map(Arc::from)
-                    .map_err(|e| ApplyError::new(Step::Render, e))?,
-            };
-            out.insert(f.name.clone(), text);
-        }
-        Ok(out)
-    }
-
-    /// The text of `f` for `state` with live paths: the cached render of a file that does
-    /// not use the state, borrowed (a large route map is neither rendered nor copied on a
-    /// flip), or a fresh render.
-    fn render_live(
-        &self,
-        f: &FileSpec,
-        state: &State,
-        paths: &BTreeMap<String, PathBuf>,
-    ) -> Result<Arc<str>, ApplyError> {
-        match self.static_files.get(&f.name) {
-            Some(cached) => Ok(cached.clone()),
-            None => self
-                .renderer
-                .render(f, state, paths)
-                .map(Arc::from)
-                .map_err(|e| ApplyError::new(Step::Render, e)),
-        }
-    }
-
-    /// Renders `next`, keeps the files that change, and validates them (own checks, and the
-    /// proxy's checker on a staged tree when needed). Writes nothing live.
-    pub(super) async fn prepare<'c>(
-        &self,
-        config: &'c Config,
-        next: &State,
-    ) -> Result<Prepared<'c>, ApplyError> {
-        let mut timings = BTreeMap::new();
-        let t = Instant::now();
-        let live_paths = crate::render::live_paths(config);
-        let mut pending = Vec::new();
-        for spec in &config.files {
-            let new = self.render_live(spec, next, &live_paths)?;
-            let old = &self.files[&spec.name];
-            if Arc::ptr_eq(old, &new) || **old == *new {
-                continue;
-            }
-            let entries = match spec.kind {
-                FileKind::Map => Some(parse_rendered(spec, self.syntax(), &new)?),
-                FileKind::Config => None,
-            };
-            pending.push(Pending {
-                spec,
-                old: old.clone(),
-                new,
-                entries,
-            });
-        }
-        timings.insert("render", ms(t));
-        let t = Instant::now();
-        let validated_by_proxy = !pending.is_empty() && self.needs_proxy_check(&pending);
-        let report = if validated_by_proxy {
-            let changed = pending.iter().map(|p| p.spec.name.as_str()).collect();
-            Some(self.validate_staged(next, Some(&changed)).await?)
-        } else {
-            None
-        };
-        let defined = report.as_ref().and_then(|r| r.backends.as_ref());
-        self.check_values(&pending, defined).await?;
-        timings.insert("validate", ms(t));
-        let structural = pending.iter().any(|p| p.spec.kind == FileKind::Config)
-            || (!pending.is_empty() && !self.proxy.has_runtime_maps());
-        Ok(Prepared {
-            pending,
-            validated_by_proxy,
-            warnings: report.map(|r| r.warnings).unwrap_or_default(),
-            structural,
-            timings,
-        })
-    }
-
-    /// What `next` would change, file by file, and how it would reach the proxy; nothing
-    /// live changes.
-    pub(super) async fn plan_files(
-        &self,
-        next: &State,
-    ) -> Result<(Vec<PlannedFile>, bool), ApplyError> {
-        let config = self.config.clone();
-        let prepared = self.prepare(&config, next).await?;
-        let files = prepared
-            .pending
-            .iter()
-            .map(|p| {
-                let (added, changed, removed) = match &p.entries {
-                    Some(new) => {
-                        let old = self.syntax().parse(&p.old).unwrap_or_default();
-                        let d = MapDiff::between(&old, new);
-                        (d.added, d.changed, d.removed)
-                    }
-                    None => (vec![], vec![], vec![]),
-                };
-                let edits = added.len() + changed.len() + removed.len();
-                let mechanism = if prepared.structural {
-                    "reload"
-                } else {
-                    match self.proxy.map_mechanism(edits) {
-                        MapMechanism::PerKey => "runtime per key",
-                        MapMechanism::Transaction => "runtime transaction",
-                        MapMechanism::Unchanged => "unchanged",
-                    }
-                };
-                PlannedFile {
-                    name: p.spec.name.clone(),
-                    path: p.spec.path.clone(),
-                    kind: p.spec.kind,
-                    mechanism,
-                    added: added.into_iter().take(PLAN_MAX_ENTRIES).collect(),
-                    changed: changed.into_iter().take(PLAN_MAX_ENTRIES).collect(),
-                    removed: removed.into_iter().take(PLAN_MAX_ENTRIES).collect(),
-                    edits,
-                    lines: line_changes(&p.old, &p.new),
-                }
-            })
-            .collect();
-        Ok((files, prepared.validated_by_proxy))
-    }
-
-    /// Brings files and proxy to what `next` renders. On error, both are as before.
-    pub(super) async fn transition(&mut self, next: &State) -> Result<Applied, ApplyError> {
-        let config = self.config.clone();
+    /// Carries prepared files to the proxy as generation `generation`: commit, apply
+    /// (runtime or reload), confirm, settle. On error, files and proxy are as before.
+    pub(super) async fn transition(
+        &mut self,
+        prepared: Prepared<'_>,
+        generation: u64,
+    ) -> Result<Applied, ApplyError> {
         let Prepared {
             pending,
             validated_by_proxy,
             warnings,
             structural,
             mut timings,
-        } = self.prepare(&config, next).await?;
+        } = prepared;
         if pending.is_empty() {
             return Ok(Applied {
                 timings_ms: timings,
                 ..Applied::nothing(Change {
-                    generation: next.generation,
+                    generation,
                     services: vec![],
                 })
             });
@@ -411,7 +176,7 @@ impl<P: Proxy> Engine<P> {
             publish(sync_staged(staged).await?, &pending)?;
             timings.insert("commit", ms(t));
             let t = Instant::now();
-            let outcome = self.apply_reload(&pending, next.generation).await;
+            let outcome = self.apply_reload(&pending, generation).await;
             timings.insert("apply", ms(t));
             outcome
         } else {
@@ -470,7 +235,7 @@ impl<P: Proxy> Engine<P> {
         }
         Ok(Applied {
             change: Change {
-                generation: next.generation,
+                generation,
                 services: vec![],
             },
             files,
@@ -494,12 +259,15 @@ impl<P: Proxy> Engine<P> {
                 .proxy
                 .read_map(&p.spec.path)
                 .await
-                .map_err(|e| ApplyError::new(Step::Apply, e))?;
+                .map_err(|e| ApplyError::caused(Step::Apply, ErrorKind::Proxy, e))?;
             let update = self
                 .proxy
                 .update_map(&p.spec.path, &from, to)
                 .await
-                .map_err(|e| ApplyError::new(Step::Apply, format!("map {}: {e}", p.spec.name)))?;
+                .map_err(|e| {
+                    ApplyError::caused(Step::Apply, ErrorKind::Proxy, e)
+                        .context(format!("map {}", p.spec.name))
+                })?;
             out.push(FileOutcome {
                 name: p.spec.name.clone(),
                 path: p.spec.path.clone(),
@@ -518,7 +286,7 @@ impl<P: Proxy> Engine<P> {
     ) -> Result<(Vec<FileOutcome>, Option<ReloadReport>), ApplyError> {
         let report = self.proxy.reload(generation).await;
         self.metrics.proxy_reload(report.is_ok());
-        let report = report.map_err(|e| ApplyError::new(Step::Apply, e))?;
+        let report = report.map_err(|e| ApplyError::caused(Step::Apply, ErrorKind::Proxy, e))?;
         let files = pending
             .iter()
             .map(|p| FileOutcome {
@@ -554,11 +322,12 @@ impl<P: Proxy> Engine<P> {
                 .proxy
                 .read_map(&spec.path)
                 .await
-                .map_err(|e| ApplyError::new(Step::Confirm, e))?;
+                .map_err(|e| ApplyError::caused(Step::Confirm, ErrorKind::Proxy, e))?;
             if live != expected {
                 let d = MapDiff::between(&live, &expected);
                 return Err(ApplyError::new(
                     Step::Confirm,
+                    ErrorKind::Mismatch,
                     format!(
                         "map {} reads back different from what was applied ({} added, {} changed, {} removed missing)",
                         spec.name,
@@ -608,7 +377,7 @@ fn stage(pending: &[Pending<'_>]) -> Result<Vec<Staged>, ApplyError> {
         .iter()
         .map(|p| {
             fsio::stage(&p.spec.path, p.new.as_bytes(), fsio::DEFAULT_MODE)
-                .map_err(|e| ApplyError::new(Step::Commit, e))
+                .map_err(|e| ApplyError::caused(Step::Commit, ErrorKind::Io, e))
         })
         .collect()
 }
@@ -617,8 +386,10 @@ fn stage(pending: &[Pending<'_>]) -> Result<Vec<Staged>, ApplyError> {
 async fn sync_staged(staged: Vec<Staged>) -> Result<Vec<Staged>, ApplyError> {
     tokio::task::spawn_blocking(move || staged.iter().try_for_each(Staged::sync).map(|()| staged))
         .await
-        .map_err(|e| ApplyError::new(Step::Commit, format!("fsync task failed: {e}")))?
-        .map_err(|e| ApplyError::new(Step::Commit, e))
+        .map_err(|e| {
+            ApplyError::caused(Step::Commit, ErrorKind::Io, e).context("fsync task failed")
+        })?
+        .map_err(|e| ApplyError::caused(Step::Commit, ErrorKind::Io, e))
 }
 
 /// Renames the (fsynced) staged files into place; on a failure the files already renamed
@@ -627,7 +398,7 @@ fn publish(staged: Vec<Staged>, pending: &[Pending<'_>]) -> Result<(), ApplyErro
     for (i, s) in staged.into_iter().enumerate() {
         if let Err(e) = s.publish() {
             restore_files(&pending[..i]);
-            return Err(ApplyError::new(Step::Commit, e));
+            return Err(ApplyError::caused(Step::Commit, ErrorKind::Io, e));
         }
     }
     Ok(())
@@ -642,11 +413,11 @@ fn settle(pending: &[Pending<'_>]) -> Result<(), ApplyError> {
     let mut dirs = BTreeSet::new();
     for p in pending {
         fsio::keep_previous(&p.spec.path, p.old.as_bytes())
-            .map_err(|e| ApplyError::new(Step::Commit, e))?;
+            .map_err(|e| ApplyError::caused(Step::Commit, ErrorKind::Io, e))?;
         dirs.insert(fsio::dir_of(&p.spec.path));
     }
     for dir in dirs {
-        fsio::sync_dir(dir).map_err(|e| ApplyError::new(Step::Commit, e))?;
+        fsio::sync_dir(dir).map_err(|e| ApplyError::caused(Step::Commit, ErrorKind::Io, e))?;
     }
     Ok(())
 }

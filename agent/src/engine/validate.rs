@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::transition::Pending;
-use super::{ApplyError, Engine, Step};
+use super::error::{ApplyError, ErrorKind, Step};
+use super::files::Pending;
+use super::Engine;
 use crate::config::{FileKind, ValueCheck};
 use crate::fsio::write_staged;
 use crate::proxy::{CheckReport, Proxy};
@@ -42,6 +43,7 @@ impl<P: Proxy> Engine<P> {
                     if let Some((k, v)) = entries.iter().find(|(_, v)| !is_percent(v)) {
                         return Err(ApplyError::new(
                             Step::Validate,
+                            ErrorKind::BadValue,
                             format!(
                                 "map {}: key {k:?} has {v:?}, not a percentage 0..=100",
                                 p.spec.name
@@ -55,6 +57,7 @@ impl<P: Proxy> Engine<P> {
                         if !self.config.services.contains_key(v) {
                             return Err(ApplyError::new(
                                 Step::Validate,
+                                ErrorKind::BadValue,
                                 format!("map {}: key {k:?} names {v:?}, which is not a configured service", p.spec.name),
                             ));
                         }
@@ -64,7 +67,8 @@ impl<P: Proxy> Engine<P> {
                 ValueCheck::Backends => {
                     if backends.is_none() {
                         backends = Some(self.proxy.backends().await.map_err(|e| {
-                            ApplyError::new(Step::Validate, format!("listing backends: {e}"))
+                            ApplyError::caused(Step::Validate, ErrorKind::Proxy, e)
+                                .context("listing backends")
                         })?);
                     }
                     backends.as_ref().expect("just set")
@@ -74,6 +78,7 @@ impl<P: Proxy> Engine<P> {
                 if !known.contains(v) {
                     return Err(ApplyError::new(
                         Step::Validate,
+                        ErrorKind::BadValue,
                         format!(
                             "map {}: key {k:?} names backend {v:?}, which the {} {} does not have",
                             p.spec.name,
@@ -130,6 +135,7 @@ impl<P: Proxy> Engine<P> {
         else {
             return Err(ApplyError::new(
                 Step::Validate,
+                ErrorKind::ProxyCheck,
                 format!(
                     "a config file changed but the main config {} is not rendered by cutover, so the change cannot be validated as a whole",
                     self.config.proxy.config.display()
@@ -164,19 +170,20 @@ impl<P: Proxy> Engine<P> {
             let text = self
                 .renderer
                 .render(f, next, &paths)
-                .map_err(|e| ApplyError::new(Step::Render, e))?;
+                .map_err(|e| ApplyError::caused(Step::Render, ErrorKind::Template, e))?;
             rendered.insert(f.name.clone(), text);
         }
         let result = async {
             for (name, path) in &staged {
-                write_staged(path, rendered[name].as_bytes())
-                    .map_err(|e| ApplyError::new(Step::Validate, format!("staging: {e}")))?;
+                write_staged(path, rendered[name].as_bytes()).map_err(|e| {
+                    ApplyError::caused(Step::Validate, ErrorKind::Io, e).context("staging")
+                })?;
             }
             let report = self
                 .proxy
                 .check(&staged[&main.name])
                 .await
-                .map_err(|e| ApplyError::new(Step::Validate, e))?;
+                .map_err(|e| ApplyError::caused(Step::Validate, ErrorKind::ProxyCheck, e))?;
             for w in &report.warnings {
                 tracing::warn!("config check: {w}");
             }

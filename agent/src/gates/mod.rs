@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod preswitch;
 pub mod prewarm;
 pub mod probe;
 pub mod watch;

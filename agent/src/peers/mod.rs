@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{ApplyError, Engine, Step};
+use crate::engine::{ApplyError, Engine, ErrorKind, Step};
 use crate::proxy::Proxy;
 use crate::state::{Desired, Request};
 use crate::store::{now_ms, Requester};
@@ -149,6 +149,7 @@ impl Node {
             if p.txn != txn && p.expires > Instant::now() {
                 return Err(ApplyError::new(
                     Step::Request,
+                    ErrorKind::Cluster,
                     format!(
                         "{} holds cluster change {} of {}; try again",
                         self.config.node, p.txn, p.coordinator
@@ -177,6 +178,7 @@ impl Node {
             Some(p) if p.txn == txn && p.expires > Instant::now() => Ok(()),
             _ => Err(ApplyError::new(
                 Step::Request,
+                ErrorKind::Cluster,
                 format!("{} holds no prepared change {txn}", self.config.node),
             )),
         }

@@ -1,0 +1,211 @@
+//! What a change leaves behind besides the files: one journal line per request (applied or
+//! refused, with who asked and why), the journal lines of what the agent did by itself, and
+//! the metrics of every finished request.
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::change::{Admissions, Queued};
+use super::error::{ApplyError, Step};
+use super::transition::Applied;
+use super::Engine;
+use crate::metrics::RollbackReason;
+use crate::proxy::Proxy;
+use crate::state::Request;
+use crate::store::{now_ms, JournalEntry, Requester};
+
+impl<P: Proxy> Engine<P> {
+    /// Step 7 for a batch: the result of each request (its admission's refusal, an empty
+    /// change, or the carried change's outcome), journaled and counted. `carried` is the
+    /// outcome of the batch's one transition, when a request changed something.
+    pub(super) fn record_batch(
+        &self,
+        batch: &[Queued],
+        admitted: Admissions,
+        carried: Option<&Result<Applied, ApplyError>>,
+        note: Option<&str>,
+        started: Instant,
+    ) -> Vec<Result<Applied, ApplyError>> {
+        let changing = admitted
+            .iter()
+            .filter(|a| a.as_ref().is_ok_and(|a| !a.change.is_empty()))
+            .count();
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        let mut results = Vec::with_capacity(batch.len());
+        for (q, outcome) in batch.iter().zip(admitted) {
+            let result = match (outcome, carried) {
+                (Err(e), _) => Err(e),
+                (Ok(a), _) if a.change.is_empty() => Ok(Applied::nothing(a.change)),
+                (Ok(a), Some(Ok(applied))) => Ok(Applied {
+                    change: a.change,
+                    gates: a.gates,
+                    batched: changing,
+                    ..applied.clone()
+                }),
+                (Ok(_), Some(Err(e))) => Err(e.clone()),
+                (Ok(_), None) => unreachable!("a changing request makes a transition"),
+            };
+            self.journal(q, &result, note, elapsed_ms);
+            self.count_apply(&q.request, &q.requester, &result, elapsed_ms / 1e3);
+            results.push(result);
+        }
+        results
+    }
+
+    fn journal(
+        &self,
+        q: &Queued,
+        result: &Result<Applied, ApplyError>,
+        note: Option<&str>,
+        elapsed_ms: f64,
+    ) {
+        let request = serde_json::to_value(&q.request).expect("request serializes");
+        let force = q.force;
+        let entry = match result {
+            Ok(a) => JournalEntry {
+                generation: a.change.generation,
+                time_ms: now_ms(),
+                requester: q.requester.clone(),
+                request,
+                result: "ok".into(),
+                message: match note {
+                    Some(n) => format!("{}; {n}", a.summary()),
+                    None => a.summary(),
+                },
+                data: json!({ "services": a.change.services, "files": a.files,
+                              "gates": a.gates, "forced": force, "warnings": a.warnings,
+                              "batched": a.batched, "elapsed_ms": elapsed_ms }),
+            },
+            Err(e) => JournalEntry {
+                generation: self.state.generation,
+                time_ms: now_ms(),
+                requester: q.requester.clone(),
+                request,
+                result: "error".into(),
+                message: e.to_string(),
+                data: json!({ "step": e.step, "forced": force, "elapsed_ms": elapsed_ms }),
+            },
+        };
+        self.append(&entry);
+        match result {
+            Ok(a) => tracing::info!(generation = a.change.generation, "{}", a.summary()),
+            Err(e) => tracing::warn!(step = %e.step, "change refused: {}", e.message()),
+        }
+    }
+
+    /// Counts a finished routing request. Only configured services become label values,
+    /// so a client cannot create series by naming services.
+    fn count_apply(
+        &self,
+        req: &Request,
+        requester: &Requester,
+        result: &Result<Applied, ApplyError>,
+        seconds: f64,
+    ) {
+        let step = result.as_ref().err().map(|e| e.step.to_string());
+        let changed = match result {
+            Ok(a) => Ok(!a.change.is_empty()),
+            Err(_) => Err(step.as_deref().unwrap_or_default()),
+        };
+        self.metrics.apply(changed, seconds);
+        let configured = |s: &str| self.config.services.contains_key(s);
+        match (req, result) {
+            (Request::Rollback { .. }, Ok(a)) if !a.change.is_empty() => {
+                self.metrics.rollback(if requester.via == "watch" {
+                    RollbackReason::Watch
+                } else {
+                    RollbackReason::Requested
+                });
+            }
+            (Request::Rollback { .. }, _) => {}
+            (_, Ok(a)) => {
+                for c in a.change.services.iter().filter(|c| c.live_moved()) {
+                    self.metrics.switch(&c.service, Ok(true));
+                }
+                if let Request::Switch { service, .. } = req {
+                    if a.change.is_empty() && configured(service) {
+                        self.metrics.switch(service, Ok(false));
+                    }
+                }
+            }
+            (Request::Switch { service, .. } | Request::Promote { service }, Err(_))
+                if configured(service) =>
+            {
+                self.metrics.switch(service, Err(()));
+            }
+            (_, Err(_)) => {}
+        }
+    }
+    /// Journals a request refused before it reached the engine (the access check), with
+    /// who sent it.
+    pub fn journal_refusal(
+        &self,
+        request: serde_json::Value,
+        requester: &Requester,
+        step: Step,
+        message: String,
+    ) {
+        let entry = JournalEntry {
+            generation: self.state.generation,
+            time_ms: now_ms(),
+            requester: requester.clone(),
+            request,
+            result: "error".into(),
+            message,
+            data: json!({ "step": step }),
+        };
+        self.append(&entry);
+    }
+
+    /// Journals something the agent did or saw by itself (`via: agent`), with the request
+    /// `{"op": op}` (`recover`, `reconcile`).
+    pub(crate) fn journal_agent(
+        &self,
+        op: &str,
+        result: &str,
+        message: String,
+        data: serde_json::Value,
+    ) {
+        let entry = JournalEntry {
+            generation: self.state.generation,
+            time_ms: now_ms(),
+            requester: Requester::agent(),
+            request: json!({ "op": op }),
+            result: result.into(),
+            message,
+            data,
+        };
+        self.append(&entry);
+    }
+
+    pub(super) fn journal_watch(
+        &self,
+        service: &str,
+        generation: u64,
+        result: &str,
+        message: &str,
+    ) {
+        let entry = JournalEntry {
+            generation,
+            time_ms: now_ms(),
+            requester: Requester {
+                via: "watch".into(),
+                ..Requester::default()
+            },
+            request: json!({ "op": "watch", "service": service }),
+            result: result.into(),
+            message: message.into(),
+            data: serde_json::Value::Null,
+        };
+        self.append(&entry);
+    }
+
+    /// Appends one line to the journal; a failure is logged (the change it records has
+    /// happened, or was refused, either way).
+    fn append(&self, entry: &JournalEntry) {
+        if let Err(e) = self.store.append(entry) {
+            tracing::error!(error = %e, "cannot write the journal");
+        }
+    }
+}
