@@ -766,3 +766,5 @@ async fn a_drain_left_by_an_interrupted_change_is_lifted_by_the_reconcile() {
         .calls
         .contains(&"set_drain web_blue false".to_owned()));
 }
+
+mod admission;
