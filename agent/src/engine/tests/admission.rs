@@ -4,7 +4,6 @@
 
 use super::*;
 use crate::engine::ErrorKind;
-use crate::proxy::Proxy as _;
 use crate::state::Desired;
 
 /// The share map besides the two default maps: what a canary on HAProxy needs.
