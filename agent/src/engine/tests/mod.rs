@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use super::*;
 use crate::config::Config;
+use crate::mapfile::MapEntries;
 use crate::proxy::fake::FakeProxy;
 use crate::state::Colour;
+use crate::store::JournalEntry;
 
 struct Fixture {
     _dir: tempfile::TempDir,

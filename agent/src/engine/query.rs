@@ -1,0 +1,138 @@
+//! What the engine answers without changing anything: the status snapshot, the entries of
+//! a managed map (desired, live, or their difference) and the history journal.
+
+use serde_json::json;
+
+use super::error::{ApplyError, ErrorKind, Step};
+use super::{DesiredStatus, Engine, Fault, FileStatus, ProxyStatus, ServiceStatus, Snapshot};
+use crate::config::{FileKind, FileSpec};
+use crate::mapfile::{self, MapDiff, MapEntries};
+use crate::protocol::MapView;
+use crate::proxy::Proxy;
+use crate::store::JournalEntry;
+
+impl<P: Proxy> Engine<P> {
+    /// The status snapshot.
+    pub async fn snapshot(&self) -> Snapshot {
+        let epoch = self.proxy.epoch().await.ok();
+        Snapshot {
+            generation: self.state.generation,
+            proxy: ProxyStatus {
+                kind: self.proxy.name(),
+                reachable: epoch.is_some(),
+                epoch,
+            },
+            services: self
+                .state
+                .services
+                .iter()
+                .map(|(name, s)| {
+                    let svc = &self.config.services[name];
+                    ServiceStatus {
+                        name: name.clone(),
+                        live: s.live.to_string(),
+                        previous: s.previous.map(|c| c.to_string()),
+                        backend: svc.colours[&s.live].backend.clone(),
+                        routes: svc.routes.len(),
+                        canary: s.canary,
+                        drained: s.drained.iter().map(|c| c.to_string()).collect(),
+                        phase: self.phases.get(name).cloned(),
+                    }
+                })
+                .collect(),
+            files: self
+                .config
+                .files
+                .iter()
+                .map(|f| FileStatus {
+                    name: f.name.clone(),
+                    path: f.path.display().to_string(),
+                    kind: f.kind,
+                })
+                .collect(),
+            last_error: self.last_error().map(str::to_owned),
+            fault: self.confirmed_fault().cloned(),
+            recovered: self.recovered.clone(),
+            desired_state: self.desired_file.as_ref().map(|w| DesiredStatus {
+                path: w.path().display().to_string(),
+                error: w.error.clone(),
+            }),
+        }
+    }
+
+    pub(super) fn confirmed_fault(&self) -> Option<&Fault> {
+        self.fault.as_ref().filter(|f| f.confirmed)
+    }
+
+    /// Entries of map `name`: desired, live, or the diff from live to desired.
+    pub async fn map_show(
+        &self,
+        name: &str,
+        view: MapView,
+    ) -> Result<serde_json::Value, ApplyError> {
+        let spec = self.map_spec(name)?;
+        let desired = || -> Result<MapEntries, ApplyError> {
+            self.syntax()
+                .parse(&self.files[&spec.name])
+                .map_err(|e| ApplyError::caused(Step::Render, ErrorKind::Template, e))
+        };
+        let live = || async {
+            self.proxy
+                .read_map(&spec.path)
+                .await
+                .map_err(|e| ApplyError::caused(Step::Proxy, ErrorKind::Proxy, e))
+        };
+        Ok(match view {
+            MapView::Desired => json!({ "entries": desired()? }),
+            MapView::Live => json!({ "entries": live().await? }),
+            MapView::Diff => {
+                let d = MapDiff::between(&live().await?, &desired()?);
+                json!({ "added": d.added, "changed": d.changed, "removed": d.removed })
+            }
+        })
+    }
+
+    fn map_spec(&self, name: &str) -> Result<&FileSpec, ApplyError> {
+        let names = || {
+            self.config
+                .files
+                .iter()
+                .filter(|f| f.kind == FileKind::Map)
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        self.config
+            .file(name)
+            .filter(|f| f.kind == FileKind::Map)
+            .ok_or_else(|| {
+                ApplyError::new(
+                    Step::Request,
+                    ErrorKind::Unknown,
+                    format!("unknown map {name:?} (maps: {})", names()),
+                )
+            })
+    }
+
+    /// History entries, oldest first.
+    pub fn history(
+        &self,
+        service: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>, ApplyError> {
+        // A service no longer configured may still have history; a name that no service
+        // could ever have is a mistake worth saying so.
+        if let Some(name) = service {
+            if !self.config.services.contains_key(name) && mapfile::check_name(name).is_err() {
+                return Err(ApplyError::new(
+                    Step::Request,
+                    ErrorKind::Unknown,
+                    format!("unknown service {name:?}"),
+                ));
+            }
+        }
+        self.store
+            .history(service, limit)
+            .map_err(|e| ApplyError::caused(Step::Persist, ErrorKind::Io, e))
+    }
+}
