@@ -90,7 +90,7 @@ pub async fn check<P: Proxy>(
             .collect()
     };
     if let Some(path) = &gate.health_path {
-        report.probed = probe_all(&targets, path, gate).await.map_err(fail)?;
+        report.probed = probe_all(&targets, path, gate, fail).await?;
     }
     if let Some(prewarm) = &service.prewarm {
         let addresses: Vec<String> = targets.iter().map(|(_, a)| a.clone()).collect();
@@ -118,14 +118,16 @@ pub async fn check<P: Proxy>(
     Ok(report)
 }
 
-/// Probes every target; the names of the healthy ones, or why too few are.
+/// Probes every target; the names of the healthy ones, or (through `fail`) why too few
+/// are.
 async fn probe_all(
     targets: &[(String, String)],
     path: &str,
     gate: &GateConfig,
-) -> Result<Vec<String>, String> {
+    fail: impl Fn(String) -> NotReady,
+) -> Result<Vec<String>, NotReady> {
     if targets.is_empty() {
-        return Err("no servers to probe".into());
+        return Err(fail("no servers to probe".into()));
     }
     let probes = targets.iter().map(|(name, addr)| async move {
         let result = probe::probe(addr, path, gate.expect_status, gate.probe_timeout()).await;
@@ -144,11 +146,11 @@ async fn probe_all(
     if healthy < gate.min_up
         || (healthy as f64 * 100.0 / results.len() as f64) < gate.min_up_percent
     {
-        return Err(format!(
+        return Err(fail(format!(
             "{healthy} of {} servers pass the health probe: {}",
             results.len(),
             failed.join("; ")
-        ));
+        )));
     }
     Ok(results
         .into_iter()

@@ -136,23 +136,24 @@ pub async fn run(config: &PrewarmConfig, servers: &[String]) -> PrewarmReport {
         let path = &config.paths[i as usize % config.paths.len()];
         async move {
             if Instant::now() >= deadline || servers.is_empty() {
-                return Err("not sent within the pre-warm's total time".to_owned());
+                return Some("not sent within the pre-warm's total time".to_owned());
             }
             let left = deadline
                 .saturating_duration_since(Instant::now())
                 .min(timeout);
             match tokio::time::timeout(left, probe::get_status(server, path)).await {
-                Err(_) => Err(format!(
+                Err(_) => Some(format!(
                     "no answer within {} ms on {path}",
                     left.as_millis()
                 )),
-                Ok(Err(e)) => Err(format!("{e} on {path}")),
-                Ok(Ok(status)) if status < 400 => Ok(()),
-                Ok(Ok(status)) => Err(format!("{status} on {path}")),
+                Ok(Err(e)) => Some(format!("{e} on {path}")),
+                Ok(Ok(status)) if status < 400 => None,
+                Ok(Ok(status)) => Some(format!("{status} on {path}")),
             }
         }
     });
-    let results: Vec<Result<(), String>> = stream::iter(jobs)
+    // The failure of each request, described as the report counts it; `None`: answered.
+    let results: Vec<Option<String>> = stream::iter(jobs)
         .buffer_unordered(config.concurrency)
         .collect()
         .await;
@@ -160,7 +161,7 @@ pub async fn run(config: &PrewarmConfig, servers: &[String]) -> PrewarmReport {
         sent: results.len() as u32,
         ..PrewarmReport::default()
     };
-    for e in results.into_iter().filter_map(Result::err) {
+    for e in results.into_iter().flatten() {
         report.failed += 1;
         *report.failures.entry(e).or_default() += 1;
     }
