@@ -140,19 +140,28 @@ pub fn check_token(s: &str) -> Result<(), TokenError> {
 
 /// Checks that `s` is a name: 1 to 64 of `[A-Za-z0-9_.-]`, as used for services, backends,
 /// servers and file names in templates.
-pub fn check_name(s: &str) -> Result<(), String> {
+pub fn check_name(s: &str) -> Result<(), NameError> {
     if s.is_empty() || s.len() > 64 {
-        return Err(format!("{s:?} must be 1 to 64 characters"));
+        return Err(NameError::Length(s.to_owned()));
     }
     if let Some(c) = s
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
     {
-        return Err(format!(
-            "{s:?} contains {c:?}; names use only letters, digits, '_', '.' and '-'"
-        ));
+        return Err(NameError::Char(s.to_owned(), c));
     }
     Ok(())
+}
+
+/// A string that is not a name (see [`check_name`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Empty, or longer than 64 characters.
+    #[error("{0:?} must be 1 to 64 characters")]
+    Length(String),
+    /// It contains a character names do not use.
+    #[error("{0:?} contains {1:?}; names use only letters, digits, '_', '.' and '-'")]
+    Char(String, char),
 }
 
 /// A map line that could not be parsed.
