@@ -28,12 +28,8 @@ const PENDING: &[(&str, &str)] = &[
     ("protocol", "desired"),
     // Access decisions take the journal's `Requester`.
     ("access", "store"),
-    // The config holds the gate, watch and pre-warm tables the gates define.
-    ("config", "gates"),
     // The config holds the cluster table the peers define.
     ("config", "peers"),
-    // The proxies report server health and backend counters in the gates' types.
-    ("proxy", "gates"),
     // The Nginx access-log socket takes its mode and group from the control socket's code.
     ("proxy", "control"),
     // Nginx map hash sizes, used by the templates, are computed by the Nginx proxy code.

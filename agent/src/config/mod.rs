@@ -11,14 +11,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::gates::{GateConfig, WatchConfig};
 use crate::mapfile::MapSyntax;
 use crate::state::Colour;
 
+pub mod gates;
 mod metrics;
 mod raw;
 mod validate;
 
+pub use gates::{GateConfig, NoTraffic, PrewarmConfig, WatchConfig};
 pub use metrics::{Metrics, SUGGESTED_METRICS_LISTEN};
 
 use raw::RawConfig;
@@ -343,7 +344,7 @@ pub struct Service {
     /// How a client keeps its canary decision; random per request when unset.
     pub canary_sticky: Option<Sticky>,
     /// Requests sent to the target colour before traffic moves to it; none when unset.
-    pub prewarm: Option<crate::gates::prewarm::PrewarmConfig>,
+    pub prewarm: Option<PrewarmConfig>,
 }
 
 /// What keeps a client on the colour the canary gave it. Each client gets a bucket 0..99

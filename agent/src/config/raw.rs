@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{FileKind, ProxyKind, Server, Sticky, ValueCheck};
-use crate::gates::{GateConfig, WatchConfig};
+use super::{
+    FileKind, GateConfig, PrewarmConfig, ProxyKind, Server, Sticky, ValueCheck, WatchConfig,
+};
 use crate::state::Colour;
 
 #[derive(Debug, Deserialize)]
@@ -142,7 +143,7 @@ pub(super) struct RawService {
     pub(super) gate: GateConfig,
     pub(super) watch: Option<WatchConfig>,
     pub(super) canary_sticky: Option<Sticky>,
-    pub(super) prewarm: Option<crate::gates::prewarm::PrewarmConfig>,
+    pub(super) prewarm: Option<PrewarmConfig>,
 }
 
 fn blue() -> Colour {

@@ -165,7 +165,7 @@ impl<P: Proxy> Engine<P> {
         &self,
         targets: &[(String, String)],
         path: &str,
-        gate: &crate::gates::GateConfig,
+        gate: &crate::config::GateConfig,
     ) -> Result<Vec<String>, String> {
         if targets.is_empty() {
             return Err("no servers to probe".into());

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::net::UnixDatagram;
 
-use crate::gates::watch::BackendStats;
+use crate::proxy::BackendStats;
 
 /// What starts the body of a message, and names its format version.
 pub const MARKER: &str = "cutover-watch-1 ";
