@@ -14,11 +14,13 @@ use serde::Deserialize;
 use crate::mapfile::MapSyntax;
 use crate::state::Colour;
 
+pub mod cluster;
 pub mod gates;
 mod metrics;
 mod raw;
 mod validate;
 
+pub use cluster::{ClusterConfig, PeerSpec, TlsFiles};
 pub use gates::{GateConfig, NoTraffic, PrewarmConfig, WatchConfig};
 pub use metrics::{Metrics, SUGGESTED_METRICS_LISTEN};
 
@@ -95,7 +97,7 @@ pub struct Config {
     /// Services by name.
     pub services: BTreeMap<String, Service>,
     /// This node and its peers; none for a single host.
-    pub cluster: Option<crate::peers::ClusterConfig>,
+    pub cluster: Option<ClusterConfig>,
     /// The Prometheus endpoint.
     pub metrics: Metrics,
 }

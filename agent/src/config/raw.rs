@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{
-    FileKind, GateConfig, PrewarmConfig, ProxyKind, Server, Sticky, ValueCheck, WatchConfig,
+    FileKind, GateConfig, PeerSpec, PrewarmConfig, ProxyKind, Server, Sticky, ValueCheck,
+    WatchConfig,
 };
 use crate::state::Colour;
 
@@ -37,7 +38,7 @@ pub(super) struct RawCluster {
     pub(super) cert: PathBuf,
     pub(super) key: PathBuf,
     #[serde(default)]
-    pub(super) peers: Vec<crate::peers::PeerSpec>,
+    pub(super) peers: Vec<PeerSpec>,
     pub(super) report_interval_ms: Option<u64>,
     pub(super) timeout_ms: Option<u64>,
     pub(super) prepare_ttl_ms: Option<u64>,
