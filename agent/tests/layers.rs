@@ -28,8 +28,6 @@ const PENDING: &[(&str, &str)] = &[
     ("protocol", "desired"),
     // Access decisions take the journal's `Requester`.
     ("access", "store"),
-    // The Nginx access-log socket takes its mode and group from the control socket's code.
-    ("proxy", "control"),
     // Nginx map hash sizes, used by the templates, are computed by the Nginx proxy code.
     ("render", "proxy"),
 ];
