@@ -28,8 +28,6 @@ const PENDING: &[(&str, &str)] = &[
     ("protocol", "desired"),
     // Access decisions take the journal's `Requester`.
     ("access", "store"),
-    // Nginx map hash sizes, used by the templates, are computed by the Nginx proxy code.
-    ("render", "proxy"),
 ];
 
 /// The library's name, as `main.rs` (the binary) writes its paths.
@@ -393,7 +391,7 @@ fn used_modules(tokens: &[(Tok, usize)], root: &str, depth: usize) -> Vec<(Strin
     out
 }
 
-/// The module path segments of a file (`proxy/nginx/mod.rs` -> 2, `render.rs` -> 1).
+/// The module path segments of a file (`proxy/nginx/mod.rs` -> 2, `fsio.rs` -> 1).
 fn module_depth(file: &Path) -> usize {
     let n = file.components().count();
     match file.file_name().and_then(|f| f.to_str()) {
