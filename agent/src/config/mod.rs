@@ -2,7 +2,8 @@
 //! `raw`) -> a validated [`Config`] (`validate`). Validation reads the route files it names
 //! and nothing else; it binds no socket and writes no file. Every problem found is
 //! reported, each with where it is. This module holds the validated types, their
-//! documented defaults and loading.
+//! documented defaults and loading; the tables of a service's gates and of the cluster are
+//! in [`gates`] and [`cluster`], which the gates and the peers read.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use futures_util::stream::{self, StreamExt};
+
 use super::probe;
 use crate::config::PrewarmConfig;
-use futures_util::stream::{self, StreamExt};
 
 /// What a pre-warm saw.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
