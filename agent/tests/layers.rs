@@ -1,9 +1,10 @@
 //! The module layers of `agent/src`, checked against the code. The `# Layers` section of
 //! `agent/src/lib.rs` is the source of truth: its table names the layers from the highest to
 //! the lowest and the modules of each. This test reads every source file under `agent/src`
-//! (without comments, string literals and `#[cfg(test)]` items or modules), finds the
-//! `crate::<module>` paths (in `use crate::{a, b::c}` groups too, over several lines, and
-//! `super::` paths that climb to the crate root), and fails when
+//! (without comments, string literals other than paths and `#[cfg(test)]` items or
+//! modules), finds the `crate::<module>` paths (in `use crate::{a, b::c}` groups too, over
+//! several lines, `super::` paths that climb to the crate root, and paths written as strings
+//! such as `#[serde(with = "crate::a::b")]`), and fails when
 //! - a module uses a module of a higher layer,
 //! - the uses between the modules of one layer form a cycle,
 //! - a module under `agent/src` is missing from the table, the table names a module that
@@ -157,6 +158,12 @@ fn tokenize(text: &str) -> Vec<(Tok, usize)> {
             while j < c.len() && c[j] != '"' {
                 j += if c[j] == '\\' { 2 } else { 1 };
             }
+            // A string that is a path names an item as code does
+            // (`#[serde(with = "crate::store::codec")]`); any other string is no use.
+            let content: String = c[(i + 1).min(c.len())..j.min(c.len())].iter().collect();
+            if is_path(&content) {
+                out.extend(tokenize(&content).into_iter().map(|(t, _)| (t, line)));
+            }
             skip(&mut i, j + 1, &mut line);
         } else if ch == '\'' {
             if next == Some('\\') {
@@ -210,6 +217,18 @@ fn tokenize(text: &str) -> Vec<(Tok, usize)> {
         }
     }
     out
+}
+
+/// Whether `s` is a path of two or more segments (`crate::a::b`), and nothing else.
+fn is_path(s: &str) -> bool {
+    let segments: Vec<&str> = s.split("::").collect();
+    segments.len() > 1
+        && segments.iter().all(|seg| {
+            seg.chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+                && seg.chars().all(|c| c.is_alphanumeric() || c == '_')
+        })
 }
 
 fn is_ident(t: Option<&(Tok, usize)>, name: &str) -> bool {
@@ -720,6 +739,23 @@ mod made_up_trees {
                 "agent/src/b/deep.rs:3: `b` (layer low) uses `a`, which is in layer top, above it",
                 "agent/src/c.rs:1: `c` (layer low) uses `a`, which is in layer top, above it",
             ],
+        );
+    }
+
+    #[test]
+    fn finds_a_path_written_as_a_string() {
+        let files = tree(&[
+            ("a.rs", ""),
+            (
+                "b.rs",
+                "#[derive(serde::Serialize)]\nstruct S {\n    #[serde(with = \"crate::a::codec\")]\n    \
+                 x: u8,\n}\nconst NOT_A_PATH: &str = \"see crate::a\";\n",
+            ),
+            ("c.rs", ""),
+        ]);
+        assert_eq!(
+            check(LIB, &files, &[]),
+            ["agent/src/b.rs:3: `b` (layer low) uses `a`, which is in layer top, above it"],
         );
     }
 
