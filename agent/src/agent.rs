@@ -404,7 +404,7 @@ async fn replace_config<P: Proxy>(
             tracing::info!("new config in force: {}", a.summary());
             groups.set(engine.config().agent.access.needs_groups());
             let socket = &engine.config().agent.socket;
-            if let Err(e) = control::set_mode_group(socket, mode, group.as_deref()) {
+            if let Err(e) = crate::fsio::set_mode_group(socket, mode, group.as_deref()) {
                 tracing::error!(socket = %socket.display(), "cannot apply socket_mode/socket_group: {e}");
             }
             true

@@ -12,7 +12,6 @@
 
 use std::future::Future;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -97,21 +96,8 @@ pub async fn bind(path: &Path, mode: u32, group: Option<&str>) -> io::Result<Uni
     let bound = UnixListener::bind(path);
     umask(old);
     let listener = bound?;
-    set_mode_group(path, mode, group)?;
+    crate::fsio::set_mode_group(path, mode, group)?;
     Ok(listener)
-}
-
-/// Gives the socket at `path` its group (if any) and then its mode; also used when SIGHUP
-/// brings a new `socket_mode` or `socket_group`.
-pub fn set_mode_group(path: &Path, mode: u32, group: Option<&str>) -> io::Result<()> {
-    if let Some(group) = group {
-        let gid = nix::unistd::Group::from_name(group)
-            .map_err(io::Error::other)?
-            .ok_or_else(|| io::Error::other(format!("no group named {group:?}")))?
-            .gid;
-        nix::unistd::chown(path, None, Some(gid)).map_err(io::Error::other)?;
-    }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 /// How connections arrive and who is on the other end: the unix socket (peer credentials)

@@ -9,7 +9,8 @@
 //! name starts with `.cutover-` and ends with `.tmp`, which no proxy include glob written
 //! as `*.cfg`, `*.conf` or `*.map` can match. The previous content is kept next to the
 //! target as `<name>.prev` (also written atomically), and the mode and owner of the
-//! replaced file carry over to the new one.
+//! replaced file carry over to the new one. [`set_mode_group`] gives a file the agent
+//! creates by other means (a socket) its group and mode.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -304,6 +305,20 @@ pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
             path: dir.to_owned(),
             source,
         })
+}
+
+/// Gives the file at `path` (a socket the agent binds) its group, if any, and then its
+/// mode: the control socket (also when SIGHUP brings a new `socket_mode` or
+/// `socket_group`) and the Nginx access-log socket.
+pub fn set_mode_group(path: &Path, mode: u32, group: Option<&str>) -> io::Result<()> {
+    if let Some(group) = group {
+        let gid = nix::unistd::Group::from_name(group)
+            .map_err(io::Error::other)?
+            .ok_or_else(|| io::Error::other(format!("no group named {group:?}")))?
+            .gid;
+        nix::unistd::chown(path, None, Some(gid)).map_err(io::Error::other)?;
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
 #[cfg(test)]

@@ -215,7 +215,7 @@ async fn remote_request(
         eprintln!("error: --remote needs --tls-ca, --tls-cert and --tls-key");
         return exit::USAGE;
     };
-    let files = cutover::peers::tls::TlsFiles {
+    let files = cutover::config::TlsFiles {
         ca: ca.clone(),
         cert: cert.clone(),
         key: key.clone(),

@@ -2,7 +2,8 @@
 //! `raw`) -> a validated [`Config`] (`validate`). Validation reads the route files it names
 //! and nothing else; it binds no socket and writes no file. Every problem found is
 //! reported, each with where it is. This module holds the validated types, their
-//! documented defaults and loading.
+//! documented defaults and loading; the tables of a service's gates and of the cluster are
+//! in [`gates`] and [`cluster`], which the gates and the peers read.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,14 +12,17 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::gates::{GateConfig, WatchConfig};
 use crate::mapfile::MapSyntax;
 use crate::state::Colour;
 
+pub mod cluster;
+pub mod gates;
 mod metrics;
 mod raw;
 mod validate;
 
+pub use cluster::{ClusterConfig, PeerSpec, TlsFiles};
+pub use gates::{GateConfig, NoTraffic, PrewarmConfig, WatchConfig};
 pub use metrics::{Metrics, SUGGESTED_METRICS_LISTEN};
 
 use raw::RawConfig;
@@ -94,7 +98,7 @@ pub struct Config {
     /// Services by name.
     pub services: BTreeMap<String, Service>,
     /// This node and its peers; none for a single host.
-    pub cluster: Option<crate::peers::ClusterConfig>,
+    pub cluster: Option<ClusterConfig>,
     /// The Prometheus endpoint.
     pub metrics: Metrics,
 }
@@ -343,7 +347,7 @@ pub struct Service {
     /// How a client keeps its canary decision; random per request when unset.
     pub canary_sticky: Option<Sticky>,
     /// Requests sent to the target colour before traffic moves to it; none when unset.
-    pub prewarm: Option<crate::gates::prewarm::PrewarmConfig>,
+    pub prewarm: Option<PrewarmConfig>,
 }
 
 /// What keeps a client on the colour the canary gave it. Each client gets a bucket 0..99

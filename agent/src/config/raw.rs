@@ -6,8 +6,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{FileKind, ProxyKind, Server, Sticky, ValueCheck};
-use crate::gates::{GateConfig, WatchConfig};
+use super::{
+    FileKind, GateConfig, PeerSpec, PrewarmConfig, ProxyKind, Server, Sticky, ValueCheck,
+    WatchConfig,
+};
 use crate::state::Colour;
 
 #[derive(Debug, Deserialize)]
@@ -36,7 +38,7 @@ pub(super) struct RawCluster {
     pub(super) cert: PathBuf,
     pub(super) key: PathBuf,
     #[serde(default)]
-    pub(super) peers: Vec<crate::peers::PeerSpec>,
+    pub(super) peers: Vec<PeerSpec>,
     pub(super) report_interval_ms: Option<u64>,
     pub(super) timeout_ms: Option<u64>,
     pub(super) prepare_ttl_ms: Option<u64>,
@@ -142,7 +144,7 @@ pub(super) struct RawService {
     pub(super) gate: GateConfig,
     pub(super) watch: Option<WatchConfig>,
     pub(super) canary_sticky: Option<Sticky>,
-    pub(super) prewarm: Option<crate::gates::prewarm::PrewarmConfig>,
+    pub(super) prewarm: Option<PrewarmConfig>,
 }
 
 fn blue() -> Colour {

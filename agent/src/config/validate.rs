@@ -520,8 +520,10 @@ impl Validator<'_> {
         out
     }
 
-    fn cluster(&mut self, raw: RawCluster) -> crate::peers::ClusterConfig {
-        use crate::peers::*;
+    fn cluster(&mut self, raw: RawCluster) -> ClusterConfig {
+        use super::cluster::{
+            DEFAULT_PEER_TIMEOUT_MS, DEFAULT_PREPARE_TTL_MS, DEFAULT_REPORT_INTERVAL_MS,
+        };
         if let Err(e) = check_name(&raw.node) {
             self.problem(format!("cluster.node: {e}"));
         }
@@ -546,7 +548,7 @@ impl Validator<'_> {
                 self.problem(format!("{at}.address: {:?} is not host:port", p.address));
             }
         }
-        let tls = tls::TlsFiles {
+        let tls = TlsFiles {
             ca: self.abs("cluster.ca", raw.ca),
             cert: self.abs("cluster.cert", raw.cert),
             key: self.abs("cluster.key", raw.key),

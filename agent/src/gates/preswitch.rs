@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use super::{check_servers, probe, GateConfig};
+use super::{check_servers, probe};
+use crate::config::GateConfig;
 use crate::config::Service;
 use crate::proxy::{Proxy, ProxyError};
 use crate::state::Colour;

@@ -6,103 +6,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
-use serde::Deserialize;
 
 use super::probe;
-
-/// Most requests one pre-warm may send.
-pub const MAX_REQUESTS: u32 = 100_000;
-/// Most requests in flight at once.
-pub const MAX_CONCURRENCY: usize = 64;
-
-/// `[services.prewarm]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PrewarmConfig {
-    /// Paths requested, in turn. Default `["/"]`.
-    #[serde(default = "default_paths")]
-    pub paths: Vec<String>,
-    /// Requests in all, spread over the colour's servers. Default 100.
-    #[serde(default = "default_requests")]
-    pub requests: u32,
-    /// Requests in flight at once. Default 4.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
-    /// Time of one request, milliseconds. Default 2000.
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// Time of the whole pre-warm, milliseconds; requests not sent by then count as failed.
-    /// Default 30000.
-    #[serde(default = "default_total_ms")]
-    pub total_ms: u64,
-    /// Highest share of failed requests (status >= 400, or no answer), percent. Default 0.
-    #[serde(default)]
-    pub max_failure_percent: f64,
-}
-
-fn default_paths() -> Vec<String> {
-    vec!["/".into()]
-}
-fn default_requests() -> u32 {
-    100
-}
-fn default_concurrency() -> usize {
-    4
-}
-fn default_timeout_ms() -> u64 {
-    2_000
-}
-fn default_total_ms() -> u64 {
-    30_000
-}
-
-impl PrewarmConfig {
-    /// Problems with this table, each prefixed with `at`.
-    pub fn problems(&self, at: &str) -> Vec<String> {
-        let mut p = Vec::new();
-        if self.paths.is_empty() || self.paths.len() > 100 {
-            p.push(format!("{at}.paths: 1 to 100 paths"));
-        }
-        for path in &self.paths {
-            if !path.starts_with('/')
-                || path.len() > 1024
-                || !path.chars().all(|c| c.is_ascii_graphic())
-            {
-                p.push(format!(
-                    "{at}.paths: {path:?} must start with '/' and be printable ASCII"
-                ));
-            }
-        }
-        if !(1..=MAX_REQUESTS).contains(&self.requests) {
-            p.push(format!(
-                "{at}.requests: {} is outside 1..={MAX_REQUESTS}",
-                self.requests
-            ));
-        }
-        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
-            p.push(format!(
-                "{at}.concurrency: {} is outside 1..={MAX_CONCURRENCY}",
-                self.concurrency
-            ));
-        }
-        if !(1..=60_000).contains(&self.timeout_ms) {
-            p.push(format!(
-                "{at}.timeout_ms: {} is outside 1..=60000",
-                self.timeout_ms
-            ));
-        }
-        if !(1..=600_000).contains(&self.total_ms) {
-            p.push(format!(
-                "{at}.total_ms: {} is outside 1..=600000",
-                self.total_ms
-            ));
-        }
-        if !(0.0..=100.0).contains(&self.max_failure_percent) {
-            p.push(format!("{at}.max_failure_percent: outside 0..=100"));
-        }
-        p
-    }
-}
+use crate::config::PrewarmConfig;
 
 /// What a pre-warm saw.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -172,16 +78,6 @@ pub async fn run(config: &PrewarmConfig, servers: &[String]) -> PrewarmReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bounds_are_checked() {
-        let c: PrewarmConfig =
-            toml::from_str("requests = 0\nconcurrency = 1000\npaths = [\"x\"]").unwrap();
-        assert_eq!(c.problems("p").len(), 3);
-        let ok: PrewarmConfig = toml::from_str("").unwrap();
-        assert!(ok.problems("p").is_empty());
-        assert_eq!((ok.requests, ok.concurrency), (100, 4));
-    }
 
     #[tokio::test]
     async fn counts_failures_by_kind() {

@@ -3,18 +3,8 @@
 
 use serde::Serialize;
 
-use super::{NoTraffic, WatchConfig};
-
-/// Cumulative counters of one backend, as the proxy reports them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct BackendStats {
-    /// HTTP requests answered by the backend, since the proxy started.
-    pub requests: u64,
-    /// Of those, responses with a 5xx status.
-    pub errors_5xx: u64,
-    /// Average response time over the recent requests, milliseconds.
-    pub avg_response_ms: u64,
-}
+use crate::config::{NoTraffic, WatchConfig};
+use crate::proxy::BackendStats;
 
 /// Where a watch stands.
 #[derive(Debug, Clone, PartialEq, Serialize)]

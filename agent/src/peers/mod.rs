@@ -5,12 +5,12 @@
 //! semantics and their limits.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{ClusterConfig, PeerSpec};
 use crate::engine::{ApplyError, Engine, ErrorKind, Step};
 use crate::proxy::Proxy;
 use crate::state::{Desired, Request};
@@ -20,41 +20,6 @@ pub mod client;
 pub mod coordinator;
 pub mod server;
 pub mod tls;
-
-/// Default interval between state reports to every peer, milliseconds.
-pub const DEFAULT_REPORT_INTERVAL_MS: u64 = 5_000;
-/// Default time a peer has to answer, milliseconds.
-pub const DEFAULT_PEER_TIMEOUT_MS: u64 = 5_000;
-/// Default time a prepared change is held before it lapses, milliseconds.
-pub const DEFAULT_PREPARE_TTL_MS: u64 = 30_000;
-
-/// `[cluster]`: this node and its peers.
-#[derive(Debug, Clone)]
-pub struct ClusterConfig {
-    /// This node's name; its certificate carries it (CN and DNS name).
-    pub node: String,
-    /// Where the peer listener binds (mutual TLS).
-    pub listen: SocketAddr,
-    pub tls: tls::TlsFiles,
-    pub peers: Vec<PeerSpec>,
-    pub report_interval: Duration,
-    pub timeout: Duration,
-    pub prepare_ttl: Duration,
-    /// Fault injection for tests: pause between "all prepared" and the commit decision.
-    pub hold_before_decision: Duration,
-    /// Fault injection for tests: pause before a participant applies a commit.
-    pub hold_before_commit: Duration,
-}
-
-/// One peer.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PeerSpec {
-    /// Its node name (checked against its certificate).
-    pub name: String,
-    /// `host:port` of its peer listener.
-    pub address: String,
-}
 
 /// What a node tells its peers about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,9 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError, ReloadReport};
-use crate::gates::watch::BackendStats;
-use crate::gates::ServerHealth;
 use crate::mapfile::{MapDiff, MapEntries, MapSyntax};
+use crate::proxy::{BackendStats, ServerHealth};
 
 /// What the fake serves and which failures it injects.
 #[derive(Debug, Default)]

@@ -17,13 +17,14 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::{self, ProxyKind};
-use crate::gates::watch::BackendStats;
-use crate::gates::ServerHealth;
 use crate::mapfile::MapEntries;
 
 pub mod fake;
 pub mod haproxy;
 pub mod nginx;
+pub mod report;
+
+pub use report::{BackendStats, ServerHealth};
 
 /// A failure of the proxy, with the proxy's own words.
 #[derive(Debug, thiserror::Error)]

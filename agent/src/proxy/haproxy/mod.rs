@@ -25,9 +25,8 @@ use super::{
     ReloadReport,
 };
 use crate::config;
-use crate::gates::watch::BackendStats;
-use crate::gates::ServerHealth;
 use crate::mapfile::{MapDiff, MapEntries};
+use crate::proxy::{BackendStats, ServerHealth};
 
 /// Largest map diff applied key by key; larger diffs go through a transaction.
 pub const PER_KEY_MAX_EDITS: usize = 16;

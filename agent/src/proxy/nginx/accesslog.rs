@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::net::UnixDatagram;
 
-use crate::gates::watch::BackendStats;
+use crate::proxy::BackendStats;
 
 /// What starts the body of a message, and names its format version.
 pub const MARKER: &str = "cutover-watch-1 ";
@@ -190,7 +190,7 @@ impl Listener {
         let bound = UnixDatagram::bind(path);
         umask(old);
         let socket = bound?;
-        crate::control::set_mode_group(path, SOCKET_MODE, group)?;
+        crate::fsio::set_mode_group(path, SOCKET_MODE, group)?;
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; MAX_MESSAGE];
             loop {

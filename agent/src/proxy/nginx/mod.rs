@@ -18,12 +18,11 @@
 //! Maps cannot be read back from a running Nginx: [`Proxy::read_map`] answers
 //! [`ProxyError::Unsupported`] (so `cutover map show --live` says so) and the generation
 //! endpoint is what proves which rendered tree Nginx serves (`cutover status` shows it).
-//! [`hash`] sizes the map hashes for the templates.
+//! The map hash sizes the templates set are the renderer's ([`crate::render::nginx_hash`]).
 
 pub mod accesslog;
 pub mod checker;
 pub mod errorlog;
-pub mod hash;
 pub mod procs;
 mod reload;
 pub mod status;

@@ -19,7 +19,7 @@
 //! - `proxy`: `{ kind, config, map_dir, admin_socket, master_socket, pid_file, error_log,
 //!   status, access_log_socket, prefix }` (the parts another kind does not have are none);
 //! - `nginx` (kind `nginx` only): `{ map_hash_max_size, map_hash_bucket_size }`, sized for
-//!   the configured routes and service names (see `proxy::nginx::hash`);
+//!   the configured routes and service names (see [`nginx_hash`]);
 //! - `vars`: the free values of `[templates.vars]` in the agent config.
 
 use std::collections::BTreeMap;
@@ -30,6 +30,8 @@ use tera::{Context, Tera, Value};
 
 use crate::config::{Config, FileSpec};
 use crate::state::{Colour, State};
+
+pub mod nginx_hash;
 
 /// Largest template file loaded, in bytes.
 pub const MAX_TEMPLATE_BYTES: u64 = 1024 * 1024;
@@ -155,7 +157,7 @@ impl Renderer {
                 .flat_map(|s| s.routes.iter().map(String::len).chain([s.name.len()]))
                 .max()
                 .unwrap_or(1);
-            Value::from_serializable(&crate::proxy::nginx::hash::map_hash_sizes(keys, longest))
+            Value::from_serializable(&nginx_hash::map_hash_sizes(keys, longest))
         });
         Ok(Renderer {
             tera,
