@@ -13,13 +13,35 @@ pub mod prewarm;
 pub mod probe;
 pub mod watch;
 
+/// Too few servers of a backend are up for the gate.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "{up} of {total} servers of {backend} are up (need at least {min_up} and {min_up_percent}%){}{}",
+    if .bad.is_empty() { "" } else { ": " },
+    .bad.join(", ")
+)]
+pub struct TooFewUp {
+    /// The backend checked.
+    pub backend: String,
+    /// Servers up and not in maintenance.
+    pub up: usize,
+    /// Servers the proxy lists for the backend.
+    pub total: usize,
+    /// The gate's minimum count.
+    pub min_up: usize,
+    /// The gate's minimum share, percent.
+    pub min_up_percent: f64,
+    /// `name (address): DOWN | in maintenance` for each server that does not count.
+    pub bad: Vec<String>,
+}
+
 /// Checks the proxy's view of the target colour's servers against the gate. `Ok` names
 /// the servers that count; `Err` says which failed and why.
 pub fn check_servers(
     backend: &str,
     servers: &[ServerHealth],
     gate: &GateConfig,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, TooFewUp> {
     let usable: Vec<&ServerHealth> = servers.iter().filter(|s| s.up && !s.maint).collect();
     let share = if servers.is_empty() {
         0.0
@@ -41,15 +63,14 @@ pub fn check_servers(
             )
         })
         .collect();
-    Err(format!(
-        "{} of {} servers of {backend} are up (need at least {} and {}%){}{}",
-        usable.len(),
-        servers.len(),
-        gate.min_up,
-        gate.min_up_percent,
-        if bad.is_empty() { "" } else { ": " },
-        bad.join(", ")
-    ))
+    Err(TooFewUp {
+        backend: backend.to_owned(),
+        up: usable.len(),
+        total: servers.len(),
+        min_up: gate.min_up,
+        min_up_percent: gate.min_up_percent,
+        bad,
+    })
 }
 
 #[cfg(test)]
@@ -75,7 +96,8 @@ mod tests {
             &[server("a", false, false), server("c", true, true)],
             &g,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("0 of 2 servers of b are up"), "{e}");
         assert!(e.contains("a (127.0.0.1:1): DOWN"), "{e}");
         assert!(e.contains("c (127.0.0.1:1): in maintenance"), "{e}");

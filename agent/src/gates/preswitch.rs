@@ -70,7 +70,7 @@ pub async fn check<P: Proxy>(
     };
     let servers = match proxy.servers(&backend).await {
         Ok(servers) => {
-            report.up = check_servers(&backend, &servers, gate).map_err(fail)?;
+            report.up = check_servers(&backend, &servers, gate).map_err(|e| fail(e.to_string()))?;
             servers
         }
         Err(ProxyError::Unsupported { .. }) => Vec::new(),
