@@ -167,7 +167,7 @@ impl Nginx {
         let what = format!("write {} and start a worker", self.paths.pid_file.display());
         self.process
             .wait_ready(STARTUP_TIMEOUT, Duration::from_millis(10), &what, || {
-                procs::master(&self.paths.pid_file) == Ok(self.master_pid())
+                procs::master(&self.paths.pid_file).ok() == Some(self.master_pid())
                     && !self.workers().is_empty()
             })
             .map_err(|e| format!("{e}\nerror log:\n{}", self.error_log()))

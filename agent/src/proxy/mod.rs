@@ -21,27 +21,12 @@ use crate::gates::watch::BackendStats;
 use crate::gates::ServerHealth;
 use crate::mapfile::MapEntries;
 
+mod error;
 pub mod fake;
 pub mod haproxy;
 pub mod nginx;
 
-/// A failure of the proxy, with the proxy's own words.
-#[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
-    #[error("config check failed:\n{output}")]
-    CheckFailed { output: String },
-    #[error("cannot run {program}: {reason}")]
-    Spawn { program: String, reason: String },
-    #[error("runtime API: {0}")]
-    Runtime(String),
-    #[error("reload failed: {0}")]
-    ReloadFailed(String),
-    #[error("{what} is not supported by {proxy}")]
-    Unsupported {
-        what: &'static str,
-        proxy: &'static str,
-    },
-}
+pub use error::{Cause, ProxyError};
 
 /// Result of a successful config check.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -280,12 +265,13 @@ pub async fn run_program(
         .stdin(std::process::Stdio::null());
     let output = tokio::time::timeout(timeout, cmd.output())
         .await
-        .map_err(|_| ProxyError::CheckFailed {
-            output: format!("{} did not finish within {timeout:?}", program.display()),
+        .map_err(|_| ProxyError::CheckTimedOut {
+            program: program.to_owned(),
+            timeout,
         })?
-        .map_err(|e| ProxyError::Spawn {
-            program: program.display().to_string(),
-            reason: e.to_string(),
+        .map_err(|source| ProxyError::Spawn {
+            program: program.to_owned(),
+            source,
         })?;
     Ok(ProgramOutput {
         status: output.status,

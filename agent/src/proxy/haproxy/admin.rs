@@ -342,6 +342,15 @@ impl AdminClient {
         reply::parse_servers_state(&reply).map_err(|e| self.reply_error(&command, e))
     }
 
+    /// Cumulative requests, 5xx responses and average response time in milliseconds of
+    /// `backend` (its `BACKEND` line of `show stat <backend> 2 -1`).
+    pub async fn backend_stat(&self, backend: &str) -> Result<(u64, u64, u64), AdminError> {
+        let command = format!("show stat {backend} 2 -1");
+        self.check_name(&command, "backend", backend)?;
+        let reply = self.command(&command).await?;
+        reply::parse_backend_stat(&reply, backend).map_err(|e| self.reply_error(&command, e))
+    }
+
     /// Changes the value of existing `key` in the live version of `map` (`set map`). HAProxy
     /// refuses a missing key (`entry not found.`). Linear in the map size on 2.6.
     pub async fn set_map(&self, map: &str, key: &str, value: &str) -> Result<(), AdminError> {

@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use self::admin::{AdminClient, ServerAdminState};
-use self::master::MasterClient;
+use self::admin::{AdminClient, AdminError, ServerAdminState};
+use self::master::{MasterClient, MasterError};
 use super::{
-    run_program, CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError, ReloadGap,
+    run_program, Cause, CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError, ReloadGap,
     ReloadReport,
 };
 use crate::config;
@@ -69,13 +69,84 @@ impl Haproxy {
     }
 }
 
-fn map_name(path: &Path) -> Result<&str, ProxyError> {
-    path.to_str()
-        .ok_or_else(|| ProxyError::Runtime(format!("map path {} is not UTF-8", path.display())))
+/// A map path that cannot be named on the HAProxy CLI.
+#[derive(Debug, thiserror::Error)]
+#[error("map path {} is not UTF-8", path.display())]
+pub struct MapPathNotUtf8 {
+    pub path: PathBuf,
 }
 
-fn runtime(e: impl std::fmt::Display) -> ProxyError {
-    ProxyError::Runtime(e.to_string())
+fn map_name(path: &Path) -> Result<&str, ProxyError> {
+    path.to_str().ok_or_else(|| ProxyError::InvalidArgument {
+        source: Box::new(MapPathNotUtf8 {
+            path: path.to_owned(),
+        }),
+    })
+}
+
+/// The kind of a failed admin-socket command, with the error kept as its source.
+impl From<AdminError> for ProxyError {
+    fn from(err: AdminError) -> ProxyError {
+        match err {
+            AdminError::Refused { ref reply, .. } => ProxyError::Refused {
+                reply: reply.clone(),
+                source: Box::new(err),
+            },
+            AdminError::Connect { .. } => ProxyError::Unreachable {
+                source: Box::new(err),
+            },
+            AdminError::Io { .. } => ProxyError::ConnectionLost {
+                source: Box::new(err),
+            },
+            AdminError::Timeout { .. } => ProxyError::Timeout {
+                source: Box::new(err),
+            },
+            AdminError::PayloadDropped { .. } => ProxyError::PayloadDropped {
+                source: Box::new(err),
+            },
+            AdminError::InvalidArgument { .. } | AdminError::EntryTooLong { .. } => {
+                ProxyError::InvalidArgument {
+                    source: Box::new(err),
+                }
+            }
+            AdminError::MapNotFound { .. } => ProxyError::MapNotLoaded {
+                source: Box::new(err),
+            },
+            AdminError::UnexpectedReply { .. }
+            | AdminError::ReplyTooLarge { .. }
+            | AdminError::EntryCountMismatch { .. } => ProxyError::UnexpectedReply {
+                source: Box::new(err),
+            },
+        }
+    }
+}
+
+/// The kind of a failed master-CLI command other than a reload.
+fn master_error(err: MasterError) -> ProxyError {
+    let kind: fn(Cause) -> ProxyError = match err {
+        MasterError::Connect { .. } => |source| ProxyError::Unreachable { source },
+        MasterError::Io { .. } => |source| ProxyError::ConnectionLost { source },
+        MasterError::Timeout { .. } => |source| ProxyError::Timeout { source },
+        _ => |source| ProxyError::UnexpectedReply { source },
+    };
+    kind(Box::new(err))
+}
+
+/// The kind of a failed reload: refused by the master, not confirmed in time, or not sent
+/// (the master could not be reached before it).
+fn reload_error(err: MasterError) -> ProxyError {
+    match err {
+        MasterError::ReloadFailed { .. } => ProxyError::ReloadRefused {
+            source: Box::new(err),
+        },
+        MasterError::Connect { .. } => ProxyError::ReloadNotSent {
+            source: Box::new(err),
+        },
+        // Anything else may have happened after the reload was written.
+        _ => ProxyError::ReloadUnconfirmed {
+            source: Box::new(err),
+        },
+    }
 }
 
 /// Runs HAProxy's checker (or another by argument vector) and sorts its output into
@@ -138,11 +209,7 @@ impl Proxy for Haproxy {
     }
 
     async fn read_map(&self, path: &Path) -> Result<MapEntries, ProxyError> {
-        let entries = self
-            .admin
-            .show_map(map_name(path)?)
-            .await
-            .map_err(runtime)?;
+        let entries = self.admin.show_map(map_name(path)?).await?;
         let mut out = MapEntries::new();
         for (k, v) in entries {
             // HAProxy matches the first of duplicate keys; keep that one.
@@ -152,13 +219,7 @@ impl Proxy for Haproxy {
     }
 
     async fn backends(&self) -> Result<BTreeSet<String>, ProxyError> {
-        Ok(self
-            .admin
-            .backends()
-            .await
-            .map_err(runtime)?
-            .into_iter()
-            .collect())
+        Ok(self.admin.backends().await?.into_iter().collect())
     }
 
     async fn update_map(
@@ -173,21 +234,18 @@ impl Proxy for Haproxy {
         let mechanism = self.map_mechanism(diff.len());
         if mechanism == MapMechanism::PerKey {
             for (k, v) in &diff.changed {
-                self.admin.set_map(map, k, v).await.map_err(runtime)?;
+                self.admin.set_map(map, k, v).await?;
             }
             for (k, v) in &diff.added {
-                self.admin.add_map(map, k, v).await.map_err(runtime)?;
+                self.admin.add_map(map, k, v).await?;
             }
             for k in &diff.removed {
-                self.admin.del_map(map, k).await.map_err(runtime)?;
+                self.admin.del_map(map, k).await?;
             }
         } else if mechanism == MapMechanism::Transaction {
             let entries: Vec<(String, String)> =
                 to.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            self.admin
-                .replace_map(map, &entries)
-                .await
-                .map_err(runtime)?;
+            self.admin.replace_map(map, &entries).await?;
         }
         Ok(MapUpdate {
             mechanism,
@@ -200,7 +258,7 @@ impl Proxy for Haproxy {
         let gap_wait = self.gap.wait().await;
         let outcome = self.master.reload(self.reload_timeout).await;
         self.gap.ended();
-        let outcome = outcome.map_err(|e| ProxyError::ReloadFailed(e.to_string()))?;
+        let outcome = outcome.map_err(reload_error)?;
         Ok(ReloadReport {
             workers: outcome.new_worker_pids,
             elapsed: outcome.elapsed,
@@ -210,7 +268,7 @@ impl Proxy for Haproxy {
     }
 
     async fn epoch(&self) -> Result<Epoch, ProxyError> {
-        let e = self.master.epoch().await.map_err(runtime)?;
+        let e = self.master.epoch().await.map_err(master_error)?;
         Ok(Epoch {
             master_pid: e.master_pid,
             reloads: e.reloads,
@@ -224,7 +282,7 @@ impl Proxy for Haproxy {
     }
 
     async fn servers(&self, backend: &str) -> Result<Vec<ServerHealth>, ProxyError> {
-        let rows = self.admin.servers_state(backend).await.map_err(runtime)?;
+        let rows = self.admin.servers_state(backend).await?;
         Ok(rows
             .into_iter()
             .map(|r| ServerHealth {
@@ -246,27 +304,20 @@ impl Proxy for Haproxy {
         } else {
             ServerAdminState::Ready
         };
-        for row in self.admin.servers_state(backend).await.map_err(runtime)? {
+        for row in self.admin.servers_state(backend).await? {
             // Leave servers an operator put in maintenance alone.
             if row.is_maint() || row.is_drain() == drain {
                 continue;
             }
             self.admin
                 .set_server_state(backend, &row.server, state)
-                .await
-                .map_err(runtime)?;
+                .await?;
         }
         Ok(())
     }
 
     async fn backend_stats(&self, backend: &str) -> Result<BackendStats, ProxyError> {
-        let reply = self
-            .admin
-            .command(&format!("show stat {backend} 2 -1"))
-            .await
-            .map_err(runtime)?;
-        let (requests, errors_5xx, avg_response_ms) =
-            reply::parse_backend_stat(&reply, backend).map_err(runtime)?;
+        let (requests, errors_5xx, avg_response_ms) = self.admin.backend_stat(backend).await?;
         Ok(BackendStats {
             requests,
             errors_5xx,
@@ -301,5 +352,36 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.to_string().contains("$(touch x).cfg"), "{e}");
+    }
+
+    /// A socket that is not there is "unreachable", for commands and for reloads, and the
+    /// client's error (socket, command, I/O error) stays the source.
+    #[tokio::test]
+    async fn unreachable_sockets_are_their_own_kind_with_the_client_error_as_source() {
+        use std::error::Error as _;
+        use std::os::unix::ffi::OsStrExt;
+        let admin = AdminClient::new("/nonexistent/admin.sock");
+        let err = ProxyError::from(admin.backends().await.unwrap_err());
+        assert!(matches!(err, ProxyError::Unreachable { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with("runtime API: haproxy admin /nonexistent/admin.sock: `show backend`"),
+            "{err}"
+        );
+        let source = err.source().expect("source");
+        assert!(source.downcast_ref::<AdminError>().is_some(), "{source:?}");
+        assert!(source.source().is_some(), "the I/O error is kept");
+
+        let master = MasterClient::new("/nonexistent/master.sock");
+        let err = reload_error(master.reload(Duration::from_millis(100)).await.unwrap_err());
+        assert!(matches!(err, ProxyError::ReloadNotSent { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("reload failed: "), "{err}");
+        let err = master_error(master.epoch().await.unwrap_err());
+        assert!(matches!(err, ProxyError::Unreachable { .. }), "{err:?}");
+
+        let err = ProxyError::from(admin.set_map("/m.map", "a b", "v").await.unwrap_err());
+        assert!(matches!(err, ProxyError::InvalidArgument { .. }), "{err:?}");
+        let err = map_name(Path::new(std::ffi::OsStr::from_bytes(b"/m\xff.map"))).unwrap_err();
+        assert!(matches!(err, ProxyError::InvalidArgument { .. }), "{err:?}");
     }
 }
