@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use super::admin::{into_string, is_reset, open_oneshot, read_to_end, Exchange};
+use super::oneshot::{into_string, is_reset, open_oneshot, read_to_end, Exchange};
 use super::reply::{self, ProcEpoch, ProcTable, ReplyError};
 
 /// Default for [`MasterClient::timeout`]: 5 seconds.
