@@ -173,6 +173,15 @@ impl Setup {
             .collect()
     }
 
+    /// The main config and the two maps the proxy of this setup reads (relative names).
+    pub fn proxy_files(&self) -> [&'static str; 3] {
+        let main = match &self.proxy {
+            SetupProxy::Haproxy(_) => "haproxy.cfg",
+            SetupProxy::Nginx(_) => "nginx.conf",
+        };
+        [main, "maps/routes.map", "maps/services.map"]
+    }
+
     /// The HAProxy of a setup made by [`Setup::new`].
     pub fn haproxy(&self) -> &Haproxy {
         match &self.proxy {
