@@ -5,6 +5,7 @@
 //! reached through [`Setup::haproxy`] or [`Setup::nginx`].
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::instance::{Instance, ProxyKind};
 use crate::nginx::Nginx;
 use crate::setup_config::{write_config, write_nginx_config};
 use crate::{cutover_binary, Backend, Haproxy};
@@ -93,41 +95,36 @@ impl Setup {
     /// Starts origins and HAProxy (from files written by `cutover render`); the agent is
     /// started by [`Setup::start_agent`].
     pub fn new(haproxy_bin: &Path, options: SetupOptions) -> Setup {
-        let blue = Backend::start("blue");
-        let green = Backend::start("green");
-        let (b, g) = (blue.addr(), green.addr());
-        let opts = options.clone();
-        let mut config = PathBuf::new();
-        let haproxy = Haproxy::start(haproxy_bin, |paths| {
-            config = write_config(paths, haproxy_bin, &opts, b, g);
-            render(&config, &paths.config)
-        });
-        Setup {
-            blue,
-            green,
-            proxy: SetupProxy::Haproxy(haproxy),
-            config,
-            options,
-            agent: None,
-        }
+        Setup::with_proxy(haproxy_bin, options, write_config, SetupProxy::Haproxy)
     }
 
     /// Like [`Setup::new`] with Nginx: the shipped `nginx/` templates render its whole
     /// config, with the generation endpoint on `<dir>/status.sock`.
     pub fn new_nginx(nginx_bin: &Path, options: SetupOptions) -> Setup {
+        Setup::with_proxy(nginx_bin, options, write_nginx_config, SetupProxy::Nginx)
+    }
+
+    /// Starts the origins, writes the cutover config for a proxy of kind `K` with `write`
+    /// (given the instance paths, the binary, the options and the origins' addresses), and
+    /// starts the proxy from the main config `cutover render` wrote.
+    fn with_proxy<K: ProxyKind>(
+        binary: &Path,
+        options: SetupOptions,
+        write: fn(&K::Paths, &Path, &SetupOptions, SocketAddr, SocketAddr) -> PathBuf,
+        wrap: fn(Instance<K>) -> SetupProxy,
+    ) -> Setup {
         let blue = Backend::start("blue");
         let green = Backend::start("green");
         let (b, g) = (blue.addr(), green.addr());
-        let opts = options.clone();
         let mut config = PathBuf::new();
-        let nginx = Nginx::start(nginx_bin, |paths| {
-            config = write_nginx_config(paths, nginx_bin, &opts, b, g);
-            render(&config, &paths.config)
+        let proxy = Instance::<K>::start(binary, |paths| {
+            config = write(paths, binary, &options, b, g);
+            render(&config, K::config(paths))
         });
         Setup {
             blue,
             green,
-            proxy: SetupProxy::Nginx(nginx),
+            proxy: wrap(proxy),
             config,
             options,
             agent: None,
@@ -190,7 +187,6 @@ impl Setup {
         }
     }
 
-    /// The Nginx of a setup made by [`Setup::new_nginx`].
     /// The HAProxy of this setup, to kill, restart or freeze; panics for Nginx.
     pub fn haproxy_mut(&mut self) -> &mut Haproxy {
         match &mut self.proxy {
@@ -199,6 +195,7 @@ impl Setup {
         }
     }
 
+    /// The Nginx of a setup made by [`Setup::new_nginx`].
     pub fn nginx(&self) -> &Nginx {
         match &self.proxy {
             SetupProxy::Nginx(n) => n,
@@ -214,6 +211,7 @@ impl Setup {
         }
     }
 
+    /// The proxy's instance directory (the cutover config, maps and agent files are there).
     pub fn dir(&self) -> &Path {
         match &self.proxy {
             SetupProxy::Haproxy(h) => &h.paths().dir,
