@@ -128,22 +128,20 @@ fn a_100k_route_map_goes_through_a_transaction_and_reads_back_equal() {
     }) else {
         return;
     };
-    s.load_generated_routes(HOST, 100_000);
-    assert!(
-        s.agent().log().contains("runtime transaction"),
-        "{}",
-        s.agent().log()
-    );
-    let (code, diff) = s.cli_json(&["map", "show", "routes", "--diff"]);
-    assert_eq!(code, 0, "{diff}");
-    assert_eq!(diff["data"]["added"].as_array().unwrap().len(), 0);
-    assert_eq!(diff["data"]["changed"].as_array().unwrap().len(), 0);
-    assert_eq!(diff["data"]["removed"].as_array().unwrap().len(), 0);
-    let (_, live) = s.cli_json(&["map", "show", "routes", "--live"]);
-    assert_eq!(live["data"]["entries"].as_object().unwrap().len(), 100_001);
-    assert_eq!(s.get("h99999.example.test"), (200, "blue".into()));
-    assert!(s.cli(&["switch", "web", "green"]).status.success());
-    assert_eq!(s.get("h12345.example.test"), (200, "green".into()));
+    scenario::a_100k_route_service_switches(&s, HOST, |s| {
+        assert!(
+            s.agent().log().contains("runtime transaction"),
+            "{}",
+            s.agent().log()
+        );
+        let (code, diff) = s.cli_json(&["map", "show", "routes", "--diff"]);
+        assert_eq!(code, 0, "{diff}");
+        assert_eq!(diff["data"]["added"].as_array().unwrap().len(), 0);
+        assert_eq!(diff["data"]["changed"].as_array().unwrap().len(), 0);
+        assert_eq!(diff["data"]["removed"].as_array().unwrap().len(), 0);
+        let (_, live) = s.cli_json(&["map", "show", "routes", "--live"]);
+        assert_eq!(live["data"]["entries"].as_object().unwrap().len(), 100_001);
+    });
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The agent end to end, the same on both proxies: a switch and its rollback seen by real
 //! requests, `status` and `history` after them, a template the proxy refuses, bad requests
-//! and bad configs refused without a change. Each proxy's test file runs these and adds
+//! and bad configs refused without a change, a service with 100,000 routes. Each proxy's test file runs these and adds
 //! what only its proxy shows (HAProxy's runtime mechanism, Nginx's reload timings, ...).
 
 use std::time::Duration;
@@ -281,4 +281,25 @@ pub fn bad_configs_are_refused_by_check_with_exit_64(s: &Setup, host: &str) {
     let out = s.cli(&["--socket", &socket, "switch", SERVICE, "green"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(s.get(host), (200, "green".into()));
+}
+
+/// Routes generated for `web` by [`a_100k_route_service_switches`], besides its first one.
+pub const GENERATED_ROUTES: usize = 100_000;
+
+/// With the routes of `web` in a file (`routes_in_file`), makes them `host` plus
+/// [`GENERATED_ROUTES`] generated ones and waits until the agent applied them; `loaded` then
+/// checks what the proxy made of them. The last generated route answers blue, the switch to
+/// green succeeds, and a generated route and `host` answer green. Returns the switch's
+/// reply.
+pub fn a_100k_route_service_switches(s: &Setup, host: &str, loaded: impl FnOnce(&Setup)) -> Value {
+    s.load_generated_routes(host, GENERATED_ROUTES);
+    loaded(s);
+    let last = format!("h{}.example.test", GENERATED_ROUTES - 1);
+    assert_eq!(s.get(&last), (200, "blue".into()));
+
+    let (code, reply) = s.cli_json(&["switch", SERVICE, "green"]);
+    assert_eq!(code, 0, "{reply}");
+    assert_eq!(s.get("h12345.example.test"), (200, "green".into()));
+    assert_eq!(s.get(host), (200, "green".into()));
+    reply
 }
