@@ -3,24 +3,26 @@
 //! (HAProxy or Nginx) started from what `cutover render` wrote, and the `cutover agent` as
 //! a real process. The same [`Setup`] drives either proxy; what only one of them has is
 //! reached through [`Setup::haproxy`] or [`Setup::nginx`].
+//!
+//! The agent process (start, wait, stop, kill, talk to its socket) is in `process`; what
+//! proves that HAProxy's runtime, the files and the saved state agree is in `consistency`.
 
-use std::io::{BufRead, BufReader, Write};
+mod consistency;
+mod process;
+
 use std::net::SocketAddr;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use crate::instance::{Instance, ProxyKind};
 use crate::nginx::Nginx;
 use crate::setup_config::{write_config, write_nginx_config};
 use crate::{cutover_binary, Backend, Haproxy};
 
-/// Time the agent gets to open its socket.
-pub const AGENT_START: Duration = Duration::from_secs(15);
+pub use self::process::{Agent, AGENT_START};
 
 /// Options of a [`Setup`].
 #[derive(Debug, Clone)]
@@ -82,13 +84,6 @@ pub struct Setup {
     pub config: PathBuf,
     pub options: SetupOptions,
     agent: Option<Agent>,
-}
-
-/// A running `cutover agent`.
-pub struct Agent {
-    child: Child,
-    pub socket: PathBuf,
-    pub log: PathBuf,
 }
 
 impl Setup {
@@ -232,115 +227,6 @@ impl Setup {
         self.file("maps/routes.map")
     }
 
-    /// Starts the agent and waits until its socket answers.
-    pub fn start_agent(&mut self) -> &Agent {
-        self.start_agent_with_env(&[])
-    }
-
-    /// Starts the agent with extra environment variables (its log goes to `agent.log` in
-    /// the instance directory, appended to if the file exists) and waits until its socket
-    /// answers.
-    pub fn start_agent_with_env(&mut self, env: &[(&str, &str)]) -> &Agent {
-        self.spawn_agent_from(&cutover_binary(), env);
-        self.wait_agent_ready_within(AGENT_START)
-    }
-
-    /// Starts the agent from `binary` (e.g. another build profile) and waits up to `within`
-    /// until its socket answers (it opens once the start-up reconcile is done, which reads
-    /// every map back from HAProxy).
-    pub fn start_agent_with(&mut self, binary: &Path, within: Duration) -> &Agent {
-        self.spawn_agent_from(binary, &[]);
-        self.wait_agent_ready_within(within)
-    }
-
-    /// Starts the agent process without waiting for it.
-    pub fn spawn_agent(&mut self) {
-        self.spawn_agent_from(&cutover_binary(), &[]);
-    }
-
-    fn spawn_agent_from(&mut self, binary: &Path, env: &[(&str, &str)]) {
-        assert!(self.agent.is_none(), "agent already running");
-        let log = self.file("agent.log");
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("agent log");
-        let child = Command::new(binary)
-            .args([
-                "--config".as_ref(),
-                self.config.as_os_str(),
-                "agent".as_ref(),
-            ])
-            .env("CUTOVER_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log fd"))
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn cutover agent");
-        let socket = self.file("cutover.sock");
-        self.agent = Some(Agent { child, socket, log });
-    }
-
-    /// Waits until the spawned agent's socket answers (a stale socket file left by a killed
-    /// agent refuses connections until the new one has bound it).
-    pub fn wait_agent_ready(&mut self) -> &Agent {
-        self.wait_agent_ready_within(AGENT_START)
-    }
-
-    fn wait_agent_ready_within(&mut self, within: Duration) -> &Agent {
-        let started = Instant::now();
-        let agent = self.agent.as_mut().expect("agent spawned");
-        while UnixStream::connect(&agent.socket).is_err() {
-            let exited = agent.child.try_wait().ok().flatten();
-            assert!(
-                exited.is_none() && started.elapsed() < within,
-                "agent socket did not answer within {within:?} (exited: {exited:?}); log:\n{}",
-                agent.log()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        self.agent.as_ref().expect("just set")
-    }
-
-    pub fn agent(&self) -> &Agent {
-        self.agent.as_ref().expect("agent started")
-    }
-
-    /// Stops the agent with SIGTERM and waits for it; returns its exit status code.
-    pub fn stop_agent(&mut self) -> Option<i32> {
-        let mut agent = self.agent.take()?;
-        agent.signal(Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = agent.child.try_wait().expect("wait agent") {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = agent.child.kill();
-                let _ = agent.child.wait();
-                panic!("agent did not stop within 10 s after SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Kills the agent with SIGKILL (a crash: no cleanup at all) and reaps it.
-    pub fn kill_agent(&mut self) {
-        if let Some(mut agent) = self.agent.take() {
-            agent.signal(Signal::SIGKILL);
-            let _ = agent.child.wait();
-        }
-    }
-
-    /// Whether the agent process is still running (it has not exited).
-    pub fn agent_running(&mut self) -> bool {
-        self.agent
-            .as_mut()
-            .is_some_and(|a| a.child.try_wait().ok().flatten().is_none())
-    }
-
     /// Runs the CLI with this setup's config.
     pub fn cli(&self, args: &[&str]) -> Output {
         cutover(&self.config, args)
@@ -354,97 +240,6 @@ impl Setup {
         let v = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("cutover {args:?}: not JSON ({e}): {}", text(&out)));
         (out.status.code().unwrap_or(-1), v)
-    }
-
-    /// The saved state, as the agent would load it.
-    pub fn saved_state(&self) -> Result<cutover::state::State, String> {
-        let path = self.file("state/state.json");
-        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            format!(
-                "state.json does not load ({e}): {:?}",
-                String::from_utf8_lossy(&bytes)
-            )
-        })
-    }
-
-    /// The managed maps of the HAProxy setup, by name: `maps/<name>.map`.
-    pub const MAPS: [&'static str; 5] = ["routes", "services", "idle", "canary", "preview"];
-
-    /// `Ok(saved state)` when, for every managed map, HAProxy's runtime (read on the admin
-    /// socket, not through the agent) equals the file on disk, the services and idle maps
-    /// name the backends of each service's live and other colour in the saved state, and
-    /// exactly the servers of the colours the state says are drained are in drain; else
-    /// what differs.
-    pub fn consistency(&self) -> Result<cutover::state::State, String> {
-        use cutover::mapfile::MapSyntax;
-        let state = self.saved_state()?;
-        let mut files = std::collections::BTreeMap::new();
-        for name in Self::MAPS {
-            let path = self.file(&format!("maps/{name}.map"));
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("{name}.map: {e}"))?;
-            let file = MapSyntax::Haproxy
-                .parse(&text)
-                .map_err(|e| format!("{name}.map: {e}"))?;
-            let runtime = self.haproxy().runtime_map(&path)?;
-            if runtime != file {
-                return Err(format!("{name}.map: runtime {runtime:?}, file {file:?}"));
-            }
-            files.insert(name, file);
-        }
-        for (name, s) in &state.services {
-            // Server drains are runtime state: HAProxy's must be those the state names.
-            for colour in cutover::state::Colour::ALL {
-                let backend = format!("{name}_{colour}");
-                let reply = crate::haproxy::unix_command(
-                    &self.haproxy().paths().admin_socket,
-                    &format!("show servers state {backend}"),
-                    Duration::from_secs(5),
-                )
-                .map_err(|e| e.to_string())?;
-                let rows = cutover::proxy::haproxy::reply::parse_servers_state(&reply)
-                    .map_err(|e| e.to_string())?;
-                let want = s.drained.contains(&colour);
-                if let Some(r) = rows.iter().find(|r| r.is_drain() != want) {
-                    return Err(format!(
-                        "server {backend}/{} drained: {}, the saved state says {want}",
-                        r.server,
-                        r.is_drain()
-                    ));
-                }
-            }
-            let want = [
-                ("services", format!("{name}_{}", s.live)),
-                ("idle", format!("{name}_{}", s.live.other())),
-            ];
-            for (map, backend) in want {
-                if files[map].get(name) != Some(&backend) {
-                    return Err(format!(
-                        "{map}.map names {:?} for {name}, the saved state says {backend}",
-                        files[map].get(name)
-                    ));
-                }
-            }
-        }
-        Ok(state)
-    }
-
-    /// Polls [`Setup::consistency`] until it holds, at most `within`; the last difference
-    /// (with the agent's log) when it does not.
-    pub fn wait_consistent(&self, within: Duration) -> Result<cutover::state::State, String> {
-        let deadline = Instant::now() + within;
-        loop {
-            match self.consistency() {
-                Ok(state) => return Ok(state),
-                Err(e) if Instant::now() >= deadline => {
-                    let log = self.agent.as_ref().map(Agent::log).unwrap_or_default();
-                    return Err(format!(
-                        "not consistent within {within:?}: {e}\nagent log:\n{log}"
-                    ));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(10)),
-            }
-        }
     }
 
     /// The value of one metric series (`name{labels}`, labels as the agent writes them) from
@@ -508,82 +303,6 @@ impl Setup {
     pub fn reconfigure_offline(&self, edit: impl FnOnce(String) -> String) {
         let old = std::fs::read_to_string(&self.config).expect("read config");
         std::fs::write(&self.config, edit(old)).expect("write config");
-    }
-
-    /// The HAProxy master's reload counter, read from `show proc` (retried while the master
-    /// re-executes itself).
-    pub fn reloads(&self) -> u64 {
-        let mut last = String::new();
-        for _ in 0..100 {
-            match crate::haproxy::unix_command(
-                &self.haproxy().paths().master_socket,
-                "show proc",
-                Duration::from_secs(5),
-            ) {
-                Ok(reply) => match cutover::proxy::haproxy::reply::parse_show_proc(&reply) {
-                    Ok(table) => return table.reloads,
-                    Err(e) => last = e.to_string(),
-                },
-                Err(e) => last = e.to_string(),
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("cannot read show proc: {last}");
-    }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        if let Some(mut a) = self.agent.take() {
-            let _ = a.child.kill();
-            let _ = a.child.wait();
-        }
-    }
-}
-
-impl Agent {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn signal(&self, signal: Signal) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), signal);
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the agent's log contains `needle`, at most `within`.
-    pub fn wait_for_log(&self, needle: &str, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if self.log().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        false
-    }
-
-    /// Sends one JSON request line on a new connection and returns the parsed reply.
-    pub fn request(&self, request: &serde_json::Value) -> serde_json::Value {
-        let line = self.raw(format!("{request}\n").as_bytes());
-        serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("reply to {request} is not JSON ({e}): {line:?}"))
-    }
-
-    /// Sends raw bytes as one request on a new connection and returns the first reply
-    /// line ("" when the agent closed without answering).
-    pub fn raw(&self, bytes: &[u8]) -> String {
-        let mut s = UnixStream::connect(&self.socket).expect("connect agent socket");
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        // A refused oversized request may be cut off while we still write: that is fine.
-        let _ = s.write_all(bytes);
-        let mut line = String::new();
-        let _ = BufReader::new(s).read_line(&mut line);
-        line
     }
 }
 
