@@ -3,23 +3,21 @@
 //!
 //! HAProxy runs as a child of the test process (`haproxy -W -S <dir>/master.sock -f
 //! <dir>/haproxy.cfg -p <dir>/haproxy.pid`, no `-D`): the master stays in the foreground,
-//! keeps its PID across reloads (it re-executes itself), and is stopped by PID and reaped
-//! through [`ProxyProcess`].
+//! keeps its PID across reloads (it re-executes itself), and is started, waited for and
+//! stopped by PID like every proxy, as an [`Instance`] of [`HaproxyKind`].
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 use cutover::proxy::haproxy::admin::AdminClient;
 use cutover::proxy::haproxy::master::MasterClient;
-use nix::sys::signal::Signal;
-use tempfile::TempDir;
 
-use crate::process::{instance_dir, write_config, ProxyProcess, STOP_GRACE};
+use crate::instance::{Instance, ProxyKind};
 
 /// How long [`Haproxy::start`] waits for both sockets to answer: 10 seconds.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -138,176 +136,116 @@ backend {GREEN_BACKEND}
     )
 }
 
-/// A running HAProxy master with its workers. Stops on drop.
-pub struct Haproxy {
-    binary: PathBuf,
-    paths: HaproxyPaths,
-    process: ProxyProcess,
-    // Last field: dropped after the process is stopped.
-    _dir: TempDir,
-}
+/// HAProxy as an [`Instance`] runs it.
+pub struct HaproxyKind;
 
-impl Haproxy {
-    /// Starts `binary` with the config returned by `config` (given the instance paths), and
-    /// waits up to [`STARTUP_TIMEOUT`] until the admin socket and the master CLI both
-    /// answer. Panics with HAProxy's output when it does not come up.
-    pub fn start(binary: &Path, config: impl FnOnce(&HaproxyPaths) -> String) -> Haproxy {
-        Haproxy::try_start(binary, config).unwrap_or_else(|e| panic!("{e}"))
+impl ProxyKind for HaproxyKind {
+    const NAME: &'static str = "haproxy";
+    const STARTUP_TIMEOUT: Duration = STARTUP_TIMEOUT;
+    const READY_EVERY: Duration = Duration::from_millis(20);
+    type Paths = HaproxyPaths;
+
+    fn paths(dir: &Path) -> HaproxyPaths {
+        HaproxyPaths::new(dir)
     }
 
-    /// [`Haproxy::start`] with [`minimal_config`].
-    pub fn start_minimal(binary: &Path, blue: SocketAddr, green: SocketAddr) -> Haproxy {
-        Haproxy::start(binary, |paths| minimal_config(paths, blue, green))
+    fn dir(paths: &HaproxyPaths) -> &Path {
+        &paths.dir
     }
 
-    /// Like [`Haproxy::start`], but returns a description (with HAProxy's output) instead of
-    /// panicking, e.g. for tests of configs HAProxy must refuse.
-    pub fn try_start(
-        binary: &Path,
-        config: impl FnOnce(&HaproxyPaths) -> String,
-    ) -> Result<Haproxy, String> {
-        let dir = instance_dir("haproxy")?;
-        let paths = HaproxyPaths::new(dir.path());
-        write_config("haproxy", &paths.config, &config(&paths))?;
-        let process = spawn(binary, &paths)?;
-        let haproxy = Haproxy {
-            binary: binary.to_owned(),
-            paths,
-            process,
-            _dir: dir,
-        };
-        haproxy.wait_ready()?;
-        Ok(haproxy)
+    fn config(paths: &HaproxyPaths) -> &Path {
+        &paths.config
     }
 
-    /// Kills HAProxy at once, master and workers (SIGKILL to the group, as in a crash), and
-    /// reaps it. The files stay; [`Haproxy::restart`] starts it again from them.
-    pub fn kill(&mut self) {
-        self.process
-            .kill()
-            .unwrap_or_else(|e| panic!("haproxy: kill {}: {e}", self.master_pid()));
+    fn output(paths: &HaproxyPaths) -> &Path {
+        &paths.log_file
     }
 
-    /// Starts HAProxy again in the same directory from the files as they are now (killing
-    /// the running one first, if any), and waits until both sockets answer. The new master
-    /// has a new PID.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.process = spawn(&self.binary, &self.paths).unwrap_or_else(|e| panic!("{e}"));
-        self.wait_ready().unwrap_or_else(|e| panic!("{e}"));
+    fn frontend(paths: &HaproxyPaths) -> SocketAddr {
+        paths.frontend
     }
 
-    /// Stops (SIGSTOP) or resumes (SIGCONT) master and workers: a frozen HAProxy accepts
-    /// connections into its backlog and answers nothing.
-    pub fn freeze(&self, frozen: bool) {
-        let signal = if frozen {
-            Signal::SIGSTOP
-        } else {
-            Signal::SIGCONT
-        };
-        self.process
-            .signal_group(signal)
-            .unwrap_or_else(|e| panic!("haproxy: {signal} to the group: {e}"));
+    /// `haproxy -W -S <master.sock> -f <haproxy.cfg> -p <haproxy.pid>`.
+    fn command(binary: &Path, paths: &HaproxyPaths) -> Command {
+        let mut command = Command::new(binary);
+        command
+            .arg("-W")
+            .arg("-S")
+            .arg(&paths.master_socket)
+            .arg("-f")
+            .arg(&paths.config)
+            .arg("-p")
+            .arg(&paths.pid_file);
+        command
     }
 
-    fn wait_ready(&self) -> Result<(), String> {
-        let what = format!(
+    fn awaited(paths: &HaproxyPaths) -> String {
+        format!(
             "answer on {} and {}",
-            self.paths.admin_socket.display(),
-            self.paths.master_socket.display()
-        );
-        self.process
-            .wait_ready(STARTUP_TIMEOUT, Duration::from_millis(20), &what, || {
-                self.sockets_answer()
-            })?;
-        let pid_file = std::fs::read_to_string(&self.paths.pid_file).unwrap_or_default();
-        if pid_file.trim() != self.master_pid().to_string() {
+            paths.admin_socket.display(),
+            paths.master_socket.display()
+        )
+    }
+
+    /// True when the admin socket answers `show info` and the master lists a worker.
+    fn ready(paths: &HaproxyPaths, _master_pid: u32) -> bool {
+        let admin = unix_command(&paths.admin_socket, "show info", Duration::from_secs(1));
+        let master = unix_command(&paths.master_socket, "show proc", Duration::from_secs(1));
+        matches!((admin, master), (Ok(a), Ok(m)) if a.contains("Pid:") && m.contains("worker"))
+    }
+
+    fn check_started(paths: &HaproxyPaths, master_pid: u32) -> Result<(), String> {
+        let pid_file = std::fs::read_to_string(&paths.pid_file).unwrap_or_default();
+        if pid_file.trim() != master_pid.to_string() {
             return Err(format!(
-                "haproxy pid file says {:?}, the master is {}",
+                "haproxy pid file says {:?}, the master is {master_pid}",
                 pid_file.trim(),
-                self.master_pid()
             ));
         }
         Ok(())
     }
 
-    /// True when the admin socket answers `show info` and the master lists a worker.
-    fn sockets_answer(&self) -> bool {
-        let admin = unix_command(
-            &self.paths.admin_socket,
-            "show info",
-            Duration::from_secs(1),
-        );
-        let master = unix_command(
-            &self.paths.master_socket,
-            "show proc",
-            Duration::from_secs(1),
-        );
-        matches!((admin, master), (Ok(a), Ok(m)) if a.contains("Pid:") && m.contains("worker"))
+    /// HAProxy's master exits 0 on SIGTERM, or 128+15 once its workers were terminated.
+    fn clean_exit(status: ExitStatus) -> bool {
+        status.success() || status.code() == Some(143)
     }
+}
 
-    /// The instance's files and frontend address.
-    pub fn paths(&self) -> &HaproxyPaths {
-        &self.paths
-    }
+/// A running HAProxy master with its workers. Stops on drop.
+pub type Haproxy = Instance<HaproxyKind>;
 
-    /// The address of the main frontend (`paths().frontend`).
-    pub fn frontend(&self) -> SocketAddr {
-        self.paths.frontend
-    }
-
-    /// The HAProxy binary that was started.
-    pub fn binary(&self) -> &Path {
-        &self.binary
-    }
-
-    /// PID of the master process (constant across reloads).
-    pub fn master_pid(&self) -> u32 {
-        self.process.pid()
-    }
-
-    /// True while the master runs.
-    pub fn is_running(&self) -> bool {
-        self.process.is_running()
-    }
-
-    /// Sends a signal to the master, e.g. `SIGUSR2` for a reload nobody asked cutover for.
-    pub fn signal(&self, signal: Signal) {
-        self.process
-            .signal(signal)
-            .unwrap_or_else(|e| panic!("haproxy: signal {signal} to {}: {e}", self.master_pid()));
-    }
-
-    /// Everything HAProxy printed so far.
-    pub fn log(&self) -> String {
-        self.process.log()
+/// What only HAProxy has: its sockets, and its config file rewritten in place.
+impl Instance<HaproxyKind> {
+    /// [`Haproxy::start`] with [`minimal_config`].
+    pub fn start_minimal(binary: &Path, blue: SocketAddr, green: SocketAddr) -> Haproxy {
+        Haproxy::start(binary, |paths| minimal_config(paths, blue, green))
     }
 
     /// Replaces the config file (read by the next reload); HAProxy is not told.
     pub fn write_config(&self, text: &str) {
-        std::fs::write(&self.paths.config, text)
-            .unwrap_or_else(|e| panic!("write {}: {e}", self.paths.config.display()));
+        let config = &self.paths().config;
+        std::fs::write(config, text).unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
     }
 
     /// The current config text.
     pub fn config_text(&self) -> String {
-        std::fs::read_to_string(&self.paths.config).unwrap_or_default()
+        std::fs::read_to_string(&self.paths().config).unwrap_or_default()
     }
 
     /// A cutover admin-socket client for this instance.
     pub fn admin(&self) -> AdminClient {
-        AdminClient::new(&self.paths.admin_socket)
+        AdminClient::new(&self.paths().admin_socket)
     }
 
     /// A cutover master-CLI client for this instance.
     pub fn master(&self) -> MasterClient {
-        MasterClient::new(&self.paths.master_socket)
+        MasterClient::new(&self.paths().master_socket)
     }
 
     /// One admin-socket command through a plain blocking socket (independent of the client
     /// under test); panics on I/O errors.
     pub fn admin_command(&self, command: &str) -> String {
-        unix_command(&self.paths.admin_socket, command, Duration::from_secs(5))
+        unix_command(&self.paths().admin_socket, command, Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("admin socket `{command}`: {e}"))
     }
 
@@ -316,7 +254,7 @@ impl Haproxy {
     /// when the socket does not answer or HAProxy refuses.
     pub fn runtime_map(&self, path: &Path) -> Result<BTreeMap<String, String>, String> {
         let reply = unix_command(
-            &self.paths.admin_socket,
+            &self.paths().admin_socket,
             &format!("show map {}", path.display()),
             Duration::from_secs(5),
         )
@@ -332,41 +270,9 @@ impl Haproxy {
 
     /// One master-CLI command through a plain blocking socket; panics on I/O errors.
     pub fn master_command(&self, command: &str) -> String {
-        unix_command(&self.paths.master_socket, command, Duration::from_secs(5))
+        unix_command(&self.paths().master_socket, command, Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("master socket `{command}`: {e}"))
     }
-
-    /// Stops HAProxy (SIGTERM, SIGKILL after [`STOP_GRACE`]) and reaps it. Dropping does the
-    /// same; this form reports an abnormal exit.
-    pub fn stop(mut self) {
-        let status = self
-            .process
-            .stop(STOP_GRACE)
-            .unwrap_or_else(|e| panic!("haproxy: wait for pid {}: {e}", self.master_pid()));
-        // HAProxy's master exits 0 on SIGTERM, or 128+15 once its workers were terminated.
-        if !status.success() && status.code() != Some(143) {
-            eprintln!(
-                "haproxy exited with {status}; output:\n{}",
-                self.process.log()
-            );
-        }
-    }
-}
-
-/// `haproxy -W -S <master.sock> -f <haproxy.cfg> -p <haproxy.pid>` in the instance directory.
-fn spawn(binary: &Path, paths: &HaproxyPaths) -> Result<ProxyProcess, String> {
-    let mut command = Command::new(binary);
-    command
-        .arg("-W")
-        .arg("-S")
-        .arg(&paths.master_socket)
-        .arg("-f")
-        .arg(&paths.config)
-        .arg("-p")
-        .arg(&paths.pid_file)
-        .current_dir(&paths.dir);
-    ProxyProcess::spawn("haproxy", command, &paths.log_file)
-        .map_err(|e| format!("haproxy: spawn {}: {e}", binary.display()))
 }
 
 /// Sends `command` on a unix socket (write, half-close, read to EOF), blocking, each step

@@ -6,16 +6,17 @@
 //! - A test that needs a proxy starts with `let haproxy = require_proxy!("haproxy");`: it
 //!   skips (returns) when the proxy is missing, and fails instead when
 //!   `CUTOVER_REQUIRE_PROXIES=1` (CI sets it).
-//! - Everything a test starts stops when dropped ([`Backend`], [`Haproxy`]), so a failing
-//!   assertion leaves no process behind.
+//! - Everything a test starts stops when dropped ([`Backend`], [`Haproxy`], [`Nginx`]), so
+//!   a failing assertion leaves no process behind.
 //! - Ports come from [`free_port`] only, so concurrent tests in one process never share one.
 //!
 //! Layout: [`proxies`] (finding binaries), [`ports`], [`process`] (a proxy master run as a
-//! child, stopped by PID), [`haproxy`] and [`nginx`] (one harness per proxy, both built on
-//! [`ProxyProcess`]), [`backend`], [`http`], [`agent`] (a whole cutover setup with the
-//! agent running as a process, over either proxy), [`scenarios`] (what the safety tests of both
-//! proxies run alike) and [`host`] (host-level faults and
-//! measures: a small tmpfs, running as another user, a process's fds and memory).
+//! child, stopped by PID), [`instance`] (one lifecycle for every proxy: start, wait until
+//! ready, logs on failure, stop), [`haproxy`] and [`nginx`] (what differs per proxy, and
+//! what only one of them has), [`backend`], [`http`], [`agent`] (a whole cutover setup with
+//! the agent running as a process, over either proxy), [`scenarios`] (what the tests of both
+//! proxies run alike) and [`host`] (host-level faults and measures: a small tmpfs, running
+//! as another user, a process's fds and memory).
 
 pub mod agent;
 pub mod backend;
@@ -23,6 +24,7 @@ pub mod cluster;
 pub mod haproxy;
 pub mod host;
 pub mod http;
+pub mod instance;
 pub mod nginx;
 pub mod ports;
 pub mod process;
@@ -37,6 +39,7 @@ use std::sync::OnceLock;
 pub use backend::Backend;
 pub use haproxy::{Haproxy, HaproxyPaths};
 pub use http::{get, KeepAliveClient, Response};
+pub use instance::{Instance, ProxyKind};
 pub use nginx::{Nginx, NginxPaths};
 pub use ports::{free_addr, free_port};
 pub use process::{wait_until, ProxyProcess};

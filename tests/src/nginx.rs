@@ -5,8 +5,9 @@
 //! <dir>/nginx.conf -g 'daemon off; master_process on;'`. The master stays in the
 //! foreground, keeps its PID across reloads (`SIGHUP` starts new workers under it), writes
 //! its PID to `<dir>/nginx.pid` (configs must say `pid` there, see
-//! [`NginxPaths::main_section`]), and is stopped by PID and reaped through
-//! [`ProxyProcess`]. Configs must not set `daemon` or `master_process` (given with `-g`).
+//! [`NginxPaths::main_section`]), and is started, waited for and stopped by PID like every
+//! proxy, as an [`Instance`] of [`NginxKind`]. Configs must not set `daemon` or
+//! `master_process` (given with `-g`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,9 +16,8 @@ use std::time::{Duration, Instant};
 
 use cutover::proxy::nginx::procs;
 use nix::sys::signal::Signal;
-use tempfile::TempDir;
 
-use crate::process::{instance_dir, write_config, ProxyProcess, STOP_GRACE};
+use crate::instance::{Instance, ProxyKind};
 
 /// How long [`Nginx::start`] waits for the pid file and a worker: 10 seconds.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -110,37 +110,38 @@ http {{
     )
 }
 
-/// A running Nginx master with its workers. Stops on drop.
-pub struct Nginx {
-    binary: PathBuf,
-    paths: NginxPaths,
-    process: ProxyProcess,
-    // Last field: dropped after the process is stopped.
-    _dir: TempDir,
-}
+/// Nginx as an [`Instance`] runs it.
+pub struct NginxKind;
 
-impl Nginx {
-    /// Starts `binary` with the config returned by `config` (given the instance paths) and
-    /// waits up to [`STARTUP_TIMEOUT`] for the pid file to name the master and a worker to
-    /// run. Panics with Nginx's output when it does not come up.
-    pub fn start(binary: &Path, config: impl FnOnce(&NginxPaths) -> String) -> Nginx {
-        Nginx::try_start(binary, config).unwrap_or_else(|e| panic!("{e}"))
+impl ProxyKind for NginxKind {
+    const NAME: &'static str = "nginx";
+    const STARTUP_TIMEOUT: Duration = STARTUP_TIMEOUT;
+    const READY_EVERY: Duration = Duration::from_millis(10);
+    type Paths = NginxPaths;
+
+    fn paths(dir: &Path) -> NginxPaths {
+        NginxPaths::new(dir)
     }
 
-    /// [`Nginx::start`] with [`minimal_config`].
-    pub fn start_minimal(binary: &Path, blue: SocketAddr, green: SocketAddr) -> Nginx {
-        Nginx::start(binary, |paths| minimal_config(paths, blue, green))
+    fn dir(paths: &NginxPaths) -> &Path {
+        &paths.dir
     }
 
-    /// Like [`Nginx::start`], but returns a description (with Nginx's output) instead of
-    /// panicking.
-    pub fn try_start(
-        binary: &Path,
-        config: impl FnOnce(&NginxPaths) -> String,
-    ) -> Result<Nginx, String> {
-        let dir = instance_dir("nginx")?;
-        let paths = NginxPaths::new(dir.path());
-        write_config("nginx", &paths.config, &config(&paths))?;
+    fn config(paths: &NginxPaths) -> &Path {
+        &paths.config
+    }
+
+    fn output(paths: &NginxPaths) -> &Path {
+        &paths.output
+    }
+
+    fn frontend(paths: &NginxPaths) -> SocketAddr {
+        paths.frontend
+    }
+
+    /// `nginx -p <dir> -e <dir>/error.log -c <dir>/nginx.conf -g 'daemon off;
+    /// master_process on;'`.
+    fn command(binary: &Path, paths: &NginxPaths) -> Command {
         let mut command = Command::new(binary);
         command
             .arg("-p")
@@ -149,67 +150,37 @@ impl Nginx {
             .arg(&paths.error_log)
             .arg("-c")
             .arg(&paths.config)
-            .args(["-g", "daemon off; master_process on;"])
-            .current_dir(&paths.dir);
-        let process = ProxyProcess::spawn("nginx", command, &paths.output)
-            .map_err(|e| format!("nginx: spawn {}: {e}", binary.display()))?;
-        let nginx = Nginx {
-            binary: binary.to_owned(),
-            paths,
-            process,
-            _dir: dir,
-        };
-        nginx.wait_ready()?;
-        Ok(nginx)
+            .args(["-g", "daemon off; master_process on;"]);
+        command
     }
 
-    fn wait_ready(&self) -> Result<(), String> {
-        let what = format!("write {} and start a worker", self.paths.pid_file.display());
-        self.process
-            .wait_ready(STARTUP_TIMEOUT, Duration::from_millis(10), &what, || {
-                procs::master(&self.paths.pid_file) == Ok(self.master_pid())
-                    && !self.workers().is_empty()
-            })
-            .map_err(|e| format!("{e}\nerror log:\n{}", self.error_log()))
+    fn awaited(paths: &NginxPaths) -> String {
+        format!("write {} and start a worker", paths.pid_file.display())
     }
 
-    /// The instance's files and frontend address.
-    pub fn paths(&self) -> &NginxPaths {
-        &self.paths
+    /// True when the pid file names the master and a worker accepts.
+    fn ready(paths: &NginxPaths, master_pid: u32) -> bool {
+        procs::master(&paths.pid_file).ok() == Some(master_pid) && !workers(master_pid).is_empty()
     }
 
-    /// The address of the main listener (`paths().frontend`).
-    pub fn frontend(&self) -> SocketAddr {
-        self.paths.frontend
+    fn more_logs(paths: &NginxPaths) -> String {
+        format!("\nerror log:\n{}", error_log(paths))
     }
+}
 
-    /// The Nginx binary that was started.
-    pub fn binary(&self) -> &Path {
-        &self.binary
-    }
+/// A running Nginx master with its workers. Stops on drop.
+pub type Nginx = Instance<NginxKind>;
 
-    /// PID of the master process (constant across reloads).
-    pub fn master_pid(&self) -> u32 {
-        self.process.pid()
-    }
-
-    /// True while the master runs.
-    pub fn is_running(&self) -> bool {
-        self.process.is_running()
+/// What only Nginx has: workers that a reload replaces, and its error log.
+impl Instance<NginxKind> {
+    /// [`Nginx::start`] with [`minimal_config`].
+    pub fn start_minimal(binary: &Path, blue: SocketAddr, green: SocketAddr) -> Nginx {
+        Nginx::start(binary, |paths| minimal_config(paths, blue, green))
     }
 
     /// Workers that accept connections (not those of a previous config finishing).
     pub fn workers(&self) -> Vec<u32> {
-        procs::snapshot(self.master_pid())
-            .map(|c| c.workers.into_iter().collect())
-            .unwrap_or_default()
-    }
-
-    /// Sends a signal to the master, e.g. `SIGHUP` for a reload nobody asked cutover for.
-    pub fn signal(&self, signal: Signal) {
-        self.process
-            .signal(signal)
-            .unwrap_or_else(|e| panic!("nginx: signal {signal} to {}: {e}", self.master_pid()));
+        workers(self.master_pid())
     }
 
     /// Sends `SIGHUP` and waits (up to `within`) until the accepting workers are all new;
@@ -228,14 +199,9 @@ impl Nginx {
         false
     }
 
-    /// Everything the master printed on stdout/stderr so far.
-    pub fn log(&self) -> String {
-        self.process.log()
-    }
-
     /// The error log so far.
     pub fn error_log(&self) -> String {
-        std::fs::read_to_string(&self.paths.error_log).unwrap_or_default()
+        error_log(self.paths())
     }
 
     /// Reloads the master has logged receiving (`SIGHUP`, whether or not it took).
@@ -245,21 +211,17 @@ impl Nginx {
             .filter(|l| l.contains("signal 1 (SIGHUP) received"))
             .count()
     }
+}
 
-    /// Stops Nginx (SIGTERM, SIGKILL after [`STOP_GRACE`]) and reaps it. Dropping does the
-    /// same; this form reports an abnormal exit.
-    pub fn stop(mut self) {
-        let status = self
-            .process
-            .stop(STOP_GRACE)
-            .unwrap_or_else(|e| panic!("nginx: wait for pid {}: {e}", self.master_pid()));
-        if !status.success() {
-            eprintln!(
-                "nginx exited with {status}; output:\n{}",
-                self.process.log()
-            );
-        }
-    }
+/// The accepting workers of `master`.
+fn workers(master: u32) -> Vec<u32> {
+    procs::snapshot(master)
+        .map(|c| c.workers.into_iter().collect())
+        .unwrap_or_default()
+}
+
+fn error_log(paths: &NginxPaths) -> String {
+    std::fs::read_to_string(&paths.error_log).unwrap_or_default()
 }
 
 #[cfg(test)]

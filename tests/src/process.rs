@@ -1,6 +1,6 @@
 //! `ProxyProcess`: a proxy master run as a child of the test process, stopped by PID and
-//! reaped. Shared by the HAProxy harness and any other proxy harness (e.g. Nginx run with
-//! `daemon off;`, whose master also stays in the foreground).
+//! reaped; [`crate::instance::Instance`] runs every proxy (HAProxy in master-worker mode,
+//! Nginx with `daemon off;`: both masters stay in the foreground) through it.
 //!
 //! The child gets its own process group, so that the proxy's workers can be killed with it
 //! if the master has to be killed hard, and so that a Ctrl-C on the test run does not reach

@@ -1,7 +1,9 @@
-//! Scenarios that the safety tests of both proxies run the same way against a started
-//! [`Setup`]: a switch refused by the health gate, a failing colour rolled back by the
-//! watch (timed from the first failing request), and clients that keep their colour
-//! through a sticky canary.
+//! Scenarios that the tests of both proxies run the same way against a started [`Setup`].
+//! Here, those of the safety tests: a switch refused by the health gate, a failing colour
+//! rolled back by the watch (timed from the first failing request), and clients that keep
+//! their colour through a sticky canary. In [`agent`], those of the agent tests.
+
+pub mod agent;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -1,12 +1,14 @@
 //! The agent end to end against real Nginx 1.22: switches seen by real requests, a
 //! template Nginx refuses, a reload that passes `nginx -t` but fails in the master, a
 //! 100k-route service, a burst of switches coalesced into few reloads, and drift repair.
+//! What both proxies do alike is written once in [`cutover_tests::scenarios::agent`].
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use cutover_tests::agent::{text, Setup, SetupOptions};
+use cutover_tests::scenarios::agent as scenario;
 
 const HOST: &str = "www.example.test";
 
@@ -17,55 +19,14 @@ fn setup(options: SetupOptions) -> Option<Setup> {
     Some(s)
 }
 
-/// Bytes of every file Nginx reads, to prove a refusal changed nothing.
-fn live_files(s: &Setup) -> Vec<(String, Vec<u8>)> {
-    ["nginx.conf", "maps/routes.map", "maps/services.map"]
-        .iter()
-        .map(|f| {
-            (
-                f.to_string(),
-                std::fs::read(s.file(f)).expect("read live file"),
-            )
-        })
-        .collect()
-}
-
-fn staged_leftovers(s: &Setup) -> Vec<String> {
-    let mut out = Vec::new();
-    for dir in [s.dir().to_owned(), s.file("maps")] {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let name = e.unwrap().file_name().to_string_lossy().into_owned();
-            if name.contains("cutover-staged") {
-                out.push(name);
-            }
-        }
-    }
-    out
-}
-
 /// Options whose template override dir holds the shipped nginx.conf with `extra` inside
 /// the main `server` block while web is green; the directory lives as long as the guard.
 fn green_only(extra: &str) -> (SetupOptions, tempfile::TempDir) {
-    let overrides = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(overrides.path().join("nginx")).unwrap();
-    let shipped =
-        std::fs::read_to_string(cutover_tests::workspace_root().join("templates/nginx/nginx.conf"))
-            .unwrap();
-    let anchor = "        listen {{ vars.listen }};\n";
-    assert!(shipped.contains(anchor));
-    let broken = shipped.replace(
-        anchor,
-        &format!("{anchor}{{% if services.web.live == \"green\" %}}        {extra}\n{{% endif %}}"),
-    );
-    std::fs::write(overrides.path().join("nginx/nginx.conf"), broken).unwrap();
-    let options = SetupOptions {
-        templates_extra: format!(
-            "override_dir = {:?}",
-            overrides.path().display().to_string()
-        ),
-        ..SetupOptions::default()
-    };
-    (options, overrides)
+    scenario::green_only(
+        "nginx/nginx.conf",
+        "        listen {{ vars.listen }};\n",
+        &format!("        {extra}"),
+    )
 }
 
 #[test]
@@ -73,18 +34,12 @@ fn switch_and_rollback_change_what_requests_get() {
     let Some(s) = setup(SetupOptions::default()) else {
         return;
     };
-    assert_eq!(s.get(HOST), (200, "blue".into()));
     let out = s.cli(&["check"]);
     assert!(out.status.success(), "{}", text(&out));
 
-    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
-    assert_eq!(code, 0, "{reply}");
     // The answer comes once no worker of the previous config accepts: every new
     // connection from now on is green.
-    for _ in 0..20 {
-        assert_eq!(s.get(HOST), (200, "green".into()));
-    }
-    assert_eq!(s.get("example.test"), (200, "green".into()));
+    let reply = scenario::switch_to_green(&s, HOST);
     let reload = &reply["data"]["reload"];
     let serving = reload["serving_ms"].as_f64().expect("serving time");
     let stopped = reload["old_stopped_ms"].as_f64().expect("old workers time");
@@ -116,21 +71,14 @@ fn switch_and_rollback_change_what_requests_get() {
         "{conf}"
     );
 
-    let out = s.cli(&["rollback", "web"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(s.get(HOST), (200, "blue".into()));
+    scenario::roll_back_to_blue(&s, HOST);
     let conf = std::fs::read_to_string(s.file("nginx.conf")).unwrap();
     assert!(
         conf.contains(&format!("server {};", s.blue.addr())),
         "{conf}"
     );
 
-    let (_, status) = s.cli_json(&["status"]);
-    let web = &status["data"]["services"][0];
-    assert_eq!(
-        (web["live"].as_str(), web["previous"].as_str()),
-        (Some("blue"), Some("green"))
-    );
+    let (status, _) = scenario::status_and_history_after_rollback(&s);
     let epoch = &status["data"]["proxy"]["epoch"];
     assert_eq!(
         epoch["generation"], status["data"]["generation"],
@@ -158,61 +106,37 @@ fn switch_and_rollback_change_what_requests_get() {
     assert_eq!(code, 0, "{desired}");
     assert_eq!(desired["data"]["entries"]["web"], "web_blue");
 
-    let (_, history) = s.cli_json(&["history", "web"]);
-    // Requests over the socket; the agent journals its own work (`via: agent`) too.
-    let entries: Vec<_> = history["data"]["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["requester"]["via"] == "socket")
-        .collect();
-    assert_eq!(entries.len(), 2, "{history}");
-    assert_eq!(entries[1]["request"]["op"], "rollback");
-
-    let before = s.generation();
-    assert!(s.cli(&["switch", "web", "blue"]).status.success());
-    assert_eq!(
-        s.generation(),
-        before,
-        "switching to the live colour changes nothing"
-    );
+    scenario::switching_to_the_live_colour_changes_nothing(&s);
 }
 
 #[test]
 fn a_template_that_breaks_nginx_is_refused_with_its_words_and_nothing_changes() {
     let (options, _guard) = green_only("bogus_directive on;");
     let Some(s) = setup(options) else { return };
-    let files = live_files(&s);
-    let gen = s.generation();
     let workers = s.nginx().workers();
-
-    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
-    assert_eq!(code, 1, "{reply}");
-    assert_eq!(reply["data"]["step"], "validate");
-    let msg = reply["message"].as_str().unwrap();
-    assert!(
-        msg.contains("[emerg] unknown directive \"bogus_directive\""),
-        "{msg}"
+    scenario::a_template_the_proxy_refuses_changes_nothing(
+        &s,
+        HOST,
+        &["[emerg] unknown directive \"bogus_directive\""],
     );
-
-    assert_eq!(live_files(&s), files, "live files changed");
-    assert_eq!(s.generation(), gen);
     assert_eq!(s.nginx().workers(), workers, "nginx was reloaded");
     assert_eq!(s.nginx().reloads_logged(), 0);
-    assert_eq!(s.get(HOST), (200, "blue".into()));
-    assert!(
-        staged_leftovers(&s).is_empty(),
-        "{:?}",
-        staged_leftovers(&s)
-    );
-    let (_, history) = s.cli_json(&["history"]);
-    let last = history["data"]["entries"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert_eq!(last["result"], "error");
+}
+
+#[test]
+fn bad_requests_are_refused_clearly_and_change_nothing() {
+    let Some(s) = setup(SetupOptions::default()) else {
+        return;
+    };
+    scenario::bad_requests_are_refused_clearly_and_change_nothing(&s, HOST);
+}
+
+#[test]
+fn bad_config_is_refused_by_check_with_exit_64() {
+    let Some(s) = setup(SetupOptions::default()) else {
+        return;
+    };
+    scenario::bad_configs_are_refused_by_check_with_exit_64(&s, HOST);
 }
 
 #[test]
@@ -222,7 +146,7 @@ fn a_reload_the_master_refuses_is_reported_and_rolled_back() {
     let port = taken.local_addr().unwrap().port();
     let (options, _guard) = green_only(&format!("listen 127.0.0.1:{port};"));
     let Some(s) = setup(options) else { return };
-    let files = live_files(&s);
+    let files = scenario::live_files(&s);
     let gen = s.generation();
 
     let (code, reply) = s.cli_json(&["switch", "web", "green"]);
@@ -236,7 +160,11 @@ fn a_reload_the_master_refuses_is_reported_and_rolled_back() {
         )),
         "{msg}"
     );
-    assert_eq!(live_files(&s), files, "the previous files are back");
+    assert_eq!(
+        scenario::live_files(&s),
+        files,
+        "the previous files are back"
+    );
     assert_eq!(s.generation(), gen);
     assert_eq!(s.get(HOST), (200, "blue".into()));
     let (_, status) = s.cli_json(&["status"]);
@@ -294,24 +222,19 @@ fn a_100k_route_service_switches_without_hash_warnings() {
     }) else {
         return;
     };
-    s.load_generated_routes(HOST, 100_000);
-    assert!(
-        !s.agent().log().contains("could not build"),
-        "{}",
-        s.agent().log()
-    );
-    let map = std::fs::read_to_string(s.routes_map()).unwrap();
-    assert_eq!(
-        map.lines().filter(|l| l.ends_with(" web;")).count(),
-        100_001
-    );
-    assert_eq!(s.get("h99999.example.test"), (200, "blue".into()));
-
-    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
-    assert_eq!(code, 0, "{reply}");
+    let reply = scenario::a_100k_route_service_switches(&s, HOST, |s| {
+        assert!(
+            !s.agent().log().contains("could not build"),
+            "{}",
+            s.agent().log()
+        );
+        let map = std::fs::read_to_string(s.routes_map()).unwrap();
+        assert_eq!(
+            map.lines().filter(|l| l.ends_with(" web;")).count(),
+            100_001
+        );
+    });
     assert!(reply["data"].get("warnings").is_none(), "{reply}");
-    assert_eq!(s.get("h12345.example.test"), (200, "green".into()));
-    assert_eq!(s.get(HOST), (200, "green".into()));
     assert!(!s.nginx().error_log().contains("could not build"));
 }
 

@@ -86,7 +86,9 @@ impl FakeProxy {
             let entries = self
                 .syntax
                 .parse(&text)
-                .map_err(|e| ProxyError::ReloadFailed(e.to_string()))?;
+                .map_err(|e| ProxyError::ReloadRefused {
+                    source: Box::new(e),
+                })?;
             maps.insert(p.clone(), entries);
         }
         self.state().maps = maps;
@@ -129,13 +131,17 @@ impl Proxy for FakeProxy {
 
     async fn read_map(&self, path: &Path) -> Result<MapEntries, ProxyError> {
         if let Some(e) = &self.state().unreachable {
-            return Err(ProxyError::Runtime(e.clone()));
+            return Err(ProxyError::Unreachable {
+                source: e.clone().into(),
+            });
         }
         self.state()
             .maps
             .get(path)
             .cloned()
-            .ok_or_else(|| ProxyError::Runtime(format!("unknown map {}", path.display())))
+            .ok_or_else(|| ProxyError::MapNotLoaded {
+                source: format!("unknown map {}", path.display()).into(),
+            })
     }
 
     async fn backends(&self) -> Result<BTreeSet<String>, ProxyError> {
@@ -151,7 +157,9 @@ impl Proxy for FakeProxy {
         let mut s = self.state();
         s.calls.push(format!("update_map {}", path.display()));
         if let Some(e) = &s.fail_update {
-            return Err(ProxyError::Runtime(e.clone()));
+            return Err(ProxyError::Unreachable {
+                source: e.clone().into(),
+            });
         }
         let edits = MapDiff::between(from, to).len();
         s.maps.insert(path.to_owned(), to.clone());
@@ -167,7 +175,9 @@ impl Proxy for FakeProxy {
             let mut s = self.state();
             s.calls.push("reload".into());
             if let Some(e) = &s.fail_reload {
-                return Err(ProxyError::ReloadFailed(e.clone()));
+                return Err(ProxyError::ReloadRefused {
+                    source: e.clone().into(),
+                });
             }
             s.reloads += 1;
             s.served_generation = Some(generation);
@@ -185,7 +195,9 @@ impl Proxy for FakeProxy {
 
     async fn epoch(&self) -> Result<Epoch, ProxyError> {
         if let Some(e) = &self.state().unreachable {
-            return Err(ProxyError::Runtime(e.clone()));
+            return Err(ProxyError::Unreachable {
+                source: e.clone().into(),
+            });
         }
         let s = self.state();
         Ok(Epoch {
@@ -198,11 +210,13 @@ impl Proxy for FakeProxy {
     }
 
     async fn servers(&self, backend: &str) -> Result<Vec<ServerHealth>, ProxyError> {
-        self.state()
-            .servers
-            .get(backend)
-            .cloned()
-            .ok_or_else(|| ProxyError::Runtime(format!("no backend {backend}")))
+        self.state().servers.get(backend).cloned().ok_or_else(|| {
+            let reply = format!("no backend {backend}");
+            ProxyError::Refused {
+                source: reply.clone().into(),
+                reply,
+            }
+        })
     }
 
     async fn set_drain(&self, backend: &str, drain: bool) -> Result<(), ProxyError> {

@@ -1,31 +1,117 @@
-//! What a proxy reports about its backends, for the gates above it: the health of each
-//! server (the gate before a switch) and a backend's cumulative counters (the watch after
-//! it).
+//! What a proxy reports back: a passed check, a map update, a confirmed reload, and the
+//! epoch that identifies its running configuration; durations serialize as milliseconds.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use serde::Serialize;
 
-/// One server as the proxy reports it, for the gate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ServerHealth {
-    /// Its name in the proxy's backend or upstream.
-    pub name: String,
-    /// `host:port` the proxy sends traffic to.
-    pub address: String,
-    /// Whether the proxy considers it up (health checks passing, or unchecked).
-    pub up: bool,
-    /// In maintenance (takes no traffic at all).
-    pub maint: bool,
-    /// Draining (takes no new connections).
-    pub drain: bool,
+/// Result of a successful config check.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckReport {
+    /// Warnings the checker printed (the check still passed).
+    pub warnings: Vec<String>,
+    /// Wall time of the check.
+    #[serde(with = "millis")]
+    pub elapsed: Duration,
+    /// Backends the checked config defines, when the checker can tell (Nginx's `-T` dump
+    /// lists its upstreams); `None` when it cannot (HAProxy).
+    #[serde(skip)]
+    pub backends: Option<BTreeSet<String>>,
 }
 
-/// Cumulative counters of one backend, as the proxy reports them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct BackendStats {
-    /// HTTP requests answered by the backend, since the proxy started.
-    pub requests: u64,
-    /// Of those, responses with a 5xx status.
-    pub errors_5xx: u64,
-    /// Average response time over the recent requests, milliseconds.
-    pub avg_response_ms: u64,
+/// How a map reached its new content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MapMechanism {
+    /// Nothing to do.
+    Unchanged,
+    /// One runtime command per changed key.
+    PerKey,
+    /// A versioned transaction: prepare, fill, commit.
+    Transaction,
+}
+
+/// What one runtime map update did.
+#[derive(Debug, Clone, Serialize)]
+pub struct MapUpdate {
+    pub mechanism: MapMechanism,
+    /// Keys added, changed or removed.
+    pub edits: usize,
+    #[serde(with = "millis")]
+    pub elapsed: Duration,
+}
+
+/// What one confirmed reload did. Times are measured from the moment the reload was asked
+/// for (the master CLI command, or the signal).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadReport {
+    /// Worker processes serving after the reload.
+    pub workers: Vec<u32>,
+    /// Until the reload was confirmed.
+    #[serde(with = "millis")]
+    pub elapsed: Duration,
+    /// Workers that served before the reload and were told to finish (Nginx).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_workers: Vec<u32>,
+    /// Until the new config first answered a new connection (Nginx: its generation
+    /// endpoint answered the new generation).
+    #[serde(
+        rename = "serving_ms",
+        with = "millis_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub serving: Option<Duration>,
+    /// Until no worker of the previous config accepted connections any more: from then on
+    /// every new connection gets the new config (Nginx).
+    #[serde(
+        rename = "old_stopped_ms",
+        with = "millis_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub old_stopped: Option<Duration>,
+    /// Spent waiting for the minimum gap since the previous reload, before the reload.
+    #[serde(rename = "gap_wait_ms", with = "millis")]
+    pub gap_wait: Duration,
+}
+
+/// Identity of the proxy's running configuration: it changes with every reload, ours or
+/// anybody else's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Epoch {
+    /// PID of the proxy's master process (a restart changes it).
+    pub master_pid: u32,
+    /// Reloads the master has counted (HAProxy); 0 for a proxy that does not count them
+    /// (Nginx, whose epoch moves with its worker PIDs instead).
+    pub reloads: u64,
+    /// PIDs of the workers accepting connections, sorted (Nginx: a reload replaces them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<u32>,
+    /// The state generation the running config says it was rendered for, where the proxy
+    /// can tell (Nginx's generation endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+}
+
+/// Serializes a `Duration` as fractional milliseconds.
+pub mod millis {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
+    }
+}
+
+/// Serializes an optional `Duration` as fractional milliseconds (or null).
+pub mod millis_opt {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::millis::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
 }

@@ -9,8 +9,14 @@
 //! the map, so k per-key edits cost k scans, while a transaction costs one full write of
 //! the map; beyond a handful of edits the transaction is cheaper on large maps, and it is
 //! the only way to make many edits visible at the same instant.
+//!
+//! The clients: [`admin`] (the admin socket) and [`master`] (the master CLI), both over
+//! the one-shot exchange of `oneshot`, reading replies with [`reply`]; `errors` says which
+//! [`ProxyError`] kind each of their failures is.
 pub mod admin;
+mod errors;
 pub mod master;
+mod oneshot;
 pub mod reply;
 
 use std::collections::BTreeSet;
@@ -19,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use self::admin::{AdminClient, ServerAdminState};
+use self::errors::{map_name, master_error, reload_error};
 use self::master::MasterClient;
 use super::{
     run_program, CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError, ReloadGap,
@@ -66,15 +73,6 @@ impl Haproxy {
     pub fn master(&self) -> &MasterClient {
         &self.master
     }
-}
-
-fn map_name(path: &Path) -> Result<&str, ProxyError> {
-    path.to_str()
-        .ok_or_else(|| ProxyError::Runtime(format!("map path {} is not UTF-8", path.display())))
-}
-
-fn runtime(e: impl std::fmt::Display) -> ProxyError {
-    ProxyError::Runtime(e.to_string())
 }
 
 /// Runs HAProxy's checker (or another by argument vector) and sorts its output into
@@ -137,11 +135,7 @@ impl Proxy for Haproxy {
     }
 
     async fn read_map(&self, path: &Path) -> Result<MapEntries, ProxyError> {
-        let entries = self
-            .admin
-            .show_map(map_name(path)?)
-            .await
-            .map_err(runtime)?;
+        let entries = self.admin.show_map(map_name(path)?).await?;
         let mut out = MapEntries::new();
         for (k, v) in entries {
             // HAProxy matches the first of duplicate keys; keep that one.
@@ -151,13 +145,7 @@ impl Proxy for Haproxy {
     }
 
     async fn backends(&self) -> Result<BTreeSet<String>, ProxyError> {
-        Ok(self
-            .admin
-            .backends()
-            .await
-            .map_err(runtime)?
-            .into_iter()
-            .collect())
+        Ok(self.admin.backends().await?.into_iter().collect())
     }
 
     async fn update_map(
@@ -172,21 +160,18 @@ impl Proxy for Haproxy {
         let mechanism = self.map_mechanism(diff.len());
         if mechanism == MapMechanism::PerKey {
             for (k, v) in &diff.changed {
-                self.admin.set_map(map, k, v).await.map_err(runtime)?;
+                self.admin.set_map(map, k, v).await?;
             }
             for (k, v) in &diff.added {
-                self.admin.add_map(map, k, v).await.map_err(runtime)?;
+                self.admin.add_map(map, k, v).await?;
             }
             for k in &diff.removed {
-                self.admin.del_map(map, k).await.map_err(runtime)?;
+                self.admin.del_map(map, k).await?;
             }
         } else if mechanism == MapMechanism::Transaction {
             let entries: Vec<(String, String)> =
                 to.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            self.admin
-                .replace_map(map, &entries)
-                .await
-                .map_err(runtime)?;
+            self.admin.replace_map(map, &entries).await?;
         }
         Ok(MapUpdate {
             mechanism,
@@ -199,7 +184,7 @@ impl Proxy for Haproxy {
         let gap_wait = self.gap.wait().await;
         let outcome = self.master.reload(self.reload_timeout).await;
         self.gap.ended();
-        let outcome = outcome.map_err(|e| ProxyError::ReloadFailed(e.to_string()))?;
+        let outcome = outcome.map_err(reload_error)?;
         Ok(ReloadReport {
             workers: outcome.new_worker_pids,
             elapsed: outcome.elapsed,
@@ -209,7 +194,7 @@ impl Proxy for Haproxy {
     }
 
     async fn epoch(&self) -> Result<Epoch, ProxyError> {
-        let e = self.master.epoch().await.map_err(runtime)?;
+        let e = self.master.epoch().await.map_err(master_error)?;
         Ok(Epoch {
             master_pid: e.master_pid,
             reloads: e.reloads,
@@ -223,7 +208,7 @@ impl Proxy for Haproxy {
     }
 
     async fn servers(&self, backend: &str) -> Result<Vec<ServerHealth>, ProxyError> {
-        let rows = self.admin.servers_state(backend).await.map_err(runtime)?;
+        let rows = self.admin.servers_state(backend).await?;
         Ok(rows
             .into_iter()
             .map(|r| ServerHealth {
@@ -245,27 +230,20 @@ impl Proxy for Haproxy {
         } else {
             ServerAdminState::Ready
         };
-        for row in self.admin.servers_state(backend).await.map_err(runtime)? {
+        for row in self.admin.servers_state(backend).await? {
             // Leave servers an operator put in maintenance alone.
             if row.is_maint() || row.is_drain() == drain {
                 continue;
             }
             self.admin
                 .set_server_state(backend, &row.server, state)
-                .await
-                .map_err(runtime)?;
+                .await?;
         }
         Ok(())
     }
 
     async fn backend_stats(&self, backend: &str) -> Result<BackendStats, ProxyError> {
-        let reply = self
-            .admin
-            .command(&format!("show stat {backend} 2 -1"))
-            .await
-            .map_err(runtime)?;
-        let (requests, errors_5xx, avg_response_ms) =
-            reply::parse_backend_stat(&reply, backend).map_err(runtime)?;
+        let (requests, errors_5xx, avg_response_ms) = self.admin.backend_stat(backend).await?;
         Ok(BackendStats {
             requests,
             errors_5xx,

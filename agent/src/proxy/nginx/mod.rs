@@ -79,7 +79,9 @@ impl Nginx {
 
     /// PID of the running master, checked to be an Nginx master.
     pub fn master(&self) -> Result<u32, ProxyError> {
-        procs::master(&self.settings.pid_file).map_err(ProxyError::Runtime)
+        procs::master(&self.settings.pid_file).map_err(|e| ProxyError::Unreachable {
+            source: Box::new(e),
+        })
     }
 }
 
@@ -133,8 +135,9 @@ impl Proxy for Nginx {
 
     async fn epoch(&self) -> Result<Epoch, ProxyError> {
         let master = self.master()?;
-        let children = procs::snapshot(master)
-            .map_err(|e| ProxyError::Runtime(format!("nginx master {master}: {e}")))?;
+        let children = procs::snapshot(master).map_err(|e| ProxyError::Unreachable {
+            source: Box::new(e),
+        })?;
         let timeout = self.command_timeout.min(EPOCH_STATUS_TIMEOUT);
         let generation = status::generation(&self.settings.status, timeout)
             .await
@@ -170,11 +173,11 @@ impl Proxy for Nginx {
         let stats = Arc::new(accesslog::AccessStats::new(upstreams));
         let path = &self.settings.access_log_socket;
         let group = self.settings.access_log_group.as_deref();
-        let listener = accesslog::Listener::bind(path, group, stats.clone()).map_err(|e| {
-            ProxyError::Runtime(format!(
-                "binding the access-log socket {}: {e}",
-                path.display()
-            ))
+        let listener = accesslog::Listener::bind(path, group, stats.clone()).map_err(|source| {
+            ProxyError::Listener {
+                path: path.clone(),
+                source,
+            }
         })?;
         tracing::info!(socket = %path.display(), "reading nginx access-log lines for the watch");
         let _ = self.access.set(Box::new((stats, listener)));

@@ -8,7 +8,8 @@
 //! accept.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 
 /// Largest pid file read, in bytes.
 const MAX_PID_FILE: u64 = 64;
@@ -47,12 +48,44 @@ pub fn role_of(title: &str) -> Role {
     }
 }
 
+/// Pid-file text that is not one process id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a process id")]
+pub struct NotAPid {
+    /// The text, trimmed.
+    pub text: String,
+}
+
+/// Why the pid file does not name a running Nginx master.
+#[derive(Debug, thiserror::Error)]
+pub enum PidFileError {
+    /// The pid file cannot be read (missing: Nginx is not running).
+    #[error("pid file {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    /// The pid file is larger than any pid.
+    #[error("pid file {} is {len} bytes, not a pid", path.display())]
+    TooLarge { path: PathBuf, len: u64 },
+    /// The pid file does not hold a process id.
+    #[error("pid file {}: {source}", path.display())]
+    NotAPid { path: PathBuf, source: NotAPid },
+    /// No process has the pid the file names.
+    #[error("pid file {} names pid {pid}, which is not running", path.display())]
+    NotRunning { path: PathBuf, pid: u32 },
+    /// The process the pid file names is not an Nginx master (`title` is its title).
+    #[error("pid file {} names pid {pid}, which is not an nginx master ({title:?})", path.display())]
+    NotAMaster {
+        path: PathBuf,
+        pid: u32,
+        title: String,
+    },
+}
+
 /// The PID in pid-file text (one decimal number, surrounding whitespace allowed).
-pub fn parse_pid(text: &str) -> Result<u32, String> {
+pub fn parse_pid(text: &str) -> Result<u32, NotAPid> {
     let t = text.trim();
     match t.parse::<u32>() {
         Ok(pid) if pid > 1 => Ok(pid),
-        _ => Err(format!("{t:?} is not a process id")),
+        _ => Err(NotAPid { text: t.to_owned() }),
     }
 }
 
@@ -86,35 +119,38 @@ pub fn role(pid: u32) -> Option<Role> {
 }
 
 /// The master named by `pid_file`, checked to be a running Nginx master.
-pub fn master(pid_file: &Path) -> Result<u32, String> {
-    let meta =
-        std::fs::metadata(pid_file).map_err(|e| format!("pid file {}: {e}", pid_file.display()))?;
+pub fn master(pid_file: &Path) -> Result<u32, PidFileError> {
+    let path = || pid_file.to_owned();
+    let read = |source| PidFileError::Read {
+        path: path(),
+        source,
+    };
+    let meta = std::fs::metadata(pid_file).map_err(read)?;
     if meta.len() > MAX_PID_FILE {
-        return Err(format!(
-            "pid file {} is {} bytes, not a pid",
-            pid_file.display(),
-            meta.len()
-        ));
+        return Err(PidFileError::TooLarge {
+            path: path(),
+            len: meta.len(),
+        });
     }
-    let text = std::fs::read_to_string(pid_file)
-        .map_err(|e| format!("pid file {}: {e}", pid_file.display()))?;
-    let pid = parse_pid(&text).map_err(|e| format!("pid file {}: {e}", pid_file.display()))?;
+    let text = std::fs::read_to_string(pid_file).map_err(read)?;
+    let pid = parse_pid(&text).map_err(|source| PidFileError::NotAPid {
+        path: path(),
+        source,
+    })?;
     match title(pid) {
-        None => Err(format!(
-            "pid file {} names pid {pid}, which is not running",
-            pid_file.display()
-        )),
+        None => Err(PidFileError::NotRunning { path: path(), pid }),
         Some(t) if role_of(&t) == Role::Master => Ok(pid),
-        Some(t) => Err(format!(
-            "pid file {} names pid {pid}, which is not an nginx master ({t:?})",
-            pid_file.display()
-        )),
+        Some(title) => Err(PidFileError::NotAMaster {
+            path: path(),
+            pid,
+            title,
+        }),
     }
 }
 
 /// The children of `pid`: from `/proc/<pid>/task/*/children` where the kernel has it,
 /// else by scanning every process's parent.
-pub fn children(pid: u32) -> std::io::Result<BTreeSet<u32>> {
+pub fn children(pid: u32) -> io::Result<BTreeSet<u32>> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))?;
     let mut out = BTreeSet::new();
     let mut supported = true;
@@ -122,7 +158,7 @@ pub fn children(pid: u32) -> std::io::Result<BTreeSet<u32>> {
         let task = task?;
         match std::fs::read_to_string(task.path().join("children")) {
             Ok(text) => out.extend(parse_children(&text)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 supported = false;
                 break;
             }
@@ -160,9 +196,17 @@ pub struct Children {
     pub workers: BTreeSet<u32>,
 }
 
+/// The children of a master could not be read (it is gone, or /proc refuses).
+#[derive(Debug, thiserror::Error)]
+#[error("nginx master {master}: {source}")]
+pub struct ChildrenError {
+    pub master: u32,
+    pub source: io::Error,
+}
+
 /// The children of `master` and which of them accept connections.
-pub fn snapshot(master: u32) -> std::io::Result<Children> {
-    let all = children(master)?;
+pub fn snapshot(master: u32) -> Result<Children, ChildrenError> {
+    let all = children(master).map_err(|source| ChildrenError { master, source })?;
     let workers = all
         .iter()
         .copied()
@@ -228,9 +272,9 @@ mod tests {
     fn pid_file_must_name_a_master() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("nginx.pid");
-        assert!(master(&file).unwrap_err().contains("nginx.pid"));
+        assert!(master(&file).unwrap_err().to_string().contains("nginx.pid"));
         std::fs::write(&file, format!("{}\n", std::process::id())).unwrap();
         let e = master(&file).unwrap_err();
-        assert!(e.contains("not an nginx master"), "{e}");
+        assert!(e.to_string().contains("not an nginx master"), "{e}");
     }
 }

@@ -12,11 +12,13 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::errorlog::{self, Level, Tail};
 use super::{procs, status, Nginx};
+use crate::config::StatusAddress;
 use crate::proxy::{ProxyError, ReloadReport};
 
 /// How often the evidence is sampled: 2 ms.
@@ -30,8 +32,78 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// The master's last word when it gives up binding a busy listener.
 const BIND_GAVE_UP: &str = "still could not bind()";
 
-fn failed(message: String) -> ProxyError {
-    ProxyError::ReloadFailed(message)
+/// Why a reload of Nginx failed; `fatal` holds the lines the master logged at `crit` or
+/// worse meanwhile.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The pid file names no running master: nothing was signalled.
+    #[error(transparent)]
+    PidFile(#[from] procs::PidFileError),
+    /// The master's children could not be read.
+    #[error(transparent)]
+    Children(#[from] procs::ChildrenError),
+    /// `SIGHUP` could not be sent.
+    #[error("cannot send SIGHUP to the nginx master {master}: {source}")]
+    Signal { master: u32, source: Errno },
+    /// The master exited while reloading.
+    #[error(
+        "the nginx master {master} exited during the reload{}",
+        log_lines(fatal)
+    )]
+    MasterExited { master: u32, fatal: Vec<String> },
+    /// The master refused the new config and kept its workers.
+    #[error(
+        "nginx refused the new config and kept serving the previous one (no new worker \
+         started){}",
+        log_lines(fatal)
+    )]
+    Refused { fatal: Vec<String> },
+    /// No new worker started before the deadline.
+    #[error("no new nginx worker within {timeout:?} of SIGHUP{}", log_lines(fatal))]
+    NoNewWorker {
+        timeout: Duration,
+        fatal: Vec<String>,
+    },
+    /// New workers started, but the generation endpoint did not answer the new generation.
+    #[error(
+        "new workers {workers:?} started, but the status endpoint {status} did not answer \
+         generation {generation} within {timeout:?} (last answer: {last_answer}){}",
+        log_lines(fatal)
+    )]
+    NotServing {
+        workers: BTreeSet<u32>,
+        status: StatusAddress,
+        generation: u64,
+        timeout: Duration,
+        /// What the endpoint answered last, or why it did not.
+        last_answer: String,
+        fatal: Vec<String>,
+    },
+    /// Workers of the previous config still accepted connections at the deadline.
+    #[error(
+        "workers of the previous config still accept connections {timeout:?} after SIGHUP{}",
+        log_lines(fatal)
+    )]
+    OldStillAccepting {
+        timeout: Duration,
+        fatal: Vec<String>,
+    },
+}
+
+impl From<ReloadError> for ProxyError {
+    fn from(err: ReloadError) -> ProxyError {
+        let source = Box::new(err);
+        match *source {
+            ReloadError::PidFile(_) | ReloadError::Signal { .. } => {
+                ProxyError::ReloadNotSent { source }
+            }
+            // Children unreadable before the signal is handled where it happens.
+            ReloadError::MasterExited { .. } | ReloadError::Refused { .. } => {
+                ProxyError::ReloadRefused { source }
+            }
+            _ => ProxyError::ReloadUnconfirmed { source },
+        }
+    }
 }
 
 impl Nginx {
@@ -39,16 +111,14 @@ impl Nginx {
         &self,
         generation: u64,
     ) -> Result<ReloadReport, ProxyError> {
-        let master = procs::master(&self.settings.pid_file).map_err(failed)?;
-        let before =
-            procs::snapshot(master).map_err(|e| failed(format!("nginx master {master}: {e}")))?;
+        let master = procs::master(&self.settings.pid_file).map_err(ReloadError::from)?;
+        let before = procs::snapshot(master).map_err(|e| ProxyError::ReloadNotSent {
+            source: Box::new(ReloadError::from(e)),
+        })?;
         let mut log = Tail::at_end(&self.settings.error_log);
         let started = Instant::now();
-        kill(Pid::from_raw(master as i32), Signal::SIGHUP).map_err(|e| {
-            failed(format!(
-                "cannot send SIGHUP to the nginx master {master}: {e}"
-            ))
-        })?;
+        kill(Pid::from_raw(master as i32), Signal::SIGHUP)
+            .map_err(|source| ReloadError::Signal { master, source })?;
         let deadline = started + self.reload_timeout;
         let mut fatal: Vec<String> = Vec::new();
         let mut log_grew = started;
@@ -57,10 +127,7 @@ impl Nginx {
         let mut last_answer = String::from("not asked yet");
         loop {
             if !procs::alive(master) {
-                return Err(failed(with_log(
-                    format!("the nginx master {master} exited during the reload"),
-                    &fatal,
-                )));
+                return Err(ReloadError::MasterExited { master, fatal }.into());
             }
             let text = log.read_new().unwrap_or_default();
             if !text.is_empty() {
@@ -71,15 +138,14 @@ impl Nginx {
                     }
                 }
             }
-            let now = procs::snapshot(master)
-                .map_err(|e| failed(format!("nginx master {master}: {e}")))?;
+            let now = procs::snapshot(master).map_err(ReloadError::from)?;
             let new_workers: BTreeSet<u32> = now.workers.difference(&before.all).copied().collect();
             if !new_workers.is_empty() {
                 if serving.is_none() {
                     match status::generation(&self.settings.status, PROBE_TIMEOUT).await {
                         Ok(g) if g == generation => serving = Some(started.elapsed()),
                         Ok(g) => last_answer = format!("generation {g}"),
-                        Err(e) => last_answer = e,
+                        Err(e) => last_answer = e.to_string(),
                     }
                 }
                 let old_accepting = before
@@ -103,51 +169,78 @@ impl Nginx {
                             });
                         }
                         Ok(g) => last_answer = format!("generation {g}"),
-                        Err(e) => last_answer = e,
+                        Err(e) => last_answer = e.to_string(),
                     }
                 }
             } else if !fatal.is_empty()
                 && (fatal.iter().any(|l| l.contains(BIND_GAVE_UP))
                     || log_grew.elapsed() >= REFUSAL_QUIET)
             {
-                return Err(failed(with_log(
-                    "nginx refused the new config and kept serving the previous one \
-                     (no new worker started)"
-                        .into(),
-                    &fatal,
-                )));
+                return Err(ReloadError::Refused { fatal }.into());
             }
             if Instant::now() >= deadline {
-                let what = if new_workers.is_empty() {
-                    format!(
-                        "no new nginx worker within {:?} of SIGHUP",
-                        self.reload_timeout
-                    )
+                let timeout = self.reload_timeout;
+                let err = if new_workers.is_empty() {
+                    ReloadError::NoNewWorker { timeout, fatal }
                 } else if serving.is_none() {
-                    format!(
-                        "new workers {new_workers:?} started, but the status endpoint {} did not \
-                         answer generation {generation} within {:?} (last answer: {last_answer})",
-                        self.settings.status, self.reload_timeout
-                    )
+                    ReloadError::NotServing {
+                        workers: new_workers,
+                        status: self.settings.status.clone(),
+                        generation,
+                        timeout,
+                        last_answer,
+                        fatal,
+                    }
                 } else {
-                    format!(
-                        "workers of the previous config still accept connections {:?} after \
-                         SIGHUP",
-                        self.reload_timeout
-                    )
+                    ReloadError::OldStillAccepting { timeout, fatal }
                 };
-                return Err(failed(with_log(what, &fatal)));
+                return Err(err.into());
             }
             tokio::time::sleep(POLL).await;
         }
     }
 }
 
-/// `what`, and the master's fatal log lines when there are any.
-fn with_log(what: String, fatal: &[String]) -> String {
+/// The master's fatal log lines after what they explain, when there are any.
+fn log_lines(fatal: &[String]) -> String {
     if fatal.is_empty() {
-        what
+        String::new()
     } else {
-        format!("{what}; its error log says:\n{}", fatal.join("\n"))
+        format!("; its error log says:\n{}", fatal.join("\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_has_its_kind_and_keeps_the_masters_words() {
+        let fatal = vec!["[emerg] bind() to 127.0.0.1:1 failed".to_owned()];
+        let err = ProxyError::from(ReloadError::Refused {
+            fatal: fatal.clone(),
+        });
+        assert!(matches!(err, ProxyError::ReloadRefused { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "reload failed: nginx refused the new config and kept serving the previous one \
+             (no new worker started); its error log says:\n[emerg] bind() to 127.0.0.1:1 failed"
+        );
+        let err = ProxyError::from(ReloadError::NoNewWorker {
+            timeout: Duration::from_secs(1),
+            fatal: vec![],
+        });
+        assert!(
+            matches!(err, ProxyError::ReloadUnconfirmed { .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "reload failed: no new nginx worker within 1s of SIGHUP"
+        );
+        let missing = procs::master(std::path::Path::new("/nonexistent/nginx.pid")).unwrap_err();
+        let err = ProxyError::from(ReloadError::from(missing));
+        assert!(matches!(err, ProxyError::ReloadNotSent { .. }), "{err:?}");
+        assert!(err.to_string().contains("/nonexistent/nginx.pid"), "{err}");
     }
 }

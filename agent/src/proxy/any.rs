@@ -1,0 +1,103 @@
+//! [`AnyProxy`]: the proxy a config names, one type for the layers above whatever its
+//! kind; every call goes to the implementation it holds.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use super::{
+    haproxy, nginx, BackendStats, CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError,
+    ReloadReport, ServerHealth,
+};
+use crate::config::{self, ProxyKind};
+use crate::mapfile::MapEntries;
+
+/// The proxy a config names: one type for the layers above, whatever the kind.
+#[derive(Debug)]
+pub enum AnyProxy {
+    Haproxy(haproxy::Haproxy),
+    Nginx(nginx::Nginx),
+}
+
+impl AnyProxy {
+    /// The proxy of a validated config (no I/O: nothing is contacted yet).
+    pub fn new(proxy: &config::Proxy) -> AnyProxy {
+        match proxy.kind {
+            ProxyKind::Haproxy => AnyProxy::Haproxy(haproxy::Haproxy::new(proxy)),
+            ProxyKind::Nginx => AnyProxy::Nginx(nginx::Nginx::new(proxy)),
+        }
+    }
+}
+
+/// Calls the same method on whichever proxy `self` holds.
+macro_rules! delegate {
+    ($self:ident, $p:ident => $call:expr) => {
+        match $self {
+            AnyProxy::Haproxy($p) => $call,
+            AnyProxy::Nginx($p) => $call,
+        }
+    };
+}
+
+impl Proxy for AnyProxy {
+    fn name(&self) -> &'static str {
+        delegate!(self, p => p.name())
+    }
+
+    async fn check(&self, config: &Path) -> Result<CheckReport, ProxyError> {
+        delegate!(self, p => p.check(config).await)
+    }
+
+    fn has_runtime_maps(&self) -> bool {
+        delegate!(self, p => p.has_runtime_maps())
+    }
+
+    fn map_mechanism(&self, edits: usize) -> MapMechanism {
+        delegate!(self, p => p.map_mechanism(edits))
+    }
+
+    async fn read_map(&self, path: &Path) -> Result<MapEntries, ProxyError> {
+        delegate!(self, p => p.read_map(path).await)
+    }
+
+    async fn backends(&self) -> Result<BTreeSet<String>, ProxyError> {
+        delegate!(self, p => p.backends().await)
+    }
+
+    async fn update_map(
+        &self,
+        path: &Path,
+        from: &MapEntries,
+        to: &MapEntries,
+    ) -> Result<MapUpdate, ProxyError> {
+        delegate!(self, p => p.update_map(path, from, to).await)
+    }
+
+    async fn reload(&self, generation: u64) -> Result<ReloadReport, ProxyError> {
+        delegate!(self, p => p.reload(generation).await)
+    }
+
+    async fn epoch(&self) -> Result<Epoch, ProxyError> {
+        delegate!(self, p => p.epoch().await)
+    }
+
+    fn reload_wait(&self) -> Duration {
+        delegate!(self, p => p.reload_wait())
+    }
+
+    async fn servers(&self, backend: &str) -> Result<Vec<ServerHealth>, ProxyError> {
+        delegate!(self, p => p.servers(backend).await)
+    }
+
+    async fn set_drain(&self, backend: &str, drain: bool) -> Result<(), ProxyError> {
+        delegate!(self, p => p.set_drain(backend, drain).await)
+    }
+
+    fn start(&self, config: &config::Config) -> Result<(), ProxyError> {
+        delegate!(self, p => p.start(config))
+    }
+
+    async fn backend_stats(&self, backend: &str) -> Result<BackendStats, ProxyError> {
+        delegate!(self, p => p.backend_stats(backend).await)
+    }
+}

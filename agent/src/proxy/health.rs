@@ -1,0 +1,31 @@
+//! What a proxy reports about its backends, for the gates above it: the health of each
+//! server (the gate before a switch) and a backend's cumulative counters (the watch after
+//! it).
+
+use serde::Serialize;
+
+/// One server as the proxy reports it, for the gate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerHealth {
+    /// Its name in the proxy's backend or upstream.
+    pub name: String,
+    /// `host:port` the proxy sends traffic to.
+    pub address: String,
+    /// Whether the proxy considers it up (health checks passing, or unchecked).
+    pub up: bool,
+    /// In maintenance (takes no traffic at all).
+    pub maint: bool,
+    /// Draining (takes no new connections).
+    pub drain: bool,
+}
+
+/// Cumulative counters of one backend, as the proxy reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct BackendStats {
+    /// HTTP requests answered by the backend, since the proxy started.
+    pub requests: u64,
+    /// Of those, responses with a 5xx status.
+    pub errors_5xx: u64,
+    /// Average response time over the recent requests, milliseconds.
+    pub avg_response_ms: u64,
+}
