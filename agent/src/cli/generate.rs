@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{CommandFactory, Subcommand};
 use clap_complete::Shell;
 
-use crate::cli::Cli;
+use super::Cli;
 
 /// Sections of `cutover(1)` that clap does not know about.
 const MAN_EXTRA: &str = r#".SH "EXIT STATUS"

@@ -1,0 +1,313 @@
+//! The command-line grammar: global options, verbs and their arguments, and how a client
+//! verb becomes a protocol command.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use super::{DEFAULT_CONFIG, DEFAULT_TIMEOUT_S};
+use crate::logging::LogFormat;
+use crate::protocol::{Command, MapView};
+use crate::state::Colour;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cutover",
+    version,
+    about = "Blue-green and canary traffic switches for HAProxy and Nginx hosts"
+)]
+pub struct Cli {
+    /// Agent config file.
+    #[arg(long, global = true, env = "CUTOVER_CONFIG", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Control socket (default: the config's agent.socket).
+    #[arg(long, global = true, env = "CUTOVER_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// Print the agent's reply as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// With a mutating verb: validate, run the gates and show the plan; change nothing.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// With a mutating verb: make the change on every host of the cluster, all or nothing.
+    /// With `status`: one row per host.
+    #[arg(long, global = true)]
+    pub cluster: bool,
+    /// Talk to the agent at HOST:PORT (its peer listener) over mutual TLS instead of the
+    /// local socket; needs --tls-ca, --tls-cert and --tls-key.
+    #[arg(long, global = true, env = "CUTOVER_REMOTE", value_name = "HOST:PORT")]
+    pub remote: Option<String>,
+    /// The remote agent's node name, as its certificate carries it (default: HOST).
+    #[arg(long, global = true, env = "CUTOVER_REMOTE_NAME")]
+    pub remote_name: Option<String>,
+    /// CA that signs the remote agent's certificate.
+    #[arg(long, global = true, env = "CUTOVER_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate presented to the remote agent.
+    #[arg(long, global = true, env = "CUTOVER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Key of the client certificate.
+    #[arg(long, global = true, env = "CUTOVER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds to wait for the agent's answer.
+    #[arg(long, global = true, default_value_t = DEFAULT_TIMEOUT_S)]
+    pub timeout: u64,
+    /// Log format on stderr: text (without timestamps under the systemd journal), or json
+    /// (one object per line, for log shippers).
+    #[arg(
+        long,
+        global = true,
+        env = "CUTOVER_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Run the agent.
+    Agent,
+    /// Validate the config: render every template into a staging directory and run the
+    /// proxy's checker on it. Changes nothing.
+    Check,
+    /// Render, validate and write the managed files from the saved state, without
+    /// contacting the proxy (before the proxy's first start).
+    Render,
+    /// Show services, their live colours and the proxy.
+    Status,
+    /// Make COLOUR the live colour of SERVICE (after the pre-switch gate).
+    Switch {
+        service: String,
+        colour: Colour,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make the previous colour of SERVICE live again.
+    Rollback {
+        service: String,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Send PERCENT (1-99) of SERVICE's traffic to COLOUR, the colour that is not live.
+    Canary {
+        service: String,
+        colour: Colour,
+        #[arg(value_parser = clap::value_parser!(u8).range(1..=99))]
+        percent: u8,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make the canary colour of SERVICE live.
+    Promote {
+        service: String,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
+    /// End the canary of SERVICE; all traffic stays on the live colour.
+    Abort { service: String },
+    /// Drain the servers of COLOUR (no new connections; established ones finish).
+    Drain { service: String, colour: Colour },
+    /// Take the servers of COLOUR out of drain.
+    Undrain { service: String, colour: Colour },
+    /// Set the live colour (and canary) of the services a desired-state file names, in one
+    /// change.
+    Apply {
+        /// The desired-state TOML file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Skip the pre-switch gate (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Maps.
+    Map {
+        #[command(subcommand)]
+        verb: MapVerb,
+    },
+    /// The newest journal entries.
+    History(HistoryArgs),
+    /// Certificates for peers and remote clients.
+    Tls {
+        #[command(subcommand)]
+        verb: TlsVerb,
+    },
+    /// The agent's metrics in the OpenMetrics text format, as its HTTP endpoint serves them.
+    Metrics,
+    /// Man pages and shell completions, written from this binary's own definition.
+    Generate {
+        #[command(subcommand)]
+        what: super::generate::What,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MapVerb {
+    /// Entries of a managed map (desired by default).
+    Show {
+        name: String,
+        /// What the running proxy serves.
+        #[arg(long, conflicts_with_all = ["desired", "diff"])]
+        live: bool,
+        /// What the desired state renders (the default).
+        #[arg(long, conflicts_with = "diff")]
+        desired: bool,
+        /// Per-key difference from live to desired.
+        #[arg(long)]
+        diff: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsVerb {
+    /// Create a CA (ca.pem, ca.key) in DIR.
+    Ca {
+        dir: PathBuf,
+        /// The CA's name.
+        #[arg(long, default_value = DEFAULT_CA_NAME)]
+        name: String,
+    },
+    /// Issue NAME.pem and NAME.key in OUT (default: the CA's directory), signed by the CA in
+    /// CA_DIR, for a node or a client called NAME.
+    Issue {
+        ca_dir: PathBuf,
+        name: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The CA's name, as given to `tls ca`.
+        #[arg(long, default_value = DEFAULT_CA_NAME)]
+        ca_name: String,
+    },
+}
+
+/// Name of a CA made by `cutover tls ca`.
+pub const DEFAULT_CA_NAME: &str = "cutover CA";
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only entries about this service.
+    pub service: Option<String>,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+impl Verb {
+    /// The protocol command of a client verb.
+    pub fn command(&self, dry_run: bool) -> Result<Option<Command>, String> {
+        Ok(Some(match self {
+            Verb::Agent | Verb::Check | Verb::Render | Verb::Tls { .. } | Verb::Generate { .. } => {
+                return Ok(None)
+            }
+            Verb::Metrics => Command::Metrics,
+            Verb::Status => Command::Status,
+            Verb::Switch {
+                service,
+                colour,
+                force,
+            } => Command::Switch {
+                service: service.clone(),
+                colour: *colour,
+                force: *force,
+                dry_run,
+            },
+            Verb::Rollback { service, force } => Command::Rollback {
+                service: service.clone(),
+                force: *force,
+                dry_run,
+            },
+            Verb::Canary {
+                service,
+                colour,
+                percent,
+                force,
+            } => Command::Canary {
+                service: service.clone(),
+                colour: *colour,
+                percent: *percent,
+                force: *force,
+                dry_run,
+            },
+            Verb::Promote { service, force } => Command::Promote {
+                service: service.clone(),
+                force: *force,
+                dry_run,
+            },
+            Verb::Abort { service } => Command::Abort {
+                service: service.clone(),
+                dry_run,
+            },
+            Verb::Drain { service, colour } => Command::Drain {
+                service: service.clone(),
+                colour: *colour,
+                dry_run,
+            },
+            Verb::Undrain { service, colour } => Command::Undrain {
+                service: service.clone(),
+                colour: *colour,
+                dry_run,
+            },
+            Verb::Map {
+                verb: MapVerb::Show {
+                    name, live, diff, ..
+                },
+            } => Command::MapShow {
+                name: name.clone(),
+                view: if *live {
+                    MapView::Live
+                } else if *diff {
+                    MapView::Diff
+                } else {
+                    MapView::Desired
+                },
+            },
+            Verb::History(a) => Command::History {
+                service: a.service.clone(),
+                limit: a.limit,
+            },
+            Verb::Apply { file, force } => Command::Apply {
+                services: crate::desired::load(file)?,
+                force: *force,
+                dry_run,
+            },
+        }))
+    }
+}
+
+impl clap::ValueEnum for Colour {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Colour::ALL
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from(["cutover", "switch", "web", "green", "--json"]).unwrap();
+        assert!(c.json);
+        assert_eq!(
+            c.verb.command(c.dry_run).unwrap(),
+            Some(Command::Switch {
+                service: "web".into(),
+                colour: Colour::Green,
+                force: false,
+                dry_run: false
+            })
+        );
+        assert!(Cli::try_parse_from(["cutover", "switch", "web", "red"]).is_err());
+    }
+}
