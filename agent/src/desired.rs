@@ -21,12 +21,10 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::state::Desired;
+use crate::protocol::{Desired, MAX_SERVICES};
 
 /// Largest desired-state file read, in bytes.
 pub const MAX_BYTES: u64 = 4 * 1024 * 1024;
-/// Most services one declaration may name.
-pub const MAX_SERVICES: usize = 10_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

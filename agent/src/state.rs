@@ -10,53 +10,13 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+// The routing vocabulary lives in the protocol; re-exported for the modules that meet it
+// here, with the state.
+pub use crate::protocol::{Canary, Colour, Desired, Request};
+
 /// Version of the persisted state format. Readers accept every version up to this one;
 /// fields are only ever added (with defaults), never renamed.
 pub const STATE_FORMAT: u32 = 1;
-
-/// One of the two release colours of a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Colour {
-    Blue,
-    Green,
-}
-
-impl Colour {
-    pub const ALL: [Colour; 2] = [Colour::Blue, Colour::Green];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Colour::Blue => "blue",
-            Colour::Green => "green",
-        }
-    }
-
-    /// The colour that is not `self`.
-    pub fn other(self) -> Colour {
-        match self {
-            Colour::Blue => Colour::Green,
-            Colour::Green => Colour::Blue,
-        }
-    }
-}
-
-impl fmt::Display for Colour {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Colour {
-    type Err = StateError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "blue" => Ok(Colour::Blue),
-            "green" => Ok(Colour::Green),
-            other => Err(StateError::UnknownColour(other.to_owned())),
-        }
-    }
-}
 
 /// Routing decision of one service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,16 +47,6 @@ impl fmt::Display for ServiceState {
         }
         Ok(())
     }
-}
-
-/// A canary: `percent` of the service's requests go to `colour`, the rest to the live one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Canary {
-    /// Always the colour that is not live.
-    pub colour: Colour,
-    /// Share of requests sent to the canary, 1..=99 percent.
-    pub percent: u8,
 }
 
 impl ServiceState {
@@ -147,49 +97,6 @@ pub struct State {
 
 fn default_format() -> u32 {
     STATE_FORMAT
-}
-
-/// A request to change the routing state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Request {
-    /// Make `colour` the live colour of `service`.
-    Switch { service: String, colour: Colour },
-    /// Make the previous colour of `service` live again.
-    Rollback { service: String },
-    /// Send `percent` of the traffic of `service` to `colour` (the colour that is not live).
-    Canary {
-        service: String,
-        colour: Colour,
-        percent: u8,
-    },
-    /// Make the canary colour live and end the canary.
-    Promote { service: String },
-    /// End the canary; all traffic stays on the live colour.
-    Abort { service: String },
-    /// Drain the servers of `colour` (no new connections to them).
-    Drain { service: String, colour: Colour },
-    /// Take the servers of `colour` out of drain.
-    Undrain { service: String, colour: Colour },
-    /// Set the live colour (and canary) of any number of services in one change.
-    Set { services: BTreeMap<String, Desired> },
-}
-
-/// The declared state of one service in a [`Request::Set`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Desired {
-    pub live: Colour,
-    /// A canary on the other colour; none means no canary.
-    #[serde(default)]
-    pub canary: Option<Canary>,
-}
-
-impl Request {
-    /// Whether the request returns to an earlier state (no post-switch watch follows).
-    pub fn is_rollback(&self) -> bool {
-        matches!(self, Request::Rollback { .. })
-    }
 }
 
 /// The colours a change moves traffic towards, by service: the new live colour where it
@@ -247,8 +154,6 @@ impl Change {
 pub enum StateError {
     #[error("unknown service {0:?}")]
     UnknownService(String),
-    #[error("unknown colour {0:?} (expected blue or green)")]
-    UnknownColour(String),
     #[error("service {0:?} has no previous colour to roll back to")]
     NothingToRollBack(String),
     #[error("{colour} is already live for service {service:?}; a canary goes to the other colour")]

@@ -7,8 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use super::{DEFAULT_CONFIG, DEFAULT_TIMEOUT_S};
 use crate::logging::LogFormat;
-use crate::protocol::{Command, MapView};
-use crate::state::Colour;
+use crate::protocol::{Command, MapView, Request};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -78,44 +77,10 @@ pub enum Verb {
     Render,
     /// Show services, their live colours and the proxy.
     Status,
-    /// Make COLOUR the live colour of SERVICE (after the pre-switch gate).
-    Switch {
-        service: String,
-        colour: Colour,
-        /// Skip the pre-switch gate (recorded in the journal).
-        #[arg(long)]
-        force: bool,
-    },
-    /// Make the previous colour of SERVICE live again.
-    Rollback {
-        service: String,
-        /// Skip the pre-switch gate (recorded in the journal).
-        #[arg(long)]
-        force: bool,
-    },
-    /// Send PERCENT (1-99) of SERVICE's traffic to COLOUR, the colour that is not live.
-    Canary {
-        service: String,
-        colour: Colour,
-        #[arg(value_parser = clap::value_parser!(u8).range(1..=99))]
-        percent: u8,
-        /// Skip the pre-switch gate (recorded in the journal).
-        #[arg(long)]
-        force: bool,
-    },
-    /// Make the canary colour of SERVICE live.
-    Promote {
-        service: String,
-        /// Skip the pre-switch gate (recorded in the journal).
-        #[arg(long)]
-        force: bool,
-    },
-    /// End the canary of SERVICE; all traffic stays on the live colour.
-    Abort { service: String },
-    /// Drain the servers of COLOUR (no new connections; established ones finish).
-    Drain { service: String, colour: Colour },
-    /// Take the servers of COLOUR out of drain.
-    Undrain { service: String, colour: Colour },
+    /// The routing verbs (`switch`, `rollback`, `canary`, `promote`, `abort`, `drain`,
+    /// `undrain`), as the protocol's [`Request`] declares them.
+    #[command(flatten)]
+    Change(Change),
     /// Set the live colour (and canary) of the services a desired-state file names, in one
     /// change.
     Apply {
@@ -207,52 +172,7 @@ impl Verb {
             }
             Verb::Metrics => Command::Metrics,
             Verb::Status => Command::Status,
-            Verb::Switch {
-                service,
-                colour,
-                force,
-            } => Command::Switch {
-                service: service.clone(),
-                colour: *colour,
-                force: *force,
-                dry_run,
-            },
-            Verb::Rollback { service, force } => Command::Rollback {
-                service: service.clone(),
-                force: *force,
-                dry_run,
-            },
-            Verb::Canary {
-                service,
-                colour,
-                percent,
-                force,
-            } => Command::Canary {
-                service: service.clone(),
-                colour: *colour,
-                percent: *percent,
-                force: *force,
-                dry_run,
-            },
-            Verb::Promote { service, force } => Command::Promote {
-                service: service.clone(),
-                force: *force,
-                dry_run,
-            },
-            Verb::Abort { service } => Command::Abort {
-                service: service.clone(),
-                dry_run,
-            },
-            Verb::Drain { service, colour } => Command::Drain {
-                service: service.clone(),
-                colour: *colour,
-                dry_run,
-            },
-            Verb::Undrain { service, colour } => Command::Undrain {
-                service: service.clone(),
-                colour: *colour,
-                dry_run,
-            },
+            Verb::Change(c) => Command::change(c.request.clone(), c.force, dry_run),
             Verb::Map {
                 verb: MapVerb::Show {
                     name, live, diff, ..
@@ -271,27 +191,91 @@ impl Verb {
                 service: a.service.clone(),
                 limit: a.limit,
             },
-            Verb::Apply { file, force } => Command::Apply {
-                services: crate::desired::load(file)?,
-                force: *force,
+            Verb::Apply { file, force } => Command::change(
+                Request::Set {
+                    services: crate::desired::load(file)?,
+                },
+                *force,
                 dry_run,
-            },
+            ),
         }))
     }
 }
 
-impl clap::ValueEnum for Colour {
-    fn value_variants<'a>() -> &'a [Self] {
-        &Colour::ALL
+/// A routing verb on the command line: the protocol's [`Request`], and `--force` for the
+/// verbs that [take it](Request::takes_force).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// What to change.
+    pub request: Request,
+    /// Skip the pre-switch gate.
+    pub force: bool,
+}
+
+/// The id of `--force` among a subcommand's arguments.
+const FORCE: &str = "force";
+
+/// `--force`, as every verb that takes it shows it.
+fn force_arg() -> clap::Arg {
+    clap::Arg::new(FORCE)
+        .long(FORCE)
+        .action(clap::ArgAction::SetTrue)
+        .help("Skip the pre-switch gate (recorded in the journal)")
+}
+
+impl clap::FromArgMatches for Change {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let request = Request::from_arg_matches(matches)?;
+        let force = matches
+            .subcommand()
+            .and_then(|(_, sub)| sub.try_get_one::<bool>(FORCE).ok().flatten().copied())
+            .unwrap_or(false);
+        Ok(Change { request, force })
     }
-    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
-        Some(clap::builder::PossibleValue::new(self.as_str()))
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Change::from_arg_matches(matches)?;
+        Ok(())
     }
+}
+
+impl Subcommand for Change {
+    fn augment_subcommands(cmd: clap::Command) -> clap::Command {
+        with_force(cmd, Request::augment_subcommands)
+    }
+
+    fn augment_subcommands_for_update(cmd: clap::Command) -> clap::Command {
+        with_force(cmd, Request::augment_subcommands_for_update)
+    }
+
+    fn has_subcommand(name: &str) -> bool {
+        Request::has_subcommand(name)
+    }
+}
+
+/// Adds the routing verbs to `cmd`, in their order, with `--force` on those that take it.
+/// They are built on a scratch command first, so the parent keeps its own about text.
+fn with_force(
+    mut cmd: clap::Command,
+    augment: fn(clap::Command) -> clap::Command,
+) -> clap::Command {
+    let verbs = augment(clap::Command::new("routing verbs"));
+    for sub in verbs.get_subcommands() {
+        // Listed where the parent puts them, not in the scratch command's order.
+        let sub = sub.clone().display_order(None);
+        cmd = cmd.subcommand(if Request::takes_force(sub.get_name()) {
+            sub.arg(force_arg())
+        } else {
+            sub
+        });
+    }
+    cmd
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Colour;
 
     #[test]
     fn cli_parses() {
@@ -301,12 +285,14 @@ mod tests {
         assert!(c.json);
         assert_eq!(
             c.verb.command(c.dry_run).unwrap(),
-            Some(Command::Switch {
-                service: "web".into(),
-                colour: Colour::Green,
-                force: false,
-                dry_run: false
-            })
+            Some(Command::change(
+                Request::Switch {
+                    service: "web".into(),
+                    colour: Colour::Green,
+                },
+                false,
+                false
+            ))
         );
         assert!(Cli::try_parse_from(["cutover", "switch", "web", "red"]).is_err());
     }

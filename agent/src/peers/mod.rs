@@ -16,6 +16,8 @@ use crate::proxy::Proxy;
 use crate::state::{Desired, Request};
 use crate::store::{now_ms, Requester};
 
+pub use crate::protocol::PeerReport;
+
 pub mod client;
 pub mod coordinator;
 pub mod server;
@@ -54,26 +56,6 @@ pub struct PeerSpec {
     pub name: String,
     /// `host:port` of its peer listener.
     pub address: String,
-}
-
-/// What a node tells its peers about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerReport {
-    pub node: String,
-    /// Unix time of the report, milliseconds.
-    pub time_ms: u64,
-    pub generation: u64,
-    pub cluster_generation: u64,
-    /// Digest of the current routing (live colours and canaries).
-    pub digest: String,
-    /// Digest of the routing as of the last cluster commit.
-    pub cluster_digest: String,
-    /// Current routing, by service.
-    pub services: BTreeMap<String, Desired>,
-    /// Routing as of the last cluster commit.
-    pub cluster_routing: BTreeMap<String, Desired>,
-    pub proxy_reachable: bool,
-    pub last_error: Option<String>,
 }
 
 /// A stable digest of a routing declaration (FNV-1a 64 over its canonical JSON).
