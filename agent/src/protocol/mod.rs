@@ -13,16 +13,18 @@
 //!
 //! The module is the vocabulary the agent, the command line and the peers share:
 //! [`routing`] (colours and the routing verbs, [`Request`]), [`command`] (the wire
-//! [`Command`]), [`decode`] (request lines in and out), [`reply`] (replies and the data they
+//! [`Command`]), [`change`] (what a change does to a service), [`decode`] (request lines in and out), [`reply`] (replies and the data they
 //! carry) and [`peer`] (what agents tell each other). It imports no other module of the
 //! crate.
 
+pub mod change;
 pub mod command;
 pub mod decode;
 pub mod peer;
 pub mod reply;
 pub mod routing;
 
+pub use change::{Change, ServiceChange, ServiceState};
 pub use command::{Command, MapView, Mutation, VERBS};
 pub use decode::{decode, encode, DecodeError};
 pub use peer::PeerReport;
