@@ -28,7 +28,7 @@ use crate::notify::Notifier;
 use crate::peers::coordinator::Coordinator;
 use crate::peers::server::TlsTransport;
 use crate::peers::{self, Node, PeerReport};
-use crate::protocol::{Command, Reply};
+use crate::protocol::{Command, MetricsText, Reply};
 use crate::proxy::{AnyProxy, Proxy};
 use crate::store::{Requester, Store};
 
@@ -544,7 +544,11 @@ pub async fn handle<P: Proxy>(
         },
         Command::Metrics => Reply::ok(
             "metrics",
-            json!({ "content_type": metrics::CONTENT_TYPE, "text": engine.metrics().render() }),
+            serde_json::to_value(MetricsText {
+                content_type: metrics::CONTENT_TYPE.into(),
+                text: engine.metrics().render(),
+            })
+            .expect("metrics serialize"),
         ),
         _ => Reply::error("this command is not served here", serde_json::Value::Null),
     }

@@ -1,11 +1,17 @@
-//! What a client verb prints: the agent's reply as JSON, or short tables for humans.
+//! What a client verb prints: the agent's reply as JSON, or short tables for humans. The
+//! reply's data is read as the type the sent command answers with (the protocol's reply
+//! types), never told apart by its message.
 
 use std::io::Write as _;
 
-use serde_json::Value;
+use serde::Deserialize;
 
 use super::exit;
-use crate::protocol::{Command, Reply, Status};
+use crate::protocol::{
+    ClusterOutcome, ClusterStatus, Command, HostRow, MapShown, MetricsText, Plan, Reply,
+    ServiceState, Snapshot, Status,
+};
+use crate::store::{JournalEntry, Requester};
 
 /// Prints the reply to the command `sent` for humans (or as JSON) and returns the exit
 /// code.
@@ -25,26 +31,44 @@ pub fn print_reply(sent: &Command, reply: &Reply, json: bool) -> i32 {
         eprintln!("error: {}", reply.message);
         return code;
     }
-    let text = match sent {
-        Command::Cluster { .. } => cluster_result(&reply.message, &reply.data),
-        Command::ClusterStatus => cluster_table(&reply.data),
-        c if c.mutation().is_some_and(|m| m.dry_run) => plan_text(&reply.message, &reply.data),
-        Command::Status => status_table(&reply.data),
-        Command::MapShow { .. } => map_lines(&reply.data),
-        Command::History { .. } => history_table(&reply.data),
-        Command::Metrics => reply.data["text"].as_str().unwrap_or_default().to_owned(),
-        _ => format!("{}\n", reply.message),
+    let text = match human(sent, reply) {
+        Ok(text) => text,
+        Err(e) => {
+            let _ = out.flush();
+            eprintln!(
+                "error: the agent's reply to {} is unreadable: {e}",
+                sent.verb()
+            );
+            return exit::FAILED;
+        }
     };
     let _ = out.write_all(text.as_bytes());
     code
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+/// The text for humans of a successful reply to `sent`.
+fn human(sent: &Command, reply: &Reply) -> Result<String, serde_json::Error> {
+    Ok(match sent {
+        Command::Cluster { .. } => cluster_result(&reply.message, &reply.data_as()?),
+        Command::ClusterStatus => cluster_table(&reply.data_as()?),
+        Command::Change(m) if m.dry_run => plan_text(&reply.message, &reply.data_as()?),
+        Command::Status => status_table(&reply.data_as()?),
+        Command::MapShow { .. } => map_lines(&reply.data_as()?),
+        Command::History { .. } => history_table(&reply.data_as::<History>()?.entries),
+        Command::Metrics => reply.data_as::<MetricsText>()?.text,
+        _ => format!("{}\n", reply.message),
+    })
+}
+
+/// The data of a `history` reply.
+#[derive(Debug, Deserialize)]
+struct History {
+    entries: Vec<JournalEntry>,
+}
+
+/// A value, or `-` for none.
+fn or_dash<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
 /// Left-aligned columns, two spaces apart.
@@ -74,69 +98,55 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn status_table(d: &Value) -> String {
-    let rows: Vec<Vec<String>> = d["services"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|s_| {
-                    let canary = match &s_["canary"] {
-                        Value::Object(c) => format!(
-                            "{} {}%",
-                            c.get("colour").map(s).unwrap_or_default(),
-                            c.get("percent").map(s).unwrap_or_default()
-                        ),
-                        _ => "-".into(),
-                    };
-                    let drained = s_["drained"]
-                        .as_array()
-                        .filter(|a| !a.is_empty())
-                        .map_or("-".into(), |a| {
-                            a.iter().map(s).collect::<Vec<_>>().join(",")
-                        });
-                    let phase = match &s_["phase"] {
-                        Value::Object(p) => {
-                            let name = p.get("phase").map(s).unwrap_or_default();
-                            match p.get("reason").and_then(Value::as_str) {
-                                Some(r) => format!("{name}: {r}"),
-                                None => name,
-                            }
-                        }
-                        _ => "-".into(),
-                    };
-                    vec![
-                        s(&s_["name"]),
-                        s(&s_["live"]),
-                        s(&s_["previous"]),
-                        s(&s_["backend"]),
-                        canary,
-                        drained,
-                        s(&s_["routes"]),
-                        phase,
-                    ]
-                })
-                .collect()
+fn status_table(d: &Snapshot) -> String {
+    let rows: Vec<Vec<String>> = d
+        .services
+        .iter()
+        .map(|s| {
+            let canary = or_dash(s.canary.map(|c| format!("{} {}%", c.colour, c.percent)));
+            let drained = if s.drained.is_empty() {
+                "-".into()
+            } else {
+                s.drained.join(",")
+            };
+            let phase = or_dash(s.phase.as_ref().map(|p| match &p.reason {
+                Some(r) => format!("{}: {r}", p.phase),
+                None => p.phase.clone(),
+            }));
+            vec![
+                s.name.clone(),
+                s.live.clone(),
+                or_dash(s.previous.as_ref()),
+                s.backend.clone(),
+                canary,
+                drained,
+                s.routes.to_string(),
+                phase,
+            ]
         })
-        .unwrap_or_default();
-    let proxy = &d["proxy"];
+        .collect();
+    let proxy = &d.proxy;
+    let reachability = match (&proxy.epoch, proxy.reachable) {
+        (_, false) => "UNREACHABLE".into(),
+        // A proxy without a reload counter: what it serves and who serves it.
+        (Some(epoch), true) if !epoch.workers.is_empty() => format!(
+            "reachable (serving generation {}, workers {})",
+            or_dash(epoch.generation),
+            epoch
+                .workers
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        (epoch, true) => format!(
+            "reachable (reloads {})",
+            or_dash(epoch.as_ref().map(|e| e.reloads))
+        ),
+    };
     let mut out = format!(
-        "generation {}  proxy {} {}\n",
-        s(&d["generation"]),
-        s(&proxy["kind"]),
-        if proxy["reachable"] == Value::Bool(true) {
-            let epoch = &proxy["epoch"];
-            match epoch["workers"].as_array() {
-                // A proxy without a reload counter: what it serves and who serves it.
-                Some(workers) => format!(
-                    "reachable (serving generation {}, workers {})",
-                    s(&epoch["generation"]),
-                    workers.iter().map(s).collect::<Vec<_>>().join(",")
-                ),
-                None => format!("reachable (reloads {})", s(&epoch["reloads"])),
-            }
-        } else {
-            "UNREACHABLE".into()
-        }
+        "generation {}  proxy {} {reachability}\n",
+        d.generation, proxy.kind
     );
     out.push_str(&table(
         &[
@@ -144,48 +154,65 @@ fn status_table(d: &Value) -> String {
         ],
         &rows,
     ));
-    if let Some(e) = d["last_error"].as_str() {
+    if let Some(e) = &d.last_error {
         out.push_str(&format!("last error: {e}\n"));
     }
-    if d["fault"].is_object() {
-        let f = &d["fault"];
+    if let Some(f) = &d.fault {
         out.push_str(&format!(
             "FAULT since {} ({}): {}\n",
-            format_time(f["since_ms"].as_u64().unwrap_or(0)),
-            s(&f["step"]),
-            s(&f["message"])
+            format_time(f.since_ms),
+            f.step,
+            f.message
         ));
     }
-    for r in d["recovered"].as_array().into_iter().flatten() {
-        out.push_str(&format!("recovered at start: {}\n", s(r)));
+    for r in &d.recovered {
+        out.push_str(&format!("recovered at start: {r}\n"));
     }
     out
 }
 
 /// `status --cluster`: one row per host, then one per service with agreement.
-fn cluster_table(d: &Value) -> String {
-    let rows: Vec<Vec<String>> = d["hosts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|h| {
-            vec![
-                s(&h["node"]),
-                if h["reachable"] == Value::Bool(true) {
-                    "yes".into()
+fn cluster_table(d: &ClusterStatus) -> String {
+    let rows: Vec<Vec<String>> = d
+        .hosts
+        .iter()
+        .map(|h| match h {
+            HostRow::Seen {
+                node,
+                reachable,
+                age_ms,
+                generation,
+                cluster_generation,
+                proxy_reachable,
+                last_error,
+                ..
+            } => vec![
+                node.clone(),
+                if *reachable { "yes" } else { "NO" }.into(),
+                age_ms.to_string(),
+                generation.to_string(),
+                cluster_generation.to_string(),
+                if *proxy_reachable {
+                    "ok"
                 } else {
-                    "NO".into()
-                },
-                s(&h["age_ms"]),
-                s(&h["generation"]),
-                s(&h["cluster_generation"]),
-                match &h["proxy_reachable"] {
-                    Value::Bool(true) => "ok".into(),
-                    Value::Bool(false) => "UNREACHABLE".into(),
-                    _ => "-".into(),
-                },
-                s(&h["last_error"]),
-            ]
+                    "UNREACHABLE"
+                }
+                .into(),
+                or_dash(last_error.as_ref()),
+            ],
+            HostRow::Unseen {
+                node,
+                reachable,
+                age_ms,
+            } => vec![
+                node.clone(),
+                if *reachable { "yes" } else { "NO" }.into(),
+                or_dash(*age_ms),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ],
         })
         .collect();
     let mut out = table(
@@ -200,23 +227,17 @@ fn cluster_table(d: &Value) -> String {
         ],
         &rows,
     );
-    let rows: Vec<Vec<String>> = d["services"]
-        .as_object()
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<String>> = d
+        .services
+        .iter()
         .map(|(name, v)| {
-            let hosts = v["hosts"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(h, c)| format!("{h}={}", s(c)))
+            let hosts = v
+                .hosts
+                .iter()
+                .map(|(h, c)| format!("{h}={c}"))
                 .collect::<Vec<_>>()
                 .join(" ");
-            let agree = if v["agree"] == Value::Bool(true) {
-                "agree"
-            } else {
-                "DIVERGED"
-            };
+            let agree = if v.agree { "agree" } else { "DIVERGED" };
             vec![name.clone(), agree.into(), hosts]
         })
         .collect();
@@ -226,66 +247,53 @@ fn cluster_table(d: &Value) -> String {
 }
 
 /// The per-host outcome of a cluster change.
-fn cluster_result(message: &str, d: &Value) -> String {
+fn cluster_result(message: &str, d: &ClusterOutcome) -> String {
     let mut out = format!("{message}\n");
-    for (host, r) in d["hosts"].as_object().into_iter().flatten() {
-        let what = if r["ok"] == Value::Bool(true) {
+    for (host, r) in &d.hosts {
+        let what = if r.ok {
             "ok".to_owned()
         } else {
-            format!("FAILED: {}", s(&r["error"]))
+            format!("FAILED: {}", or_dash(r.error.as_ref()))
         };
         out.push_str(&format!("  {host}: {what}\n"));
     }
     out
 }
 
+/// One side of a planned service change: the live colour and the canary.
+fn routing(s: Option<&ServiceState>) -> String {
+    let Some(s) = s else {
+        return "-".into();
+    };
+    let mut t = s.live.to_string();
+    if let Some(c) = s.canary {
+        t.push_str(&format!("+canary {} {}%", c.colour, c.percent));
+    }
+    t
+}
+
 /// A plan for humans: what changes, the gate, and per file the edits and the mechanism.
-fn plan_text(message: &str, d: &Value) -> String {
+fn plan_text(message: &str, d: &Plan) -> String {
     let mut out = format!("{message}\n");
-    for c in d["services"].as_array().into_iter().flatten() {
-        let side = |v: &Value| match v {
-            Value::Object(o) => {
-                let mut t = s(o.get("live").unwrap_or(&Value::Null));
-                if let Some(Value::Object(c)) = o.get("canary") {
-                    t.push_str(&format!(
-                        "+canary {} {}%",
-                        s(c.get("colour").unwrap_or(&Value::Null)),
-                        s(c.get("percent").unwrap_or(&Value::Null))
-                    ));
-                }
-                t
-            }
-            _ => "-".into(),
-        };
+    for c in &d.services {
         out.push_str(&format!(
             "  service {}: {} -> {}\n",
-            s(&c["service"]),
-            side(&c["from"]),
-            side(&c["to"])
+            c.service,
+            routing(c.from.as_ref()),
+            routing(c.to.as_ref())
         ));
     }
-    for g in d["gates"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_object)
-    {
-        if g.get("forced") == Some(&Value::Bool(true)) {
+    for g in &d.gates {
+        if g.forced {
             out.push_str("  gate: skipped (--force)\n");
-        } else if let Some(backend) = g.get("backend").and_then(Value::as_str) {
-            let names = |k: &str| {
-                g.get(k)
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
-                    .unwrap_or_default()
-            };
+        } else if let Some(backend) = &g.backend {
             // A proxy that cannot show server states (Nginx) lists none up.
             let mut seen = Vec::new();
-            if !names("up").is_empty() {
-                seen.push(format!("up: {}", names("up")));
+            if !g.up.is_empty() {
+                seen.push(format!("up: {}", g.up.join(", ")));
             }
-            if !names("probed").is_empty() {
-                seen.push(format!("probed: {}", names("probed")));
+            if !g.probed.is_empty() {
+                seen.push(format!("probed: {}", g.probed.join(", ")));
             }
             out.push_str(&format!("  gate: passed for {backend}"));
             if !seen.is_empty() {
@@ -294,89 +302,89 @@ fn plan_text(message: &str, d: &Value) -> String {
             out.push('\n');
         }
     }
-    for f in d["files"].as_array().into_iter().flatten() {
+    for f in &d.files {
         out.push_str(&format!(
             "  file {} ({}): {}, {} edits\n",
-            s(&f["name"]),
-            s(&f["path"]),
-            s(&f["mechanism"]),
-            s(&f["edits"])
+            f.name,
+            f.path.display(),
+            f.mechanism,
+            f.edits
         ));
-        for p in f["added"].as_array().into_iter().flatten() {
-            out.push_str(&format!("    + {} {}\n", s(&p[0]), s(&p[1])));
+        for (k, v) in &f.added {
+            out.push_str(&format!("    + {k} {v}\n"));
         }
-        for p in f["changed"].as_array().into_iter().flatten() {
-            out.push_str(&format!("    ~ {} {}\n", s(&p[0]), s(&p[1])));
+        for (k, v) in &f.changed {
+            out.push_str(&format!("    ~ {k} {v}\n"));
         }
-        for k in f["removed"].as_array().into_iter().flatten() {
-            out.push_str(&format!("    - {}\n", s(k)));
+        for k in &f.removed {
+            out.push_str(&format!("    - {k}\n"));
         }
-        let lines = &f["lines"];
-        if f["kind"] == "config" {
-            for l in lines["first_removed"].as_array().into_iter().flatten() {
-                out.push_str(&format!("    -| {}\n", s(l)));
+        if f.kind == crate::protocol::FileKind::Config {
+            for l in &f.lines.first_removed {
+                out.push_str(&format!("    -| {l}\n"));
             }
-            for l in lines["first_added"].as_array().into_iter().flatten() {
-                out.push_str(&format!("    +| {}\n", s(l)));
+            for l in &f.lines.first_added {
+                out.push_str(&format!("    +| {l}\n"));
             }
         }
     }
-    for srv in d["servers"].as_array().into_iter().flatten() {
-        out.push_str(&format!("  servers: {}\n", s(srv)));
+    for srv in &d.servers {
+        out.push_str(&format!("  servers: {srv}\n"));
     }
-    if d["validated_by_proxy"] == Value::Bool(true) {
+    if d.validated_by_proxy {
         out.push_str("  validated with the proxy's own checker on a staged copy\n");
     }
     out
 }
 
-fn map_lines(d: &Value) -> String {
+fn map_lines(d: &MapShown) -> String {
     let mut out = String::new();
-    if let Some(entries) = d["entries"].as_object() {
-        for (k, v) in entries {
-            out.push_str(&format!("{k} {}\n", s(v)));
+    match d {
+        MapShown::Entries { entries } => {
+            for (k, v) in entries {
+                out.push_str(&format!("{k} {v}\n"));
+            }
         }
-        return out;
-    }
-    let pairs = |key: &str, sign: char, out: &mut String| {
-        for p in d[key].as_array().into_iter().flatten() {
-            out.push_str(&format!("{sign} {} {}\n", s(&p[0]), s(&p[1])));
+        MapShown::Diff {
+            added,
+            changed,
+            removed,
+        } => {
+            for (k, v) in added {
+                out.push_str(&format!("+ {k} {v}\n"));
+            }
+            for (k, v) in changed {
+                out.push_str(&format!("~ {k} {v}\n"));
+            }
+            for k in removed {
+                out.push_str(&format!("- {k}\n"));
+            }
+            if out.is_empty() {
+                out.push_str("no difference\n");
+            }
         }
-    };
-    pairs("added", '+', &mut out);
-    pairs("changed", '~', &mut out);
-    for k in d["removed"].as_array().into_iter().flatten() {
-        out.push_str(&format!("- {}\n", s(k)));
-    }
-    if out.is_empty() {
-        out.push_str("no difference\n");
     }
     out
 }
 
-fn history_table(d: &Value) -> String {
-    let rows: Vec<Vec<String>> = d["entries"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| {
-                    let who = &e["requester"];
-                    vec![
-                        format_time(e["time_ms"].as_u64().unwrap_or(0)),
-                        s(&e["generation"]),
-                        s(&e["result"]),
-                        format!(
-                            "{} uid={} pid={}",
-                            s(&who["via"]),
-                            s(&who["uid"]),
-                            s(&who["pid"])
-                        ),
-                        s(&e["message"]),
-                    ]
-                })
-                .collect()
+/// Who asked, in a history row: `socket uid=1000 pid=4242`.
+fn who(r: &Requester) -> String {
+    format!("{} uid={} pid={}", r.via, or_dash(r.uid), or_dash(r.pid))
+}
+
+fn history_table(entries: &[JournalEntry]) -> String {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                format_time(e.time_ms),
+                e.generation.to_string(),
+                e.result.to_string(),
+                who(&e.requester),
+                e.message.clone(),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     table(&["TIME (UTC)", "GEN", "RESULT", "BY", "WHAT"], &rows)
 }
 

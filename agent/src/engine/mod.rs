@@ -7,13 +7,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde_json::json;
 
 use crate::config::{Config, FileKind, FileSpec};
 use crate::mapfile::{self, MapDiff, MapEntries, MapSyntax};
 use crate::metrics::{Metrics, RollbackReason};
-use crate::protocol::MapView;
+use crate::protocol::{MapShown, MapView};
 use crate::proxy::{Epoch, Proxy};
 use crate::render::Renderer;
 use crate::state::{Change, Request, State};
@@ -33,33 +32,15 @@ pub use safety::{until, GateReport, Phase};
 pub use transition::{Applied, FileOutcome, LineChanges, PlannedFile};
 pub use validate::{is_percent, staged_path};
 
+// The reply data the engine produces is defined by the protocol, which the command line
+// reads it with.
+pub use crate::protocol::{
+    DesiredStatus, Fault, FileStatus, ProxyStatus, ServiceStatus, Snapshot, Step,
+};
+
 /// Maps of at most this many bytes (about a thousand entries) are compared with the running
 /// proxy on every reconcile tick; larger ones at start and whenever the epoch moves.
 pub const SMALL_MAP_BYTES: usize = 64 * 1024;
-
-/// The step of a change that failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Step {
-    /// The peer may not run the command (see [`crate::access`]).
-    Access,
-    Request,
-    Gate,
-    Render,
-    Validate,
-    Commit,
-    Apply,
-    Confirm,
-    Persist,
-    Proxy,
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = serde_json::to_value(self).expect("step serializes");
-        f.write_str(s.as_str().expect("string"))
-    }
-}
 
 /// A change that did not happen, with the step that refused it and why. Whatever the
 /// step, the proxy serves what it served before and the files on disk equal it.
@@ -77,78 +58,6 @@ impl ApplyError {
             message: message.to_string(),
         }
     }
-}
-
-/// What `status` shows.
-#[derive(Debug, Clone, Serialize)]
-pub struct Snapshot {
-    pub generation: u64,
-    pub proxy: ProxyStatus,
-    pub services: Vec<ServiceStatus>,
-    pub files: Vec<FileStatus>,
-    /// What is wrong now: the fault's error while there is one, else the error of the last
-    /// change if it failed (cleared by the next change that succeeds).
-    pub last_error: Option<String>,
-    /// A condition that keeps the files or the proxy from matching the desired state (the
-    /// proxy unreachable, a reconcile failing), while it lasts.
-    pub fault: Option<Fault>,
-    /// What the agent repaired when it started (an unusable state file, a torn journal,
-    /// leftovers of interrupted writes), in its own words.
-    pub recovered: Vec<String>,
-    /// The watched desired-state file and why its content was refused, if it was.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub desired_state: Option<DesiredStatus>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DesiredStatus {
-    pub path: String,
-    pub error: Option<String>,
-}
-
-/// A fault the periodic check keeps seeing; cleared by the first reconcile that succeeds.
-#[derive(Debug, Clone, Serialize)]
-pub struct Fault {
-    /// The step that fails: `proxy` when the proxy cannot be reached.
-    pub step: Step,
-    /// The latest error.
-    pub message: String,
-    /// When it was first seen, Unix milliseconds.
-    pub since_ms: u64,
-    /// Whether it has lasted [`reconcile::FAULT_GRACE`]: only then is it shown and
-    /// journaled (a shorter failure is a blip, such as HAProxy's master re-executing
-    /// itself for a reload).
-    #[serde(skip)]
-    pub confirmed: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ProxyStatus {
-    pub kind: &'static str,
-    pub reachable: bool,
-    pub epoch: Option<Epoch>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ServiceStatus {
-    pub name: String,
-    pub live: String,
-    pub previous: Option<String>,
-    pub backend: String,
-    pub routes: usize,
-    /// Canary colour and share, when one runs.
-    pub canary: Option<crate::state::Canary>,
-    /// Colours whose servers are drained.
-    pub drained: Vec<String>,
-    /// The safety phase (watch, rollback), when there is one.
-    pub phase: Option<Phase>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct FileStatus {
-    pub name: String,
-    pub path: String,
-    pub kind: FileKind,
 }
 
 pub struct Engine<P: Proxy> {
@@ -401,7 +310,7 @@ impl<P: Proxy> Engine<P> {
         Snapshot {
             generation: self.state.generation,
             proxy: ProxyStatus {
-                kind: self.proxy.name(),
+                kind: self.proxy.name().into(),
                 reachable: epoch.is_some(),
                 epoch,
             },
@@ -494,14 +403,23 @@ impl<P: Proxy> Engine<P> {
                 .await
                 .map_err(|e| ApplyError::new(Step::Proxy, e))
         };
-        Ok(match view {
-            MapView::Desired => json!({ "entries": desired()? }),
-            MapView::Live => json!({ "entries": live().await? }),
+        let shown = match view {
+            MapView::Desired => MapShown::Entries {
+                entries: desired()?,
+            },
+            MapView::Live => MapShown::Entries {
+                entries: live().await?,
+            },
             MapView::Diff => {
                 let d = MapDiff::between(&live().await?, &desired()?);
-                json!({ "added": d.added, "changed": d.changed, "removed": d.removed })
+                MapShown::Diff {
+                    added: d.added,
+                    changed: d.changed,
+                    removed: d.removed,
+                }
             }
-        })
+        };
+        Ok(serde_json::to_value(shown).expect("map serializes"))
     }
 
     fn map_spec(&self, name: &str) -> Result<&FileSpec, ApplyError> {

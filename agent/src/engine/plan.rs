@@ -2,28 +2,11 @@
 //! the same steps as a real change up to and including validation, then stopped. Nothing
 //! live changes and nothing is journaled.
 
-use serde::Serialize;
-
-use super::transition::PlannedFile;
-use super::{ApplyError, Engine, GateReport};
+use super::{ApplyError, Engine};
 use crate::proxy::Proxy;
-use crate::state::{Colour, Request, ServiceChange};
+use crate::state::{Colour, Request};
 
-/// What a request would do.
-#[derive(Debug, Clone, Serialize)]
-pub struct Plan {
-    /// The generation the state would have.
-    pub generation: u64,
-    pub services: Vec<ServiceChange>,
-    /// The pre-switch gate's findings (they passed, or the plan would be an error).
-    pub gates: Vec<GateReport>,
-    /// Files that would change, with their map edits and how they would be applied.
-    pub files: Vec<PlannedFile>,
-    /// Whether the proxy's checker ran on the staged tree.
-    pub validated_by_proxy: bool,
-    /// Runtime server changes: `drain <backend>` / `undrain <backend>`.
-    pub servers: Vec<String>,
-}
+pub use crate::protocol::Plan;
 
 impl<P: Proxy> Engine<P> {
     /// Plans `req` as [`Engine::apply`] would carry it out. An `Err` names the step that

@@ -4,33 +4,15 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde_json::json;
 
 use super::{ApplyError, Engine, Step};
 use crate::gates::watch::{Verdict, Watch};
 use crate::gates::{check_servers, probe};
+pub use crate::protocol::{GateReport, Phase};
 use crate::proxy::{Proxy, ProxyError};
 use crate::state::{traffic_targets, Colour, Request, State};
 use crate::store::{now_ms, JournalEntry, Requester};
-
-/// What the gate found, for the reply and the journal.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct GateReport {
-    pub service: String,
-    /// The colour traffic moves to, and its backend.
-    pub colour: Option<Colour>,
-    pub backend: Option<String>,
-    /// Servers that count as up.
-    pub up: Vec<String>,
-    /// Servers probed over HTTP and found healthy.
-    pub probed: Vec<String>,
-    /// Set when the gate was skipped with `--force`.
-    pub forced: bool,
-    /// What the pre-warm saw, when the service has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prewarm: Option<crate::gates::prewarm::PrewarmReport>,
-}
 
 /// A watch in progress.
 pub(super) struct ActiveWatch {
@@ -40,18 +22,6 @@ pub(super) struct ActiveWatch {
     ends: Instant,
     next: Instant,
     generation: u64,
-}
-
-/// The safety phase of one service, for `status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Phase {
-    /// `watching`, `passed`, `held`, `rolled_back`.
-    pub phase: String,
-    /// Why (the rollback reason, or what is held).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Unix time of the phase's start, milliseconds.
-    pub since_ms: u64,
 }
 
 /// `prev` with only the drains `next` keeps: the state of the servers between a change's

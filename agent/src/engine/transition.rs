@@ -158,33 +158,7 @@ pub(super) struct Prepared<'c> {
     timings: BTreeMap<&'static str, f64>,
 }
 
-/// One file in a plan.
-#[derive(Debug, Clone, Serialize)]
-pub struct PlannedFile {
-    pub name: String,
-    pub path: PathBuf,
-    pub kind: FileKind,
-    /// `runtime per key`, `runtime transaction` or `reload`.
-    pub mechanism: &'static str,
-    /// Map entries to add, change (new value) and remove; at most `PLAN_MAX_ENTRIES`
-    /// each.
-    pub added: Vec<(String, String)>,
-    pub changed: Vec<(String, String)>,
-    pub removed: Vec<String>,
-    /// All map edits.
-    pub edits: usize,
-    /// Lines only in the old text and only in the new one (config files).
-    pub lines: LineChanges,
-}
-
-/// Lines that leave and lines that arrive, as counts and the first few of each.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct LineChanges {
-    pub removed: usize,
-    pub added: usize,
-    pub first_removed: Vec<String>,
-    pub first_added: Vec<String>,
-}
+pub use crate::protocol::{LineChanges, PlannedFile};
 
 /// The lines of `old` not in `new` and of `new` not in `old` (as multisets).
 fn line_changes(old: &str, new: &str) -> LineChanges {
@@ -372,7 +346,7 @@ impl<P: Proxy> Engine<P> {
                     name: p.spec.name.clone(),
                     path: p.spec.path.clone(),
                     kind: p.spec.kind,
-                    mechanism,
+                    mechanism: mechanism.into(),
                     added: added.into_iter().take(PLAN_MAX_ENTRIES).collect(),
                     changed: changed.into_iter().take(PLAN_MAX_ENTRIES).collect(),
                     removed: removed.into_iter().take(PLAN_MAX_ENTRIES).collect(),

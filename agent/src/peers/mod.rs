@@ -17,6 +17,7 @@ use crate::state::{Desired, Request};
 use crate::store::{now_ms, Requester};
 
 pub use crate::protocol::PeerReport;
+use crate::protocol::{ClusterStatus, HostRow, ServiceAgreement};
 
 pub mod client;
 pub mod coordinator;
@@ -251,53 +252,69 @@ impl Node {
     pub fn status<P: Proxy>(&self, engine: &Engine<P>) -> serde_json::Value {
         let me = self.report(engine);
         let stale_after = self.config.report_interval * 3;
-        let mut rows = vec![serde_json::json!({
-            "node": me.node, "reachable": true, "age_ms": 0,
-            "generation": me.generation, "cluster_generation": me.cluster_generation,
-            "digest": me.digest, "proxy_reachable": me.proxy_reachable,
-            "last_error": me.last_error,
-        })];
+        let mut rows = vec![HostRow::Seen {
+            node: me.node.clone(),
+            reachable: true,
+            age_ms: 0,
+            generation: me.generation,
+            cluster_generation: me.cluster_generation,
+            digest: me.digest.clone(),
+            proxy_reachable: me.proxy_reachable,
+            last_error: me.last_error.clone(),
+        }];
         let mut routings = vec![(me.node.clone(), me.services.clone())];
         for peer in &self.config.peers {
             match self.seen.get(&peer.name) {
                 Some((r, at)) => {
                     let age = at.elapsed();
-                    rows.push(serde_json::json!({
-                        "node": peer.name, "reachable": age < stale_after,
-                        "age_ms": age.as_millis() as u64,
-                        "generation": r.generation, "cluster_generation": r.cluster_generation,
-                        "digest": r.digest, "proxy_reachable": r.proxy_reachable,
-                        "last_error": r.last_error,
-                    }));
+                    rows.push(HostRow::Seen {
+                        node: peer.name.clone(),
+                        reachable: age < stale_after,
+                        age_ms: age.as_millis() as u64,
+                        generation: r.generation,
+                        cluster_generation: r.cluster_generation,
+                        digest: r.digest.clone(),
+                        proxy_reachable: r.proxy_reachable,
+                        last_error: r.last_error.clone(),
+                    });
                     if age < stale_after {
                         routings.push((peer.name.clone(), r.services.clone()));
                     }
                 }
-                None => rows.push(serde_json::json!({
-                    "node": peer.name, "reachable": false, "age_ms": null,
-                })),
+                None => rows.push(HostRow::Unseen {
+                    node: peer.name.clone(),
+                    reachable: false,
+                    age_ms: None,
+                }),
             }
         }
         let mut services = BTreeMap::new();
         for name in me.services.keys() {
-            let views: BTreeMap<&str, String> = routings
+            let views: BTreeMap<String, String> = routings
                 .iter()
                 .map(|(node, r)| {
                     let v = r.get(name).map_or("-".into(), |d| match d.canary {
                         Some(c) => format!("{}+canary {} {}%", d.live, c.colour, c.percent),
                         None => d.live.to_string(),
                     });
-                    (node.as_str(), v)
+                    (node.clone(), v)
                 })
                 .collect();
             let first = views.values().next().cloned().unwrap_or_default();
             let agree = views.values().all(|v| *v == first);
             services.insert(
                 name.clone(),
-                serde_json::json!({ "agree": agree, "hosts": views }),
+                ServiceAgreement {
+                    agree,
+                    hosts: views,
+                },
             );
         }
-        serde_json::json!({ "hosts": rows, "services": services })
+        let status = ClusterStatus {
+            hosts: rows,
+            services,
+        };
+        serde_json::to_value(status).expect("cluster status serializes")
     }
 }
 

@@ -12,24 +12,34 @@
 //! [`PROTOCOL_VERSION`] and serves every older one. A missing `v` means 1.
 //!
 //! The module is the vocabulary the agent, the command line and the peers share:
-//! [`routing`] (colours and the routing verbs, [`Request`]), [`command`] (the wire
-//! [`Command`]), [`change`] (what a change does to a service), [`decode`] (request lines in and out), [`reply`] (replies and the data they
-//! carry) and [`peer`] (what agents tell each other). It imports no other module of the
+//! [`routing`] (colours and the routing verbs, [`Request`]), [`change`] (what a change does
+//! to a service), [`command`] (the wire [`Command`]), [`decode`] (request lines in and
+//! out), [`reply`] (replies), [`status`] and [`plan`] (the data of `status` and dry-run
+//! replies), [`cluster`] (the data of cluster replies) and [`peer`] (what agents tell each other). It imports no other module of the
 //! crate.
 
 pub mod change;
+pub mod cluster;
 pub mod command;
 pub mod decode;
 pub mod peer;
+pub mod plan;
 pub mod reply;
 pub mod routing;
+pub mod status;
 
 pub use change::{Change, ServiceChange, ServiceState};
+pub use cluster::{ClusterOutcome, ClusterStatus, HostOutcome, HostRow, ServiceAgreement};
 pub use command::{Command, MapView, Mutation, VERBS};
 pub use decode::{decode, encode, DecodeError};
 pub use peer::PeerReport;
-pub use reply::{Reply, Status};
+pub use plan::{GateReport, LineChanges, Plan, PlannedFile, PrewarmReport};
+pub use reply::{MapShown, MetricsText, Reply, Status};
 pub use routing::{Canary, Colour, Desired, Request, UnknownColour, MAX_SERVICES};
+pub use status::{
+    DesiredStatus, Epoch, Fault, FileKind, FileStatus, Phase, ProxyStatus, ServiceStatus, Snapshot,
+    Step,
+};
 
 /// Highest protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
