@@ -1,5 +1,9 @@
 //! The command-line grammar: global options, verbs and their arguments, and how a client
 //! verb becomes a protocol command.
+// clap prints doc comments as help text: the grammar's items are documented by the help
+// they print, and items without help stay undocumented (a doc comment on a subcommand enum
+// would even become its parent's about text).
+#![allow(missing_docs)]
 
 use std::path::PathBuf;
 
@@ -165,7 +169,7 @@ pub struct HistoryArgs {
 
 impl Verb {
     /// The protocol command of a client verb.
-    pub fn command(&self, dry_run: bool) -> Result<Option<Command>, String> {
+    pub fn command(&self, dry_run: bool) -> Result<Option<Command>, crate::desired::DesiredError> {
         Ok(Some(match self {
             Verb::Agent | Verb::Check | Verb::Render | Verb::Tls { .. } | Verb::Generate { .. } => {
                 return Ok(None)

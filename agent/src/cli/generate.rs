@@ -92,6 +92,7 @@ pub enum What {
         dir: Option<PathBuf>,
     },
     /// The completion script for SHELL on stdout.
+    #[allow(missing_docs)] // clap would print a doc comment as the argument's help
     Completions { shell: Shell },
 }
 

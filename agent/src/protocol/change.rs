@@ -58,6 +58,7 @@ impl ServiceState {
 /// What one service went through in a change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceChange {
+    /// The service.
     pub service: String,
     /// State before; `None` for a service that did not exist.
     pub from: Option<ServiceState>,
@@ -77,10 +78,12 @@ impl ServiceChange {
 pub struct Change {
     /// Generation of the state after the change (equal to before when nothing changed).
     pub generation: u64,
+    /// The services that changed, in name order.
     pub services: Vec<ServiceChange>,
 }
 
 impl Change {
+    /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
         self.services.is_empty()
     }

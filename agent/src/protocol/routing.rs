@@ -99,6 +99,9 @@ pub struct Desired {
 /// peer `prepare` message carry; the wire command names the same verb in `cmd` (see
 /// [`crate::protocol::Command::Change`]). Its clap derive is the command line's grammar of
 /// these verbs (the doc comments are their help); `Set` is `apply -f FILE` there.
+// The fields go undocumented: clap would print a field's doc comment as the help of its
+// positional argument, and the variant's doc (the verb's help) already names them.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {

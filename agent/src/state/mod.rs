@@ -25,6 +25,7 @@ pub struct State {
     pub format: u32,
     /// Counts applied changes; never goes back.
     pub generation: u64,
+    /// Every service, by name.
     pub services: BTreeMap<String, ServiceState>,
     /// Counts changes committed across the cluster; the highest wins when hosts converge.
     #[serde(default)]
@@ -58,20 +59,37 @@ pub fn traffic_targets(old: &State, new: &State) -> Vec<(String, Colour)> {
     out
 }
 
+/// Why a request cannot apply to the state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {
+    /// The request names a service the state does not have.
     #[error("unknown service {0:?}")]
     UnknownService(String),
+    /// `rollback` on a service that never switched.
     #[error("service {0:?} has no previous colour to roll back to")]
     NothingToRollBack(String),
+    /// A canary on the live colour.
     #[error("{colour} is already live for service {service:?}; a canary goes to the other colour")]
-    CanaryOnLive { service: String, colour: Colour },
+    CanaryOnLive {
+        /// The service.
+        service: String,
+        /// Its live colour.
+        colour: Colour,
+    },
+    /// A canary share of 0 or 100 and more.
     #[error("canary share {0}% is outside 1..=99 (use promote for 100, abort for 0)")]
     CanaryPercent(u8),
+    /// `promote` or `abort` without a canary.
     #[error("service {0:?} has no canary in progress")]
     NoCanary(String),
+    /// Draining the live (or canary) colour.
     #[error("{colour} is live for service {service:?}; draining it would stop its traffic")]
-    DrainLive { service: String, colour: Colour },
+    DrainLive {
+        /// The service.
+        service: String,
+        /// The colour that takes traffic.
+        colour: Colour,
+    },
 }
 
 impl State {
@@ -104,6 +122,7 @@ impl State {
         }
     }
 
+    /// The service `name`, or [`StateError::UnknownService`].
     pub fn service(&self, name: &str) -> Result<&ServiceState, StateError> {
         self.services
             .get(name)
