@@ -300,4 +300,56 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["cutover", "switch", "web", "red"]).is_err());
     }
+
+    /// The routing verbs are the protocol's `Request`, with `--force` on the verbs that
+    /// take it and nowhere else.
+    #[test]
+    fn routing_verbs_come_from_the_request() {
+        let parse =
+            |args: &str| Cli::try_parse_from(std::iter::once("cutover").chain(args.split(' ')));
+        let command = |args: &str| {
+            let c = parse(args).unwrap();
+            c.verb.command(c.dry_run).unwrap().unwrap()
+        };
+        assert_eq!(
+            command("canary web green 10 --force --dry-run"),
+            Command::change(
+                Request::Canary {
+                    service: "web".into(),
+                    colour: Colour::Green,
+                    percent: 10
+                },
+                true,
+                true
+            )
+        );
+        assert_eq!(
+            command("undrain web blue"),
+            Command::change(
+                Request::Undrain {
+                    service: "web".into(),
+                    colour: Colour::Blue
+                },
+                false,
+                false
+            )
+        );
+        for args in [
+            "switch web green",
+            "rollback web",
+            "canary web blue 5",
+            "promote web",
+        ] {
+            let m = command(&format!("{args} --force")).mutation().unwrap();
+            assert!(m.force, "{args}");
+        }
+        for args in ["abort web", "drain web blue", "undrain web blue"] {
+            assert!(parse(&format!("{args} --force")).is_err(), "{args}");
+        }
+        assert!(parse("canary web green 100").is_err());
+        assert!(
+            parse("set web").is_err(),
+            "apply -f is the command line's set"
+        );
+    }
 }

@@ -428,4 +428,57 @@ mod tests {
         let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
         assert_eq!(t, "A    BB\nxxx  y\n");
     }
+
+    /// The printer reads each reply by the type the sent command answers with.
+    #[test]
+    fn replies_print_by_their_type() {
+        let reply = |data: &str| Reply::ok("msg", serde_json::from_str(data).unwrap());
+        let status = human(
+            &Command::Status,
+            &reply(
+                r#"{"generation":3,"proxy":{"kind":"haproxy","reachable":true,"epoch":{"master_pid":1,"reloads":4}},
+                "services":[{"name":"web","live":"green","previous":null,"backend":"web_green","routes":2,
+                "canary":null,"drained":["blue"],"phase":null}],"files":[],"last_error":null,"fault":null,"recovered":[]}"#,
+            ),
+        )
+        .unwrap();
+        assert!(status.starts_with("generation 3  proxy haproxy reachable (reloads 4)\n"));
+        assert!(
+            status.contains("web      green  -         web_green  -       blue     2       -"),
+            "{status}"
+        );
+        let diff = Command::MapShow {
+            name: "routes".into(),
+            view: crate::protocol::MapView::Diff,
+        };
+        let none = r#"{"added":[],"changed":[],"removed":[]}"#;
+        assert_eq!(human(&diff, &reply(none)).unwrap(), "no difference\n");
+        let plan = Command::change(
+            crate::protocol::Request::Rollback {
+                service: "web".into(),
+            },
+            false,
+            true,
+        );
+        let text = human(
+            &plan,
+            &reply(r#"{"generation":4,"services":[],"gates":[{"service":"web","colour":"blue","backend":"web_blue",
+                "up":["b1"],"probed":[],"forced":false}],"files":[],"validated_by_proxy":true,"servers":[]}"#),
+        )
+        .unwrap();
+        assert_eq!(
+            text,
+            "msg\n  gate: passed for web_blue (up: b1)\n  validated with the proxy's own checker on a staged copy\n"
+        );
+        // A change carried out prints its summary; an unreadable reply is an error.
+        let switch = Command::change(
+            crate::protocol::Request::Rollback {
+                service: "web".into(),
+            },
+            false,
+            false,
+        );
+        assert_eq!(human(&switch, &reply("{}")).unwrap(), "msg\n");
+        assert!(human(&Command::Status, &reply("{}")).is_err());
+    }
 }

@@ -193,3 +193,58 @@ fn reply_shape() {
     let r = Reply::ok("done", serde_json::Value::Null).to_line();
     assert_eq!(r, r#"{"status":"ok","message":"done"}"#);
 }
+
+/// The routing verbs share one variant: `force` is a field only of the verbs that move
+/// traffic onto a colour, and the request's own tag (`op`) is not a field of the command.
+#[test]
+fn routing_verbs_keep_their_fields() {
+    let e = |l: &str| decode(l).unwrap_err().to_string();
+    for line in [
+        r#"{"cmd":"abort","service":"web","force":true}"#,
+        r#"{"cmd":"drain","service":"web","colour":"blue","force":false}"#,
+        r#"{"cmd":"undrain","service":"web","colour":"blue","force":true}"#,
+    ] {
+        assert!(
+            e(line).contains("unknown field `force`"),
+            "{line}: {}",
+            e(line)
+        );
+    }
+    assert!(
+        e(r#"{"cmd":"switch","op":"rollback","service":"web","colour":"blue"}"#)
+            .contains("unknown field `op`")
+    );
+    assert!(e(r#"{"cmd":"switch","service":"web"}"#).contains("missing field `colour`"));
+    assert!(e(r#"{"service":"web"}"#).contains("missing field `cmd`"));
+    assert!(e(r#"{"cmd":"abort","service":"web","dry_run":"yes"}"#).contains("invalid type"));
+    assert_eq!(
+        decode(r#"{"cmd":"promote","service":"web","force":true,"dry_run":true}"#).unwrap(),
+        Command::change(
+            Request::Promote {
+                service: "web".into()
+            },
+            true,
+            true
+        )
+    );
+    let set = decode(r#"{"cmd":"apply","services":{"web":{"live":"green"}},"force":true}"#)
+        .unwrap()
+        .mutation()
+        .unwrap();
+    assert!(set.force && !set.dry_run);
+    assert_eq!(set.request.verb(), "apply");
+}
+
+/// Every variant of [`Request`] has its wire verb, and every wire verb of a routing change
+/// is a command verb.
+#[test]
+fn request_verbs_are_command_verbs() {
+    for verb in Request::VERBS {
+        assert!(VERBS.contains(&verb), "{verb}");
+        assert_eq!(
+            Request::op_of(verb) == "set",
+            verb == "apply",
+            "{verb} names its request"
+        );
+    }
+}
