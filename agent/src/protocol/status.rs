@@ -11,7 +11,7 @@ use super::Canary;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
-    /// The peer may not run the command (see [`crate::access`]).
+    /// The peer may not run the command (the access policy refused it).
     Access,
     /// The request itself: an unknown service, a refused state change.
     Request,
