@@ -158,7 +158,7 @@ pub fn user_groups(uid: u32) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Colour;
+    use crate::protocol::{Colour, Request};
 
     const AGENT: u32 = 999;
 
@@ -173,12 +173,14 @@ mod tests {
     }
 
     fn switch() -> Command {
-        Command::Switch {
-            service: "web".into(),
-            colour: Colour::Green,
-            force: false,
-            dry_run: false,
-        }
+        Command::change(
+            Request::Switch {
+                service: "web".into(),
+                colour: Colour::Green,
+            },
+            false,
+            false,
+        )
     }
 
     fn policy(
@@ -258,11 +260,14 @@ mod tests {
         assert!(p.check(&reader, &commit, AGENT).is_err());
         assert!(p.check(&reader, &Command::ClusterStatus, AGENT).is_ok());
         assert!(p.check(&reader, &Command::Metrics, AGENT).is_ok());
-        let drain = Command::Drain {
-            service: "web".into(),
-            colour: Colour::Blue,
-            dry_run: true,
-        };
+        let drain = Command::change(
+            Request::Drain {
+                service: "web".into(),
+                colour: Colour::Blue,
+            },
+            false,
+            true,
+        );
         assert!(p.check(&reader, &drain, AGENT).is_err(), "a dry run too");
     }
 

@@ -28,7 +28,7 @@ use crate::notify::Notifier;
 use crate::peers::coordinator::Coordinator;
 use crate::peers::server::TlsTransport;
 use crate::peers::{self, Node, PeerReport};
-use crate::protocol::{Command, Reply};
+use crate::protocol::{Command, MetricsText, Reply};
 use crate::proxy::{AnyProxy, Proxy};
 use crate::store::{Requester, Store};
 
@@ -532,7 +532,10 @@ pub async fn handle<P: Proxy>(
             change_reply(engine.apply(&m.request, requester, m.force).await)
         }
         Command::MapShow { name, view } => match engine.map_show(&name, view).await {
-            Ok(data) => Reply::ok(format!("map {name}"), data),
+            Ok(shown) => Reply::ok(
+                format!("map {name}"),
+                serde_json::to_value(shown).expect("map serializes"),
+            ),
             Err(e) => failed(e),
         },
         Command::History { service, limit } => match engine.history(service.as_deref(), limit) {
@@ -544,7 +547,11 @@ pub async fn handle<P: Proxy>(
         },
         Command::Metrics => Reply::ok(
             "metrics",
-            json!({ "content_type": metrics::CONTENT_TYPE, "text": engine.metrics().render() }),
+            serde_json::to_value(MetricsText {
+                content_type: metrics::CONTENT_TYPE.into(),
+                text: engine.metrics().render(),
+            })
+            .expect("metrics serialize"),
         ),
         _ => Reply::error("this command is not served here", serde_json::Value::Null),
     }

@@ -21,12 +21,10 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::state::Desired;
+use crate::protocol::{Desired, MAX_SERVICES};
 
 /// Largest desired-state file read, in bytes.
 pub const MAX_BYTES: u64 = 4 * 1024 * 1024;
-/// Most services one declaration may name.
-pub const MAX_SERVICES: usize = 10_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,33 +32,89 @@ struct File {
     services: BTreeMap<String, Desired>,
 }
 
+/// Why a declaration was refused; every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum DesiredError {
+    /// The file could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is above [`MAX_BYTES`].
+    #[error("{}: {bytes} bytes, more than {MAX_BYTES}", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+    },
+    /// The file is not UTF-8.
+    #[error("{}: not UTF-8", path.display())]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The TOML does not parse into a declaration (syntax, unknown field, bad colour).
+    #[error("{}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser found.
+        source: toml::de::Error,
+    },
+    /// The file names no service.
+    #[error("{}: declares no services", path.display())]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file names more than [`MAX_SERVICES`] services.
+    #[error("{}: {count} services, more than {MAX_SERVICES}", path.display())]
+    TooMany {
+        /// The file.
+        path: PathBuf,
+        /// How many it names.
+        count: usize,
+    },
+}
+
 /// Parses a declaration; the error names the file and what is wrong.
-pub fn parse(path: &Path, text: &str) -> Result<BTreeMap<String, Desired>, String> {
-    let file: File = toml::from_str(text).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn parse(path: &Path, text: &str) -> Result<BTreeMap<String, Desired>, DesiredError> {
+    let file: File = toml::from_str(text).map_err(|source| DesiredError::Parse {
+        path: path.to_owned(),
+        source,
+    })?;
     if file.services.is_empty() {
-        return Err(format!("{}: declares no services", path.display()));
+        return Err(DesiredError::Empty {
+            path: path.to_owned(),
+        });
     }
     if file.services.len() > MAX_SERVICES {
-        return Err(format!(
-            "{}: {} services, more than {MAX_SERVICES}",
-            path.display(),
-            file.services.len()
-        ));
+        return Err(DesiredError::TooMany {
+            path: path.to_owned(),
+            count: file.services.len(),
+        });
     }
     Ok(file.services)
 }
 
 /// Reads and parses a declaration file, bounded in size.
-pub fn load(path: &Path) -> Result<BTreeMap<String, Desired>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn load(path: &Path) -> Result<BTreeMap<String, Desired>, DesiredError> {
+    let read = |source| DesiredError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read)?;
     if meta.len() > MAX_BYTES {
-        return Err(format!(
-            "{}: {} bytes, more than {MAX_BYTES}",
-            path.display(),
-            meta.len()
-        ));
+        return Err(DesiredError::TooLarge {
+            path: path.to_owned(),
+            bytes: meta.len(),
+        });
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(read)?;
     parse(path, &text)
 }
 
@@ -78,6 +132,7 @@ pub struct Watcher {
 }
 
 impl Watcher {
+    /// A watcher of `path` that hands out a content once it has been stable for `debounce`.
     pub fn new(path: PathBuf, debounce: Duration) -> Watcher {
         Watcher {
             path,
@@ -88,6 +143,7 @@ impl Watcher {
         }
     }
 
+    /// The watched file.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -128,7 +184,9 @@ impl Watcher {
         }
         self.handled = Some(hash);
         let parsed = std::str::from_utf8(&text)
-            .map_err(|_| format!("{}: not UTF-8", self.path.display()))
+            .map_err(|_| DesiredError::NotUtf8 {
+                path: self.path.clone(),
+            })
             .and_then(|t| parse(&self.path, t));
         match parsed {
             Ok(d) => {
@@ -136,7 +194,7 @@ impl Watcher {
                 Some(d)
             }
             Err(e) => {
-                self.error = Some(e);
+                self.error = Some(e.to_string());
                 None
             }
         }
@@ -146,7 +204,7 @@ impl Watcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Colour;
+    use crate::protocol::Colour;
 
     #[test]
     fn parses_and_refuses() {
@@ -155,12 +213,15 @@ mod tests {
         assert_eq!(d["web"].live, Colour::Green);
         assert!(parse(p, "[services.web]\nlive = \"red\"\n")
             .unwrap_err()
+            .to_string()
             .contains("red"));
         assert!(parse(p, "[services.web]\nlive = \"blue\"\nlvie = 1\n")
             .unwrap_err()
+            .to_string()
             .contains("unknown field"));
         assert!(parse(p, "services = {}\n")
             .unwrap_err()
+            .to_string()
             .contains("no services"));
     }
 

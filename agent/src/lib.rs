@@ -26,6 +26,7 @@ pub mod access;
 pub mod agent;
 pub mod check;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod control;
 pub mod desired;
@@ -34,7 +35,6 @@ pub mod fsio;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gates;
-pub mod generate;
 pub mod logging;
 pub mod mapfile;
 pub mod metrics;

@@ -262,15 +262,7 @@ pub struct Templates {
     pub vars: toml::Table,
 }
 
-/// How the proxy takes a rendered file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FileKind {
-    /// A map: applied through the runtime API where the proxy has one.
-    Map,
-    /// Part of the proxy config: a change needs a validated reload.
-    Config,
-}
+pub use crate::protocol::FileKind;
 
 /// One file rendered from a template.
 #[derive(Debug, Clone)]

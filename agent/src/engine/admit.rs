@@ -9,7 +9,8 @@
 use super::error::{ApplyError, ErrorKind, Step};
 use super::Engine;
 use crate::config::ValueCheck;
-use crate::gates::preswitch::{self, GateReport};
+use crate::gates::preswitch;
+use crate::protocol::GateReport;
 use crate::proxy::Proxy;
 use crate::state::{traffic_targets, Change, Request, State};
 

@@ -11,55 +11,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-/// The step of a change that failed, in the order of the flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Step {
-    /// The requester may not run the command (see [`crate::access`]).
-    Access,
-    /// The request itself: the state refused it, or the config cannot serve it.
-    Request,
-    /// The pre-switch gate: the colour traffic moves to is not ready.
-    Gate,
-    /// Rendering the templates.
-    Render,
-    /// The proxy's checker on the staged tree, and the agent's own checks of map values.
-    Validate,
-    /// Writing the files durably.
-    Commit,
-    /// Handing the change to the proxy (runtime API or reload).
-    Apply,
-    /// Reading back what the proxy serves.
-    Confirm,
-    /// Saving the state.
-    Persist,
-    /// Talking to the proxy outside a change (status, reconcile, map show).
-    Proxy,
-}
-
-impl Step {
-    /// The step's name, as replies and the journal spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::Access => "access",
-            Step::Request => "request",
-            Step::Gate => "gate",
-            Step::Render => "render",
-            Step::Validate => "validate",
-            Step::Commit => "commit",
-            Step::Apply => "apply",
-            Step::Confirm => "confirm",
-            Step::Persist => "persist",
-            Step::Proxy => "proxy",
-        }
-    }
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::protocol::Step;
 
 /// What went wrong, for callers that act on it; the [`Step`] says where.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

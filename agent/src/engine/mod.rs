@@ -6,10 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde_json::json;
 
-use crate::config::{Config, FileKind};
+use crate::config::Config;
 use crate::mapfile::MapSyntax;
 use crate::metrics::Metrics;
 use crate::proxy::{Epoch, Proxy};
@@ -30,89 +29,22 @@ mod transition;
 mod validate;
 mod watch;
 
-pub use crate::gates::preswitch::GateReport;
 pub use change::Queued;
-pub use error::{ApplyError, ErrorKind, Step};
-pub use plan::{LineChanges, Plan, PlannedFile};
+pub use error::{ApplyError, ErrorKind};
 pub use transition::{Applied, FileOutcome};
 pub use validate::{is_percent, staged_path};
-pub use watch::{until, Phase};
+pub use watch::until;
+
+// The reply data the engine produces is defined by the protocol, which the command line
+// reads it with.
+pub use crate::protocol::{
+    DesiredStatus, Fault, FileStatus, GateReport, LineChanges, Phase, Plan, PlannedFile,
+    ProxyStatus, ServiceStatus, Snapshot, Step,
+};
 
 /// Maps of at most this many bytes (about a thousand entries) are compared with the running
 /// proxy on every reconcile tick; larger ones at start and whenever the epoch moves.
 pub const SMALL_MAP_BYTES: usize = 64 * 1024;
-
-/// What `status` shows.
-#[derive(Debug, Clone, Serialize)]
-pub struct Snapshot {
-    pub generation: u64,
-    pub proxy: ProxyStatus,
-    pub services: Vec<ServiceStatus>,
-    pub files: Vec<FileStatus>,
-    /// What is wrong now: the fault's error while there is one, else the error of the last
-    /// change if it failed (cleared by the next change that succeeds).
-    pub last_error: Option<String>,
-    /// A condition that keeps the files or the proxy from matching the desired state (the
-    /// proxy unreachable, a reconcile failing), while it lasts.
-    pub fault: Option<Fault>,
-    /// What the agent repaired when it started (an unusable state file, a torn journal,
-    /// leftovers of interrupted writes), in its own words.
-    pub recovered: Vec<String>,
-    /// The watched desired-state file and why its content was refused, if it was.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub desired_state: Option<DesiredStatus>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DesiredStatus {
-    pub path: String,
-    pub error: Option<String>,
-}
-
-/// A fault the periodic check keeps seeing; cleared by the first reconcile that succeeds.
-#[derive(Debug, Clone, Serialize)]
-pub struct Fault {
-    /// The step that fails: `proxy` when the proxy cannot be reached.
-    pub step: Step,
-    /// The latest error.
-    pub message: String,
-    /// When it was first seen, Unix milliseconds.
-    pub since_ms: u64,
-    /// Whether it has lasted [`reconcile::FAULT_GRACE`]: only then is it shown and
-    /// journaled (a shorter failure is a blip, such as HAProxy's master re-executing
-    /// itself for a reload).
-    #[serde(skip)]
-    pub confirmed: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ProxyStatus {
-    pub kind: &'static str,
-    pub reachable: bool,
-    pub epoch: Option<Epoch>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ServiceStatus {
-    pub name: String,
-    pub live: String,
-    pub previous: Option<String>,
-    pub backend: String,
-    pub routes: usize,
-    /// Canary colour and share, when one runs.
-    pub canary: Option<crate::state::Canary>,
-    /// Colours whose servers are drained.
-    pub drained: Vec<String>,
-    /// The safety phase (watch, rollback), when there is one.
-    pub phase: Option<Phase>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct FileStatus {
-    pub name: String,
-    pub path: String,
-    pub kind: FileKind,
-}
 
 pub struct Engine<P: Proxy> {
     config: Arc<Config>,

@@ -4,66 +4,17 @@
 //! journaled.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-use serde::Serialize;
 
 use super::admit::Admitted;
 use super::files::Prepared;
 use super::Engine;
-use crate::config::FileKind;
-use crate::gates::preswitch::GateReport;
 use crate::mapfile::MapDiff;
+use crate::protocol::{LineChanges, Plan, PlannedFile};
 use crate::proxy::{MapMechanism, Proxy};
-use crate::state::{Colour, ServiceChange, State};
-
-/// What a request would do.
-#[derive(Debug, Clone, Serialize)]
-pub struct Plan {
-    /// The generation the state would have.
-    pub generation: u64,
-    /// The services whose routing would change.
-    pub services: Vec<ServiceChange>,
-    /// The pre-switch gate's findings (they passed, or the plan would be an error).
-    pub gates: Vec<GateReport>,
-    /// Files that would change, with their map edits and how they would be applied.
-    pub files: Vec<PlannedFile>,
-    /// Whether the proxy's checker ran on the staged tree.
-    pub validated_by_proxy: bool,
-    /// Runtime server changes: `drain <backend>` / `undrain <backend>`.
-    pub servers: Vec<String>,
-}
+use crate::state::{Colour, State};
 
 /// Most map entries a plan lists per kind of edit (the counts are always complete).
 pub const PLAN_MAX_ENTRIES: usize = 100;
-
-/// One file in a plan.
-#[derive(Debug, Clone, Serialize)]
-pub struct PlannedFile {
-    pub name: String,
-    pub path: PathBuf,
-    pub kind: FileKind,
-    /// `runtime per key`, `runtime transaction` or `reload`.
-    pub mechanism: &'static str,
-    /// Map entries to add, change (new value) and remove; at most `PLAN_MAX_ENTRIES`
-    /// each.
-    pub added: Vec<(String, String)>,
-    pub changed: Vec<(String, String)>,
-    pub removed: Vec<String>,
-    /// All map edits.
-    pub edits: usize,
-    /// Lines only in the old text and only in the new one (config files).
-    pub lines: LineChanges,
-}
-
-/// Lines that leave and lines that arrive, as counts and the first few of each.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct LineChanges {
-    pub removed: usize,
-    pub added: usize,
-    pub first_removed: Vec<String>,
-    pub first_added: Vec<String>,
-}
 
 /// The lines of `old` not in `new` and of `new` not in `old` (as multisets).
 fn line_changes(old: &str, new: &str) -> LineChanges {
@@ -136,7 +87,7 @@ impl<P: Proxy> Engine<P> {
                     name: p.spec.name.clone(),
                     path: p.spec.path.clone(),
                     kind: p.spec.kind,
-                    mechanism,
+                    mechanism: mechanism.into(),
                     added: added.into_iter().take(PLAN_MAX_ENTRIES).collect(),
                     changed: changed.into_iter().take(PLAN_MAX_ENTRIES).collect(),
                     removed: removed.into_iter().take(PLAN_MAX_ENTRIES).collect(),

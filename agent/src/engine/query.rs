@@ -1,13 +1,11 @@
 //! What the engine answers without changing anything: the status snapshot, the entries of
 //! a managed map (desired, live, or their difference) and the history journal.
 
-use serde_json::json;
-
 use super::error::{ApplyError, ErrorKind, Step};
 use super::{DesiredStatus, Engine, Fault, FileStatus, ProxyStatus, ServiceStatus, Snapshot};
 use crate::config::{FileKind, FileSpec};
 use crate::mapfile::{self, MapDiff, MapEntries};
-use crate::protocol::MapView;
+use crate::protocol::{MapShown, MapView};
 use crate::proxy::Proxy;
 use crate::store::JournalEntry;
 
@@ -18,7 +16,7 @@ impl<P: Proxy> Engine<P> {
         Snapshot {
             generation: self.state.generation,
             proxy: ProxyStatus {
-                kind: self.proxy.name(),
+                kind: self.proxy.name().into(),
                 reachable: epoch.is_some(),
                 epoch,
             },
@@ -65,11 +63,7 @@ impl<P: Proxy> Engine<P> {
     }
 
     /// Entries of map `name`: desired, live, or the diff from live to desired.
-    pub async fn map_show(
-        &self,
-        name: &str,
-        view: MapView,
-    ) -> Result<serde_json::Value, ApplyError> {
+    pub async fn map_show(&self, name: &str, view: MapView) -> Result<MapShown, ApplyError> {
         let spec = self.map_spec(name)?;
         let desired = || -> Result<MapEntries, ApplyError> {
             self.syntax()
@@ -83,11 +77,19 @@ impl<P: Proxy> Engine<P> {
                 .map_err(|e| ApplyError::caused(Step::Proxy, ErrorKind::Proxy, e))
         };
         Ok(match view {
-            MapView::Desired => json!({ "entries": desired()? }),
-            MapView::Live => json!({ "entries": live().await? }),
+            MapView::Desired => MapShown::Entries {
+                entries: desired()?,
+            },
+            MapView::Live => MapShown::Entries {
+                entries: live().await?,
+            },
             MapView::Diff => {
                 let d = MapDiff::between(&live().await?, &desired()?);
-                json!({ "added": d.added, "changed": d.changed, "removed": d.removed })
+                MapShown::Diff {
+                    added: d.added,
+                    changed: d.changed,
+                    removed: d.removed,
+                }
             }
         })
     }

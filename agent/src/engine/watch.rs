@@ -6,10 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use super::Engine;
 use crate::gates::watch::{Verdict, Watch};
+use crate::protocol::Phase;
 use crate::proxy::Proxy;
 use crate::state::{Colour, Request};
 use crate::store::{now_ms, Requester};
@@ -22,18 +21,6 @@ pub(super) struct ActiveWatch {
     ends: Instant,
     next: Instant,
     generation: u64,
-}
-
-/// The safety phase of one service, for `status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Phase {
-    /// `watching`, `passed`, `held`, `rolled_back`.
-    pub phase: String,
-    /// Why (the rollback reason, or what is held).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Unix time of the phase's start, milliseconds.
-    pub since_ms: u64,
 }
 
 impl<P: Proxy> Engine<P> {

@@ -2,33 +2,12 @@
 //! proxy, the health probe answered where one is configured, and the pre-warm passed where
 //! the service has one. Reads the proxy and the servers; changes nothing.
 
-use serde::Serialize;
-
 use super::{check_servers, probe};
 use crate::config::GateConfig;
 use crate::config::Service;
+use crate::protocol::GateReport;
 use crate::proxy::{Proxy, ProxyError};
 use crate::state::Colour;
-
-/// What the gate found, for the reply and the journal.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct GateReport {
-    /// The service whose traffic moves.
-    pub service: String,
-    /// The colour traffic moves to, and its backend.
-    pub colour: Option<Colour>,
-    /// The backend of that colour.
-    pub backend: Option<String>,
-    /// Servers that count as up.
-    pub up: Vec<String>,
-    /// Servers probed over HTTP and found healthy.
-    pub probed: Vec<String>,
-    /// Set when the gate was skipped with `--force`.
-    pub forced: bool,
-    /// What the pre-warm saw, when the service has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prewarm: Option<super::prewarm::PrewarmReport>,
-}
 
 /// A colour that may not take traffic yet, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

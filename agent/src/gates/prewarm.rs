@@ -2,7 +2,6 @@
 //! (caches filled, connections opened, code paths loaded) and refuse the switch when too
 //! many fail. Bounded in requests, concurrency and total time.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
@@ -10,26 +9,7 @@ use futures_util::stream::{self, StreamExt};
 use super::probe;
 use crate::config::PrewarmConfig;
 
-/// What a pre-warm saw.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct PrewarmReport {
-    pub sent: u32,
-    pub failed: u32,
-    /// Failures by kind (`500 on /api`, `no answer within 2000 ms`), with counts.
-    pub failures: BTreeMap<String, u32>,
-    /// Wall time, milliseconds.
-    pub elapsed_ms: u64,
-}
-
-impl PrewarmReport {
-    pub fn failure_percent(&self) -> f64 {
-        if self.sent == 0 {
-            100.0
-        } else {
-            self.failed as f64 * 100.0 / self.sent as f64
-        }
-    }
-}
+pub use crate::protocol::PrewarmReport;
 
 /// Sends the configured requests to `servers` (`host:port`), round robin over servers and
 /// paths. Returns the report; the caller compares it with `max_failure_percent`.

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{PeerReport, PeerSpec};
 use crate::control::Envelope;
-use crate::protocol::{Command, Reply, Status};
+use crate::protocol::{ClusterOutcome, Command, HostOutcome, Reply, Status};
 use crate::state::Request;
 use crate::store::{now_ms, Requester};
 
@@ -130,7 +130,13 @@ impl Coordinator {
             .collect();
         if !refused.is_empty() || dry_run {
             self.abort(&txn, &hosts).await;
-            let data = json!({ "txn": txn, "phase": "prepare", "hosts": show(&prepared) });
+            let data = outcome(ClusterOutcome {
+                txn: txn.clone(),
+                phase: "prepare".into(),
+                cluster_generation: None,
+                hosts: show(&prepared),
+                missed: None,
+            });
             return if refused.is_empty() {
                 Reply::ok(
                     format!(
@@ -167,7 +173,13 @@ impl Coordinator {
                     "cluster change aborted before commit, nothing changed anywhere: {}",
                     lost.join("; ")
                 ),
-                json!({ "txn": txn, "phase": "ready", "hosts": show(&ready) }),
+                outcome(ClusterOutcome {
+                    txn: txn.clone(),
+                    phase: "ready".into(),
+                    cluster_generation: None,
+                    hosts: show(&ready),
+                    missed: None,
+                }),
             );
         }
         let generation = prepared
@@ -188,9 +200,12 @@ impl Coordinator {
             .filter(|(_, o)| o.is_err())
             .map(|(h, _)| h.clone())
             .collect();
-        let data = json!({
-            "txn": txn, "phase": "commit", "cluster_generation": generation,
-            "hosts": show(&committed), "missed": missed,
+        let data = outcome(ClusterOutcome {
+            txn: txn.clone(),
+            phase: "commit".into(),
+            cluster_generation: Some(generation),
+            hosts: show(&committed),
+            missed: Some(missed.clone()),
         });
         if missed.is_empty() {
             Reply::ok(
@@ -213,18 +228,31 @@ impl Coordinator {
     }
 }
 
-fn show(outcomes: &BTreeMap<String, Outcome>) -> Value {
+/// The reply data of a cluster change.
+fn outcome(o: ClusterOutcome) -> Value {
+    serde_json::to_value(o).expect("cluster outcome serializes")
+}
+
+/// Each host's answer, for the reply.
+fn show(outcomes: &BTreeMap<String, Outcome>) -> BTreeMap<String, HostOutcome> {
     outcomes
         .iter()
         .map(|(h, o)| {
-            let v = match o {
-                Ok(d) => json!({ "ok": true, "data": d }),
-                Err(e) => json!({ "ok": false, "error": e }),
+            let outcome = match o {
+                Ok(d) => HostOutcome {
+                    ok: true,
+                    data: Some(d.clone()),
+                    error: None,
+                },
+                Err(e) => HostOutcome {
+                    ok: false,
+                    data: None,
+                    error: Some(e.clone()),
+                },
             };
-            (h.clone(), v)
+            (h.clone(), outcome)
         })
-        .collect::<serde_json::Map<String, Value>>()
-        .into()
+        .collect()
 }
 
 /// Sends this node's report to every peer after every change and every `interval`, until

@@ -8,38 +8,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::{ClusterConfig, PeerSpec};
 use crate::engine::{ApplyError, Engine, ErrorKind, Step};
 use crate::proxy::Proxy;
 use crate::state::{Desired, Request};
 use crate::store::{now_ms, Requester};
 
+pub use crate::protocol::PeerReport;
+use crate::protocol::{ClusterStatus, HostRow, ServiceAgreement};
+
 pub mod client;
 pub mod coordinator;
 pub mod server;
 pub mod tls;
-
-/// What a node tells its peers about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerReport {
-    pub node: String,
-    /// Unix time of the report, milliseconds.
-    pub time_ms: u64,
-    pub generation: u64,
-    pub cluster_generation: u64,
-    /// Digest of the current routing (live colours and canaries).
-    pub digest: String,
-    /// Digest of the routing as of the last cluster commit.
-    pub cluster_digest: String,
-    /// Current routing, by service.
-    pub services: BTreeMap<String, Desired>,
-    /// Routing as of the last cluster commit.
-    pub cluster_routing: BTreeMap<String, Desired>,
-    pub proxy_reachable: bool,
-    pub last_error: Option<String>,
-}
 
 /// A stable digest of a routing declaration (FNV-1a 64 over its canonical JSON).
 pub fn digest(routing: &BTreeMap<String, Desired>) -> String {
@@ -236,53 +217,69 @@ impl Node {
     pub fn status<P: Proxy>(&self, engine: &Engine<P>) -> serde_json::Value {
         let me = self.report(engine);
         let stale_after = self.config.report_interval * 3;
-        let mut rows = vec![serde_json::json!({
-            "node": me.node, "reachable": true, "age_ms": 0,
-            "generation": me.generation, "cluster_generation": me.cluster_generation,
-            "digest": me.digest, "proxy_reachable": me.proxy_reachable,
-            "last_error": me.last_error,
-        })];
+        let mut rows = vec![HostRow::Seen {
+            node: me.node.clone(),
+            reachable: true,
+            age_ms: 0,
+            generation: me.generation,
+            cluster_generation: me.cluster_generation,
+            digest: me.digest.clone(),
+            proxy_reachable: me.proxy_reachable,
+            last_error: me.last_error.clone(),
+        }];
         let mut routings = vec![(me.node.clone(), me.services.clone())];
         for peer in &self.config.peers {
             match self.seen.get(&peer.name) {
                 Some((r, at)) => {
                     let age = at.elapsed();
-                    rows.push(serde_json::json!({
-                        "node": peer.name, "reachable": age < stale_after,
-                        "age_ms": age.as_millis() as u64,
-                        "generation": r.generation, "cluster_generation": r.cluster_generation,
-                        "digest": r.digest, "proxy_reachable": r.proxy_reachable,
-                        "last_error": r.last_error,
-                    }));
+                    rows.push(HostRow::Seen {
+                        node: peer.name.clone(),
+                        reachable: age < stale_after,
+                        age_ms: age.as_millis() as u64,
+                        generation: r.generation,
+                        cluster_generation: r.cluster_generation,
+                        digest: r.digest.clone(),
+                        proxy_reachable: r.proxy_reachable,
+                        last_error: r.last_error.clone(),
+                    });
                     if age < stale_after {
                         routings.push((peer.name.clone(), r.services.clone()));
                     }
                 }
-                None => rows.push(serde_json::json!({
-                    "node": peer.name, "reachable": false, "age_ms": null,
-                })),
+                None => rows.push(HostRow::Unseen {
+                    node: peer.name.clone(),
+                    reachable: false,
+                    age_ms: None,
+                }),
             }
         }
         let mut services = BTreeMap::new();
         for name in me.services.keys() {
-            let views: BTreeMap<&str, String> = routings
+            let views: BTreeMap<String, String> = routings
                 .iter()
                 .map(|(node, r)| {
                     let v = r.get(name).map_or("-".into(), |d| match d.canary {
                         Some(c) => format!("{}+canary {} {}%", d.live, c.colour, c.percent),
                         None => d.live.to_string(),
                     });
-                    (node.as_str(), v)
+                    (node.clone(), v)
                 })
                 .collect();
             let first = views.values().next().cloned().unwrap_or_default();
             let agree = views.values().all(|v| *v == first);
             services.insert(
                 name.clone(),
-                serde_json::json!({ "agree": agree, "hosts": views }),
+                ServiceAgreement {
+                    agree,
+                    hosts: views,
+                },
             );
         }
-        serde_json::json!({ "hosts": rows, "services": services })
+        let status = ClusterStatus {
+            hosts: rows,
+            services,
+        };
+        serde_json::to_value(status).expect("cluster status serializes")
     }
 }
 

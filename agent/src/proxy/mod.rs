@@ -28,12 +28,13 @@ pub mod nginx;
 mod program;
 mod report;
 
+pub use crate::protocol::Epoch;
 pub use any::AnyProxy;
 pub use error::{Cause, ProxyError};
 pub use gap::ReloadGap;
 pub use health::{BackendStats, ServerHealth};
 pub use program::{run_program, ProgramOutput};
-pub use report::{millis, millis_opt, CheckReport, Epoch, MapMechanism, MapUpdate, ReloadReport};
+pub use report::{millis, millis_opt, CheckReport, MapMechanism, MapUpdate, ReloadReport};
 
 /// One proxy on this host.
 pub trait Proxy: Send + Sync + 'static {

@@ -75,24 +75,6 @@ pub struct ReloadReport {
     pub gap_wait: Duration,
 }
 
-/// Identity of the proxy's running configuration: it changes with every reload, ours or
-/// anybody else's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Epoch {
-    /// PID of the proxy's master process (a restart changes it).
-    pub master_pid: u32,
-    /// Reloads the master has counted (HAProxy); 0 for a proxy that does not count them
-    /// (Nginx, whose epoch moves with its worker PIDs instead).
-    pub reloads: u64,
-    /// PIDs of the workers accepting connections, sorted (Nginx: a reload replaces them).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub workers: Vec<u32>,
-    /// The state generation the running config says it was rendered for, where the proxy
-    /// can tell (Nginx's generation endpoint).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generation: Option<u64>,
-}
-
 /// Serializes a `Duration` as fractional milliseconds.
 pub mod millis {
     use serde::Serializer;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{CommandFactory, Subcommand};
 use clap_complete::Shell;
 
-use crate::cli::Cli;
+use super::Cli;
 
 /// Sections of `cutover(1)` that clap does not know about.
 const MAN_EXTRA: &str = r#".SH "EXIT STATUS"
@@ -92,6 +92,7 @@ pub enum What {
         dir: Option<PathBuf>,
     },
     /// The completion script for SHELL on stdout.
+    #[allow(missing_docs)] // clap would print a doc comment as the argument's help
     Completions { shell: Shell },
 }
 

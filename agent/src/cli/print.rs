@@ -1,0 +1,484 @@
+//! What a client verb prints: the agent's reply as JSON, or short tables for humans. The
+//! reply's data is read as the type the sent command answers with (the protocol's reply
+//! types), never told apart by its message.
+
+use std::io::Write as _;
+
+use serde::Deserialize;
+
+use super::exit;
+use crate::protocol::{
+    ClusterOutcome, ClusterStatus, Command, HostRow, MapShown, MetricsText, Plan, Reply,
+    ServiceState, Snapshot, Status,
+};
+use crate::store::{JournalEntry, Requester};
+
+/// Prints the reply to the command `sent` for humans (or as JSON) and returns the exit
+/// code.
+pub fn print_reply(sent: &Command, reply: &Reply, json: bool) -> i32 {
+    let code = if reply.status == Status::Ok {
+        exit::OK
+    } else {
+        exit::FAILED
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(out, "{}", reply.to_line());
+        return code;
+    }
+    if reply.status == Status::Error {
+        let _ = out.flush();
+        eprintln!("error: {}", reply.message);
+        return code;
+    }
+    let text = match human(sent, reply) {
+        Ok(text) => text,
+        Err(e) => {
+            let _ = out.flush();
+            eprintln!(
+                "error: the agent's reply to {} is unreadable: {e}",
+                sent.verb()
+            );
+            return exit::FAILED;
+        }
+    };
+    let _ = out.write_all(text.as_bytes());
+    code
+}
+
+/// The text for humans of a successful reply to `sent`.
+fn human(sent: &Command, reply: &Reply) -> Result<String, serde_json::Error> {
+    Ok(match sent {
+        Command::Cluster { .. } => cluster_result(&reply.message, &reply.data_as()?),
+        Command::ClusterStatus => cluster_table(&reply.data_as()?),
+        Command::Change(m) if m.dry_run => plan_text(&reply.message, &reply.data_as()?),
+        Command::Status => status_table(&reply.data_as()?),
+        Command::MapShow { .. } => map_lines(&reply.data_as()?),
+        Command::History { .. } => history_table(&reply.data_as::<History>()?.entries),
+        Command::Metrics => reply.data_as::<MetricsText>()?.text,
+        _ => format!("{}\n", reply.message),
+    })
+}
+
+/// The data of a `history` reply.
+#[derive(Debug, Deserialize)]
+struct History {
+    entries: Vec<JournalEntry>,
+}
+
+/// A value, or `-` for none.
+fn or_dash<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+/// Left-aligned columns, two spaces apart.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.len());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let last = cells.len() - 1;
+        for (i, c) in cells.iter().enumerate() {
+            if i == last {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push('\n');
+    };
+    line(header.to_vec(), &mut out);
+    for r in rows {
+        line(r.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+fn status_table(d: &Snapshot) -> String {
+    let rows: Vec<Vec<String>> = d
+        .services
+        .iter()
+        .map(|s| {
+            let canary = or_dash(s.canary.map(|c| format!("{} {}%", c.colour, c.percent)));
+            let drained = if s.drained.is_empty() {
+                "-".into()
+            } else {
+                s.drained.join(",")
+            };
+            let phase = or_dash(s.phase.as_ref().map(|p| match &p.reason {
+                Some(r) => format!("{}: {r}", p.phase),
+                None => p.phase.clone(),
+            }));
+            vec![
+                s.name.clone(),
+                s.live.clone(),
+                or_dash(s.previous.as_ref()),
+                s.backend.clone(),
+                canary,
+                drained,
+                s.routes.to_string(),
+                phase,
+            ]
+        })
+        .collect();
+    let proxy = &d.proxy;
+    let reachability = match (&proxy.epoch, proxy.reachable) {
+        (_, false) => "UNREACHABLE".into(),
+        // A proxy without a reload counter: what it serves and who serves it.
+        (Some(epoch), true) if !epoch.workers.is_empty() => format!(
+            "reachable (serving generation {}, workers {})",
+            or_dash(epoch.generation),
+            epoch
+                .workers
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        (epoch, true) => format!(
+            "reachable (reloads {})",
+            or_dash(epoch.as_ref().map(|e| e.reloads))
+        ),
+    };
+    let mut out = format!(
+        "generation {}  proxy {} {reachability}\n",
+        d.generation, proxy.kind
+    );
+    out.push_str(&table(
+        &[
+            "SERVICE", "LIVE", "PREVIOUS", "BACKEND", "CANARY", "DRAINED", "ROUTES", "PHASE",
+        ],
+        &rows,
+    ));
+    if let Some(e) = &d.last_error {
+        out.push_str(&format!("last error: {e}\n"));
+    }
+    if let Some(f) = &d.fault {
+        out.push_str(&format!(
+            "FAULT since {} ({}): {}\n",
+            format_time(f.since_ms),
+            f.step,
+            f.message
+        ));
+    }
+    for r in &d.recovered {
+        out.push_str(&format!("recovered at start: {r}\n"));
+    }
+    out
+}
+
+/// `status --cluster`: one row per host, then one per service with agreement.
+fn cluster_table(d: &ClusterStatus) -> String {
+    let rows: Vec<Vec<String>> = d
+        .hosts
+        .iter()
+        .map(|h| match h {
+            HostRow::Seen {
+                node,
+                reachable,
+                age_ms,
+                generation,
+                cluster_generation,
+                proxy_reachable,
+                last_error,
+                ..
+            } => vec![
+                node.clone(),
+                if *reachable { "yes" } else { "NO" }.into(),
+                age_ms.to_string(),
+                generation.to_string(),
+                cluster_generation.to_string(),
+                if *proxy_reachable {
+                    "ok"
+                } else {
+                    "UNREACHABLE"
+                }
+                .into(),
+                or_dash(last_error.as_ref()),
+            ],
+            HostRow::Unseen {
+                node,
+                reachable,
+                age_ms,
+            } => vec![
+                node.clone(),
+                if *reachable { "yes" } else { "NO" }.into(),
+                or_dash(*age_ms),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ],
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "HOST",
+            "REACHABLE",
+            "AGE_MS",
+            "GEN",
+            "CLUSTER_GEN",
+            "PROXY",
+            "LAST ERROR",
+        ],
+        &rows,
+    );
+    let rows: Vec<Vec<String>> = d
+        .services
+        .iter()
+        .map(|(name, v)| {
+            let hosts = v
+                .hosts
+                .iter()
+                .map(|(h, c)| format!("{h}={c}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let agree = if v.agree { "agree" } else { "DIVERGED" };
+            vec![name.clone(), agree.into(), hosts]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&table(&["SERVICE", "STATE", "HOSTS"], &rows));
+    out
+}
+
+/// The per-host outcome of a cluster change.
+fn cluster_result(message: &str, d: &ClusterOutcome) -> String {
+    let mut out = format!("{message}\n");
+    for (host, r) in &d.hosts {
+        let what = if r.ok {
+            "ok".to_owned()
+        } else {
+            format!("FAILED: {}", or_dash(r.error.as_ref()))
+        };
+        out.push_str(&format!("  {host}: {what}\n"));
+    }
+    out
+}
+
+/// One side of a planned service change: the live colour and the canary.
+fn routing(s: Option<&ServiceState>) -> String {
+    let Some(s) = s else {
+        return "-".into();
+    };
+    let mut t = s.live.to_string();
+    if let Some(c) = s.canary {
+        t.push_str(&format!("+canary {} {}%", c.colour, c.percent));
+    }
+    t
+}
+
+/// A plan for humans: what changes, the gate, and per file the edits and the mechanism.
+fn plan_text(message: &str, d: &Plan) -> String {
+    let mut out = format!("{message}\n");
+    for c in &d.services {
+        out.push_str(&format!(
+            "  service {}: {} -> {}\n",
+            c.service,
+            routing(c.from.as_ref()),
+            routing(c.to.as_ref())
+        ));
+    }
+    for g in &d.gates {
+        if g.forced {
+            out.push_str("  gate: skipped (--force)\n");
+        } else if let Some(backend) = &g.backend {
+            // A proxy that cannot show server states (Nginx) lists none up.
+            let mut seen = Vec::new();
+            if !g.up.is_empty() {
+                seen.push(format!("up: {}", g.up.join(", ")));
+            }
+            if !g.probed.is_empty() {
+                seen.push(format!("probed: {}", g.probed.join(", ")));
+            }
+            out.push_str(&format!("  gate: passed for {backend}"));
+            if !seen.is_empty() {
+                out.push_str(&format!(" ({})", seen.join("; ")));
+            }
+            out.push('\n');
+        }
+    }
+    for f in &d.files {
+        out.push_str(&format!(
+            "  file {} ({}): {}, {} edits\n",
+            f.name,
+            f.path.display(),
+            f.mechanism,
+            f.edits
+        ));
+        for (k, v) in &f.added {
+            out.push_str(&format!("    + {k} {v}\n"));
+        }
+        for (k, v) in &f.changed {
+            out.push_str(&format!("    ~ {k} {v}\n"));
+        }
+        for k in &f.removed {
+            out.push_str(&format!("    - {k}\n"));
+        }
+        if f.kind == crate::protocol::FileKind::Config {
+            for l in &f.lines.first_removed {
+                out.push_str(&format!("    -| {l}\n"));
+            }
+            for l in &f.lines.first_added {
+                out.push_str(&format!("    +| {l}\n"));
+            }
+        }
+    }
+    for srv in &d.servers {
+        out.push_str(&format!("  servers: {srv}\n"));
+    }
+    if d.validated_by_proxy {
+        out.push_str("  validated with the proxy's own checker on a staged copy\n");
+    }
+    out
+}
+
+fn map_lines(d: &MapShown) -> String {
+    let mut out = String::new();
+    match d {
+        MapShown::Entries { entries } => {
+            for (k, v) in entries {
+                out.push_str(&format!("{k} {v}\n"));
+            }
+        }
+        MapShown::Diff {
+            added,
+            changed,
+            removed,
+        } => {
+            for (k, v) in added {
+                out.push_str(&format!("+ {k} {v}\n"));
+            }
+            for (k, v) in changed {
+                out.push_str(&format!("~ {k} {v}\n"));
+            }
+            for k in removed {
+                out.push_str(&format!("- {k}\n"));
+            }
+            if out.is_empty() {
+                out.push_str("no difference\n");
+            }
+        }
+    }
+    out
+}
+
+/// Who asked, in a history row: `socket uid=1000 pid=4242`.
+fn who(r: &Requester) -> String {
+    format!("{} uid={} pid={}", r.via, or_dash(r.uid), or_dash(r.pid))
+}
+
+fn history_table(entries: &[JournalEntry]) -> String {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                format_time(e.time_ms),
+                e.generation.to_string(),
+                e.result.to_string(),
+                who(&e.requester),
+                e.message.clone(),
+            ]
+        })
+        .collect();
+    table(&["TIME (UTC)", "GEN", "RESULT", "BY", "WHAT"], &rows)
+}
+
+/// `YYYY-MM-DD HH:MM:SS.mmm` in UTC from Unix milliseconds.
+pub fn format_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_format() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00.000");
+        // Checked against Python's datetime.fromtimestamp(.., timezone.utc).
+        assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00:00.000");
+        assert_eq!(format_time(1_795_430_096_789), "2026-11-23 10:34:56.789");
+    }
+
+    #[test]
+    fn table_aligns() {
+        let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
+        assert_eq!(t, "A    BB\nxxx  y\n");
+    }
+
+    /// The printer reads each reply by the type the sent command answers with.
+    #[test]
+    fn replies_print_by_their_type() {
+        let reply = |data: &str| Reply::ok("msg", serde_json::from_str(data).unwrap());
+        let status = human(
+            &Command::Status,
+            &reply(
+                r#"{"generation":3,"proxy":{"kind":"haproxy","reachable":true,"epoch":{"master_pid":1,"reloads":4}},
+                "services":[{"name":"web","live":"green","previous":null,"backend":"web_green","routes":2,
+                "canary":null,"drained":["blue"],"phase":null}],"files":[],"last_error":null,"fault":null,"recovered":[]}"#,
+            ),
+        )
+        .unwrap();
+        assert!(status.starts_with("generation 3  proxy haproxy reachable (reloads 4)\n"));
+        assert!(
+            status.contains("web      green  -         web_green  -       blue     2       -"),
+            "{status}"
+        );
+        let diff = Command::MapShow {
+            name: "routes".into(),
+            view: crate::protocol::MapView::Diff,
+        };
+        let none = r#"{"added":[],"changed":[],"removed":[]}"#;
+        assert_eq!(human(&diff, &reply(none)).unwrap(), "no difference\n");
+        let plan = Command::change(
+            crate::protocol::Request::Rollback {
+                service: "web".into(),
+            },
+            false,
+            true,
+        );
+        let text = human(
+            &plan,
+            &reply(r#"{"generation":4,"services":[],"gates":[{"service":"web","colour":"blue","backend":"web_blue",
+                "up":["b1"],"probed":[],"forced":false}],"files":[],"validated_by_proxy":true,"servers":[]}"#),
+        )
+        .unwrap();
+        assert_eq!(
+            text,
+            "msg\n  gate: passed for web_blue (up: b1)\n  validated with the proxy's own checker on a staged copy\n"
+        );
+        // A change carried out prints its summary; an unreadable reply is an error.
+        let switch = Command::change(
+            crate::protocol::Request::Rollback {
+                service: "web".into(),
+            },
+            false,
+            false,
+        );
+        assert_eq!(human(&switch, &reply("{}")).unwrap(), "msg\n");
+        assert!(human(&Command::Status, &reply("{}")).is_err());
+    }
+}

@@ -1,0 +1,120 @@
+//! Running a client verb: build its protocol command, send it to the local agent (unix
+//! socket) or a remote one (mutual TLS), print the reply; and the local `tls` verbs.
+
+use std::time::Duration;
+
+use super::{exit, print_reply, Cli, TlsVerb, Verb};
+use crate::protocol::Command;
+
+/// Runs a verb that talks to an agent and returns the exit code.
+pub async fn client(cli: &Cli, verb: &Verb) -> i32 {
+    let command = match verb.command(cli.dry_run) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            eprintln!("error: this verb does not talk to an agent");
+            return exit::USAGE;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILED;
+        }
+    };
+    if cli.dry_run && !command.is_mutation() {
+        eprintln!("error: --dry-run goes with a verb that changes routing");
+        return exit::USAGE;
+    }
+    let command = match (cli.cluster, &command) {
+        (false, _) => command,
+        (true, Command::Status) => Command::ClusterStatus,
+        (true, c) if c.is_mutation() => Command::Cluster {
+            command: Box::new(command),
+        },
+        (true, _) => {
+            eprintln!("error: --cluster goes with status or a verb that changes routing");
+            return exit::USAGE;
+        }
+    };
+    if let Some(remote) = &cli.remote {
+        return remote_request(cli, remote, &command).await;
+    }
+    let socket = match &cli.socket {
+        Some(s) => s.clone(),
+        None => match crate::config::socket_of(&cli.config) {
+            Ok(socket) => socket,
+            Err(_) if !cli.config.exists() => crate::config::DEFAULT_SOCKET.into(),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::CONFIG;
+            }
+        },
+    };
+    let reply = crate::client::unix(&socket, &command, Duration::from_secs(cli.timeout), |p| {
+        if !cli.json {
+            eprintln!("{}", p.message);
+        }
+    })
+    .await;
+    match reply {
+        Ok(reply) => print_reply(&command, &reply, cli.json),
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::UNAVAILABLE
+        }
+    }
+}
+
+/// Sends a command to a remote agent over mutual TLS.
+async fn remote_request(cli: &Cli, remote: &str, command: &Command) -> i32 {
+    let (Some(ca), Some(cert), Some(key)) = (&cli.tls_ca, &cli.tls_cert, &cli.tls_key) else {
+        eprintln!("error: --remote needs --tls-ca, --tls-cert and --tls-key");
+        return exit::USAGE;
+    };
+    let files = crate::config::TlsFiles {
+        ca: ca.clone(),
+        cert: cert.clone(),
+        key: key.clone(),
+    };
+    let config = match crate::peers::tls::client_config(&files) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let name = cli.remote_name.clone().unwrap_or_else(|| {
+        remote
+            .rsplit_once(':')
+            .map_or(remote, |(h, _)| h)
+            .to_owned()
+    });
+    let timeout = Duration::from_secs(cli.timeout);
+    match crate::client::tls(&config, &name, remote, command, timeout).await {
+        Ok(reply) => print_reply(command, &reply, cli.json),
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::UNAVAILABLE
+        }
+    }
+}
+
+/// Runs `cutover tls ca|issue`.
+pub fn tls(verb: &TlsVerb) -> Result<(), crate::peers::tls::TlsError> {
+    use crate::peers::tls;
+    match verb {
+        TlsVerb::Ca { dir, name } => {
+            tls::make_ca(dir, name)?;
+            println!("wrote {0}/ca.pem and {0}/ca.key", dir.display());
+        }
+        TlsVerb::Issue {
+            ca_dir,
+            name,
+            out,
+            ca_name,
+        } => {
+            let out = out.as_deref().unwrap_or(ca_dir);
+            tls::issue(ca_dir, ca_name, name, out)?;
+            println!("wrote {0}/{name}.pem and {0}/{name}.key", out.display());
+        }
+    }
+    Ok(())
+}

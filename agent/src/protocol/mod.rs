@@ -1,0 +1,52 @@
+//! The control protocol: JSON lines over the unix socket, shared by the agent, the CLI and
+//! (later) peer agents.
+//!
+//! A request is one JSON object on one line: `{"v": 1, "cmd": "<verb>", ...arguments}`.
+//! Every reply is one JSON object on one line: `{"status": "ok" | "progress" | "error",
+//! "message": "<for humans>", "data": <optional, per verb>}`; `progress` replies may
+//! precede the final `ok` or `error`.
+//!
+//! How the schema may evolve: fields are only added, always with a default, and never
+//! renamed or given a new meaning; a verb that changes meaning gets a new name. `v` is the
+//! highest version the client speaks; the agent refuses a request newer than
+//! [`PROTOCOL_VERSION`] and serves every older one. A missing `v` means 1.
+//!
+//! The module is the vocabulary the agent, the command line and the peers share:
+//! [`routing`] (colours and the routing verbs, [`Request`]), [`change`] (what a change does
+//! to a service), [`command`] (the wire [`Command`]), [`decode`] (request lines in and
+//! out), [`reply`] (replies), [`status`] and [`plan`] (the data of `status` and dry-run
+//! replies), [`cluster`] (the data of cluster replies) and [`peer`] (what agents tell each other). It imports no other module of the
+//! crate.
+
+pub mod change;
+pub mod cluster;
+pub mod command;
+pub mod decode;
+pub mod peer;
+pub mod plan;
+pub mod reply;
+pub mod routing;
+pub mod status;
+
+pub use change::{Change, ServiceChange, ServiceState};
+pub use cluster::{ClusterOutcome, ClusterStatus, HostOutcome, HostRow, ServiceAgreement};
+pub use command::{Command, MapView, Mutation, VERBS};
+pub use decode::{decode, encode, DecodeError};
+pub use peer::PeerReport;
+pub use plan::{GateReport, LineChanges, Plan, PlannedFile, PrewarmReport};
+pub use reply::{MapShown, MetricsText, Reply, Status};
+pub use routing::{Canary, Colour, Desired, Request, UnknownColour, MAX_SERVICES};
+pub use status::{
+    DesiredStatus, Epoch, Fault, FileKind, FileStatus, Phase, ProxyStatus, ServiceStatus, Snapshot,
+    Step,
+};
+
+/// Highest protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Most entries a `history` request may ask for.
+pub const MAX_HISTORY: usize = 10_000;
+/// Deepest JSON nesting accepted in a request.
+pub const MAX_DEPTH: usize = 8;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,191 @@
+//! The data of a `status` reply: the agent's generation, its proxy, and per service and
+//! file what it serves; and the step names errors carry.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::Canary;
+
+/// The step of a change that failed (`data.step` of an error reply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// The peer may not run the command (the access policy refused it).
+    Access,
+    /// The request itself: an unknown service, a refused state change.
+    Request,
+    /// The pre-switch gate.
+    Gate,
+    /// Rendering the templates.
+    Render,
+    /// Our checks and the proxy's checker on the staged files.
+    Validate,
+    /// Writing the files into place.
+    Commit,
+    /// The runtime update or the reload.
+    Apply,
+    /// Reading the live state back.
+    Confirm,
+    /// The state file and the journal.
+    Persist,
+    /// Reaching the proxy.
+    Proxy,
+}
+
+impl Step {
+    /// The step's name as the wire and the journal carry it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Access => "access",
+            Step::Request => "request",
+            Step::Gate => "gate",
+            Step::Render => "render",
+            Step::Validate => "validate",
+            Step::Commit => "commit",
+            Step::Apply => "apply",
+            Step::Confirm => "confirm",
+            Step::Persist => "persist",
+            Step::Proxy => "proxy",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What `status` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The state generation.
+    pub generation: u64,
+    /// The proxy and whether it answers.
+    pub proxy: ProxyStatus,
+    /// Every service, in name order.
+    pub services: Vec<ServiceStatus>,
+    /// Every managed file, in config order.
+    pub files: Vec<FileStatus>,
+    /// What is wrong now: the fault's error while there is one, else the error of the last
+    /// change if it failed (cleared by the next change that succeeds).
+    pub last_error: Option<String>,
+    /// A condition that keeps the files or the proxy from matching the desired state (the
+    /// proxy unreachable, a reconcile failing), while it lasts.
+    pub fault: Option<Fault>,
+    /// What the agent repaired when it started (an unusable state file, a torn journal,
+    /// leftovers of interrupted writes), in its own words.
+    pub recovered: Vec<String>,
+    /// The watched desired-state file and why its content was refused, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_state: Option<DesiredStatus>,
+}
+
+/// The watched desired-state file, in `status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DesiredStatus {
+    /// The file.
+    pub path: String,
+    /// Why its current content was refused.
+    pub error: Option<String>,
+}
+
+/// A fault the periodic check keeps seeing; cleared by the first reconcile that succeeds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fault {
+    /// The step that fails: `proxy` when the proxy cannot be reached.
+    pub step: Step,
+    /// The latest error.
+    pub message: String,
+    /// When it was first seen, Unix milliseconds.
+    pub since_ms: u64,
+    /// Whether it has lasted the engine's grace time: only then is it shown and journaled
+    /// (a shorter failure is a blip, such as HAProxy's master re-executing itself for a
+    /// reload). Not on the wire.
+    #[serde(skip)]
+    pub confirmed: bool,
+}
+
+/// The proxy, in `status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProxyStatus {
+    /// `haproxy`, `nginx` or `fake`.
+    pub kind: String,
+    /// Whether it answered.
+    pub reachable: bool,
+    /// What it runs, when it answered.
+    pub epoch: Option<Epoch>,
+}
+
+/// Identity of the proxy's running configuration: it changes with every reload, ours or
+/// anybody else's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Epoch {
+    /// PID of the proxy's master process (a restart changes it).
+    pub master_pid: u32,
+    /// Reloads the master has counted (HAProxy); 0 for a proxy that does not count them
+    /// (Nginx, whose epoch moves with its worker PIDs instead).
+    pub reloads: u64,
+    /// PIDs of the workers accepting connections, sorted (Nginx: a reload replaces them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<u32>,
+    /// The state generation the running config says it was rendered for, where the proxy
+    /// can tell (Nginx's generation endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+}
+
+/// One service, in `status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// The service's name.
+    pub name: String,
+    /// The live colour.
+    pub live: String,
+    /// The colour `rollback` returns to.
+    pub previous: Option<String>,
+    /// The live colour's backend (HAProxy) or upstream (Nginx).
+    pub backend: String,
+    /// Routes of the service.
+    pub routes: usize,
+    /// Canary colour and share, when one runs.
+    pub canary: Option<Canary>,
+    /// Colours whose servers are drained.
+    pub drained: Vec<String>,
+    /// The safety phase (watch, rollback), when there is one.
+    pub phase: Option<Phase>,
+}
+
+/// The safety phase of one service, for `status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Phase {
+    /// `watching`, `passed`, `held`, `rolled_back`.
+    pub phase: String,
+    /// Why (the rollback reason, or what is held).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Unix time of the phase's start, milliseconds.
+    pub since_ms: u64,
+}
+
+/// One managed file, in `status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileStatus {
+    /// The file's name in the config.
+    pub name: String,
+    /// Where it is written.
+    pub path: String,
+    /// How the proxy takes it.
+    pub kind: FileKind,
+}
+
+/// How the proxy takes a rendered file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    /// A map: applied through the runtime API where the proxy has one.
+    Map,
+    /// Part of the proxy config: a change needs a validated reload.
+    Config,
+}

@@ -1,0 +1,154 @@
+//! [`State::apply`]: one request in, the new state and its [`Change`] out, or an error and
+//! no change.
+
+use std::collections::BTreeMap;
+
+use super::{diff, Canary, Change, Colour, Desired, Request, ServiceState, State, StateError};
+
+impl State {
+    /// Applies `req`, returning the new state and what changed. `self` is never modified;
+    /// a request that changes nothing (switching to the live colour) returns an empty change
+    /// and the same generation.
+    pub fn apply(&self, req: &Request) -> Result<(State, Change), StateError> {
+        let (service, current) = match req {
+            Request::Set { services } => return self.apply_set(services),
+            Request::Switch { service, .. }
+            | Request::Rollback { service }
+            | Request::Canary { service, .. }
+            | Request::Promote { service }
+            | Request::Abort { service }
+            | Request::Drain { service, .. }
+            | Request::Undrain { service, .. } => (service, self.service(service)?.clone()),
+        };
+        let mut s = current.clone();
+        match req {
+            Request::Switch { colour, .. } => make_live(&mut s, *colour),
+            Request::Rollback { service } => {
+                let prev = current
+                    .previous
+                    .ok_or_else(|| StateError::NothingToRollBack(service.clone()))?;
+                make_live(&mut s, prev);
+            }
+            Request::Canary {
+                service,
+                colour,
+                percent,
+            } => {
+                if *colour == current.live {
+                    return Err(StateError::CanaryOnLive {
+                        service: service.clone(),
+                        colour: *colour,
+                    });
+                }
+                if !(1..=99).contains(percent) {
+                    return Err(StateError::CanaryPercent(*percent));
+                }
+                s.canary = Some(Canary {
+                    colour: *colour,
+                    percent: *percent,
+                });
+                s.drained.remove(colour);
+            }
+            Request::Promote { service } => {
+                let canary = current
+                    .canary
+                    .ok_or_else(|| StateError::NoCanary(service.clone()))?;
+                make_live(&mut s, canary.colour);
+            }
+            Request::Abort { service } => {
+                if current.canary.is_none() {
+                    return Err(StateError::NoCanary(service.clone()));
+                }
+                s.canary = None;
+            }
+            Request::Drain { service, colour } => {
+                if *colour == current.live || current.canary.is_some_and(|c| c.colour == *colour) {
+                    return Err(StateError::DrainLive {
+                        service: service.clone(),
+                        colour: *colour,
+                    });
+                }
+                s.drained.insert(*colour);
+            }
+            Request::Undrain { colour, .. } => {
+                s.drained.remove(colour);
+            }
+            Request::Set { .. } => unreachable!("handled above"),
+        }
+        let mut next = self.clone();
+        if s == current {
+            return Ok((
+                next,
+                Change {
+                    generation: self.generation,
+                    services: vec![],
+                },
+            ));
+        }
+        next.services.insert(service.clone(), s);
+        next.generation += 1;
+        next.debug_check();
+        let change = Change {
+            generation: next.generation,
+            services: diff(self, &next),
+        };
+        Ok((next, change))
+    }
+
+    /// Applies a declared state of several services as one change (one generation).
+    fn apply_set(
+        &self,
+        services: &BTreeMap<String, Desired>,
+    ) -> Result<(State, Change), StateError> {
+        let mut next = self.clone();
+        for (name, d) in services {
+            let mut s = self.service(name)?.clone();
+            make_live(&mut s, d.live);
+            if let Some(c) = d.canary {
+                if c.colour == d.live {
+                    return Err(StateError::CanaryOnLive {
+                        service: name.clone(),
+                        colour: c.colour,
+                    });
+                }
+                if !(1..=99).contains(&c.percent) {
+                    return Err(StateError::CanaryPercent(c.percent));
+                }
+                s.drained.remove(&c.colour);
+            }
+            s.canary = d.canary;
+            next.services.insert(name.clone(), s);
+        }
+        let services = diff(self, &next);
+        if services.is_empty() {
+            return Ok((
+                self.clone(),
+                Change {
+                    generation: self.generation,
+                    services,
+                },
+            ));
+        }
+        next.generation += 1;
+        next.debug_check();
+        Ok((
+            next.clone(),
+            Change {
+                generation: next.generation,
+                services,
+            },
+        ))
+    }
+}
+
+/// Makes `colour` live: the old live colour becomes the previous one, a canary ends,
+/// and the new live colour leaves drain. Switching to the live colour changes nothing.
+fn make_live(s: &mut ServiceState, colour: Colour) {
+    if s.live == colour {
+        return;
+    }
+    s.previous = Some(s.live);
+    s.live = colour;
+    s.canary = None;
+    s.drained.remove(&colour);
+}

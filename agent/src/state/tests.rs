@@ -1,0 +1,278 @@
+use super::*;
+
+fn two() -> State {
+    State::new([("api", Colour::Blue), ("web", Colour::Green)])
+}
+
+#[test]
+fn switch_and_rollback() {
+    let s = two();
+    let (s1, c1) = s
+        .apply(&Request::Switch {
+            service: "api".into(),
+            colour: Colour::Green,
+        })
+        .unwrap();
+    assert_eq!(c1.generation, 1);
+    assert_eq!(c1.services.len(), 1);
+    assert_eq!(c1.services[0].service, "api");
+    assert!(c1.services[0].live_moved());
+    assert_eq!(c1.services[0].to.as_ref().unwrap().live, Colour::Green);
+    assert_eq!(s1.services["api"].previous, Some(Colour::Blue));
+    let (s2, c2) = s1
+        .apply(&Request::Rollback {
+            service: "api".into(),
+        })
+        .unwrap();
+    assert_eq!(s2.services["api"].live, Colour::Blue);
+    assert_eq!(s2.services["api"].previous, Some(Colour::Green));
+    assert_eq!(c2.generation, 2);
+}
+
+#[test]
+fn errors_change_nothing() {
+    let s = two();
+    let before = s.clone();
+    assert_eq!(
+        s.apply(&Request::Switch {
+            service: "nope".into(),
+            colour: Colour::Green
+        })
+        .unwrap_err(),
+        StateError::UnknownService("nope".into())
+    );
+    assert_eq!(
+        s.apply(&Request::Rollback {
+            service: "api".into()
+        })
+        .unwrap_err(),
+        StateError::NothingToRollBack("api".into())
+    );
+    assert_eq!(s, before);
+}
+
+#[test]
+fn switch_to_live_colour_is_a_noop() {
+    let s = two();
+    let (s1, c) = s
+        .apply(&Request::Switch {
+            service: "web".into(),
+            colour: Colour::Green,
+        })
+        .unwrap();
+    assert!(c.is_empty());
+    assert_eq!(s1, s);
+}
+
+#[test]
+fn align_adds_and_removes() {
+    let s = two();
+    let conf: BTreeMap<_, _> = [
+        ("api".to_owned(), Colour::Green),
+        ("db".into(), Colour::Blue),
+    ]
+    .into_iter()
+    .collect();
+    let (n, c) = s.align_services(&conf);
+    assert_eq!(n.services["api"].live, Colour::Blue, "existing kept");
+    assert!(n.services.contains_key("db"));
+    assert!(!n.services.contains_key("web"));
+    assert_eq!(c.services.len(), 2);
+    assert_eq!(n.generation, 1);
+}
+
+/// Property: applying diff(a, b) to a gives b, over every pair of states built from a
+/// small universe of services (absent, or live blue/green with or without a canary or
+/// a drained colour).
+#[test]
+fn diff_then_apply_gives_target() {
+    let variants: Vec<Option<ServiceState>> = {
+        let mut v = vec![None];
+        for live in Colour::ALL {
+            let base = ServiceState::live_on(live);
+            v.push(Some(base.clone()));
+            v.push(Some(ServiceState {
+                canary: Some(Canary {
+                    colour: live.other(),
+                    percent: 10,
+                }),
+                ..base.clone()
+            }));
+            v.push(Some(ServiceState {
+                drained: [live.other()].into(),
+                previous: Some(live.other()),
+                ..base
+            }));
+        }
+        v
+    };
+    let names = ["a", "b"];
+    let mut states = Vec::new();
+    for i in 0..variants.len() {
+        for j in 0..variants.len() {
+            let mut s = State::default();
+            for (name, k) in names.iter().zip([i, j]) {
+                if let Some(v) = &variants[k] {
+                    s.services.insert((*name).into(), v.clone());
+                }
+            }
+            states.push(s);
+        }
+    }
+    for a in &states {
+        for b in &states {
+            let d = diff(a, b);
+            assert_eq!(apply_diff(a, &d).services, b.services);
+            assert_eq!(d.is_empty(), a.services == b.services);
+        }
+    }
+}
+
+#[test]
+fn canary_promote_and_abort() {
+    let s = two();
+    let canary = |pct| Request::Canary {
+        service: "api".into(),
+        colour: Colour::Green,
+        percent: pct,
+    };
+    assert_eq!(
+        s.apply(&canary(0)).unwrap_err(),
+        StateError::CanaryPercent(0)
+    );
+    assert_eq!(
+        s.apply(&canary(100)).unwrap_err(),
+        StateError::CanaryPercent(100)
+    );
+    assert!(matches!(
+        s.apply(&Request::Canary {
+            service: "api".into(),
+            colour: Colour::Blue,
+            percent: 10
+        }),
+        Err(StateError::CanaryOnLive { .. })
+    ));
+    let (s1, c) = s.apply(&canary(10)).unwrap();
+    assert!(!c.services[0].live_moved());
+    assert_eq!(s1.services["api"].canary_percent(), 10);
+    let (s2, _) = s1.apply(&canary(50)).unwrap();
+    assert_eq!(s2.services["api"].canary_percent(), 50);
+    let (aborted, _) = s2
+        .apply(&Request::Abort {
+            service: "api".into(),
+        })
+        .unwrap();
+    assert_eq!(aborted.services["api"], ServiceState::live_on(Colour::Blue));
+    let (promoted, c) = s2
+        .apply(&Request::Promote {
+            service: "api".into(),
+        })
+        .unwrap();
+    assert!(c.services[0].live_moved());
+    let api = &promoted.services["api"];
+    assert_eq!(
+        (api.live, api.previous, api.canary),
+        (Colour::Green, Some(Colour::Blue), None)
+    );
+    assert_eq!(
+        promoted
+            .apply(&Request::Promote {
+                service: "api".into()
+            })
+            .unwrap_err(),
+        StateError::NoCanary("api".into())
+    );
+}
+
+#[test]
+fn set_changes_several_services_in_one_generation() {
+    let s = two();
+    let services: BTreeMap<String, Desired> = [
+        (
+            "api".to_owned(),
+            Desired {
+                live: Colour::Green,
+                canary: None,
+            },
+        ),
+        (
+            "web".to_owned(),
+            Desired {
+                live: Colour::Green,
+                canary: Some(Canary {
+                    colour: Colour::Blue,
+                    percent: 20,
+                }),
+            },
+        ),
+    ]
+    .into();
+    let (n, c) = s
+        .apply(&Request::Set {
+            services: services.clone(),
+        })
+        .unwrap();
+    assert_eq!(n.generation, s.generation + 1);
+    assert_eq!(c.services.len(), 2);
+    assert_eq!(n.services["api"].previous, Some(Colour::Blue));
+    assert_eq!(n.services["web"].canary_percent(), 20);
+    assert_eq!(
+        traffic_targets(&s, &n),
+        vec![
+            ("api".to_owned(), Colour::Green),
+            ("web".to_owned(), Colour::Blue)
+        ]
+    );
+    // The same declaration again changes nothing.
+    let (_, again) = n.apply(&Request::Set { services }).unwrap();
+    assert!(again.is_empty());
+    let bad: BTreeMap<String, Desired> = [(
+        "nope".to_owned(),
+        Desired {
+            live: Colour::Blue,
+            canary: None,
+        },
+    )]
+    .into();
+    assert!(s.apply(&Request::Set { services: bad }).is_err());
+}
+
+#[test]
+fn drain_never_the_live_colour() {
+    let s = two();
+    let drain = |colour| Request::Drain {
+        service: "api".into(),
+        colour,
+    };
+    assert!(matches!(
+        s.apply(&drain(Colour::Blue)),
+        Err(StateError::DrainLive { .. })
+    ));
+    let (s1, _) = s.apply(&drain(Colour::Green)).unwrap();
+    assert!(s1.services["api"].drained.contains(&Colour::Green));
+    // Switching to a drained colour takes it out of drain.
+    let (s2, _) = s1
+        .apply(&Request::Switch {
+            service: "api".into(),
+            colour: Colour::Green,
+        })
+        .unwrap();
+    assert!(s2.services["api"].drained.is_empty());
+    let (s3, _) = s2.apply(&drain(Colour::Blue)).unwrap();
+    let (s4, _) = s3
+        .apply(&Request::Undrain {
+            service: "api".into(),
+            colour: Colour::Blue,
+        })
+        .unwrap();
+    assert!(s4.services["api"].drained.is_empty());
+}
+
+#[test]
+fn parses_state_written_by_format_1() {
+    let old = r#"{"generation":7,"services":{"web":{"live":"green","previous":"blue"}}}"#;
+    let s: State = serde_json::from_str(old).unwrap();
+    assert_eq!(s.generation, 7);
+    assert_eq!(s.format, 1);
+    assert_eq!(s.services["web"].previous, Some(Colour::Blue));
+}

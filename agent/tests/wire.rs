@@ -1,0 +1,518 @@
+//! The wire format of every verb, pinned: the line a client sends for each request, the
+//! `op` JSON the journal and the peer `prepare` message carry, and a sample reply per verb
+//! read back into the type the command line's printer reads it as. A change to any of these
+//! strings breaks clients, peers or journals of other versions.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cutover::engine::{Applied, FileOutcome};
+use cutover::protocol::{
+    decode, encode, Canary, Change, ClusterOutcome, ClusterStatus, Colour, Command, Desired,
+    DesiredStatus, Epoch, Fault, FileKind, FileStatus, GateReport, HostOutcome, HostRow,
+    LineChanges, MapShown, MapView, MetricsText, PeerReport, Phase, Plan, PlannedFile, ProxyStatus,
+    Reply, Request, ServiceAgreement, ServiceChange, ServiceState, ServiceStatus, Snapshot, Step,
+};
+use cutover::proxy::{MapMechanism, ReloadReport};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+fn web() -> String {
+    "web".into()
+}
+
+fn routing() -> BTreeMap<String, Desired> {
+    [(
+        web(),
+        Desired {
+            live: Colour::Green,
+            canary: Some(Canary {
+                colour: Colour::Blue,
+                percent: 10,
+            }),
+        },
+    )]
+    .into()
+}
+
+/// The request line of every verb (keys sorted: the encoder writes a JSON object).
+#[test]
+fn request_lines() {
+    let change = |request, force, dry_run| Command::change(request, force, dry_run);
+    let cases: Vec<(Command, &str)> = vec![
+        (Command::Status, r#"{"cmd":"status","v":1}"#),
+        (
+            change(
+                Request::Switch {
+                    service: web(),
+                    colour: Colour::Green,
+                },
+                false,
+                false,
+            ),
+            r#"{"cmd":"switch","colour":"green","dry_run":false,"force":false,"service":"web","v":1}"#,
+        ),
+        (
+            change(Request::Rollback { service: web() }, true, false),
+            r#"{"cmd":"rollback","dry_run":false,"force":true,"service":"web","v":1}"#,
+        ),
+        (
+            change(
+                Request::Canary {
+                    service: web(),
+                    colour: Colour::Blue,
+                    percent: 10,
+                },
+                false,
+                true,
+            ),
+            r#"{"cmd":"canary","colour":"blue","dry_run":true,"force":false,"percent":10,"service":"web","v":1}"#,
+        ),
+        (
+            change(Request::Promote { service: web() }, false, false),
+            r#"{"cmd":"promote","dry_run":false,"force":false,"service":"web","v":1}"#,
+        ),
+        (
+            change(Request::Abort { service: web() }, false, false),
+            r#"{"cmd":"abort","dry_run":false,"service":"web","v":1}"#,
+        ),
+        (
+            change(
+                Request::Drain {
+                    service: web(),
+                    colour: Colour::Blue,
+                },
+                false,
+                true,
+            ),
+            r#"{"cmd":"drain","colour":"blue","dry_run":true,"service":"web","v":1}"#,
+        ),
+        (
+            change(
+                Request::Undrain {
+                    service: web(),
+                    colour: Colour::Blue,
+                },
+                false,
+                false,
+            ),
+            r#"{"cmd":"undrain","colour":"blue","dry_run":false,"service":"web","v":1}"#,
+        ),
+        (
+            change(
+                Request::Set {
+                    services: routing(),
+                },
+                false,
+                false,
+            ),
+            r#"{"cmd":"apply","dry_run":false,"force":false,"services":{"web":{"canary":{"colour":"blue","percent":10},"live":"green"}},"v":1}"#,
+        ),
+        (
+            Command::Cluster {
+                command: Box::new(change(Request::Rollback { service: web() }, false, true)),
+            },
+            r#"{"cmd":"cluster","command":{"cmd":"rollback","dry_run":true,"force":false,"service":"web"},"v":1}"#,
+        ),
+        (Command::ClusterStatus, r#"{"cmd":"cluster_status","v":1}"#),
+        (
+            Command::Report {
+                report: Box::new(PeerReport {
+                    node: "a".into(),
+                    time_ms: 5,
+                    generation: 3,
+                    cluster_generation: 2,
+                    digest: "d1".into(),
+                    cluster_digest: "d0".into(),
+                    services: routing(),
+                    cluster_routing: BTreeMap::new(),
+                    proxy_reachable: true,
+                    last_error: None,
+                }),
+            },
+            r#"{"cmd":"report","report":{"cluster_digest":"d0","cluster_generation":2,"cluster_routing":{},"digest":"d1","generation":3,"last_error":null,"node":"a","proxy_reachable":true,"services":{"web":{"canary":{"colour":"blue","percent":10},"live":"green"}},"time_ms":5},"v":1}"#,
+        ),
+        (
+            Command::Prepare {
+                txn: "a-1-0".into(),
+                request: Request::Switch {
+                    service: web(),
+                    colour: Colour::Green,
+                },
+                force: false,
+                coordinator: "a".into(),
+            },
+            r#"{"cmd":"prepare","coordinator":"a","force":false,"request":{"colour":"green","op":"switch","service":"web"},"txn":"a-1-0","v":1}"#,
+        ),
+        (
+            Command::Ready {
+                txn: "a-1-0".into(),
+            },
+            r#"{"cmd":"ready","txn":"a-1-0","v":1}"#,
+        ),
+        (
+            Command::Commit {
+                txn: "a-1-0".into(),
+                cluster_generation: 4,
+            },
+            r#"{"cluster_generation":4,"cmd":"commit","txn":"a-1-0","v":1}"#,
+        ),
+        (
+            Command::AbortTxn {
+                txn: "a-1-0".into(),
+            },
+            r#"{"cmd":"abort_txn","txn":"a-1-0","v":1}"#,
+        ),
+        (
+            Command::MapShow {
+                name: "routes".into(),
+                view: MapView::Live,
+            },
+            r#"{"cmd":"map_show","name":"routes","v":1,"view":"live"}"#,
+        ),
+        (
+            Command::History {
+                service: Some(web()),
+                limit: 20,
+            },
+            r#"{"cmd":"history","limit":20,"service":"web","v":1}"#,
+        ),
+        (Command::Metrics, r#"{"cmd":"metrics","v":1}"#),
+    ];
+    let mut verbs: Vec<&str> = cases.iter().map(|(c, _)| c.verb()).collect();
+    verbs.sort_unstable();
+    let mut all = cutover::protocol::VERBS.to_vec();
+    all.sort_unstable();
+    assert_eq!(verbs, all, "every verb is pinned once");
+    for (cmd, line) in cases {
+        assert_eq!(encode(&cmd), line);
+        assert_eq!(decode(line).unwrap(), cmd, "{line}");
+    }
+}
+
+/// The request as the journal and the peer `prepare` message carry it (field order as
+/// written).
+#[test]
+fn journal_request_json() {
+    let cases = [
+        (
+            Request::Switch {
+                service: web(),
+                colour: Colour::Green,
+            },
+            r#"{"op":"switch","service":"web","colour":"green"}"#,
+        ),
+        (
+            Request::Rollback { service: web() },
+            r#"{"op":"rollback","service":"web"}"#,
+        ),
+        (
+            Request::Canary {
+                service: web(),
+                colour: Colour::Blue,
+                percent: 10,
+            },
+            r#"{"op":"canary","service":"web","colour":"blue","percent":10}"#,
+        ),
+        (
+            Request::Promote { service: web() },
+            r#"{"op":"promote","service":"web"}"#,
+        ),
+        (
+            Request::Abort { service: web() },
+            r#"{"op":"abort","service":"web"}"#,
+        ),
+        (
+            Request::Drain {
+                service: web(),
+                colour: Colour::Blue,
+            },
+            r#"{"op":"drain","service":"web","colour":"blue"}"#,
+        ),
+        (
+            Request::Undrain {
+                service: web(),
+                colour: Colour::Blue,
+            },
+            r#"{"op":"undrain","service":"web","colour":"blue"}"#,
+        ),
+        (
+            Request::Set {
+                services: [(
+                    web(),
+                    Desired {
+                        live: Colour::Green,
+                        canary: None,
+                    },
+                )]
+                .into(),
+            },
+            r#"{"op":"set","services":{"web":{"live":"green","canary":null}}}"#,
+        ),
+    ];
+    for (request, json) in cases {
+        assert_eq!(serde_json::to_string(&request).unwrap(), json);
+        assert_eq!(serde_json::from_str::<Request>(json).unwrap(), request);
+    }
+}
+
+/// `reply` as its line, and its data read back as `T` and written again gives the same
+/// line.
+fn pin<T: Serialize + DeserializeOwned>(reply: &Reply, line: &str) -> T {
+    assert_eq!(reply.to_line(), line);
+    let parsed: Reply = serde_json::from_str(line).unwrap();
+    let data: T = parsed.data_as().unwrap();
+    let again = Reply {
+        data: serde_json::to_value(&data).unwrap(),
+        ..parsed
+    };
+    assert_eq!(again.to_line(), line);
+    data
+}
+
+fn ok<T: Serialize>(message: &str, data: &T) -> Reply {
+    Reply::ok(message, serde_json::to_value(data).unwrap())
+}
+
+#[test]
+fn status_reply() {
+    let snap = Snapshot {
+        generation: 7,
+        proxy: ProxyStatus {
+            kind: "haproxy".into(),
+            reachable: true,
+            epoch: Some(Epoch {
+                master_pid: 100,
+                reloads: 2,
+                workers: vec![],
+                generation: None,
+            }),
+        },
+        services: vec![ServiceStatus {
+            name: web(),
+            live: "green".into(),
+            previous: Some("blue".into()),
+            backend: "web_green".into(),
+            routes: 1,
+            canary: Some(Canary {
+                colour: Colour::Blue,
+                percent: 10,
+            }),
+            drained: vec![],
+            phase: Some(Phase {
+                phase: "watching".into(),
+                reason: None,
+                since_ms: 9,
+            }),
+        }],
+        files: vec![FileStatus {
+            name: "routes".into(),
+            path: "/etc/haproxy/maps/routes.map".into(),
+            kind: FileKind::Map,
+        }],
+        last_error: None,
+        fault: Some(Fault {
+            step: Step::Proxy,
+            message: "unreachable".into(),
+            since_ms: 8,
+            confirmed: true,
+        }),
+        recovered: vec![],
+        desired_state: Some(DesiredStatus {
+            path: "/etc/cutover/desired.toml".into(),
+            error: None,
+        }),
+    };
+    let back: Snapshot = pin(
+        &ok("generation 7, 1 service(s), haproxy reachable", &snap),
+        r#"{"status":"ok","message":"generation 7, 1 service(s), haproxy reachable","data":{"desired_state":{"error":null,"path":"/etc/cutover/desired.toml"},"fault":{"message":"unreachable","since_ms":8,"step":"proxy"},"files":[{"kind":"map","name":"routes","path":"/etc/haproxy/maps/routes.map"}],"generation":7,"last_error":null,"proxy":{"epoch":{"master_pid":100,"reloads":2},"kind":"haproxy","reachable":true},"recovered":[],"services":[{"backend":"web_green","canary":{"colour":"blue","percent":10},"drained":[],"live":"green","name":"web","phase":{"phase":"watching","since_ms":9},"previous":"blue","routes":1}]}}"#,
+    );
+    assert_eq!(back.services[0].canary, snap.services[0].canary);
+}
+
+/// The reply of a change carried out (every routing verb): the engine's `Applied`.
+#[test]
+fn change_reply() {
+    let before = ServiceState::live_on(Colour::Blue);
+    let after = ServiceState {
+        live: Colour::Green,
+        previous: Some(Colour::Blue),
+        ..ServiceState::live_on(Colour::Green)
+    };
+    let applied = Applied {
+        change: Change {
+            generation: 2,
+            services: vec![ServiceChange {
+                service: web(),
+                from: Some(before),
+                to: Some(after),
+            }],
+        },
+        files: vec![FileOutcome {
+            name: "routes".into(),
+            path: PathBuf::from("/m/routes.map"),
+            kind: FileKind::Map,
+            mechanism: Some(MapMechanism::PerKey),
+            edits: 1,
+        }],
+        validated_by_proxy: true,
+        reload: Some(ReloadReport {
+            workers: vec![7],
+            elapsed: Duration::from_millis(12),
+            ..ReloadReport::default()
+        }),
+        batched: 1,
+        timings_ms: [("apply", 1.5)].into(),
+        gates: vec![],
+        warnings: vec![],
+    };
+    assert_eq!(
+        ok(&applied.summary(), &applied).to_line(),
+        r#"{"status":"ok","message":"generation 2: web blue -> green; routes (1 edits, runtime per key)","data":{"batched":1,"change":{"generation":2,"services":[{"from":{"canary":null,"drained":[],"live":"blue","previous":null},"service":"web","to":{"canary":null,"drained":[],"live":"green","previous":"blue"}}]},"files":[{"edits":1,"kind":"map","mechanism":"per_key","name":"routes","path":"/m/routes.map"}],"reload":{"elapsed":12.0,"gap_wait_ms":0.0,"workers":[7]},"timings_ms":{"apply":1.5},"validated_by_proxy":true}}"#
+    );
+    let refused = Reply::error(
+        "request: unknown service \"nope\"",
+        serde_json::json!({ "step": Step::Request }),
+    );
+    assert_eq!(
+        refused.to_line(),
+        r#"{"status":"error","message":"request: unknown service \"nope\"","data":{"step":"request"}}"#
+    );
+}
+
+/// The reply of a dry run (every routing verb with `dry_run`).
+#[test]
+fn plan_reply() {
+    let plan = Plan {
+        generation: 3,
+        services: vec![],
+        gates: vec![GateReport {
+            service: web(),
+            colour: Some(Colour::Green),
+            backend: Some("web_green".into()),
+            up: vec!["g1".into()],
+            ..GateReport::default()
+        }],
+        files: vec![PlannedFile {
+            name: "routes".into(),
+            path: PathBuf::from("/m/routes.map"),
+            kind: FileKind::Map,
+            mechanism: "runtime per key".into(),
+            added: vec![],
+            changed: vec![("example.com/".into(), "web_green".into())],
+            removed: vec![],
+            edits: 1,
+            lines: LineChanges::default(),
+        }],
+        validated_by_proxy: true,
+        servers: vec![],
+    };
+    pin::<Plan>(
+        &ok("dry run: generation 3 would apply; nothing changed", &plan),
+        r#"{"status":"ok","message":"dry run: generation 3 would apply; nothing changed","data":{"files":[{"added":[],"changed":[["example.com/","web_green"]],"edits":1,"kind":"map","lines":{"added":0,"first_added":[],"first_removed":[],"removed":0},"mechanism":"runtime per key","name":"routes","path":"/m/routes.map","removed":[]}],"gates":[{"backend":"web_green","colour":"green","forced":false,"probed":[],"service":"web","up":["g1"]}],"generation":3,"servers":[],"services":[],"validated_by_proxy":true}}"#,
+    );
+}
+
+#[test]
+fn cluster_replies() {
+    let status = ClusterStatus {
+        hosts: vec![
+            HostRow::Seen {
+                node: "a".into(),
+                reachable: true,
+                age_ms: 0,
+                generation: 3,
+                cluster_generation: 2,
+                digest: "d1".into(),
+                proxy_reachable: true,
+                last_error: None,
+            },
+            HostRow::Unseen {
+                node: "b".into(),
+                reachable: false,
+                age_ms: None,
+            },
+        ],
+        services: [(
+            web(),
+            ServiceAgreement {
+                agree: true,
+                hosts: [("a".into(), "green".into())].into(),
+            },
+        )]
+        .into(),
+    };
+    let back: ClusterStatus = pin(
+        &ok("2 hosts", &status),
+        r#"{"status":"ok","message":"2 hosts","data":{"hosts":[{"age_ms":0,"cluster_generation":2,"digest":"d1","generation":3,"last_error":null,"node":"a","proxy_reachable":true,"reachable":true},{"age_ms":null,"node":"b","reachable":false}],"services":{"web":{"agree":true,"hosts":{"a":"green"}}}}}"#,
+    );
+    assert_eq!(back, status);
+    let outcome = ClusterOutcome {
+        txn: "a-1-0".into(),
+        phase: "commit".into(),
+        cluster_generation: Some(4),
+        hosts: [
+            (
+                "a".into(),
+                HostOutcome {
+                    ok: true,
+                    data: Some(serde_json::json!({ "generation": 3 })),
+                    error: None,
+                },
+            ),
+            (
+                "b".into(),
+                HostOutcome {
+                    ok: false,
+                    data: None,
+                    error: Some("no answer".into()),
+                },
+            ),
+        ]
+        .into(),
+        missed: Some(vec!["b".into()]),
+    };
+    let back: ClusterOutcome = pin(
+        &ok("cluster generation 4 committed", &outcome),
+        r#"{"status":"ok","message":"cluster generation 4 committed","data":{"cluster_generation":4,"hosts":{"a":{"data":{"generation":3},"ok":true},"b":{"error":"no answer","ok":false}},"missed":["b"],"phase":"commit","txn":"a-1-0"}}"#,
+    );
+    assert_eq!(back, outcome);
+}
+
+#[test]
+fn map_history_and_metrics_replies() {
+    let entries = MapShown::Entries {
+        entries: [("example.com/".into(), "web_green".into())].into(),
+    };
+    let back: MapShown = pin(
+        &ok("map routes", &entries),
+        r#"{"status":"ok","message":"map routes","data":{"entries":{"example.com/":"web_green"}}}"#,
+    );
+    assert_eq!(back, entries);
+    let diff = MapShown::Diff {
+        added: vec![],
+        changed: vec![("example.com/".into(), "web_blue".into())],
+        removed: vec!["old.example.com/".into()],
+    };
+    let back: MapShown = pin(
+        &ok("map routes", &diff),
+        r#"{"status":"ok","message":"map routes","data":{"added":[],"changed":[["example.com/","web_blue"]],"removed":["old.example.com/"]}}"#,
+    );
+    assert_eq!(back, diff);
+    let line = r#"{"status":"ok","message":"1 entries","data":{"entries":[{"data":null,"generation":1,"message":"generation 1: web blue -> green","request":{"colour":"green","op":"switch","service":"web"},"requester":{"gid":1000,"pid":42,"uid":1000,"via":"socket"},"result":"ok","time_ms":5}]}}"#;
+    let reply: Reply = serde_json::from_str(line).unwrap();
+    let entry: cutover::store::JournalEntry =
+        serde_json::from_value(reply.data["entries"][0].clone()).unwrap();
+    assert_eq!(entry.generation, 1);
+    assert_eq!(reply.to_line(), line);
+    let metrics = MetricsText {
+        content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8".into(),
+        text: "# EOF\n".into(),
+    };
+    let back: MetricsText = pin(
+        &ok("metrics", &metrics),
+        r##"{"status":"ok","message":"metrics","data":{"content_type":"application/openmetrics-text; version=1.0.0; charset=utf-8","text":"# EOF\n"}}"##,
+    );
+    assert_eq!(back, metrics);
+}
