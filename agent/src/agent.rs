@@ -30,7 +30,8 @@ use crate::peers::server::TlsTransport;
 use crate::peers::{self, Node, PeerReport};
 use crate::protocol::{Command, Reply};
 use crate::proxy::{AnyProxy, Proxy};
-use crate::store::{Requester, Store};
+use crate::requester::Requester;
+use crate::store::Store;
 
 /// Requests queued for the engine before senders wait.
 pub const QUEUE_DEPTH: usize = 64;
@@ -244,9 +245,6 @@ fn refusal<P: Proxy>(
     command: &Command,
     requester: &Requester,
 ) -> Option<Reply> {
-    if requester.via != control::VIA_SOCKET {
-        return None;
-    }
     let agent_uid = nix::unistd::geteuid().as_raw();
     let denied = engine
         .config()

@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
 
 use crate::protocol::{self, Command, Reply};
-use crate::store::Requester;
+use crate::requester::Requester;
 
 /// Time open connections get to finish when the server shuts down.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
@@ -131,9 +131,6 @@ pub trait Transport: Send + Sync + 'static {
     /// A short refusal written on a connection over the cap (best effort).
     fn refuse(raw: Self::Raw, message: String) -> impl Future<Output = ()> + Send + 'static;
 }
-
-/// Requester `via` of connections on the unix control socket.
-pub const VIA_SOCKET: &str = "socket";
 
 /// The local control socket; `groups` says whether peers' groups are looked up.
 pub struct UnixTransport {
@@ -260,11 +257,10 @@ async fn requester(stream: &UnixStream, groups: &GroupLookup) -> Requester {
         }
         None => vec![],
     };
-    Requester {
+    Requester::Local {
         uid,
         gid: cred.map(|c| c.gid()),
         pid: cred.and_then(|c| c.pid()),
-        via: VIA_SOCKET.into(),
         groups,
     }
 }

@@ -21,6 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::fsio::{self, previous_path, write_atomic, FsError, WriteOptions};
+use crate::requester::Requester;
 use crate::state::State;
 
 mod journal;
@@ -58,45 +59,61 @@ pub enum StoreError {
     Locked { path: PathBuf },
 }
 
-/// Who asked for a change, from the control socket's peer credentials.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Requester {
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    pub pid: Option<i32>,
-    /// `socket`, `agent` (startup repair, reconcile) or `peer`.
-    pub via: String,
-    /// Groups the user database lists for `uid` (besides `gid`), for the access check;
-    /// not journaled.
-    #[serde(skip)]
-    pub groups: Vec<u32>,
+/// What became of an attempted change, or of a post-switch watch, as journaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Applied (or, for the agent's own work, done).
+    Ok,
+    /// Refused or failed; nothing changed.
+    Error,
+    /// A repair made when the agent started (see [`Store::recover`]).
+    Recovered,
+    /// The post-switch watch saw the new colour healthy.
+    Passed,
+    /// The post-switch watch saw no traffic and holds the change for a person to decide.
+    Held,
+    /// The post-switch watch rolled the change back.
+    RolledBack,
+    /// The post-switch watch wanted a rollback and the rollback failed.
+    RollbackFailed,
 }
 
-impl Requester {
-    /// The agent itself (startup recovery, reconcile ticks).
-    pub fn agent() -> Requester {
-        Requester {
-            uid: Some(nix::unistd::geteuid().as_raw()),
-            gid: Some(nix::unistd::getegid().as_raw()),
-            pid: Some(std::process::id() as i32),
-            via: "agent".into(),
-            groups: vec![],
+impl Outcome {
+    /// The journal's spelling: `ok`, `error`, `recovered`, `passed`, `held`,
+    /// `rolled_back`, `rollback_failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Recovered => "recovered",
+            Outcome::Passed => "passed",
+            Outcome::Held => "held",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::RollbackFailed => "rollback_failed",
         }
     }
 }
 
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One journal line.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalEntry {
     /// State generation after the change (before it, for a refused one).
     pub generation: u64,
     /// Unix time, milliseconds.
     pub time_ms: u64,
+    /// Who asked.
     pub requester: Requester,
     /// The request as received.
     pub request: serde_json::Value,
-    /// `ok` or `error`.
-    pub result: String,
+    /// What became of it.
+    pub result: Outcome,
     /// Human summary (what changed, or the error).
     pub message: String,
     /// Details: services changed, mechanisms, timings, failed step.
@@ -313,7 +330,7 @@ mod tests {
             time_ms: now_ms(),
             requester: Requester::default(),
             request: serde_json::json!({"cmd": "switch", "service": service}),
-            result: "ok".into(),
+            result: Outcome::Ok,
             message: String::new(),
             data: serde_json::Value::Null,
         }

@@ -12,8 +12,9 @@ use super::safety::drains_kept;
 use super::{ms, Applied, ApplyError, Engine, GateReport, Step};
 use crate::metrics::RollbackReason;
 use crate::proxy::Proxy;
+use crate::requester::{Reason, Requester};
 use crate::state::{Change, Request, State};
-use crate::store::{now_ms, JournalEntry, Requester};
+use crate::store::{now_ms, JournalEntry, Outcome};
 
 /// One change waiting for the engine (see [`Engine::apply_batch`]).
 #[derive(Debug, Clone)]
@@ -223,7 +224,7 @@ impl<P: Proxy> Engine<P> {
                 time_ms: now_ms(),
                 requester: q.requester.clone(),
                 request,
-                result: "ok".into(),
+                result: Outcome::Ok,
                 message: match note {
                     Some(n) => format!("{}; {n}", a.summary()),
                     None => a.summary(),
@@ -237,7 +238,7 @@ impl<P: Proxy> Engine<P> {
                 time_ms: now_ms(),
                 requester: q.requester.clone(),
                 request,
-                result: "error".into(),
+                result: Outcome::Error,
                 message: e.to_string(),
                 data: json!({ "step": e.step, "forced": force, "elapsed_ms": elapsed_ms }),
             },
@@ -269,10 +270,9 @@ impl<P: Proxy> Engine<P> {
         let configured = |s: &str| self.config.services.contains_key(s);
         match (req, result) {
             (Request::Rollback { .. }, Ok(a)) if !a.change.is_empty() => {
-                self.metrics.rollback(if requester.via == "watch" {
-                    RollbackReason::Watch
-                } else {
-                    RollbackReason::Requested
+                self.metrics.rollback(match requester {
+                    Requester::Agent(Reason::Watch) => RollbackReason::Watch,
+                    _ => RollbackReason::Requested,
                 });
             }
             (Request::Rollback { .. }, _) => {}

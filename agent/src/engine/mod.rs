@@ -16,8 +16,9 @@ use crate::metrics::{Metrics, RollbackReason};
 use crate::protocol::MapView;
 use crate::proxy::{Epoch, Proxy};
 use crate::render::Renderer;
+use crate::requester::{Reason, Requester};
 use crate::state::{Change, Request, State};
-use crate::store::{now_ms, JournalEntry, Requester, Store};
+use crate::store::{now_ms, JournalEntry, Outcome, Store};
 
 mod batch;
 mod plan;
@@ -29,7 +30,7 @@ mod validate;
 pub use batch::Queued;
 pub use plan::Plan;
 
-pub use safety::{until, GateReport, Phase};
+pub use safety::{until, GateReport, Phase, WatchPhase};
 pub use transition::{Applied, FileOutcome, LineChanges, PlannedFile};
 pub use validate::{is_percent, staged_path};
 
@@ -241,7 +242,7 @@ impl<P: Proxy> Engine<P> {
                 .collect();
             engine.journal_agent(
                 "config",
-                "ok",
+                Outcome::Ok,
                 format!(
                     "generation {}: services added or removed by the config: {}",
                     aligned.generation,
@@ -254,7 +255,7 @@ impl<P: Proxy> Engine<P> {
             tracing::warn!("recovered: {note}");
             engine.journal_agent(
                 "recover",
-                "recovered",
+                Outcome::Recovered,
                 note.clone(),
                 serde_json::Value::Null,
             );
@@ -280,7 +281,7 @@ impl<P: Proxy> Engine<P> {
             time_ms: now_ms(),
             requester: requester.clone(),
             request,
-            result: "error".into(),
+            result: Outcome::Error,
             message,
             data: json!({ "step": step }),
         };
@@ -289,12 +290,12 @@ impl<P: Proxy> Engine<P> {
         }
     }
 
-    /// Journals something the agent did or saw by itself (`via: agent`), with the request
+    /// Journals something the agent did or saw by itself ([`Reason::Upkeep`]), with the request
     /// `{"op": op}` (`recover`, `reconcile`).
     pub(crate) fn journal_agent(
         &self,
         op: &str,
-        result: &str,
+        result: Outcome,
         message: String,
         data: serde_json::Value,
     ) {
@@ -303,7 +304,7 @@ impl<P: Proxy> Engine<P> {
             time_ms: now_ms(),
             requester: Requester::agent(),
             request: json!({ "op": op }),
-            result: result.into(),
+            result,
             message,
             data,
         };
@@ -460,10 +461,7 @@ impl<P: Proxy> Engine<P> {
         let Some(services) = self.desired_file.as_mut().and_then(|w| w.poll()) else {
             return;
         };
-        let who = Requester {
-            via: "desired-file".into(),
-            ..Requester::default()
-        };
+        let who = Requester::Agent(Reason::DesiredFile);
         let req = Request::Set { services };
         if let Err(e) = self.apply(&req, &who, false).await {
             if let Some(w) = self.desired_file.as_mut() {
@@ -572,13 +570,13 @@ impl<P: Proxy> Engine<P> {
         match &result {
             Ok(a) => self.journal_agent(
                 "config",
-                "ok",
+                Outcome::Ok,
                 format!("new config in force: {}", a.summary()),
                 json!({ "services": a.change.services, "files": a.files }),
             ),
             Err(e) => self.journal_agent(
                 "config",
-                "error",
+                Outcome::Error,
                 format!("new config refused, the old one stays in force: {e}"),
                 json!({ "step": e.step }),
             ),

@@ -17,7 +17,7 @@ use super::{ApplyError, Engine, Fault, Step, SMALL_MAP_BYTES};
 use crate::config::FileKind;
 use crate::mapfile::MapDiff;
 use crate::proxy::Proxy;
-use crate::store::now_ms;
+use crate::store::{now_ms, Outcome};
 
 /// How long a check may keep failing before it is a fault. HAProxy 2.6's master refuses
 /// connections while it re-executes itself for a reload (longer with large maps to load);
@@ -94,7 +94,7 @@ impl<P: Proxy> Engine<P> {
         if !fixes.is_empty() {
             self.journal_agent(
                 "reconcile",
-                "ok",
+                Outcome::Ok,
                 format!("{why}: repaired {}", fixes.join("; ")),
                 json!({ "why": why, "fixes": fixes }),
             );
@@ -113,7 +113,7 @@ impl<P: Proxy> Engine<P> {
             tracing::info!("{message}");
             self.journal_agent(
                 "reconcile",
-                "ok",
+                Outcome::Ok,
                 message,
                 json!({ "why": why, "fault": f }),
             );
@@ -140,7 +140,7 @@ impl<P: Proxy> Engine<P> {
             tracing::warn!(%step, "fault: {message}");
             self.journal_agent(
                 "reconcile",
-                "error",
+                Outcome::Error,
                 message.clone(),
                 json!({ "step": step }),
             );
@@ -310,7 +310,7 @@ impl<P: Proxy> Engine<P> {
             .map_err(|e| ApplyError::new(Step::Persist, e))?;
         self.journal_agent(
             "render",
-            "ok",
+            Outcome::Ok,
             format!(
                 "generation {}: wrote {} file(s) without contacting the proxy",
                 self.state.generation,

@@ -11,8 +11,9 @@ use super::{ApplyError, Engine, Step};
 use crate::gates::watch::{Verdict, Watch};
 use crate::gates::{check_servers, probe};
 use crate::proxy::{Proxy, ProxyError};
+use crate::requester::{Reason, Requester};
 use crate::state::{traffic_targets, Colour, Request, State};
-use crate::store::{now_ms, JournalEntry, Requester};
+use crate::store::{now_ms, JournalEntry, Outcome};
 
 /// What the gate found, for the reply and the journal.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -42,11 +43,27 @@ pub(super) struct ActiveWatch {
     generation: u64,
 }
 
+/// Where the post-switch watch of a service stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchPhase {
+    /// The watch runs.
+    Watching,
+    /// The new colour stayed healthy through the window.
+    Passed,
+    /// The window saw no traffic; the change is held for a person to decide.
+    Held,
+    /// The watch rolled the change back.
+    RolledBack,
+    /// The watch wanted a rollback and it failed.
+    RollbackFailed,
+}
+
 /// The safety phase of one service, for `status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Phase {
-    /// `watching`, `passed`, `held`, `rolled_back`.
-    pub phase: String,
+    /// `watching`, `passed`, `held`, `rolled_back`, `rollback_failed`.
+    pub phase: WatchPhase,
     /// Why (the rollback reason, or what is held).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -286,7 +303,7 @@ impl<P: Proxy> Engine<P> {
                 generation: self.state.generation,
             },
         );
-        self.set_phase(service, "watching", None);
+        self.set_phase(service, WatchPhase::Watching, None);
     }
 
     /// When the next watch sample is due, if any watch runs.
@@ -328,10 +345,13 @@ impl<P: Proxy> Engine<P> {
             };
             match verdict {
                 Verdict::Watching => {}
-                Verdict::Passed => self.end_watch(&service, "passed", None),
+                Verdict::Passed => {
+                    self.end_watch(&service, WatchPhase::Passed, Outcome::Passed, None)
+                }
                 Verdict::Held => self.end_watch(
                     &service,
-                    "held",
+                    WatchPhase::Held,
+                    Outcome::Held,
                     Some("the watch window saw no traffic; promote or roll back by hand".into()),
                 ),
                 Verdict::RollBack { reason } => self.watch_rollback(&service, reason).await,
@@ -339,7 +359,13 @@ impl<P: Proxy> Engine<P> {
         }
     }
 
-    fn end_watch(&mut self, service: &str, phase: &str, reason: Option<String>) {
+    fn end_watch(
+        &mut self,
+        service: &str,
+        phase: WatchPhase,
+        result: Outcome,
+        reason: Option<String>,
+    ) {
         let w = self
             .watches
             .remove(service)
@@ -348,8 +374,8 @@ impl<P: Proxy> Engine<P> {
         self.journal_watch(
             service,
             w.generation,
-            phase,
-            reason.as_deref().unwrap_or(phase),
+            result,
+            reason.as_deref().unwrap_or(result.as_str()),
         );
     }
 
@@ -362,10 +388,7 @@ impl<P: Proxy> Engine<P> {
         let req = Request::Rollback {
             service: service.to_owned(),
         };
-        let who = Requester {
-            via: "watch".into(),
-            ..Requester::default()
-        };
+        let who = Requester::Agent(Reason::Watch);
         let message = format!(
             "post-switch watch of {} ({}): {reason}",
             w.colour, w.backend
@@ -373,11 +396,11 @@ impl<P: Proxy> Engine<P> {
         match self.apply_as(&req, &who, true, Some(&message)).await {
             Ok(_) => {
                 tracing::warn!(service, "rolled back: {message}");
-                self.set_phase(service, "rolled_back", Some(reason.clone()));
+                self.set_phase(service, WatchPhase::RolledBack, Some(reason.clone()));
                 self.journal_watch(
                     service,
                     w.generation,
-                    "rolled_back",
+                    Outcome::RolledBack,
                     &format!(
                         "{message}; rollback took {:.1} ms",
                         started.elapsed().as_secs_f64() * 1e3
@@ -388,35 +411,37 @@ impl<P: Proxy> Engine<P> {
                 tracing::error!(service, "automatic rollback failed: {e}");
                 self.set_phase(
                     service,
-                    "rollback_failed",
+                    WatchPhase::RollbackFailed,
                     Some(format!("{reason}; rollback: {e}")),
                 );
-                self.journal_watch(service, w.generation, "rollback_failed", &e.to_string());
+                self.journal_watch(
+                    service,
+                    w.generation,
+                    Outcome::RollbackFailed,
+                    &e.to_string(),
+                );
             }
         }
     }
 
-    fn set_phase(&mut self, service: &str, phase: &str, reason: Option<String>) {
+    fn set_phase(&mut self, service: &str, phase: WatchPhase, reason: Option<String>) {
         self.phases.insert(
             service.to_owned(),
             Phase {
-                phase: phase.into(),
+                phase,
                 reason,
                 since_ms: now_ms(),
             },
         );
     }
 
-    fn journal_watch(&self, service: &str, generation: u64, result: &str, message: &str) {
+    fn journal_watch(&self, service: &str, generation: u64, result: Outcome, message: &str) {
         let entry = JournalEntry {
             generation,
             time_ms: now_ms(),
-            requester: Requester {
-                via: "watch".into(),
-                ..Requester::default()
-            },
+            requester: Requester::Agent(Reason::Watch),
             request: json!({ "op": "watch", "service": service }),
-            result: result.into(),
+            result,
             message: message.into(),
             data: serde_json::Value::Null,
         };

@@ -14,11 +14,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{PeerReport, PeerSpec};
 use crate::control::Envelope;
 use crate::protocol::{Command, Reply, Status};
+use crate::requester::{Reason, Requester};
 use crate::state::Request;
-use crate::store::{now_ms, Requester};
-
-/// Requester `via` of the coordinator's messages to its own node.
-pub const VIA_LOCAL: &str = "cluster-local";
+use crate::store::now_ms;
 
 /// What a coordinator needs.
 #[derive(Clone)]
@@ -42,10 +40,7 @@ impl Coordinator {
             let (tx, rx) = oneshot::channel();
             let env = Envelope {
                 command,
-                requester: Requester {
-                    via: VIA_LOCAL.into(),
-                    ..Requester::default()
-                },
+                requester: Requester::Agent(Reason::Coordinator),
                 reply: tx,
             };
             if self.local.send(env).await.is_err() {

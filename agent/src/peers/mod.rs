@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{ApplyError, Engine, Step};
 use crate::proxy::Proxy;
+use crate::requester::{Reason, Requester};
 use crate::state::{Desired, Request};
-use crate::store::{now_ms, Requester};
+use crate::store::now_ms;
 
 pub mod client;
 pub mod coordinator;
@@ -200,10 +201,9 @@ impl Node {
         if !self.config.hold_before_commit.is_zero() {
             tokio::time::sleep(self.config.hold_before_commit).await;
         }
-        let who = Requester {
-            via: format!("cluster:{}", p.coordinator),
-            ..Requester::default()
-        };
+        let who = Requester::Agent(Reason::ClusterCommit {
+            coordinator: p.coordinator.clone(),
+        });
         let applied = engine.apply(&p.request, &who, p.force).await?;
         engine.mark_cluster(cluster_generation).await?;
         Ok(applied)
@@ -232,10 +232,7 @@ impl Node {
             .into_iter()
             .filter(|(name, _)| engine.state().services.contains_key(name))
             .collect();
-        let who = Requester {
-            via: format!("converge:{from}"),
-            ..Requester::default()
-        };
+        let who = Requester::Agent(Reason::Converge { from: from.clone() });
         let result = if services.is_empty() {
             Ok(())
         } else {
@@ -327,13 +324,17 @@ pub async fn handle_peer_command<P: Proxy>(
     requester: &Requester,
 ) -> crate::protocol::Reply {
     use crate::protocol::{Command, Reply};
-    let peer = requester.via.strip_prefix(server::VIA_TLS);
-    if peer.is_none() && requester.via != coordinator::VIA_LOCAL {
-        return Reply::error(
-            "only peer agents (over the TLS listener) may send this command",
-            serde_json::Value::Null,
-        );
-    }
+    // A certificate holder names the peer; this node's own coordinator speaks for itself.
+    let peer = match requester {
+        Requester::Peer { name } => Some(name.as_str()),
+        Requester::Agent(Reason::Coordinator) => None,
+        Requester::Local { .. } | Requester::Agent(_) => {
+            return Reply::error(
+                "only peer agents (over the TLS listener) may send this command",
+                serde_json::Value::Null,
+            );
+        }
+    };
     let failed = |e: ApplyError| Reply::error(e.to_string(), serde_json::json!({ "step": e.step }));
     match command {
         Command::Report { report } => {

@@ -11,10 +11,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::control::Transport;
-use crate::store::Requester;
-
-/// Requester `via` prefix of connections on the peer listener.
-pub const VIA_TLS: &str = "tls:";
+use crate::requester::Requester;
 
 pub struct TlsTransport {
     listener: TcpListener,
@@ -56,10 +53,7 @@ impl Transport for TlsTransport {
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map_or_else(|| "unknown".to_owned(), super::tls::peer_name);
-            let who = Requester {
-                via: format!("{VIA_TLS}{name}"),
-                ..Requester::default()
-            };
+            let who = Requester::Peer { name };
             Ok((stream, who))
         }
     }
