@@ -24,7 +24,7 @@
 use std::collections::BTreeSet;
 
 use crate::protocol::Command;
-use crate::requester::Requester;
+use crate::requester::{Reason, Requester};
 
 /// The allowlists, as validated from the config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -145,6 +145,22 @@ struct Local<'a> {
     uid: Option<u32>,
     gid: Option<u32>,
     groups: &'a [u32],
+}
+
+/// A step of a cluster change from someone other than a peer or this agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("only peer agents (over the TLS listener) may send this command")]
+pub struct NotAPeer;
+
+/// Who may send a step of a cluster change (`report`, `prepare`, `ready`, `commit`,
+/// `abort_txn`): a peer agent over the TLS listener, named by its certificate
+/// (`Some(name)`), or this agent's own coordinator (`None`); nobody on the control socket.
+pub fn cluster_step_sender(who: &Requester) -> Result<Option<&str>, NotAPeer> {
+    match who {
+        Requester::Peer { name } => Ok(Some(name)),
+        Requester::Agent(Reason::Coordinator) => Ok(None),
+        Requester::Local { .. } | Requester::Agent(_) => Err(NotAPeer),
+    }
 }
 
 /// Whether a command needs the mutating permission: it changes routing here
@@ -281,8 +297,27 @@ mod tests {
     }
 
     #[test]
+    fn steps_of_a_cluster_change_come_from_peers_or_the_own_coordinator() {
+        let peer = Requester::Peer { name: "lb2".into() };
+        assert_eq!(cluster_step_sender(&peer), Ok(Some("lb2")));
+        let own = Requester::Agent(Reason::Coordinator);
+        assert_eq!(cluster_step_sender(&own), Ok(None));
+        for who in [
+            peer_root(),
+            Requester::default(),
+            Requester::agent(),
+            Requester::Agent(Reason::Watch),
+        ] {
+            assert_eq!(cluster_step_sender(&who), Err(NotAPeer), "{who}");
+        }
+    }
+
+    fn peer_root() -> Requester {
+        peer(0, 0, &[])
+    }
+
+    #[test]
     fn certificate_holders_and_the_agent_are_not_judged_by_the_lists() {
-        use crate::requester::Reason;
         let p = policy(&[1000], &[], &[2000], &[]);
         let commit = Command::Commit {
             txn: "t".into(),

@@ -316,25 +316,16 @@ impl Node {
     }
 }
 
-/// Answers a command only peers send (`report`, `prepare`, `ready`, `commit`, `abort_txn`).
+/// Answers a command only peers send (`report`, `prepare`, `ready`, `commit`, `abort_txn`),
+/// admitted by [`crate::access::cluster_step_sender`]: from the peer named by its
+/// certificate, or (`None`) from this node's own coordinator.
 pub async fn handle_peer_command<P: Proxy>(
     node: &mut Node,
     engine: &mut Engine<P>,
     command: crate::protocol::Command,
-    requester: &Requester,
+    peer: Option<&str>,
 ) -> crate::protocol::Reply {
     use crate::protocol::{Command, Reply};
-    // A certificate holder names the peer; this node's own coordinator speaks for itself.
-    let peer = match requester {
-        Requester::Peer { name } => Some(name.as_str()),
-        Requester::Agent(Reason::Coordinator) => None,
-        Requester::Local { .. } | Requester::Agent(_) => {
-            return Reply::error(
-                "only peer agents (over the TLS listener) may send this command",
-                serde_json::Value::Null,
-            );
-        }
-    };
     let failed = |e: ApplyError| Reply::error(e.to_string(), serde_json::json!({ "step": e.step }));
     match command {
         Command::Report { report } => {
@@ -380,6 +371,9 @@ pub async fn handle_peer_command<P: Proxy>(
             node.abort(&txn);
             Reply::ok("aborted", serde_json::Value::Null)
         }
-        _ => unreachable!("only peer commands come here"),
+        other => Reply::error(
+            format!("{} is not a step of a cluster change", other.verb()),
+            serde_json::Value::Null,
+        ),
     }
 }
