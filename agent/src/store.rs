@@ -48,7 +48,7 @@ pub enum StoreError {
     #[error("saving state: {0}")]
     Save(#[from] FsError),
     #[error("state file {path} is unreadable ({reason}) and so is its previous version")]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt { path: PathBuf, reason: Unusable },
     #[error("appending to journal {path}: {source}")]
     Journal { path: PathBuf, source: io::Error },
     #[error("repairing journal {path}: {source}")]
@@ -121,12 +121,26 @@ pub struct JournalEntry {
     pub data: serde_json::Value,
 }
 
+/// Why a state file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Unusable {
+    /// It cannot be read.
+    #[error(transparent)]
+    Read(FsError),
+    /// It is not a state (a torn or corrupt write).
+    #[error(transparent)]
+    Parse(serde_json::Error),
+    /// It is gone while its previous version is there: not a first start.
+    #[error("the file is missing but its previous version exists")]
+    MissingBesidePrevious,
+}
+
 /// What loading found.
 #[derive(Debug)]
 pub struct Loaded {
     pub state: Option<State>,
     /// Set when the state file was unusable and the previous version was used.
-    pub recovered_from: Option<String>,
+    pub recovered_from: Option<Unusable>,
 }
 
 /// What [`Store::recover`] found.
@@ -180,21 +194,19 @@ impl Store {
     /// previous version; both corrupt is an error (the agent refuses to guess).
     pub fn load(&self) -> Result<Loaded, StoreError> {
         let path = self.state_path();
-        let parse = |p: &Path| -> Result<Option<State>, String> {
+        let parse = |p: &Path| -> Result<Option<State>, Unusable> {
             match fsio::read_optional(p) {
                 Ok(None) => Ok(None),
                 Ok(Some(bytes)) => serde_json::from_slice::<State>(&bytes)
                     .map(Some)
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+                    .map_err(Unusable::Parse),
+                Err(e) => Err(Unusable::Read(e)),
             }
         };
         let current = match parse(&path) {
             // A missing state file beside an existing previous version is not a first start:
             // starting from the initial colours would move traffic nobody asked to move.
-            Ok(None) if previous_path(&path).exists() => {
-                Err("the file is missing but its previous version exists".to_owned())
-            }
+            Ok(None) if previous_path(&path).exists() => Err(Unusable::MissingBesidePrevious),
             other => other,
         };
         match current {

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{PeerReport, PeerSpec};
+use crate::cli::ClientError;
 use crate::control::Envelope;
 use crate::protocol::{Command, Reply, Status};
 use crate::requester::{Reason, Requester};
@@ -30,8 +31,25 @@ pub struct Coordinator {
     pub local: mpsc::Sender<Envelope>,
 }
 
+/// Why a participant did not take a phase.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// This node's engine task is stopping.
+    #[error("the local engine is stopping")]
+    Stopping,
+    /// This node's engine task dropped the request unanswered.
+    #[error("the local engine dropped the request")]
+    Dropped,
+    /// The peer could not be reached, or did not answer in time.
+    #[error(transparent)]
+    Unreachable(ClientError),
+    /// The participant answered with an error: its message.
+    #[error("{0}")]
+    Answered(String),
+}
+
 /// One participant's answer to one phase.
-type Outcome = Result<Value, String>;
+type Outcome = Result<Value, Refusal>;
 
 impl Coordinator {
     /// Sends `command` to one participant (this node or a peer).
@@ -44,10 +62,9 @@ impl Coordinator {
                 reply: tx,
             };
             if self.local.send(env).await.is_err() {
-                return Err("the local engine is stopping".into());
+                return Err(Refusal::Stopping);
             }
-            rx.await
-                .map_err(|_| "the local engine dropped the request".to_owned())?
+            rx.await.map_err(|_| Refusal::Dropped)?
         } else {
             let peer = self
                 .peers
@@ -62,11 +79,11 @@ impl Coordinator {
                 self.timeout,
             )
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(Refusal::Unreachable)?
         };
         match reply.status {
             Status::Ok => Ok(reply.data),
-            _ => Err(reply.message),
+            _ => Err(Refusal::Answered(reply.message)),
         }
     }
 
@@ -214,7 +231,7 @@ fn show(outcomes: &BTreeMap<String, Outcome>) -> Value {
         .map(|(h, o)| {
             let v = match o {
                 Ok(d) => json!({ "ok": true, "data": d }),
-                Err(e) => json!({ "ok": false, "error": e }),
+                Err(e) => json!({ "ok": false, "error": e.to_string() }),
             };
             (h.clone(), v)
         })
