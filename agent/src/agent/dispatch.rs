@@ -301,3 +301,62 @@ impl<P: Proxy> Agent<P> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Colour;
+
+    fn route(line: &str) -> Route {
+        Route::of(serde_json::from_str(line).expect("a request"))
+    }
+
+    #[test]
+    fn every_kind_of_request_has_its_route() {
+        let kind = |r: &Route| match r {
+            Route::Change(m) => format!("change {:?}", m.request),
+            Route::Plan(m) => format!("plan {:?}", m.request),
+            Route::Query(c) => format!("query {}", c.verb()),
+            Route::Cluster(m) => format!("cluster {:?}", m.as_ref().map(|m| m.dry_run)),
+            Route::ClusterStatus => "cluster status".into(),
+            Route::PeerVerb { command, peer } => format!("peer {} {peer:?}", command.verb()),
+        };
+        let switch = crate::state::Request::Switch {
+            service: "web".into(),
+            colour: Colour::Green,
+        };
+        for (line, expected) in [
+            (
+                r#"{"cmd":"switch","service":"web","colour":"green"}"#,
+                format!("change {switch:?}"),
+            ),
+            (
+                r#"{"cmd":"switch","service":"web","colour":"green","dry_run":true}"#,
+                format!("plan {switch:?}"),
+            ),
+            (r#"{"cmd":"status"}"#, "query status".into()),
+            (r#"{"cmd":"history"}"#, "query history".into()),
+            (
+                r#"{"cmd":"map_show","name":"services"}"#,
+                "query map_show".into(),
+            ),
+            (r#"{"cmd":"metrics"}"#, "query metrics".into()),
+            (
+                r#"{"cmd":"cluster","command":{"cmd":"switch","service":"web","colour":"green","dry_run":true}}"#,
+                "cluster Some(true)".into(),
+            ),
+            (
+                r#"{"cmd":"cluster","command":{"cmd":"status"}}"#,
+                "cluster None".into(),
+            ),
+            (r#"{"cmd":"cluster_status"}"#, "cluster status".into()),
+            (r#"{"cmd":"ready","txn":"t"}"#, "peer ready None".into()),
+            (
+                r#"{"cmd":"commit","txn":"t","cluster_generation":2}"#,
+                "peer commit None".into(),
+            ),
+        ] {
+            assert_eq!(kind(&route(line)), expected, "{line}");
+        }
+    }
+}
