@@ -43,8 +43,11 @@ pub struct Policy {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{who} may not {verb}: {rule}")]
 pub struct Denied {
+    /// Who asked, as in messages: `uid 1000 (gid 1000, pid 4242)`.
     pub who: String,
+    /// The verb refused.
     pub verb: &'static str,
+    /// The rule that refuses it.
     pub rule: &'static str,
 }
 

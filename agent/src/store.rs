@@ -41,22 +41,58 @@ pub const JOURNAL_FILE: &str = "history.jsonl";
 /// How much of the journal's end `history` reads at most, in bytes.
 pub const HISTORY_TAIL_BYTES: u64 = 4 * 1024 * 1024;
 
+/// What went wrong with the state directory, by operation.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Creating the state directory.
     #[error("creating state directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: io::Error },
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Writing the state file (or keeping an unusable one aside).
     #[error("saving state: {0}")]
     Save(#[from] FsError),
+    /// Both the state file and its previous version are unusable.
     #[error("state file {path} is unreadable ({reason}) and so is its previous version")]
-    Corrupt { path: PathBuf, reason: Unusable },
+    Corrupt {
+        /// The state file.
+        path: PathBuf,
+        /// Why the state file is unusable.
+        reason: Unusable,
+    },
+    /// Appending a journal line.
     #[error("appending to journal {path}: {source}")]
-    Journal { path: PathBuf, source: io::Error },
+    Journal {
+        /// The journal.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Cutting a torn end off the journal.
     #[error("repairing journal {path}: {source}")]
-    RepairJournal { path: PathBuf, source: io::Error },
+    RepairJournal {
+        /// The journal.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Taking the directory's lock.
     #[error("locking {path}: {source}")]
-    Lock { path: PathBuf, source: io::Error },
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Another process holds the directory's lock.
     #[error("{path} is locked by another running cutover agent (or `cutover render`)")]
-    Locked { path: PathBuf },
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
 }
 
 /// What became of an attempted change, or of a post-switch watch, as journaled.
@@ -138,6 +174,7 @@ pub enum Unusable {
 /// What loading found.
 #[derive(Debug)]
 pub struct Loaded {
+    /// The state; `None` when there is none yet.
     pub state: Option<State>,
     /// Set when the state file was unusable and the previous version was used.
     pub recovered_from: Option<Unusable>,
@@ -182,10 +219,12 @@ impl Store {
         })
     }
 
+    /// The state file.
     pub fn state_path(&self) -> PathBuf {
         self.dir.join(STATE_FILE)
     }
 
+    /// The journal.
     pub fn journal_path(&self) -> PathBuf {
         self.dir.join(JOURNAL_FILE)
     }

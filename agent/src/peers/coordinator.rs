@@ -22,10 +22,15 @@ use crate::store::now_ms;
 /// What a coordinator needs.
 #[derive(Clone)]
 pub struct Coordinator {
+    /// This node's name.
     pub node: String,
+    /// The other hosts of the cluster.
     pub peers: Vec<PeerSpec>,
+    /// The TLS client configuration for the peers.
     pub client: Arc<rustls::ClientConfig>,
+    /// Time each peer has to answer each phase.
     pub timeout: Duration,
+    /// Fault injection for tests: pause between "all prepared" and the commit decision.
     pub hold_before_decision: Duration,
     /// The local engine.
     pub local: mpsc::Sender<Envelope>,

@@ -100,7 +100,9 @@ struct Prepared {
 
 /// What this node knows of the cluster.
 pub struct Node {
+    /// `[cluster]`.
     pub config: ClusterConfig,
+    /// The TLS client configuration for the peers.
     pub client: Arc<rustls::ClientConfig>,
     prepared: Option<Prepared>,
     /// Last report of each peer, and when it came.
@@ -108,6 +110,7 @@ pub struct Node {
 }
 
 impl Node {
+    /// This node, knowing nothing of its peers yet.
     pub fn new(config: ClusterConfig) -> Result<Node, tls::TlsError> {
         let client = tls::client_config(&config.tls)?;
         Ok(Node {
@@ -183,6 +186,7 @@ impl Node {
         }
     }
 
+    /// Drops the prepared change `txn`, if it is the one held.
     pub fn abort(&mut self, txn: &str) {
         if self.prepared.as_ref().is_some_and(|p| p.txn == txn) {
             self.prepared = None;
