@@ -1,6 +1,6 @@
 //! The agent's side of a request, whatever transport brought it (the control socket, the
-//! peer listener, this agent's own cluster coordinator): [`Agent::admit`] runs the access
-//! check once, then [`Agent::dispatch`] routes the admitted request by what it asks
+//! peer listener, this agent's own cluster coordinator): [`Agent::authorize`] runs the access
+//! check once, then [`Agent::dispatch`] routes the authorized request by what it asks
 //! ([`Route`]): a local change to the engine's batch, a dry run to the engine's plan, a
 //! read-only query to the engine, a cluster change to a coordinator task, a step of a
 //! cluster change to the node.
@@ -40,7 +40,7 @@ pub struct Agent<P: Proxy> {
     pub local: Option<mpsc::Sender<Envelope>>,
 }
 
-/// What an admitted request asks for, decided from its command alone.
+/// What an authorized request asks for, decided from its command alone.
 #[derive(Debug)]
 pub enum Route {
     /// A routing change to carry out now: batched with the changes queued behind it.
@@ -84,7 +84,7 @@ impl Route {
 
 /// A request that passed the access check.
 #[derive(Debug)]
-pub struct Admitted {
+pub struct Authorized {
     /// What it asks.
     pub route: Route,
     /// Who asked.
@@ -96,15 +96,15 @@ pub struct Admitted {
 /// A change on its way into a batch, and where its reply goes.
 type Change = (Queued, oneshot::Sender<Reply>);
 
-/// An admitted request sorted for batching.
+/// An authorized request sorted for batching.
 enum Sorted {
     /// A change to carry out now.
     Change(Change),
     /// Anything else.
-    Other(Admitted),
+    Other(Authorized),
 }
 
-impl Admitted {
+impl Authorized {
     /// The change to carry out now, or the request back when it is something else.
     fn sort(self) -> Sorted {
         match self.route {
@@ -116,17 +116,17 @@ impl Admitted {
                 };
                 Sorted::Change((queued, self.reply))
             }
-            route => Sorted::Other(Admitted { route, ..self }),
+            route => Sorted::Other(Authorized { route, ..self }),
         }
     }
 }
 
 impl<P: Proxy> Agent<P> {
-    /// Takes `first` off the queue: admits it and, when it is a local change, gathers every
+    /// Takes `first` off the queue: authorizes it and, when it is a local change, gathers every
     /// change queued behind it into one transition (see the module doc). Other requests
     /// taken from the queue meanwhile are dispatched after the batch, in order.
     pub async fn receive(&mut self, first: Envelope, queue: &mut mpsc::Receiver<Envelope>) {
-        let Some(first) = self.admit(first) else {
+        let Some(first) = self.authorize(first) else {
             return;
         };
         let first = match first.sort() {
@@ -143,7 +143,7 @@ impl<P: Proxy> Agent<P> {
             let Ok(env) = queue.try_recv() else {
                 break;
             };
-            match self.admit(env).map(Admitted::sort) {
+            match self.authorize(env).map(Authorized::sort) {
                 Some(Sorted::Change(change)) => changes.push(change),
                 Some(Sorted::Other(other)) => others.push(other),
                 None => {}
@@ -158,7 +158,7 @@ impl<P: Proxy> Agent<P> {
     /// The access check, once for every request: the allowlists of [`access::Policy`]
     /// (a refusal is journaled with who asked and answered), and for a step of a cluster
     /// change, that a peer or this node's coordinator sent it. `None` when refused.
-    pub fn admit(&self, env: Envelope) -> Option<Admitted> {
+    pub fn authorize(&self, env: Envelope) -> Option<Authorized> {
         let Envelope {
             command,
             requester,
@@ -181,7 +181,7 @@ impl<P: Proxy> Agent<P> {
                 }
             }
         }
-        Some(Admitted {
+        Some(Authorized {
             route,
             requester,
             reply,
@@ -203,14 +203,14 @@ impl<P: Proxy> Agent<P> {
         reply::failed(ApplyError::new(Step::Access, denied))
     }
 
-    /// Routes one admitted request and answers it. Once the agent stops, cluster requests
+    /// Routes one authorized request and answers it. Once the agent stops, cluster requests
     /// are no longer served (a coordinator started now could not finish).
-    pub async fn dispatch(&mut self, admitted: Admitted) {
-        let Admitted {
+    pub async fn dispatch(&mut self, authorized: Authorized) {
+        let Authorized {
             route,
             requester,
             reply,
-        } = admitted;
+        } = authorized;
         let stopping = self.local.is_none();
         let answer = match route {
             Route::Change(m) => {

@@ -176,8 +176,8 @@ pub async fn run_with<P: Proxy>(
     // Answer what is still queued while the servers drain.
     let drain = async {
         while let Some(env) = rx.recv().await {
-            if let Some(admitted) = agent.admit(env) {
-                agent.dispatch(admitted).await;
+            if let Some(authorized) = agent.authorize(env) {
+                agent.dispatch(authorized).await;
             }
         }
     };

@@ -321,7 +321,7 @@ impl Node {
 }
 
 /// Answers a command only peers send (`report`, `prepare`, `ready`, `commit`, `abort_txn`),
-/// admitted by [`crate::access::cluster_step_sender`]: from the peer named by its
+/// authorized by [`crate::access::cluster_step_sender`]: from the peer named by its
 /// certificate, or (`None`) from this node's own coordinator.
 pub async fn handle_peer_command<P: Proxy>(
     node: &mut Node,
