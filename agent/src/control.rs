@@ -1,5 +1,5 @@
 //! The agent's servers: one accept loop ([`serve`]) shared by the unix control socket, the
-//! peer listener (mutual TLS, see [`crate::peers::server`]) and the metrics endpoint, and
+//! peer listener (mutual TLS, its handshake in `peers::server`) and the metrics endpoint, and
 //! the control socket itself.
 //!
 //! [`serve`] takes its listener and a shutdown future, so it runs as well inside a test as

@@ -1,5 +1,5 @@
 //! Who asked: the transport a request came by and the identity it carries. Access decisions
-//! ([`crate::access`], the peer-only verbs of [`crate::peers`]) and the metrics' rollback
+//! ([`crate::access`], the peer-only verbs of `peers`) and the metrics' rollback
 //! reason `match` on [`Requester`]; nothing compares names.
 //!
 //! In the journal a requester is the object `{"uid", "gid", "pid", "via"}` that journals have

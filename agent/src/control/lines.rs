@@ -71,7 +71,7 @@ pub struct Envelope {
 
 /// How a connection is established and who is on the other end: the peer credentials of
 /// the unix socket ([`super::PeerCredentials`]) or the verified certificate of a TLS client
-/// ([`crate::peers::server::TlsHandshake`]).
+/// (`peers::server::TlsHandshake`).
 pub trait Handshake: Send + Sync + 'static {
     /// The connection as accepted.
     type Conn: Send + 'static;
