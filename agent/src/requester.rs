@@ -1,6 +1,6 @@
 //! Who asked: the transport a request came by and the identity it carries. Access decisions
-//! ([`crate::access`], the peer-only verbs of `peers`) and the metrics' rollback
-//! reason `match` on [`Requester`]; nothing compares names.
+//! ([`crate::access`]: the allowlists, and who may send a step of a cluster change) and the
+//! metrics' rollback reason `match` on [`Requester`]; nothing compares names.
 //!
 //! In the journal a requester is the object `{"uid", "gid", "pid", "via"}` that journals have
 //! always held, so journals written by earlier versions still load:
