@@ -31,6 +31,8 @@ pub mod dispatch;
 pub mod reload;
 pub mod reply;
 pub mod servers;
+#[cfg(test)]
+mod tests;
 
 pub use dispatch::{Agent, MAX_BATCH};
 
