@@ -1,4 +1,5 @@
-//! Who may do what on the control socket: the peer-credential allowlists of `[agent]`.
+//! Who may do what: the peer-credential allowlists of `[agent]` for the control socket, and
+//! the one access check every request passes ([`Policy::check`]).
 //!
 //! The socket's mode (0660 by default) and group decide who can connect at all. On top of
 //! that, each request is checked against the peer credentials the kernel reported for the
@@ -15,15 +16,15 @@
 //! A group matches when it is the peer's primary gid or one of the groups the user database
 //! lists for the peer's uid (looked up when the connection opens). Every refusal is
 //! journaled with the uid and pid and answered with an error naming them. The lists apply
-//! to the unix socket; the TLS listener of a cluster admits holders of a certificate signed
-//! by the cluster's CA, and the agent's own requests (cluster coordination, the
-//! desired-state file) are its own.
+//! to the unix socket ([`Requester::Local`]); the TLS listener of a cluster admits holders of
+//! a certificate signed by the cluster's CA ([`Requester::Peer`]), and the agent's own
+//! requests (cluster coordination, the desired-state file) are its own
+//! ([`Requester::Agent`]).
 
 use std::collections::BTreeSet;
-use std::fmt;
 
 use crate::protocol::Command;
-use crate::store::Requester;
+use crate::requester::{Reason, Requester};
 
 /// The allowlists, as validated from the config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,8 +43,11 @@ pub struct Policy {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{who} may not {verb}: {rule}")]
 pub struct Denied {
+    /// Who asked, as in messages: `uid 1000 (gid 1000, pid 4242)`.
     pub who: String,
+    /// The verb refused.
     pub verb: &'static str,
+    /// The rule that refuses it.
     pub rule: &'static str,
 }
 
@@ -69,43 +73,66 @@ impl Policy {
         !self.allow_gids.is_empty() || !self.read_gids.is_empty()
     }
 
-    /// Whether `who` may run `command`; `agent_uid` is the agent's own effective uid.
+    /// Whether `who` may run `command`; `agent_uid` is the agent's own effective uid. A
+    /// local peer is judged by the lists; a certificate holder on the TLS listener was
+    /// admitted by its certificate, and the agent trusts itself.
     pub fn check(&self, who: &Requester, command: &Command, agent_uid: u32) -> Result<(), Denied> {
-        let mutation = needs_mutate(command);
-        let denied = |rule| Denied {
-            who: Peer(who).to_string(),
-            verb: command.verb(),
-            rule,
-        };
-        let Some(uid) = who.uid else {
+        match who {
+            Requester::Local {
+                uid, gid, groups, ..
+            } => {
+                let local = Local {
+                    uid: *uid,
+                    gid: *gid,
+                    groups,
+                };
+                self.check_local(&local, needs_mutate(command), agent_uid)
+                    .map_err(|rule| Denied {
+                        who: who.to_string(),
+                        verb: command.verb(),
+                        rule,
+                    })
+            }
+            Requester::Peer { .. } | Requester::Agent(_) => Ok(()),
+        }
+    }
+
+    /// [`Policy::check`] for a peer of the unix socket: the rule that refuses it, if any.
+    fn check_local(
+        &self,
+        peer: &Local<'_>,
+        mutation: bool,
+        agent_uid: u32,
+    ) -> Result<(), &'static str> {
+        let Some(uid) = peer.uid else {
             return if self.is_open(mutation) {
                 Ok(())
             } else {
-                Err(denied("the peer's credentials are unknown"))
+                Err("the peer's credentials are unknown")
             };
         };
         if uid == 0 || uid == agent_uid || self.is_open(mutation) {
             return Ok(());
         }
         let in_groups = |gids: &BTreeSet<u32>| {
-            who.gid.is_some_and(|g| gids.contains(&g))
-                || who.groups.iter().any(|g| gids.contains(g))
+            peer.gid.is_some_and(|g| gids.contains(&g))
+                || peer.groups.iter().any(|g| gids.contains(g))
         };
         let may_mutate = self.allow_uids.contains(&uid) || in_groups(&self.allow_gids);
         if may_mutate {
             return Ok(());
         }
         if mutation {
-            return Err(denied(
+            return Err(
                 "changing routing is allowed to root, the agent's own user and agent.allow_uids / allow_gids",
-            ));
+            );
         }
         if self.read_uids.contains(&uid) || in_groups(&self.read_gids) {
             return Ok(());
         }
-        Err(denied(
+        Err(
             "reading is allowed to root, the agent's own user and agent.allow_uids / allow_gids / read_uids / read_gids",
-        ))
+        )
     }
 
     /// Whether a command of this kind is open to whoever can open the socket.
@@ -116,28 +143,35 @@ impl Policy {
     }
 }
 
+/// The credentials of a peer of the unix socket that the lists judge.
+struct Local<'a> {
+    uid: Option<u32>,
+    gid: Option<u32>,
+    groups: &'a [u32],
+}
+
+/// A step of a cluster change from someone other than a peer or this agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("only peer agents (over the TLS listener) may send this command")]
+pub struct NotAPeer;
+
+/// Who may send a step of a cluster change (`report`, `prepare`, `ready`, `commit`,
+/// `abort_txn`): a peer agent over the TLS listener, named by its certificate
+/// (`Some(name)`), or this agent's own coordinator (`None`); nobody on the control socket.
+pub fn cluster_step_sender(who: &Requester) -> Result<Option<&str>, NotAPeer> {
+    match who {
+        Requester::Peer { name } => Ok(Some(name)),
+        Requester::Agent(Reason::Coordinator) => Ok(None),
+        Requester::Local { .. } | Requester::Agent(_) => Err(NotAPeer),
+    }
+}
+
 /// Whether a command needs the mutating permission: it changes routing here
 /// ([`Command::is_mutation`]: switch, rollback, canary, promote, abort, drain, undrain,
 /// apply), across the cluster (`cluster`), or is a step of a cluster change that only peers
 /// send (`prepare`, `commit`, ...; refused on the socket anyway). Everything else only reads.
 pub fn needs_mutate(command: &Command) -> bool {
     command.is_mutation() || command.is_peer_only() || matches!(command, Command::Cluster { .. })
-}
-
-/// `uid 1000 (gid 1000, pid 4242)` for messages.
-struct Peer<'a>(&'a Requester);
-
-impl fmt::Display for Peer<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let opt = |v: Option<String>| v.unwrap_or_else(|| "unknown".into());
-        write!(
-            f,
-            "uid {} (gid {}, pid {})",
-            opt(self.0.uid.map(|v| v.to_string())),
-            opt(self.0.gid.map(|v| v.to_string())),
-            opt(self.0.pid.map(|v| v.to_string()))
-        )
-    }
 }
 
 /// Groups the user database lists for `uid` (its primary group included); empty when the
@@ -163,11 +197,10 @@ mod tests {
     const AGENT: u32 = 999;
 
     fn peer(uid: u32, gid: u32, groups: &[u32]) -> Requester {
-        Requester {
+        Requester::Local {
             uid: Some(uid),
             gid: Some(gid),
             pid: Some(4242),
-            via: "socket".into(),
             groups: groups.to_vec(),
         }
     }
@@ -269,6 +302,43 @@ mod tests {
             true,
         );
         assert!(p.check(&reader, &drain, AGENT).is_err(), "a dry run too");
+    }
+
+    #[test]
+    fn steps_of_a_cluster_change_come_from_peers_or_the_own_coordinator() {
+        let peer = Requester::Peer { name: "lb2".into() };
+        assert_eq!(cluster_step_sender(&peer), Ok(Some("lb2")));
+        let own = Requester::Agent(Reason::Coordinator);
+        assert_eq!(cluster_step_sender(&own), Ok(None));
+        for who in [
+            peer_root(),
+            Requester::default(),
+            Requester::agent(),
+            Requester::Agent(Reason::Watch),
+        ] {
+            assert_eq!(cluster_step_sender(&who), Err(NotAPeer), "{who}");
+        }
+    }
+
+    fn peer_root() -> Requester {
+        peer(0, 0, &[])
+    }
+
+    #[test]
+    fn certificate_holders_and_the_agent_are_not_judged_by_the_lists() {
+        let p = policy(&[1000], &[], &[2000], &[]);
+        let commit = Command::Commit {
+            txn: "t".into(),
+            cluster_generation: 1,
+        };
+        for who in [
+            Requester::Peer { name: "lb2".into() },
+            Requester::Agent(Reason::Coordinator),
+            Requester::agent(),
+        ] {
+            assert!(p.check(&who, &switch(), AGENT).is_ok(), "{who}");
+            assert!(p.check(&who, &commit, AGENT).is_ok(), "{who}");
+        }
     }
 
     #[test]

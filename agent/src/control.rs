@@ -1,77 +1,175 @@
-//! The control socket: a unix-socket server speaking the JSON-lines [`protocol`].
+//! The agent's servers: one accept loop ([`serve`]) shared by the unix control socket, the
+//! peer listener (mutual TLS, its handshake in `peers::server`) and the metrics endpoint, and
+//! the control socket itself.
 //!
-//! The server takes its listener and a shutdown future, so it runs as well inside a test
-//! as in the agent. It caps concurrent connections (a connection over the cap gets one
-//! error line and is closed), bounds every request line, the time to send it and the time
-//! to take a reply, records the peer credentials of each connection (for the access check
-//! of [`crate::access`] and the journal), and on shutdown stops accepting and gives open
-//! connections [`DRAIN_GRACE`] to finish. The socket is created with its final mode (the
-//! umask is tightened while binding), so it is never reachable by more users than meant.
+//! [`serve`] takes its listener and a shutdown future, so it runs as well inside a test as
+//! in the agent. It caps concurrent connections (one over the cap gets the listener's
+//! [`Listener::refuse`] and is closed), runs each connection in a task of its own, and on
+//! shutdown stops accepting, closes the listener and gives open connections
+//! [`Bounds::drain_grace`] to finish. What a connection speaks is the handler's business:
+//! the JSON-lines [`protocol`] of [`lines`] for the control socket and the peers, HTTP for
+//! the metrics.
+//!
+//! The control socket is created with its final mode (the umask is tightened while
+//! binding), so it is never reachable by more users than meant, and names each peer by the
+//! credentials the kernel reports for it (for the access check of [`crate::access`] and the
+//! journal).
 //!
 //! [`protocol`]: crate::protocol
 
 use std::future::Future;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use futures_util::SinkExt;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
+use tokio_util::codec::{Framed, LinesCodec};
 
-use crate::protocol::{self, Command, Reply};
-use crate::store::Requester;
+use crate::protocol::Reply;
+use crate::requester::Requester;
 
-/// Time open connections get to finish when the server shuts down.
+pub mod lines;
+
+pub use lines::{Envelope, GroupLookup, Handshake, Limits, Requests};
+
+/// Time open connections of the control socket and the peer listener get to finish when
+/// the agent shuts down.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// Longest wait for the user database when looking up a peer's groups; past it the peer
 /// is judged by its uid and primary gid only.
 pub const GROUP_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Bounds of the control socket.
-#[derive(Debug, Clone)]
-pub struct Limits {
+/// Pause after a failed `accept` (out of file descriptors, say) before the next one.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Where [`serve`] takes its connections from.
+pub trait Listener: Send + 'static {
+    /// A connection as accepted, before any handshake.
+    type Conn: Send + 'static;
+    /// Waits for the next connection.
+    fn accept(&mut self) -> impl Future<Output = io::Result<Self::Conn>> + Send;
+    /// Answers a connection over the cap of `max` connections (best effort) and closes it.
+    fn refuse(conn: Self::Conn, max: usize) -> impl Future<Output = ()> + Send + 'static;
+}
+
+/// What [`serve`] does with each accepted connection: serves it to its end, in a task of
+/// its own.
+pub trait Handler<C>: Send + 'static {
+    /// Serves one connection.
+    fn handle(&mut self, conn: C) -> impl Future<Output = ()> + Send + 'static;
+}
+
+impl<C, F, Fut> Handler<C> for F
+where
+    F: FnMut(C) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    fn handle(&mut self, conn: C) -> impl Future<Output = ()> + Send + 'static {
+        self(conn)
+    }
+}
+
+/// Bounds of one server.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// What is served, for the log (`control`, `peer`, `metrics`).
+    pub name: &'static str,
     /// Concurrent connections.
     pub max_connections: usize,
-    /// Longest request line, bytes.
-    pub max_line: usize,
-    /// Time to receive one request line.
-    pub read_timeout: Duration,
-    /// Whether to look up the peers' groups in the user database.
-    pub groups: GroupLookup,
+    /// Time open connections get to finish at shutdown; the rest are cut.
+    pub drain_grace: Duration,
 }
 
-/// Whether connections look up the groups the user database lists for the peer's uid: only
-/// needed when the access lists name gids, and worth avoiding otherwise (a directory
-/// service that hangs would slow every connection). Shared, so SIGHUP can turn it on.
-#[derive(Debug, Clone, Default)]
-pub struct GroupLookup(Arc<AtomicBool>);
-
-impl GroupLookup {
-    pub fn new(enabled: bool) -> GroupLookup {
-        GroupLookup(Arc::new(AtomicBool::new(enabled)))
+/// Serves connections from `listener` with `handler` until `shutdown` completes, then
+/// closes the listener and drains (see the module doc).
+pub async fn serve<L, H>(
+    mut listener: L,
+    bounds: Bounds,
+    mut handler: H,
+    shutdown: impl Future<Output = ()>,
+) where
+    L: Listener,
+    H: Handler<L::Conn>,
+{
+    let permits = Arc::new(Semaphore::new(bounds.max_connections));
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            accepted = listener.accept() => {
+                let conn = match accepted {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(server = bounds.name, error = %e, "accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                };
+                match permits.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let served = handler.handle(conn);
+                        tasks.spawn(async move {
+                            served.await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        tasks.spawn(L::refuse(conn, bounds.max_connections));
+                    }
+                }
+            }
+        }
     }
-
-    pub fn set(&self, enabled: bool) {
-        self.0.store(enabled, Ordering::Relaxed);
-    }
-
-    pub fn enabled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+    drop(listener);
+    let drained = tokio::time::timeout(bounds.drain_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            server = bounds.name,
+            "{} connections cut at shutdown",
+            tasks.len()
+        );
+        tasks.abort_all();
     }
 }
 
-/// A request on its way to the engine, with who sent it and where the answer goes.
-#[derive(Debug)]
-pub struct Envelope {
-    pub command: Command,
-    pub requester: Requester,
-    pub reply: oneshot::Sender<Reply>,
+/// The control socket: a connection over the cap gets one error line.
+impl Listener for UnixListener {
+    type Conn = UnixStream;
+
+    async fn accept(&mut self) -> io::Result<UnixStream> {
+        UnixListener::accept(self).await.map(|(s, _)| s)
+    }
+
+    async fn refuse(conn: UnixStream, max: usize) {
+        let mut framed = Framed::new(conn, LinesCodec::new());
+        let message = format!("too many control connections (at most {max}); try again");
+        let reply = Reply::error(message, serde_json::Value::Null);
+        let _ = tokio::time::timeout(Duration::from_secs(1), framed.send(reply.to_line())).await;
+    }
+}
+
+/// The peer listener and the metrics endpoint: a connection over the cap is closed
+/// unanswered (nothing can be said before a TLS handshake; a scraper retries).
+impl Listener for TcpListener {
+    type Conn = TcpStream;
+
+    async fn accept(&mut self) -> io::Result<TcpStream> {
+        let (stream, _) = TcpListener::accept(self).await?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    async fn refuse(_conn: TcpStream, _max: usize) {}
 }
 
 /// Binds the control socket at `path` with `mode` and optional group: a stale socket file
@@ -100,130 +198,27 @@ pub async fn bind(path: &Path, mode: u32, group: Option<&str>) -> io::Result<Uni
     Ok(listener)
 }
 
-/// How connections arrive and who is on the other end: the unix socket (peer credentials)
-/// or TLS (the verified certificate's name).
-pub trait Transport: Send + Sync + 'static {
-    /// What `accept` yields before any handshake.
-    type Raw: Send + 'static;
-    /// The established stream requests are read from.
-    type Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
-    fn accept(&self) -> impl Future<Output = io::Result<Self::Raw>> + Send;
-    /// Finishes the connection (handshake) and names who is on it; runs in the
-    /// connection's own task, bounded by the read timeout.
-    fn establish(
-        &self,
-        raw: Self::Raw,
-    ) -> impl Future<Output = io::Result<(Self::Stream, Requester)>> + Send + 'static;
-    /// A short refusal written on a connection over the cap (best effort).
-    fn refuse(raw: Self::Raw, message: String) -> impl Future<Output = ()> + Send + 'static;
-}
-
-/// Requester `via` of connections on the unix control socket.
-pub const VIA_SOCKET: &str = "socket";
-
-/// The local control socket; `groups` says whether peers' groups are looked up.
-pub struct UnixTransport {
-    pub listener: UnixListener,
+/// Names the peer of a control-socket connection; `groups` says whether its groups are
+/// looked up in the user database.
+#[derive(Debug, Clone)]
+pub struct PeerCredentials {
+    /// Whether to look up the peer's groups.
     pub groups: GroupLookup,
 }
 
-impl Transport for UnixTransport {
-    type Raw = UnixStream;
+impl Handshake for PeerCredentials {
+    type Conn = UnixStream;
     type Stream = UnixStream;
-
-    async fn accept(&self) -> io::Result<UnixStream> {
-        self.listener.accept().await.map(|(s, _)| s)
-    }
 
     fn establish(
         &self,
-        raw: UnixStream,
+        conn: UnixStream,
     ) -> impl Future<Output = io::Result<(UnixStream, Requester)>> + Send + 'static {
         let groups = self.groups.clone();
         async move {
-            let who = requester(&raw, &groups).await;
-            Ok((raw, who))
+            let who = requester(&conn, &groups).await;
+            Ok((conn, who))
         }
-    }
-
-    async fn refuse(raw: UnixStream, message: String) {
-        let mut framed = Framed::new(raw, LinesCodec::new());
-        let reply = Reply::error(message, serde_json::Value::Null);
-        let _ = tokio::time::timeout(Duration::from_secs(1), framed.send(reply.to_line())).await;
-    }
-}
-
-/// Serves the unix control socket until `shutdown` completes, then drains.
-pub async fn serve(
-    listener: UnixListener,
-    limits: Limits,
-    engine: mpsc::Sender<Envelope>,
-    shutdown: impl Future<Output = ()>,
-) {
-    let transport = UnixTransport {
-        listener,
-        groups: limits.groups.clone(),
-    };
-    serve_on(transport, limits, engine, shutdown).await
-}
-
-/// Serves connections of any transport until `shutdown` completes, then drains.
-pub async fn serve_on<T: Transport>(
-    transport: T,
-    limits: Limits,
-    engine: mpsc::Sender<Envelope>,
-    shutdown: impl Future<Output = ()>,
-) {
-    let transport = Arc::new(transport);
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let mut tasks = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            accepted = transport.accept() => {
-                let raw = match accepted {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                match permits.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        let engine = engine.clone();
-                        let limits = limits.clone();
-                        let establish = transport.establish(raw);
-                        tasks.spawn(async move {
-                            match tokio::time::timeout(limits.read_timeout, establish).await {
-                                Ok(Ok((stream, who))) => serve_stream(stream, who, limits, engine).await,
-                                Ok(Err(e)) => tracing::info!("connection refused: {e}"),
-                                Err(_) => tracing::info!("connection refused: handshake timed out"),
-                            }
-                            drop(permit);
-                        });
-                    }
-                    Err(_) => {
-                        let max = limits.max_connections;
-                        tasks.spawn(T::refuse(
-                            raw,
-                            format!("too many control connections (at most {max}); try again"),
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    drop(transport);
-    let drained = tokio::time::timeout(DRAIN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("{} control connections cut at shutdown", tasks.len());
-        tasks.abort_all();
     }
 }
 
@@ -246,86 +241,153 @@ async fn requester(stream: &UnixStream, groups: &GroupLookup) -> Requester {
         }
         None => vec![],
     };
-    Requester {
+    Requester::Local {
         uid,
         gid: cred.map(|c| c.gid()),
         pid: cred.and_then(|c| c.pid()),
-        via: VIA_SOCKET.into(),
         groups,
     }
 }
 
-/// Serves JSON-lines requests on any stream (the unix socket, or a TLS connection of a
-/// peer or remote client) for `who`, until the client closes or breaks a bound.
-pub async fn serve_stream<S>(
-    stream: S,
-    who: Requester,
-    limits: Limits,
-    engine: mpsc::Sender<Envelope>,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let mut framed = Framed::new(stream, LinesCodec::new_with_max_length(limits.max_line));
-    loop {
-        let line = match tokio::time::timeout(limits.read_timeout, framed.next()).await {
-            Err(_) => {
-                let msg = format!(
-                    "no complete request line within {} ms; closing",
-                    limits.read_timeout.as_millis()
-                );
-                let _ = send(&mut framed, Reply::error(msg, serde_json::Value::Null)).await;
-                return;
-            }
-            Ok(None) => return,
-            Ok(Some(Err(LinesCodecError::MaxLineLengthExceeded))) => {
-                let msg = format!(
-                    "request line longer than {} bytes; closing",
-                    limits.max_line
-                );
-                let _ = send(&mut framed, Reply::error(msg, serde_json::Value::Null)).await;
-                return;
-            }
-            Ok(Some(Err(LinesCodecError::Io(e)))) => {
-                if e.kind() == io::ErrorKind::InvalidData {
-                    let msg = "request line is not UTF-8; closing";
-                    let _ = send(&mut framed, Reply::error(msg, serde_json::Value::Null)).await;
-                }
-                return;
-            }
-            Ok(Some(Ok(line))) => line,
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let reply = match protocol::decode(&line) {
-            Err(e) => Reply::error(e.to_string(), serde_json::json!({ "step": "request" })),
-            Ok(command) => {
-                let (tx, rx) = oneshot::channel();
-                let envelope = Envelope {
-                    command,
-                    requester: who.clone(),
-                    reply: tx,
-                };
-                if engine.send(envelope).await.is_err() {
-                    Reply::error("the agent is shutting down", serde_json::Value::Null)
-                } else {
-                    rx.await.unwrap_or_else(|_| {
-                        Reply::error("the agent dropped the request", serde_json::Value::Null)
-                    })
-                }
-            }
-        };
-        // A client that does not take its reply loses the connection, not a permit forever.
-        match tokio::time::timeout(limits.read_timeout, send(&mut framed, reply)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => return,
-        }
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{http, Metrics, CONTENT_TYPE};
+    use crate::protocol::Status;
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::sync::mpsc;
 
-async fn send<S>(framed: &mut Framed<S, LinesCodec>, reply: Reply) -> Result<(), LinesCodecError>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    framed.send(reply.to_line()).await
+    async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn serves_scrapes_and_refuses_the_rest() {
+        let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = http::Limits {
+            timeout: Duration::from_millis(300),
+            ..http::Limits::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let bounds = Bounds {
+            name: "metrics",
+            max_connections: limits.max_connections,
+            drain_grace: http::DRAIN_GRACE,
+        };
+        let metrics = Metrics::new();
+        let scrape = move |s| http::connection(s, metrics.clone(), limits);
+        let server = tokio::spawn(serve(listener, bounds, scrape, async {
+            let _ = stopped.await;
+        }));
+
+        let ok = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(
+            ok.contains(&format!("Content-Type: {CONTENT_TYPE}\r\n")),
+            "{ok}"
+        );
+        let (head, body) = ok.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{ok}"
+        );
+        assert!(body.contains("# TYPE cutover_applies counter"), "{body}");
+
+        let head_only = exchange(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n").await;
+        assert!(head_only.ends_with("\r\n\r\n"), "{head_only}");
+
+        let post = exchange(addr, b"POST /metrics HTTP/1.1\r\n\r\n").await;
+        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+        assert!(post.contains("Allow: GET, HEAD\r\n"), "{post}");
+
+        let big = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
+        let big = exchange(addr, big.as_bytes()).await;
+        assert!(big.starts_with("HTTP/1.1 431"), "{big}");
+
+        // A client that never finishes its request is answered 408 and closed.
+        let slow = exchange(addr, b"GET /metrics HTTP/1.1\r\n").await;
+        assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
+
+        stop.send(()).unwrap();
+        server.await.unwrap();
+        assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
+    }
+
+    #[tokio::test]
+    async fn the_control_socket_names_its_peers_caps_connections_and_drains() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cutover.sock");
+        let listener = bind(&path, 0o600, None).await.unwrap();
+        let limits = Limits {
+            max_connections: 1,
+            max_line: 1024,
+            read_timeout: Duration::from_secs(5),
+            groups: GroupLookup::new(false),
+        };
+        let bounds = Bounds {
+            name: "control",
+            max_connections: limits.max_connections,
+            drain_grace: DRAIN_GRACE,
+        };
+        let (tx, mut rx) = mpsc::channel::<Envelope>(4);
+        let handshake = PeerCredentials {
+            groups: limits.groups.clone(),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            bounds,
+            Requests::new(handshake, limits, tx),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let engine = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some(env) = rx.recv().await {
+                seen.push((env.command.verb(), env.requester));
+                let _ = env.reply.send(Reply::ok("fine", serde_json::Value::Null));
+            }
+            seen
+        });
+
+        let mut first = BufReader::new(UnixStream::connect(&path).await.unwrap());
+        first
+            .get_mut()
+            .write_all(b"{\"cmd\": \"status\"}\n")
+            .await
+            .unwrap();
+        let mut line = String::new();
+        first.read_line(&mut line).await.unwrap();
+        let reply: Reply = serde_json::from_str(&line).unwrap();
+        assert_eq!(reply.status, Status::Ok, "{line}");
+
+        // The one permit is taken: the next connection gets one error line.
+        let mut second = UnixStream::connect(&path).await.unwrap();
+        let mut refused = String::new();
+        second.read_to_string(&mut refused).await.unwrap();
+        assert!(
+            refused.contains("too many control connections (at most 1); try again"),
+            "{refused}"
+        );
+
+        drop(first);
+        stop.send(()).unwrap();
+        server.await.unwrap();
+        let seen = engine.await.unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        assert!(
+            matches!(
+                seen.as_slice(),
+                [("status", Requester::Local { uid: Some(uid), pid: Some(_), .. })] if *uid == me
+            ),
+            "{seen:?}"
+        );
+    }
 }

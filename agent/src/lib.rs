@@ -43,5 +43,6 @@ pub mod peers;
 pub mod protocol;
 pub mod proxy;
 pub mod render;
+pub mod requester;
 pub mod state;
 pub mod store;

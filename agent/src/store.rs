@@ -21,6 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::fsio::{self, previous_path, write_atomic, FsError, WriteOptions};
+use crate::requester::Requester;
 use crate::state::State;
 
 mod journal;
@@ -40,63 +41,115 @@ pub const JOURNAL_FILE: &str = "history.jsonl";
 /// How much of the journal's end `history` reads at most, in bytes.
 pub const HISTORY_TAIL_BYTES: u64 = 4 * 1024 * 1024;
 
+/// What went wrong with the state directory, by operation.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Creating the state directory.
     #[error("creating state directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: io::Error },
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Writing the state file (or keeping an unusable one aside).
     #[error("saving state: {0}")]
     Save(#[from] FsError),
+    /// Both the state file and its previous version are unusable.
     #[error("state file {path} is unreadable ({reason}) and so is its previous version")]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        /// The state file.
+        path: PathBuf,
+        /// Why the state file is unusable.
+        reason: Unusable,
+    },
+    /// Appending a journal line.
     #[error("appending to journal {path}: {source}")]
-    Journal { path: PathBuf, source: io::Error },
+    Journal {
+        /// The journal.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Cutting a torn end off the journal.
     #[error("repairing journal {path}: {source}")]
-    RepairJournal { path: PathBuf, source: io::Error },
+    RepairJournal {
+        /// The journal.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Taking the directory's lock.
     #[error("locking {path}: {source}")]
-    Lock { path: PathBuf, source: io::Error },
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Another process holds the directory's lock.
     #[error("{path} is locked by another running cutover agent (or `cutover render`)")]
-    Locked { path: PathBuf },
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
 }
 
-/// Who asked for a change, from the control socket's peer credentials.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Requester {
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    pub pid: Option<i32>,
-    /// `socket`, `agent` (startup repair, reconcile) or `peer`.
-    pub via: String,
-    /// Groups the user database lists for `uid` (besides `gid`), for the access check;
-    /// not journaled.
-    #[serde(skip)]
-    pub groups: Vec<u32>,
+/// What became of an attempted change, or of a post-switch watch, as journaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Applied (or, for the agent's own work, done).
+    Ok,
+    /// Refused or failed; nothing changed.
+    Error,
+    /// A repair made when the agent started (see [`Store::recover`]).
+    Recovered,
+    /// The post-switch watch saw the new colour healthy.
+    Passed,
+    /// The post-switch watch saw no traffic and holds the change for a person to decide.
+    Held,
+    /// The post-switch watch rolled the change back.
+    RolledBack,
+    /// The post-switch watch wanted a rollback and the rollback failed.
+    RollbackFailed,
 }
 
-impl Requester {
-    /// The agent itself (startup recovery, reconcile ticks).
-    pub fn agent() -> Requester {
-        Requester {
-            uid: Some(nix::unistd::geteuid().as_raw()),
-            gid: Some(nix::unistd::getegid().as_raw()),
-            pid: Some(std::process::id() as i32),
-            via: "agent".into(),
-            groups: vec![],
+impl Outcome {
+    /// The journal's spelling: `ok`, `error`, `recovered`, `passed`, `held`,
+    /// `rolled_back`, `rollback_failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Recovered => "recovered",
+            Outcome::Passed => "passed",
+            Outcome::Held => "held",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::RollbackFailed => "rollback_failed",
         }
     }
 }
 
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One journal line.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalEntry {
     /// State generation after the change (before it, for a refused one).
     pub generation: u64,
     /// Unix time, milliseconds.
     pub time_ms: u64,
+    /// Who asked.
     pub requester: Requester,
     /// The request as received.
     pub request: serde_json::Value,
-    /// `ok` or `error`.
-    pub result: String,
+    /// What became of it.
+    pub result: Outcome,
     /// Human summary (what changed, or the error).
     pub message: String,
     /// Details: services changed, mechanisms, timings, failed step.
@@ -104,12 +157,27 @@ pub struct JournalEntry {
     pub data: serde_json::Value,
 }
 
+/// Why a state file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Unusable {
+    /// It cannot be read.
+    #[error(transparent)]
+    Read(FsError),
+    /// It is not a state (a torn or corrupt write).
+    #[error(transparent)]
+    Parse(serde_json::Error),
+    /// It is gone while its previous version is there: not a first start.
+    #[error("the file is missing but its previous version exists")]
+    MissingBesidePrevious,
+}
+
 /// What loading found.
 #[derive(Debug)]
 pub struct Loaded {
+    /// The state; `None` when there is none yet.
     pub state: Option<State>,
     /// Set when the state file was unusable and the previous version was used.
-    pub recovered_from: Option<String>,
+    pub recovered_from: Option<Unusable>,
 }
 
 /// What [`Store::recover`] found.
@@ -151,10 +219,12 @@ impl Store {
         })
     }
 
+    /// The state file.
     pub fn state_path(&self) -> PathBuf {
         self.dir.join(STATE_FILE)
     }
 
+    /// The journal.
     pub fn journal_path(&self) -> PathBuf {
         self.dir.join(JOURNAL_FILE)
     }
@@ -163,21 +233,19 @@ impl Store {
     /// previous version; both corrupt is an error (the agent refuses to guess).
     pub fn load(&self) -> Result<Loaded, StoreError> {
         let path = self.state_path();
-        let parse = |p: &Path| -> Result<Option<State>, String> {
+        let parse = |p: &Path| -> Result<Option<State>, Unusable> {
             match fsio::read_optional(p) {
                 Ok(None) => Ok(None),
                 Ok(Some(bytes)) => serde_json::from_slice::<State>(&bytes)
                     .map(Some)
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+                    .map_err(Unusable::Parse),
+                Err(e) => Err(Unusable::Read(e)),
             }
         };
         let current = match parse(&path) {
             // A missing state file beside an existing previous version is not a first start:
             // starting from the initial colours would move traffic nobody asked to move.
-            Ok(None) if previous_path(&path).exists() => {
-                Err("the file is missing but its previous version exists".to_owned())
-            }
+            Ok(None) if previous_path(&path).exists() => Err(Unusable::MissingBesidePrevious),
             other => other,
         };
         match current {
@@ -302,148 +370,4 @@ pub fn now_ms() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::state::Colour;
-    use std::io::Write;
-
-    pub(super) fn entry(gen: u64, service: &str) -> JournalEntry {
-        JournalEntry {
-            generation: gen,
-            time_ms: now_ms(),
-            requester: Requester::default(),
-            request: serde_json::json!({"cmd": "switch", "service": service}),
-            result: "ok".into(),
-            message: String::new(),
-            data: serde_json::Value::Null,
-        }
-    }
-
-    #[test]
-    fn state_round_trip_and_corrupt_fallback() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        assert!(store.load().unwrap().state.is_none());
-        let s1 = State::new([("web", Colour::Blue)]);
-        store.save(&s1).unwrap();
-        let mut s2 = s1.clone();
-        s2.generation = 5;
-        store.save(&s2).unwrap();
-        assert_eq!(store.load().unwrap().state.unwrap(), s2);
-        // A torn write of the current file: the previous version is used and reported.
-        fs::write(store.state_path(), b"{\"generation\": 5, \"serv").unwrap();
-        let loaded = store.load().unwrap();
-        assert_eq!(loaded.state.unwrap(), s1);
-        assert!(loaded.recovered_from.is_some());
-        fs::write(previous_path(&store.state_path()), b"garbage").unwrap();
-        assert!(matches!(store.load(), Err(StoreError::Corrupt { .. })));
-    }
-
-    fn saved(store: &Store, generations: &[u64]) -> State {
-        let mut s = State::new([("web", Colour::Blue)]);
-        for &g in generations {
-            s.generation = g;
-            store.save(&s).unwrap();
-            store.append(&entry(g, "web")).unwrap();
-        }
-        s
-    }
-
-    #[test]
-    fn recover_falls_back_to_the_previous_state_with_a_new_generation() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        saved(&store, &[1, 2]);
-        // Power loss: the newest state file is cut short.
-        fs::write(
-            store.state_path(),
-            b"{\"format\": 1, \"generation\": 2, \"serv",
-        )
-        .unwrap();
-        let rec = store.recover().unwrap();
-        let state = rec.state.unwrap();
-        assert_eq!(state.generation, 3, "never reuses a journaled generation");
-        assert_eq!(rec.notes.len(), 1, "{:?}", rec.notes);
-        assert!(rec.notes[0].contains("fell back to its previous version (generation 1)"));
-        assert_eq!(store.load().unwrap().state.unwrap(), state);
-        // The good previous version survived; the unusable file is kept aside.
-        let prev: State =
-            serde_json::from_slice(&fs::read(previous_path(&store.state_path())).unwrap()).unwrap();
-        assert_eq!(prev.generation, 1);
-        let corrupt = dir.path().join("state.json.corrupt");
-        assert!(fs::read_to_string(corrupt).unwrap().contains("\"serv"));
-        // A second start finds nothing to repair but the journal gap of the recovery itself.
-        assert!(store.recover().unwrap().notes[0].contains("has no journal line"));
-    }
-
-    #[test]
-    fn recover_refuses_to_guess_when_both_versions_are_gone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        saved(&store, &[1, 2]);
-        fs::remove_file(store.state_path()).unwrap();
-        // Missing with a previous version beside it: not a first start.
-        let rec = store.recover().unwrap();
-        assert_eq!(rec.state.unwrap().generation, 3);
-        fs::write(store.state_path(), b"").unwrap();
-        fs::write(previous_path(&store.state_path()), b"\0\0\0").unwrap();
-        assert!(matches!(store.recover(), Err(StoreError::Corrupt { .. })));
-    }
-
-    #[test]
-    fn recover_cuts_a_torn_or_zeroed_journal_end() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        saved(&store, &[1, 2]);
-        let good = fs::read(store.journal_path()).unwrap();
-        for junk in [
-            &b"{\"generation\": 3, \"ti"[..],
-            b"\0\0\0\0\n\0\0",
-            b"garbage\n",
-        ] {
-            let mut f = OpenOptions::new()
-                .append(true)
-                .open(store.journal_path())
-                .unwrap();
-            f.write_all(junk).unwrap();
-            let rec = store.recover().unwrap();
-            assert_eq!(rec.notes.len(), 1, "{:?}", rec.notes);
-            assert!(rec.notes[0].contains(&format!("{} byte(s)", junk.len())));
-            assert_eq!(fs::read(store.journal_path()).unwrap(), good);
-            assert_eq!(
-                fs::read(dir.path().join("history.jsonl.torn")).unwrap(),
-                junk
-            );
-        }
-        // The next entry starts on a line of its own.
-        store.append(&entry(3, "web")).unwrap();
-        assert_eq!(store.history(None, 10).unwrap().len(), 3);
-        assert!(store.recover().unwrap().notes.is_empty());
-    }
-
-    #[test]
-    fn recover_notices_a_change_that_was_not_journaled() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut s = saved(&store, &[1]);
-        s.generation = 2;
-        store.save(&s).unwrap();
-        let rec = store.recover().unwrap();
-        assert_eq!(rec.state.unwrap().generation, 2);
-        assert!(
-            rec.notes[0].contains("generation 2 has no journal line"),
-            "{:?}",
-            rec.notes
-        );
-    }
-
-    #[test]
-    fn lock_is_exclusive() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let held = store.lock().unwrap();
-        assert!(matches!(store.lock(), Err(StoreError::Locked { .. })));
-        drop(held);
-        store.lock().unwrap();
-    }
-}
+mod tests;

@@ -13,6 +13,7 @@ use cutover::protocol::{
     DesiredStatus, Epoch, Fault, FileKind, FileStatus, GateReport, HostOutcome, HostRow,
     LineChanges, MapShown, MapView, MetricsText, PeerReport, Phase, Plan, PlannedFile, ProxyStatus,
     Reply, Request, ServiceAgreement, ServiceChange, ServiceState, ServiceStatus, Snapshot, Step,
+    WatchPhase,
 };
 use cutover::proxy::{MapMechanism, ReloadReport};
 use serde::de::DeserializeOwned;
@@ -301,7 +302,7 @@ fn status_reply() {
             }),
             drained: vec![],
             phase: Some(Phase {
-                phase: "watching".into(),
+                phase: WatchPhase::Watching,
                 reason: None,
                 since_ms: 9,
             }),

@@ -11,7 +11,8 @@ use crate::protocol::{
     ClusterOutcome, ClusterStatus, Command, HostRow, MapShown, MetricsText, Plan, Reply,
     ServiceState, Snapshot, Status,
 };
-use crate::store::{JournalEntry, Requester};
+use crate::requester::Requester;
+use crate::store::JournalEntry;
 
 /// Prints the reply to the command `sent` for humans (or as JSON) and returns the exit
 /// code.
@@ -111,7 +112,7 @@ fn status_table(d: &Snapshot) -> String {
             };
             let phase = or_dash(s.phase.as_ref().map(|p| match &p.reason {
                 Some(r) => format!("{}: {r}", p.phase),
-                None => p.phase.clone(),
+                None => p.phase.to_string(),
             }));
             vec![
                 s.name.clone(),
@@ -369,7 +370,8 @@ fn map_lines(d: &MapShown) -> String {
 
 /// Who asked, in a history row: `socket uid=1000 pid=4242`.
 fn who(r: &Requester) -> String {
-    format!("{} uid={} pid={}", r.via, or_dash(r.uid), or_dash(r.pid))
+    let (uid, pid) = r.uid_pid();
+    format!("{} uid={} pid={}", r.via(), or_dash(uid), or_dash(pid))
 }
 
 fn history_table(entries: &[JournalEntry]) -> String {

@@ -26,8 +26,8 @@ use super::{ms, Engine};
 use crate::metrics::RollbackReason;
 use crate::protocol::Plan;
 use crate::proxy::Proxy;
+use crate::requester::Requester;
 use crate::state::{Change, Request, State};
-use crate::store::Requester;
 
 /// One change waiting for the engine (see [`Engine::apply_batch`]).
 #[derive(Debug, Clone)]

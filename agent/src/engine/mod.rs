@@ -13,8 +13,9 @@ use crate::mapfile::MapSyntax;
 use crate::metrics::Metrics;
 use crate::proxy::{Epoch, Proxy};
 use crate::render::Renderer;
+use crate::requester::{Reason, Requester};
 use crate::state::{Request, State};
-use crate::store::{Requester, Store};
+use crate::store::{Outcome, Store};
 
 mod admit;
 mod change;
@@ -137,7 +138,7 @@ impl<P: Proxy> Engine<P> {
                 .collect();
             engine.journal_agent(
                 "config",
-                "ok",
+                Outcome::Ok,
                 format!(
                     "generation {}: services added or removed by the config: {}",
                     aligned.generation,
@@ -150,7 +151,7 @@ impl<P: Proxy> Engine<P> {
             tracing::warn!("recovered: {note}");
             engine.journal_agent(
                 "recover",
-                "recovered",
+                Outcome::Recovered,
                 note.clone(),
                 serde_json::Value::Null,
             );
@@ -226,10 +227,7 @@ impl<P: Proxy> Engine<P> {
         let Some(services) = self.desired_file.as_mut().and_then(|w| w.poll()) else {
             return;
         };
-        let who = Requester {
-            via: "desired-file".into(),
-            ..Requester::default()
-        };
+        let who = Requester::Agent(Reason::DesiredFile);
         let req = Request::Set { services };
         if let Err(e) = self.apply(&req, &who, false).await {
             if let Some(w) = self.desired_file.as_mut() {
@@ -270,13 +268,13 @@ impl<P: Proxy> Engine<P> {
         match &result {
             Ok(a) => self.journal_agent(
                 "config",
-                "ok",
+                Outcome::Ok,
                 format!("new config in force: {}", a.summary()),
                 json!({ "services": a.change.services, "files": a.files }),
             ),
             Err(e) => self.journal_agent(
                 "config",
-                "error",
+                Outcome::Error,
                 format!("new config refused, the old one stays in force: {e}"),
                 json!({ "step": e.step }),
             ),

@@ -18,7 +18,7 @@ use super::{Engine, Fault, SMALL_MAP_BYTES};
 use crate::config::FileKind;
 use crate::mapfile::MapDiff;
 use crate::proxy::Proxy;
-use crate::store::now_ms;
+use crate::store::{now_ms, Outcome};
 
 /// How long a check may keep failing before it is a fault. HAProxy 2.6's master refuses
 /// connections while it re-executes itself for a reload (longer with large maps to load);
@@ -95,7 +95,7 @@ impl<P: Proxy> Engine<P> {
         if !fixes.is_empty() {
             self.journal_agent(
                 "reconcile",
-                "ok",
+                Outcome::Ok,
                 format!("{why}: repaired {}", fixes.join("; ")),
                 json!({ "why": why, "fixes": fixes }),
             );
@@ -114,7 +114,7 @@ impl<P: Proxy> Engine<P> {
             tracing::info!("{message}");
             self.journal_agent(
                 "reconcile",
-                "ok",
+                Outcome::Ok,
                 message,
                 json!({ "why": why, "fault": f }),
             );
@@ -141,7 +141,7 @@ impl<P: Proxy> Engine<P> {
             tracing::warn!(%step, "fault: {message}");
             self.journal_agent(
                 "reconcile",
-                "error",
+                Outcome::Error,
                 message.clone(),
                 json!({ "step": step }),
             );
@@ -314,7 +314,7 @@ impl<P: Proxy> Engine<P> {
             .map_err(|e| ApplyError::caused(Step::Persist, ErrorKind::Io, e))?;
         self.journal_agent(
             "render",
-            "ok",
+            Outcome::Ok,
             format!(
                 "generation {}: wrote {} file(s) without contacting the proxy",
                 self.state.generation,

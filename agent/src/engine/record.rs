@@ -12,8 +12,9 @@ use super::transition::Applied;
 use super::Engine;
 use crate::metrics::RollbackReason;
 use crate::proxy::Proxy;
+use crate::requester::{Reason, Requester};
 use crate::state::Request;
-use crate::store::{now_ms, JournalEntry, Requester};
+use crate::store::{now_ms, JournalEntry, Outcome};
 
 impl<P: Proxy> Engine<P> {
     /// Step 7 for a batch: the result of each request (its admission's refusal, an empty
@@ -68,7 +69,7 @@ impl<P: Proxy> Engine<P> {
                 time_ms: now_ms(),
                 requester: q.requester.clone(),
                 request,
-                result: "ok".into(),
+                result: Outcome::Ok,
                 message: match note {
                     Some(n) => format!("{}; {n}", a.summary()),
                     None => a.summary(),
@@ -82,7 +83,7 @@ impl<P: Proxy> Engine<P> {
                 time_ms: now_ms(),
                 requester: q.requester.clone(),
                 request,
-                result: "error".into(),
+                result: Outcome::Error,
                 message: e.to_string(),
                 data: json!({ "step": e.step, "forced": force, "elapsed_ms": elapsed_ms }),
             },
@@ -112,10 +113,9 @@ impl<P: Proxy> Engine<P> {
         let configured = |s: &str| self.config.services.contains_key(s);
         match (req, result) {
             (Request::Rollback { .. }, Ok(a)) if !a.change.is_empty() => {
-                self.metrics.rollback(if requester.via == "watch" {
-                    RollbackReason::Watch
-                } else {
-                    RollbackReason::Requested
+                self.metrics.rollback(match requester {
+                    Requester::Agent(Reason::Watch) => RollbackReason::Watch,
+                    _ => RollbackReason::Requested,
                 });
             }
             (Request::Rollback { .. }, _) => {}
@@ -151,19 +151,19 @@ impl<P: Proxy> Engine<P> {
             time_ms: now_ms(),
             requester: requester.clone(),
             request,
-            result: "error".into(),
+            result: Outcome::Error,
             message,
             data: json!({ "step": step }),
         };
         self.append(&entry);
     }
 
-    /// Journals something the agent did or saw by itself (`via: agent`), with the request
+    /// Journals something the agent did or saw by itself ([`Reason::Upkeep`]), with the request
     /// `{"op": op}` (`recover`, `reconcile`).
     pub(crate) fn journal_agent(
         &self,
         op: &str,
-        result: &str,
+        result: Outcome,
         message: String,
         data: serde_json::Value,
     ) {
@@ -172,7 +172,7 @@ impl<P: Proxy> Engine<P> {
             time_ms: now_ms(),
             requester: Requester::agent(),
             request: json!({ "op": op }),
-            result: result.into(),
+            result,
             message,
             data,
         };
@@ -183,18 +183,15 @@ impl<P: Proxy> Engine<P> {
         &self,
         service: &str,
         generation: u64,
-        result: &str,
+        result: Outcome,
         message: &str,
     ) {
         let entry = JournalEntry {
             generation,
             time_ms: now_ms(),
-            requester: Requester {
-                via: "watch".into(),
-                ..Requester::default()
-            },
+            requester: Requester::Agent(Reason::Watch),
             request: json!({ "op": "watch", "service": service }),
-            result: result.into(),
+            result,
             message: message.into(),
             data: serde_json::Value::Null,
         };

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use super::Engine;
 use crate::gates::watch::{Verdict, Watch};
-use crate::protocol::Phase;
+use crate::protocol::{Phase, WatchPhase};
 use crate::proxy::Proxy;
+use crate::requester::{Reason, Requester};
 use crate::state::{Colour, Request};
-use crate::store::{now_ms, Requester};
+use crate::store::{now_ms, Outcome};
 
 /// A watch in progress.
 pub(super) struct ActiveWatch {
@@ -54,7 +55,7 @@ impl<P: Proxy> Engine<P> {
                 generation: self.state.generation,
             },
         );
-        self.set_phase(service, "watching", None);
+        self.set_phase(service, WatchPhase::Watching, None);
     }
 
     /// When the next watch sample is due, if any watch runs.
@@ -96,10 +97,13 @@ impl<P: Proxy> Engine<P> {
             };
             match verdict {
                 Verdict::Watching => {}
-                Verdict::Passed => self.end_watch(&service, "passed", None),
+                Verdict::Passed => {
+                    self.end_watch(&service, WatchPhase::Passed, Outcome::Passed, None)
+                }
                 Verdict::Held => self.end_watch(
                     &service,
-                    "held",
+                    WatchPhase::Held,
+                    Outcome::Held,
                     Some("the watch window saw no traffic; promote or roll back by hand".into()),
                 ),
                 Verdict::RollBack { reason } => self.watch_rollback(&service, reason).await,
@@ -107,7 +111,13 @@ impl<P: Proxy> Engine<P> {
         }
     }
 
-    fn end_watch(&mut self, service: &str, phase: &str, reason: Option<String>) {
+    fn end_watch(
+        &mut self,
+        service: &str,
+        phase: WatchPhase,
+        result: Outcome,
+        reason: Option<String>,
+    ) {
         let w = self
             .watches
             .remove(service)
@@ -116,8 +126,8 @@ impl<P: Proxy> Engine<P> {
         self.journal_watch(
             service,
             w.generation,
-            phase,
-            reason.as_deref().unwrap_or(phase),
+            result,
+            reason.as_deref().unwrap_or(result.as_str()),
         );
     }
 
@@ -130,10 +140,7 @@ impl<P: Proxy> Engine<P> {
         let req = Request::Rollback {
             service: service.to_owned(),
         };
-        let who = Requester {
-            via: "watch".into(),
-            ..Requester::default()
-        };
+        let who = Requester::Agent(Reason::Watch);
         let message = format!(
             "post-switch watch of {} ({}): {reason}",
             w.colour, w.backend
@@ -141,11 +148,11 @@ impl<P: Proxy> Engine<P> {
         match self.apply_as(&req, &who, true, Some(&message)).await {
             Ok(_) => {
                 tracing::warn!(service, "rolled back: {message}");
-                self.set_phase(service, "rolled_back", Some(reason.clone()));
+                self.set_phase(service, WatchPhase::RolledBack, Some(reason.clone()));
                 self.journal_watch(
                     service,
                     w.generation,
-                    "rolled_back",
+                    Outcome::RolledBack,
                     &format!(
                         "{message}; rollback took {:.1} ms",
                         started.elapsed().as_secs_f64() * 1e3
@@ -156,19 +163,24 @@ impl<P: Proxy> Engine<P> {
                 tracing::error!(service, "automatic rollback failed: {e}");
                 self.set_phase(
                     service,
-                    "rollback_failed",
+                    WatchPhase::RollbackFailed,
                     Some(format!("{reason}; rollback: {e}")),
                 );
-                self.journal_watch(service, w.generation, "rollback_failed", &e.to_string());
+                self.journal_watch(
+                    service,
+                    w.generation,
+                    Outcome::RollbackFailed,
+                    &e.to_string(),
+                );
             }
         }
     }
 
-    fn set_phase(&mut self, service: &str, phase: &str, reason: Option<String>) {
+    fn set_phase(&mut self, service: &str, phase: WatchPhase, reason: Option<String>) {
         self.phases.insert(
             service.to_owned(),
             Phase {
-                phase: phase.into(),
+                phase,
                 reason,
                 since_ms: now_ms(),
             },

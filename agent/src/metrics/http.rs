@@ -1,23 +1,19 @@
 //! The metrics endpoint: a minimal HTTP/1.1 responder for Prometheus scrapes. It answers
 //! `GET /metrics` (and `HEAD`) with the exposition text and everything else with an error
-//! status, one request per connection.
+//! status, one request per connection ([`connection`]).
 //!
-//! Like the control socket, it takes its listener and a shutdown future, caps concurrent
-//! connections ([`Limits::max_connections`]; one over the cap is closed at once), bounds the
-//! request head ([`Limits::max_request`]) and the time to send it and to take the answer
-//! ([`Limits::timeout`]), and on shutdown stops accepting and gives open connections
-//! [`DRAIN_GRACE`].
+//! The agent serves it with the accept loop of the control socket ([`crate::control`]),
+//! capped at [`Limits::max_connections`] (one over the cap is closed at once) and drained
+//! for [`DRAIN_GRACE`] at shutdown. Each connection bounds the request head
+//! ([`Limits::max_request`]) and the time to send it and to take the answer
+//! ([`Limits::timeout`]).
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use super::{Metrics, CONTENT_TYPE};
 
@@ -53,50 +49,6 @@ pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves scrapes until `shutdown` completes, then drains.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Metrics,
-    limits: Limits,
-    shutdown: impl Future<Output = ()>,
-) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let mut tasks = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((s, _)) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "metrics: accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                // Over the cap the connection is dropped unanswered: the scraper retries.
-                if let Ok(permit) = permits.clone().try_acquire_owned() {
-                    let metrics = metrics.clone();
-                    tasks.spawn(async move {
-                        connection(stream, &metrics, limits).await;
-                        drop(permit);
-                    });
-                }
-            }
-        }
-    }
-    drop(listener);
-    let drained = tokio::time::timeout(DRAIN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tasks.abort_all();
-    }
-}
-
 /// What a request head asks for, or why it is refused.
 #[derive(Debug, PartialEq, Eq)]
 enum Answer {
@@ -104,7 +56,8 @@ enum Answer {
     Error { status: &'static str, allow: bool },
 }
 
-async fn connection(mut stream: TcpStream, metrics: &Metrics, limits: Limits) {
+/// Answers the one request of a connection.
+pub async fn connection(mut stream: TcpStream, metrics: Metrics, limits: Limits) {
     let answer = match tokio::time::timeout(limits.timeout, read_head(&mut stream, limits)).await {
         Err(_) => Answer::Error {
             status: "408 Request Timeout",
@@ -251,59 +204,5 @@ mod tests {
             status("GET /metrics SPDY/3"),
             "505 HTTP Version Not Supported"
         );
-    }
-
-    async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(request).await.unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        out
-    }
-
-    #[tokio::test]
-    async fn serves_scrapes_and_refuses_the_rest() {
-        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let limits = Limits {
-            timeout: Duration::from_millis(300),
-            ..Limits::default()
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, Metrics::new(), limits, async {
-            let _ = stopped.await;
-        }));
-
-        let ok = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").await;
-        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
-        assert!(
-            ok.contains(&format!("Content-Type: {CONTENT_TYPE}\r\n")),
-            "{ok}"
-        );
-        let (head, body) = ok.split_once("\r\n\r\n").unwrap();
-        assert!(
-            head.contains(&format!("Content-Length: {}", body.len())),
-            "{ok}"
-        );
-        assert!(body.contains("# TYPE cutover_applies counter"), "{body}");
-
-        let head_only = exchange(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n").await;
-        assert!(head_only.ends_with("\r\n\r\n"), "{head_only}");
-
-        let post = exchange(addr, b"POST /metrics HTTP/1.1\r\n\r\n").await;
-        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
-        assert!(post.contains("Allow: GET, HEAD\r\n"), "{post}");
-
-        let big = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
-        let big = exchange(addr, big.as_bytes()).await;
-        assert!(big.starts_with("HTTP/1.1 431"), "{big}");
-
-        // A client that never finishes its request is answered 408 and closed.
-        let slow = exchange(addr, b"GET /metrics HTTP/1.1\r\n").await;
-        assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
-
-        stop.send(()).unwrap();
-        server.await.unwrap();
-        assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
     }
 }

@@ -12,28 +12,49 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{PeerReport, PeerSpec};
+use crate::client::ClientError;
 use crate::control::Envelope;
 use crate::protocol::{ClusterOutcome, Command, HostOutcome, Reply, Status};
+use crate::requester::{Reason, Requester};
 use crate::state::Request;
-use crate::store::{now_ms, Requester};
-
-/// Requester `via` of the coordinator's messages to its own node.
-pub const VIA_LOCAL: &str = "cluster-local";
+use crate::store::now_ms;
 
 /// What a coordinator needs.
 #[derive(Clone)]
 pub struct Coordinator {
+    /// This node's name.
     pub node: String,
+    /// The other hosts of the cluster.
     pub peers: Vec<PeerSpec>,
+    /// The TLS client configuration for the peers.
     pub client: Arc<rustls::ClientConfig>,
+    /// Time each peer has to answer each phase.
     pub timeout: Duration,
+    /// Fault injection for tests: pause between "all prepared" and the commit decision.
     pub hold_before_decision: Duration,
     /// The local engine.
     pub local: mpsc::Sender<Envelope>,
 }
 
+/// Why a participant did not take a phase.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// This node's engine task is stopping.
+    #[error("the local engine is stopping")]
+    Stopping,
+    /// This node's engine task dropped the request unanswered.
+    #[error("the local engine dropped the request")]
+    Dropped,
+    /// The peer could not be reached, or did not answer in time.
+    #[error(transparent)]
+    Unreachable(ClientError),
+    /// The participant answered with an error: its message.
+    #[error("{0}")]
+    Answered(String),
+}
+
 /// One participant's answer to one phase.
-type Outcome = Result<Value, String>;
+type Outcome = Result<Value, Refusal>;
 
 impl Coordinator {
     /// Sends `command` to one participant (this node or a peer).
@@ -42,17 +63,13 @@ impl Coordinator {
             let (tx, rx) = oneshot::channel();
             let env = Envelope {
                 command,
-                requester: Requester {
-                    via: VIA_LOCAL.into(),
-                    ..Requester::default()
-                },
+                requester: Requester::Agent(Reason::Coordinator),
                 reply: tx,
             };
             if self.local.send(env).await.is_err() {
-                return Err("the local engine is stopping".into());
+                return Err(Refusal::Stopping);
             }
-            rx.await
-                .map_err(|_| "the local engine dropped the request".to_owned())?
+            rx.await.map_err(|_| Refusal::Dropped)?
         } else {
             let peer = self
                 .peers
@@ -67,11 +84,11 @@ impl Coordinator {
                 self.timeout,
             )
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(Refusal::Unreachable)?
         };
         match reply.status {
             Status::Ok => Ok(reply.data),
-            _ => Err(reply.message),
+            _ => Err(Refusal::Answered(reply.message)),
         }
     }
 
@@ -247,7 +264,7 @@ fn show(outcomes: &BTreeMap<String, Outcome>) -> BTreeMap<String, HostOutcome> {
                 Err(e) => HostOutcome {
                     ok: false,
                     data: None,
-                    error: Some(e.clone()),
+                    error: Some(e.to_string()),
                 },
             };
             (h.clone(), outcome)

@@ -11,8 +11,9 @@ use std::time::Instant;
 use crate::config::{ClusterConfig, PeerSpec};
 use crate::engine::{ApplyError, Engine, ErrorKind, Step};
 use crate::proxy::Proxy;
+use crate::requester::{Reason, Requester};
 use crate::state::{Desired, Request};
-use crate::store::{now_ms, Requester};
+use crate::store::now_ms;
 
 pub use crate::protocol::PeerReport;
 use crate::protocol::{ClusterStatus, HostRow, ServiceAgreement};
@@ -45,7 +46,9 @@ struct Prepared {
 
 /// What this node knows of the cluster.
 pub struct Node {
+    /// `[cluster]`.
     pub config: ClusterConfig,
+    /// The TLS client configuration for the peers.
     pub client: Arc<rustls::ClientConfig>,
     prepared: Option<Prepared>,
     /// Last report of each peer, and when it came.
@@ -53,6 +56,7 @@ pub struct Node {
 }
 
 impl Node {
+    /// This node, knowing nothing of its peers yet.
     pub fn new(config: ClusterConfig) -> Result<Node, tls::TlsError> {
         let client = tls::client_config(&config.tls)?;
         Ok(Node {
@@ -130,6 +134,7 @@ impl Node {
         }
     }
 
+    /// Drops the prepared change `txn`, if it is the one held.
     pub fn abort(&mut self, txn: &str) {
         if self.prepared.as_ref().is_some_and(|p| p.txn == txn) {
             self.prepared = None;
@@ -148,10 +153,9 @@ impl Node {
         if !self.config.hold_before_commit.is_zero() {
             tokio::time::sleep(self.config.hold_before_commit).await;
         }
-        let who = Requester {
-            via: format!("cluster:{}", p.coordinator),
-            ..Requester::default()
-        };
+        let who = Requester::Agent(Reason::ClusterCommit {
+            coordinator: p.coordinator.clone(),
+        });
         let applied = engine.apply(&p.request, &who, p.force).await?;
         engine.mark_cluster(cluster_generation).await?;
         Ok(applied)
@@ -180,10 +184,7 @@ impl Node {
             .into_iter()
             .filter(|(name, _)| engine.state().services.contains_key(name))
             .collect();
-        let who = Requester {
-            via: format!("converge:{from}"),
-            ..Requester::default()
-        };
+        let who = Requester::Agent(Reason::Converge { from: from.clone() });
         let result = if services.is_empty() {
             Ok(())
         } else {
@@ -283,21 +284,16 @@ impl Node {
     }
 }
 
-/// Answers a command only peers send (`report`, `prepare`, `ready`, `commit`, `abort_txn`).
+/// Answers a command only peers send (`report`, `prepare`, `ready`, `commit`, `abort_txn`),
+/// authorized by [`crate::access::cluster_step_sender`]: from the peer named by its
+/// certificate, or (`None`) from this node's own coordinator.
 pub async fn handle_peer_command<P: Proxy>(
     node: &mut Node,
     engine: &mut Engine<P>,
     command: crate::protocol::Command,
-    requester: &Requester,
+    peer: Option<&str>,
 ) -> crate::protocol::Reply {
     use crate::protocol::{Command, Reply};
-    let peer = requester.via.strip_prefix(server::VIA_TLS);
-    if peer.is_none() && requester.via != coordinator::VIA_LOCAL {
-        return Reply::error(
-            "only peer agents (over the TLS listener) may send this command",
-            serde_json::Value::Null,
-        );
-    }
     let failed = |e: ApplyError| Reply::error(e.to_string(), serde_json::json!({ "step": e.step }));
     match command {
         Command::Report { report } => {
@@ -343,6 +339,9 @@ pub async fn handle_peer_command<P: Proxy>(
             node.abort(&txn);
             Reply::ok("aborted", serde_json::Value::Null)
         }
-        _ => unreachable!("only peer commands come here"),
+        other => Reply::error(
+            format!("{} is not a step of a cluster change", other.verb()),
+            serde_json::Value::Null,
+        ),
     }
 }

@@ -1,53 +1,46 @@
-//! The peer listener: TCP with mutual TLS. A connection without a client certificate
-//! signed by the configured CA fails the handshake; an established one speaks the same
-//! JSON-lines protocol as the control socket, with the certificate's name as requester.
+//! The peer listener's handshake: mutual TLS over TCP. A connection without a client
+//! certificate signed by the configured CA fails the handshake; an established one speaks
+//! the same JSON-lines protocol as the control socket ([`crate::control::lines`]), with the
+//! certificate's name as requester ([`Requester::Peer`]). The listener itself is served by
+//! [`crate::control::serve`].
 
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::control::Transport;
-use crate::store::Requester;
+use crate::control::Handshake;
+use crate::requester::Requester;
 
-/// Requester `via` prefix of connections on the peer listener.
-pub const VIA_TLS: &str = "tls:";
-
-pub struct TlsTransport {
-    listener: TcpListener,
+/// Establishes peer connections: the TLS handshake, then the certificate's name.
+pub struct TlsHandshake {
     acceptor: TlsAcceptor,
 }
 
-impl TlsTransport {
-    pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> TlsTransport {
-        TlsTransport {
-            listener,
+impl TlsHandshake {
+    /// A handshake with the cluster's server configuration.
+    pub fn new(config: Arc<rustls::ServerConfig>) -> TlsHandshake {
+        TlsHandshake {
             acceptor: TlsAcceptor::from(config),
         }
     }
 }
 
-impl Transport for TlsTransport {
-    type Raw = TcpStream;
+impl Handshake for TlsHandshake {
+    type Conn = TcpStream;
     type Stream = TlsStream<TcpStream>;
-
-    async fn accept(&self) -> io::Result<TcpStream> {
-        let (stream, _) = self.listener.accept().await?;
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
-    }
 
     fn establish(
         &self,
-        raw: TcpStream,
+        conn: TcpStream,
     ) -> impl Future<Output = io::Result<(Self::Stream, Requester)>> + Send + 'static {
         let acceptor = self.acceptor.clone();
         async move {
-            let peer = raw.peer_addr().ok();
-            let stream = acceptor.accept(raw).await.map_err(|e| {
+            let peer = conn.peer_addr().ok();
+            let stream = acceptor.accept(conn).await.map_err(|e| {
                 io::Error::new(e.kind(), format!("TLS handshake with {peer:?}: {e}"))
             })?;
             let name = stream
@@ -56,15 +49,7 @@ impl Transport for TlsTransport {
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map_or_else(|| "unknown".to_owned(), super::tls::peer_name);
-            let who = Requester {
-                via: format!("{VIA_TLS}{name}"),
-                ..Requester::default()
-            };
-            Ok((stream, who))
+            Ok((stream, Requester::Peer { name }))
         }
-    }
-
-    async fn refuse(_raw: TcpStream, _message: String) {
-        // Nothing can be said before the handshake; closing is the answer.
     }
 }

@@ -38,7 +38,7 @@ pub use reply::{MapShown, MetricsText, Reply, Status};
 pub use routing::{Canary, Colour, Desired, Request, UnknownColour, MAX_SERVICES};
 pub use status::{
     DesiredStatus, Epoch, Fault, FileKind, FileStatus, Phase, ProxyStatus, ServiceStatus, Snapshot,
-    Step,
+    Step, WatchPhase,
 };
 
 /// Highest protocol version this build speaks.

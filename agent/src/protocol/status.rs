@@ -157,11 +157,46 @@ pub struct ServiceStatus {
     pub phase: Option<Phase>,
 }
 
+/// Where the post-switch watch of a service stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchPhase {
+    /// The watch runs.
+    Watching,
+    /// The new colour stayed healthy through the window.
+    Passed,
+    /// The window saw no traffic; the change is held for a person to decide.
+    Held,
+    /// The watch rolled the change back.
+    RolledBack,
+    /// The watch wanted a rollback and it failed.
+    RollbackFailed,
+}
+
+impl WatchPhase {
+    /// The phase as `status` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchPhase::Watching => "watching",
+            WatchPhase::Passed => "passed",
+            WatchPhase::Held => "held",
+            WatchPhase::RolledBack => "rolled_back",
+            WatchPhase::RollbackFailed => "rollback_failed",
+        }
+    }
+}
+
+impl fmt::Display for WatchPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The safety phase of one service, for `status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Phase {
-    /// `watching`, `passed`, `held`, `rolled_back`.
-    pub phase: String,
+    /// Where the watch stands.
+    pub phase: WatchPhase,
     /// Why (the rollback reason, or what is held).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

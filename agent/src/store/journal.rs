@@ -187,7 +187,85 @@ fn mentions(e: &JournalEntry, service: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::tests::entry;
+    use super::super::Outcome;
     use super::*;
+    use crate::requester::{Reason, Requester};
+
+    /// A journal as the agent wrote it before requesters and results were typed: one line
+    /// of every kind it writes.
+    const JOURNAL_V1: &str = include_str!("fixtures/history-v1.jsonl");
+
+    #[test]
+    fn a_journal_of_the_first_format_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        fs::write(store.journal_path(), JOURNAL_V1).unwrap();
+        let entries = store.history(None, 100).unwrap();
+        let agent = || {
+            Requester::Agent(Reason::Upkeep {
+                uid: Some(0),
+                gid: Some(0),
+                pid: Some(812),
+            })
+        };
+        let watch = || Requester::Agent(Reason::Watch);
+        let expected = [
+            (agent(), Outcome::Recovered),
+            (agent(), Outcome::Ok),
+            (
+                Requester::local(Some(1000), Some(1000), Some(4242)),
+                Outcome::Ok,
+            ),
+            (
+                Requester::local(Some(3000), Some(3000), Some(5151)),
+                Outcome::Error,
+            ),
+            (
+                Requester::local(Some(1000), Some(1000), Some(4243)),
+                Outcome::Error,
+            ),
+            (watch(), Outcome::Passed),
+            (Requester::Agent(Reason::DesiredFile), Outcome::Ok),
+            (watch(), Outcome::Held),
+            (watch(), Outcome::Ok),
+            (watch(), Outcome::RolledBack),
+            (watch(), Outcome::RollbackFailed),
+            (
+                Requester::Agent(Reason::ClusterCommit {
+                    coordinator: "lb1".into(),
+                }),
+                Outcome::Ok,
+            ),
+            (
+                Requester::Agent(Reason::Converge { from: "lb2".into() }),
+                Outcome::Ok,
+            ),
+            (
+                Requester::Peer {
+                    name: "ops-laptop".into(),
+                },
+                Outcome::Ok,
+            ),
+            (agent(), Outcome::Error),
+            (agent(), Outcome::Ok),
+        ];
+        let got: Vec<_> = entries
+            .iter()
+            .map(|e| (e.requester.clone(), e.result))
+            .collect();
+        assert_eq!(got, expected);
+        // Each entry writes back the JSON it was read from.
+        for (entry, line) in entries.iter().zip(JOURNAL_V1.lines()) {
+            let written = serde_json::to_value(entry).unwrap();
+            let read: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(written, read);
+        }
+        // The service filter reads requests and changes as before.
+        let api = store.history(Some("api"), 100).unwrap();
+        let gens: Vec<u64> = api.iter().map(|e| e.generation).collect();
+        assert_eq!(gens, [1, 3, 4]);
+        assert_eq!(store.last_generation(), Some(7));
+    }
 
     #[test]
     fn journal_tail_and_filter_skip_torn_lines() {

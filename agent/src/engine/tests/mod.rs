@@ -153,7 +153,7 @@ async fn a_flip_is_one_runtime_update_without_a_proxy_check() {
     assert!(calls[0].starts_with("update_map"));
     assert_eq!(calls[1], "set_drain web_blue true");
     let history = f.engine.history(None, 10).unwrap();
-    assert_eq!(history.last().unwrap().result, "ok");
+    assert_eq!(history.last().unwrap().result, Outcome::Ok);
 }
 
 /// A fixture where `web` was switched to green, so blue is drained; no calls recorded.
@@ -222,7 +222,7 @@ async fn an_unknown_backend_is_refused_before_anything_is_written() {
     assert_eq!(f.engine.state().generation, gen);
     assert_eq!(f.live_services()["web"], "web_blue");
     assert!(f.proxy.state().calls.is_empty());
-    assert_eq!(f.engine.history(None, 1).unwrap()[0].result, "error");
+    assert_eq!(f.engine.history(None, 1).unwrap()[0].result, Outcome::Error);
 }
 
 #[tokio::test]
@@ -396,8 +396,11 @@ async fn a_fault_is_shown_journaled_once_and_cleared_by_itself() {
     assert!(snap.last_error.unwrap().contains("proxy unreachable"));
     let journal = journal_of(&f, "reconcile");
     assert_eq!(journal.len(), 1, "journaled once: {journal:?}");
-    assert_eq!(journal[0].result, "error");
-    assert_eq!(journal[0].requester.via, "agent");
+    assert_eq!(journal[0].result, Outcome::Error);
+    assert!(matches!(
+        journal[0].requester,
+        Requester::Agent(Reason::Upkeep { .. })
+    ));
 
     // While it was away, its runtime map drifted (e.g. restarted from other files): the
     // first tick that reaches it repairs everything and journals the recovery.
@@ -494,7 +497,13 @@ async fn a_restart_after_a_power_loss_recovers_and_says_so() {
         "api_blue"
     );
     let notes = engine.history(None, 100).unwrap();
-    assert_eq!(notes.iter().filter(|e| e.result == "recovered").count(), 2);
+    assert_eq!(
+        notes
+            .iter()
+            .filter(|e| e.result == Outcome::Recovered)
+            .count(),
+        2
+    );
     assert!(!f.maps.join(".cutover-services.map.77.0.tmp").exists());
 }
 
@@ -586,14 +595,15 @@ async fn queued_requests_share_one_transition() {
     assert_eq!(state.services["web"].previous, Some(Colour::Green));
     assert_eq!(state.services["api"].live, Colour::Green);
     assert_eq!(f.live_services()["api"], "api_green");
-    let results: Vec<String> = f
+    let results: Vec<Outcome> = f
         .engine
         .history(None, 5)
         .unwrap()
         .into_iter()
         .map(|e| e.result)
         .collect();
-    assert_eq!(results, ["ok", "error", "ok", "ok", "ok"]);
+    let (ok, error) = (Outcome::Ok, Outcome::Error);
+    assert_eq!(results, [ok, error, ok, ok, ok]);
 }
 
 #[tokio::test]

@@ -1,0 +1,306 @@
+//! The agent's side of a request, whatever transport brought it (the control socket, the
+//! peer listener, this agent's own cluster coordinator): [`Agent::authorize`] runs the access
+//! check once, then [`Agent::dispatch`] routes the authorized request by what it asks
+//! ([`Route`]): a local change to the engine's batch, a dry run to the engine's plan, a
+//! read-only query to the engine, a cluster change to a coordinator task, a step of a
+//! cluster change to the node.
+//!
+//! Changes are coalesced here, where they are serialized ([`Agent::receive`]): when a local
+//! change (a switch, rollback, canary... that is not a dry run) comes up, the task first
+//! lets the proxy's minimum reload gap pass (for a proxy that reloads on every change),
+//! then takes every change queued behind it, and applies them all with one transition (one
+//! reload) before answering each. Changes that arrive while a reload runs wait in the queue
+//! and go into the next one. One task means never two reloads at once.
+
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use super::reply;
+use crate::access;
+use crate::control::Envelope;
+use crate::engine::{ApplyError, Engine, ErrorKind, Queued, Step};
+use crate::peers::coordinator::Coordinator;
+use crate::peers::{self, Node};
+use crate::protocol::{Command, Mutation, Reply};
+use crate::proxy::Proxy;
+use crate::requester::Requester;
+
+/// Most requests taken from the queue for one transition.
+pub const MAX_BATCH: usize = 256;
+
+/// The engine task's state: the engine, this node of a cluster (if configured), and the
+/// task's own queue for the coordinators of cluster changes.
+pub struct Agent<P: Proxy> {
+    /// The engine; only this task touches it.
+    pub engine: Engine<P>,
+    /// This node of the cluster, when `[cluster]` is configured.
+    pub node: Option<Node>,
+    /// The engine task's queue; `None` once the agent stops, when cluster requests are no
+    /// longer served.
+    pub local: Option<mpsc::Sender<Envelope>>,
+}
+
+/// What an authorized request asks for, decided from its command alone.
+#[derive(Debug)]
+pub enum Route {
+    /// A routing change to carry out now: batched with the changes queued behind it.
+    Change(Mutation),
+    /// A routing change to plan only (`--dry-run`).
+    Plan(Mutation),
+    /// A read-only query (`status`, `map_show`, `history`, `metrics`).
+    Query(Command),
+    /// A change across the cluster (`cluster <verb>`; `None`: a verb that changes nothing).
+    Cluster(Option<Mutation>),
+    /// The cluster's view (`cluster_status`).
+    ClusterStatus,
+    /// A step of a cluster change (`report`, `prepare`, `ready`, `commit`, `abort_txn`),
+    /// from the peer named (or, `None`, from this node's own coordinator).
+    PeerVerb {
+        /// The step.
+        command: Command,
+        /// The certificate name of the peer that sent it.
+        peer: Option<String>,
+    },
+}
+
+impl Route {
+    /// Where `command` goes.
+    pub fn of(command: Command) -> Route {
+        match command {
+            Command::Cluster { command } => Route::Cluster(command.mutation()),
+            Command::ClusterStatus => Route::ClusterStatus,
+            command if command.is_peer_only() => Route::PeerVerb {
+                command,
+                peer: None,
+            },
+            command => match command.mutation() {
+                Some(m) if m.dry_run => Route::Plan(m),
+                Some(m) => Route::Change(m),
+                None => Route::Query(command),
+            },
+        }
+    }
+}
+
+/// A request that passed the access check.
+#[derive(Debug)]
+pub struct Authorized {
+    /// What it asks.
+    pub route: Route,
+    /// Who asked.
+    pub requester: Requester,
+    /// Where its reply goes.
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// A change on its way into a batch, and where its reply goes.
+type Change = (Queued, oneshot::Sender<Reply>);
+
+/// An authorized request sorted for batching.
+enum Sorted {
+    /// A change to carry out now.
+    Change(Change),
+    /// Anything else.
+    Other(Authorized),
+}
+
+impl Authorized {
+    /// The change to carry out now, or the request back when it is something else.
+    fn sort(self) -> Sorted {
+        match self.route {
+            Route::Change(m) => {
+                let queued = Queued {
+                    request: m.request,
+                    requester: self.requester,
+                    force: m.force,
+                };
+                Sorted::Change((queued, self.reply))
+            }
+            route => Sorted::Other(Authorized { route, ..self }),
+        }
+    }
+}
+
+impl<P: Proxy> Agent<P> {
+    /// Takes `first` off the queue: authorizes it and, when it is a local change, gathers every
+    /// change queued behind it into one transition (see the module doc). Other requests
+    /// taken from the queue meanwhile are dispatched after the batch, in order.
+    pub async fn receive(&mut self, first: Envelope, queue: &mut mpsc::Receiver<Envelope>) {
+        let Some(first) = self.authorize(first) else {
+            return;
+        };
+        let first = match first.sort() {
+            Sorted::Change(change) => change,
+            Sorted::Other(other) => return self.dispatch(other).await,
+        };
+        if !self.engine.proxy().has_runtime_maps() {
+            // Bounded by the configured gap (at most a minute).
+            tokio::time::sleep(self.engine.proxy().reload_wait()).await;
+        }
+        let mut changes = vec![first];
+        let mut others = Vec::new();
+        while changes.len() + others.len() < MAX_BATCH {
+            let Ok(env) = queue.try_recv() else {
+                break;
+            };
+            match self.authorize(env).map(Authorized::sort) {
+                Some(Sorted::Change(change)) => changes.push(change),
+                Some(Sorted::Other(other)) => others.push(other),
+                None => {}
+            }
+        }
+        self.apply(changes).await;
+        for other in others {
+            self.dispatch(other).await;
+        }
+    }
+
+    /// The access check, once for every request: the allowlists of [`access::Policy`]
+    /// (a refusal is journaled with who asked and answered), and for a step of a cluster
+    /// change, that a peer or this node's coordinator sent it. `None` when refused.
+    pub fn authorize(&self, env: Envelope) -> Option<Authorized> {
+        let Envelope {
+            command,
+            requester,
+            reply,
+        } = env;
+        let agent_uid = nix::unistd::geteuid().as_raw();
+        let policy = &self.engine.config().agent.access;
+        if let Err(denied) = policy.check(&requester, &command, agent_uid) {
+            let _ = reply.send(self.refused(&command, &requester, denied));
+            return None;
+        }
+        let mut route = Route::of(command);
+        let serving_cluster = self.node.is_some() && self.local.is_some();
+        if let (Route::PeerVerb { peer, .. }, true) = (&mut route, serving_cluster) {
+            match access::cluster_step_sender(&requester) {
+                Ok(sender) => *peer = sender.map(str::to_owned),
+                Err(e) => {
+                    let _ = reply.send(Reply::error(e.to_string(), serde_json::Value::Null));
+                    return None;
+                }
+            }
+        }
+        Some(Authorized {
+            route,
+            requester,
+            reply,
+        })
+    }
+
+    /// Journals and answers a request the access check refused.
+    fn refused(&self, command: &Command, requester: &Requester, denied: access::Denied) -> Reply {
+        tracing::warn!("refused: {denied}");
+        // Journaled like the requests the engine journals: `op` names the verb.
+        let mut request = serde_json::to_value(command).expect("command serializes");
+        if let Some(obj) = request.as_object_mut() {
+            if let Some(verb) = obj.remove("cmd") {
+                obj.insert("op".into(), verb);
+            }
+        }
+        self.engine
+            .journal_refusal(request, requester, Step::Access, denied.to_string());
+        reply::failed(ApplyError::caused(Step::Access, ErrorKind::Denied, denied))
+    }
+
+    /// Routes one authorized request and answers it. Once the agent stops, cluster requests
+    /// are no longer served (a coordinator started now could not finish).
+    pub async fn dispatch(&mut self, authorized: Authorized) {
+        let Authorized {
+            route,
+            requester,
+            reply,
+        } = authorized;
+        let stopping = self.local.is_none();
+        let answer = match route {
+            Route::Change(m) => {
+                let queued = Queued {
+                    request: m.request,
+                    requester,
+                    force: m.force,
+                };
+                return self.apply(vec![(queued, reply)]).await;
+            }
+            Route::Plan(m) => reply::plan(self.engine.plan(&m.request, m.force).await),
+            Route::Query(command) => self.query(command).await,
+            Route::Cluster(_) | Route::ClusterStatus | Route::PeerVerb { .. } if stopping => {
+                reply::not_served()
+            }
+            Route::Cluster(change) => match (self.coordinator(), change) {
+                (Some(coordinator), Some(m)) => {
+                    tokio::spawn(async move {
+                        let answer = coordinator.run(m.request, m.force, m.dry_run).await;
+                        let _ = reply.send(answer);
+                    });
+                    return;
+                }
+                _ => reply::no_cluster(),
+            },
+            Route::ClusterStatus => match &self.node {
+                Some(n) => Reply::ok(
+                    format!("{} hosts", n.config.peers.len() + 1),
+                    n.status(&self.engine),
+                ),
+                None => reply::no_cluster(),
+            },
+            Route::PeerVerb { command, peer } => match self.node.as_mut() {
+                Some(n) => {
+                    peers::handle_peer_command(n, &mut self.engine, command, peer.as_deref()).await
+                }
+                None => reply::no_cluster(),
+            },
+        };
+        let _ = reply.send(answer);
+    }
+
+    /// Applies changes with one transition and answers each.
+    async fn apply(&mut self, changes: Vec<Change>) {
+        let (batch, replies): (Vec<Queued>, Vec<_>) = changes.into_iter().unzip();
+        if batch.len() > 1 {
+            tracing::info!("{} queued changes go into one transition", batch.len());
+        }
+        let results = self.engine.apply_batch(&batch).await;
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(reply::change(result));
+        }
+    }
+
+    /// Answers a read-only query.
+    async fn query(&self, command: Command) -> Reply {
+        match command {
+            Command::Status => reply::status(&self.engine.snapshot().await),
+            Command::MapShow { name, view } => match self.engine.map_show(&name, view).await {
+                Ok(shown) => Reply::ok(
+                    format!("map {name}"),
+                    serde_json::to_value(shown).expect("map serializes"),
+                ),
+                Err(e) => reply::failed(e),
+            },
+            Command::History { service, limit } => {
+                match self.engine.history(service.as_deref(), limit) {
+                    Ok(entries) => Reply::ok(
+                        format!("{} entries", entries.len()),
+                        json!({ "entries": entries }),
+                    ),
+                    Err(e) => reply::failed(e),
+                }
+            }
+            Command::Metrics => reply::metrics(self.engine.metrics()),
+            _ => reply::not_served(),
+        }
+    }
+
+    /// A coordinator for a cluster change, while this node of a cluster serves.
+    fn coordinator(&self) -> Option<Coordinator> {
+        let (node, local) = (self.node.as_ref()?, self.local.clone()?);
+        let c = &node.config;
+        Some(Coordinator {
+            node: c.node.clone(),
+            peers: c.peers.clone(),
+            client: node.client.clone(),
+            timeout: c.timeout,
+            hold_before_decision: c.hold_before_decision,
+            local,
+        })
+    }
+}

@@ -1,0 +1,112 @@
+//! The agent's servers, each on the one accept loop of [`control::serve`]: the control
+//! socket, the peer listener of a cluster, and the metrics endpoint. Each runs in a task of
+//! its own until the shutdown signal, then drains.
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::AgentError;
+use crate::config::ClusterConfig;
+use crate::config::Config;
+use crate::control::{self, Bounds, Envelope, Limits, PeerCredentials, Requests};
+use crate::metrics::{self, Metrics};
+use crate::peers;
+use crate::peers::server::TlsHandshake;
+
+/// Completes when the agent stops.
+pub async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Binds the control socket and serves it, requests going to `engine`.
+pub async fn control_socket(
+    config: &Config,
+    limits: &Limits,
+    engine: &mpsc::Sender<Envelope>,
+    stop: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, AgentError> {
+    let agent = &config.agent;
+    let listener = control::bind(
+        &agent.socket,
+        agent.socket_mode,
+        agent.socket_group.as_deref(),
+    )
+    .await
+    .map_err(|source| AgentError::Bind {
+        path: agent.socket.clone(),
+        source,
+    })?;
+    let handshake = PeerCredentials {
+        groups: limits.groups.clone(),
+    };
+    let requests = Requests::new(handshake, limits.clone(), engine.clone());
+    let bounds = Bounds {
+        name: "control",
+        max_connections: limits.max_connections,
+        drain_grace: control::DRAIN_GRACE,
+    };
+    Ok(tokio::spawn(control::serve(
+        listener,
+        bounds,
+        requests,
+        stopped(stop),
+    )))
+}
+
+/// Binds the peer listener of `cluster` and serves it, requests going to `engine`.
+pub async fn peer_listener(
+    cluster: &ClusterConfig,
+    limits: &Limits,
+    engine: &mpsc::Sender<Envelope>,
+    stop: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, AgentError> {
+    let listener = TcpListener::bind(cluster.listen)
+        .await
+        .map_err(|source| AgentError::Bind {
+            path: cluster.listen.to_string().into(),
+            source,
+        })?;
+    let tls = peers::tls::server_config(&cluster.tls).map_err(AgentError::Tls)?;
+    let requests = Requests::new(TlsHandshake::new(tls), limits.clone(), engine.clone());
+    let bounds = Bounds {
+        name: "peer",
+        max_connections: limits.max_connections,
+        drain_grace: control::DRAIN_GRACE,
+    };
+    Ok(tokio::spawn(control::serve(
+        listener,
+        bounds,
+        requests,
+        stopped(stop),
+    )))
+}
+
+/// Serves the metrics endpoint when the config has `[metrics] listen`.
+pub async fn metrics_endpoint(
+    config: &Config,
+    metrics: &Metrics,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<JoinHandle<()>>, AgentError> {
+    let Some(addr) = config.metrics.listen else {
+        return Ok(None);
+    };
+    let listener = metrics::http::bind(addr)
+        .await
+        .map_err(|source| AgentError::MetricsBind { addr, source })?;
+    tracing::info!("serving metrics on http://{addr}/metrics");
+    let limits = metrics::http::Limits::default();
+    let bounds = Bounds {
+        name: "metrics",
+        max_connections: limits.max_connections,
+        drain_grace: metrics::http::DRAIN_GRACE,
+    };
+    let metrics = metrics.clone();
+    let scrape = move |stream| metrics::http::connection(stream, metrics.clone(), limits);
+    Ok(Some(tokio::spawn(control::serve(
+        listener,
+        bounds,
+        scrape,
+        stopped(stop),
+    ))))
+}

@@ -1,0 +1,328 @@
+//! Who asked: the transport a request came by and the identity it carries. Access decisions
+//! ([`crate::access`]: the allowlists, and who may send a step of a cluster change) and the
+//! metrics' rollback reason `match` on [`Requester`]; nothing compares names.
+//!
+//! In the journal a requester is the object `{"uid", "gid", "pid", "via"}` that journals have
+//! always held, so journals written by earlier versions still load:
+//!
+//! | requester                                  | `via`             | ids                  |
+//! |--------------------------------------------|-------------------|----------------------|
+//! | [`Requester::Local`]                       | `socket`          | the peer credentials |
+//! | [`Requester::Peer`]                        | `tls:<name>`      | null                 |
+//! | [`Reason::Upkeep`]                         | `agent`           | the agent's own      |
+//! | [`Reason::Watch`]                          | `watch`           | null                 |
+//! | [`Reason::DesiredFile`]                    | `desired-file`    | null                 |
+//! | [`Reason::Coordinator`]                    | `cluster-local`   | null                 |
+//! | [`Reason::ClusterCommit`]                  | `cluster:<node>`  | null                 |
+//! | [`Reason::Converge`]                       | `converge:<node>` | null                 |
+//!
+//! A new kind of requester gets a new `via` spelling here and nowhere else; a `via` this
+//! version does not know does not parse (the journal line is skipped when read).
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Who asked for a request, and over which transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requester {
+    /// A connection on the local unix control socket, named by the peer credentials the
+    /// kernel reported for it (`SO_PEERCRED`; `None` where it reported none). Judged by the
+    /// allowlists of [`crate::access`].
+    Local {
+        /// The peer's uid.
+        uid: Option<u32>,
+        /// The peer's primary gid.
+        gid: Option<u32>,
+        /// The peer's pid.
+        pid: Option<i32>,
+        /// Groups the user database lists for `uid` (besides `gid`), for the access check;
+        /// not journaled.
+        groups: Vec<u32>,
+    },
+    /// A connection on the cluster's mutual-TLS listener: a peer agent or a remote client,
+    /// named by its verified certificate. Admitted by that certificate.
+    Peer {
+        /// The node name the certificate carries (`unknown` when it carries none).
+        name: String,
+    },
+    /// The agent itself; trusted.
+    Agent(Reason),
+}
+
+/// Why the agent asks by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// Its own upkeep: start-up repair, reconcile, a config it loads or refuses, a render.
+    /// Journaled with the agent process's own ids.
+    Upkeep {
+        /// The agent's effective uid.
+        uid: Option<u32>,
+        /// The agent's effective gid.
+        gid: Option<u32>,
+        /// The agent's pid.
+        pid: Option<i32>,
+    },
+    /// The post-switch watch rolling back a change that failed it.
+    Watch,
+    /// The desired-state file (`agent.desired_state`) changed.
+    DesiredFile,
+    /// This agent's cluster coordinator, sending a step of a cluster change to its own node.
+    Coordinator,
+    /// A cluster change committed here, as prepared for the coordinator `coordinator`.
+    ClusterCommit {
+        /// The node that coordinated the change.
+        coordinator: String,
+    },
+    /// Convergence: adopting the cluster routing a peer reported.
+    Converge {
+        /// The peer whose report was adopted.
+        from: String,
+    },
+}
+
+/// `via` of [`Requester::Local`].
+const SOCKET: &str = "socket";
+/// `via` prefix of [`Requester::Peer`].
+const TLS_PREFIX: &str = "tls:";
+/// `via` of [`Reason::Upkeep`].
+const UPKEEP: &str = "agent";
+/// `via` of [`Reason::Watch`].
+const WATCH: &str = "watch";
+/// `via` of [`Reason::DesiredFile`].
+const DESIRED_FILE: &str = "desired-file";
+/// `via` of [`Reason::Coordinator`].
+const COORDINATOR: &str = "cluster-local";
+/// `via` prefix of [`Reason::ClusterCommit`].
+const CLUSTER_PREFIX: &str = "cluster:";
+/// `via` prefix of [`Reason::Converge`].
+const CONVERGE_PREFIX: &str = "converge:";
+
+impl Requester {
+    /// The agent's own upkeep, with this process's ids.
+    pub fn agent() -> Requester {
+        Requester::Agent(Reason::Upkeep {
+            uid: Some(nix::unistd::geteuid().as_raw()),
+            gid: Some(nix::unistd::getegid().as_raw()),
+            pid: Some(std::process::id() as i32),
+        })
+    }
+
+    /// A local peer with these credentials and no supplementary groups.
+    pub fn local(uid: Option<u32>, gid: Option<u32>, pid: Option<i32>) -> Requester {
+        Requester::Local {
+            uid,
+            gid,
+            pid,
+            groups: vec![],
+        }
+    }
+
+    /// How the request arrived, as the journal spells it: `socket`, `agent`, `watch`,
+    /// `desired-file`, `tls:<name>`...
+    pub fn via(&self) -> String {
+        self.record().via
+    }
+
+    /// The user id and process id the kernel reported, where there are any.
+    pub fn uid_pid(&self) -> (Option<u32>, Option<i32>) {
+        let r = self.record();
+        (r.uid, r.pid)
+    }
+
+    /// The journal's form.
+    fn record(&self) -> Record {
+        let ids = |uid, gid, pid, via: String| Record { uid, gid, pid, via };
+        let none = |via: String| ids(None, None, None, via);
+        match self {
+            Requester::Local { uid, gid, pid, .. } => ids(*uid, *gid, *pid, SOCKET.into()),
+            Requester::Peer { name } => none(format!("{TLS_PREFIX}{name}")),
+            Requester::Agent(reason) => match reason {
+                Reason::Upkeep { uid, gid, pid } => ids(*uid, *gid, *pid, UPKEEP.into()),
+                Reason::Watch => none(WATCH.into()),
+                Reason::DesiredFile => none(DESIRED_FILE.into()),
+                Reason::Coordinator => none(COORDINATOR.into()),
+                Reason::ClusterCommit { coordinator } => {
+                    none(format!("{CLUSTER_PREFIX}{coordinator}"))
+                }
+                Reason::Converge { from } => none(format!("{CONVERGE_PREFIX}{from}")),
+            },
+        }
+    }
+}
+
+/// The least trusted requester: a local connection whose credentials the kernel did not
+/// report.
+impl Default for Requester {
+    fn default() -> Requester {
+        Requester::local(None, None, None)
+    }
+}
+
+/// `uid 1000 (gid 1000, pid 4242)` for a local peer, `peer lb2` for a certificate holder,
+/// `the agent (watch)` for the agent itself: for messages.
+impl fmt::Display for Requester {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "unknown".into());
+        match self {
+            Requester::Local { uid, gid, pid, .. } => write!(
+                f,
+                "uid {} (gid {}, pid {})",
+                opt(uid.map(|v| v.to_string())),
+                opt(gid.map(|v| v.to_string())),
+                opt(pid.map(|v| v.to_string()))
+            ),
+            Requester::Peer { name } => write!(f, "peer {name}"),
+            Requester::Agent(_) => write!(f, "the agent ({})", self.record().via),
+        }
+    }
+}
+
+/// A `via` this version does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown requester via {0:?}")]
+pub struct UnknownVia(String);
+
+/// The requester as journaled.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    uid: Option<u32>,
+    gid: Option<u32>,
+    pid: Option<i32>,
+    via: String,
+}
+
+impl TryFrom<Record> for Requester {
+    type Error = UnknownVia;
+
+    fn try_from(r: Record) -> Result<Requester, UnknownVia> {
+        let Record { uid, gid, pid, via } = r;
+        let agent = Requester::Agent;
+        let requester = match via.as_str() {
+            SOCKET => Requester::local(uid, gid, pid),
+            UPKEEP => agent(Reason::Upkeep { uid, gid, pid }),
+            WATCH => agent(Reason::Watch),
+            DESIRED_FILE => agent(Reason::DesiredFile),
+            COORDINATOR => agent(Reason::Coordinator),
+            v => {
+                if let Some(name) = v.strip_prefix(TLS_PREFIX) {
+                    Requester::Peer { name: name.into() }
+                } else if let Some(c) = v.strip_prefix(CLUSTER_PREFIX) {
+                    agent(Reason::ClusterCommit {
+                        coordinator: c.into(),
+                    })
+                } else if let Some(from) = v.strip_prefix(CONVERGE_PREFIX) {
+                    agent(Reason::Converge { from: from.into() })
+                } else {
+                    return Err(UnknownVia(via));
+                }
+            }
+        };
+        Ok(requester)
+    }
+}
+
+impl Serialize for Requester {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.record().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Requester {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Requester, D::Error> {
+        Requester::try_from(Record::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_requester_keeps_its_journal_form() {
+        let cases = [
+            (
+                Requester::local(Some(1000), Some(100), Some(4242)),
+                json!({"uid": 1000, "gid": 100, "pid": 4242, "via": "socket"}),
+            ),
+            (
+                Requester::default(),
+                json!({"uid": null, "gid": null, "pid": null, "via": "socket"}),
+            ),
+            (
+                Requester::Peer { name: "lb2".into() },
+                json!({"uid": null, "gid": null, "pid": null, "via": "tls:lb2"}),
+            ),
+            (
+                Requester::Agent(Reason::Upkeep {
+                    uid: Some(0),
+                    gid: Some(0),
+                    pid: Some(7),
+                }),
+                json!({"uid": 0, "gid": 0, "pid": 7, "via": "agent"}),
+            ),
+            (
+                Requester::Agent(Reason::Watch),
+                json!({"uid": null, "gid": null, "pid": null, "via": "watch"}),
+            ),
+            (
+                Requester::Agent(Reason::DesiredFile),
+                json!({"uid": null, "gid": null, "pid": null, "via": "desired-file"}),
+            ),
+            (
+                Requester::Agent(Reason::Coordinator),
+                json!({"uid": null, "gid": null, "pid": null, "via": "cluster-local"}),
+            ),
+            (
+                Requester::Agent(Reason::ClusterCommit {
+                    coordinator: "lb1".into(),
+                }),
+                json!({"uid": null, "gid": null, "pid": null, "via": "cluster:lb1"}),
+            ),
+            (
+                Requester::Agent(Reason::Converge { from: "lb3".into() }),
+                json!({"uid": null, "gid": null, "pid": null, "via": "converge:lb3"}),
+            ),
+        ];
+        for (requester, journaled) in cases {
+            assert_eq!(serde_json::to_value(&requester).unwrap(), journaled);
+            let back: Requester = serde_json::from_value(journaled).unwrap();
+            assert_eq!(back, requester);
+        }
+    }
+
+    #[test]
+    fn groups_are_not_journaled_and_unknown_vias_do_not_parse() {
+        let who = Requester::Local {
+            uid: Some(1),
+            gid: Some(2),
+            pid: Some(3),
+            groups: vec![50],
+        };
+        let line = serde_json::to_string(&who).unwrap();
+        assert_eq!(line, r#"{"uid":1,"gid":2,"pid":3,"via":"socket"}"#);
+        let e = serde_json::from_str::<Requester>(r#"{"via":"carrier-pigeon"}"#).unwrap_err();
+        assert!(e.to_string().contains("carrier-pigeon"), "{e}");
+    }
+
+    #[test]
+    fn messages_name_the_requester() {
+        assert_eq!(
+            Requester::local(Some(3000), Some(3001), Some(4242)).to_string(),
+            "uid 3000 (gid 3001, pid 4242)"
+        );
+        assert_eq!(
+            Requester::default().to_string(),
+            "uid unknown (gid unknown, pid unknown)"
+        );
+        assert_eq!(
+            Requester::Peer { name: "lb2".into() }.to_string(),
+            "peer lb2"
+        );
+        assert_eq!(
+            Requester::Agent(Reason::Watch).to_string(),
+            "the agent (watch)"
+        );
+    }
+}
