@@ -8,12 +8,12 @@
 //!
 //! | Layer       | Modules                                                  | What it holds |
 //! |-------------|----------------------------------------------------------|---------------|
-//! | `entry`     | `main`, `cli`, `generate`, `agent`, `check`, `fuzzing`   | Entry points: the binary and its command line, the daemon's wiring, `cutover check`, generated man pages and completions, the fuzz targets' entry points. |
-//! | `transport` | `control`, `peers`                                       | Bytes to typed requests and replies: the unix control socket, the peer listener and the cluster protocol between agents. |
+//! | `entry`     | `main`, `cli`, `agent`, `check`, `fuzzing`               | Entry points: the binary and its command line (with its man pages and completions), the daemon's wiring, `cutover check`, the fuzz targets' entry points. |
+//! | `transport` | `control`, `peers`, `client`                             | Bytes to typed requests and replies: the one accept loop of every listener, the peer listener and the cluster protocol between agents, the client the command line and the peers use. |
 //! | `engine`    | `engine`, `gates`                                        | The one path of a change (admit, plan, apply, confirm, persist) and its safety: the gate before a switch, pre-warm, the watch after it. |
 //! | `proxy`     | `proxy`                                                  | Talking to a proxy: the `Proxy` trait, HAProxy, Nginx and the fake, and what a proxy reports (server health, backend counters). |
 //! | `produce`   | `render`, `store`, `metrics`, `desired`                  | Producing files, persisting and counting: templates to candidate files, the state file and journal, the metrics registry, the desired-state file. |
-//! | `data`      | `config`, `access`, `state`, `protocol`, `mapfile`       | Plain data and its validation: the agent's config (gates and cluster included), the access policy, the routing state, the wire protocol, map-file syntax. |
+//! | `data`      | `config`, `access`, `state`, `protocol`, `requester`, `mapfile` | Plain data and its validation: the agent's config (gates and cluster included), the access policy, the routing state, the wire protocol (every verb and reply, declared once), who asked, map-file syntax. |
 //! | `leaves`    | `fsio`, `logging`, `notify`                              | Leaves: atomic file writes and file modes, log setup, systemd notifications. |
 //!
 //! The rule: a module uses (`crate::` paths) only modules of its own layer and of the layers
