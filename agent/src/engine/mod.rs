@@ -47,6 +47,10 @@ pub use crate::protocol::{
 /// proxy on every reconcile tick; larger ones at start and whenever the epoch moves.
 pub const SMALL_MAP_BYTES: usize = 64 * 1024;
 
+/// The desired state of one host and everything that carries it to the proxy: the config,
+/// the templates, the proxy, the store, the content of the managed files as the proxy
+/// reads them, and the post-switch watches. One task drives it, so there is one writer per
+/// map.
 pub struct Engine<P: Proxy> {
     config: Arc<Config>,
     renderer: Renderer,
@@ -163,14 +167,17 @@ impl<P: Proxy> Engine<P> {
         Ok(engine)
     }
 
+    /// The config in force.
     pub fn config(&self) -> &Arc<Config> {
         &self.config
     }
 
+    /// The desired state, as last persisted.
     pub fn state(&self) -> &State {
         &self.state
     }
 
+    /// The proxy this engine drives.
     pub fn proxy(&self) -> &P {
         &self.proxy
     }

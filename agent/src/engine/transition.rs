@@ -30,6 +30,7 @@ use crate::state::Change;
 /// What one change did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Applied {
+    /// The state change the request made (the whole batch's for a shared transition).
     pub change: Change,
     /// Files that changed, in config order.
     pub files: Vec<FileOutcome>,
@@ -55,10 +56,14 @@ pub struct Applied {
     pub warnings: Vec<String>,
 }
 
+/// One managed file a change wrote, and how it reached the proxy.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileOutcome {
+    /// The file's name in the config (`[[files]] name`).
     pub name: String,
+    /// Where it is written.
     pub path: PathBuf,
+    /// A map or a config file.
     pub kind: FileKind,
     /// How a map reached the proxy; `None` for config files (reloaded).
     pub mechanism: Option<MapMechanism>,

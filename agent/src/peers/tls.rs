@@ -13,12 +13,21 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::config::TlsFiles;
 
+/// Why the peers' TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A certificate, key or CA file could not be read or parsed.
     #[error("reading {path}: {reason}")]
-    Read { path: PathBuf, reason: String },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// rustls refused the certificates or the settings.
     #[error("TLS setup: {0}")]
     Setup(String),
+    /// `cutover tls` could not create a certificate.
     #[error("creating certificates: {0}")]
     Generate(String),
 }
