@@ -21,12 +21,15 @@ use crate::store::Store;
 /// What a passing check saw.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CheckOutcome {
+    /// Services the config defines.
     pub services: usize,
+    /// Route keys over all services (inline and from route files).
     pub routes: usize,
     /// Rendered files: name and size in bytes.
     pub files: BTreeMap<String, usize>,
     /// The config the proxy checker ran on.
     pub checked: PathBuf,
+    /// Warnings the proxy's checker printed; the check passed regardless.
     pub warnings: Vec<String>,
 }
 

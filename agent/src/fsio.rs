@@ -23,22 +23,57 @@ pub const DEFAULT_MODE: u32 = 0o640;
 /// What went wrong while writing a file.
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
+    /// The target path ends in no file name (`/`, `..`), so there is no directory entry to
+    /// place a temporary file beside.
     #[error("{path} has no parent directory")]
-    NoParent { path: PathBuf },
+    NoParent {
+        /// The target path as given.
+        path: PathBuf,
+    },
+    /// No temporary file could be created beside the target (permissions, full disk, or
+    /// every candidate name taken).
     #[error("cannot create a temporary file in {dir}: {source}")]
-    CreateTemp { dir: PathBuf, source: io::Error },
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
-    #[error("cannot fsync {path}: {source}")]
-    Sync { path: PathBuf, source: io::Error },
-    #[error("cannot rename {from} to {to}: {source}")]
-    Rename {
-        from: PathBuf,
-        to: PathBuf,
+    CreateTemp {
+        /// The target's directory.
+        dir: PathBuf,
+        /// Why the last attempt failed.
         source: io::Error,
     },
+    /// Writing the content, or setting the mode, of the temporary file failed.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The temporary file.
+        path: PathBuf,
+        /// The write or chmod error.
+        source: io::Error,
+    },
+    /// An fsync failed: the content or the rename may not survive a crash.
+    #[error("cannot fsync {path}: {source}")]
+    Sync {
+        /// The temporary file, or the directory whose entries were being made durable.
+        path: PathBuf,
+        /// The fsync error.
+        source: io::Error,
+    },
+    /// Renaming the temporary file over the target failed; the target is unchanged.
+    #[error("cannot rename {from} to {to}: {source}")]
+    Rename {
+        /// The temporary file.
+        from: PathBuf,
+        /// The target.
+        to: PathBuf,
+        /// The rename error.
+        source: io::Error,
+    },
+    /// A file could not be read by [`read_optional`], e.g. the current content before a
+    /// write; a missing file is not this error.
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    Read {
+        /// The file that could not be read.
+        path: PathBuf,
+        /// The read error.
+        source: io::Error,
+    },
 }
 
 /// Options of one write.

@@ -122,6 +122,9 @@ pub fn access_log(data: &[u8]) {
     }
 }
 
+/// Every target, by its name: the name of its file under `fuzz/fuzz_targets/` and of its
+/// directories of seeds (`fuzz/seeds/<name>`) and regression inputs
+/// (`agent/tests/fuzz-regressions/<name>`), which the regression test replays.
 pub const TARGETS: &[(&str, Target)] = &[
     ("protocol_decode", protocol_decode),
     ("config_parse", config_parse),

@@ -33,12 +33,16 @@ pub enum LogFormat {
 /// How lines are written, as chosen by [`style`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Style {
+    /// Plain lines: level, target, message and fields.
     Text {
+        /// Start each line with the time (off under the journal, which adds its own).
         timestamps: bool,
+        /// Colour the level with ANSI escapes (only on a terminal).
         ansi: bool,
         /// Prefix each line with its syslog priority, for the journal.
         priority: bool,
     },
+    /// One JSON object per line ([`LogFormat::Json`]).
     Json,
 }
 

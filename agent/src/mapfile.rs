@@ -25,12 +25,18 @@ pub type MapEntries = BTreeMap<String, String>;
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
+    /// The token is the empty string.
     #[error("is empty")]
     Empty,
+    /// The token is longer than [`MAX_TOKEN_LEN`]; holds its length in bytes.
     #[error("is {0} bytes long (at most {MAX_TOKEN_LEN})")]
     TooLong(usize),
+    /// The token holds a character the proxies would split on or read specially; holds the
+    /// character as shown to people (`' '`, `a NUL byte`, `U+00E9`) and its byte offset.
     #[error("contains {0} at byte {1}; only printable ASCII without whitespace, '#', ';', '\\' or quotes is allowed")]
     BadChar(String, usize),
+    /// The token is valid text but means something else to the proxy (an Nginx `map`
+    /// parameter, a regular expression, a variable); holds the explanation.
     #[error("{0}")]
     Reserved(String),
 }
@@ -167,20 +173,54 @@ pub enum NameError {
 /// A map line that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MapError {
+    /// The key is not a valid token for this syntax.
     #[error("line {line}: key {reason}")]
-    BadKey { line: usize, reason: TokenError },
+    BadKey {
+        /// Line number, from 1.
+        line: usize,
+        /// Why the key was refused.
+        reason: TokenError,
+    },
+    /// The value is not a valid token for this syntax.
     #[error("line {line}: value {reason}")]
-    BadValue { line: usize, reason: TokenError },
+    BadValue {
+        /// Line number, from 1.
+        line: usize,
+        /// Why the value was refused.
+        reason: TokenError,
+    },
+    /// The line has a key and nothing after it.
     #[error("line {line}: key {key:?} has no value")]
-    MissingValue { line: usize, key: String },
+    MissingValue {
+        /// Line number, from 1.
+        line: usize,
+        /// The key (empty for a line that is only `;`).
+        key: String,
+    },
+    /// The line has more than two fields.
     #[error("line {line}: more than one value for key {key:?}")]
-    ExtraField { line: usize, key: String },
+    ExtraField {
+        /// Line number, from 1.
+        line: usize,
+        /// The line's key.
+        key: String,
+    },
+    /// An Nginx entry without its closing `;`.
     #[error("line {line}: entry for key {key:?} does not end with ';'")]
-    Unterminated { line: usize, key: String },
+    Unterminated {
+        /// Line number, from 1.
+        line: usize,
+        /// The line's first field.
+        key: String,
+    },
+    /// A key that an earlier line already has: a map holds one value per key.
     #[error("line {line}: key {key:?} already appears on line {first}")]
     Duplicate {
+        /// Line number of the repeat, from 1.
         line: usize,
+        /// Line number of the first occurrence, from 1.
         first: usize,
+        /// The repeated key.
         key: String,
     },
 }
@@ -251,6 +291,7 @@ pub struct MapDiff {
 }
 
 impl MapDiff {
+    /// The edits from `from` to `to`, each list in key order; empty when they are equal.
     pub fn between(from: &MapEntries, to: &MapEntries) -> MapDiff {
         let mut d = MapDiff::default();
         for (k, v) in to {
@@ -273,6 +314,7 @@ impl MapDiff {
         self.added.len() + self.changed.len() + self.removed.len()
     }
 
+    /// Whether there is nothing to edit: `from` and `to` hold the same entries.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -70,6 +70,8 @@ pub enum RollbackReason {
 }
 
 impl RollbackReason {
+    /// Every reason, so that each `cutover_rollbacks_total` series exists from the start
+    /// at 0.
     pub const ALL: [RollbackReason; 5] = [
         RollbackReason::Requested,
         RollbackReason::Watch,
@@ -78,6 +80,8 @@ impl RollbackReason {
         RollbackReason::PersistFailed,
     ];
 
+    /// The `reason` label value: `requested`, `watch`, `apply_failed`, `confirm_failed`
+    /// or `persist_failed`.
     pub fn as_str(self) -> &'static str {
         match self {
             RollbackReason::Requested => "requested",
@@ -310,6 +314,8 @@ impl Metrics {
             .inc();
     }
 
+    /// A return to an earlier routing state happened, for `reason`: counts it in
+    /// `cutover_rollbacks_total`.
     pub fn rollback(&self, reason: RollbackReason) {
         self.inner
             .rollbacks
@@ -345,6 +351,8 @@ impl Metrics {
         self.inner.apply_duration.observe(seconds);
     }
 
+    /// The agent reloaded the proxy: counts it in `cutover_proxy_reloads_total` as `ok`
+    /// (confirmed) or `failed`.
     pub fn proxy_reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         self.inner
@@ -353,6 +361,8 @@ impl Metrics {
             .inc();
     }
 
+    /// The agent read its config again (SIGHUP): counts it in
+    /// `cutover_config_reloads_total` as `ok`, or `refused` when the old config stays.
     pub fn config_reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "refused" };
         self.inner
@@ -361,6 +371,8 @@ impl Metrics {
             .inc();
     }
 
+    /// `repairs` differences between the desired state and the files or the running proxy
+    /// were repaired: adds them to `cutover_drift_repairs_total`.
     pub fn drift_repaired(&self, repairs: usize) {
         self.inner.drift_repairs.inc_by(repairs as u64);
     }
@@ -371,6 +383,8 @@ impl Metrics {
         self.inner.peers_agreeing.set(agreeing as i64);
     }
 
+    /// Whether the proxy answered the agent's last check: sets `cutover_proxy_up` to 1 or
+    /// 0.
     pub fn proxy_up(&self, up: bool) {
         self.inner.proxy_up.set(i64::from(up));
     }

@@ -43,6 +43,7 @@ impl Notifier {
         send(&states);
     }
 
+    /// The agent is shutting down (`STOPPING=1`, status `stopping`).
     pub fn stopping(&self) {
         send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
     }

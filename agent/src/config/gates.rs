@@ -55,6 +55,7 @@ impl Default for GateConfig {
 }
 
 impl GateConfig {
+    /// [`timeout_ms`](Self::timeout_ms) as a duration: how long one health probe may take.
     pub fn probe_timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
     }
@@ -134,10 +135,12 @@ pub struct WatchConfig {
 }
 
 impl WatchConfig {
+    /// [`window_ms`](Self::window_ms) as a duration: how long the watch lasts.
     pub fn window(&self) -> Duration {
         Duration::from_millis(self.window_ms)
     }
 
+    /// [`interval_ms`](Self::interval_ms) as a duration: the time between two samples.
     pub fn interval(&self) -> Duration {
         Duration::from_millis(self.interval_ms)
     }

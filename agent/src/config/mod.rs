@@ -90,8 +90,11 @@ pub const MAX_ROUTES: usize = 5_000_000;
 pub struct Config {
     /// File it was read from.
     pub source: PathBuf,
+    /// The agent itself (`[agent]`): control socket, state directory, limits, access.
     pub agent: Agent,
+    /// The proxy it drives (`[proxy]`).
     pub proxy: Proxy,
+    /// Where templates come from and the free values they see (`[templates]`).
     pub templates: Templates,
     /// Files rendered from templates, in the order given.
     pub files: Vec<FileSpec>,
@@ -103,6 +106,8 @@ pub struct Config {
     pub metrics: Metrics,
 }
 
+/// The agent's own settings (`[agent]`): its control socket and the limits on it, where
+/// it keeps state, the desired-state file it follows, and who may ask for what.
 #[derive(Debug, Clone)]
 pub struct Agent {
     /// Control socket path. Default [`DEFAULT_SOCKET`].
@@ -136,6 +141,7 @@ pub struct Agent {
 /// Which proxy, and where its parts are.
 #[derive(Debug, Clone)]
 pub struct Proxy {
+    /// Which proxy (`kind`, required); it picks the defaults below.
     pub kind: ProxyKind,
     /// Proxy binary, used for the config check. Default [`DEFAULT_HAPROXY_BINARY`] or
     /// [`DEFAULT_NGINX_BINARY`].
@@ -190,7 +196,9 @@ pub struct NginxSettings {
 /// A listener only this host can reach: a loopback TCP address or a unix socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusAddress {
+    /// A loopback TCP address, e.g. `127.0.0.1:8099` or `[::1]:8099`.
     Tcp(std::net::SocketAddr),
+    /// A unix socket, written `unix:/path`; the path is absolute.
     Unix(PathBuf),
 }
 
@@ -226,10 +234,15 @@ impl fmt::Display for StatusAddress {
     }
 }
 
+/// Which proxy the agent drives (`[proxy] kind`, written in lowercase).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProxyKind {
+    /// HAProxy: maps change at runtime through the admin socket, reloads go through the
+    /// master CLI.
     Haproxy,
+    /// Nginx: every change is a reload (`SIGHUP` to the master), confirmed by its
+    /// generation endpoint.
     Nginx,
 }
 
@@ -252,6 +265,7 @@ impl fmt::Display for ProxyKind {
     }
 }
 
+/// Where the templates are and what they see besides the state (`[templates]`).
 #[derive(Debug, Clone)]
 pub struct Templates {
     /// Shipped templates. Default [`DEFAULT_TEMPLATE_DIR`].
@@ -273,6 +287,8 @@ pub struct FileSpec {
     pub template: String,
     /// Where the file lives.
     pub path: PathBuf,
+    /// Whether the proxy takes it as a map (runtime update where possible) or as config
+    /// (a checked reload). Required.
     pub kind: FileKind,
     /// Whether the template sees the live routing state. A file rendered from the config
     /// alone (`false`) is rendered again only when the config changes.
@@ -319,8 +335,12 @@ pub enum ValueCheck {
     Percent,
 }
 
+/// One service (a `[[services]]` entry): the routes that reach it, its two colours and the
+/// gates of a switch.
 #[derive(Debug, Clone)]
 pub struct Service {
+    /// Unique name the control commands use: 1 to 64 ASCII letters, digits, `_`, `.` or
+    /// `-`.
     pub name: String,
     /// Route keys (e.g. host names) that reach this service.
     pub routes: Vec<String>,
@@ -357,6 +377,7 @@ pub enum Sticky {
     Source(bool),
 }
 
+/// One colour of a service (`blue = { ... }`, `green = { ... }`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ColourSpec {
     /// Proxy backend (HAProxy) that serves this colour.
@@ -365,9 +386,11 @@ pub struct ColourSpec {
     pub servers: Vec<Server>,
 }
 
+/// One server of a colour's backend, as templates that render the full config need it.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
+    /// Server name in the backend: 1 to 64 ASCII letters, digits, `_`, `.` or `-`.
     pub name: String,
     /// `host:port`.
     pub address: String,
@@ -376,13 +399,31 @@ pub struct Server {
 /// A config that cannot be used, with every problem found.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read: missing, not a regular file, larger than
+    /// [`MAX_FILE_BYTES`], or not UTF-8.
     #[error("cannot read {path}: {reason}")]
-    Read { path: PathBuf, reason: String },
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// What went wrong, in words.
+        reason: String,
+    },
+    /// The file is not TOML, or does not match the schema (unknown field, wrong type,
+    /// missing required field).
     #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// The TOML parser's message, with line and column.
+        message: String,
+    },
+    /// The file parsed but its values do not hold together.
     #[error("{path}: {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid {
+        /// The config file.
         path: PathBuf,
+        /// Every problem found, each starting with where it is (e.g.
+        /// `services[0] (web).gate.timeout_ms: ...`).
         problems: Vec<String>,
     },
 }
@@ -416,6 +457,7 @@ impl Config {
         }
     }
 
+    /// The rendered file called `name` in `[[files]]`, if there is one.
     pub fn file(&self, name: &str) -> Option<&FileSpec> {
         self.files.iter().find(|f| f.name == name)
     }

@@ -3,7 +3,8 @@
 //! for a window, roll back when it misbehaves). This module owns the agent's own HTTP
 //! health probes, the pre-warm and the watch's decision logic; the engine calls them. Their
 //! configuration is the config's ([`crate::config::gates`]), and what they read of the
-//! proxy is the proxy's report ([`crate::proxy::report`]).
+//! proxy is what it reports of its backends ([`ServerHealth`],
+//! [`BackendStats`](crate::proxy::BackendStats)).
 
 use crate::config::GateConfig;
 use crate::proxy::ServerHealth;

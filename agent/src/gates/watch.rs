@@ -17,7 +17,11 @@ pub enum Verdict {
     /// The window saw no traffic at all and `no_traffic = "hold"`: an operator decides.
     Held,
     /// Roll back, for this reason.
-    RollBack { reason: String },
+    RollBack {
+        /// How many bad samples came in a row and why the last one was bad, e.g.
+        /// `3 bad samples in a row; last: 5xx rate 12.0% (6 of 50) above 5%`.
+        reason: String,
+    },
 }
 
 /// The watch of one switch.
@@ -46,6 +50,7 @@ impl Watch {
         }
     }
 
+    /// The `[services.watch]` table this watch applies.
     pub fn config(&self) -> &WatchConfig {
         &self.config
     }

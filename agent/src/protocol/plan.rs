@@ -83,9 +83,11 @@ pub struct GateReport {
 /// What a pre-warm saw.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PrewarmReport {
-    /// Requests sent.
+    /// Requests attempted: the configured count, including those the total time left no
+    /// room to send.
     pub sent: u32,
-    /// Requests that failed.
+    /// Requests that failed: not sent in time, no answer within the timeout, a connection
+    /// or protocol error, or a status of 400 or above.
     pub failed: u32,
     /// Failures by kind (`500 on /api`, `no answer within 2000 ms`), with counts.
     pub failures: BTreeMap<String, u32>,
@@ -94,7 +96,8 @@ pub struct PrewarmReport {
 }
 
 impl PrewarmReport {
-    /// Failed requests in percent of those sent (100 when none was sent).
+    /// Failed requests as a share of those attempted, percent (0 to 100); 100 when none
+    /// were attempted, so that an empty pre-warm never passes.
     pub fn failure_percent(&self) -> f64 {
         if self.sent == 0 {
             100.0

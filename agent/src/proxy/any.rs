@@ -15,7 +15,9 @@ use crate::mapfile::MapEntries;
 /// The proxy a config names: one type for the layers above, whatever the kind.
 #[derive(Debug)]
 pub enum AnyProxy {
+    /// `[proxy] kind = "haproxy"`: driven through its admin socket and master CLI.
     Haproxy(haproxy::Haproxy),
+    /// `[proxy] kind = "nginx"`: driven by signals to its master and its status endpoint.
     Nginx(nginx::Nginx),
 }
 

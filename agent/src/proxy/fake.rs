@@ -14,15 +14,22 @@ use crate::proxy::{BackendStats, ServerHealth};
 /// What the fake serves and which failures it injects.
 #[derive(Debug, Default)]
 pub struct FakeState {
+    /// The map entries served, by the path of the file they were loaded from: replaced
+    /// from the files on `reload`, changed in place by `update_map`.
     pub maps: BTreeMap<PathBuf, MapEntries>,
+    /// The backends `backends` reports.
     pub backends: BTreeSet<String>,
+    /// Reloads that succeeded; `epoch` reports it as the reload count.
     pub reloads: u64,
     /// Calls made, in order (`check`, `update_map <path>`, `reload`).
     pub calls: Vec<String>,
     /// The text of every main config handed to `check`, in order.
     pub checked: Vec<String>,
+    /// Makes every `check` fail with this checker output.
     pub fail_check: Option<String>,
+    /// Makes every `update_map` fail as unreachable, with this message; nothing changes.
     pub fail_update: Option<String>,
+    /// Makes every `reload` fail as refused, with this message; nothing is loaded.
     pub fail_reload: Option<String>,
     /// Makes `epoch` and `read_map` fail: the proxy is unreachable.
     pub unreachable: Option<String>,
@@ -36,8 +43,11 @@ pub struct FakeState {
     pub stats: BTreeMap<String, BackendStats>,
 }
 
+/// The in-memory proxy. Clones share one [`FakeState`], so a test keeps a clone to inject
+/// failures and read the calls while the code under test owns another.
 #[derive(Debug, Clone)]
 pub struct FakeProxy {
+    /// What it serves and injects; locked by [`FakeProxy::state`].
     pub inner: Arc<Mutex<FakeState>>,
     /// Map files loaded on `reload`.
     pub map_files: Vec<PathBuf>,
@@ -75,6 +85,8 @@ impl FakeProxy {
         f
     }
 
+    /// Locks the shared state, to read it or set failures. Panics if a holder of the lock
+    /// panicked (a failed test).
     pub fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {
         self.inner.lock().expect("fake proxy lock")
     }

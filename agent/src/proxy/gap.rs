@@ -13,6 +13,7 @@ pub struct ReloadGap {
 }
 
 impl ReloadGap {
+    /// A gap of `min` (zero: no gap); the first reload never waits.
     pub fn new(min: Duration) -> ReloadGap {
         ReloadGap {
             min,

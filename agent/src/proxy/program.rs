@@ -9,9 +9,13 @@ use super::ProxyError;
 /// What a checker or other helper program printed, and how it ended.
 #[derive(Debug)]
 pub struct ProgramOutput {
+    /// How the program exited.
     pub status: std::process::ExitStatus,
+    /// Its standard output, decoded as UTF-8 (invalid bytes replaced).
     pub stdout: String,
+    /// Its standard error, decoded as UTF-8 (invalid bytes replaced).
     pub stderr: String,
+    /// Wall-clock time from start to exit.
     pub elapsed: Duration,
 }
 

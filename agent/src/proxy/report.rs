@@ -35,9 +35,11 @@ pub enum MapMechanism {
 /// What one runtime map update did.
 #[derive(Debug, Clone, Serialize)]
 pub struct MapUpdate {
+    /// How the keys were sent: per key, or in one versioned transaction.
     pub mechanism: MapMechanism,
     /// Keys added, changed or removed.
     pub edits: usize,
+    /// Wall time the update took; serialized as milliseconds.
     #[serde(with = "millis")]
     pub elapsed: Duration,
 }
@@ -80,6 +82,8 @@ pub mod millis {
     use serde::Serializer;
     use std::time::Duration;
 
+    /// Writes `d` as a float of milliseconds, rounded to the microsecond (`1.5` for
+    /// 1500 µs); for `#[serde(with = "millis")]`.
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
     }
@@ -90,6 +94,8 @@ pub mod millis_opt {
     use serde::Serializer;
     use std::time::Duration;
 
+    /// Writes `Some(d)` as [`millis::serialize`](super::millis::serialize) does and `None`
+    /// as null; for `#[serde(with = "millis_opt")]`.
     pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => super::millis::serialize(d, s),

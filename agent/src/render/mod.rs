@@ -38,18 +38,43 @@ pub const MAX_TEMPLATE_BYTES: u64 = 1024 * 1024;
 /// Most template files loaded from one directory tree.
 pub const MAX_TEMPLATES: usize = 1000;
 
+/// Why templates could not be loaded or a file could not be rendered. Every variant names
+/// the directory or template; Tera's errors are flattened into `reason` with their causes.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
+    /// A template directory could not be walked, or holds too many or too large files
+    /// ([`MAX_TEMPLATES`], [`MAX_TEMPLATE_BYTES`]).
     #[error("cannot load templates from {dir}: {reason}")]
-    Load { dir: PathBuf, reason: String },
+    Load {
+        /// The template directory (shipped or override).
+        dir: PathBuf,
+        /// What went wrong, with the entry concerned.
+        reason: String,
+    },
+    /// A template could not be read, or Tera refused its syntax.
     #[error("template {template}: {reason}")]
-    Parse { template: String, reason: String },
+    Parse {
+        /// The template's file path, or `(templates)` when Tera refused the set as a whole.
+        template: String,
+        /// The read error, or Tera's error chain.
+        reason: String,
+    },
+    /// A `[[files]]` entry names a template that neither directory has.
     #[error("template {template:?} for file {file:?} is in neither template directory")]
-    Missing { template: String, file: String },
+    Missing {
+        /// The template path, relative to the template directories.
+        template: String,
+        /// The name of the `[[files]]` entry that asks for it.
+        file: String,
+    },
+    /// Rendering failed, e.g. on an undefined variable.
     #[error("rendering {template} for file {file:?}: {reason}")]
     Render {
+        /// The template path, relative to the template directories.
         template: String,
+        /// The name of the `[[files]]` entry being rendered.
         file: String,
+        /// Tera's error chain.
         reason: String,
     },
 }

@@ -11,6 +11,7 @@ use crate::proxy::{Cause, ProxyError};
 #[derive(Debug, thiserror::Error)]
 #[error("map path {} is not UTF-8", path.display())]
 pub struct MapPathNotUtf8 {
+    /// The map's file path, as configured.
     pub path: PathBuf,
 }
 

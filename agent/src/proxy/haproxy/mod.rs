@@ -51,6 +51,8 @@ pub struct Haproxy {
 }
 
 impl Haproxy {
+    /// The HAProxy of a validated `[proxy]` section (no I/O yet). Panics if the admin or
+    /// master socket is missing, which validation refuses for `kind = "haproxy"`.
     pub fn new(proxy: &config::Proxy) -> Haproxy {
         let admin = proxy.admin_socket.clone().expect("validated: admin socket");
         let master = proxy
@@ -66,10 +68,12 @@ impl Haproxy {
         }
     }
 
+    /// The admin-socket client, with the configured command timeout.
     pub fn admin(&self) -> &AdminClient {
         &self.admin
     }
 
+    /// The master-CLI client, with the configured command timeout.
     pub fn master(&self) -> &MasterClient {
         &self.master
     }

@@ -209,6 +209,8 @@ impl Listener {
         })
     }
 
+    /// The socket path Nginx sends its access-log lines to; removed when the listener is
+    /// dropped.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -15,17 +15,27 @@ pub const MAX_READ: u64 = 1024 * 1024;
 /// Nginx's log levels, least severe first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
+    /// `[debug]`: tracing, written only by a debug build of Nginx.
     Debug,
+    /// `[info]`: routine events, e.g. a client closing its connection.
     Info,
+    /// `[notice]`: process events: signals received, workers started and exited.
     Notice,
+    /// `[warn]`: a problem Nginx works around; the checker still passes the config.
     Warn,
+    /// `[error]`: an error of one request or connection, e.g. an upstream refused it.
     Error,
+    /// `[crit]`: a serious failure, e.g. a file that cannot be opened (fatal for a config).
     Crit,
+    /// `[alert]`: a failure of a process itself, e.g. a worker that died (fatal for a config).
     Alert,
+    /// `[emerg]`: the config cannot be used (syntax, unknown directive, bind failure).
     Emerg,
 }
 
 impl Level {
+    /// The level named by the word between the brackets (`warn`, `emerg`, ...); `None` for
+    /// any other word.
     pub fn parse(s: &str) -> Option<Level> {
         Some(match s {
             "debug" => Level::Debug,
@@ -40,6 +50,7 @@ impl Level {
         })
     }
 
+    /// The word Nginx writes between the brackets.
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Debug => "debug",
@@ -62,9 +73,11 @@ impl Level {
 /// One parsed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
+    /// Severity, from the bracketed word.
     pub level: Level,
     /// Process that logged it (absent in the `nginx: [level] ...` form).
     pub pid: Option<u32>,
+    /// The text after the level (and after `PID#TID: `), without the line end.
     pub message: String,
 }
 

@@ -17,6 +17,7 @@ const MAX_PID_FILE: u64 = 64;
 /// What one Nginx process is, from its title.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
+    /// The master (`nginx: master process ...`): reads the config, starts the workers.
     Master,
     /// A worker that accepts connections.
     Worker,
@@ -61,21 +62,44 @@ pub struct NotAPid {
 pub enum PidFileError {
     /// The pid file cannot be read (missing: Nginx is not running).
     #[error("pid file {}: {source}", path.display())]
-    Read { path: PathBuf, source: io::Error },
+    Read {
+        /// The configured pid file.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: io::Error,
+    },
     /// The pid file is larger than any pid.
     #[error("pid file {} is {len} bytes, not a pid", path.display())]
-    TooLarge { path: PathBuf, len: u64 },
+    TooLarge {
+        /// The configured pid file.
+        path: PathBuf,
+        /// Its size, in bytes (the limit is 64).
+        len: u64,
+    },
     /// The pid file does not hold a process id.
     #[error("pid file {}: {source}", path.display())]
-    NotAPid { path: PathBuf, source: NotAPid },
+    NotAPid {
+        /// The configured pid file.
+        path: PathBuf,
+        /// The text it holds instead.
+        source: NotAPid,
+    },
     /// No process has the pid the file names.
     #[error("pid file {} names pid {pid}, which is not running", path.display())]
-    NotRunning { path: PathBuf, pid: u32 },
+    NotRunning {
+        /// The configured pid file.
+        path: PathBuf,
+        /// The pid it names.
+        pid: u32,
+    },
     /// The process the pid file names is not an Nginx master (`title` is its title).
     #[error("pid file {} names pid {pid}, which is not an nginx master ({title:?})", path.display())]
     NotAMaster {
+        /// The configured pid file.
         path: PathBuf,
+        /// The pid it names.
         pid: u32,
+        /// That process's title, from `/proc/<pid>/cmdline`.
         title: String,
     },
 }
@@ -200,7 +224,9 @@ pub struct Children {
 #[derive(Debug, thiserror::Error)]
 #[error("nginx master {master}: {source}")]
 pub struct ChildrenError {
+    /// The master's pid.
     pub master: u32,
+    /// The error reading `/proc` for its children.
     pub source: io::Error,
 }
 

@@ -21,19 +21,25 @@ pub enum StatusError {
     /// Nothing answered within the timeout.
     #[error("{addr}: no answer within {timeout:?}")]
     Timeout {
+        /// The endpoint's listener (`proxy.nginx.status`).
         addr: StatusAddress,
+        /// How long the whole exchange was given.
         timeout: Duration,
     },
     /// Connecting, sending or reading failed.
     #[error("{addr}: {source}")]
     Io {
+        /// The endpoint's listener (`proxy.nginx.status`).
         addr: StatusAddress,
+        /// The error of the connect, write or read.
         source: io::Error,
     },
     /// The endpoint answered something else than a generation.
     #[error("{addr}{GENERATION_PATH}: {source}")]
     Reply {
+        /// The endpoint's listener (`proxy.nginx.status`).
         addr: StatusAddress,
+        /// What was wrong with the reply.
         source: BadReply,
     },
 }

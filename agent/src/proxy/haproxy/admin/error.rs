@@ -15,38 +15,56 @@ pub enum AdminError {
     /// An argument that the CLI would misread; nothing was sent.
     #[error("haproxy admin {}: `{command}`: invalid {what} {value:?}: {reason}", path.display())]
     InvalidArgument {
+        /// The admin socket.
         path: PathBuf,
+        /// The command's first two words, e.g. `set map` (the rest may embed the value).
         command: String,
+        /// Which argument: `map`, `key`, `value`, ...
         what: &'static str,
+        /// The argument as given, clipped to a bounded length.
         value: String,
+        /// Why the CLI would misread it, e.g. a space or a `;` in a key.
         reason: &'static str,
     },
     /// The socket could not be reached.
     #[error("haproxy admin {}: `{command}`: cannot connect: {source}", path.display())]
     Connect {
+        /// The admin socket.
         path: PathBuf,
+        /// The command line (never its payload).
         command: String,
+        /// The connect error (missing socket, connection refused, permission denied).
         source: io::Error,
     },
     /// Writing the command or reading the reply failed.
     #[error("haproxy admin {}: `{command}`: {source}", path.display())]
     Io {
+        /// The admin socket.
         path: PathBuf,
+        /// The command line (never its payload).
         command: String,
+        /// The error of the write or read.
         source: io::Error,
     },
     /// HAProxy stayed silent for longer than the client's timeout.
     #[error("haproxy admin {}: `{command}`: no progress within {timeout:?}", path.display())]
     Timeout {
+        /// The admin socket.
         path: PathBuf,
+        /// The command line (never its payload).
         command: String,
+        /// The client's timeout without progress (default
+        /// [`DEFAULT_TIMEOUT`](super::DEFAULT_TIMEOUT), 5 seconds).
         timeout: Duration,
     },
     /// HAProxy answered with an error text.
     #[error("haproxy admin {}: `{command}`: HAProxy refused it: {reply}", path.display())]
     Refused {
+        /// The admin socket.
         path: PathBuf,
+        /// The command line (never its payload).
         command: String,
+        /// HAProxy's error text, trimmed and clipped to a bounded length.
         reply: String,
     },
     /// A command with payload got zero bytes back or a reset: HAProxy dropped it, usually
@@ -57,27 +75,41 @@ pub enum AdminError {
         path.display()
     )]
     PayloadDropped {
+        /// The admin socket.
         path: PathBuf,
+        /// The command line (never its payload).
         command: String,
+        /// Size of the payload sent after the command line, in bytes.
         payload_bytes: usize,
     },
     /// A reply in a format this client does not understand.
     #[error("haproxy admin {}: `{command}`: {source}", path.display())]
     UnexpectedReply {
+        /// The admin socket.
         path: PathBuf,
+        /// The command line (never its payload).
         command: String,
+        /// What was wrong with the reply.
         source: ReplyError,
     },
     /// A reply larger than [`MAX_REPLY_BYTES`](super::MAX_REPLY_BYTES).
     #[error("haproxy admin {}: `{command}`: reply exceeds {limit} bytes", path.display())]
     ReplyTooLarge {
+        /// The admin socket.
         path: PathBuf,
+        /// The command line (never its payload).
         command: String,
+        /// The largest reply accepted, in bytes.
         limit: usize,
     },
     /// `show map` does not list the map (it must be named as in the configuration).
     #[error("haproxy admin {}: map {map} is not loaded (not listed by `show map`)", path.display())]
-    MapNotFound { path: PathBuf, map: String },
+    MapNotFound {
+        /// The admin socket.
+        path: PathBuf,
+        /// The map's file path, as named on the CLI.
+        map: String,
+    },
     /// One map entry alone does not fit in a payload chunk; nothing was sent.
     #[error(
         "haproxy admin {}: replace map {map}: entry #{index} ({bytes} bytes with the command) \
@@ -85,10 +117,16 @@ pub enum AdminError {
         path.display()
     )]
     EntryTooLong {
+        /// The admin socket.
         path: PathBuf,
+        /// The map's file path, as named on the CLI.
         map: String,
+        /// Position of the entry in the map, from 0.
         index: usize,
+        /// Size of the chunk holding only that entry, command line included, in bytes.
         bytes: usize,
+        /// The client's chunk limit, in bytes (default
+        /// [`MAX_CHUNK_BYTES`](super::MAX_CHUNK_BYTES), 8 KiB).
         limit: usize,
     },
     /// After filling a prepared version, HAProxy holds a different number of entries than
@@ -99,10 +137,16 @@ pub enum AdminError {
         path.display()
     )]
     EntryCountMismatch {
+        /// The admin socket.
         path: PathBuf,
+        /// The map's file path, as named on the CLI.
         map: String,
+        /// The prepared version that was filled and left uncommitted.
         version: u64,
+        /// Entries sent.
         expected: u64,
+        /// Entries the map gained while the version was filled, by HAProxy's count (may
+        /// be negative if entries went away meanwhile).
         found: i128,
     },
 }

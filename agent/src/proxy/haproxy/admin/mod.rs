@@ -1,7 +1,7 @@
 //! Async client for the HAProxy admin (stats) socket: map entries, versioned map
 //! replacement, server weight and state.
 //!
-//! Every command uses its own connection ([`super::oneshot`]): write `<command>\n` (plus
+//! Every command uses its own connection (`oneshot`): write `<command>\n` (plus
 //! payload), half-close, read the reply to EOF. Arguments are validated before anything is
 //! sent (`args`), because the CLI splits on spaces and treats `;`, `\`, `#` and quotes
 //! specially. The commands are grouped by what they act on: [`maps`] (listing, reading and

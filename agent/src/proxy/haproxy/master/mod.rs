@@ -31,36 +31,51 @@ pub enum MasterError {
     /// The socket could not be reached. For `reload`, the reload was NOT sent.
     #[error("haproxy master {}: `{command}`: cannot connect: {source}", path.display())]
     Connect {
+        /// The master CLI socket.
         path: PathBuf,
+        /// The command line sent.
         command: String,
+        /// The connect error (missing socket, connection refused, permission denied).
         source: std::io::Error,
     },
     /// Writing the command or reading the reply failed.
     #[error("haproxy master {}: `{command}`: {source}", path.display())]
     Io {
+        /// The master CLI socket.
         path: PathBuf,
+        /// The command line sent.
         command: String,
+        /// The error of the write or read.
         source: std::io::Error,
     },
     /// The master stayed silent for longer than the client's timeout.
     #[error("haproxy master {}: `{command}`: no progress within {timeout:?}", path.display())]
     Timeout {
+        /// The master CLI socket.
         path: PathBuf,
+        /// The command line sent.
         command: String,
+        /// The client's timeout without progress (default [`DEFAULT_TIMEOUT`], 5 seconds).
         timeout: Duration,
     },
     /// A reply above [`MAX_REPLY_BYTES`].
     #[error("haproxy master {}: `{command}`: reply exceeds {limit} bytes", path.display())]
     ReplyTooLarge {
+        /// The master CLI socket.
         path: PathBuf,
+        /// The command line sent.
         command: String,
+        /// The largest reply accepted, in bytes ([`MAX_REPLY_BYTES`]).
         limit: usize,
     },
     /// A reply this client does not understand, or an error text of the master.
     #[error("haproxy master {}: `{command}`: {source}", path.display())]
     UnexpectedReply {
+        /// The master CLI socket.
         path: PathBuf,
+        /// The command line sent.
         command: String,
+        /// What was wrong with the reply, or the master's error text.
         source: ReplyError,
     },
     /// The master tried to reload and failed (bad configuration, worker did not start): the
@@ -72,6 +87,7 @@ pub enum MasterError {
         reply.as_deref().map(|r| format!("; HAProxy said: {}", r.trim())).unwrap_or_default()
     )]
     ReloadFailed {
+        /// The master CLI socket.
         path: PathBuf,
         /// The process table read after the failure.
         table: ProcTable,
@@ -84,7 +100,9 @@ pub enum MasterError {
         path.display()
     )]
     ReloadUnconfirmed {
+        /// The master CLI socket.
         path: PathBuf,
+        /// How long the client waited for the outcome after sending the reload.
         waited: Duration,
         /// The last process table (debug form) or error seen while polling.
         last: String,
