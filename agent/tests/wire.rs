@@ -2,6 +2,8 @@
 //! `op` JSON the journal and the peer `prepare` message carry, and a sample reply per verb
 //! read back into the type the command line's printer reads it as. A change to any of these
 //! strings breaks clients, peers or journals of other versions.
+// Test code: an `unwrap()` that fails is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

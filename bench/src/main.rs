@@ -31,6 +31,7 @@ use crate::suite::Kind;
 /// What one run does.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// `short` or `full`: names the results file and the report.
     pub name: &'static str,
     /// Switches per method in the flip comparison: HAProxy, Nginx (every Nginx switch is
     /// a reload, several times slower).

@@ -16,6 +16,8 @@
 //! kept-alive connection, and the requests that failed. Results go to stdout as a table.
 //! The service does not drain the colour that lost its traffic (`drain_after_switch =
 //! false`), so both methods change the same thing: the services map.
+// Test code: an `unwrap()` that fails is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

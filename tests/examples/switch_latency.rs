@@ -3,6 +3,8 @@
 //! service with 2 routes and one with 100,000 routes.
 //!
 //! `cargo run --release -p cutover-tests --example switch_latency [N]` (default N = 30).
+// Test code: an `unwrap()` that fails is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -25,7 +25,9 @@ pub fn certificates(dir: &Path) {
     }
 }
 
+/// Three agents on three HAProxy instances, peers of each other over mutual TLS.
 pub struct Cluster {
+    /// The hosts lb1..lb3, in order.
     pub hosts: Vec<Setup>,
     /// Peer listener port of each host.
     pub ports: Vec<u16>,

@@ -116,7 +116,9 @@ fn run(program: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
 /// Who to run a program as.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// The user id.
     pub uid: u32,
+    /// The primary group id.
     pub gid: u32,
     /// Supplementary groups.
     pub groups: Vec<u32>,

@@ -17,6 +17,8 @@
 //! the agent running as a process, over either proxy), [`scenarios`] (what the tests of both
 //! proxies run alike) and [`host`] (host-level faults and measures: a small tmpfs, running
 //! as another user, a process's fds and memory).
+// The harness runs only inside tests: an `unwrap()` that fails is a failed test.
+#![allow(clippy::unwrap_used)]
 
 pub mod agent;
 pub mod backend;

@@ -4,6 +4,8 @@
 //! `allow_*` may switch, those in `read_*` may only read, anyone else in the socket's group
 //! is refused by name, and anyone outside it cannot connect. Every refusal and every
 //! mutation is in the journal with the uid and pid. SIGHUP changes the lists.
+// Test code: an `unwrap()` that fails is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;

@@ -2,6 +2,8 @@
 //! template Nginx refuses, a reload that passes `nginx -t` but fails in the master, a
 //! 100k-route service, a burst of switches coalesced into few reloads, and drift repair.
 //! What both proxies do alike is written once in [`cutover_tests::scenarios::agent`].
+// Test code: an `unwrap()` that fails is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

@@ -10,6 +10,8 @@
 //!
 //! The moments come from a small seeded generator; the seed is printed and can be set with
 //! `CUTOVER_CRASH_SEED` to replay a run. `CUTOVER_CRASH_KILLS` raises the number of kills.
+// Test code: an `unwrap()` that fails is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -4,6 +4,8 @@
 //! up, reports the fault in `status` and the journal, changes nothing partially (the live
 //! files are byte-identical and HAProxy serves what it served), and once the fault goes away
 //! it recovers by itself: runtime, files and state agree again without any command.
+// Test code: an `unwrap()` that fails is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 

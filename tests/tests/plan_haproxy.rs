@@ -1,4 +1,6 @@
 //! Plans, declarative state, sticky canaries and pre-warm against real HAProxy.
+// Test code: an `unwrap()` that fails is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! Safe switches against real Nginx: the pre-switch gate (HTTP probes), the post-switch watch
 //! fed by access-log lines that rolls back by itself, canary shares through `split_clients`,
 //! sticky canaries, drain, and preview routes. Every change here is a confirmed reload.
+// Test code: an `unwrap()` that fails is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 

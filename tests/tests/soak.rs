@@ -5,6 +5,8 @@
 //! descriptors and resident memory are measured after a warm-up and again after the run
 //! (once it has settled), and must not grow beyond [`FD_TOLERANCE`] and
 //! [`RSS_TOLERANCE_KIB`]; the figures are printed.
+// Test code: an `unwrap()` that fails is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

@@ -71,17 +71,23 @@ impl Default for SetupOptions {
 
 /// The proxy of a [`Setup`].
 pub enum SetupProxy {
+    /// A HAProxy in master-worker mode with its admin and master sockets.
     Haproxy(Haproxy),
+    /// An Nginx master with its workers.
     Nginx(Nginx),
 }
 
 /// Origins, the proxy and (once started) the agent.
 pub struct Setup {
+    /// The origin behind the blue backends (answers `blue`).
     pub blue: Backend,
+    /// The origin behind the green backends (answers `green`).
     pub green: Backend,
+    /// The proxy in front of them.
     pub proxy: SetupProxy,
     /// The cutover config file (inside the proxy's instance directory).
     pub config: PathBuf,
+    /// What the setup was built with.
     pub options: SetupOptions,
     agent: Option<Agent>,
 }
@@ -219,10 +225,12 @@ impl Setup {
         self.dir().join(name)
     }
 
+    /// The services map the agent manages.
     pub fn services_map(&self) -> PathBuf {
         self.file("maps/services.map")
     }
 
+    /// The routes map the agent manages.
     pub fn routes_map(&self) -> PathBuf {
         self.file("maps/routes.map")
     }

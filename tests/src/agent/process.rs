@@ -20,7 +20,9 @@ pub const AGENT_START: Duration = Duration::from_secs(15);
 /// A running `cutover agent`.
 pub struct Agent {
     child: Child,
+    /// Its control socket.
     pub socket: PathBuf,
+    /// Its log file (stdout and stderr).
     pub log: PathBuf,
 }
 
@@ -97,6 +99,7 @@ impl Setup {
         self.agent.as_ref().expect("just set")
     }
 
+    /// The running agent; panics when it was not started.
     pub fn agent(&self) -> &Agent {
         self.agent.as_ref().expect("agent started")
     }

@@ -8,12 +8,15 @@
 //! byte-identical afterwards, with the agent still serving.
 //!
 //! `requests.rs` holds the socket cases, `configs.rs` the config cases.
+// Test code: an `unwrap()` that fails is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use cutover_tests::agent::Setup;
 
 mod configs;
 mod requests;
 
+/// The Host header of the requests these tests send through the proxy.
 pub const HOST: &str = "www.example.test";
 
 /// Bytes of every file that must not change.
