@@ -1,5 +1,5 @@
-//! The control protocol: JSON lines over the unix socket, shared by the agent, the CLI and
-//! (later) peer agents.
+//! The control protocol: JSON lines over the unix socket and the peer listener, shared by
+//! the agent, the CLI and peer agents. Every request and reply type is declared here once.
 //!
 //! A request is one JSON object on one line: `{"v": 1, "cmd": "<verb>", ...arguments}`.
 //! Every reply is one JSON object on one line: `{"status": "ok" | "progress" | "error",
