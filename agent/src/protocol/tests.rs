@@ -248,3 +248,26 @@ fn request_verbs_are_command_verbs() {
         );
     }
 }
+
+/// An unknown colour is refused when the request is decoded, before the engine: the dry run
+/// and the real change get the same refusal, for every verb that names a colour.
+#[test]
+fn an_unknown_colour_is_refused_alike_with_and_without_dry_run() {
+    let lines = [
+        r#""cmd":"switch","service":"web","colour":"red""#,
+        r#""cmd":"canary","service":"web","colour":"red","percent":10"#,
+        r#""cmd":"drain","service":"web","colour":"red""#,
+        r#""cmd":"undrain","service":"web","colour":"red""#,
+        r#""cmd":"apply","services":{"web":{"live":"red"}}"#,
+    ];
+    for fields in lines {
+        let verdict = |dry_run: bool| {
+            decode(&format!("{{{fields},\"dry_run\":{dry_run}}}"))
+                .unwrap_err()
+                .to_string()
+        };
+        let (planned, real) = (verdict(true), verdict(false));
+        assert_eq!(planned, real, "{fields}");
+        assert!(real.contains("unknown variant `red`"), "{fields}: {real}");
+    }
+}
