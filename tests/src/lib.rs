@@ -61,10 +61,17 @@ pub fn workspace_root() -> &'static Path {
 /// (`$CARGO` if set, as it is under `cargo test`, else `cargo`), with `--release` when
 /// this harness itself is an optimized build (e.g. a measuring example run with
 /// `--release`). The path is taken from the `compiler-artifact` message of that build.
-/// Panics with cargo's output if the build fails.
+/// Panics with cargo's output if the build fails. `CUTOVER_BINARY=<path>` uses that
+/// executable instead (another build, or an installed package), e.g. to compare two builds
+/// with the benchmark.
 pub fn cutover_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(build_cutover).clone()
+    BINARY
+        .get_or_init(|| match std::env::var_os("CUTOVER_BINARY") {
+            Some(path) => PathBuf::from(path),
+            None => build_cutover(),
+        })
+        .clone()
 }
 
 fn build_cutover() -> PathBuf {
