@@ -1,5 +1,7 @@
 //! Tests of loading and validating configs.
 
+use std::time::Duration;
+
 use super::*;
 
 const GOOD: &str = r#"
