@@ -66,7 +66,7 @@ pub async fn run(config: &Config) -> Result<CheckOutcome, Vec<String>> {
                 .parse(&text)
                 .map_err(|e| e.to_string())
                 .and_then(|entries| {
-                    f.check_entries(&entries)?;
+                    f.check_entries(&entries).map_err(|e| e.to_string())?;
                     Ok(entries)
                 }) {
                 Err(e) => problems.push(format!("file {} (template {}): {e}", f.name, f.template)),

@@ -45,16 +45,25 @@ pub struct FileSpec {
     pub allow_empty: bool,
 }
 
+/// A map rendered no entries and its `[[files]]` entry does not allow that.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "map {file} renders no entries; an empty map looks valid and routes nothing \
+     (set allow_empty = true on this [[files]] entry if that is intended)"
+)]
+pub struct EmptyMapError {
+    /// The name of the `[[files]]` entry.
+    pub file: String,
+}
+
 impl FileSpec {
     /// Refuses the rendered entries of this map when they are empty and the file does not
     /// allow that.
-    pub fn check_entries(&self, entries: &crate::mapfile::MapEntries) -> Result<(), String> {
+    pub fn check_entries(&self, entries: &crate::mapfile::MapEntries) -> Result<(), EmptyMapError> {
         if entries.is_empty() && self.kind == FileKind::Map && !self.allow_empty {
-            return Err(format!(
-                "map {} renders no entries; an empty map looks valid and routes nothing \
-                 (set allow_empty = true on this [[files]] entry if that is intended)",
-                self.name
-            ));
+            return Err(EmptyMapError {
+                file: self.name.clone(),
+            });
         }
         Ok(())
     }

@@ -30,11 +30,11 @@ pub use agent::{
     DEFAULT_STATE_DIR,
 };
 pub use cluster::{ClusterConfig, PeerSpec, TlsFiles};
-pub use files::{FileKind, FileSpec, Templates, ValueCheck, DEFAULT_TEMPLATE_DIR};
+pub use files::{EmptyMapError, FileKind, FileSpec, Templates, ValueCheck, DEFAULT_TEMPLATE_DIR};
 pub use gates::{GateConfig, NoTraffic, PrewarmConfig, WatchConfig};
 pub use metrics::{Metrics, SUGGESTED_METRICS_LISTEN};
 pub use proxy::{
-    NginxSettings, Proxy, ProxyKind, StatusAddress, DEFAULT_COMMAND_TIMEOUT_MS,
+    NginxSettings, Proxy, ProxyKind, StatusAddress, StatusAddressError, DEFAULT_COMMAND_TIMEOUT_MS,
     DEFAULT_HAPROXY_BINARY, DEFAULT_HAPROXY_CONFIG, DEFAULT_HAPROXY_MIN_RELOAD_GAP_MS,
     DEFAULT_MAP_DIR, DEFAULT_NGINX_ACCESS_LOG_SOCKET, DEFAULT_NGINX_BINARY, DEFAULT_NGINX_CONFIG,
     DEFAULT_NGINX_ERROR_LOG, DEFAULT_NGINX_MAP_DIR, DEFAULT_NGINX_MIN_RELOAD_GAP_MS,

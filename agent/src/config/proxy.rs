@@ -108,23 +108,37 @@ pub enum StatusAddress {
     Unix(PathBuf),
 }
 
+/// Why a status address was refused; each variant carries the text as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatusAddressError {
+    /// `unix:` followed by a relative path.
+    #[error("{0:?}: a unix socket path must be absolute")]
+    RelativeUnixPath(String),
+    /// Neither `ip:port` nor `unix:/path`.
+    #[error("{0:?} is neither ip:port nor unix:/path")]
+    Unparsable(String),
+    /// A TCP address other hosts could reach.
+    #[error(
+        "{0:?} is not a loopback address; the status listener must not be reachable from other hosts"
+    )]
+    NotLoopback(String),
+}
+
 impl StatusAddress {
     /// Parses `127.0.0.1:8099`, `[::1]:8099` or `unix:/path`; TCP must be loopback.
-    pub fn parse(s: &str) -> Result<StatusAddress, String> {
+    pub fn parse(s: &str) -> Result<StatusAddress, StatusAddressError> {
         if let Some(path) = s.strip_prefix("unix:") {
             let path = PathBuf::from(path);
             if !path.is_absolute() {
-                return Err(format!("{s:?}: a unix socket path must be absolute"));
+                return Err(StatusAddressError::RelativeUnixPath(s.to_owned()));
             }
             return Ok(StatusAddress::Unix(path));
         }
         let addr: std::net::SocketAddr = s
             .parse()
-            .map_err(|_| format!("{s:?} is neither ip:port nor unix:/path"))?;
+            .map_err(|_| StatusAddressError::Unparsable(s.to_owned()))?;
         if !addr.ip().is_loopback() {
-            return Err(format!(
-                "{s:?} is not a loopback address; the status listener must not be reachable from other hosts"
-            ));
+            return Err(StatusAddressError::NotLoopback(s.to_owned()));
         }
         Ok(StatusAddress::Tcp(addr))
     }
