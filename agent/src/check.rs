@@ -43,7 +43,7 @@ pub async fn run(config: &Config) -> Result<CheckOutcome, Vec<String>> {
         .prefix("cutover-check-")
         .tempdir()
         .map_err(|e| vec![format!("cannot create a staging directory: {e}")])?;
-    let paths = staging_paths(config, staging.path()).map_err(|e| vec![e])?;
+    let paths = staging_paths(config, staging.path()).map_err(|e| vec![e.to_string()])?;
     let backends: BTreeSet<&str> = config
         .services
         .values()
@@ -66,7 +66,7 @@ pub async fn run(config: &Config) -> Result<CheckOutcome, Vec<String>> {
                 .parse(&text)
                 .map_err(|e| e.to_string())
                 .and_then(|entries| {
-                    f.check_entries(&entries)?;
+                    f.check_entries(&entries).map_err(|e| e.to_string())?;
                     Ok(entries)
                 }) {
                 Err(e) => problems.push(format!("file {} (template {}): {e}", f.name, f.template)),
@@ -123,12 +123,39 @@ pub async fn run(config: &Config) -> Result<CheckOutcome, Vec<String>> {
     }
 }
 
+/// Why the staging directory could not be laid out.
+#[derive(Debug, thiserror::Error)]
+enum StagingError {
+    /// Creating the directory of the managed files failed.
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Linking an entry of the live config's directory failed.
+    #[error("cannot link {}: {source}", path.display())]
+    Link {
+        /// The link that was to be made.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// Where each managed file is staged in `staging`, after linking the other entries of the
 /// live config's directory there.
-fn staging_paths(config: &Config, staging: &Path) -> Result<BTreeMap<String, PathBuf>, String> {
+fn staging_paths(
+    config: &Config,
+    staging: &Path,
+) -> Result<BTreeMap<String, PathBuf>, StagingError> {
     let main_name = config.proxy.config.file_name().unwrap_or_default();
     let files = staging.join(".cutover");
-    std::fs::create_dir(&files).map_err(|e| format!("cannot create {}: {e}", files.display()))?;
+    std::fs::create_dir(&files).map_err(|source| StagingError::CreateDir {
+        path: files.clone(),
+        source,
+    })?;
     if let Some(live_dir) = config.proxy.config.parent() {
         if let Ok(entries) = std::fs::read_dir(live_dir) {
             for entry in entries.flatten() {
@@ -138,7 +165,7 @@ fn staging_paths(config: &Config, staging: &Path) -> Result<BTreeMap<String, Pat
                 }
                 let link = staging.join(&name);
                 std::os::unix::fs::symlink(entry.path(), &link)
-                    .map_err(|e| format!("cannot link {}: {e}", link.display()))?;
+                    .map_err(|source| StagingError::Link { path: link, source })?;
             }
         }
     }

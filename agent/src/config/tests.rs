@@ -1,5 +1,7 @@
 //! Tests of loading and validating configs.
 
+use std::time::Duration;
+
 use super::*;
 
 const GOOD: &str = r#"
@@ -284,7 +286,12 @@ fn control_characters_in_paths_and_template_values_are_refused() {
 fn empty_maps_need_explicit_permission() {
     let c = load(GOOD).unwrap();
     let empty = crate::mapfile::MapEntries::new();
-    let e = c.file("routes").unwrap().check_entries(&empty).unwrap_err();
+    let e = c
+        .file("routes")
+        .unwrap()
+        .check_entries(&empty)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("map routes renders no entries"), "{e}");
     assert!(c.file("services").unwrap().check_entries(&empty).is_err());
     let allowed = load(&GOOD.replace(
@@ -322,4 +329,30 @@ fn access_lists() {
     assert!(e.to_string().contains("allow_uids"), "{e}");
     let e = load(&GOOD.replace("[agent]", "[agent]\nsocket_group = \"a b\"")).unwrap_err();
     assert!(e.to_string().contains("agent.socket_group"), "{e}");
+}
+
+#[test]
+fn status_addresses_and_empty_maps_are_refused_in_the_same_words() {
+    let e = |s: &str| StatusAddress::parse(s).unwrap_err().to_string();
+    assert_eq!(
+        e("unix:run/s.sock"),
+        "\"unix:run/s.sock\": a unix socket path must be absolute"
+    );
+    assert_eq!(
+        e("nowhere"),
+        "\"nowhere\" is neither ip:port nor unix:/path"
+    );
+    assert_eq!(
+        e("10.0.0.1:8099"),
+        "\"10.0.0.1:8099\" is not a loopback address; the status listener must not be \
+         reachable from other hosts"
+    );
+    let empty = EmptyMapError {
+        file: "routes".into(),
+    };
+    assert_eq!(
+        empty.to_string(),
+        "map routes renders no entries; an empty map looks valid and routes nothing (set \
+         allow_empty = true on this [[files]] entry if that is intended)"
+    );
 }

@@ -23,20 +23,19 @@
 //! - `vars`: the free values of `[templates.vars]` in the agent config.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use tera::{Context, Tera, Value};
+use tera::Tera;
 
 use crate::config::{Config, FileSpec};
-use crate::state::{Colour, State};
+use crate::state::State;
+use context::ConfigContext;
 
+mod context;
+mod load;
 pub mod nginx_hash;
 
-/// Largest template file loaded, in bytes.
-pub const MAX_TEMPLATE_BYTES: u64 = 1024 * 1024;
-/// Most template files loaded from one directory tree.
-pub const MAX_TEMPLATES: usize = 1000;
+pub use load::{MAX_TEMPLATES, MAX_TEMPLATE_BYTES};
 
 /// Why templates could not be loaded or a file could not be rendered. Every variant names
 /// the directory or template; Tera's errors are flattened into `reason` with their causes.
@@ -79,117 +78,18 @@ pub enum RenderError {
     },
 }
 
-/// The parts of a service's context that depend on the config only; the arrays are shared,
-/// so a large route list is converted once per config, not once per render.
-struct BaseService {
-    routes: Value,
-    preview_hosts: Value,
-    sticky: Value,
-    watch: bool,
-    colours: Value,
-    backends: BTreeMap<Colour, String>,
-}
-
 /// Loaded templates plus the parts of the context that depend on the config only.
 pub struct Renderer {
     tera: Tera,
-    /// Config-only parts of each service, by name.
-    base_services: BTreeMap<String, BaseService>,
-    proxy: Value,
-    /// Nginx-only values (`None` for other kinds).
-    nginx: Option<Value>,
-    vars: Value,
+    config_context: ConfigContext,
 }
 
 impl Renderer {
     /// Loads the templates the config names, and builds the config part of the context.
     pub fn new(config: &Config) -> Result<Renderer, RenderError> {
-        let mut sources: BTreeMap<String, PathBuf> = BTreeMap::new();
-        collect(&config.templates.dir, &mut sources)?;
-        if let Some(dir) = &config.templates.override_dir {
-            collect(dir, &mut sources)?;
-        }
-        let mut tera = Tera::new();
-        tera.autoescape_on(Vec::<&str>::new());
-        let mut raw = Vec::with_capacity(sources.len());
-        for (name, path) in &sources {
-            let text = fs::read_to_string(path).map_err(|e| RenderError::Parse {
-                template: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            raw.push((name.clone(), text));
-        }
-        tera.add_raw_templates(raw)
-            .map_err(|e| RenderError::Parse {
-                template: "(templates)".into(),
-                reason: error_chain(&e),
-            })?;
-        for f in &config.files {
-            if !tera.contains_template(&f.template) {
-                return Err(RenderError::Missing {
-                    template: f.template.clone(),
-                    file: f.name.clone(),
-                });
-            }
-        }
-        let base_services = config
-            .services
-            .iter()
-            .map(|(name, s)| {
-                let colours: BTreeMap<_, _> = s
-                    .colours
-                    .iter()
-                    .map(|(c, spec)| (c.as_str(), spec))
-                    .collect();
-                let base = BaseService {
-                    routes: Value::from_serializable(&s.routes),
-                    preview_hosts: Value::from_serializable(&s.preview_hosts),
-                    sticky: Value::from_serializable(&s.canary_sticky),
-                    watch: s.watch.is_some(),
-                    colours: Value::from_serializable(&colours),
-                    backends: s
-                        .colours
-                        .iter()
-                        .map(|(c, spec)| (*c, spec.backend.clone()))
-                        .collect(),
-                };
-                (name.clone(), base)
-            })
-            .collect();
-        let nginx_settings = config.proxy.nginx.as_ref();
-        let proxy = Value::from_serializable(&serde_json::json!({
-            "kind": config.proxy.kind.to_string(),
-            "config": config.proxy.config,
-            "map_dir": config.proxy.map_dir,
-            "admin_socket": config.proxy.admin_socket,
-            "master_socket": config.proxy.master_socket,
-            "pid_file": nginx_settings.map(|n| &n.pid_file),
-            "error_log": nginx_settings.map(|n| &n.error_log),
-            "status": nginx_settings.map(|n| n.status.to_string()),
-            "access_log_socket": nginx_settings.map(|n| &n.access_log_socket),
-            "prefix": nginx_settings.and_then(|n| n.prefix.as_ref()),
-        }));
-        let nginx = nginx_settings.map(|_| {
-            let keys = config
-                .services
-                .values()
-                .map(|s| s.routes.len())
-                .sum::<usize>()
-                .max(config.services.len());
-            let longest = config
-                .services
-                .values()
-                .flat_map(|s| s.routes.iter().map(String::len).chain([s.name.len()]))
-                .max()
-                .unwrap_or(1);
-            Value::from_serializable(&nginx_hash::map_hash_sizes(keys, longest))
-        });
         Ok(Renderer {
-            tera,
-            base_services,
-            proxy,
-            nginx,
-            vars: Value::from_serializable(&config.templates.vars),
+            tera: load::templates(config)?,
+            config_context: ConfigContext::new(config),
         })
     }
 
@@ -202,49 +102,7 @@ impl Renderer {
         state: &State,
         paths: &BTreeMap<String, PathBuf>,
     ) -> Result<String, RenderError> {
-        let mut ctx = Context::new();
-        let mut services: BTreeMap<String, Value> = BTreeMap::new();
-        for (name, base) in &self.base_services {
-            let mut v: BTreeMap<String, Value> = BTreeMap::new();
-            v.insert("name".into(), Value::from(name.as_str()));
-            v.insert("routes".into(), base.routes.clone());
-            v.insert("colours".into(), base.colours.clone());
-            v.insert("preview_hosts".into(), base.preview_hosts.clone());
-            v.insert("canary_sticky".into(), base.sticky.clone());
-            v.insert("watch".into(), Value::from(base.watch));
-            if file.uses_state {
-                if let Some(s) = state.services.get(name) {
-                    let backend =
-                        |c: Colour| Value::from(base.backends.get(&c).map(String::as_str));
-                    let drained: Vec<&str> = s.drained.iter().map(|c| c.as_str()).collect();
-                    v.insert("live".into(), Value::from(s.live.as_str()));
-                    v.insert(
-                        "previous".into(),
-                        Value::from(s.previous.map(|p| p.as_str())),
-                    );
-                    v.insert("backend".into(), backend(s.live));
-                    v.insert("idle".into(), Value::from(s.live.other().as_str()));
-                    v.insert("idle_backend".into(), backend(s.live.other()));
-                    v.insert("canary_percent".into(), Value::from(s.canary_percent()));
-                    v.insert("drained".into(), Value::from_serializable(&drained));
-                }
-            }
-            services.insert(name.clone(), Value::from(v));
-        }
-        ctx.insert_value("services", Value::from(services));
-        let files: BTreeMap<_, _> = paths
-            .iter()
-            .map(|(n, p)| (n.as_str(), serde_json::json!({ "path": p })))
-            .collect();
-        ctx.insert("files", &files);
-        ctx.insert_value("proxy", self.proxy.clone());
-        if let Some(nginx) = &self.nginx {
-            ctx.insert_value("nginx", nginx.clone());
-        }
-        ctx.insert_value("vars", self.vars.clone());
-        if file.uses_state {
-            ctx.insert("generation", &state.generation);
-        }
+        let ctx = self.config_context.context(file, state, paths);
         self.tera
             .render(&file.template, &ctx)
             .map_err(|e| RenderError::Render {
@@ -275,53 +133,13 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Adds every regular file below `dir` to `out` under its relative path.
-fn collect(dir: &Path, out: &mut BTreeMap<String, PathBuf>) -> Result<(), RenderError> {
-    let err = |reason: String| RenderError::Load {
-        dir: dir.to_owned(),
-        reason,
-    };
-    let mut stack = vec![dir.to_owned()];
-    let mut count = 0usize;
-    while let Some(d) = stack.pop() {
-        let entries = fs::read_dir(&d).map_err(|e| err(format!("{}: {e}", d.display())))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| err(e.to_string()))?;
-            let meta = entry
-                .path()
-                .symlink_metadata()
-                .map_err(|e| err(e.to_string()))?;
-            let path = entry.path();
-            if meta.is_dir() {
-                stack.push(path);
-            } else if meta.is_file() {
-                count += 1;
-                if count > MAX_TEMPLATES {
-                    return Err(err(format!("more than {MAX_TEMPLATES} files")));
-                }
-                if meta.len() > MAX_TEMPLATE_BYTES {
-                    return Err(err(format!(
-                        "{} is larger than {MAX_TEMPLATE_BYTES} bytes",
-                        path.display()
-                    )));
-                }
-                let rel = path
-                    .strip_prefix(dir)
-                    .expect("walked below dir")
-                    .to_string_lossy()
-                    .into_owned();
-                out.insert(rel, path);
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
     use crate::state::{Colour, Request};
+    use std::fs;
+    use std::path::Path;
 
     /// A config using the shipped templates, including the full HAProxy config.
     /// The two services of the shipped-template configs: `api` (blue live, a sticky canary

@@ -1,0 +1,54 @@
+//! The `[agent]` section: the control socket, its limits, the state directory and the
+//! reconcile interval, with their defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default control socket.
+pub const DEFAULT_SOCKET: &str = "/run/cutover/cutover.sock";
+/// Default directory of state and history.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/cutover";
+/// Default mode of the control socket: owner and group may read and write.
+pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
+/// Default cap on concurrent control connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// Default longest request line on the control socket, in bytes.
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+/// Default time a control client has to send a request line, in milliseconds.
+pub const DEFAULT_READ_TIMEOUT_MS: u64 = 10_000;
+/// Default time a desired-state file must stay unchanged before it is applied, ms.
+pub const DEFAULT_DESIRED_DEBOUNCE_MS: u64 = 500;
+/// Default interval of the drift and foreign-reload check, in milliseconds.
+pub const DEFAULT_RECONCILE_INTERVAL_MS: u64 = 1_000;
+
+/// The agent's own settings (`[agent]`): its control socket and the limits on it, where
+/// it keeps state, the desired-state file it follows, and who may ask for what.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    /// Control socket path. Default [`DEFAULT_SOCKET`].
+    pub socket: PathBuf,
+    /// Control socket mode. Default [`DEFAULT_SOCKET_MODE`].
+    pub socket_mode: u32,
+    /// Group owning the control socket; default: the agent's own group.
+    pub socket_group: Option<String>,
+    /// Directory of the state file and history journal. Default [`DEFAULT_STATE_DIR`].
+    pub state_dir: PathBuf,
+    /// Cap on concurrent control connections. Default [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// Longest request line, bytes. Default [`DEFAULT_MAX_LINE`].
+    pub max_line: usize,
+    /// Time to receive one request line. Default [`DEFAULT_READ_TIMEOUT_MS`] ms.
+    pub read_timeout: Duration,
+    /// Interval of the drift / foreign-reload check. Default
+    /// [`DEFAULT_RECONCILE_INTERVAL_MS`] ms.
+    pub reconcile_interval: Duration,
+    /// A desired-state file to reconcile whenever it changes (see `desired`); none by
+    /// default.
+    pub desired_state: Option<PathBuf>,
+    /// How long the desired-state file must stay unchanged before it is applied. Default
+    /// [`DEFAULT_DESIRED_DEBOUNCE_MS`] ms.
+    pub desired_debounce: Duration,
+    /// Who may run which commands (`allow_uids`, `allow_gids`, `read_uids`, `read_gids`;
+    /// all empty by default: whoever can open the socket). See [`crate::access`].
+    pub access: crate::access::Policy,
+}

@@ -1,0 +1,199 @@
+//! Validation of the `[agent]` and `[proxy]` sections: sockets, modes, timeouts, the proxy's
+//! kind and its commands.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Validator;
+use crate::config::raw::{RawAgent, RawProxy};
+use crate::config::*;
+use crate::mapfile::check_name;
+
+impl Validator<'_> {
+    pub(super) fn agent(&mut self, raw: RawAgent) -> Agent {
+        let socket_mode = raw.socket_mode.unwrap_or(DEFAULT_SOCKET_MODE);
+        if socket_mode & !0o777 != 0 || socket_mode & 0o007 != 0 {
+            self.problem(format!(
+                "agent.socket_mode: {socket_mode:#o} must not give access to others (at most 0o770)"
+            ));
+        }
+        let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if !(1..=4096).contains(&max_connections) {
+            self.problem(format!(
+                "agent.max_connections: {max_connections} is outside 1..=4096"
+            ));
+        }
+        let max_line = raw.max_line.unwrap_or(DEFAULT_MAX_LINE);
+        if !(1024..=16 * 1024 * 1024).contains(&max_line) {
+            self.problem(format!(
+                "agent.max_line: {max_line} is outside 1024..=16777216 bytes"
+            ));
+        }
+        let access = crate::access::Policy {
+            allow_uids: raw.allow_uids,
+            allow_gids: raw.allow_gids,
+            read_uids: raw.read_uids,
+            read_gids: raw.read_gids,
+        };
+        for p in access.problems() {
+            self.problem(p);
+        }
+        if let Some(group) = &raw.socket_group {
+            if let Err(e) = check_name(group) {
+                self.problem(format!("agent.socket_group: {e}"));
+            }
+        }
+        Agent {
+            access,
+            socket: raw
+                .socket
+                .map(|s| self.abs("agent.socket", s))
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
+            socket_mode,
+            socket_group: raw.socket_group,
+            state_dir: raw
+                .state_dir
+                .map(|s| self.abs("agent.state_dir", s))
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            max_connections,
+            max_line,
+            read_timeout: self.duration(
+                "agent.read_timeout_ms",
+                raw.read_timeout_ms,
+                DEFAULT_READ_TIMEOUT_MS,
+            ),
+            reconcile_interval: self.duration(
+                "agent.reconcile_interval_ms",
+                raw.reconcile_interval_ms,
+                DEFAULT_RECONCILE_INTERVAL_MS,
+            ),
+            desired_state: raw
+                .desired_state
+                .map(|p| self.abs("agent.desired_state", p)),
+            desired_debounce: match raw.desired_debounce_ms {
+                Some(0) => Duration::ZERO,
+                ms => self.duration("agent.desired_debounce_ms", ms, DEFAULT_DESIRED_DEBOUNCE_MS),
+            },
+        }
+    }
+
+    pub(super) fn proxy(&mut self, raw: RawProxy) -> Proxy {
+        let admin_socket = raw.admin_socket.map(|p| self.abs("proxy.admin_socket", p));
+        let master_socket = raw
+            .master_socket
+            .map(|p| self.abs("proxy.master_socket", p));
+        let (binary, config, map_dir, gap) = match raw.kind {
+            ProxyKind::Haproxy => (
+                DEFAULT_HAPROXY_BINARY,
+                DEFAULT_HAPROXY_CONFIG,
+                DEFAULT_MAP_DIR,
+                DEFAULT_HAPROXY_MIN_RELOAD_GAP_MS,
+            ),
+            ProxyKind::Nginx => (
+                DEFAULT_NGINX_BINARY,
+                DEFAULT_NGINX_CONFIG,
+                DEFAULT_NGINX_MAP_DIR,
+                DEFAULT_NGINX_MIN_RELOAD_GAP_MS,
+            ),
+        };
+        let nginx = match raw.kind {
+            ProxyKind::Haproxy => {
+                if admin_socket.is_none() {
+                    self.problem(
+                        "proxy.admin_socket: required for haproxy (a `stats socket ... level admin`)"
+                            .into(),
+                    );
+                }
+                if master_socket.is_none() {
+                    self.problem(
+                        "proxy.master_socket: required for haproxy (the `-S` master CLI socket)"
+                            .into(),
+                    );
+                }
+                for (key, set) in [
+                    ("pid_file", raw.pid_file.is_some()),
+                    ("error_log", raw.error_log.is_some()),
+                    ("status", raw.status.is_some()),
+                    ("access_log_socket", raw.access_log_socket.is_some()),
+                    ("access_log_group", raw.access_log_group.is_some()),
+                    ("prefix", raw.prefix.is_some()),
+                ] {
+                    if set {
+                        self.problem(format!("proxy.{key}: only for kind = \"nginx\""));
+                    }
+                }
+                None
+            }
+            ProxyKind::Nginx => {
+                for (key, set) in [
+                    ("admin_socket", admin_socket.is_some()),
+                    ("master_socket", master_socket.is_some()),
+                ] {
+                    if set {
+                        self.problem(format!("proxy.{key}: only for kind = \"haproxy\""));
+                    }
+                }
+                let status_text = raw.status.as_deref().unwrap_or(DEFAULT_NGINX_STATUS);
+                let status = StatusAddress::parse(status_text).unwrap_or_else(|e| {
+                    self.problem(format!("proxy.status: {e}"));
+                    StatusAddress::Unix(PathBuf::from("/"))
+                });
+                Some(NginxSettings {
+                    pid_file: raw
+                        .pid_file
+                        .map(|p| self.abs("proxy.pid_file", p))
+                        .unwrap_or_else(|| PathBuf::from(DEFAULT_NGINX_PID_FILE)),
+                    error_log: raw
+                        .error_log
+                        .map(|p| self.abs("proxy.error_log", p))
+                        .unwrap_or_else(|| PathBuf::from(DEFAULT_NGINX_ERROR_LOG)),
+                    status,
+                    access_log_socket: raw
+                        .access_log_socket
+                        .map(|p| self.abs("proxy.access_log_socket", p))
+                        .unwrap_or_else(|| PathBuf::from(DEFAULT_NGINX_ACCESS_LOG_SOCKET)),
+                    access_log_group: raw.access_log_group.inspect(|g| {
+                        if check_name(g).is_err() {
+                            self.problem(format!(
+                                "proxy.access_log_group: {g:?} is not a group name"
+                            ));
+                        }
+                    }),
+                    prefix: raw.prefix.map(|p| self.abs("proxy.prefix", p)),
+                })
+            }
+        };
+        let min_reload_gap_ms = raw.min_reload_gap_ms.unwrap_or(gap);
+        if min_reload_gap_ms > MAX_MIN_RELOAD_GAP_MS {
+            self.problem(format!(
+                "proxy.min_reload_gap_ms: {min_reload_gap_ms} ms is more than {MAX_MIN_RELOAD_GAP_MS}"
+            ));
+        }
+        Proxy {
+            kind: raw.kind,
+            binary: raw.binary.unwrap_or_else(|| PathBuf::from(binary)),
+            config: raw
+                .config
+                .map(|p| self.abs("proxy.config", p))
+                .unwrap_or_else(|| PathBuf::from(config)),
+            admin_socket,
+            master_socket,
+            nginx,
+            map_dir: raw
+                .map_dir
+                .map(|p| self.abs("proxy.map_dir", p))
+                .unwrap_or_else(|| PathBuf::from(map_dir)),
+            reload_timeout: self.duration(
+                "proxy.reload_timeout_ms",
+                raw.reload_timeout_ms,
+                DEFAULT_RELOAD_TIMEOUT_MS,
+            ),
+            command_timeout: self.duration(
+                "proxy.command_timeout_ms",
+                raw.command_timeout_ms,
+                DEFAULT_COMMAND_TIMEOUT_MS,
+            ),
+            min_reload_gap: Duration::from_millis(min_reload_gap_ms),
+        }
+    }
+}

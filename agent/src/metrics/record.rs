@@ -1,0 +1,146 @@
+//! The recorders: where the engine and the agent report what happened, each moving its series.
+
+use super::*;
+use crate::state::{Colour, State};
+
+impl Metrics {
+    /// A switch request for `service` finished: `Ok(changed)` or failed.
+    pub fn switch(&self, service: &str, outcome: Result<bool, ()>) {
+        let result = match outcome {
+            Ok(true) => "ok",
+            Ok(false) => "unchanged",
+            Err(()) => "failed",
+        };
+        self.inner
+            .switches
+            .get_or_create(&ServiceResult {
+                service: service.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    /// A return to an earlier routing state happened, for `reason`: counts it in
+    /// `cutover_rollbacks_total`.
+    pub fn rollback(&self, reason: RollbackReason) {
+        self.inner
+            .rollbacks
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+
+    /// A routing change finished after `seconds`: `Ok(changed)`, or the name of the step
+    /// that refused it.
+    pub fn apply(&self, outcome: Result<bool, &str>, seconds: f64) {
+        let result = match outcome {
+            Ok(true) => "ok",
+            Ok(false) => "unchanged",
+            Err(step) => {
+                let step = STEPS
+                    .iter()
+                    .find(|s| **s == step)
+                    .copied()
+                    .unwrap_or("proxy");
+                self.inner
+                    .apply_failures
+                    .get_or_create(&StepLabel { step })
+                    .inc();
+                "failed"
+            }
+        };
+        self.inner
+            .applies
+            .get_or_create(&ResultLabel { result })
+            .inc();
+        self.inner.apply_duration.observe(seconds);
+    }
+
+    /// The agent reloaded the proxy: counts it in `cutover_proxy_reloads_total` as `ok`
+    /// (confirmed) or `failed`.
+    pub fn proxy_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.inner
+            .proxy_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// The agent read its config again (SIGHUP): counts it in
+    /// `cutover_config_reloads_total` as `ok`, or `refused` when the old config stays.
+    pub fn config_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "refused" };
+        self.inner
+            .config_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// `repairs` differences between the desired state and the files or the running proxy
+    /// were repaired: adds them to `cutover_drift_repairs_total`.
+    pub fn drift_repaired(&self, repairs: usize) {
+        self.inner.drift_repairs.inc_by(repairs as u64);
+    }
+
+    /// Peers configured, and how many of them agree with this agent's routing.
+    pub fn peers(&self, configured: usize, agreeing: usize) {
+        self.inner.peers.set(configured as i64);
+        self.inner.peers_agreeing.set(agreeing as i64);
+    }
+
+    /// Whether the proxy answered the agent's last check: sets `cutover_proxy_up` to 1 or
+    /// 0.
+    pub fn proxy_up(&self, up: bool) {
+        self.inner.proxy_up.set(i64::from(up));
+    }
+
+    /// Sets the live-colour gauges and the generation from the applied state, creates the
+    /// series of new services and drops those of services that are gone.
+    pub fn state(&self, state: &State) {
+        let i = &self.inner;
+        i.generation
+            .set(i64::try_from(state.generation).unwrap_or(i64::MAX));
+        let mut known = i.services.lock().unwrap_or_else(|e| e.into_inner());
+        let now: BTreeSet<String> = state.services.keys().cloned().collect();
+        for gone in known.difference(&now) {
+            for colour in Colour::ALL {
+                i.live_colour.remove(&ServiceColour {
+                    service: gone.clone(),
+                    colour: colour.as_str(),
+                });
+            }
+            for result in RESULTS {
+                i.switches.remove(&ServiceResult {
+                    service: gone.clone(),
+                    result,
+                });
+            }
+            i.canary_percent.remove(&ServiceLabel {
+                service: gone.clone(),
+            });
+        }
+        for (name, s) in &state.services {
+            for colour in Colour::ALL {
+                i.live_colour
+                    .get_or_create(&ServiceColour {
+                        service: name.clone(),
+                        colour: colour.as_str(),
+                    })
+                    .set(i64::from(s.live == colour));
+            }
+            i.canary_percent
+                .get_or_create(&ServiceLabel {
+                    service: name.clone(),
+                })
+                .set(s.canary.map_or(0, |c| i64::from(c.percent)));
+            for result in RESULTS {
+                let _ = i.switches.get_or_create(&ServiceResult {
+                    service: name.clone(),
+                    result,
+                });
+            }
+        }
+        *known = now;
+    }
+}
