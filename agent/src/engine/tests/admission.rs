@@ -135,20 +135,8 @@ async fn setup(cause: Cause) -> Fixture {
         })
     };
     let config = make_config("");
-    let mut proxy = FakeProxy::new(
-        vec![
-            maps.join("routes.map"),
-            maps.join("services.map"),
-            maps.join("canary.map"),
-        ],
-        &["web_blue", "web_green", "api_blue", "api_green"],
-    );
-    proxy.runtime_maps = !reload_only;
-    proxy.syntax = config.proxy.kind.map_syntax();
-    let store = Store::open(&config.agent.state_dir).unwrap();
-    let mut engine = Engine::new(config, proxy.clone(), store).unwrap();
-    engine.write_files().await.unwrap();
-    proxy.reload(0).await.unwrap();
+    let map_files = ["routes.map", "services.map", "canary.map"].map(|f| maps.join(f));
+    let (mut engine, proxy) = start(config, map_files.to_vec(), reload_only).await;
     let who = Requester::default();
     engine
         .apply(&switch("web", Colour::Green), &who, false)

@@ -78,8 +78,27 @@ async fn fixture_with(reload_only: bool) -> Fixture {
     } else {
         config(dir.path(), "")
     });
+    let map_files = vec![maps.join("routes.map"), maps.join("services.map")];
+    let (engine, proxy) = start(config, map_files, reload_only).await;
+    proxy.state().calls.clear();
+    Fixture {
+        _dir: dir,
+        maps,
+        engine,
+        proxy,
+    }
+}
+
+/// An engine for `config` on a fake proxy with the four backends of the test services, which
+/// loads `map_files` at a reload and has runtime maps unless `reload_only`; the files are
+/// written and loaded, as after a first start.
+async fn start(
+    config: Arc<Config>,
+    map_files: Vec<PathBuf>,
+    reload_only: bool,
+) -> (Engine<FakeProxy>, FakeProxy) {
     let mut proxy = FakeProxy::new(
-        vec![maps.join("routes.map"), maps.join("services.map")],
+        map_files,
         &["web_blue", "web_green", "api_blue", "api_green"],
     );
     proxy.runtime_maps = !reload_only;
@@ -88,13 +107,7 @@ async fn fixture_with(reload_only: bool) -> Fixture {
     let mut engine = Engine::new(config, proxy.clone(), store).unwrap();
     engine.write_files().await.unwrap();
     proxy.reload(0).await.unwrap();
-    proxy.state().calls.clear();
-    Fixture {
-        _dir: dir,
-        maps,
-        engine,
-        proxy,
-    }
+    (engine, proxy)
 }
 
 fn switch(service: &str, colour: Colour) -> Request {
