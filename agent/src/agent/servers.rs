@@ -41,17 +41,7 @@ pub async fn control_socket(
         groups: limits.groups.clone(),
     };
     let requests = Requests::new(handshake, limits.clone(), engine.clone());
-    let bounds = Bounds {
-        name: "control",
-        max_connections: limits.max_connections,
-        drain_grace: control::DRAIN_GRACE,
-    };
-    Ok(tokio::spawn(control::serve(
-        listener,
-        bounds,
-        requests,
-        stopped(stop),
-    )))
+    Ok(spawn_lines("control", listener, requests, limits, stop))
 }
 
 /// Binds the peer listener of `cluster` and serves it, requests going to `engine`.
@@ -69,17 +59,28 @@ pub async fn peer_listener(
         })?;
     let tls = peers::tls::server_config(&cluster.tls).map_err(AgentError::Tls)?;
     let requests = Requests::new(TlsHandshake::new(tls), limits.clone(), engine.clone());
+    Ok(spawn_lines("peer", listener, requests, limits, stop))
+}
+
+/// Serves JSON-lines `requests` on `listener` in a task of its own, under the agent's
+/// connection cap, until the agent stops.
+fn spawn_lines<L, H>(
+    name: &'static str,
+    listener: L,
+    requests: H,
+    limits: &Limits,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()>
+where
+    L: control::Listener,
+    H: control::Handler<L::Conn>,
+{
     let bounds = Bounds {
-        name: "peer",
+        name,
         max_connections: limits.max_connections,
         drain_grace: control::DRAIN_GRACE,
     };
-    Ok(tokio::spawn(control::serve(
-        listener,
-        bounds,
-        requests,
-        stopped(stop),
-    )))
+    tokio::spawn(control::serve(listener, bounds, requests, stopped(stop)))
 }
 
 /// Serves the metrics endpoint when the config has `[metrics] listen`.
