@@ -76,7 +76,7 @@ impl Coordinator {
                 .iter()
                 .find(|p| p.name == host)
                 .expect("known peer");
-            super::client::request(
+            crate::client::tls(
                 &self.client,
                 &peer.name,
                 &peer.address,
@@ -298,7 +298,7 @@ pub async fn report_loop(
             let client = client.clone();
             async move {
                 if let Err(e) =
-                    super::client::request(&client, &p.name, &p.address, &command, timeout).await
+                    crate::client::tls(&client, &p.name, &p.address, &command, timeout).await
                 {
                     tracing::debug!(peer = %p.name, "report not delivered: {e}");
                 }

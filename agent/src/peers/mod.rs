@@ -18,7 +18,6 @@ use crate::store::now_ms;
 pub use crate::protocol::PeerReport;
 use crate::protocol::{ClusterStatus, HostRow, ServiceAgreement};
 
-pub mod client;
 pub mod coordinator;
 pub mod server;
 pub mod tls;
