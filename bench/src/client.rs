@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// The colour a response came from: the agent's own.
-pub use cutover::state::Colour;
+pub use cutover::protocol::Colour;
 
 /// How one request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

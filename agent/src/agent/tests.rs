@@ -9,11 +9,11 @@ use super::dispatch::{Agent, Route};
 use crate::config::Config;
 use crate::control::Envelope;
 use crate::engine::Engine;
+use crate::protocol::Colour;
 use crate::protocol::{Reply, Status};
 use crate::proxy::fake::FakeProxy;
 use crate::proxy::Proxy;
 use crate::requester::Requester;
-use crate::state::Colour;
 use crate::store::{Outcome, Store};
 
 /// A uid the access lists let change routing.
@@ -175,7 +175,7 @@ fn every_kind_of_request_has_its_route() {
         Route::ClusterStatus => "cluster status".into(),
         Route::PeerVerb { command, peer } => format!("peer {} {peer:?}", command.verb()),
     };
-    let switch = crate::state::Request::Switch {
+    let switch = crate::protocol::Request::Switch {
         service: "web".into(),
         colour: Colour::Green,
     };

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::state::Colour;
+use crate::protocol::Colour;
 
 mod agent;
 pub mod cluster;

@@ -10,7 +10,7 @@ use super::{
     FileKind, GateConfig, PeerSpec, PrewarmConfig, ProxyKind, Server, Sticky, ValueCheck,
     WatchConfig,
 };
-use crate::state::Colour;
+use crate::protocol::Colour;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{GateConfig, PrewarmConfig, WatchConfig};
-use crate::state::Colour;
+use crate::protocol::Colour;
 
 /// Most routes over all services.
 pub const MAX_ROUTES: usize = 5_000_000;

@@ -11,8 +11,9 @@ use super::Engine;
 use crate::config::ValueCheck;
 use crate::gates::preswitch;
 use crate::protocol::GateReport;
+use crate::protocol::{Change, Request};
 use crate::proxy::Proxy;
-use crate::state::{traffic_targets, Change, Request, State};
+use crate::state::{traffic_targets, State};
 
 /// A request the engine accepts, on top of a given state.
 #[derive(Debug, Clone)]

@@ -25,9 +25,10 @@ use super::transition::Applied;
 use super::{ms, Engine};
 use crate::metrics::RollbackReason;
 use crate::protocol::Plan;
+use crate::protocol::{Change, Request};
 use crate::proxy::Proxy;
 use crate::requester::Requester;
-use crate::state::{Change, Request, State};
+use crate::state::State;
 
 /// One change waiting for the engine (see [`Engine::apply_batch`]).
 #[derive(Debug, Clone)]

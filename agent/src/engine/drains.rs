@@ -4,8 +4,9 @@
 
 use super::error::{ApplyError, ErrorKind, Step};
 use super::Engine;
+use crate::protocol::Colour;
 use crate::proxy::{Proxy, ProxyError};
-use crate::state::{Colour, State};
+use crate::state::State;
 
 /// `prev` with only the drains `next` keeps: the state of the servers between a change's
 /// undrains (made before traffic moves) and its new drains (made after).

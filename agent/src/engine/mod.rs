@@ -11,10 +11,11 @@ use serde_json::json;
 use crate::config::Config;
 use crate::mapfile::MapSyntax;
 use crate::metrics::Metrics;
+use crate::protocol::Request;
 use crate::proxy::{Epoch, Proxy};
 use crate::render::Renderer;
 use crate::requester::{Reason, Requester};
-use crate::state::{Request, State};
+use crate::state::State;
 use crate::store::{Outcome, Store};
 
 mod admit;

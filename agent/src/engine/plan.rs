@@ -9,9 +9,10 @@ use super::admit::Admitted;
 use super::files::Prepared;
 use super::Engine;
 use crate::mapfile::MapDiff;
+use crate::protocol::Colour;
 use crate::protocol::{LineChanges, Plan, PlannedFile};
 use crate::proxy::{MapMechanism, Proxy};
-use crate::state::{Colour, State};
+use crate::state::State;
 
 /// Most map entries a plan lists per kind of edit (the counts are always complete).
 pub const PLAN_MAX_ENTRIES: usize = 100;

@@ -11,9 +11,9 @@ use super::error::{ApplyError, Step};
 use super::transition::Applied;
 use super::Engine;
 use crate::metrics::RollbackReason;
+use crate::protocol::Request;
 use crate::proxy::Proxy;
 use crate::requester::{Reason, Requester};
-use crate::state::Request;
 use crate::store::{now_ms, JournalEntry, Outcome};
 
 impl<P: Proxy> Engine<P> {

@@ -24,8 +24,8 @@ use crate::config::FileKind;
 use crate::fsio::{self, write_atomic, Staged, WriteOptions};
 use crate::mapfile::MapDiff;
 use crate::metrics::RollbackReason;
+use crate::protocol::Change;
 use crate::proxy::{MapMechanism, Proxy, ReloadReport};
-use crate::state::Change;
 
 /// What one change did.
 #[derive(Debug, Clone, Serialize)]

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use super::Engine;
 use crate::gates::watch::{Verdict, Watch};
+use crate::protocol::{Colour, Request};
 use crate::protocol::{Phase, WatchPhase};
 use crate::proxy::Proxy;
 use crate::requester::{Reason, Requester};
-use crate::state::{Colour, Request};
 use crate::store::{now_ms, Outcome};
 
 /// A watch in progress.

@@ -5,9 +5,9 @@
 use super::{check_servers, probe};
 use crate::config::GateConfig;
 use crate::config::Service;
+use crate::protocol::Colour;
 use crate::protocol::GateReport;
 use crate::proxy::{Proxy, ProxyError};
-use crate::state::Colour;
 
 /// A colour that may not take traffic yet, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

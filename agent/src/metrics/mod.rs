@@ -175,7 +175,8 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Colour, State};
+    use crate::protocol::Colour;
+    use crate::state::State;
 
     fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
         text.lines().find(|l| l.starts_with(prefix))

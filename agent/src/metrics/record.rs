@@ -1,7 +1,8 @@
 //! The recorders: where the engine and the agent report what happened, each moving its series.
 
 use super::*;
-use crate::state::{Colour, State};
+use crate::protocol::Colour;
+use crate::state::State;
 
 impl Metrics {
     /// A switch request for `service` finished: `Ok(changed)` or failed.

@@ -14,9 +14,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{PeerReport, PeerSpec};
 use crate::client::ClientError;
 use crate::control::Envelope;
+use crate::protocol::Request;
 use crate::protocol::{ClusterOutcome, Command, HostOutcome, Reply, Status};
 use crate::requester::{Reason, Requester};
-use crate::state::Request;
 use crate::store::now_ms;
 
 /// What a coordinator needs.

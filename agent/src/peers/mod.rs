@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use crate::config::{ClusterConfig, PeerSpec};
 use crate::engine::{ApplyError, Engine, ErrorKind, Step};
+use crate::protocol::{Desired, Request};
 use crate::proxy::Proxy;
 use crate::requester::{Reason, Requester};
-use crate::state::{Desired, Request};
 use crate::store::now_ms;
 
 pub use crate::protocol::PeerReport;

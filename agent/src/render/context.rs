@@ -8,7 +8,8 @@ use tera::{Context, Value};
 
 use super::nginx_hash;
 use crate::config::{Config, FileSpec};
-use crate::state::{Colour, State};
+use crate::protocol::Colour;
+use crate::state::State;
 
 /// The parts of a service's context that depend on the config only; the arrays are shared,
 /// so a large route list is converted once per config, not once per render.

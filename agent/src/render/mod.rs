@@ -137,7 +137,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::state::{Colour, Request};
+    use crate::protocol::{Colour, Request};
     use std::fs;
     use std::path::Path;
 

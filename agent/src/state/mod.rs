@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 // The routing vocabulary lives in the protocol; re-exported for the modules that meet it
 // here, with the state.
-pub use crate::protocol::{Canary, Change, Colour, Desired, Request, ServiceChange, ServiceState};
+use crate::protocol::{Canary, Change, Colour, Desired, Request, ServiceChange, ServiceState};
 
 /// Version of the persisted state format. Readers accept every version up to this one;
 /// fields are only ever added (with defaults), never renamed.

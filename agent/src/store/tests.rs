@@ -1,7 +1,7 @@
 //! The state file and the recovery of the state directory after an interrupted run.
 
 use super::*;
-use crate::state::Colour;
+use crate::protocol::Colour;
 use std::io::Write;
 
 pub(super) fn entry(gen: u64, service: &str) -> JournalEntry {

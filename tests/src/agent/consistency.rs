@@ -44,7 +44,7 @@ impl Setup {
         }
         for (name, s) in &state.services {
             // Server drains are runtime state: HAProxy's must be those the state names.
-            for colour in cutover::state::Colour::ALL {
+            for colour in cutover::protocol::Colour::ALL {
                 let backend = format!("{name}_{colour}");
                 let reply = crate::haproxy::unix_command(
                     &self.haproxy().paths().admin_socket,

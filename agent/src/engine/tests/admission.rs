@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::engine::ErrorKind;
-use crate::state::Desired;
+use crate::protocol::Desired;
 
 /// The share map besides the two default maps: what a canary on HAProxy needs.
 const SHARE_MAP: &str = r#"

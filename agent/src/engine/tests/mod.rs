@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::*;
 use crate::config::Config;
 use crate::mapfile::MapEntries;
+use crate::protocol::Colour;
 use crate::proxy::fake::FakeProxy;
-use crate::state::Colour;
 use crate::store::JournalEntry;
 
 struct Fixture {
