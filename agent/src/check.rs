@@ -12,7 +12,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, FileKind, ValueCheck};
+use crate::config::{Config, ValueCheck};
+use crate::protocol::FileKind;
 use crate::proxy::{AnyProxy, Proxy};
 use crate::render::Renderer;
 use crate::state::State;

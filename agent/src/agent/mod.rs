@@ -23,7 +23,8 @@ use crate::config::Config;
 use crate::control::{Envelope, GroupLookup, Limits};
 use crate::engine::{ApplyError, Engine};
 use crate::notify::Notifier;
-use crate::peers::{self, Node, PeerReport};
+use crate::peers::{self, Node};
+use crate::protocol::PeerReport;
 use crate::proxy::{AnyProxy, Proxy};
 use crate::store::Store;
 

@@ -3,9 +3,10 @@
 
 use serde_json::json;
 
-use crate::engine::{Applied, ApplyError, Plan, Snapshot};
+use crate::engine::{Applied, ApplyError};
 use crate::metrics::{self, Metrics};
 use crate::protocol::Reply;
+use crate::protocol::{Plan, Snapshot};
 
 /// A request the engine refused or failed: its message and the failed step.
 pub fn failed(e: ApplyError) -> Reply {

@@ -19,7 +19,7 @@ pub struct Templates {
     pub vars: toml::Table,
 }
 
-pub use crate::protocol::FileKind;
+use crate::protocol::FileKind;
 
 /// One file rendered from a template.
 #[derive(Debug, Clone)]

@@ -30,7 +30,7 @@ pub use agent::{
     DEFAULT_STATE_DIR,
 };
 pub use cluster::{ClusterConfig, PeerSpec, TlsFiles};
-pub use files::{EmptyMapError, FileKind, FileSpec, Templates, ValueCheck, DEFAULT_TEMPLATE_DIR};
+pub use files::{EmptyMapError, FileSpec, Templates, ValueCheck, DEFAULT_TEMPLATE_DIR};
 pub use gates::{GateConfig, NoTraffic, PrewarmConfig, WatchConfig};
 pub use metrics::{Metrics, SUGGESTED_METRICS_LISTEN};
 pub use proxy::{

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{
-    FileKind, GateConfig, PeerSpec, PrewarmConfig, ProxyKind, Server, Sticky, ValueCheck,
-    WatchConfig,
+    GateConfig, PeerSpec, PrewarmConfig, ProxyKind, Server, Sticky, ValueCheck, WatchConfig,
 };
 use crate::protocol::Colour;
+use crate::protocol::FileKind;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::protocol::FileKind;
 
 const GOOD: &str = r#"
 [agent]

@@ -6,11 +6,12 @@
 //! colour the change moves traffic towards. It reads the proxy for the gate and changes
 //! nothing.
 
-use super::error::{ApplyError, ErrorKind, Step};
+use super::error::{ApplyError, ErrorKind};
 use super::Engine;
 use crate::config::ValueCheck;
 use crate::gates::preswitch;
 use crate::protocol::GateReport;
+use crate::protocol::Step;
 use crate::protocol::{Change, Request};
 use crate::proxy::Proxy;
 use crate::state::{traffic_targets, State};

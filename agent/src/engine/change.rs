@@ -19,12 +19,13 @@ use std::time::Instant;
 
 use super::admit::Admitted;
 use super::drains::drains_kept;
-use super::error::{ApplyError, ErrorKind, Step};
+use super::error::{ApplyError, ErrorKind};
 use super::files::Prepared;
 use super::transition::Applied;
 use super::{ms, Engine};
 use crate::metrics::RollbackReason;
 use crate::protocol::Plan;
+use crate::protocol::Step;
 use crate::protocol::{Change, Request};
 use crate::proxy::Proxy;
 use crate::requester::Requester;

@@ -2,9 +2,10 @@
 //! service's config says so), and a colour that takes traffic again leaves drain before the
 //! traffic moves. Draining is runtime state on every proxy that supports it.
 
-use super::error::{ApplyError, ErrorKind, Step};
+use super::error::{ApplyError, ErrorKind};
 use super::Engine;
 use crate::protocol::Colour;
+use crate::protocol::Step;
 use crate::proxy::{Proxy, ProxyError};
 use crate::state::State;
 

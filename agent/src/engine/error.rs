@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-pub use crate::protocol::Step;
+use crate::protocol::Step;
 
 /// What went wrong, for callers that act on it; the [`Step`] says where.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

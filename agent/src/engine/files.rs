@@ -9,10 +9,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::error::{ApplyError, ErrorKind, Step};
+use super::error::{ApplyError, ErrorKind};
 use super::{ms, Engine};
-use crate::config::{Config, FileKind, FileSpec};
+use crate::config::{Config, FileSpec};
 use crate::mapfile::{MapEntries, MapSyntax};
+use crate::protocol::FileKind;
+use crate::protocol::Step;
 use crate::proxy::Proxy;
 use crate::state::State;
 

@@ -11,8 +11,8 @@ use serde_json::json;
 use crate::config::Config;
 use crate::mapfile::MapSyntax;
 use crate::metrics::Metrics;
-use crate::protocol::Request;
-use crate::proxy::{Epoch, Proxy};
+use crate::protocol::{Epoch, Fault, Phase, Request, Step};
+use crate::proxy::Proxy;
 use crate::render::Renderer;
 use crate::requester::{Reason, Requester};
 use crate::state::State;
@@ -36,13 +36,6 @@ pub use error::{ApplyError, ErrorKind};
 pub use transition::{Applied, FileOutcome};
 pub use validate::{is_percent, staged_path};
 pub use watch::until;
-
-// The reply data the engine produces is defined by the protocol, which the command line
-// reads it with.
-pub use crate::protocol::{
-    DesiredStatus, Fault, FileStatus, GateReport, LineChanges, Phase, Plan, PlannedFile,
-    ProxyStatus, ServiceStatus, Snapshot, Step,
-};
 
 /// Maps of at most this many bytes (about a thousand entries) are compared with the running
 /// proxy on every reconcile tick; larger ones at start and whenever the epoch moves.

@@ -1,10 +1,13 @@
 //! What the engine answers without changing anything: the status snapshot, the entries of
 //! a managed map (desired, live, or their difference) and the history journal.
 
-use super::error::{ApplyError, ErrorKind, Step};
-use super::{DesiredStatus, Engine, Fault, FileStatus, ProxyStatus, ServiceStatus, Snapshot};
-use crate::config::{FileKind, FileSpec};
+use super::error::{ApplyError, ErrorKind};
+use super::Engine;
+use crate::config::FileSpec;
 use crate::mapfile::{self, MapDiff, MapEntries};
+use crate::protocol::FileKind;
+use crate::protocol::Step;
+use crate::protocol::{DesiredStatus, Fault, FileStatus, ProxyStatus, ServiceStatus, Snapshot};
 use crate::protocol::{MapShown, MapView};
 use crate::proxy::Proxy;
 use crate::store::JournalEntry;

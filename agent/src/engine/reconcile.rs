@@ -13,10 +13,12 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::error::{ApplyError, ErrorKind, Step};
-use super::{Engine, Fault, SMALL_MAP_BYTES};
-use crate::config::FileKind;
+use super::error::{ApplyError, ErrorKind};
+use super::{Engine, SMALL_MAP_BYTES};
 use crate::mapfile::MapDiff;
+use crate::protocol::Fault;
+use crate::protocol::FileKind;
+use crate::protocol::Step;
 use crate::proxy::Proxy;
 use crate::store::{now_ms, Outcome};
 

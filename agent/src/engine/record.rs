@@ -7,11 +7,12 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::change::{Admissions, Queued};
-use super::error::{ApplyError, Step};
+use super::error::ApplyError;
 use super::transition::Applied;
 use super::Engine;
 use crate::metrics::RollbackReason;
 use crate::protocol::Request;
+use crate::protocol::Step;
 use crate::proxy::Proxy;
 use crate::requester::{Reason, Requester};
 use crate::store::{now_ms, JournalEntry, Outcome};

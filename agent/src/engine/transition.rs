@@ -17,14 +17,15 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::error::{ApplyError, ErrorKind, Step};
+use super::error::{ApplyError, ErrorKind};
 use super::files::{Pending, Prepared};
 use super::{ms, Engine};
-use crate::config::FileKind;
 use crate::fsio::{self, write_atomic, Staged, WriteOptions};
 use crate::mapfile::MapDiff;
 use crate::metrics::RollbackReason;
 use crate::protocol::Change;
+use crate::protocol::FileKind;
+use crate::protocol::Step;
 use crate::proxy::{MapMechanism, Proxy, ReloadReport};
 
 /// What one change did.
@@ -49,7 +50,7 @@ pub struct Applied {
     pub timings_ms: BTreeMap<&'static str, f64>,
     /// What the pre-switch gate found, per colour the change moved traffic towards.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub gates: Vec<super::GateReport>,
+    pub gates: Vec<crate::protocol::GateReport>,
     /// Warnings of the proxy's checker (the change passed it), and things that went wrong
     /// after traffic moved (e.g. a drain that failed).
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -5,11 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::error::{ApplyError, ErrorKind, Step};
+use super::error::{ApplyError, ErrorKind};
 use super::files::Pending;
 use super::Engine;
-use crate::config::{FileKind, ValueCheck};
+use crate::config::ValueCheck;
 use crate::fsio::write_staged;
+use crate::protocol::FileKind;
+use crate::protocol::Step;
 use crate::proxy::{CheckReport, Proxy};
 use crate::state::State;
 

@@ -9,7 +9,7 @@ use futures_util::stream::{self, StreamExt};
 use super::probe;
 use crate::config::PrewarmConfig;
 
-pub use crate::protocol::PrewarmReport;
+use crate::protocol::PrewarmReport;
 
 /// Sends the configured requests to `servers` (`host:port`), round robin over servers and
 /// paths. Returns the report; the caller compares it with `max_failure_percent`.

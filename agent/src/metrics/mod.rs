@@ -48,7 +48,7 @@ fn duration_buckets() -> impl Iterator<Item = f64> {
 
 /// Outcome labels of switches and applies.
 const RESULTS: [&str; 3] = ["ok", "unchanged", "failed"];
-/// Steps a change can fail at, as [`crate::engine::Step`] names them.
+/// Steps a change can fail at, as [`crate::protocol::Step`] names them.
 const STEPS: [&str; 9] = [
     "request", "gate", "render", "validate", "commit", "apply", "confirm", "persist", "proxy",
 ];

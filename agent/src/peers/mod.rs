@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::{ClusterConfig, PeerSpec};
-use crate::engine::{ApplyError, Engine, ErrorKind, Step};
+use crate::engine::{ApplyError, Engine, ErrorKind};
+use crate::protocol::Step;
 use crate::protocol::{Desired, Request};
 use crate::proxy::Proxy;
 use crate::requester::{Reason, Requester};
 use crate::store::now_ms;
 
-pub use crate::protocol::PeerReport;
+use crate::protocol::PeerReport;
 use crate::protocol::{ClusterStatus, HostRow, ServiceAgreement};
 
 pub mod coordinator;

@@ -28,7 +28,7 @@ pub mod nginx;
 mod program;
 mod report;
 
-pub use crate::protocol::Epoch;
+use crate::protocol::Epoch;
 pub use any::AnyProxy;
 pub use error::{Cause, ProxyError};
 pub use gap::ReloadGap;

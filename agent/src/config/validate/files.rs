@@ -8,6 +8,7 @@ use super::Validator;
 use crate::config::raw::RawFile;
 use crate::config::*;
 use crate::mapfile::check_name;
+use crate::protocol::FileKind;
 
 impl Validator<'_> {
     /// The configured files, or the default ones of the proxy kind.
