@@ -15,6 +15,7 @@
 //! | [`Reason::Coordinator`]                    | `cluster-local`   | null                 |
 //! | [`Reason::ClusterCommit`]                  | `cluster:<node>`  | null                 |
 //! | [`Reason::Converge`]                       | `converge:<node>` | null                 |
+//! | [`Reason::Fleet`]                          | `fleet:<by>`      | null                 |
 //!
 //! A new kind of requester gets a new `via` spelling here and nowhere else; a `via` this
 //! version does not know does not parse (the journal line is skipped when read).
@@ -79,6 +80,11 @@ pub enum Reason {
         /// The peer whose report was adopted.
         from: String,
     },
+    /// The fleet store: carrying out a change committed in etcd.
+    Fleet {
+        /// Who committed the change there (a node or a client's name).
+        by: String,
+    },
 }
 
 /// `via` of [`Requester::Local`].
@@ -97,6 +103,8 @@ const COORDINATOR: &str = "cluster-local";
 const CLUSTER_PREFIX: &str = "cluster:";
 /// `via` prefix of [`Reason::Converge`].
 const CONVERGE_PREFIX: &str = "converge:";
+/// `via` prefix of [`Reason::Fleet`].
+const FLEET_PREFIX: &str = "fleet:";
 
 impl Requester {
     /// The agent's own upkeep, with this process's ids.
@@ -146,6 +154,7 @@ impl Requester {
                     none(format!("{CLUSTER_PREFIX}{coordinator}"))
                 }
                 Reason::Converge { from } => none(format!("{CONVERGE_PREFIX}{from}")),
+                Reason::Fleet { by } => none(format!("{FLEET_PREFIX}{by}")),
             },
         }
     }
@@ -213,6 +222,8 @@ impl TryFrom<Record> for Requester {
                     })
                 } else if let Some(from) = v.strip_prefix(CONVERGE_PREFIX) {
                     agent(Reason::Converge { from: from.into() })
+                } else if let Some(by) = v.strip_prefix(FLEET_PREFIX) {
+                    agent(Reason::Fleet { by: by.into() })
                 } else {
                     return Err(UnknownVia(via));
                 }

@@ -17,6 +17,7 @@ use crate::protocol::Colour;
 mod agent;
 pub mod cluster;
 mod files;
+pub mod fleet;
 pub mod gates;
 mod metrics;
 mod proxy;
@@ -30,6 +31,7 @@ pub use agent::{
     DEFAULT_STATE_DIR,
 };
 pub use cluster::{ClusterConfig, PeerSpec, TlsFiles};
+pub use fleet::{EtcdAuth, EtcdConfig, EtcdTls, FleetConfig};
 pub use files::{EmptyMapError, FileSpec, Templates, ValueCheck, DEFAULT_TEMPLATE_DIR};
 pub use gates::{GateConfig, NoTraffic, PrewarmConfig, WatchConfig};
 pub use metrics::{Metrics, SUGGESTED_METRICS_LISTEN};
@@ -63,8 +65,11 @@ pub struct Config {
     pub files: Vec<FileSpec>,
     /// Services by name.
     pub services: BTreeMap<String, Service>,
-    /// This node and its peers; none for a single host.
+    /// This node and its peers (`[cluster]`, static peers); none for a single host.
     pub cluster: Option<ClusterConfig>,
+    /// This host as a member of a fleet whose desired state lives in etcd (`[cluster]`
+    /// with `store = "etcd"`).
+    pub fleet: Option<FleetConfig>,
     /// The Prometheus endpoint.
     pub metrics: Metrics,
 }

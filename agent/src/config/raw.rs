@@ -32,11 +32,16 @@ pub(super) struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCluster {
+    #[serde(default)]
+    pub(super) store: ClusterStore,
     pub(super) node: String,
-    pub(super) listen: String,
-    pub(super) ca: PathBuf,
-    pub(super) cert: PathBuf,
-    pub(super) key: PathBuf,
+    pub(super) listen: Option<String>,
+    pub(super) ca: Option<PathBuf>,
+    pub(super) cert: Option<PathBuf>,
+    pub(super) key: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) expect_hosts: Vec<String>,
+    pub(super) etcd: Option<RawEtcd>,
     #[serde(default)]
     pub(super) peers: Vec<PeerSpec>,
     pub(super) report_interval_ms: Option<u64>,
@@ -46,6 +51,35 @@ pub(super) struct RawCluster {
     pub(super) hold_before_decision_ms: u64,
     #[serde(default)]
     pub(super) hold_before_commit_ms: u64,
+}
+
+/// Where the hosts of a cluster meet (`[cluster] store`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum ClusterStore {
+    /// Listed peers over mutual TLS (docs/CLUSTER.md, static peers).
+    #[default]
+    Peers,
+    /// The fleet store in etcd.
+    Etcd,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEtcd {
+    pub(super) endpoints: Vec<String>,
+    pub(super) prefix: String,
+    pub(super) ca: Option<PathBuf>,
+    pub(super) cert: Option<PathBuf>,
+    pub(super) key: Option<PathBuf>,
+    pub(super) user: Option<String>,
+    pub(super) password_file: Option<PathBuf>,
+    pub(super) dial_timeout_ms: Option<u64>,
+    pub(super) request_timeout_ms: Option<u64>,
+    pub(super) lease_ttl_s: Option<u64>,
+    pub(super) vote_timeout_ms: Option<u64>,
+    pub(super) wait_ms: Option<u64>,
+    pub(super) check_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

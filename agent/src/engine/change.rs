@@ -50,13 +50,27 @@ impl<P: Proxy> Engine<P> {
     /// real change, stopped before anything is written. An `Err` names the step and the
     /// cause that would refuse it.
     pub async fn plan(&self, request: &Request, force: bool) -> Result<Plan, ApplyError> {
-        let admitted = self.admit(&self.state, request, force).await?;
+        self.plan_from(&self.state, request, force)
+            .await
+            .map(|(plan, _)| plan)
+    }
+
+    /// [`Engine::plan`] on top of `base` instead of the applied state (the fleet store's
+    /// records, for a vote), with the state the request leads to.
+    pub async fn plan_from(
+        &self,
+        base: &State,
+        request: &Request,
+        force: bool,
+    ) -> Result<(Plan, State), ApplyError> {
+        let admitted = self.admit(base, request, force).await?;
+        let next = admitted.next.clone();
         if admitted.change.is_empty() {
-            return Ok(self.describe(admitted, None));
+            return Ok((self.describe(admitted, None), next));
         }
         let config = self.config.clone();
         let prepared = self.prepare(&config, &admitted.next).await?;
-        Ok(self.describe(admitted, Some(prepared)))
+        Ok((self.describe(admitted, Some(prepared)), next))
     }
 
     /// Applies one routing request end to end and journals it. `force` skips the

@@ -1,5 +1,6 @@
-//! What the engine answers without changing anything: the status snapshot, the entries of
-//! a managed map (desired, live, or their difference) and the history journal.
+//! What the engine answers without changing anything: the status snapshot, this host's
+//! report to its peers or the fleet store, the entries of a managed map (desired, live, or
+//! their difference) and the history journal.
 
 use super::error::{ApplyError, ErrorKind};
 use super::Engine;
@@ -10,9 +11,28 @@ use crate::protocol::Step;
 use crate::protocol::{DesiredStatus, Fault, FileStatus, ProxyStatus, ServiceStatus, Snapshot};
 use crate::protocol::{MapShown, MapView};
 use crate::proxy::Proxy;
-use crate::store::JournalEntry;
+use crate::protocol::peer::digest;
+use crate::protocol::PeerReport;
+use crate::store::{now_ms, JournalEntry};
 
 impl<P: Proxy> Engine<P> {
+    /// What this host tells its peers, or the fleet store, about itself as `node`.
+    pub fn report(&self, node: &str) -> PeerReport {
+        let services = self.state.routing();
+        PeerReport {
+            node: node.to_owned(),
+            time_ms: now_ms(),
+            generation: self.state.generation,
+            cluster_generation: self.state.cluster_generation,
+            digest: digest(&services),
+            cluster_digest: digest(&self.state.cluster_routing),
+            services,
+            cluster_routing: self.state.cluster_routing.clone(),
+            proxy_reachable: self.reachable(),
+            last_error: self.last_error().map(str::to_owned),
+        }
+    }
+
     /// The status snapshot.
     pub async fn snapshot(&self) -> Snapshot {
         let epoch = self.proxy.epoch().await.ok();

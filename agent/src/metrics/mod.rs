@@ -22,6 +22,8 @@
 //! | `cutover_proxy_up` | gauge | 1 when the proxy answered the last check |
 //! | `cutover_peers` | gauge | peer agents configured in `[cluster]` (0 without) |
 //! | `cutover_peers_in_agreement` | gauge | peers whose last fresh report shows the same routing as this agent |
+//! | `cutover_store_up` | gauge | 1 while the fleet store (etcd) answers, 0 while it does not; absent without one |
+//! | `cutover_fleet_generation` | gauge | the fleet generation this host applied (0 without a fleet store) |
 //! | `cutover_build_info` | info | `version` |
 
 use std::collections::BTreeSet;
@@ -99,6 +101,11 @@ struct ServiceResult {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabel {
+    store: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
 }
@@ -146,6 +153,8 @@ struct Inner {
     proxy_up: Gauge,
     peers: Gauge<i64>,
     peers_agreeing: Gauge<i64>,
+    store_up: Family<StoreLabel, Gauge>,
+    fleet_generation: Gauge,
     /// Services whose series exist, to drop the series of a service removed from the config.
     services: Mutex<BTreeSet<String>>,
 }
@@ -203,6 +212,8 @@ mod tests {
             "# TYPE cutover_proxy_up gauge",
             "# TYPE cutover_peers gauge",
             "# TYPE cutover_peers_in_agreement gauge",
+            "# TYPE cutover_store_up gauge",
+            "# TYPE cutover_fleet_generation gauge",
             "# TYPE cutover_build info",
         ] {
             assert!(text.contains(family), "{family} missing in:\n{text}");

@@ -90,6 +90,17 @@ impl Metrics {
         self.inner.peers_agreeing.set(agreeing as i64);
     }
 
+    /// Whether the fleet store answers, and the fleet generation this host applied.
+    pub fn fleet(&self, store_up: bool, applied_generation: u64) {
+        self.inner
+            .store_up
+            .get_or_create(&StoreLabel {
+                store: "etcd".into(),
+            })
+            .set(i64::from(store_up));
+        self.inner.fleet_generation.set(applied_generation as i64);
+    }
+
     /// Whether the proxy answered the agent's last check: sets `cutover_proxy_up` to 1 or
     /// 0.
     pub fn proxy_up(&self, up: bool) {

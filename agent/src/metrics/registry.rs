@@ -23,6 +23,8 @@ impl Metrics {
         let proxy_up = Gauge::default();
         let peers = Gauge::<i64>::default();
         let peers_agreeing = Gauge::<i64>::default();
+        let store_up = Family::<StoreLabel, Gauge>::default();
+        let fleet_generation = Gauge::default();
 
         registry.register(
             "switches",
@@ -96,6 +98,16 @@ impl Metrics {
             peers_agreeing.clone(),
         );
         registry.register(
+            "store_up",
+            "1 while the fleet store answers the agent, 0 while it does not (label store: etcd)",
+            store_up.clone(),
+        );
+        registry.register(
+            "fleet_generation",
+            "The fleet generation (etcd) this host applied last",
+            fleet_generation.clone(),
+        );
+        registry.register(
             "build",
             "The running cutover build",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
@@ -135,6 +147,8 @@ impl Metrics {
                 proxy_up,
                 peers,
                 peers_agreeing,
+                store_up,
+                fleet_generation,
                 services: Mutex::new(BTreeSet::new()),
             }),
         }

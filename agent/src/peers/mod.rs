@@ -14,25 +14,14 @@ use crate::protocol::Step;
 use crate::protocol::{Desired, Request};
 use crate::proxy::Proxy;
 use crate::requester::{Reason, Requester};
-use crate::store::now_ms;
 
+use crate::protocol::peer::digest;
 use crate::protocol::PeerReport;
 use crate::protocol::{ClusterStatus, HostRow, ServiceAgreement};
 
 pub mod coordinator;
 pub mod server;
 pub mod tls;
-
-/// A stable digest of a routing declaration (FNV-1a 64 over its canonical JSON).
-pub fn digest(routing: &BTreeMap<String, Desired>) -> String {
-    let text = serde_json::to_string(routing).expect("routing serializes");
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
 
 /// A change this node prepared for a coordinator and holds until commit or abort.
 #[derive(Debug, Clone)]
@@ -69,20 +58,7 @@ impl Node {
 
     /// This node's report.
     pub fn report<P: Proxy>(&self, engine: &Engine<P>) -> PeerReport {
-        let state = engine.state();
-        let services = state.routing();
-        PeerReport {
-            node: self.config.node.clone(),
-            time_ms: now_ms(),
-            generation: state.generation,
-            cluster_generation: state.cluster_generation,
-            digest: digest(&services),
-            cluster_digest: digest(&state.cluster_routing),
-            services,
-            cluster_routing: state.cluster_routing.clone(),
-            proxy_reachable: engine.reachable(),
-            last_error: engine.last_error().map(str::to_owned),
-        }
+        engine.report(&self.config.node)
     }
 
     /// Prepares `request` for `coordinator`: plans it (state, render, validation, gates)

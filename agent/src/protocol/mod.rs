@@ -15,13 +15,15 @@
 //! [`routing`] (colours and the routing verbs, [`Request`]), [`change`] (what a change does
 //! to a service), [`command`] (the wire [`Command`]), [`decode`] (request lines in and
 //! out), [`reply`] (replies), [`status`] and [`plan`] (the data of `status` and dry-run
-//! replies), [`cluster`] (the data of cluster replies) and [`peer`] (what agents tell each other). It imports no other module of the
+//! replies), [`cluster`] (the data of cluster replies), [`peer`] (what agents tell each other) and
+//! [`fleet`] (the records of the fleet store in etcd). It imports no other module of the
 //! crate.
 
 pub mod change;
 pub mod cluster;
 pub mod command;
 pub mod decode;
+pub mod fleet;
 pub mod peer;
 pub mod plan;
 pub mod reply;
@@ -32,6 +34,7 @@ pub use change::{Change, ServiceChange, ServiceState};
 pub use cluster::{ClusterOutcome, ClusterStatus, HostOutcome, HostRow, ServiceAgreement};
 pub use command::{Command, MapView, Mutation, VERBS};
 pub use decode::{decode, encode, DecodeError};
+pub use fleet::{FleetChange, Proposal, Vote};
 pub use peer::PeerReport;
 pub use plan::{GateReport, LineChanges, Plan, PlannedFile, PrewarmReport};
 pub use reply::{MapShown, MetricsText, Reply, Status};

@@ -30,3 +30,15 @@ pub struct PeerReport {
     /// The node's last error, if any.
     pub last_error: Option<String>,
 }
+
+/// A stable digest of a routing declaration (FNV-1a 64 over its canonical JSON): equal
+/// routings have equal digests on every host and every version.
+pub fn digest(routing: &BTreeMap<String, Desired>) -> String {
+    let text = serde_json::to_string(routing).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}

@@ -2,10 +2,12 @@
 //! definition of the verbs that change routing. The wire command, the journal, the peer
 //! `prepare` message and the command line's grammar are all built from it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use super::ServiceState;
 
 /// Most services one declaration (`apply`, a desired-state file) may name.
 pub const MAX_SERVICES: usize = 10_000;
@@ -91,6 +93,37 @@ pub struct Desired {
     /// A canary on the other colour; none means no canary.
     #[serde(default)]
     pub canary: Option<Canary>,
+    /// The colour `rollback` returns to; absent: what the switch leaves (the old live
+    /// colour when live moves, else unchanged). The fleet store declares it so every host
+    /// rolls back alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Colour>,
+    /// The drained colours, exactly; absent: unchanged (apart from a colour that takes
+    /// traffic, which leaves drain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drained: Option<BTreeSet<Colour>>,
+}
+
+impl Desired {
+    /// Live colour and canary, the rest left to the switch.
+    pub fn routing(live: Colour, canary: Option<Canary>) -> Desired {
+        Desired {
+            live,
+            canary,
+            previous: None,
+            drained: None,
+        }
+    }
+
+    /// Exactly `state`: live colour, canary, previous colour and drains.
+    pub fn exactly(state: &ServiceState) -> Desired {
+        Desired {
+            live: state.live,
+            canary: state.canary,
+            previous: state.previous,
+            drained: Some(state.drained.clone()),
+        }
+    }
 }
 
 /// A request to change the routing state: the routing verbs, declared once.

@@ -117,6 +117,25 @@ impl State {
                 s.drained.remove(&c.colour);
             }
             s.canary = d.canary;
+            if let Some(previous) = d.previous {
+                if previous == d.live {
+                    return Err(StateError::PreviousIsLive {
+                        service: name.clone(),
+                        colour: previous,
+                    });
+                }
+                s.previous = Some(previous);
+            }
+            if let Some(drained) = &d.drained {
+                let serving = std::iter::once(d.live).chain(d.canary.map(|c| c.colour));
+                if let Some(colour) = serving.into_iter().find(|c| drained.contains(c)) {
+                    return Err(StateError::DrainLive {
+                        service: name.clone(),
+                        colour,
+                    });
+                }
+                s.drained = drained.clone();
+            }
             next.services.insert(name.clone(), s);
         }
         let services = diff(self, &next);

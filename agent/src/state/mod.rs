@@ -82,6 +82,14 @@ pub enum StateError {
     /// `promote` or `abort` without a canary.
     #[error("service {0:?} has no canary in progress")]
     NoCanary(String),
+    /// A declared previous colour equal to the live one.
+    #[error("service {service:?} cannot have {colour} both live and previous")]
+    PreviousIsLive {
+        /// The service.
+        service: String,
+        /// The colour declared twice.
+        colour: Colour,
+    },
     /// Draining the live (or canary) colour.
     #[error("{colour} is live for service {service:?}; draining it would stop its traffic")]
     DrainLive {
@@ -100,10 +108,7 @@ impl State {
             .map(|(n, s)| {
                 (
                     n.clone(),
-                    Desired {
-                        live: s.live,
-                        canary: s.canary,
-                    },
+                    Desired::routing(s.live, s.canary),
                 )
             })
             .collect()

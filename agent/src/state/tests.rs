@@ -190,20 +190,17 @@ fn set_changes_several_services_in_one_generation() {
     let services: BTreeMap<String, Desired> = [
         (
             "api".to_owned(),
-            Desired {
-                live: Colour::Green,
-                canary: None,
-            },
+            Desired::routing(Colour::Green, None),
         ),
         (
             "web".to_owned(),
-            Desired {
-                live: Colour::Green,
-                canary: Some(Canary {
+            Desired::routing(
+                Colour::Green,
+                Some(Canary {
                     colour: Colour::Blue,
                     percent: 20,
                 }),
-            },
+                ),
         ),
     ]
     .into();
@@ -228,10 +225,7 @@ fn set_changes_several_services_in_one_generation() {
     assert!(again.is_empty());
     let bad: BTreeMap<String, Desired> = [(
         "nope".to_owned(),
-        Desired {
-            live: Colour::Blue,
-            canary: None,
-        },
+        Desired::routing(Colour::Blue, None),
     )]
     .into();
     assert!(s.apply(&Request::Set { services: bad }).is_err());
@@ -275,4 +269,32 @@ fn parses_state_written_by_format_1() {
     assert_eq!(s.generation, 7);
     assert_eq!(s.format, 1);
     assert_eq!(s.services["web"].previous, Some(Colour::Blue));
+}
+
+#[test]
+fn set_exactly_declares_previous_and_drains_and_refuses_contradictions() {
+    let s = two();
+    let mut wanted = ServiceState::live_on(Colour::Green);
+    wanted.previous = Some(Colour::Blue);
+    wanted.drained.insert(Colour::Blue);
+    let set = |d: Desired| Request::Set {
+        services: [("api".to_owned(), d)].into(),
+    };
+    let (n, _) = s.apply(&set(Desired::exactly(&wanted))).unwrap();
+    assert_eq!(n.services["api"], wanted);
+    // The same declaration on a host that got there another way changes nothing.
+    let (_, again) = n.apply(&set(Desired::exactly(&wanted))).unwrap();
+    assert!(again.is_empty());
+    let mut previous_is_live = wanted.clone();
+    previous_is_live.previous = Some(Colour::Green);
+    assert!(matches!(
+        s.apply(&set(Desired::exactly(&previous_is_live))),
+        Err(StateError::PreviousIsLive { .. })
+    ));
+    let mut live_drained = wanted;
+    live_drained.drained.insert(Colour::Green);
+    assert!(matches!(
+        s.apply(&set(Desired::exactly(&live_drained))),
+        Err(StateError::DrainLive { .. })
+    ));
 }

@@ -16,8 +16,30 @@ impl Validator<'_> {
         if let Err(e) = check_name(&raw.node) {
             self.problem(format!("cluster.node: {e}"));
         }
-        let listen = raw.listen.parse().unwrap_or_else(|_| {
-            self.problem(format!("cluster.listen: {:?} is not ip:port", raw.listen));
+        for (field, set) in [
+            ("expect_hosts", !raw.expect_hosts.is_empty()),
+            ("etcd", raw.etcd.is_some()),
+        ] {
+            if set {
+                self.problem(format!(
+                    "cluster.{field}: belongs to store = \"etcd\" (this cluster lists its peers)"
+                ));
+            }
+        }
+        let mut required = |field: &str, value: Option<std::path::PathBuf>| {
+            value.unwrap_or_else(|| {
+                self.problem(format!("cluster.{field}: missing (store = \"peers\")"));
+                std::path::PathBuf::new()
+            })
+        };
+        let (ca, cert, key) = (
+            required("ca", raw.ca),
+            required("cert", raw.cert),
+            required("key", raw.key),
+        );
+        let listen_text = raw.listen.unwrap_or_default();
+        let listen = listen_text.parse().unwrap_or_else(|_| {
+            self.problem(format!("cluster.listen: {listen_text:?} is not ip:port"));
             std::net::SocketAddr::from(([127, 0, 0, 1], 0))
         });
         let mut names = BTreeSet::from([raw.node.clone()]);
@@ -38,9 +60,9 @@ impl Validator<'_> {
             }
         }
         let tls = TlsFiles {
-            ca: self.abs("cluster.ca", raw.ca),
-            cert: self.abs("cluster.cert", raw.cert),
-            key: self.abs("cluster.key", raw.key),
+            ca: self.abs("cluster.ca", ca),
+            cert: self.abs("cluster.cert", cert),
+            key: self.abs("cluster.key", key),
         };
         for (what, p) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
             if !p.is_file() {

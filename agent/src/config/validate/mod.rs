@@ -67,7 +67,11 @@ impl Validator<'_> {
         let routes_may_be_empty = raw.services.iter().all(|s| s.allow_empty_routes);
         let files = self.files(raw.files, &proxy, routes_may_be_empty);
         let services = self.services(raw.services, proxy.kind.map_syntax());
-        let cluster = raw.cluster.map(|c| self.cluster(c));
+        let (cluster, fleet) = match raw.cluster {
+            None => (None, None),
+            Some(c) if c.store == super::raw::ClusterStore::Etcd => (None, Some(self.fleet(c))),
+            Some(c) => (Some(self.cluster(c)), None),
+        };
         let metrics = super::metrics::validate(raw.metrics, &mut self.problems);
         Config {
             source: path.to_owned(),
@@ -77,6 +81,7 @@ impl Validator<'_> {
             files,
             services,
             cluster,
+            fleet,
             metrics,
         }
     }
@@ -110,4 +115,5 @@ impl Validator<'_> {
 mod agent;
 mod cluster;
 mod files;
+mod fleet;
 mod services;

@@ -101,17 +101,11 @@ fn requests(service_web: &str, service_api: &str) -> Vec<Request> {
             services: [
                 (
                     web(),
-                    Desired {
-                        live: Colour::Blue,
-                        canary: None,
-                    },
+                    Desired::routing(Colour::Blue, None),
                 ),
                 (
                     api(),
-                    Desired {
-                        live: Colour::Green,
-                        canary: None,
-                    },
+                    Desired::routing(Colour::Green, None),
                 ),
             ]
             .into(),
