@@ -169,9 +169,12 @@ pub fn cluster_step_sender(who: &Requester) -> Result<Option<&str>, NotAPeer> {
 /// Whether a command needs the mutating permission: it changes routing here
 /// ([`Command::is_mutation`]: switch, rollback, canary, promote, abort, drain, undrain,
 /// apply), across the cluster (`cluster`), or is a step of a cluster change that only peers
-/// send (`prepare`, `commit`, ...; refused on the socket anyway). Everything else only reads.
+/// send (`prepare`, `commit`, ...; refused on the socket anyway). Everything else only reads,
+/// `history --cluster` included.
 pub fn needs_mutate(command: &Command) -> bool {
-    command.is_mutation() || command.is_peer_only() || matches!(command, Command::Cluster { .. })
+    command.is_mutation()
+        || command.is_peer_only()
+        || matches!(command, Command::Cluster { command } if command.is_mutation())
 }
 
 /// Groups the user database lists for `uid` (its primary group included); empty when the

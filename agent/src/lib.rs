@@ -31,6 +31,8 @@ pub mod config;
 pub mod control;
 pub mod desired;
 pub mod engine;
+#[cfg(feature = "etcd")]
+pub mod fleet;
 pub mod fsio;
 #[doc(hidden)]
 pub mod fuzzing;

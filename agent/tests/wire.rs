@@ -28,13 +28,13 @@ fn web() -> String {
 fn routing() -> BTreeMap<String, Desired> {
     [(
         web(),
-        Desired {
-            live: Colour::Green,
-            canary: Some(Canary {
+        Desired::routing(
+            Colour::Green,
+            Some(Canary {
                 colour: Colour::Blue,
                 percent: 10,
             }),
-        },
+        ),
     )]
     .into()
 }
@@ -242,14 +242,7 @@ fn journal_request_json() {
         ),
         (
             Request::Set {
-                services: [(
-                    web(),
-                    Desired {
-                        live: Colour::Green,
-                        canary: None,
-                    },
-                )]
-                .into(),
+                services: [(web(), Desired::routing(Colour::Green, None))].into(),
             },
             r#"{"op":"set","services":{"web":{"live":"green","canary":null}}}"#,
         ),
@@ -326,6 +319,7 @@ fn status_reply() {
             path: "/etc/cutover/desired.toml".into(),
             error: None,
         }),
+        fleet: None,
     };
     let back: Snapshot = pin(
         &ok("generation 7, 1 service(s), haproxy reachable", &snap),

@@ -34,8 +34,10 @@ pub const MAX_BATCH: usize = 256;
 pub struct Agent<P: Proxy> {
     /// The engine; only this task touches it.
     pub engine: Engine<P>,
-    /// This node of the cluster, when `[cluster]` is configured.
+    /// This node of the cluster, when `[cluster]` lists peers.
     pub node: Option<Node>,
+    /// The fleet store, when `[cluster] store = "etcd"`.
+    pub fleet: Option<super::FleetLink>,
     /// The engine task's queue; `None` once the agent stops, when cluster requests are no
     /// longer served.
     pub local: Option<mpsc::Sender<Envelope>>,
@@ -54,6 +56,13 @@ pub enum Route {
     Cluster(Option<Mutation>),
     /// The cluster's view (`cluster_status`).
     ClusterStatus,
+    /// The fleet's committed changes (`cluster history`).
+    ClusterHistory {
+        /// Only those of this service.
+        service: Option<String>,
+        /// Most entries.
+        limit: usize,
+    },
     /// A step of a cluster change (`report`, `prepare`, `ready`, `commit`, `abort_txn`),
     /// from the peer named (or, `None`, from this node's own coordinator).
     PeerVerb {
@@ -68,7 +77,10 @@ impl Route {
     /// Where `command` goes.
     pub fn of(command: Command) -> Route {
         match command {
-            Command::Cluster { command } => Route::Cluster(command.mutation()),
+            Command::Cluster { command } => match *command {
+                Command::History { service, limit } => Route::ClusterHistory { service, limit },
+                command => Route::Cluster(command.mutation()),
+            },
             Command::ClusterStatus => Route::ClusterStatus,
             command if command.is_peer_only() => Route::PeerVerb {
                 command,
@@ -172,6 +184,12 @@ impl<P: Proxy> Agent<P> {
             return None;
         }
         let mut route = Route::of(command);
+        if let (Some(fleet), Route::Change(m) | Route::Plan(m)) = (&self.fleet, &route) {
+            if !m.local {
+                let _ = reply.send(fleet.not_local());
+                return None;
+            }
+        }
         let serving_cluster = self.node.is_some() && self.local.is_some();
         if let (Route::PeerVerb { peer, .. }, true) = (&mut route, serving_cluster) {
             match access::cluster_step_sender(&requester) {
@@ -224,9 +242,35 @@ impl<P: Proxy> Agent<P> {
             }
             Route::Plan(m) => reply::plan(self.engine.plan(&m.request, m.force).await),
             Route::Query(command) => self.query(command).await,
-            Route::Cluster(_) | Route::ClusterStatus | Route::PeerVerb { .. } if stopping => {
+            Route::Cluster(_)
+            | Route::ClusterStatus
+            | Route::ClusterHistory { .. }
+            | Route::PeerVerb { .. }
+                if stopping =>
+            {
                 reply::not_served()
             }
+            Route::Cluster(Some(m)) if self.fleet.is_some() => {
+                if let Some(f) = &self.fleet {
+                    f.propose(m, reply);
+                }
+                return;
+            }
+            Route::ClusterStatus if self.fleet.is_some() => {
+                if let Some(f) = &self.fleet {
+                    f.status(reply);
+                }
+                return;
+            }
+            Route::ClusterHistory { service, limit } => match &self.fleet {
+                Some(f) => return f.history(service, limit, reply),
+                None => Reply::error(
+                    "history --cluster reads the fleet store: this agent has no \
+                     [cluster] store = \"etcd\""
+                        .to_owned(),
+                    serde_json::Value::Null,
+                ),
+            },
             Route::Cluster(change) => match (self.coordinator(), change) {
                 (Some(coordinator), Some(m)) => {
                     tokio::spawn(async move {
@@ -269,7 +313,11 @@ impl<P: Proxy> Agent<P> {
     /// Answers a read-only query.
     async fn query(&self, command: Command) -> Reply {
         match command {
-            Command::Status => reply::status(&self.engine.snapshot().await),
+            Command::Status => {
+                let mut snapshot = self.engine.snapshot().await;
+                snapshot.fleet = self.fleet.as_ref().map(|f| f.health().borrow().clone());
+                reply::status(&snapshot)
+            }
             Command::MapShow { name, view } => match self.engine.map_show(&name, view).await {
                 Ok(shown) => Reply::ok(
                     format!("map {name}"),

@@ -29,6 +29,8 @@ use crate::proxy::{AnyProxy, Proxy};
 use crate::store::Store;
 
 pub mod dispatch;
+#[cfg_attr(not(feature = "etcd"), path = "fleet_off.rs")]
+pub mod fleet;
 pub mod reload;
 pub mod reply;
 pub mod servers;
@@ -36,6 +38,7 @@ pub mod servers;
 mod tests;
 
 pub use dispatch::{Agent, MAX_BATCH};
+use fleet::FleetLink;
 
 /// Requests queued for the engine before senders wait.
 pub const QUEUE_DEPTH: usize = 64;
@@ -74,6 +77,9 @@ pub enum AgentError {
     /// The cluster's certificates.
     #[error("peer TLS: {0}")]
     Tls(peers::tls::TlsError),
+    /// `[cluster] store = "etcd"` in a build without the fleet store.
+    #[error("[cluster] store = \"etcd\": this cutover was built without the etcd feature")]
+    NoFleetStore,
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -138,9 +144,17 @@ pub async fn run_with<P: Proxy>(
             (Some(node), Some(server))
         }
     };
+    let fleet = match &config.fleet {
+        None => None,
+        Some(f) => {
+            tracing::info!(node = %f.node, prefix = %f.etcd.prefix, endpoints = %f.etcd.endpoints.join(","), "fleet store");
+            Some(FleetLink::start(f, engine.metrics().clone()).ok_or(AgentError::NoFleetStore)?)
+        }
+    };
     let mut agent = Agent {
         engine,
         node,
+        fleet,
         local: Some(tx),
     };
     notifier.ready(&format!("serving {}", config.agent.socket.display()));
@@ -159,6 +173,11 @@ pub async fn run_with<P: Proxy>(
             }
             _ = ping(&mut watchdog) => notifier.watchdog(),
             Some(env) = rx.recv() => agent.receive(env, &mut rx).await,
+            call = FleetLink::next_call(&mut agent.fleet) => {
+                if let Some(f) = &agent.fleet {
+                    f.answer(&mut agent.engine, call).await;
+                }
+            }
             _ = tick.tick() => {
                 agent.engine.tick().await;
                 agent.engine.poll_desired_file().await;
@@ -167,6 +186,9 @@ pub async fn run_with<P: Proxy>(
         }
         if let Some(n) = &agent.node {
             publish_report(n, &agent.engine, &report_tx);
+        }
+        if let Some(f) = &agent.fleet {
+            f.publish(&agent.engine);
         }
     }
     notifier.stopping();

@@ -66,6 +66,7 @@ green = {{ backend = "api_green" }}
     let agent = Agent {
         engine,
         node: None,
+        fleet: None,
         local: Some(tx),
     };
     (agent, rx)
@@ -173,6 +174,7 @@ fn every_kind_of_request_has_its_route() {
         Route::Query(c) => format!("query {}", c.verb()),
         Route::Cluster(m) => format!("cluster {:?}", m.as_ref().map(|m| m.dry_run)),
         Route::ClusterStatus => "cluster status".into(),
+        Route::ClusterHistory { service, limit } => format!("cluster history {service:?} {limit}"),
         Route::PeerVerb { command, peer } => format!("peer {} {peer:?}", command.verb()),
     };
     let switch = crate::protocol::Request::Switch {

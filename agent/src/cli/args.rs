@@ -52,6 +52,13 @@ pub struct Cli {
     /// Key of the client certificate.
     #[arg(long, global = true, env = "CUTOVER_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// With a mutating verb on a host of a fleet (`store = "etcd"`): change this host
+    /// alone; it shows as diverged until the next fleet change.
+    #[arg(long, global = true, conflicts_with = "cluster")]
+    pub local: bool,
+    /// The fleet store, for driving a fleet without a local agent.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
     /// Seconds to wait for the agent's answer.
     #[arg(long, global = true, default_value_t = DEFAULT_TIMEOUT_S)]
     pub timeout: u64,
@@ -67,6 +74,74 @@ pub struct Cli {
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub verb: Verb,
+}
+
+/// `--etcd` and its companions: the command line as a client of the fleet store.
+#[derive(Debug, Clone, Args)]
+pub struct EtcdArgs {
+    /// Talk to the fleet in etcd instead of an agent: its client URLs, comma-separated
+    /// (`http://host:2379`, `https://...`). Routing verbs change every live host, `status`
+    /// and `history` read the fleet.
+    #[arg(
+        long = "etcd",
+        global = true,
+        env = "CUTOVER_ETCD",
+        value_name = "URLS",
+        value_delimiter = ','
+    )]
+    pub endpoints: Vec<String>,
+    /// The site's key prefix in etcd, as the agents' `[cluster.etcd] prefix`.
+    #[arg(
+        long = "etcd-prefix",
+        global = true,
+        env = "CUTOVER_ETCD_PREFIX",
+        default_value = "/cutover"
+    )]
+    pub prefix: String,
+    /// CA that signs etcd's server certificates (with https:// endpoints).
+    #[arg(long = "etcd-ca", global = true, env = "CUTOVER_ETCD_CA")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate for etcd.
+    #[arg(
+        long = "etcd-cert",
+        global = true,
+        env = "CUTOVER_ETCD_CERT",
+        requires = "ca"
+    )]
+    pub cert: Option<PathBuf>,
+    /// Key of the client certificate for etcd.
+    #[arg(
+        long = "etcd-key",
+        global = true,
+        env = "CUTOVER_ETCD_KEY",
+        requires = "cert"
+    )]
+    pub key: Option<PathBuf>,
+    /// etcd user.
+    #[arg(
+        long = "etcd-user",
+        global = true,
+        env = "CUTOVER_ETCD_USER",
+        requires = "password_file"
+    )]
+    pub user: Option<String>,
+    /// File whose first line is the etcd user's password.
+    #[arg(
+        long = "etcd-password-file",
+        global = true,
+        env = "CUTOVER_ETCD_PASSWORD_FILE"
+    )]
+    pub password_file: Option<PathBuf>,
+    /// Who proposes, as the fleet's log records it (default: cli-<hostname>).
+    #[arg(long = "etcd-name", global = true, env = "CUTOVER_ETCD_NAME")]
+    pub name: Option<String>,
+    /// Milliseconds every live host has to vote on a change.
+    #[arg(long = "vote-ms", global = true, default_value_t = crate::config::fleet::DEFAULT_VOTE_TIMEOUT_MS)]
+    pub vote_ms: u64,
+    /// Milliseconds a change waits for every live host to confirm it; hosts that lag are
+    /// named and the exit code is 1.
+    #[arg(long = "wait-ms", global = true, default_value_t = crate::config::fleet::DEFAULT_WAIT_MS)]
+    pub wait_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]

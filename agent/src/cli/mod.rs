@@ -1,14 +1,17 @@
 //! The command line: its grammar ([`args`]), the dispatch of a verb to the agent and back
 //! ([`run`]), the short tables printed for humans ([`print`]), and the man pages and shell
-//! completions written from the grammar itself ([`generate`]). Every client verb takes
+//! completions written from the grammar itself ([`generate`]), and the fleet store as a
+//! client of etcd (`fleet`, `--etcd`). Every client verb takes
 //! `--json` to print the agent's reply as is.
 
 pub mod args;
+#[cfg(feature = "etcd")]
+pub mod fleet;
 pub mod generate;
 pub mod print;
 pub mod run;
 
-pub use args::{Cli, HistoryArgs, MapVerb, TlsVerb, Verb};
+pub use args::{Cli, EtcdArgs, HistoryArgs, MapVerb, TlsVerb, Verb};
 pub use print::print_reply;
 
 /// Exit codes, as documented in the README and the man page.

@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::exit;
 use crate::protocol::{
-    ClusterOutcome, ClusterStatus, Command, HostRow, MapShown, MetricsText, Plan, Reply,
-    ServiceState, Snapshot, Status,
+    ClusterOutcome, ClusterStatus, Command, FleetChange, HostRow, MapShown, MetricsText, Plan,
+    Reply, ServiceState, Snapshot, Status,
 };
 use crate::requester::Requester;
 use crate::store::JournalEntry;
@@ -50,8 +50,13 @@ pub fn print_reply(sent: &Command, reply: &Reply, json: bool) -> i32 {
 /// The text for humans of a successful reply to `sent`.
 fn human(sent: &Command, reply: &Reply) -> Result<String, serde_json::Error> {
     Ok(match sent {
+        Command::Cluster { command } if matches!(**command, Command::History { .. }) => {
+            fleet_history_table(&reply.data_as::<FleetHistory>()?.fleet)
+        }
         Command::Cluster { .. } => cluster_result(&reply.message, &reply.data_as()?),
-        Command::ClusterStatus => cluster_table(&reply.data_as()?),
+        Command::ClusterStatus => {
+            format!("{}\n{}", reply.message, cluster_table(&reply.data_as()?))
+        }
         Command::Change(m) if m.dry_run => plan_text(&reply.message, &reply.data_as()?),
         Command::Status => status_table(&reply.data_as()?),
         Command::MapShow { .. } => map_lines(&reply.data_as()?),
@@ -372,6 +377,32 @@ fn map_lines(d: &MapShown) -> String {
 fn who(r: &Requester) -> String {
     let (uid, pid) = r.uid_pid();
     format!("{} uid={} pid={}", r.via(), or_dash(uid), or_dash(pid))
+}
+
+/// The data of a `history --cluster` reply.
+#[derive(Debug, Deserialize)]
+struct FleetHistory {
+    fleet: Vec<FleetChange>,
+}
+
+/// The fleet's committed changes, newest first.
+fn fleet_history_table(changes: &[FleetChange]) -> String {
+    let rows: Vec<Vec<String>> = changes
+        .iter()
+        .map(|c| {
+            vec![
+                format_time(c.at_ms),
+                c.generation.to_string(),
+                c.by.clone(),
+                c.services.join(","),
+                serde_json::to_string(&c.request).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &["TIME (UTC)", "FLEET GEN", "BY", "SERVICES", "REQUEST"],
+        &rows,
+    )
 }
 
 fn history_table(entries: &[JournalEntry]) -> String {

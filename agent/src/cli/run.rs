@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{exit, print_reply, Cli, TlsVerb, Verb};
-use crate::protocol::Command;
+use crate::protocol::{Command, Mutation};
 
 /// Runs a verb that talks to an agent and returns the exit code.
 pub async fn client(cli: &Cli, verb: &Verb) -> i32 {
@@ -23,17 +23,29 @@ pub async fn client(cli: &Cli, verb: &Verb) -> i32 {
         eprintln!("error: --dry-run goes with a verb that changes routing");
         return exit::USAGE;
     }
-    let command = match (cli.cluster, &command) {
+    let command = match (command, cli.local) {
+        (Command::Change(m), true) => Command::Change(Mutation { local: true, ..m }),
+        (_, true) => {
+            eprintln!("error: --local goes with a verb that changes routing");
+            return exit::USAGE;
+        }
+        (command, false) => command,
+    };
+    let fleet = !cli.etcd.endpoints.is_empty();
+    let command = match (cli.cluster || fleet, &command) {
         (false, _) => command,
         (true, Command::Status) => Command::ClusterStatus,
-        (true, c) if c.is_mutation() => Command::Cluster {
+        (true, c) if c.is_mutation() || matches!(c, Command::History { .. }) => Command::Cluster {
             command: Box::new(command),
         },
         (true, _) => {
-            eprintln!("error: --cluster goes with status or a verb that changes routing");
+            eprintln!("error: --cluster goes with status, history or a verb that changes routing");
             return exit::USAGE;
         }
     };
+    if fleet {
+        return fleet_request(cli, &command).await;
+    }
     if let Some(remote) = &cli.remote {
         return remote_request(cli, remote, &command).await;
     }
@@ -61,6 +73,25 @@ pub async fn client(cli: &Cli, verb: &Verb) -> i32 {
             exit::UNAVAILABLE
         }
     }
+}
+
+/// Sends a command to the fleet in etcd (`--etcd`).
+#[cfg(feature = "etcd")]
+async fn fleet_request(cli: &Cli, command: &Command) -> i32 {
+    match super::fleet::request(&cli.etcd, command).await {
+        Ok(reply) => print_reply(command, &reply, cli.json),
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::CONFIG
+        }
+    }
+}
+
+/// `--etcd` in a build without the fleet store.
+#[cfg(not(feature = "etcd"))]
+async fn fleet_request(_cli: &Cli, _command: &Command) -> i32 {
+    eprintln!("error: --etcd: this cutover was built without the etcd feature");
+    exit::USAGE
 }
 
 /// Sends a command to a remote agent over mutual TLS.

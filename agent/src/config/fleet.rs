@@ -111,9 +111,8 @@ impl EtcdConfig {
                 .strip_prefix("http://")
                 .or_else(|| e.strip_prefix("https://"));
             let ok = rest.is_some_and(|r| {
-                r.rsplit_once(':').is_some_and(|(h, p)| {
-                    !h.is_empty() && p.parse::<u16>().is_ok_and(|n| n > 0)
-                })
+                r.rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|n| n > 0))
             });
             if !ok {
                 out.push(format!(

@@ -31,8 +31,8 @@ pub use agent::{
     DEFAULT_STATE_DIR,
 };
 pub use cluster::{ClusterConfig, PeerSpec, TlsFiles};
-pub use fleet::{EtcdAuth, EtcdConfig, EtcdTls, FleetConfig};
 pub use files::{EmptyMapError, FileSpec, Templates, ValueCheck, DEFAULT_TEMPLATE_DIR};
+pub use fleet::{EtcdAuth, EtcdConfig, EtcdTls, FleetConfig};
 pub use gates::{GateConfig, NoTraffic, PrewarmConfig, WatchConfig};
 pub use metrics::{Metrics, SUGGESTED_METRICS_LISTEN};
 pub use proxy::{

@@ -6,13 +6,13 @@ use super::error::{ApplyError, ErrorKind};
 use super::Engine;
 use crate::config::FileSpec;
 use crate::mapfile::{self, MapDiff, MapEntries};
+use crate::protocol::peer::digest;
 use crate::protocol::FileKind;
+use crate::protocol::PeerReport;
 use crate::protocol::Step;
 use crate::protocol::{DesiredStatus, Fault, FileStatus, ProxyStatus, ServiceStatus, Snapshot};
 use crate::protocol::{MapShown, MapView};
 use crate::proxy::Proxy;
-use crate::protocol::peer::digest;
-use crate::protocol::PeerReport;
 use crate::store::{now_ms, JournalEntry};
 
 impl<P: Proxy> Engine<P> {
@@ -78,6 +78,8 @@ impl<P: Proxy> Engine<P> {
                 path: w.path().display().to_string(),
                 error: w.error.clone(),
             }),
+            // The agent adds the fleet store's health; the engine does not know it.
+            fleet: None,
         }
     }
 

@@ -206,9 +206,8 @@ pub async fn connect(config: &EtcdConfig) -> Result<Client, FleetError> {
         .with_keep_alive(config.request_timeout, config.request_timeout)
         .with_require_leader(true);
     if let Some(tls) = &config.tls {
-        let mut t = TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(read(
-            &tls.ca,
-        )?));
+        let mut t =
+            TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(read(&tls.ca)?));
         if let Some((cert, key)) = &tls.identity {
             t = t.identity(Identity::from_pem(read(cert)?, read(key)?));
         }
@@ -289,7 +288,9 @@ pub async fn read_desired(
         _ => None,
     });
     let (Some(generation), Some(services)) = (gets.next(), gets.next()) else {
-        return Err(FleetError::WatchEnded("etcd answered a read without its ranges".into()));
+        return Err(FleetError::WatchEnded(
+            "etcd answered a read without its ranges".into(),
+        ));
     };
     let last = match generation.kvs().first() {
         Some(kv) => Some((parse(kv.key(), kv.value())?, kv.mod_revision())),
@@ -330,7 +331,10 @@ fn check_record(key: &[u8], name: &str, s: &ServiceState) -> Result<(), FleetErr
     }
     if let Some(c) = s.canary {
         if c.colour == s.live || !(1..=99).contains(&c.percent) {
-            return Err(bad(format!("canary {} {}% on live {}", c.colour, c.percent, s.live)));
+            return Err(bad(format!(
+                "canary {} {}% on live {}",
+                c.colour, c.percent, s.live
+            )));
         }
         if s.drained.contains(&c.colour) {
             return Err(bad(format!("canary colour {} is drained", c.colour)));

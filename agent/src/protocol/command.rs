@@ -128,6 +128,9 @@ pub struct Mutation {
     pub force: bool,
     /// Plan only: validate, run the gates, show what would change; change nothing.
     pub dry_run: bool,
+    /// On a host of a fleet (etcd): change this host alone; it shows as diverged until the
+    /// next fleet change. Written on the wire only when set.
+    pub local: bool,
 }
 
 impl Command {
@@ -137,6 +140,7 @@ impl Command {
             request,
             force,
             dry_run,
+            local: false,
         })
     }
 
@@ -225,6 +229,9 @@ impl Mutation {
             obj.insert("force".into(), self.force.into());
         }
         obj.insert("dry_run".into(), self.dry_run.into());
+        if self.local {
+            obj.insert("local".into(), true.into());
+        }
         Ok(obj)
     }
 
@@ -251,6 +258,7 @@ impl Mutation {
                 .map(Option::unwrap_or_default)
         };
         let dry_run = flag("dry_run")?;
+        let local = flag("local")?;
         let force = if Request::takes_force(&verb) {
             flag("force")?
         } else {
@@ -261,6 +269,7 @@ impl Mutation {
             request: Request::deserialize(value)?,
             force,
             dry_run,
+            local,
         })
     }
 }

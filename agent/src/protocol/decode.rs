@@ -76,10 +76,15 @@ pub fn decode(line: &str) -> Result<Command, DecodeError> {
         }
     }
     if let Command::Cluster { command } = &cmd {
-        if !command.is_mutation() {
+        if !command.is_mutation() && !matches!(**command, Command::History { .. }) {
             return Err(DecodeError::Command(
-                "cluster takes a command that changes routing".into(),
+                "cluster takes a command that changes routing, or history".into(),
             ));
+        }
+        if let Command::History { limit, .. } = **command {
+            if limit > MAX_HISTORY {
+                return Err(DecodeError::HistoryLimit(limit));
+            }
         }
     }
     if let Command::Change(Mutation {

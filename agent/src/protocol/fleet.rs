@@ -90,3 +90,25 @@ pub struct Vote {
     #[serde(default)]
     pub summary: String,
 }
+
+/// How a host fares with the fleet store, in `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetHealth {
+    /// The site's key prefix.
+    pub prefix: String,
+    /// Whether etcd answers and this host's record is live; false means degraded: the
+    /// proxy keeps serving what it serves, and the agent retries with backoff.
+    pub up: bool,
+    /// The fleet generation this host applied last.
+    pub applied_generation: u64,
+    /// etcd's revision of the last read of the fleet's records.
+    pub revision: i64,
+    /// The last error with the store (unreachable, a refused record, an apply that
+    /// failed), cleared when the store answers again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Full re-reads after the watch fell behind a compaction.
+    pub resyncs: u64,
+    /// Times the periodic check found a generation this host had missed, and applied it.
+    pub repairs: u64,
+}

@@ -34,7 +34,7 @@ pub use change::{Change, ServiceChange, ServiceState};
 pub use cluster::{ClusterOutcome, ClusterStatus, HostOutcome, HostRow, ServiceAgreement};
 pub use command::{Command, MapView, Mutation, VERBS};
 pub use decode::{decode, encode, DecodeError};
-pub use fleet::{FleetChange, Proposal, Vote};
+pub use fleet::{FleetChange, FleetHealth, Proposal, Vote};
 pub use peer::PeerReport;
 pub use plan::{GateReport, LineChanges, Plan, PlannedFile, PrewarmReport};
 pub use reply::{MapShown, MetricsText, Reply, Status};

@@ -168,6 +168,20 @@ impl Request {
         "switch", "rollback", "canary", "promote", "abort", "drain", "undrain", "apply",
     ];
 
+    /// The one service a verb names; none for [`Request::Set`], which declares several.
+    pub fn service(&self) -> Option<&str> {
+        match self {
+            Request::Switch { service, .. }
+            | Request::Rollback { service }
+            | Request::Canary { service, .. }
+            | Request::Promote { service }
+            | Request::Abort { service }
+            | Request::Drain { service, .. }
+            | Request::Undrain { service, .. } => Some(service),
+            Request::Set { .. } => None,
+        }
+    }
+
     /// The request's verb as the wire command names it (`apply` for [`Request::Set`]).
     pub fn verb(&self) -> &'static str {
         match self {

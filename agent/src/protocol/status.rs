@@ -80,6 +80,9 @@ pub struct Snapshot {
     /// The watched desired-state file and why its content was refused, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_state: Option<DesiredStatus>,
+    /// The fleet store this host follows, and how it fares (`[cluster] store = "etcd"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<super::FleetHealth>,
 }
 
 /// The watched desired-state file, in `status`.

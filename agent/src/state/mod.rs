@@ -105,12 +105,7 @@ impl State {
     pub fn routing(&self) -> BTreeMap<String, Desired> {
         self.services
             .iter()
-            .map(|(n, s)| {
-                (
-                    n.clone(),
-                    Desired::routing(s.live, s.canary),
-                )
-            })
+            .map(|(n, s)| (n.clone(), Desired::routing(s.live, s.canary)))
             .collect()
     }
 

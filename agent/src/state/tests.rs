@@ -188,10 +188,7 @@ fn canary_promote_and_abort() {
 fn set_changes_several_services_in_one_generation() {
     let s = two();
     let services: BTreeMap<String, Desired> = [
-        (
-            "api".to_owned(),
-            Desired::routing(Colour::Green, None),
-        ),
+        ("api".to_owned(), Desired::routing(Colour::Green, None)),
         (
             "web".to_owned(),
             Desired::routing(
@@ -200,7 +197,7 @@ fn set_changes_several_services_in_one_generation() {
                     colour: Colour::Blue,
                     percent: 20,
                 }),
-                ),
+            ),
         ),
     ]
     .into();
@@ -223,11 +220,8 @@ fn set_changes_several_services_in_one_generation() {
     // The same declaration again changes nothing.
     let (_, again) = n.apply(&Request::Set { services }).unwrap();
     assert!(again.is_empty());
-    let bad: BTreeMap<String, Desired> = [(
-        "nope".to_owned(),
-        Desired::routing(Colour::Blue, None),
-    )]
-    .into();
+    let bad: BTreeMap<String, Desired> =
+        [("nope".to_owned(), Desired::routing(Colour::Blue, None))].into();
     assert!(s.apply(&Request::Set { services: bad }).is_err());
 }
 

@@ -89,7 +89,9 @@ impl Validator<'_> {
         };
         let ttl = raw.lease_ttl_s.unwrap_or(DEFAULT_LEASE_TTL_S);
         if !(2..=300).contains(&ttl) {
-            self.problem(format!("cluster.etcd.lease_ttl_s: {ttl} is outside 2..=300"));
+            self.problem(format!(
+                "cluster.etcd.lease_ttl_s: {ttl} is outside 2..=300"
+            ));
         }
         let config = EtcdConfig {
             endpoints: raw.endpoints,

@@ -99,14 +99,8 @@ fn requests(service_web: &str, service_api: &str) -> Vec<Request> {
         },
         Request::Set {
             services: [
-                (
-                    web(),
-                    Desired::routing(Colour::Blue, None),
-                ),
-                (
-                    api(),
-                    Desired::routing(Colour::Green, None),
-                ),
+                (web(), Desired::routing(Colour::Blue, None)),
+                (api(), Desired::routing(Colour::Green, None)),
             ]
             .into(),
         },

@@ -1,0 +1,540 @@
+//! Proposing a change to the fleet: the one path of a cluster change in etcd mode, run by an
+//! agent (`--cluster`) or by the command line alone (`--etcd`).
+//!
+//! 1. Read the fleet's records and the live hosts (their keys exist while their leases do).
+//! 2. Store the proposal under a lease of the proposer's: if the proposer dies, the
+//!    proposal expires with it and nothing changes.
+//! 3. Every live host votes (everything up to the apply, as `--dry-run` does) under its own
+//!    lease. One no, or a live host that does not vote within `vote_timeout`, refuses the
+//!    change; a host whose lease expires meanwhile is no longer live and not waited for.
+//! 4. Commit with one transaction that compares the generation's revision it read, the
+//!    proposal and every vote: two concurrent changes never both win, and the loser is told
+//!    who won.
+//! 5. Wait until every voter reports the new generation applied, or `wait`; name the hosts
+//!    that lag.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, EventType, PutOptions, Txn, TxnOp, WatchOptions,
+};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::etcd::{etcd_error, parse, read_desired, read_hosts, Desired, FleetError, Key, Keys};
+use super::lease::Lease;
+use crate::config::EtcdConfig;
+use crate::protocol::{
+    ClusterOutcome, FleetChange, HostOutcome, PeerReport, Proposal, Reply, Request, ServiceState,
+    Vote,
+};
+use crate::store::now_ms;
+
+/// Log entries kept in etcd; a commit deletes the entry this many generations older.
+pub const LOG_KEPT: u64 = 1_000;
+
+/// One change proposed to the fleet.
+pub struct Change {
+    /// What to change.
+    pub request: Request,
+    /// Skip the pre-switch gate.
+    pub force: bool,
+    /// Votes only: every host checks it, nothing is committed.
+    pub dry_run: bool,
+    /// Who proposes it (a node name, or the command line's `--etcd-name`).
+    pub by: String,
+}
+
+/// Proposes `change` to the fleet under `config` and answers as a cluster change does
+/// (`ClusterOutcome` data, one entry per host).
+pub async fn propose(client: &Client, config: &EtcdConfig, change: Change) -> Reply {
+    match run(client, config, &change).await {
+        Ok(reply) => reply,
+        Err(e) => Reply::error(e.to_string(), Value::Null),
+    }
+}
+
+async fn run(client: &Client, config: &EtcdConfig, change: &Change) -> Result<Reply, FleetError> {
+    let mut client = client.clone();
+    let keys = Keys::new(&config.prefix);
+    let base = read_desired(&mut client, config, &keys).await?;
+    let live: BTreeSet<String> = read_hosts(&mut client, config, &keys)
+        .await?
+        .into_keys()
+        .collect();
+    if live.is_empty() {
+        return Ok(Reply::error(
+            format!("no host of {} is live: nothing changed", config.prefix),
+            Value::Null,
+        ));
+    }
+    let id = proposal_id(&change.by);
+    let proposal = Proposal {
+        id: id.clone(),
+        by: change.by.clone(),
+        at_ms: now_ms(),
+        request: change.request.clone(),
+        force: change.force,
+        base_generation: base.generation(),
+        base: base.services.clone(),
+    };
+    let lease = Lease::grant(&client, config).await?;
+    let votes = collect_votes(&mut client, config, &keys, &proposal, lease.id, live).await;
+    let outcome = match votes {
+        Ok(votes) => decide(&mut client, config, &keys, change, &proposal, &base, votes).await,
+        Err(e) => Err(e),
+    };
+    // The proposal and the votes go with the lease, whatever the outcome.
+    let _ = client
+        .delete(keys.votes(&id), Some(DeleteOptions::new().with_prefix()))
+        .await;
+    lease.revoke().await;
+    outcome
+}
+
+/// `<by>.<ms>.<n>`: unique per proposer, and a valid key segment.
+fn proposal_id(by: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let by: String = by.chars().take(32).collect();
+    format!(
+        "{by}.{}.{}",
+        now_ms(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Stores the proposal and gathers the live hosts' votes: all of them, or until one says
+/// no, or `vote_timeout`.
+async fn collect_votes(
+    client: &mut Client,
+    config: &EtcdConfig,
+    keys: &Keys,
+    proposal: &Proposal,
+    lease: i64,
+    mut live: BTreeSet<String>,
+) -> Result<Votes, FleetError> {
+    let err = etcd_error(config);
+    // Watch before the proposal exists, so that no vote can come before the watch.
+    let mut watch = client
+        .watch(
+            keys.votes(&proposal.id),
+            Some(WatchOptions::new().with_prefix()),
+        )
+        .await
+        .map_err(&err)?;
+    client
+        .put(
+            keys.proposal(&proposal.id),
+            json(proposal),
+            Some(PutOptions::new().with_lease(lease)),
+        )
+        .await
+        .map_err(&err)?;
+    let deadline = Instant::now() + config.vote_timeout;
+    let mut votes: BTreeMap<String, Result<Vote, String>> = BTreeMap::new();
+    // Until every live host voted, or one said no.
+    while !live.iter().all(|h| votes.contains_key(h))
+        && votes.values().all(|v| v.as_ref().is_ok_and(|v| v.ok))
+    {
+        let message = tokio::time::timeout_at(deadline, watch.message()).await;
+        match message {
+            Err(_elapsed) => {
+                // A host whose lease expired meanwhile is no longer live.
+                let now: BTreeSet<String> = read_hosts(client, config, keys)
+                    .await?
+                    .into_keys()
+                    .collect();
+                live.retain(|h| now.contains(h) || votes.contains_key(h));
+                break;
+            }
+            Ok(Err(e)) => return Err(err(e)),
+            Ok(Ok(None)) => return Err(FleetError::WatchEnded("the votes' watch closed".into())),
+            Ok(Ok(Some(response))) => {
+                for event in response.events() {
+                    let Some(kv) = event.kv() else { continue };
+                    if event.event_type() != EventType::Put {
+                        continue;
+                    }
+                    if let Key::Vote(_, host) = keys.classify(kv.key()) {
+                        let vote = parse::<Vote>(kv.key(), kv.value())
+                            .map_err(|e| e.to_string())
+                            .and_then(|v| {
+                                if v.node == host {
+                                    Ok(v)
+                                } else {
+                                    Err(format!("a vote of {} under the key of {host}", v.node))
+                                }
+                            });
+                        votes.insert(host, vote);
+                    }
+                }
+            }
+        }
+    }
+    drop(watch);
+    Ok(Votes { live, votes })
+}
+
+/// The votes gathered, and the hosts live when the vote ended.
+struct Votes {
+    live: BTreeSet<String>,
+    votes: BTreeMap<String, Result<Vote, String>>,
+}
+
+impl Votes {
+    /// Each live host's answer, for the reply.
+    fn hosts(&self) -> BTreeMap<String, HostOutcome> {
+        self.live
+            .iter()
+            .map(|h| {
+                let outcome = match self.votes.get(h) {
+                    Some(Ok(v)) if v.ok => HostOutcome {
+                        ok: true,
+                        data: Some(json!({ "summary": v.summary, "services": v.services })),
+                        error: None,
+                    },
+                    Some(Ok(v)) => HostOutcome {
+                        ok: false,
+                        data: None,
+                        error: v.error.clone(),
+                    },
+                    Some(Err(e)) => HostOutcome {
+                        ok: false,
+                        data: None,
+                        error: Some(e.clone()),
+                    },
+                    None => HostOutcome {
+                        ok: false,
+                        data: None,
+                        error: Some("did not vote in time".into()),
+                    },
+                };
+                (h.clone(), outcome)
+            })
+            .collect()
+    }
+
+    /// `host: why` for every live host that did not vote yes.
+    fn refusals(&self) -> Vec<String> {
+        self.hosts()
+            .into_iter()
+            .filter(|(_, o)| !o.ok)
+            .map(|(h, o)| format!("{h}: {}", o.error.unwrap_or_default()))
+            .collect()
+    }
+
+    /// The records the change leads to: the union of the votes, refused where two hosts
+    /// work the same service out differently.
+    fn merged(&self) -> Result<BTreeMap<String, ServiceState>, String> {
+        let mut out: BTreeMap<String, (String, ServiceState)> = BTreeMap::new();
+        for (host, vote) in &self.votes {
+            let Ok(vote) = vote else { continue };
+            for (service, record) in &vote.services {
+                match out.get(service) {
+                    Some((other, r)) if r != record => {
+                        return Err(format!(
+                            "hosts disagree on {service}: {other} would serve {r}, {host} {record}"
+                        ))
+                    }
+                    Some(_) => {}
+                    None => {
+                        out.insert(service.clone(), (host.clone(), record.clone()));
+                    }
+                }
+            }
+        }
+        Ok(out.into_iter().map(|(s, (_, r))| (s, r)).collect())
+    }
+}
+
+/// Commits the change if every live host voted yes (and it is not a dry run), then waits
+/// for the hosts to confirm it.
+async fn decide(
+    client: &mut Client,
+    config: &EtcdConfig,
+    keys: &Keys,
+    change: &Change,
+    proposal: &Proposal,
+    base: &Desired,
+    votes: Votes,
+) -> Result<Reply, FleetError> {
+    let outcome = |phase: &str, generation, hosts, missed| {
+        serde_json::to_value(ClusterOutcome {
+            txn: proposal.id.clone(),
+            phase: phase.into(),
+            cluster_generation: generation,
+            hosts,
+            missed,
+        })
+        .unwrap_or_default()
+    };
+    let refusals = votes.refusals();
+    if !refusals.is_empty() {
+        return Ok(Reply::error(
+            format!(
+                "fleet change refused, nothing changed anywhere: {}",
+                refusals.join("; ")
+            ),
+            outcome("prepare", None, votes.hosts(), None),
+        ));
+    }
+    let services = match votes.merged() {
+        Ok(s) => s,
+        Err(why) => {
+            return Ok(Reply::error(
+                format!("fleet change refused, nothing changed anywhere: {why}"),
+                outcome("prepare", None, votes.hosts(), None),
+            ))
+        }
+    };
+    if change.dry_run {
+        return Ok(Reply::ok(
+            format!(
+                "dry run: all {} live hosts would take it; nothing changed",
+                votes.live.len()
+            ),
+            outcome("prepare", None, votes.hosts(), None),
+        ));
+    }
+    if change.request.service().is_some_and(|s| {
+        !votes
+            .votes
+            .values()
+            .flatten()
+            .any(|v| v.serves.iter().any(|x| x == s))
+    }) {
+        return Ok(Reply::error(
+            format!(
+                "no live host serves {}: nothing changed",
+                change.request.service().unwrap_or_default()
+            ),
+            outcome("prepare", None, votes.hosts(), None),
+        ));
+    }
+    if services.is_empty() {
+        return Ok(Reply::ok(
+            format!(
+                "nothing to change on any of the {} live hosts (generation {})",
+                votes.live.len(),
+                base.generation()
+            ),
+            outcome("prepare", None, votes.hosts(), None),
+        ));
+    }
+    let generation = base.generation() + 1;
+    let record = FleetChange {
+        generation,
+        id: proposal.id.clone(),
+        by: change.by.clone(),
+        at_ms: now_ms(),
+        request: change.request.clone(),
+        force: change.force,
+        voters: votes.votes.keys().cloned().collect(),
+        services: services.keys().cloned().collect(),
+    };
+    let committed = commit(
+        client, config, keys, proposal, base, &votes, &services, &record,
+    )
+    .await?;
+    let confirmed = confirm(client, config, keys, &votes.live, generation, committed).await?;
+    let lagging: Vec<String> = votes
+        .live
+        .iter()
+        .filter(|h| !confirmed.contains_key(*h))
+        .cloned()
+        .collect();
+    let hosts = votes
+        .live
+        .iter()
+        .map(|h| {
+            let o = match confirmed.get(h) {
+                Some(r) => HostOutcome {
+                    ok: r.last_error.is_none() || r.cluster_generation >= generation,
+                    data: Some(json!({
+                        "generation": r.generation,
+                        "cluster_generation": r.cluster_generation,
+                        "digest": r.digest,
+                    })),
+                    error: None,
+                },
+                None => HostOutcome {
+                    ok: false,
+                    data: None,
+                    error: Some(format!(
+                        "not confirmed within {} ms",
+                        config.wait.as_millis()
+                    )),
+                },
+            };
+            (h.clone(), o)
+        })
+        .collect();
+    let data = outcome("commit", Some(generation), hosts, Some(lagging.clone()));
+    Ok(if lagging.is_empty() {
+        Reply::ok(
+            format!(
+                "fleet generation {generation} committed and applied on all {} live hosts",
+                votes.live.len()
+            ),
+            data,
+        )
+    } else {
+        Reply::error(
+            format!(
+                "fleet generation {generation} committed; not confirmed within {} ms by {} \
+                 (they apply it when they can)",
+                config.wait.as_millis(),
+                lagging.join(", ")
+            ),
+            data,
+        )
+    })
+}
+
+/// The commit: one transaction, only if the generation is still the one the proposal
+/// built on and the proposal and every vote still exist. Returns etcd's revision of it.
+#[allow(clippy::too_many_arguments)]
+async fn commit(
+    client: &mut Client,
+    config: &EtcdConfig,
+    keys: &Keys,
+    proposal: &Proposal,
+    base: &Desired,
+    votes: &Votes,
+    services: &BTreeMap<String, ServiceState>,
+    record: &FleetChange,
+) -> Result<i64, FleetError> {
+    let mut when = vec![
+        Compare::mod_revision(
+            keys.generation(),
+            CompareOp::Equal,
+            base.generation_revision(),
+        ),
+        Compare::create_revision(keys.proposal(&proposal.id), CompareOp::Greater, 0),
+    ];
+    for host in votes.votes.keys() {
+        when.push(Compare::create_revision(
+            keys.vote(&proposal.id, host),
+            CompareOp::Greater,
+            0,
+        ));
+    }
+    let mut then: Vec<TxnOp> = services
+        .iter()
+        .map(|(name, s)| TxnOp::put(keys.service(name), json(s), None))
+        .collect();
+    then.push(TxnOp::put(keys.generation(), json(record), None));
+    then.push(TxnOp::put(
+        keys.log_entry(record.generation),
+        json(record),
+        None,
+    ));
+    if record.generation > LOG_KEPT {
+        then.push(TxnOp::delete(
+            keys.log_entry(record.generation - LOG_KEPT),
+            None,
+        ));
+    }
+    then.push(TxnOp::delete(keys.proposal(&proposal.id), None));
+    let txn = Txn::new()
+        .when(when)
+        .and_then(then)
+        .or_else(vec![TxnOp::get(keys.generation(), None)]);
+    let response = client.txn(txn).await.map_err(etcd_error(config))?;
+    if response.succeeded() {
+        return Ok(response.header().map_or(0, |h| h.revision()));
+    }
+    let current = response.op_responses().into_iter().find_map(|r| match r {
+        etcd_client::TxnOpResponse::Get(g) => g.kvs().first().map(|kv| {
+            (
+                parse::<FleetChange>(kv.key(), kv.value()).ok(),
+                kv.mod_revision(),
+            )
+        }),
+        _ => None,
+    });
+    match current {
+        Some((Some(c), revision)) if revision != base.generation_revision() => {
+            Err(FleetError::Conflict {
+                by: c.by,
+                generation: c.generation,
+                revision,
+            })
+        }
+        _ => Err(FleetError::LeaseLost(format!(
+            "proposal {} or a vote on it (nothing changed)",
+            proposal.id
+        ))),
+    }
+}
+
+/// Waits until every host of `live` reports `generation` applied, or `config.wait`.
+/// Returns the reports of those that did.
+async fn confirm(
+    client: &mut Client,
+    config: &EtcdConfig,
+    keys: &Keys,
+    live: &BTreeSet<String>,
+    generation: u64,
+    committed: i64,
+) -> Result<BTreeMap<String, PeerReport>, FleetError> {
+    let err = etcd_error(config);
+    let mut watch = client
+        .watch(
+            keys.hosts(),
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(committed),
+            ),
+        )
+        .await
+        .map_err(&err)?;
+    let mut confirmed = BTreeMap::new();
+    let take = |confirmed: &mut BTreeMap<String, PeerReport>, host: String, r: PeerReport| {
+        if live.contains(&host) && r.cluster_generation >= generation {
+            confirmed.insert(host, r);
+        }
+    };
+    for (host, report) in read_hosts(client, config, keys).await? {
+        if let Ok(r) = report {
+            take(&mut confirmed, host, r);
+        }
+    }
+    let deadline = Instant::now() + config.wait;
+    while !live.iter().all(|h| confirmed.contains_key(h)) {
+        match tokio::time::timeout_at(deadline, watch.message()).await {
+            Err(_) | Ok(Ok(None)) => break,
+            Ok(Err(e)) => return Err(err(e)),
+            Ok(Ok(Some(response))) => {
+                for event in response.events() {
+                    let Some(kv) = event.kv() else { continue };
+                    if event.event_type() != EventType::Put {
+                        continue;
+                    }
+                    if let (Key::Host(host), Ok(r)) = (
+                        keys.classify(kv.key()),
+                        parse::<PeerReport>(kv.key(), kv.value()),
+                    ) {
+                        take(&mut confirmed, host, r);
+                    }
+                }
+            }
+        }
+    }
+    drop(watch);
+    Ok(confirmed)
+}
+
+/// A record's JSON.
+fn json<T: serde::Serialize>(record: &T) -> Vec<u8> {
+    serde_json::to_vec(record).unwrap_or_default()
+}
+
+/// How long the command line waits for a fleet change in all: the votes, the commit and
+/// the confirmations, with a margin for etcd's round trips.
+pub fn patience(config: &EtcdConfig) -> Duration {
+    config.vote_timeout + config.wait + config.request_timeout * 4
+}
