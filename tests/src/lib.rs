@@ -16,13 +16,15 @@
 //! what only one of them has), [`backend`], [`http`], [`agent`] (a whole cutover setup with
 //! the agent running as a process, over either proxy), [`scenarios`] (what the tests of both
 //! proxies run alike) and [`host`] (host-level faults and measures: a small tmpfs, running
-//! as another user, a process's fds and memory).
+//! as another user, a process's fds and memory). [`etcd`] runs real etcd members and
+//! clusters the same way (`require_etcd!()` skips or fails like `require_proxy!`).
 // The harness runs only inside tests: an `unwrap()` that fails is a failed test.
 #![allow(clippy::unwrap_used)]
 
 pub mod agent;
 pub mod backend;
 pub mod cluster;
+pub mod etcd;
 pub mod haproxy;
 pub mod host;
 pub mod http;
@@ -39,6 +41,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 pub use backend::Backend;
+pub use etcd::{require_etcd, Etcd, EtcdBinaries, EtcdCluster};
 pub use haproxy::{Haproxy, HaproxyPaths};
 pub use http::{get, KeepAliveClient, Response};
 pub use instance::{Instance, ProxyKind};
