@@ -17,7 +17,8 @@
 //! the agent running as a process, over either proxy), [`scenarios`] (what the tests of both
 //! proxies run alike) and [`host`] (host-level faults and measures: a small tmpfs, running
 //! as another user, a process's fds and memory). [`etcd`] runs real etcd members and
-//! clusters the same way (`require_etcd!()` skips or fails like `require_proxy!`).
+//! clusters the same way (`require_etcd!()` skips or fails like `require_proxy!`), and
+//! [`fleet`] a site of hosts following it.
 // The harness runs only inside tests: an `unwrap()` that fails is a failed test.
 #![allow(clippy::unwrap_used)]
 
@@ -25,6 +26,7 @@ pub mod agent;
 pub mod backend;
 pub mod cluster;
 pub mod etcd;
+pub mod fleet;
 pub mod haproxy;
 pub mod host;
 pub mod http;

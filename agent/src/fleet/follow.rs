@@ -19,7 +19,9 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, EventType, PutOptions, WatchOptions, WatchStream};
+use etcd_client::{
+    Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, WatchOptions, WatchStream,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
@@ -302,7 +304,11 @@ impl Follower {
                         let put = event.event_type() == EventType::Put;
                         match keys.classify(kv.key()) {
                             Key::Generation | Key::Service(_) => dirty = true,
-                            Key::Proposal(_) if put => {
+                            Key::Proposal(id) if !put => {
+                                // The proposal expired with its proposer: drop the vote.
+                                let _ = client.delete(keys.vote(&id, &self.config.node), None).await;
+                            }
+                            Key::Proposal(_) => {
                                 match parse::<Proposal>(kv.key(), kv.value()) {
                                     Ok(p) => {
                                         if let Err(end) = self.vote(client, keys, lease.id, p).await {
@@ -349,12 +355,21 @@ impl Follower {
         }
         let vote = answer.await.map_err(|_| End::Stopping)?;
         let record = serde_json::to_vec(&vote).unwrap_or_default();
-        client
-            .put(
+        // Only while the proposal exists: its proposer deletes the proposal, then the
+        // votes, so no vote outlives a decided proposal.
+        let txn = Txn::new()
+            .when(vec![Compare::create_revision(
+                keys.proposal(&id),
+                CompareOp::Greater,
+                0,
+            )])
+            .and_then(vec![TxnOp::put(
                 keys.vote(&id, &self.config.node),
                 record,
                 Some(PutOptions::new().with_lease(lease)),
-            )
+            )]);
+        client
+            .txn(txn)
             .await
             .map_err(|e| End::Failed(etcd_error(&self.config.etcd)(e)))?;
         Ok(())

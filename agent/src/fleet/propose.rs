@@ -86,7 +86,9 @@ async fn run(client: &Client, config: &EtcdConfig, change: &Change) -> Result<Re
         Ok(votes) => decide(&mut client, config, &keys, change, &proposal, &base, votes).await,
         Err(e) => Err(e),
     };
-    // The proposal and the votes go with the lease, whatever the outcome.
+    // The proposal, then the votes (a vote is only written while its proposal exists),
+    // whatever the outcome.
+    let _ = client.delete(keys.proposal(&id), None).await;
     let _ = client
         .delete(keys.votes(&id), Some(DeleteOptions::new().with_prefix()))
         .await;

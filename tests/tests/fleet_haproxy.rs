@@ -1,0 +1,336 @@
+//! The fleet store against real etcd and real HAProxy: five hosts follow one site's
+//! records; changes come from the command line alone (`--etcd`) or from an agent
+//! (`--cluster`); faults (a dead proposer, garbage in etcd, etcd down under traffic, a
+//! compaction past a host's revision, a local divergence) change nothing that should not
+//! change, and the hosts recover by themselves.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use cutover_tests::agent::text;
+use cutover_tests::fleet::{Fleet, HOST, PREFIX};
+use nix::sys::signal::Signal;
+
+const SETTLE: Duration = Duration::from_secs(15);
+
+#[test]
+fn a_fleet_switch_canary_promote_and_rollback_reach_every_host() {
+    let Some(fleet) = Fleet::single(5) else {
+        return;
+    };
+    assert!(fleet.wait_all("blue", SETTLE), "{:?}", fleet.bodies());
+
+    // The command line alone, no agent: every live host confirms before the answer.
+    let (code, v) = fleet.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 0, "{v}\n{}", fleet.logs());
+    assert_eq!(v["data"]["phase"], "commit");
+    assert_eq!(v["data"]["cluster_generation"], 1);
+    assert_eq!(v["data"]["hosts"].as_object().unwrap().len(), 5);
+    assert_eq!(v["data"]["missed"], serde_json::json!([]));
+    assert_eq!(
+        fleet.bodies(),
+        vec!["green"; 5],
+        "answered before every host served it"
+    );
+    assert_eq!(fleet.generation(), 1);
+
+    // From an agent, with --cluster.
+    let out = fleet.hosts[2].cli(&["canary", "web", "blue", "20", "--cluster"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = fleet.hosts[0].cli(&["promote", "web", "--cluster"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fleet.bodies(), vec!["blue"; 5]);
+    let out = fleet.cli(&["rollback", "web"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fleet.bodies(), vec!["green"; 5]);
+    assert_eq!(fleet.generation(), 4);
+
+    // The fleet's view, from etcd: five live hosts at generation 4, all agreeing.
+    let (code, v) = fleet.cli_json(&["status"]);
+    assert_eq!(code, 0, "{v}");
+    let hosts = v["data"]["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 5);
+    assert!(hosts.iter().all(|h| h["cluster_generation"] == 4), "{v}");
+    assert_eq!(v["data"]["services"]["web"]["agree"], true, "{v}");
+    // The log of committed changes, newest first.
+    let (code, v) = fleet.hosts[4].cli_json(&["history", "--cluster"]);
+    assert_eq!(code, 0, "{v}");
+    let log = v["data"]["fleet"].as_array().unwrap();
+    let verbs: Vec<&str> = log
+        .iter()
+        .map(|c| c["request"]["op"].as_str().unwrap())
+        .collect();
+    assert_eq!(verbs, ["rollback", "promote", "canary", "switch"]);
+    assert_eq!(log[0]["by"], "ci");
+    assert_eq!(log[1]["by"], "lb1");
+    // Each host journaled what it applied and why.
+    let (_, v) = fleet.hosts[3].cli_json(&["history"]);
+    let vias: Vec<String> = v["data"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["requester"]["via"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(vias.iter().any(|v| v == "fleet:ci"), "{vias:?}");
+    assert_eq!(
+        fleet.hosts[1].metric("cutover_store_up{store=\"etcd\"}"),
+        Some(1.0)
+    );
+    assert_eq!(fleet.hosts[1].metric("cutover_fleet_generation"), Some(4.0));
+}
+
+#[test]
+fn refusals_change_nothing_anywhere() {
+    let Some(fleet) = Fleet::single(3) else {
+        return;
+    };
+    // A change the state refuses on every host.
+    let (code, v) = fleet.cli_json(&["rollback", "web"]);
+    assert_ne!(code, 0, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("no previous colour"),
+        "{v}"
+    );
+    // A service no host serves.
+    let (code, v) = fleet.cli_json(&["switch", "nope", "green"]);
+    assert_ne!(code, 0, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("no live host serves nope"),
+        "{v}"
+    );
+    // A dry run: every host votes, nothing is committed.
+    let (code, v) = fleet.cli_json(&["switch", "web", "green", "--dry-run"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["data"]["phase"], "prepare");
+    assert_eq!(fleet.generation(), 0);
+    assert_eq!(fleet.bodies(), vec!["blue"; 3]);
+    // A local change without --local or --cluster is refused on a fleet host.
+    let out = fleet.hosts[0].cli(&["switch", "web", "green"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--local"), "{}", text(&out));
+    // Nothing was left behind in etcd: no proposal, no vote.
+    assert!(fleet
+        .etcd
+        .get_prefix(&format!("{PREFIX}/proposals/"))
+        .is_empty());
+    assert!(fleet
+        .etcd
+        .get_prefix(&format!("{PREFIX}/votes/"))
+        .is_empty());
+}
+
+#[test]
+fn a_proposer_killed_after_its_proposal_changes_nothing() {
+    let Some(fleet) = Fleet::single(3) else {
+        return;
+    };
+    // lb3 cannot vote while it is stopped, so the proposer waits on it.
+    fleet.hosts[2].agent().signal(Signal::SIGSTOP);
+    let mut proposer = fleet
+        .command(
+            &fleet.etcd.endpoints_csv(),
+            &["switch", "web", "green", "--vote-ms", "30000"],
+        )
+        .spawn()
+        .unwrap();
+    let proposals = format!("{PREFIX}/proposals/");
+    assert!(cutover_tests::wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || !fleet.etcd.get_prefix(&proposals).is_empty()
+    ));
+    proposer.kill().unwrap();
+    proposer.wait().unwrap();
+    fleet.hosts[2].agent().signal(Signal::SIGCONT);
+    // The proposal expires with the proposer's lease; nothing was committed anywhere.
+    assert!(cutover_tests::wait_until(
+        Duration::from_secs(25),
+        Duration::from_millis(50),
+        || fleet.etcd.get_prefix(&proposals).is_empty()
+    ));
+    assert_eq!(fleet.generation(), 0);
+    assert_eq!(fleet.bodies(), vec!["blue"; 3]);
+    // And the next change goes through at once.
+    assert!(fleet.wait_live(3, SETTLE));
+    let out = fleet.cli(&["switch", "web", "green"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), fleet.logs());
+    assert_eq!(fleet.bodies(), vec!["green"; 3]);
+}
+
+#[test]
+fn garbage_in_etcd_is_refused_and_nothing_is_applied() {
+    let Some(fleet) = Fleet::single(2) else {
+        return;
+    };
+    let key = format!("{PREFIX}/services/web");
+    for garbage in [
+        r#"{"live":"purple"}"#,
+        "not json",
+        r#"{"live":"green","previous":"green"}"#,
+    ] {
+        fleet.etcd.put(&key, garbage);
+        assert!(
+            cutover_tests::wait_until(SETTLE, Duration::from_millis(50), || {
+                fleet.health(0)["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains(&key))
+            }),
+            "{garbage}: {}",
+            fleet.health(0)
+        );
+        assert_eq!(fleet.bodies(), vec!["blue"; 2], "{garbage}");
+        // A change proposed meanwhile is refused, naming the record.
+        let (code, v) = fleet.cli_json(&["switch", "web", "green"]);
+        assert_ne!(code, 0);
+        assert!(v["message"].as_str().unwrap().contains(&key), "{v}");
+    }
+    let (_, v) = fleet.hosts[1].cli_json(&["history"]);
+    let refused = v["data"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["request"]["op"] == "fleet" && e["result"] == "error")
+        .count();
+    assert!(refused >= 1, "no refusal journaled: {v}");
+    // A correct record is served.
+    fleet
+        .etcd
+        .put(&key, r#"{"live":"green","previous":"blue"}"#);
+    assert!(fleet.wait_all("green", SETTLE), "{:?}", fleet.bodies());
+    assert!(fleet.health(0)["error"].is_null(), "{}", fleet.health(0));
+}
+
+#[test]
+fn etcd_down_under_traffic_fails_no_request_and_the_hosts_recover() {
+    let Some(mut fleet) = Fleet::single(3) else {
+        return;
+    };
+    let out = fleet.cli(&["switch", "web", "green"]);
+    assert!(out.status.success(), "{}", text(&out));
+    fleet.etcd.stop_all();
+    // Degraded, not down: every proxy keeps serving what it serves.
+    assert!(cutover_tests::wait_until(
+        SETTLE,
+        Duration::from_millis(100),
+        || { (0..3).all(|i| fleet.health(i)["up"] == false) }
+    ));
+    assert_eq!(
+        fleet.hosts[0].metric("cutover_store_up{store=\"etcd\"}"),
+        Some(0.0)
+    );
+    let started = Instant::now();
+    let (mut sent, mut failed) = (0, 0);
+    while started.elapsed() < Duration::from_secs(8) && sent < 5_000 {
+        for h in &fleet.hosts {
+            let (status, body) = h.get(HOST);
+            sent += 1;
+            if status != 200 || body != "green" {
+                failed += 1;
+            }
+        }
+    }
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} requests failed while etcd was down"
+    );
+    fleet.etcd.start_all();
+    // They come back by themselves, and follow again.
+    assert!(
+        cutover_tests::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+            (0..3).all(|i| fleet.health(i)["up"] == true)
+        }),
+        "{}",
+        fleet.logs()
+    );
+    let out = fleet.cli(&["switch", "web", "blue"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), fleet.logs());
+    assert_eq!(fleet.bodies(), vec!["blue"; 3]);
+}
+
+#[test]
+fn a_host_behind_a_compaction_and_a_local_divergence_catch_up() {
+    let Some(fleet) = Fleet::single(3) else {
+        return;
+    };
+    // lb3 stops long enough for its lease to lapse; the others go on without it.
+    fleet.hosts[2].agent().signal(Signal::SIGSTOP);
+    assert!(fleet.wait_live(2, SETTLE));
+    for colour in ["green", "blue", "green"] {
+        let out = fleet.cli(&["switch", "web", colour]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    fleet.etcd.compact_to_current();
+    fleet.hosts[2].agent().signal(Signal::SIGCONT);
+    assert!(
+        fleet.wait_all("green", SETTLE),
+        "{:?}\n{}",
+        fleet.bodies(),
+        fleet.logs()
+    );
+    assert!(fleet.wait_live(3, SETTLE));
+    assert!(
+        cutover_tests::wait_until(SETTLE, Duration::from_millis(100), || {
+            fleet.health(2)["applied_generation"] == 3
+        }),
+        "{}",
+        fleet.health(2)
+    );
+
+    // A change on one host alone shows as diverged until the next fleet change.
+    let out = fleet.hosts[1].cli(&["switch", "web", "blue", "--local"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fleet.hosts[1].get(HOST).1, "blue");
+    assert!(cutover_tests::wait_until(
+        SETTLE,
+        Duration::from_millis(100),
+        || {
+            let (_, v) = fleet.cli_json(&["status"]);
+            v["data"]["services"]["web"]["agree"] == false
+        }
+    ));
+    // The periodic check does not undo it...
+    std::thread::sleep(Duration::from_millis(2 * fleet.timings.check_ms));
+    assert_eq!(fleet.hosts[1].get(HOST).1, "blue");
+    // ...the next fleet change does.
+    let out = fleet.cli(&["canary", "web", "blue", "10"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, v) = fleet.cli_json(&["status"]);
+    assert_eq!(v["data"]["services"]["web"]["agree"], true, "{v}");
+}
+
+#[test]
+fn two_concurrent_changes_never_both_win() {
+    let Some(fleet) = Fleet::single(3) else {
+        return;
+    };
+    let endpoints = fleet.etcd.endpoints_csv();
+    let spawn = |args: &[&str]| {
+        fleet
+            .command(&endpoints, args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn(&["switch", "web", "green"]);
+    let b = spawn(&["canary", "web", "green", "30"]);
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let won = [&a, &b].iter().filter(|o| o.status.success()).count();
+    assert!(won >= 1, "{}\n{}", text(&a), text(&b));
+    if won == 1 {
+        let lost = if a.status.success() { &b } else { &a };
+        assert!(text(lost).contains("changed meanwhile"), "{}", text(lost));
+        assert_eq!(fleet.generation(), 1);
+    } else {
+        // Both can win only one after the other, on different generations.
+        assert_eq!(fleet.generation(), 2);
+    }
+    let (_, v) = fleet.cli_json(&["status"]);
+    assert_eq!(v["data"]["services"]["web"]["agree"], true, "{v}");
+}
