@@ -2,7 +2,9 @@
 //! into a temporary staging directory (from the saved state when there is one, else from
 //! each service's initial colour), checks every rendered map, and runs the proxy's own
 //! checker on the staged main config (or, when cutover does not render the main config,
-//! on the live one). Nothing live is written and the running proxy is not contacted.
+//! on the live one). Nothing live is written and the running proxy is not contacted. With
+//! a fleet store, it reads the site's prefix once, to prove etcd answers and accepts the
+//! credentials.
 //!
 //! The staged main config sits at the top of the staging directory under its own name,
 //! beside a symbolic link to every other entry of the live config's directory, so that
@@ -99,6 +101,9 @@ pub async fn run(config: &Config) -> Result<CheckOutcome, Vec<String>> {
         }
         files.insert(f.name.clone(), text.len());
     }
+    if let Some(problem) = fleet_store(config).await {
+        problems.push(problem);
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -121,6 +126,24 @@ pub async fn run(config: &Config) -> Result<CheckOutcome, Vec<String>> {
             config.proxy.kind,
             checked.display()
         )]),
+    }
+}
+
+/// With `[cluster] store = "etcd"`: whether etcd answers a read of the site's prefix with
+/// these endpoints and credentials; the one problem, if not.
+async fn fleet_store(config: &Config) -> Option<String> {
+    let fleet = config.fleet.as_ref()?;
+    #[cfg(feature = "etcd")]
+    {
+        crate::fleet::etcd::probe(&fleet.etcd)
+            .await
+            .err()
+            .map(|e| format!("cluster.etcd: {e}"))
+    }
+    #[cfg(not(feature = "etcd"))]
+    {
+        let _ = fleet;
+        Some("cluster: store = \"etcd\" needs a cutover built with the etcd feature".into())
     }
 }
 

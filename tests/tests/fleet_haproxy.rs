@@ -334,3 +334,91 @@ fn two_concurrent_changes_never_both_win() {
     let (_, v) = fleet.cli_json(&["status"]);
     assert_eq!(v["data"]["services"]["web"]["agree"], true, "{v}");
 }
+
+/// The colour etcd's record of `web` makes live.
+fn recorded_live(fleet: &Fleet) -> String {
+    let record = fleet
+        .etcd
+        .get(&format!("{PREFIX}/services/web"))
+        .unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&record)
+        .map(|v| v["live"].as_str().unwrap_or("blue").to_owned())
+        .unwrap_or_else(|_| "blue".into())
+}
+
+#[test]
+fn killing_the_etcd_leader_during_a_switch_never_half_applies_it() {
+    let Some(mut fleet) = Fleet::three(5) else {
+        return;
+    };
+    let endpoints = fleet.etcd.endpoints_csv();
+    for colour in ["green", "blue"] {
+        let switch = fleet
+            .command(&endpoints, &["switch", "web", colour])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let leader = fleet.etcd.leader();
+        fleet.etcd.kill(leader);
+        let out = switch.wait_with_output().unwrap();
+        // Committed or refused, never half applied: every host serves what etcd records.
+        let wanted = recorded_live(&fleet);
+        assert!(
+            fleet.wait_all(&wanted, Duration::from_secs(30)),
+            "switch to {colour}: {}\netcd says {wanted}, hosts serve {:?}\n{}",
+            text(&out),
+            fleet.bodies(),
+            fleet.logs()
+        );
+        if out.status.success() {
+            assert_eq!(wanted, colour);
+        }
+        fleet.etcd.restart(leader);
+    }
+    // The fleet takes changes again once etcd has its quorum.
+    assert!(
+        fleet.wait_live(5, Duration::from_secs(30)),
+        "{}",
+        fleet.logs()
+    );
+    let out = fleet.cli(&["switch", "web", "green"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), fleet.logs());
+    assert_eq!(fleet.bodies(), vec!["green"; 5]);
+}
+
+#[test]
+fn an_agent_killed_mid_change_converges_when_it_restarts() {
+    let Some(mut fleet) = Fleet::single(3) else {
+        return;
+    };
+    let switch = fleet
+        .command(&fleet.etcd.endpoints_csv(), &["switch", "web", "green"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let proposals = format!("{PREFIX}/proposals/");
+    assert!(cutover_tests::wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(5),
+        || !fleet.etcd.get_prefix(&proposals).is_empty() || fleet.generation() > 0
+    ));
+    fleet.hosts[1].kill_agent();
+    let out = switch.wait_with_output().unwrap();
+    fleet.hosts[1].start_agent();
+    // Whether the change committed before the kill or not, lb2 ends up serving what etcd
+    // records, like every other host.
+    let wanted = recorded_live(&fleet);
+    assert!(
+        fleet.wait_all(&wanted, SETTLE),
+        "{}\netcd says {wanted}, hosts serve {:?}\n{}",
+        text(&out),
+        fleet.bodies(),
+        fleet.logs()
+    );
+    assert!(fleet.wait_live(3, SETTLE));
+    let out = fleet.cli(&["switch", "web", "blue"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fleet.bodies(), vec!["blue"; 3]);
+}

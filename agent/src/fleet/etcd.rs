@@ -19,7 +19,7 @@ pub const MAX_RECORDS: i64 = 10_000;
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
     /// etcd did not answer, or refused (credentials, permissions, a timeout).
-    #[error("etcd ({endpoints}): {source}")]
+    #[error("etcd at {endpoints}: {}", explain(source))]
     Etcd {
         /// The endpoints tried.
         endpoints: String,
@@ -61,6 +61,24 @@ pub enum FleetError {
     /// The watch ended or was cancelled by etcd.
     #[error("the watch ended: {0}")]
     WatchEnded(String),
+}
+
+/// A client error in an operator's words: unreachable, credentials refused, or as etcd
+/// said it.
+fn explain(e: &etcd_client::Error) -> String {
+    use etcd_client::Error as E;
+    match e {
+        E::GRpcStatus(s) => match s.code() {
+            tonic::Code::Unauthenticated => format!("credentials refused ({})", s.message()),
+            tonic::Code::PermissionDenied => format!("permission denied ({})", s.message()),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+                format!("cannot be reached ({})", s.message())
+            }
+            _ => format!("{} ({})", s.message(), s.code()),
+        },
+        E::TransportError(t) => format!("cannot be reached ({t})"),
+        other => other.to_string(),
+    }
 }
 
 /// Wraps a client error with the endpoints it concerns.
@@ -225,6 +243,18 @@ pub async fn connect(config: &EtcdConfig) -> Result<Client, FleetError> {
     Client::connect(&config.endpoints, Some(options))
         .await
         .map_err(etcd_error(config))
+}
+
+/// Connects and reads the site's generation once: proves that etcd answers and accepts the
+/// credentials. Returns etcd's revision; the error says which of the two failed.
+pub async fn probe(config: &EtcdConfig) -> Result<i64, FleetError> {
+    let mut client = connect(config).await?;
+    let keys = Keys::new(&config.prefix);
+    let response = client
+        .get(keys.generation(), Some(GetOptions::new().with_count_only()))
+        .await
+        .map_err(etcd_error(config))?;
+    Ok(response.header().map_or(0, |h| h.revision()))
 }
 
 /// Parses one record, refusing one larger than [`MAX_RECORD_BYTES`] or not of type `T`.
