@@ -357,3 +357,56 @@ fn status_addresses_and_empty_maps_are_refused_in_the_same_words() {
          allow_empty = true on this [[files]] entry if that is intended)"
     );
 }
+
+#[test]
+fn a_fleet_store_in_etcd_is_validated() {
+    let fleet = "\n[cluster]\nstore = \"etcd\"\nnode = \"lb1\"\nexpect_hosts = [\"lb1\", \"lb2\"]\n\
+                 [cluster.etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/cutover/a\"\n";
+    let c = load(&format!("{GOOD}{fleet}")).unwrap();
+    assert!(c.cluster.is_none());
+    let f = c.fleet.unwrap();
+    assert_eq!(f.node, "lb1");
+    assert_eq!(
+        f.etcd.lease_ttl,
+        Duration::from_secs(fleet::DEFAULT_LEASE_TTL_S)
+    );
+    assert_eq!(f.expect_hosts, ["lb1", "lb2"]);
+
+    let bad = |edit: &str, expected: &str| {
+        let e = load(&format!(
+            "{GOOD}{}",
+            fleet.replace("store = \"etcd\"", edit)
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(expected), "{edit}: {e}");
+    };
+    bad(
+        "store = \"etcd\"\nlisten = \"127.0.0.1:7443\"",
+        "cluster.listen: belongs to store = \"peers\"",
+    );
+    bad("store = \"zookeeper\"", "unknown variant `zookeeper`");
+    let endpoints = |e: &str| fleet.replace("[\"http://127.0.0.1:2379\"]", e);
+    for (text, expected) in [
+        (endpoints("[]"), "endpoints: 0 given"),
+        (endpoints("[\"127.0.0.1:2379\"]"), "is not http://host:port"),
+        (endpoints("[\"https://etcd:2379\"]"), "needs ca"),
+        (fleet.replace("/cutover/a", "/cutover/a/"), "prefix"),
+        (fleet.replace("/cutover/a", "cutover"), "prefix"),
+        (
+            format!("{fleet}lease_ttl_s = 1\n"),
+            "lease_ttl_s: 1 is outside 2..=300",
+        ),
+        (
+            format!("{fleet}user = \"u\"\n"),
+            "user and password_file go together",
+        ),
+    ] {
+        let e = load(&format!("{GOOD}{text}")).unwrap_err().to_string();
+        assert!(e.contains(expected), "{text}: {e}");
+    }
+    // Static peers keep their required fields.
+    let peers = "\n[cluster]\nnode = \"lb1\"\n";
+    let e = load(&format!("{GOOD}{peers}")).unwrap_err().to_string();
+    assert!(e.contains("cluster.ca: missing"), "{e}");
+}
