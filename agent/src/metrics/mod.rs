@@ -212,7 +212,6 @@ mod tests {
             "# TYPE cutover_proxy_up gauge",
             "# TYPE cutover_peers gauge",
             "# TYPE cutover_peers_in_agreement gauge",
-            "# TYPE cutover_store_up gauge",
             "# TYPE cutover_fleet_generation gauge",
             "# TYPE cutover_build info",
         ] {
