@@ -67,6 +67,7 @@ green = {{ backend = "api_green" }}
         engine,
         node: None,
         local: Some(tx),
+        coordinated: None,
     };
     (agent, rx)
 }
