@@ -45,9 +45,9 @@ pub struct Agent<P: Proxy> {
     pub coordinated: Option<mpsc::Sender<Coordinated>>,
 }
 
-/// A cluster change this node coordinated, finished: the engine task journals it when it
-/// changed nothing (refused at prepare, aborted at ready), then answers it
-/// ([`Agent::finish`]). A committed change is journaled by every host as it applies it.
+/// A cluster change this node coordinated (not a dry run), finished: the engine task
+/// journals it when it changed nothing (refused at prepare, aborted at ready), then answers
+/// it ([`Agent::finish`]). A committed change is journaled by every host as it applies it.
 #[derive(Debug)]
 pub struct Coordinated {
     /// The change.
@@ -250,6 +250,11 @@ impl<P: Proxy> Agent<P> {
                 (Some((coordinator, finished)), Some(m)) => {
                     tokio::spawn(async move {
                         let answer = coordinator.run(m.request.clone(), m.force, m.dry_run).await;
+                        // A dry run is journaled nowhere, as on one host.
+                        if m.dry_run {
+                            let _ = reply.send(answer);
+                            return;
+                        }
                         let done = Coordinated {
                             request: m.request,
                             requester,

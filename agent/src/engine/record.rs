@@ -180,7 +180,7 @@ impl<P: Proxy> Engine<P> {
             data: json!({ "cluster": outcome }),
         };
         self.append(&entry);
-        tracing::warn!("cluster change refused: {message}");
+        tracing::warn!("{message}");
     }
 
     /// Journals something the agent did or saw by itself ([`Reason::Upkeep`]), with the request
