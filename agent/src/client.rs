@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixStream};
+use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
 use crate::protocol::{self, Command, Reply, Status};
@@ -16,6 +17,30 @@ use crate::protocol::{self, Command, Reply, Status};
 pub const MAX_REPLY: usize = 256 * 1024 * 1024;
 /// Longest wait for the unix socket to accept a connection.
 const UNIX_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A step of one exchange with an agent, named when it stalls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Opening the connection (TCP, or the unix socket).
+    Connect,
+    /// The TLS handshake of a peer connection.
+    TlsHandshake,
+    /// Writing the request.
+    Request,
+    /// Waiting for and reading the final reply.
+    Reply,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Connect => "connect",
+            Phase::TlsHandshake => "TLS handshake",
+            Phase::Request => "request",
+            Phase::Reply => "reply",
+        })
+    }
+}
 
 /// The agent could not be reached, or broke off.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +53,7 @@ pub enum ClientError {
         /// Why the connection failed.
         source: std::io::Error,
     },
-    /// The connection broke, timed out, or carried something that is not a reply.
+    /// The connection broke, or carried something that is not a reply.
     #[error("talking to the agent at {path}: {reason}")]
     Talk {
         /// The socket, or `node (host:port)`.
@@ -36,39 +61,78 @@ pub enum ClientError {
         /// What went wrong.
         reason: String,
     },
+    /// The exchange did not finish in time; `phase` is where it stalled.
+    #[error("the agent at {path} stalled: {phase} timed out after {} ms", after.as_millis())]
+    TimedOut {
+        /// The socket, or `node (host:port)`.
+        path: PathBuf,
+        /// The step that was under way when the time ran out.
+        phase: Phase,
+        /// The time the exchange had, from its start.
+        after: Duration,
+    },
+}
+
+/// When an exchange must be done by, and the time it had from its start (named in a
+/// timeout).
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    budget: Duration,
+}
+
+impl Deadline {
+    /// `budget` from now.
+    fn after(budget: Duration) -> Deadline {
+        Deadline {
+            at: Instant::now() + budget,
+            budget,
+        }
+    }
+
+    /// Runs `step` of an exchange with `peer` until the deadline; names `phase` when the
+    /// time runs out.
+    async fn run<T>(
+        self,
+        peer: &str,
+        phase: Phase,
+        step: impl std::future::Future<Output = T>,
+    ) -> Result<T, ClientError> {
+        tokio::time::timeout_at(self.at, step)
+            .await
+            .map_err(|_| ClientError::TimedOut {
+                path: PathBuf::from(peer),
+                phase,
+                after: self.budget,
+            })
+    }
 }
 
 /// Sends one command over the unix socket and returns the final reply (progress replies
-/// go to `on_progress`).
+/// go to `on_progress`). Connecting has [`UNIX_CONNECT_TIMEOUT`]; the request and its
+/// replies then have `timeout` together.
 pub async fn unix(
     socket: &Path,
     command: &Command,
     timeout: Duration,
     on_progress: impl FnMut(&Reply),
 ) -> Result<Reply, ClientError> {
-    let stream = tokio::time::timeout(UNIX_CONNECT_TIMEOUT, UnixStream::connect(socket))
-        .await
-        .map_err(|_| ClientError::Connect {
-            path: socket.to_owned(),
-            source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
-        })?
+    let path = socket.display().to_string();
+    let stream = Deadline::after(UNIX_CONNECT_TIMEOUT)
+        .run(&path, Phase::Connect, UnixStream::connect(socket))
+        .await?
         .map_err(|source| ClientError::Connect {
             path: socket.to_owned(),
             source,
         })?;
-    exchange(
-        stream,
-        &socket.display().to_string(),
-        command,
-        timeout,
-        on_progress,
-    )
-    .await
+    let deadline = Deadline::after(timeout);
+    exchange(stream, &path, command, deadline, on_progress).await
 }
 
 /// Sends `command` to the agent `name` at `address` (`host:port`, its peer listener) over
 /// mutual TLS and returns its final reply. `name` must be the node name its certificate
-/// carries.
+/// carries. `timeout` bounds the whole exchange: connect, TLS handshake, request and reply
+/// together; a stall names the step it stalled in ([`ClientError::TimedOut`]).
 pub async fn tls(
     config: &Arc<rustls::ClientConfig>,
     name: &str,
@@ -77,38 +141,33 @@ pub async fn tls(
     timeout: Duration,
 ) -> Result<Reply, ClientError> {
     let peer = format!("{name} ({address})");
+    let deadline = Deadline::after(timeout);
     let connect_error = |e: std::io::Error| ClientError::Connect {
         path: PathBuf::from(&peer),
         source: e,
     };
     let server_name = rustls::pki_types::ServerName::try_from(name.to_owned())
         .map_err(|e| connect_error(std::io::Error::other(format!("TLS setup: {name:?}: {e}"))))?;
-    let connect = async {
-        let tcp = TcpStream::connect(address).await?;
-        let _ = tcp.set_nodelay(true);
-        TlsConnector::from(config.clone())
-            .connect(server_name, tcp)
-            .await
-    };
-    let stream = tokio::time::timeout(timeout, connect)
-        .await
-        .map_err(|_| {
-            connect_error(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connect timed out",
-            ))
-        })?
+    let tcp = deadline
+        .run(&peer, Phase::Connect, TcpStream::connect(address))
+        .await?
         .map_err(connect_error)?;
-    exchange(stream, &peer, command, timeout, |_| {}).await
+    let _ = tcp.set_nodelay(true);
+    let handshake = TlsConnector::from(config.clone()).connect(server_name, tcp);
+    let stream = deadline
+        .run(&peer, Phase::TlsHandshake, handshake)
+        .await?
+        .map_err(|e| connect_error(std::io::Error::new(e.kind(), format!("TLS handshake: {e}"))))?;
+    exchange(stream, &peer, command, deadline, |_| {}).await
 }
 
 /// Sends one command on an open stream (unix socket or TLS) and reads replies until the
-/// final one. `peer` names the other end in errors.
-pub async fn exchange<S>(
+/// final one, all before `deadline`. `peer` names the other end in errors.
+async fn exchange<S>(
     stream: S,
     peer: &str,
     command: &Command,
-    timeout: Duration,
+    deadline: Deadline,
     mut on_progress: impl FnMut(&Reply),
 ) -> Result<Reply, ClientError>
 where
@@ -121,13 +180,16 @@ where
     let (read, mut write) = tokio::io::split(stream);
     let mut line = protocol::encode(command);
     line.push('\n');
+    let send = async {
+        write.write_all(line.as_bytes()).await?;
+        write.flush().await
+    };
+    deadline
+        .run(peer, Phase::Request, send)
+        .await?
+        .map_err(|e| talk(e.to_string()))?;
     let mut reader = BufReader::new(read);
-    let work = async {
-        write
-            .write_all(line.as_bytes())
-            .await
-            .map_err(|e| talk(e.to_string()))?;
-        write.flush().await.map_err(|e| talk(e.to_string()))?;
+    let replies = async {
         loop {
             let mut buf = String::new();
             let n = (&mut reader)
@@ -147,7 +209,5 @@ where
             return Ok(reply);
         }
     };
-    tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| talk(format!("no answer within {} s", timeout.as_secs())))?
+    deadline.run(peer, Phase::Reply, replies).await?
 }

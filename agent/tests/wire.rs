@@ -12,10 +12,10 @@ use std::time::Duration;
 use cutover::engine::{Applied, FileOutcome};
 use cutover::protocol::{
     decode, encode, Canary, Change, ClusterOutcome, ClusterStatus, Colour, Command, Desired,
-    DesiredStatus, Epoch, Fault, FileKind, FileStatus, GateReport, HostOutcome, HostRow,
-    LineChanges, MapShown, MapView, MetricsText, PeerReport, Phase, Plan, PlannedFile, ProxyStatus,
-    Reply, Request, ServiceAgreement, ServiceChange, ServiceState, ServiceStatus, Snapshot, Step,
-    WatchPhase,
+    DesiredStatus, Epoch, Fault, FileKind, FileStatus, GateReport, HeldChange, HostOutcome,
+    HostRow, LineChanges, MapShown, MapView, MetricsText, PeerReport, Phase, Plan, PlannedFile,
+    PreparedChange, ProxyStatus, Reply, Request, ServiceAgreement, ServiceChange, ServiceState,
+    ServiceStatus, Snapshot, Step, WatchPhase,
 };
 use cutover::proxy::{MapMechanism, ReloadReport};
 use serde::de::DeserializeOwned;
@@ -132,6 +132,8 @@ fn request_lines() {
                     cluster_routing: BTreeMap::new(),
                     proxy_reachable: true,
                     last_error: None,
+                    // A report as agents sent it before they said what they hold.
+                    held: None,
                 }),
             },
             r#"{"cmd":"report","report":{"cluster_digest":"d0","cluster_generation":2,"cluster_routing":{},"digest":"d1","generation":3,"last_error":null,"node":"a","proxy_reachable":true,"services":{"web":{"canary":{"colour":"blue","percent":10},"live":"green"}},"time_ms":5},"v":1}"#,
@@ -424,6 +426,12 @@ fn cluster_replies() {
                 digest: "d1".into(),
                 proxy_reachable: true,
                 last_error: None,
+                held: Some(HeldChange {
+                    txn: "b-1-0".into(),
+                    coordinator: "b".into(),
+                    age_ms: 1200,
+                    expires_in_ms: 28800,
+                }),
             },
             HostRow::Unseen {
                 node: "b".into(),
@@ -442,9 +450,28 @@ fn cluster_replies() {
     };
     let back: ClusterStatus = pin(
         &ok("2 hosts", &status),
-        r#"{"status":"ok","message":"2 hosts","data":{"hosts":[{"age_ms":0,"cluster_generation":2,"digest":"d1","generation":3,"last_error":null,"node":"a","proxy_reachable":true,"reachable":true},{"age_ms":null,"node":"b","reachable":false}],"services":{"web":{"agree":true,"hosts":{"a":"green"}}}}}"#,
+        r#"{"status":"ok","message":"2 hosts","data":{"hosts":[{"age_ms":0,"cluster_generation":2,"digest":"d1","generation":3,"held":{"age_ms":1200,"coordinator":"b","expires_in_ms":28800,"txn":"b-1-0"},"last_error":null,"node":"a","proxy_reachable":true,"reachable":true},{"age_ms":null,"node":"b","reachable":false}],"services":{"web":{"agree":true,"hosts":{"a":"green"}}}}}"#,
     );
     assert_eq!(back, status);
+    // A row from an agent older than `held` reads as holding nothing.
+    let old: HostRow = serde_json::from_str(
+        r#"{"age_ms":0,"cluster_generation":2,"digest":"d1","generation":3,"last_error":null,"node":"a","proxy_reachable":true,"reachable":true}"#,
+    )
+    .unwrap();
+    assert!(matches!(old, HostRow::Seen { held: None, .. }), "{old:?}");
+    // A report says which change its node holds, with times on its own clock.
+    let held = PreparedChange {
+        txn: "b-1-0".into(),
+        coordinator: "b".into(),
+        since_ms: 1000,
+        expires_ms: 31000,
+    };
+    let line = serde_json::to_string(&held).unwrap();
+    assert_eq!(
+        line,
+        r#"{"txn":"b-1-0","coordinator":"b","since_ms":1000,"expires_ms":31000}"#
+    );
+    assert_eq!(serde_json::from_str::<PreparedChange>(&line).unwrap(), held);
     let outcome = ClusterOutcome {
         txn: "a-1-0".into(),
         phase: "commit".into(),

@@ -2,11 +2,14 @@
 //! TLS with certificates from a fresh CA: the setup of the cluster tests and measurements.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::agent::{Setup, SetupOptions};
 
 /// The host name every setup routes to service `web`.
 pub const HOST: &str = "www.example.test";
+/// The time each peer has to answer (`timeout_ms` of every host).
+pub const PEER_TIMEOUT: Duration = Duration::from_millis(3000);
 
 /// A CA and certificates for lb1..lb3 and a client `ci`, in `dir`.
 pub fn certificates(dir: &Path) {
@@ -60,8 +63,9 @@ pub fn cluster(holds: [&str; 3]) -> Option<Cluster> {
             let tail = format!(
                 "[cluster]\nnode = \"lb{n}\"\nlisten = \"127.0.0.1:{port}\"\nca = \"{c}/ca.pem\"\n\
                  cert = \"{c}/lb{n}.pem\"\nkey = \"{c}/lb{n}.key\"\nreport_interval_ms = 200\n\
-                 timeout_ms = 3000\n{hold}\n{peers}",
+                 timeout_ms = {timeout}\n{hold}\n{peers}",
                 n = i + 1,
+                timeout = PEER_TIMEOUT.as_millis(),
                 port = ports[i],
                 hold = holds[i],
             );
@@ -76,15 +80,34 @@ pub fn cluster(holds: [&str; 3]) -> Option<Cluster> {
             s
         })
         .collect();
-    Some(Cluster {
+    let c = Cluster {
         hosts,
         ports,
         certs,
         _dir: dir,
-    })
+    };
+    c.wait_formed();
+    Some(c)
 }
 
 impl Cluster {
+    /// Waits until every host hears every other one, at most 10 s: then every peer listener
+    /// is bound (the reports came in on it), which an agent's control socket answering
+    /// does not promise yet.
+    pub fn wait_formed(&self) {
+        let all_reachable = |h: &Setup| {
+            let out = h.cli(&["--json", "status", "--cluster"]);
+            let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            s["data"]["hosts"]
+                .as_array()
+                .is_some_and(|rows| rows.len() == 3 && rows.iter().all(|r| r["reachable"] == true))
+        };
+        let formed = crate::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            self.hosts.iter().all(all_reachable)
+        });
+        assert!(formed, "the hosts do not hear each other within 10 s");
+    }
+
     /// What each host answers for [`HOST`].
     pub fn bodies(&self) -> Vec<String> {
         self.hosts.iter().map(|h| h.get(HOST).1).collect()

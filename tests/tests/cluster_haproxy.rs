@@ -1,12 +1,13 @@
 //! Three agents on three HAProxy instances, talking mutual TLS on loopback: cluster
 //! switches, all or nothing, catching up after a missed commit, refusing foreign
-//! certificates, and reporting divergence.
+//! certificates, reporting divergence, a hung peer, a coordinator restarted while its
+//! peers hold its change, and the journal of refused changes.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cutover_tests::agent::{cutover, text};
-use cutover_tests::cluster::{certificates, cluster, HOST};
+use cutover_tests::cluster::{certificates, cluster, Cluster, HOST, PEER_TIMEOUT};
 use nix::sys::signal::Signal;
 
 #[test]
@@ -95,6 +96,12 @@ fn a_host_killed_between_prepare_and_commit_aborts_everywhere() {
         "{reply}"
     );
     eprintln!("abort took {:?}", started.elapsed());
+    // The coordinator journals the aborted change with the phase and lb3's reason.
+    let (_, h) = c.hosts[0].cli_json(&["history", "--limit", "1"]);
+    let entry = &h["data"]["entries"][0];
+    assert_eq!(entry["result"], "error", "{h}");
+    assert_eq!(entry["data"]["cluster"]["phase"], "ready", "{h}");
+    assert_eq!(entry["data"]["cluster"]["hosts"]["lb3"]["ok"], false, "{h}");
     assert_eq!(c.hosts[0].get(HOST).1, "blue");
     assert_eq!(c.hosts[1].get(HOST).1, "blue");
     assert_eq!(c.hosts[2].get(HOST).1, "blue");
@@ -216,4 +223,173 @@ fn status_cluster_reports_divergence_while_it_lasts() {
             s["data"]["services"]["web"]["agree"] == true
         });
     assert!(agreed);
+}
+
+/// Every host's row of `status --cluster` on `host`: node and the change it holds.
+fn held(c: &Cluster, host: usize) -> Vec<(String, serde_json::Value)> {
+    let (_, s) = c.hosts[host].cli_json(&["status", "--cluster"]);
+    s["data"]["hosts"]
+        .as_array()
+        .unwrap_or(&vec![])
+        .iter()
+        .map(|h| {
+            (
+                h["node"].as_str().unwrap_or("").to_owned(),
+                h["held"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_hung_peer_refuses_the_change_after_one_timeout_naming_the_stalled_phase() {
+    let Some(c) = cluster(["", "", ""]) else {
+        return;
+    };
+    // A frozen agent: the kernel still accepts its connections, nothing answers.
+    c.hosts[2].agent().signal(Signal::SIGSTOP);
+    let started = Instant::now();
+    let (code, reply) = c.hosts[0].cli_json(&["switch", "web", "green", "--cluster"]);
+    let took = started.elapsed();
+    c.hosts[2].agent().signal(Signal::SIGCONT);
+    eprintln!("refusal with a hung peer took {took:?}");
+    assert_eq!(code, 1, "{reply}");
+    let msg = reply["message"].as_str().unwrap();
+    assert!(
+        msg.contains("nothing changed anywhere") && msg.contains("lb3: "),
+        "{msg}"
+    );
+    assert!(msg.contains("TLS handshake timed out"), "{msg}");
+    assert!(
+        took < PEER_TIMEOUT * 3 / 2,
+        "the refusal took {took:?}, the peer timeout is {PEER_TIMEOUT:?}"
+    );
+    assert_eq!(c.bodies(), ["blue", "blue", "blue"]);
+    // The coordinator journals the refusal: who asked, the phase, every host's answer.
+    let (_, h) = c.hosts[0].cli_json(&["history", "--limit", "1"]);
+    let entry = &h["data"]["entries"][0];
+    assert_eq!(entry["result"], "error", "{h}");
+    assert_eq!(entry["request"]["op"], "switch", "{h}");
+    assert_eq!(entry["requester"]["via"], "socket", "{h}");
+    assert_eq!(entry["data"]["cluster"]["phase"], "prepare", "{h}");
+    assert_eq!(entry["data"]["cluster"]["hosts"]["lb2"]["ok"], true, "{h}");
+    let lb3 = entry["data"]["cluster"]["hosts"]["lb3"]["error"].as_str();
+    assert!(
+        lb3.is_some_and(|e| e.contains("TLS handshake timed out")),
+        "{h}"
+    );
+    let out = c.hosts[0].cli(&["history", "--limit", "1"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("cluster change refused"),
+        "{}",
+        text(&out)
+    );
+    // Thawed, the peer holds nothing, and the same change goes through.
+    let (code, reply) = c.hosts[0].cli_json(&["switch", "web", "green", "--cluster"]);
+    assert_eq!(code, 0, "{reply}");
+    assert_eq!(c.bodies(), ["green", "green", "green"]);
+}
+
+/// Starts `args` with `--cluster` on host `i` (whose decision is held), waits until every
+/// host holds its change as host `watcher` sees it, and returns the change's txn and the
+/// running command.
+fn hold_everywhere(
+    c: &Cluster,
+    i: usize,
+    watcher: usize,
+    args: &[&str],
+) -> (String, std::thread::JoinHandle<std::process::Output>) {
+    let config = c.hosts[i].config.clone();
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    args.insert(0, "--json".into());
+    args.push("--cluster".into());
+    let run = std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cutover(&config, &args)
+    });
+    let coordinator = format!("lb{}", i + 1);
+    let all_hold =
+        cutover_tests::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            let rows = held(c, watcher);
+            rows.len() == 3
+                && rows
+                    .iter()
+                    .all(|(_, h)| h["coordinator"] == coordinator.as_str())
+        });
+    assert!(all_hold, "{:?}", held(c, watcher));
+    let rows = held(c, watcher);
+    let txn = rows[0].1["txn"].as_str().expect("a txn").to_owned();
+    assert!(
+        rows.iter().all(|(_, h)| h["txn"] == txn.as_str()),
+        "{rows:?}"
+    );
+    (txn, run)
+}
+
+/// Waits until no host holds a change as host `watcher` sees it, at most 5 s.
+fn nothing_held(c: &Cluster, watcher: usize) -> bool {
+    cutover_tests::wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        let rows = held(c, watcher);
+        rows.len() == 3 && rows.iter().all(|(_, h)| h.is_null())
+    })
+}
+
+#[test]
+fn a_coordinator_restarted_after_prepare_releases_what_its_peers_hold() {
+    let hold = "hold_before_decision_ms = 60000";
+    let Some(mut c) = cluster([hold, hold, ""]) else {
+        return;
+    };
+    // Every host holds lb1's change, and lb2's cluster view shows it for each of them.
+    let (txn, switch) = hold_everywhere(&c, 0, 1, &["switch", "web", "green"]);
+    let rows = held(&c, 1);
+    assert!(
+        rows[0].1["expires_in_ms"].as_u64().unwrap() > 20_000,
+        "{rows:?}"
+    );
+    let out = c.hosts[1].cli(&["status", "--cluster"]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        table.contains("HELD") && table.matches(&format!("{txn} of lb1")).count() == 3,
+        "{table}"
+    );
+    // The coordinator dies before its decision; the peers go on holding its change.
+    c.hosts[0].kill_agent();
+    let _ = switch.join().unwrap();
+    assert_eq!(c.bodies(), ["blue", "blue", "blue"]);
+    assert!(held(&c, 2)
+        .iter()
+        .any(|(n, h)| n == "lb3" && h["txn"] == txn.as_str()));
+    // Restarted (without the fault injection), lb1 coordinates a new change at once,
+    // well before the held one would lapse.
+    c.hosts[0].reconfigure_offline(|t| t.replace(hold, ""));
+    c.hosts[0].start_agent();
+    let started = Instant::now();
+    let (code, reply) = c.hosts[0].cli_json(&["switch", "web", "green", "--cluster"]);
+    let took = started.elapsed();
+    eprintln!("a new change after the coordinator restarted took {took:?}");
+    assert_eq!(code, 0, "{reply}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert_eq!(c.bodies(), ["green", "green", "green"]);
+    assert!(nothing_held(&c, 2), "{:?}", held(&c, 2));
+
+    // lb2 dies holding its change too; restarted, it coordinates nothing, yet its peers'
+    // reports show they hold its change: it releases them, and lb3 coordinates at once.
+    let (txn, rollback) = hold_everywhere(&c, 1, 2, &["rollback", "web"]);
+    c.hosts[1].kill_agent();
+    let _ = rollback.join().unwrap();
+    c.hosts[1].reconfigure_offline(|t| t.replace(hold, ""));
+    c.hosts[1].start_agent();
+    assert!(nothing_held(&c, 2), "{:?}", held(&c, 2));
+    assert!(
+        c.hosts[1]
+            .agent()
+            .log()
+            .contains(&format!("released cluster change {txn}")),
+        "{}",
+        c.hosts[1].agent().log()
+    );
+    let (code, reply) = c.hosts[2].cli_json(&["rollback", "web", "--cluster"]);
+    assert_eq!(code, 0, "{reply}");
+    assert_eq!(c.bodies(), ["blue", "blue", "blue"]);
 }

@@ -3,7 +3,8 @@
 //! check once, then [`Agent::dispatch`] routes the authorized request by what it asks
 //! ([`Route`]): a local change to the engine's batch, a dry run to the engine's plan, a
 //! read-only query to the engine, a cluster change to a coordinator task, a step of a
-//! cluster change to the node.
+//! cluster change to the node. A coordinator hands its outcome back to the engine task
+//! ([`Coordinated`]), which journals a cluster change that changed nothing before it answers.
 //!
 //! Changes are coalesced here, where they are serialized ([`Agent::receive`]): when a local
 //! change (a switch, rollback, canary... that is not a dry run) comes up, the task first
@@ -22,7 +23,7 @@ use crate::engine::{ApplyError, Engine, ErrorKind, Queued};
 use crate::peers::coordinator::Coordinator;
 use crate::peers::{self, Node};
 use crate::protocol::Step;
-use crate::protocol::{Command, Mutation, Reply};
+use crate::protocol::{Command, Mutation, Reply, Request, Status};
 use crate::proxy::Proxy;
 use crate::requester::Requester;
 
@@ -41,6 +42,24 @@ pub struct Agent<P: Proxy> {
     /// The engine task's queue; `None` once the agent stops, when cluster requests are no
     /// longer served.
     pub local: Option<mpsc::Sender<Envelope>>,
+    /// The engine task's queue of finished cluster changes this node coordinated; `None`
+    /// once the agent stops.
+    pub coordinated: Option<mpsc::Sender<Coordinated>>,
+}
+
+/// A cluster change this node coordinated (not a dry run), finished: the engine task
+/// journals it when it changed nothing (refused at prepare, aborted at ready), then answers
+/// it ([`Agent::finish`]). A committed change is journaled by every host as it applies it.
+#[derive(Debug)]
+pub struct Coordinated {
+    /// The change.
+    pub request: Request,
+    /// Who asked for it.
+    pub requester: Requester,
+    /// The coordinator's answer.
+    pub answer: Reply,
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<Reply>,
 }
 
 /// What an authorized request asks for, decided from its command alone.
@@ -272,10 +291,24 @@ impl<P: Proxy> Agent<P> {
                 ),
             },
             Route::Cluster(change) => match (self.coordinator(), change) {
-                (Some(coordinator), Some(m)) => {
+                (Some((coordinator, finished)), Some(m)) => {
                     tokio::spawn(async move {
-                        let answer = coordinator.run(m.request, m.force, m.dry_run).await;
-                        let _ = reply.send(answer);
+                        let answer = coordinator.run(m.request.clone(), m.force, m.dry_run).await;
+                        // A dry run is journaled nowhere, as on one host.
+                        if m.dry_run {
+                            let _ = reply.send(answer);
+                            return;
+                        }
+                        let done = Coordinated {
+                            request: m.request,
+                            requester,
+                            answer,
+                            reply,
+                        };
+                        // Once the engine task is gone, nobody journals: answer directly.
+                        if let Err(mpsc::error::SendError(done)) = finished.send(done).await {
+                            let _ = done.reply.send(done.answer);
+                        }
                     });
                     return;
                 }
@@ -339,17 +372,37 @@ impl<P: Proxy> Agent<P> {
         }
     }
 
-    /// A coordinator for a cluster change, while this node of a cluster serves.
-    fn coordinator(&self) -> Option<Coordinator> {
-        let (node, local) = (self.node.as_ref()?, self.local.clone()?);
+    /// Journals a cluster change this node coordinated that changed nothing anywhere, with
+    /// who asked, the phase it ended in and every host's answer; then answers it.
+    pub fn finish(&self, done: Coordinated) {
+        let Coordinated {
+            request,
+            requester,
+            answer,
+            reply,
+        } = done;
+        if answer.status == Status::Error {
+            self.engine
+                .journal_cluster(&request, &requester, &answer.message, &answer.data);
+        }
+        let _ = reply.send(answer);
+    }
+
+    /// A coordinator for a cluster change, and where it hands its outcome, while this node
+    /// of a cluster serves.
+    fn coordinator(&self) -> Option<(Coordinator, mpsc::Sender<Coordinated>)> {
+        let node = self.node.as_ref()?;
+        let (local, finished) = (self.local.clone()?, self.coordinated.clone()?);
         let c = &node.config;
-        Some(Coordinator {
+        let coordinator = Coordinator {
             node: c.node.clone(),
             peers: c.peers.clone(),
             client: node.client.clone(),
             timeout: c.timeout,
             hold_before_decision: c.hold_before_decision,
             local,
-        })
+            coordinating: node.coordinating.clone(),
+        };
+        Some((coordinator, finished))
     }
 }

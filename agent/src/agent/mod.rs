@@ -151,11 +151,13 @@ pub async fn run_with<P: Proxy>(
             Some(FleetLink::start(f, engine.metrics().clone()).ok_or(AgentError::NoFleetStore)?)
         }
     };
+    let (done_tx, mut done_rx) = mpsc::channel(QUEUE_DEPTH);
     let mut agent = Agent {
         engine,
         node,
         fleet,
         local: Some(tx),
+        coordinated: Some(done_tx),
     };
     notifier.ready(&format!("serving {}", config.agent.socket.display()));
     let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
@@ -178,6 +180,7 @@ pub async fn run_with<P: Proxy>(
                     f.answer(&mut agent.engine, call).await;
                 }
             }
+            Some(done) = done_rx.recv() => agent.finish(done),
             _ = tick.tick() => {
                 agent.engine.tick().await;
                 agent.engine.poll_desired_file().await;
@@ -194,15 +197,23 @@ pub async fn run_with<P: Proxy>(
     notifier.stopping();
     let _ = stop_tx.send(true);
     agent.local = None;
+    agent.coordinated = None;
     drop(report_tx);
     if let Some(m) = metrics_server {
         let _ = m.await;
     }
-    // Answer what is still queued while the servers drain.
+    // Answer what is still queued, and the cluster changes still under way, while the
+    // servers drain.
     let drain = async {
-        while let Some(env) = rx.recv().await {
-            if let Some(authorized) = agent.authorize(env) {
-                agent.dispatch(authorized).await;
+        loop {
+            tokio::select! {
+                Some(env) = rx.recv() => {
+                    if let Some(authorized) = agent.authorize(env) {
+                        agent.dispatch(authorized).await;
+                    }
+                }
+                Some(done) = done_rx.recv() => agent.finish(done),
+                else => break,
             }
         }
     };

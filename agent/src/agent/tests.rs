@@ -68,6 +68,7 @@ green = {{ backend = "api_green" }}
         node: None,
         fleet: None,
         local: Some(tx),
+        coordinated: None,
     };
     (agent, rx)
 }

@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::exit;
 use crate::protocol::{
-    ClusterOutcome, ClusterStatus, Command, FleetChange, HostRow, MapShown, MetricsText, Plan,
-    Reply, ServiceState, Snapshot, Status,
+    ClusterOutcome, ClusterStatus, Command, FleetChange, HeldChange, HostRow, MapShown,
+    MetricsText, Plan, Reply, ServiceState, Snapshot, Status,
 };
 use crate::requester::Requester;
 use crate::store::JournalEntry;
@@ -177,7 +177,22 @@ fn status_table(d: &Snapshot) -> String {
     out
 }
 
-/// `status --cluster`: one row per host, then one per service with agreement.
+/// A held cluster change in a host row: `lb1-1796659893183-0 of lb1, 2.1 s, lapses in 27.9 s`.
+fn held(h: Option<&HeldChange>) -> String {
+    let seconds = |ms: u64| format!("{:.1} s", ms as f64 / 1e3);
+    or_dash(h.map(|h| {
+        format!(
+            "{} of {}, {}, lapses in {}",
+            h.txn,
+            h.coordinator,
+            seconds(h.age_ms),
+            seconds(h.expires_in_ms)
+        )
+    }))
+}
+
+/// `status --cluster`: one row per host (with the change it holds prepared), then one per
+/// service with agreement.
 fn cluster_table(d: &ClusterStatus) -> String {
     let rows: Vec<Vec<String>> = d
         .hosts
@@ -191,6 +206,7 @@ fn cluster_table(d: &ClusterStatus) -> String {
                 cluster_generation,
                 proxy_reachable,
                 last_error,
+                held: holds,
                 ..
             } => vec![
                 node.clone(),
@@ -204,6 +220,7 @@ fn cluster_table(d: &ClusterStatus) -> String {
                     "UNREACHABLE"
                 }
                 .into(),
+                held(holds.as_ref()),
                 or_dash(last_error.as_ref()),
             ],
             HostRow::Unseen {
@@ -214,6 +231,7 @@ fn cluster_table(d: &ClusterStatus) -> String {
                 node.clone(),
                 if *reachable { "yes" } else { "NO" }.into(),
                 or_dash(*age_ms),
+                "-".into(),
                 "-".into(),
                 "-".into(),
                 "-".into(),
@@ -229,6 +247,7 @@ fn cluster_table(d: &ClusterStatus) -> String {
             "GEN",
             "CLUSTER_GEN",
             "PROXY",
+            "HELD",
             "LAST ERROR",
         ],
         &rows,
@@ -512,6 +531,27 @@ mod tests {
             false,
         );
         assert_eq!(human(&switch, &reply("{}")).unwrap(), "msg\n");
+        // A cluster status shows the change each host holds prepared.
+        let cluster = human(
+            &Command::ClusterStatus,
+            &reply(
+                r#"{"hosts":[{"node":"lb1","reachable":true,"age_ms":0,"generation":3,
+                "cluster_generation":1,"digest":"d","proxy_reachable":true,"last_error":null,
+                "held":{"txn":"lb2-9-0","coordinator":"lb2","age_ms":2100,"expires_in_ms":27900}},
+                {"node":"lb2","reachable":true,"age_ms":120,"generation":3,"cluster_generation":1,
+                "digest":"d","proxy_reachable":true,"last_error":null},
+                {"node":"lb3","reachable":false,"age_ms":null}],"services":{}}"#,
+            ),
+        )
+        .unwrap();
+        assert!(
+            cluster.contains("lb2-9-0 of lb2, 2.1 s, lapses in 27.9 s"),
+            "{cluster}"
+        );
+        assert!(
+            cluster.lines().nth(2).unwrap().contains("  ok     -  "),
+            "{cluster}"
+        );
         assert!(human(&Command::Status, &reply("{}")).is_err());
     }
 }

@@ -322,4 +322,4 @@ fn ms(t: Instant) -> f64 {
 pub const TICK_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

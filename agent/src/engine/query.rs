@@ -30,6 +30,7 @@ impl<P: Proxy> Engine<P> {
             cluster_routing: self.state.cluster_routing.clone(),
             proxy_reachable: self.reachable(),
             last_error: self.last_error().map(str::to_owned),
+            held: None,
         }
     }
 

@@ -159,6 +159,30 @@ impl<P: Proxy> Engine<P> {
         self.append(&entry);
     }
 
+    /// Journals a cluster change this node coordinated that changed nothing anywhere
+    /// (refused at prepare, aborted at ready), with who asked: `message` names the phase
+    /// and every host's reason, `outcome` is the coordinator's reply data (the txn, the
+    /// phase, each host's answer).
+    pub fn journal_cluster(
+        &self,
+        request: &Request,
+        requester: &Requester,
+        message: &str,
+        outcome: &serde_json::Value,
+    ) {
+        let entry = JournalEntry {
+            generation: self.state.generation,
+            time_ms: now_ms(),
+            requester: requester.clone(),
+            request: serde_json::to_value(request).expect("request serializes"),
+            result: Outcome::Error,
+            message: message.to_owned(),
+            data: json!({ "cluster": outcome }),
+        };
+        self.append(&entry);
+        tracing::warn!("{message}");
+    }
+
     /// Journals something the agent did or saw by itself ([`Reason::Upkeep`]), with the request
     /// `{"op": op}` (`recover`, `reconcile`).
     pub(crate) fn journal_agent(

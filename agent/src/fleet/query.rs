@@ -38,6 +38,7 @@ pub async fn status(
                     digest: r.digest.clone(),
                     proxy_reachable: r.proxy_reachable,
                     last_error: r.last_error.clone(),
+                    held: None,
                 });
                 serving.insert(node.clone(), r.services.clone());
             }
@@ -50,6 +51,7 @@ pub async fn status(
                 digest: String::new(),
                 proxy_reachable: false,
                 last_error: Some(e.clone()),
+                held: None,
             }),
         }
     }

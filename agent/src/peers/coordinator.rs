@@ -1,11 +1,12 @@
 //! The coordinator of a cluster change, and the loop that reports this node's state to its
 //! peers. Both run as tasks of their own: the engine task goes on serving (its own peers'
 //! prepares included) while they wait on the network. This node takes part in its own
-//! cluster change like any peer, through the engine channel instead of TLS.
+//! cluster change like any peer, through the engine channel instead of TLS. A node
+//! coordinates one cluster change at a time ([`Coordinating`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -34,6 +35,45 @@ pub struct Coordinator {
     pub hold_before_decision: Duration,
     /// The local engine.
     pub local: mpsc::Sender<Envelope>,
+    /// The cluster change this node coordinates now; shared with every coordinator.
+    pub coordinating: Coordinating,
+}
+
+/// The cluster change this node coordinates now, if any. A node coordinates one at a
+/// time, so a newer change from a coordinator proves its older ones finished or died with
+/// the process that ran them: a participant may drop them (see `docs/CLUSTER.md`).
+#[derive(Debug, Clone, Default)]
+pub struct Coordinating(Arc<Mutex<Option<String>>>);
+
+impl Coordinating {
+    /// Marks `txn` as the change this node coordinates until the returned guard drops;
+    /// the change already under way when there is one.
+    fn begin(&self, txn: &str) -> Result<Running, String> {
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(other) = slot.as_ref() {
+            return Err(other.clone());
+        }
+        *slot = Some(txn.to_owned());
+        Ok(Running(self.clone()))
+    }
+
+    /// Whether this node coordinates `txn` now.
+    pub fn is(&self, txn: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_deref()
+            == Some(txn)
+    }
+}
+
+/// Clears [`Coordinating`] when a coordinator's run ends, however it ends.
+struct Running(Coordinating);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        *self.0 .0.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
 }
 
 /// Why a participant did not take a phase.
@@ -114,16 +154,37 @@ impl Coordinator {
             .collect()
     }
 
-    async fn abort(&self, txn: &str, hosts: &[String]) {
-        let _ = self
-            .phase(hosts, || Command::AbortTxn {
-                txn: txn.to_owned(),
-            })
-            .await;
+    /// Drops `txn` on the hosts that may hold it after `last`, the outcome of the last
+    /// phase. A host that answered the phase holds the change and is alive: its abort is
+    /// awaited (so a retry after the reply finds nothing held there). A host that did not
+    /// answer in time is not waited on again: its abort goes out in a task of its own,
+    /// bounded by the peer timeout. A host that refused holds nothing of `txn`.
+    async fn abort(&self, txn: &str, last: &BTreeMap<String, Outcome>) {
+        let mut answered = Vec::new();
+        let mut silent = Vec::new();
+        for (host, outcome) in last {
+            match outcome {
+                Ok(_) => answered.push(host.clone()),
+                Err(Refusal::Answered(_)) => {}
+                Err(_) => silent.push(host.clone()),
+            }
+        }
+        let drop_txn = Command::AbortTxn {
+            txn: txn.to_owned(),
+        };
+        if !silent.is_empty() {
+            let (me, command) = (self.clone(), drop_txn.clone());
+            tokio::spawn(async move {
+                let aborts = me.phase(&silent, || command.clone());
+                let _ = tokio::time::timeout(me.timeout, aborts).await;
+            });
+        }
+        let _ = self.phase(&answered, || drop_txn.clone()).await;
     }
 
     /// Runs one cluster change: prepare everywhere, commit everywhere only when every host
-    /// prepared (and still holds it), abort everywhere otherwise.
+    /// prepared (and still holds it), abort everywhere otherwise. Refused at once while
+    /// this node coordinates another one.
     pub async fn run(self, request: Request, force: bool, dry_run: bool) -> Reply {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let txn = format!(
@@ -132,6 +193,29 @@ impl Coordinator {
             now_ms(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
+        let _running = match self.coordinating.begin(&txn) {
+            Ok(running) => running,
+            Err(other) => {
+                let why = format!(
+                    "{} coordinates cluster change {other}; try again",
+                    self.node
+                );
+                let hosts = BTreeMap::from([(self.node.clone(), Err(Refusal::Answered(why)))]);
+                return Reply::error(
+                    format!(
+                        "cluster change refused, nothing changed anywhere: {}",
+                        refusals(&hosts).join("; ")
+                    ),
+                    outcome(ClusterOutcome {
+                        txn,
+                        phase: "prepare".into(),
+                        cluster_generation: None,
+                        hosts: show(&hosts),
+                        missed: None,
+                    }),
+                );
+            }
+        };
         let hosts = self.hosts();
         let prepared = self
             .phase(&hosts, || Command::Prepare {
@@ -141,12 +225,9 @@ impl Coordinator {
                 coordinator: self.node.clone(),
             })
             .await;
-        let refused: Vec<String> = prepared
-            .iter()
-            .filter_map(|(h, o)| o.as_ref().err().map(|e| format!("{h}: {e}")))
-            .collect();
+        let refused = refusals(&prepared);
         if !refused.is_empty() || dry_run {
-            self.abort(&txn, &hosts).await;
+            self.abort(&txn, &prepared).await;
             let data = outcome(ClusterOutcome {
                 txn: txn.clone(),
                 phase: "prepare".into(),
@@ -179,12 +260,9 @@ impl Coordinator {
         let ready = self
             .phase(&hosts, || Command::Ready { txn: txn.clone() })
             .await;
-        let lost: Vec<String> = ready
-            .iter()
-            .filter_map(|(h, o)| o.as_ref().err().map(|e| format!("{h}: {e}")))
-            .collect();
+        let lost = refusals(&ready);
         if !lost.is_empty() {
-            self.abort(&txn, &hosts).await;
+            self.abort(&txn, &ready).await;
             return Reply::error(
                 format!(
                     "cluster change aborted before commit, nothing changed anywhere: {}",
@@ -245,6 +323,14 @@ impl Coordinator {
     }
 }
 
+/// `host: why` for each host that did not take a phase.
+fn refusals(outcomes: &BTreeMap<String, Outcome>) -> Vec<String> {
+    outcomes
+        .iter()
+        .filter_map(|(h, o)| o.as_ref().err().map(|e| format!("{h}: {e}")))
+        .collect()
+}
+
 /// The reply data of a cluster change.
 fn outcome(o: ClusterOutcome) -> Value {
     serde_json::to_value(o).expect("cluster outcome serializes")
@@ -272,10 +358,38 @@ fn show(outcomes: &BTreeMap<String, Outcome>) -> BTreeMap<String, HostOutcome> {
         .collect()
 }
 
+/// Tells `peer` to drop `txn`, a change this node coordinated and coordinates no more (it
+/// ended, or this agent restarted since), in a task of its own bounded by `timeout`.
+pub fn release(peer: PeerSpec, client: Arc<rustls::ClientConfig>, txn: String, timeout: Duration) {
+    tokio::spawn(async move {
+        let command = Command::AbortTxn { txn: txn.clone() };
+        match crate::client::tls(&client, &peer.name, &peer.address, &command, timeout).await {
+            Ok(_) => tracing::info!(peer = %peer.name, "released cluster change {txn} it held"),
+            Err(e) => tracing::debug!(peer = %peer.name, "cannot release {txn}: {e}"),
+        }
+    });
+}
+
 /// Sends this node's report to every peer after every change and every `interval`, until
-/// `reports` closes.
+/// `reports` closes. Each peer has a loop of its own, so a peer that does not answer
+/// delays only its own reports.
 pub async fn report_loop(
     peers: Vec<PeerSpec>,
+    client: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+    interval: Duration,
+    reports: watch::Receiver<Option<PeerReport>>,
+) {
+    let loops = peers
+        .into_iter()
+        .map(|p| report_to(p, client.clone(), timeout, interval, reports.clone()));
+    futures_util::future::join_all(loops).await;
+}
+
+/// Sends this node's report to `peer` after every change and every `interval`, until
+/// `reports` closes.
+async fn report_to(
+    peer: PeerSpec,
     client: Arc<rustls::ClientConfig>,
     timeout: Duration,
     interval: Duration,
@@ -291,19 +405,13 @@ pub async fn report_loop(
         let Some(report) = reports.borrow_and_update().clone() else {
             continue;
         };
-        let sends = peers.iter().map(|p| {
-            let command = Command::Report {
-                report: Box::new(report.clone()),
-            };
-            let client = client.clone();
-            async move {
-                if let Err(e) =
-                    crate::client::tls(&client, &p.name, &p.address, &command, timeout).await
-                {
-                    tracing::debug!(peer = %p.name, "report not delivered: {e}");
-                }
-            }
-        });
-        futures_util::future::join_all(sends).await;
+        let command = Command::Report {
+            report: Box::new(report),
+        };
+        if let Err(e) =
+            crate::client::tls(&client, &peer.name, &peer.address, &command, timeout).await
+        {
+            tracing::debug!(peer = %peer.name, "report not delivered: {e}");
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! Peers: the cutover agents on the other proxy hosts. This module owns what a node knows
 //! of them (their last reports), the participant side of a cluster change (prepare, ready,
-//! commit, abort), and convergence: a node that missed a cluster commit adopts the routing
-//! of the highest cluster generation it hears of. See `docs/CLUSTER.md` for the exact
-//! semantics and their limits.
+//! commit, abort), the release of changes a peer still holds for this node's coordinator
+//! when it no longer coordinates them, and convergence: a node that missed a cluster
+//! commit adopts the routing of the highest cluster generation it hears of. See
+//! `docs/CLUSTER.md` for the exact semantics and their limits.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,11 +17,15 @@ use crate::proxy::Proxy;
 use crate::requester::{Reason, Requester};
 
 use crate::protocol::peer::digest;
-use crate::protocol::PeerReport;
-use crate::protocol::{ClusterStatus, HostRow, ServiceAgreement};
+use crate::protocol::{ClusterStatus, HeldChange, HostRow, ServiceAgreement};
+use crate::protocol::{PeerReport, PreparedChange};
+use crate::store::now_ms;
+use coordinator::Coordinating;
 
 pub mod coordinator;
 pub mod server;
+#[cfg(test)]
+mod tests;
 pub mod tls;
 
 /// A change this node prepared for a coordinator and holds until commit or abort.
@@ -30,7 +35,18 @@ struct Prepared {
     request: Request,
     force: bool,
     coordinator: String,
+    /// When it was prepared.
+    since: Instant,
+    /// The same, Unix time in milliseconds (for the report).
+    since_ms: u64,
     expires: Instant,
+}
+
+impl Prepared {
+    /// Whether it is still held (it has not lapsed).
+    fn live(&self) -> bool {
+        self.expires > Instant::now()
+    }
 }
 
 /// What this node knows of the cluster.
@@ -42,6 +58,10 @@ pub struct Node {
     prepared: Option<Prepared>,
     /// Last report of each peer, and when it came.
     seen: BTreeMap<String, (PeerReport, Instant)>,
+    /// The cluster change this node's coordinator runs now, if any.
+    pub coordinating: Coordinating,
+    /// Per peer, the last change of this node's coordinator it was told to drop, and when.
+    released: BTreeMap<String, (String, Instant)>,
 }
 
 impl Node {
@@ -53,16 +73,34 @@ impl Node {
             client,
             prepared: None,
             seen: BTreeMap::new(),
+            coordinating: Coordinating::default(),
+            released: BTreeMap::new(),
         })
     }
 
     /// This node's report.
     pub fn report<P: Proxy>(&self, engine: &Engine<P>) -> PeerReport {
-        engine.report(&self.config.node)
+        PeerReport {
+            held: self.held().map(|p| PreparedChange {
+                txn: p.txn.clone(),
+                coordinator: p.coordinator.clone(),
+                since_ms: p.since_ms,
+                expires_ms: p.since_ms + self.config.prepare_ttl.as_millis() as u64,
+            }),
+            ..engine.report(&self.config.node)
+        }
+    }
+
+    /// The change this node holds prepared, unless it lapsed.
+    fn held(&self) -> Option<&Prepared> {
+        self.prepared.as_ref().filter(|p| p.live())
     }
 
     /// Prepares `request` for `coordinator`: plans it (state, render, validation, gates)
-    /// and holds it. One prepared change at a time; a lapsed one is dropped.
+    /// and holds it. One prepared change at a time: another coordinator's is refused while
+    /// it lasts; one of the same coordinator is dropped (and replaced, when this one
+    /// plans), since a coordinator runs one change at a time and so has ended (or,
+    /// restarted, forgotten) the one held here.
     pub async fn prepare<P: Proxy>(
         &mut self,
         engine: &Engine<P>,
@@ -71,8 +109,8 @@ impl Node {
         force: bool,
         coordinator: &str,
     ) -> Result<serde_json::Value, ApplyError> {
-        if let Some(p) = &self.prepared {
-            if p.txn != txn && p.expires > Instant::now() {
+        if let Some(p) = self.held().filter(|p| p.txn != txn) {
+            if p.coordinator != coordinator {
                 return Err(ApplyError::new(
                     Step::Request,
                     ErrorKind::Cluster,
@@ -82,14 +120,22 @@ impl Node {
                     ),
                 ));
             }
+            tracing::info!(
+                "{coordinator} coordinates {txn}: dropping its earlier cluster change {}",
+                p.txn
+            );
+            self.prepared = None;
         }
         let plan = engine.plan(request, force).await?;
+        let now = Instant::now();
         self.prepared = Some(Prepared {
             txn: txn.to_owned(),
             request: request.clone(),
             force,
             coordinator: coordinator.to_owned(),
-            expires: Instant::now() + self.config.prepare_ttl,
+            since: now,
+            since_ms: now_ms(),
+            expires: now + self.config.prepare_ttl,
         });
         Ok(serde_json::json!({
             "node": self.config.node,
@@ -100,8 +146,8 @@ impl Node {
 
     /// Whether `txn` is still prepared here.
     pub fn ready(&self, txn: &str) -> Result<(), ApplyError> {
-        match &self.prepared {
-            Some(p) if p.txn == txn && p.expires > Instant::now() => Ok(()),
+        match self.held() {
+            Some(p) if p.txn == txn => Ok(()),
             _ => Err(ApplyError::new(
                 Step::Request,
                 ErrorKind::Cluster,
@@ -139,12 +185,14 @@ impl Node {
 
     /// Takes a peer's report; when it carries a higher cluster generation (or the same one
     /// with a different routing and a smaller digest: the deterministic tie-break), adopts
-    /// its cluster routing. Returns what was adopted.
+    /// its cluster routing. Returns what was adopted. A peer that holds a change of this
+    /// node's coordinator that it no longer runs is told to drop it ([`Node::release`]).
     pub async fn receive<P: Proxy>(
         &mut self,
         engine: &mut Engine<P>,
         report: PeerReport,
     ) -> Option<String> {
+        self.release(&report);
         let from = report.node.clone();
         let mine = engine.state();
         let (my_gen, my_digest) = (mine.cluster_generation, digest(&mine.cluster_routing));
@@ -180,6 +228,35 @@ impl Node {
         }
     }
 
+    /// Tells the peer that sent `report` to drop the change it holds for this node's
+    /// coordinator when this node does not coordinate it now: the change ended, or this
+    /// agent restarted since and cannot commit it any more. Sound because a change is
+    /// prepared only while its coordinator runs it, so a report cannot show one that has
+    /// not started yet. Once per change and peer and peer timeout; in a task of its own.
+    fn release(&mut self, report: &PeerReport) {
+        let Some(held) = &report.held else {
+            return;
+        };
+        let told = self
+            .released
+            .get(&report.node)
+            .is_some_and(|(txn, at)| *txn == held.txn && at.elapsed() < self.config.timeout);
+        if held.coordinator != self.config.node || self.coordinating.is(&held.txn) || told {
+            return;
+        }
+        let Some(peer) = self.config.peers.iter().find(|p| p.name == report.node) else {
+            return;
+        };
+        self.released
+            .insert(report.node.clone(), (held.txn.clone(), Instant::now()));
+        coordinator::release(
+            peer.clone(),
+            self.client.clone(),
+            held.txn.clone(),
+            self.config.timeout,
+        );
+    }
+
     /// Peers whose last report is fresh and shows the same routing as `mine`.
     pub fn agreeing(&self, mine: &PeerReport) -> usize {
         let stale_after = self.config.report_interval * 3;
@@ -203,6 +280,15 @@ impl Node {
             digest: me.digest.clone(),
             proxy_reachable: me.proxy_reachable,
             last_error: me.last_error.clone(),
+            held: self.held().map(|p| HeldChange {
+                txn: p.txn.clone(),
+                coordinator: p.coordinator.clone(),
+                age_ms: p.since.elapsed().as_millis() as u64,
+                expires_in_ms: p
+                    .expires
+                    .saturating_duration_since(Instant::now())
+                    .as_millis() as u64,
+            }),
         }];
         let mut routings = vec![(me.node.clone(), me.services.clone())];
         for peer in &self.config.peers {
@@ -218,6 +304,7 @@ impl Node {
                         digest: r.digest.clone(),
                         proxy_reachable: r.proxy_reachable,
                         last_error: r.last_error.clone(),
+                        held: held_by(r, age),
                     });
                     if age < stale_after {
                         routings.push((peer.name.clone(), r.services.clone()));
@@ -260,6 +347,25 @@ impl Node {
     }
 }
 
+/// The change a peer's report says it holds, aged by `age`, the time since the report came;
+/// none when it has lapsed since. The report's times are on the peer's clock, so only
+/// their differences are used.
+fn held_by(report: &PeerReport, age: std::time::Duration) -> Option<HeldChange> {
+    let held = report.held.as_ref()?;
+    let age_ms = age.as_millis() as u64;
+    let expires_in_ms = held
+        .expires_ms
+        .saturating_sub(report.time_ms)
+        .checked_sub(age_ms)
+        .filter(|left| *left > 0)?;
+    Some(HeldChange {
+        txn: held.txn.clone(),
+        coordinator: held.coordinator.clone(),
+        age_ms: report.time_ms.saturating_sub(held.since_ms) + age_ms,
+        expires_in_ms,
+    })
+}
+
 /// Answers a command only peers send (`report`, `prepare`, `ready`, `commit`, `abort_txn`),
 /// authorized by [`crate::access::cluster_step_sender`]: from the peer named by its
 /// certificate, or (`None`) from this node's own coordinator.
@@ -287,6 +393,18 @@ pub async fn handle_peer_command<P: Proxy>(
                 Some(adopted) => Reply::ok(adopted, serde_json::Value::Null),
                 None => Reply::ok("noted", serde_json::Value::Null),
             }
+        }
+        Command::Prepare { coordinator, .. }
+            if coordinator != peer.unwrap_or(node.config.node.as_str()) =>
+        {
+            Reply::error(
+                format!(
+                    "a prepare for coordinator {coordinator:?} must come with that node's \
+                     certificate (came from {:?})",
+                    peer.unwrap_or("this node")
+                ),
+                serde_json::Value::Null,
+            )
         }
         Command::Prepare {
             txn,

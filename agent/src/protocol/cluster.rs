@@ -1,5 +1,6 @@
-//! The data of cluster replies: `status --cluster` (one row per host, and per service
-//! whether the hosts agree) and the outcome of a cluster change per host.
+//! The data of cluster replies: `status --cluster` (one row per host with the change it
+//! holds prepared, and per service whether the hosts agree) and the outcome of a cluster
+//! change per host.
 
 use std::collections::BTreeMap;
 
@@ -36,6 +37,9 @@ pub enum HostRow {
         proxy_reachable: bool,
         /// Its last error, if any.
         last_error: Option<String>,
+        /// The cluster change it holds prepared, if any (absent from older agents).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        held: Option<HeldChange>,
     },
     /// A peer that has not reported since this node started.
     Unseen {
@@ -46,6 +50,19 @@ pub enum HostRow {
         /// Always null.
         age_ms: Option<u64>,
     },
+}
+
+/// A cluster change a host holds prepared, as `cluster_status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldChange {
+    /// The cluster change's id.
+    pub txn: String,
+    /// The node that coordinates it.
+    pub coordinator: String,
+    /// How long the host has held it, milliseconds.
+    pub age_ms: u64,
+    /// How long until it lapses unless committed or aborted first, milliseconds.
+    pub expires_in_ms: u64,
 }
 
 /// One service in `cluster_status`.

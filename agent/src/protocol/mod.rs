@@ -31,11 +31,13 @@ pub mod routing;
 pub mod status;
 
 pub use change::{Change, ServiceChange, ServiceState};
-pub use cluster::{ClusterOutcome, ClusterStatus, HostOutcome, HostRow, ServiceAgreement};
+pub use cluster::{
+    ClusterOutcome, ClusterStatus, HeldChange, HostOutcome, HostRow, ServiceAgreement,
+};
 pub use command::{Command, MapView, Mutation, VERBS};
 pub use decode::{decode, encode, DecodeError};
 pub use fleet::{FleetChange, FleetHealth, Proposal, Vote};
-pub use peer::PeerReport;
+pub use peer::{PeerReport, PreparedChange};
 pub use plan::{GateReport, LineChanges, Plan, PlannedFile, PrewarmReport};
 pub use reply::{MapShown, MetricsText, Reply, Status};
 pub use routing::{Canary, Colour, Desired, Request, UnknownColour, MAX_SERVICES};

@@ -29,6 +29,25 @@ pub struct PeerReport {
     pub proxy_reachable: bool,
     /// The node's last error, if any.
     pub last_error: Option<String>,
+    /// The cluster change the node holds prepared, if any (absent in the reports of agents
+    /// older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<PreparedChange>,
+}
+
+/// A cluster change a node prepared for a coordinator and holds until commit, abort or
+/// lapse. Both times are on the holder's clock, like the report's `time_ms`, so a receiver
+/// compares them with that and not with its own clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedChange {
+    /// The cluster change's id.
+    pub txn: String,
+    /// The node that coordinates it.
+    pub coordinator: String,
+    /// Unix time it was prepared, milliseconds.
+    pub since_ms: u64,
+    /// Unix time it lapses unless committed or aborted first, milliseconds.
+    pub expires_ms: u64,
 }
 
 /// A stable digest of a routing declaration (FNV-1a 64 over its canonical JSON): equal

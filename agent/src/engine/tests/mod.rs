@@ -18,7 +18,9 @@ struct Fixture {
     proxy: FakeProxy,
 }
 
-fn config(dir: &Path, extra_files: &str) -> Config {
+/// A config of kind haproxy with the services `web` and `api`, `extra_files` (more tables)
+/// before them.
+pub(crate) fn config(dir: &Path, extra_files: &str) -> Config {
     let proxy = format!(
         "kind = \"haproxy\"\nadmin_socket = \"{d}/admin.sock\"\nmaster_socket = \"{d}/master.sock\"\nconfig = \"{d}/haproxy.cfg\"",
         d = dir.display()
@@ -92,7 +94,7 @@ async fn fixture_with(reload_only: bool) -> Fixture {
 /// An engine for `config` on a fake proxy with the four backends of the test services, which
 /// loads `map_files` at a reload and has runtime maps unless `reload_only`; the files are
 /// written and loaded, as after a first start.
-async fn start(
+pub(crate) async fn start(
     config: Arc<Config>,
     map_files: Vec<PathBuf>,
     reload_only: bool,
