@@ -152,6 +152,15 @@ impl Fleet {
         c
     }
 
+    /// Starts [`Fleet::command`] with its output captured, to wait for it later.
+    pub fn spawn(&self, endpoints: &str, args: &[&str]) -> std::process::Child {
+        self.command(endpoints, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cutover --etcd")
+    }
+
     /// [`Fleet::cli`] with `--json`: exit code and reply.
     pub fn cli_json(&self, args: &[&str]) -> (i32, serde_json::Value) {
         let mut all = vec!["--json"];

@@ -224,9 +224,10 @@ fn etcd_down_under_traffic_fails_no_request_and_the_hosts_recover() {
         fleet.hosts[0].metric("cutover_store_up{store=\"etcd\"}"),
         Some(0.0)
     );
+    // Thirty seconds of traffic through every proxy while etcd is gone.
     let started = Instant::now();
     let (mut sent, mut failed) = (0, 0);
-    while started.elapsed() < Duration::from_secs(8) && sent < 5_000 {
+    while started.elapsed() < Duration::from_secs(30) && sent < 30_000 {
         for h in &fleet.hosts {
             let (status, body) = h.get(HOST);
             sent += 1;
@@ -310,16 +311,8 @@ fn two_concurrent_changes_never_both_win() {
         return;
     };
     let endpoints = fleet.etcd.endpoints_csv();
-    let spawn = |args: &[&str]| {
-        fleet
-            .command(&endpoints, args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let a = spawn(&["switch", "web", "green"]);
-    let b = spawn(&["canary", "web", "green", "30"]);
+    let a = fleet.spawn(&endpoints, &["switch", "web", "green"]);
+    let b = fleet.spawn(&endpoints, &["canary", "web", "green", "30"]);
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     let won = [&a, &b].iter().filter(|o| o.status.success()).count();
     assert!(won >= 1, "{}\n{}", text(&a), text(&b));
@@ -353,12 +346,7 @@ fn killing_the_etcd_leader_during_a_switch_never_half_applies_it() {
     };
     let endpoints = fleet.etcd.endpoints_csv();
     for colour in ["green", "blue"] {
-        let switch = fleet
-            .command(&endpoints, &["switch", "web", colour])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let switch = fleet.spawn(&endpoints, &["switch", "web", colour]);
         let leader = fleet.etcd.leader();
         fleet.etcd.kill(leader);
         let out = switch.wait_with_output().unwrap();
@@ -392,12 +380,7 @@ fn an_agent_killed_mid_change_converges_when_it_restarts() {
     let Some(mut fleet) = Fleet::single(3) else {
         return;
     };
-    let switch = fleet
-        .command(&fleet.etcd.endpoints_csv(), &["switch", "web", "green"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let switch = fleet.spawn(&fleet.etcd.endpoints_csv(), &["switch", "web", "green"]);
     let proposals = format!("{PREFIX}/proposals/");
     assert!(cutover_tests::wait_until(
         Duration::from_secs(10),
@@ -421,4 +404,64 @@ fn an_agent_killed_mid_change_converges_when_it_restarts() {
     let out = fleet.cli(&["switch", "web", "blue"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(fleet.bodies(), vec!["blue"; 3]);
+}
+
+#[test]
+fn check_and_the_command_line_say_when_etcd_refuses_the_credentials() {
+    let Some(haproxy) = cutover_tests::require_proxy("haproxy") else {
+        return;
+    };
+    let Some(bins) = cutover_tests::require_etcd() else {
+        return;
+    };
+    let etcd = cutover_tests::EtcdCluster::single(&bins);
+    let ctl = etcd.etcdctl();
+    for args in [
+        &["user", "add", "root:rootpw", "--interactive=false"][..],
+        &["auth", "enable"],
+    ] {
+        ctl.run(args).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (right, wrong) = (dir.path().join("right"), dir.path().join("wrong"));
+    std::fs::write(&right, "rootpw\n").unwrap();
+    std::fs::write(&wrong, "nope\n").unwrap();
+    let setup = |password: &std::path::Path| {
+        cutover_tests::agent::Setup::new(
+            &haproxy,
+            cutover_tests::agent::SetupOptions {
+                config_extra: format!(
+                    "[cluster]\nstore = \"etcd\"\nnode = \"lb1\"\n[cluster.etcd]\n\
+                     endpoints = [{:?}]\nprefix = \"{PREFIX}\"\nuser = \"root\"\n\
+                     password_file = {:?}\n",
+                    etcd.endpoints()[0],
+                    password.display().to_string()
+                ),
+                ..Default::default()
+            },
+        )
+    };
+    let good = setup(&right);
+    let out = good.cli(&["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let bad = setup(&wrong);
+    let out = bad.cli(&["check"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("credentials refused"), "{}", text(&out));
+    // The command line alone, the same.
+    let cli = |password: &std::path::Path| {
+        std::process::Command::new(cutover_tests::cutover_binary())
+            .args(["--etcd", &etcd.endpoints_csv(), "--etcd-prefix", PREFIX])
+            .args(["--etcd-user", "root", "--etcd-password-file"])
+            .arg(password)
+            .arg("status")
+            .output()
+            .unwrap()
+    };
+    let out = cli(&right);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("0 live host(s)"), "{}", text(&out));
+    let out = cli(&wrong);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("credentials refused"), "{}", text(&out));
 }

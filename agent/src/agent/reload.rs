@@ -42,9 +42,11 @@ async fn replace_config<P: Proxy>(
         || config.agent.state_dir != engine.config().agent.state_dir
         || config.proxy.kind != engine.config().proxy.kind
         || config.metrics != engine.config().metrics
+        || config.fleet != engine.config().fleet
     {
         tracing::error!(
-            "new config refused: agent.socket, agent.state_dir, proxy.kind and [metrics] change only with a restart"
+            "new config refused: agent.socket, agent.state_dir, proxy.kind, [metrics] and the \
+             fleet store ([cluster] with store = \"etcd\") change only with a restart"
         );
         return false;
     }

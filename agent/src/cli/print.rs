@@ -544,12 +544,13 @@ mod tests {
             ),
         )
         .unwrap();
+        assert!(cluster.starts_with("msg\n"), "{cluster}");
         assert!(
             cluster.contains("lb2-9-0 of lb2, 2.1 s, lapses in 27.9 s"),
             "{cluster}"
         );
         assert!(
-            cluster.lines().nth(2).unwrap().contains("  ok     -  "),
+            cluster.lines().nth(3).unwrap().contains("  ok     -  "),
             "{cluster}"
         );
         assert!(human(&Command::Status, &reply("{}")).is_err());

@@ -68,6 +68,9 @@ pub enum FleetError {
 fn explain(e: &etcd_client::Error) -> String {
     use etcd_client::Error as E;
     match e {
+        E::GRpcStatus(s) if s.message().contains("authentication failed") => {
+            format!("credentials refused ({})", s.message())
+        }
         E::GRpcStatus(s) => match s.code() {
             tonic::Code::Unauthenticated => format!("credentials refused ({})", s.message()),
             tonic::Code::PermissionDenied => format!("permission denied ({})", s.message()),

@@ -10,16 +10,12 @@ impl State {
     /// a request that changes nothing (switching to the live colour) returns an empty change
     /// and the same generation.
     pub fn apply(&self, req: &Request) -> Result<(State, Change), StateError> {
-        let (service, current) = match req {
-            Request::Set { services } => return self.apply_set(services),
-            Request::Switch { service, .. }
-            | Request::Rollback { service }
-            | Request::Canary { service, .. }
-            | Request::Promote { service }
-            | Request::Abort { service }
-            | Request::Drain { service, .. }
-            | Request::Undrain { service, .. } => (service, self.service(service)?.clone()),
+        let service = match (req, req.service()) {
+            (Request::Set { services }, _) => return self.apply_set(services),
+            (_, Some(service)) => service.to_owned(),
+            (_, None) => unreachable!("every verb but set names one service"),
         };
+        let current = self.service(&service)?.clone();
         let mut s = current.clone();
         match req {
             Request::Switch { colour, .. } => make_live(&mut s, *colour),
