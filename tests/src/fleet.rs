@@ -25,6 +25,8 @@ pub struct Timings {
     pub wait_ms: u64,
     /// `check_interval_ms`.
     pub check_ms: u64,
+    /// `expect_hosts`.
+    pub expect_hosts: Vec<String>,
 }
 
 impl Default for Timings {
@@ -34,6 +36,7 @@ impl Default for Timings {
             vote_ms: 5_000,
             wait_ms: 8_000,
             check_ms: 1_000,
+            expect_hosts: vec![],
         }
     }
 }
@@ -66,11 +69,15 @@ impl Fleet {
         let hosts = (1..=n)
             .map(|i| {
                 let tail = format!(
-                    "[cluster]\nstore = \"etcd\"\nnode = \"lb{i}\"\n\n[cluster.etcd]\n\
+                    "[cluster]\nstore = \"etcd\"\nnode = \"lb{i}\"\nexpect_hosts = {:?}\n\n[cluster.etcd]\n\
                      endpoints = [{endpoints}]\nprefix = \"{PREFIX}\"\nlease_ttl_s = {}\n\
                      vote_timeout_ms = {}\nwait_ms = {}\ncheck_interval_ms = {}\n\
                      request_timeout_ms = 2000\ndial_timeout_ms = 1000\n",
-                    timings.lease_ttl_s, timings.vote_ms, timings.wait_ms, timings.check_ms
+                    timings.expect_hosts,
+                    timings.lease_ttl_s,
+                    timings.vote_ms,
+                    timings.wait_ms,
+                    timings.check_ms
                 );
                 let mut s = Setup::new(
                     haproxy,

@@ -174,6 +174,16 @@ fn status_table(d: &Snapshot) -> String {
     for r in &d.recovered {
         out.push_str(&format!("recovered at start: {r}\n"));
     }
+    if let Some(f) = &d.fleet {
+        let state = if f.up { "up" } else { "DEGRADED" };
+        out.push_str(&format!(
+            "fleet {}: {state}, applied generation {} (etcd revision {}), {} resync(s), {} repair(s)\n",
+            f.prefix, f.applied_generation, f.revision, f.resyncs, f.repairs
+        ));
+        if let Some(e) = &f.error {
+            out.push_str(&format!("fleet error: {e}\n"));
+        }
+    }
     out
 }
 
