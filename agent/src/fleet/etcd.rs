@@ -260,6 +260,11 @@ pub async fn probe(config: &EtcdConfig) -> Result<i64, FleetError> {
     Ok(response.header().map_or(0, |h| h.revision()))
 }
 
+/// A record's JSON.
+pub fn to_json<T: serde::Serialize>(record: &T) -> Vec<u8> {
+    serde_json::to_vec(record).unwrap_or_default()
+}
+
 /// Parses one record, refusing one larger than [`MAX_RECORD_BYTES`] or not of type `T`.
 pub fn parse<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, FleetError> {
     let bad = |reason: String| FleetError::BadRecord {

@@ -25,7 +25,9 @@ use etcd_client::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::etcd::{connect, etcd_error, parse, read_desired, Desired, FleetError, Key, Keys};
+use super::etcd::{
+    connect, etcd_error, parse, read_desired, to_json, Desired, FleetError, Key, Keys,
+};
 use super::host::Call;
 use super::lease::Lease;
 use crate::config::FleetConfig;
@@ -208,7 +210,7 @@ impl Follower {
         report: Option<PeerReport>,
     ) -> Result<(), FleetError> {
         let Some(report) = report else { return Ok(()) };
-        let record = serde_json::to_vec(&report).unwrap_or_default();
+        let record = to_json(&report);
         client
             .put(
                 keys.host(&self.config.node),
@@ -354,7 +356,7 @@ impl Follower {
             return Err(End::Stopping);
         }
         let vote = answer.await.map_err(|_| End::Stopping)?;
-        let record = serde_json::to_vec(&vote).unwrap_or_default();
+        let record = to_json(&vote);
         // Only while the proposal exists: its proposer deletes the proposal, then the
         // votes, so no vote outlives a decided proposal.
         let txn = Txn::new()

@@ -5,8 +5,8 @@
 //!
 //! - [`etcd`]: the key layout, the connection, typed and checked reads;
 //! - [`lease`]: a lease renewed by a task of its own;
-//! - [`propose`]: a change proposed, voted on by every live host, committed with one
-//!   transaction, and confirmed;
+//! - [`propose`]: a change proposed, voted on by every live host ([`votes`]), committed
+//!   with one transaction, and confirmed;
 //! - [`follow`]: the agent's side: catch up, report itself under its lease, watch, vote,
 //!   apply, check itself periodically, and ride out etcd's outages;
 //! - [`host`]: what the engine task does for the fleet (a vote, an apply);
@@ -18,3 +18,4 @@ pub mod host;
 pub mod lease;
 pub mod propose;
 pub mod query;
+pub mod votes;

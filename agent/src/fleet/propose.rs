@@ -15,20 +15,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use etcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, EventType, PutOptions, Txn, TxnOp, WatchOptions,
-};
+use etcd_client::{Client, Compare, CompareOp, DeleteOptions, EventType, Txn, TxnOp, WatchOptions};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::etcd::{etcd_error, parse, read_desired, read_hosts, Desired, FleetError, Key, Keys};
+use super::etcd::{
+    etcd_error, parse, read_desired, read_hosts, to_json, Desired, FleetError, Key, Keys,
+};
 use super::lease::Lease;
+use super::votes::{self, Votes};
 use crate::config::EtcdConfig;
 use crate::protocol::{
     ClusterOutcome, FleetChange, HostOutcome, PeerReport, Proposal, Reply, Request, ServiceState,
-    Vote,
 };
 use crate::store::now_ms;
 
@@ -81,7 +80,7 @@ async fn run(client: &Client, config: &EtcdConfig, change: &Change) -> Result<Re
         base: base.services.clone(),
     };
     let lease = Lease::grant(&client, config).await?;
-    let votes = collect_votes(&mut client, config, &keys, &proposal, lease.id, live).await;
+    let votes = votes::collect(&mut client, config, &keys, &proposal, lease.id, live).await;
     let outcome = match votes {
         Ok(votes) => decide(&mut client, config, &keys, change, &proposal, &base, votes).await,
         Err(e) => Err(e),
@@ -105,150 +104,6 @@ fn proposal_id(by: &str) -> String {
         now_ms(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// Stores the proposal and gathers the live hosts' votes: all of them, or until one says
-/// no, or `vote_timeout`.
-async fn collect_votes(
-    client: &mut Client,
-    config: &EtcdConfig,
-    keys: &Keys,
-    proposal: &Proposal,
-    lease: i64,
-    mut live: BTreeSet<String>,
-) -> Result<Votes, FleetError> {
-    let err = etcd_error(config);
-    // Watch before the proposal exists, so that no vote can come before the watch.
-    let mut watch = client
-        .watch(
-            keys.votes(&proposal.id),
-            Some(WatchOptions::new().with_prefix()),
-        )
-        .await
-        .map_err(&err)?;
-    client
-        .put(
-            keys.proposal(&proposal.id),
-            json(proposal),
-            Some(PutOptions::new().with_lease(lease)),
-        )
-        .await
-        .map_err(&err)?;
-    let deadline = Instant::now() + config.vote_timeout;
-    let mut votes: BTreeMap<String, Result<Vote, String>> = BTreeMap::new();
-    // Until every live host voted, or one said no.
-    while !live.iter().all(|h| votes.contains_key(h))
-        && votes.values().all(|v| v.as_ref().is_ok_and(|v| v.ok))
-    {
-        let message = tokio::time::timeout_at(deadline, watch.message()).await;
-        match message {
-            Err(_elapsed) => {
-                // A host whose lease expired meanwhile is no longer live.
-                let now: BTreeSet<String> = read_hosts(client, config, keys)
-                    .await?
-                    .into_keys()
-                    .collect();
-                live.retain(|h| now.contains(h) || votes.contains_key(h));
-                break;
-            }
-            Ok(Err(e)) => return Err(err(e)),
-            Ok(Ok(None)) => return Err(FleetError::WatchEnded("the votes' watch closed".into())),
-            Ok(Ok(Some(response))) => {
-                for event in response.events() {
-                    let Some(kv) = event.kv() else { continue };
-                    if event.event_type() != EventType::Put {
-                        continue;
-                    }
-                    if let Key::Vote(_, host) = keys.classify(kv.key()) {
-                        let vote = parse::<Vote>(kv.key(), kv.value())
-                            .map_err(|e| e.to_string())
-                            .and_then(|v| {
-                                if v.node == host {
-                                    Ok(v)
-                                } else {
-                                    Err(format!("a vote of {} under the key of {host}", v.node))
-                                }
-                            });
-                        votes.insert(host, vote);
-                    }
-                }
-            }
-        }
-    }
-    drop(watch);
-    Ok(Votes { live, votes })
-}
-
-/// The votes gathered, and the hosts live when the vote ended.
-struct Votes {
-    live: BTreeSet<String>,
-    votes: BTreeMap<String, Result<Vote, String>>,
-}
-
-impl Votes {
-    /// Each live host's answer, for the reply.
-    fn hosts(&self) -> BTreeMap<String, HostOutcome> {
-        self.live
-            .iter()
-            .map(|h| {
-                let outcome = match self.votes.get(h) {
-                    Some(Ok(v)) if v.ok => HostOutcome {
-                        ok: true,
-                        data: Some(json!({ "summary": v.summary, "services": v.services })),
-                        error: None,
-                    },
-                    Some(Ok(v)) => HostOutcome {
-                        ok: false,
-                        data: None,
-                        error: v.error.clone(),
-                    },
-                    Some(Err(e)) => HostOutcome {
-                        ok: false,
-                        data: None,
-                        error: Some(e.clone()),
-                    },
-                    None => HostOutcome {
-                        ok: false,
-                        data: None,
-                        error: Some("did not vote in time".into()),
-                    },
-                };
-                (h.clone(), outcome)
-            })
-            .collect()
-    }
-
-    /// `host: why` for every live host that did not vote yes.
-    fn refusals(&self) -> Vec<String> {
-        self.hosts()
-            .into_iter()
-            .filter(|(_, o)| !o.ok)
-            .map(|(h, o)| format!("{h}: {}", o.error.unwrap_or_default()))
-            .collect()
-    }
-
-    /// The records the change leads to: the union of the votes, refused where two hosts
-    /// work the same service out differently.
-    fn merged(&self) -> Result<BTreeMap<String, ServiceState>, String> {
-        let mut out: BTreeMap<String, (String, ServiceState)> = BTreeMap::new();
-        for (host, vote) in &self.votes {
-            let Ok(vote) = vote else { continue };
-            for (service, record) in &vote.services {
-                match out.get(service) {
-                    Some((other, r)) if r != record => {
-                        return Err(format!(
-                            "hosts disagree on {service}: {other} would serve {r}, {host} {record}"
-                        ))
-                    }
-                    Some(_) => {}
-                    None => {
-                        out.insert(service.clone(), (host.clone(), record.clone()));
-                    }
-                }
-            }
-        }
-        Ok(out.into_iter().map(|(s, (_, r))| (s, r)).collect())
-    }
 }
 
 /// Commits the change if every live host voted yes (and it is not a dry run), then waits
@@ -291,15 +146,6 @@ async fn decide(
             ))
         }
     };
-    if change.dry_run {
-        return Ok(Reply::ok(
-            format!(
-                "dry run: all {} live hosts would take it; nothing changed",
-                votes.live.len()
-            ),
-            outcome("prepare", None, votes.hosts(), None),
-        ));
-    }
     if change.request.service().is_some_and(|s| {
         !votes
             .votes
@@ -311,6 +157,15 @@ async fn decide(
             format!(
                 "no live host serves {}: nothing changed",
                 change.request.service().unwrap_or_default()
+            ),
+            outcome("prepare", None, votes.hosts(), None),
+        ));
+    }
+    if change.dry_run {
+        return Ok(Reply::ok(
+            format!(
+                "dry run: all {} live hosts would take it; nothing changed",
+                votes.live.len()
             ),
             outcome("prepare", None, votes.hosts(), None),
         ));
@@ -353,7 +208,7 @@ async fn decide(
         .map(|h| {
             let o = match confirmed.get(h) {
                 Some(r) => HostOutcome {
-                    ok: r.last_error.is_none() || r.cluster_generation >= generation,
+                    ok: true,
                     data: Some(json!({
                         "generation": r.generation,
                         "cluster_generation": r.cluster_generation,
@@ -425,12 +280,12 @@ async fn commit(
     }
     let mut then: Vec<TxnOp> = services
         .iter()
-        .map(|(name, s)| TxnOp::put(keys.service(name), json(s), None))
+        .map(|(name, s)| TxnOp::put(keys.service(name), to_json(s), None))
         .collect();
-    then.push(TxnOp::put(keys.generation(), json(record), None));
+    then.push(TxnOp::put(keys.generation(), to_json(record), None));
     then.push(TxnOp::put(
         keys.log_entry(record.generation),
-        json(record),
+        to_json(record),
         None,
     ));
     if record.generation > LOG_KEPT {
@@ -528,15 +383,4 @@ async fn confirm(
     }
     drop(watch);
     Ok(confirmed)
-}
-
-/// A record's JSON.
-fn json<T: serde::Serialize>(record: &T) -> Vec<u8> {
-    serde_json::to_vec(record).unwrap_or_default()
-}
-
-/// How long the command line waits for a fleet change in all: the votes, the commit and
-/// the confirmations, with a margin for etcd's round trips.
-pub fn patience(config: &EtcdConfig) -> Duration {
-    config.vote_timeout + config.wait + config.request_timeout * 4
 }
