@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target of fuzz/ for SECONDS each (default 60) with cargo-fuzz (libFuzzer,
-# AddressSanitizer), and prints the executions per target.
+# AddressSanitizer), and prints per target the executions, the corpus and the regressions
+# kept; a target that crashes or executes no input fails the run.
 #
 #   bash scripts/fuzz.sh          # 60 s per target
 #   bash scripts/fuzz.sh 15       # what CI runs (.ci/run)
@@ -58,13 +59,21 @@ for t in $targets; do
         done
     fi
     runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$logs/$t.log" | tail -n 1)"
+    if [ "$status" = ok ] && [ "${runs:-0}" -eq 0 ]; then
+        # A target that ran nothing proves nothing: a broken build or harness, not a pass.
+        status=NO-RUNS
+        failed+=("$t")
+        tail -n 40 "$logs/$t.log" >&2
+    fi
     corpus="$(find "fuzz/corpus/$t" -type f | wc -l)"
-    summary+=("$(printf '%-16s %-6s %12s executions  %6s corpus inputs' "$t" "$status" "${runs:-?}" "$corpus")")
+    kept="$(find "agent/tests/fuzz-regressions/$t" -type f ! -name .gitkeep 2>/dev/null | wc -l)"
+    summary+=("$(printf '%-16s %-8s %12s executions  %6s corpus inputs  %4s regressions kept' \
+        "$t" "$status" "${runs:-0}" "$corpus" "$kept")")
 done
 
 echo "== fuzzing summary (${seconds} s per target)"
 printf '%s\n' "${summary[@]}"
 if [ "${#failed[@]}" -gt 0 ]; then
-    echo "error: crashes in: ${failed[*]}" >&2
+    echo "error: crashes, or no input executed, in: ${failed[*]}" >&2
     exit 1
 fi

@@ -246,3 +246,40 @@ fn text_logs_under_the_journal_carry_priorities_and_no_timestamps() {
         "{text}"
     );
 }
+
+#[test]
+fn a_sighup_that_needs_a_restart_is_refused_counted_and_changes_nothing() {
+    let Some(mut s) = Setup::started(SetupOptions::default()) else {
+        return;
+    };
+    let refused = "cutover_config_reloads_total{result=\"refused\"}";
+    let ok = "cutover_config_reloads_total{result=\"ok\"}";
+    assert_eq!(s.metric(refused), Some(0.0));
+    let state_dir = s.file("state").display().to_string();
+    let original = std::fs::read_to_string(&s.config).unwrap();
+    s.reconfigure(|c| c.replace(&state_dir, &format!("{state_dir}-elsewhere")));
+    assert!(
+        s.agent()
+            .wait_for_log("change only with a restart", Duration::from_secs(10)),
+        "{}",
+        s.agent().log()
+    );
+    assert!(cutover_tests::wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || s.metric(refused) == Some(1.0)
+    ));
+    // The old config stays in force: same state, and changes still work.
+    assert!(s.cli(&["switch", "web", "green"]).status.success());
+    assert!(s.file("state/state.json").exists());
+    assert!(!std::path::Path::new(&format!("{state_dir}-elsewhere")).exists());
+    // The config as it was loads again.
+    s.reconfigure(|_| original);
+    assert!(cutover_tests::wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || s.metric(ok) == Some(1.0)
+    ));
+    assert_eq!(s.get("www.example.test").1, "green");
+    assert_eq!(s.stop_agent(), Some(0));
+}

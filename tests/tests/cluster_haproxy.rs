@@ -83,7 +83,16 @@ fn a_host_killed_between_prepare_and_commit_aborts_everywhere() {
     let switch = std::thread::spawn(move || {
         cutover(&config, &["--json", "switch", "web", "green", "--cluster"])
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // Every host holds the prepared change: the coordinator is in its pause before the
+    // decision.
+    let all_hold =
+        cutover_tests::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+            let (_, v) = c.hosts[0].cli_json(&["status", "--cluster"]);
+            v["data"]["hosts"]
+                .as_array()
+                .is_some_and(|rows| rows.len() == 3 && rows.iter().all(|r| !r["held"].is_null()))
+        });
+    assert!(all_hold, "not every host held the change");
     c.hosts[2].agent().signal(Signal::SIGKILL);
     let out = switch.join().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -185,10 +194,50 @@ fn a_certificate_from_another_ca_is_refused_and_a_remote_trigger_works() {
         h["data"]["entries"][0]["requester"]["via"], "cluster:lb1",
         "{h}"
     );
-    // A peer-only command from a plain client is refused.
-    let mut args = tls(&c.certs, "ci");
-    args.push("status".into());
-    assert!(run(args).status.success());
+    // A step of a cluster change is refused from a client that is not a listed peer, even
+    // with a CA-signed certificate: a prepare, and a commit of it, from `ci`.
+    let files = cutover::config::TlsFiles {
+        ca: c.certs.join("ca.pem"),
+        cert: c.certs.join("ci.pem"),
+        key: c.certs.join("ci.key"),
+    };
+    let config = cutover::peers::tls::client_config(&files).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let request = cutover::protocol::Request::Switch {
+        service: "web".into(),
+        colour: cutover::protocol::Colour::Blue,
+    };
+    for command in [
+        cutover::protocol::Command::Prepare {
+            txn: "ci-1".into(),
+            request,
+            force: true,
+            coordinator: "ci".into(),
+        },
+        cutover::protocol::Command::Commit {
+            txn: "ci-1".into(),
+            cluster_generation: 99,
+        },
+    ] {
+        let reply = runtime
+            .block_on(cutover::client::tls(
+                &config,
+                "lb1",
+                &remote,
+                &command,
+                Duration::from_secs(5),
+            ))
+            .unwrap();
+        assert_eq!(reply.status, cutover::protocol::Status::Error, "{reply:?}");
+        assert!(
+            reply.message.contains("ci is not a peer of this node"),
+            "{reply:?}"
+        );
+    }
+    assert_eq!(c.bodies(), ["green", "green", "green"], "nothing changed");
 }
 
 #[test]

@@ -308,4 +308,52 @@ fn sigkill_at_random_moments_leaves_files_state_and_haproxy_consistent() {
          journal holds {entries} entries; final generation {generation}",
         elapsed.as_secs_f64()
     );
+    // The kills must have landed where the risk is, or the rounds above proved little: each
+    // risky window was hit often enough (a run hits each several times more than these
+    // minimums; replay a failing seed with CUTOVER_CRASH_SEED).
+    let hits = |window: &str| windows.get(window).copied().unwrap_or(0);
+    let minimums = [
+        ("kills during a switch", mid_switch, kills / 2),
+        ("kills during a start", during_start, kills / 20),
+        (
+            "switches answered before the kill",
+            switch_outcomes.get(&Some(0)).copied().unwrap_or(0),
+            kills / 10,
+        ),
+        (
+            "switches killed before their answer",
+            switch_outcomes
+                .iter()
+                .filter(|(code, _)| **code != Some(0))
+                .map(|(_, n)| n)
+                .sum(),
+            kills / 10,
+        ),
+        (
+            "file ahead of state",
+            hits("file ahead of state"),
+            kills / 50,
+        ),
+        (
+            "runtime differs from file",
+            hits("runtime differs from file"),
+            kills / 100,
+        ),
+        (
+            "runtime, files or drains not the state's",
+            hits("runtime, files or drains not the state's"),
+            kills / 40,
+        ),
+        (
+            "state persisted, answer lost",
+            hits("state persisted, answer lost"),
+            1,
+        ),
+    ];
+    for (what, seen, least) in minimums {
+        assert!(
+            seen >= least,
+            "seed {seed}: {what}: {seen}, fewer than {least} of {kills} kills"
+        );
+    }
 }

@@ -78,27 +78,86 @@ fn has_entry(journal: &[Value], pred: impl Fn(&Value) -> bool) -> bool {
     journal.iter().any(pred)
 }
 
+/// Connections waiting in the accept queue of the unix listener at `path` (`ss`'s Recv-Q
+/// of a listening socket). HAProxy binds a temporary name beside the path and renames it,
+/// and the kernel keeps the name it was bound with.
+fn pending_connections(path: &std::path::Path) -> usize {
+    let out = std::process::Command::new("ss")
+        .args(["-xlnH"])
+        .output()
+        .expect("ss (iproute2)");
+    let path = path.display().to_string();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split_whitespace().any(|w| w.starts_with(&path)))
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<usize>().ok())
+        .sum()
+}
+
 #[test]
 fn haproxy_killed_mid_switch_is_reported_and_repaired_when_it_comes_back() {
     let haproxy = require_proxy!("haproxy");
-    let mut s = setup(&haproxy, SetupOptions::default());
-    let before = live_files(&s);
-
-    // Deterministic: HAProxy frozen, the switch waits on it, HAProxy dies under it.
-    s.haproxy().freeze(true);
+    // Deterministic, on a setup whose periodic check never runs: HAProxy frozen, the switch
+    // reaches HAProxy (its connection waits in the admin socket's accept queue), and
+    // HAProxy dies under it.
+    let mut quiet = Setup::new(
+        &haproxy,
+        SetupOptions {
+            reconcile_interval_ms: 3_600_000,
+            ..SetupOptions::default()
+        },
+    );
+    quiet.start_agent();
+    let before = live_files(&quiet);
+    let admin = quiet.haproxy().paths().admin_socket.clone();
+    quiet.haproxy().freeze(true);
     let cli = std::process::Command::new(cutover_tests::cutover_binary())
         .arg("--config")
-        .arg(&s.config)
+        .arg(&quiet.config)
         .args(["--json", "switch", "web", "green"])
-        .output();
-    let waiter = std::thread::spawn(move || cli);
-    std::thread::sleep(Duration::from_millis(300));
-    s.haproxy_mut().kill();
-    let out = waiter.join().unwrap().unwrap();
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let inside =
+        cutover_tests::wait_until(Duration::from_secs(5), Duration::from_millis(5), || {
+            pending_connections(&admin) > 0
+        });
+    assert!(
+        inside,
+        "the switch never reached HAProxy:\n{}",
+        quiet.agent().log()
+    );
+    let killed_at = Instant::now();
+    quiet.haproxy_mut().kill();
+    let out = cli.wait_with_output().unwrap();
+    let answered_after = killed_at.elapsed();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reply["status"], "error", "{reply}");
+    // The kill failed the switch, not the admin timeout of a frozen HAProxy.
+    assert!(reply["data"]["step"].is_string(), "{reply}");
+    assert!(
+        !reply["message"].as_str().unwrap().contains("timed out"),
+        "{reply}"
+    );
+    assert!(
+        answered_after < Duration::from_secs(3),
+        "answered {answered_after:?} after the kill: {reply}"
+    );
+    assert_eq!(live_files(&quiet), before, "nothing changed partially");
+    assert_eq!(
+        quiet.saved_state().unwrap().services["web"].live.as_str(),
+        "blue"
+    );
+    assert!(has_entry(&journal(&quiet), |e| e["request"]["op"]
+        == "switch"
+        && e["result"] == "error"));
 
+    // With its periodic check, an agent reports HAProxy gone and repairs when it is back.
+    let mut s = setup(&haproxy, SetupOptions::default());
+    let before = live_files(&s);
+    s.haproxy_mut().kill();
     let st = wait_status(&s, "proxy unreachable", |st| {
         st["fault"]["step"] == "proxy" && st["proxy"]["reachable"] == false
     });
@@ -106,14 +165,8 @@ fn haproxy_killed_mid_switch_is_reported_and_repaired_when_it_comes_back() {
         st["last_error"].as_str().unwrap().contains("unreachable"),
         "{st}"
     );
-    assert_eq!(live_files(&s), before, "nothing changed partially");
-    assert_eq!(
-        s.saved_state().unwrap().services["web"].live.as_str(),
-        "blue"
-    );
+    assert_eq!(live_files(&s), before, "nothing changed");
     let j = journal(&s);
-    assert!(has_entry(&j, |e| e["request"]["op"] == "switch"
-        && e["result"] == "error"));
     assert!(has_entry(&j, |e| e["request"]["op"] == "reconcile"
         && e["result"] == "error"
         && e["requester"]["via"] == "agent"));
@@ -128,27 +181,61 @@ fn haproxy_killed_mid_switch_is_reported_and_repaired_when_it_comes_back() {
 
     // Random moments within a switch: whatever the moment, the agent stays up and, once
     // HAProxy is back, runtime, files and state agree without any command.
-    for delay_ms in [0, 1, 2, 3, 5, 8, 13] {
-        let colour = if s.saved_state().unwrap().services["web"].live.as_str() == "blue" {
-            "green"
-        } else {
-            "blue"
-        };
+    // Where each kill landed decides the outcome: a switch answered ok is the saved state,
+    // one that failed left the previous colour (undone at the step it failed), and each
+    // failure names its step.
+    let mut landed: std::collections::BTreeMap<String, usize> = Default::default();
+    // The kills spread over one switch as the command line sees it, start to answer.
+    let took = {
+        let t = Instant::now();
+        assert!(s.cli(&["switch", "web", "green"]).status.success());
+        assert!(s.cli(&["switch", "web", "blue"]).status.success());
+        t.elapsed().as_millis() as u64 / 2
+    };
+    for percent in [10, 30, 50, 70, 80, 90, 100, 130] {
+        let delay_ms = took * percent / 100;
+        let before = s.saved_state().unwrap().services["web"]
+            .live
+            .as_str()
+            .to_owned();
+        let colour = if before == "blue" { "green" } else { "blue" };
         let cli = std::process::Command::new(cutover_tests::cutover_binary())
             .arg("--config")
             .arg(&s.config)
-            .args(["switch", "web", colour])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .args(["--json", "switch", "web", colour])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         s.haproxy_mut().kill();
-        let code = cli.wait_with_output().unwrap().status.code();
-        assert!(matches!(code, Some(0) | Some(1)), "{code:?}");
+        let out = cli.wait_with_output().unwrap();
+        let reply: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         s.haproxy_mut().restart();
         assert_recovered(&mut s);
+        let after = s.saved_state().unwrap().services["web"]
+            .live
+            .as_str()
+            .to_owned();
+        match out.status.code() {
+            Some(0) => {
+                assert_eq!(after, colour, "{delay_ms} ms: answered ok: {reply}");
+                *landed.entry("after the switch".into()).or_insert(0) += 1;
+            }
+            Some(1) => {
+                assert_eq!(after, before, "{delay_ms} ms: failed but applied: {reply}");
+                let step = reply["data"]["step"].as_str().unwrap_or("");
+                assert!(!step.is_empty(), "{delay_ms} ms: no step: {reply}");
+                *landed.entry(format!("at {step}")).or_insert(0) += 1;
+            }
+            other => panic!("{delay_ms} ms: exit {other:?}: {}", text(&out)),
+        }
     }
+    eprintln!("HAProxy killed during a switch of ~{took} ms: {landed:?}");
+    assert!(
+        landed.len() >= 2,
+        "every kill landed in the same place, the loop tested one moment: {landed:?}"
+    );
     let live = s.saved_state().unwrap().services["web"]
         .live
         .as_str()

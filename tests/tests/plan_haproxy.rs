@@ -54,12 +54,21 @@ fn a_dry_run_changes_nothing_and_shows_the_plan() {
     assert!(plan.contains("~ web web_green"), "{plan}");
     assert!(plan.contains("servers: drain web_blue"), "{plan}");
     assert!(plan.contains("gate: passed for web_green"), "{plan}");
-    for verb in [
-        vec!["canary", "web", "green", "20", "--dry-run"],
-        vec!["drain", "web", "green", "--dry-run"],
-        vec!["rollback", "web", "--dry-run"],
+    for (verb, shows) in [
+        (
+            vec!["canary", "web", "green", "20", "--dry-run"],
+            "+canary green 20%",
+        ),
+        (
+            vec!["drain", "web", "green", "--dry-run"],
+            "servers: drain web_green",
+        ),
     ] {
-        let _ = s.cli(&verb);
+        let out = s.cli(&verb);
+        assert!(out.status.success(), "{verb:?}: {}", text(&out));
+        let plan = String::from_utf8_lossy(&out.stdout);
+        assert!(plan.contains("dry run: generation"), "{verb:?}: {plan}");
+        assert!(plan.contains(shows), "{verb:?}: {plan}");
     }
     assert_eq!(snapshot(&s), before, "a dry run changed something");
     assert_eq!(s.get(HOST).1, "blue");
@@ -239,4 +248,58 @@ fn a_failing_prewarm_blocks_the_switch() {
     assert_eq!(code, 0, "{reply}");
     assert_eq!(reply["data"]["gates"][0]["prewarm"]["sent"], 20);
     assert_eq!(s.get(HOST).1, "green");
+}
+
+/// For every verb, the dry run plans the services and the file edits the real call then
+/// makes.
+#[test]
+fn every_dry_run_plans_what_its_real_call_does() {
+    let Some(s) = Setup::started(SetupOptions::default()) else {
+        return;
+    };
+    let edits = |files: &serde_json::Value| -> Vec<(String, u64)> {
+        files
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["edits"].as_u64().unwrap_or(0) > 0)
+            .map(|f| {
+                (
+                    f["name"].as_str().unwrap().to_owned(),
+                    f["edits"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    for verb in [
+        &["switch", "web", "green"][..],
+        &["canary", "web", "blue", "20"],
+        &["canary", "web", "blue", "40"],
+        &["abort", "web"],
+        &["drain", "web", "blue"],
+        &["undrain", "web", "blue"],
+        &["rollback", "web"],
+        &["canary", "web", "green", "10"],
+        &["promote", "web"],
+    ] {
+        let mut dry = verb.to_vec();
+        dry.push("--dry-run");
+        let (code, plan) = s.cli_json(&dry);
+        assert_eq!(code, 0, "{verb:?} --dry-run: {plan}");
+        let (code, done) = s.cli_json(verb);
+        assert_eq!(code, 0, "{verb:?}: {done}");
+        assert_eq!(
+            plan["data"]["services"], done["data"]["change"]["services"],
+            "{verb:?}: planned {plan}\ndone {done}"
+        );
+        assert_eq!(
+            edits(&plan["data"]["files"]),
+            edits(&done["data"]["files"]),
+            "{verb:?}: planned {plan}\ndone {done}"
+        );
+        assert!(
+            !plan["data"]["services"].as_array().unwrap().is_empty(),
+            "{verb:?} plans no change: {plan}"
+        );
+    }
 }

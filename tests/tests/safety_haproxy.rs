@@ -72,13 +72,21 @@ fn a_failing_new_colour_is_rolled_back_by_the_watch() {
 
 #[test]
 fn the_watch_passes_a_healthy_colour() {
-    let watch = "[services.watch]\nwindow_ms = 600\ninterval_ms = 100\nno_traffic = \"pass\"\n";
+    // `fail`: a sample without traffic fails the watch, so it passes only on the answers
+    // it saw, and every one of them must come from the new colour.
+    let watch = "[services.watch]\nwindow_ms = 600\ninterval_ms = 100\nno_traffic = \"fail\"\n";
     let Some(s) = setup(watch) else { return };
     assert!(s.cli(&["switch", "web", "green"]).status.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let _ = s.get(HOST);
+        for _ in 0..5 {
+            assert_eq!(s.get(HOST), (200, "green".to_owned()));
+        }
         let (_, status) = s.cli_json(&["status"]);
+        assert_ne!(
+            status["data"]["services"][0]["phase"]["phase"], "rolled_back",
+            "{status}"
+        );
         if status["data"]["services"][0]["phase"]["phase"] == "passed" {
             break;
         }
@@ -127,8 +135,11 @@ fn a_canary_of_10_percent_gets_about_10_percent() {
     for _ in 0..50 {
         assert_eq!(s.get(HOST).1, "green");
     }
-    // Abort ends a canary and leaves all traffic on the live colour.
+    // Abort ends a canary and leaves all traffic on the live colour: first the canary
+    // takes its share, then none.
     assert!(s.cli(&["canary", "web", "blue", "50"]).status.success());
+    let blue = scenarios::answered_by(&s, HOST, "blue", 200);
+    assert!(blue >= 50, "a 50% canary got {blue} of 200");
     assert!(s.cli(&["abort", "web"]).status.success());
     for _ in 0..50 {
         assert_eq!(s.get(HOST).1, "green");
@@ -229,4 +240,47 @@ fn preview_routes_reach_the_idle_colour() {
     // Draining the idle colour closes the preview too.
     assert!(s.cli(&["drain", "web", "blue"]).status.success());
     assert_eq!(s.get("preview.example.test").0, 503);
+}
+
+#[test]
+fn a_watch_rollback_onto_a_failing_colour_happens_once_and_stays() {
+    let watch = "[services.watch]\nwindow_ms = 20000\ninterval_ms = 100\nconsecutive = 2\nmax_error_percent = 5.0\n";
+    let Some(s) = setup(watch) else { return };
+    assert!(s.cli(&["switch", "web", "green"]).status.success());
+    for _ in 0..20 {
+        assert_eq!(s.get(HOST), (200, "green".into()));
+    }
+    // Both colours fail: the watch still returns to the colour the operator left (its
+    // rollback skips the gate), once, and no watch then flips back to green.
+    s.blue.set_failing(true);
+    s.green.set_failing(true);
+    let live = |s: &Setup| {
+        let (_, st) = s.cli_json(&["status"]);
+        st["data"]["services"][0].clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while live(&s)["live"] != "blue" {
+        assert!(Instant::now() < deadline, "no rollback: {}", live(&s));
+        for _ in 0..5 {
+            let _ = s.get(HOST);
+        }
+    }
+    assert_eq!(live(&s)["phase"]["phase"], "rolled_back", "{}", live(&s));
+    // Traffic keeps failing on blue for a while; the routing does not move again.
+    for _ in 0..100 {
+        assert!(s.get(HOST).0 >= 500);
+    }
+    assert_eq!(live(&s)["live"], "blue");
+    assert_eq!(
+        s.metric("cutover_rollbacks_total{reason=\"watch\"}"),
+        Some(1.0)
+    );
+    let (_, history) = s.cli_json(&["history", "web"]);
+    let rollbacks = history["data"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["requester"]["via"] == "watch" && e["request"]["op"] == "rollback")
+        .count();
+    assert_eq!(rollbacks, 1, "{history}");
 }

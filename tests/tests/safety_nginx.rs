@@ -141,6 +141,7 @@ fn drain_lets_requests_in_flight_finish() {
     // A slow request to blue is in flight while the switch drains blue: Nginx's previous
     // workers finish it; new requests go to green only.
     let addr = s.frontend();
+    let seen = s.blue.requests();
     let slow = std::thread::spawn(move || {
         runtime().block_on(cutover_tests::http::request(
             addr,
@@ -149,7 +150,12 @@ fn drain_lets_requests_in_flight_finish() {
             "/slow/1500",
         ))
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // The slow request is at blue before the switch.
+    assert!(cutover_tests::wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(5),
+        || s.blue.requests() > seen
+    ));
     let out = s.cli(&["switch", "web", "green"]);
     assert!(out.status.success(), "{}", text(&out));
     let conf = std::fs::read_to_string(s.file("nginx.conf")).unwrap();

@@ -211,12 +211,26 @@ impl<P: Proxy> Agent<P> {
         }
         let serving_cluster = self.node.is_some() && self.local.is_some();
         if let (Route::PeerVerb { peer, .. }, true) = (&mut route, serving_cluster) {
-            match access::cluster_step_sender(&requester) {
-                Ok(sender) => *peer = sender.map(str::to_owned),
-                Err(e) => {
-                    let _ = reply.send(Reply::error(e.to_string(), serde_json::Value::Null));
-                    return None;
+            let listed = |name: &str| {
+                self.node
+                    .as_ref()
+                    .is_some_and(|n| n.config.peers.iter().any(|p| p.name == name))
+            };
+            let refusal = match access::cluster_step_sender(&requester) {
+                Ok(Some(name)) if !listed(name) => Some(format!(
+                    "{name} is not a peer of this node: only the peers listed in [cluster] \
+                     may send {}",
+                    route_verb(&route)
+                )),
+                Ok(sender) => {
+                    *peer = sender.map(str::to_owned);
+                    None
                 }
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(message) = refusal {
+                let _ = reply.send(Reply::error(message, serde_json::Value::Null));
+                return None;
             }
         }
         Some(Authorized {
@@ -404,5 +418,13 @@ impl<P: Proxy> Agent<P> {
             coordinating: node.coordinating.clone(),
         };
         Some((coordinator, finished))
+    }
+}
+
+/// The verb of a peer step, for messages.
+fn route_verb(route: &Route) -> &'static str {
+    match route {
+        Route::PeerVerb { command, .. } => command.verb(),
+        _ => "this command",
     }
 }

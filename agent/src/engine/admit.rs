@@ -14,7 +14,7 @@ use crate::protocol::GateReport;
 use crate::protocol::Step;
 use crate::protocol::{Change, Request};
 use crate::proxy::Proxy;
-use crate::state::{traffic_targets, State};
+use crate::state::{diff, traffic_targets, State};
 
 /// A request the engine accepts, on top of a given state.
 #[derive(Debug, Clone)]
@@ -60,6 +60,11 @@ impl<P: Proxy> Engine<P> {
             });
         }
         let next = self.with_drain_policy(base, next);
+        // The change as it is carried out, the colours the policy drains included.
+        let change = Change {
+            generation: change.generation,
+            services: diff(base, &next),
+        };
         let mut gates = Vec::new();
         for (service, colour) in traffic_targets(base, &next) {
             let config = &self.config.services[&service];

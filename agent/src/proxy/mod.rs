@@ -1,5 +1,5 @@
 //! The proxies cutover drives: one trait, [`Proxy`], with one implementation per proxy and
-//! an in-memory [`fake::FakeProxy`] for unit tests of the layers above.
+//! an in-memory `fake::FakeProxy` for the unit tests of the layers above (tests only).
 //!
 //! The engine calls the trait in the order of one change: `check` a staged tree, then
 //! (after the files are committed) `update_map` for runtime changes or `reload` for
@@ -20,6 +20,8 @@ use crate::mapfile::MapEntries;
 
 mod any;
 mod error;
+// The fake stands in for a proxy in the unit tests of the layers above; it is not shipped.
+#[cfg(any(test, feature = "fake"))]
 pub mod fake;
 mod gap;
 pub mod haproxy;
