@@ -518,3 +518,90 @@ fn a_full_state_directory_refuses_at_persist_and_undoes_the_switch() {
     s.stop_agent();
     drop(tmpfs);
 }
+
+/// A switch through the command line, started now and answered later.
+fn spawn_switch(s: &Setup, colour: &str) -> std::process::Child {
+    std::process::Command::new(cutover_tests::cutover_binary())
+        .arg("--config")
+        .arg(&s.config)
+        .args(["--json", "switch", "web", colour])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_foreign_nginx_reload_while_the_agent_reloads_leaves_the_desired_state_served() {
+    let Some(s) = Setup::started_on("nginx", SetupOptions::default()) else {
+        return;
+    };
+    // Someone runs `nginx -s reload` (SIGHUP to the master) while the agent's switch, a
+    // reload on Nginx, is under way, at several moments of it.
+    for (round, colour) in ["green", "blue", "green", "blue", "green", "blue"]
+        .iter()
+        .enumerate()
+    {
+        let cli = spawn_switch(&s, colour);
+        std::thread::sleep(Duration::from_millis(10 * round as u64));
+        s.nginx().signal(Signal::SIGHUP);
+        let out = cli.wait_with_output().unwrap();
+        let reply: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(1)),
+            "round {round}: {}",
+            text(&out)
+        );
+        // Whatever the answer, Nginx ends up serving the colour the saved state has.
+        let live = s.saved_state().unwrap().services["web"]
+            .live
+            .as_str()
+            .to_owned();
+        if out.status.success() {
+            assert_eq!(live, *colour, "round {round}: {reply}");
+        } else {
+            assert!(reply["data"]["step"].is_string(), "round {round}: {reply}");
+        }
+        assert!(
+            s.wait_for_body(HOST, &live, Duration::from_secs(10)),
+            "round {round}: Nginx does not serve {live}: {reply}\n{}",
+            s.agent().log()
+        );
+    }
+}
+
+#[test]
+fn a_foreign_haproxy_reload_while_the_agent_reloads_leaves_the_desired_state_served() {
+    let haproxy = require_proxy!("haproxy");
+    let s = setup(&haproxy, SetupOptions::default());
+    // A config change that adds a service needs a reload; someone reloads HAProxy
+    // (SIGUSR2 to the master) at the same time.
+    let api = format!(
+        "[[services]]\nname = \"api\"\nroutes = [\"api.example.test\"]\n\
+         blue = {{ backend = \"api_blue\", servers = [{{ name = \"b1\", address = \"{}\" }}] }}\n\
+         green = {{ backend = \"api_green\", servers = [{{ name = \"g1\", address = \"{}\" }}] }}\n\n\
+         [[services]]",
+        s.blue.addr(),
+        s.green.addr()
+    );
+    s.reconfigure(|c| c.replacen("[[services]]", &api, 1));
+    s.haproxy().signal(Signal::SIGUSR2);
+    assert!(
+        s.wait_for_body("api.example.test", "blue", Duration::from_secs(15)),
+        "the new service is not served:\n{}",
+        s.agent().log()
+    );
+    s.wait_consistent(NOTICE).unwrap_or_else(|e| panic!("{e}"));
+    // And a switch during another foreign reload ends consistent too.
+    let cli = spawn_switch(&s, "green");
+    s.haproxy().signal(Signal::SIGUSR2);
+    let out = cli.wait_with_output().unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(1)),
+        "{}",
+        text(&out)
+    );
+    let state = s.wait_consistent(NOTICE).unwrap_or_else(|e| panic!("{e}"));
+    let live = state.services["web"].live.as_str().to_owned();
+    assert!(s.wait_for_body(HOST, &live, Duration::from_secs(5)));
+}

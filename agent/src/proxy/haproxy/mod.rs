@@ -118,12 +118,16 @@ impl Proxy for Haproxy {
     }
 
     async fn check(&self, config: &Path) -> Result<CheckReport, ProxyError> {
-        run_check(
+        let mut report = run_check(
             &self.binary,
             &["-c".as_ref(), "-f".as_ref(), config.as_os_str()],
             CHECK_TIMEOUT,
         )
-        .await
+        .await?;
+        // The backends the checked file defines: what a reload of it will serve. A config
+        // spread over a directory is not read here (the running HAProxy's list is used).
+        report.backends = read_bounded(config).map(|text| config_backends(&text));
+        Ok(report)
     }
 
     fn has_runtime_maps(&self) -> bool {
@@ -260,6 +264,15 @@ impl Proxy for Haproxy {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_backends_a_config_defines_are_its_backend_and_listen_sections() {
+        let cfg = "global\n  maxconn 100\n# backend commented\nfrontend fe\n  use_backend x\n\
+                   backend web_blue\n  server b1 127.0.0.1:1\nbackend web_green from d\n\
+                   listen stats\n  bind :1\n";
+        let names: Vec<String> = config_backends(cfg).into_iter().collect();
+        assert_eq!(names, ["stats", "web_blue", "web_green"]);
+    }
+
     /// External programs get an argument vector: shell syntax in a path is just bytes of
     /// a file name.
     #[tokio::test]
@@ -283,4 +296,30 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("$(touch x).cfg"), "{e}");
     }
+}
+
+/// Largest config file read for its backends, bytes.
+const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The text of a regular file no larger than [`MAX_CONFIG_BYTES`].
+fn read_bounded(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > MAX_CONFIG_BYTES {
+        return None;
+    }
+    std::fs::read_to_string(path).ok()
+}
+
+/// The names of the `backend` and `listen` sections of an HAProxy config: the proxies a
+/// map may send traffic to.
+pub fn config_backends(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("backend" | "listen"), Some(name)) => Some(name.to_owned()),
+                _ => None,
+            }
+        })
+        .collect()
 }
