@@ -260,6 +260,32 @@ impl Proxy for Haproxy {
     }
 }
 
+/// Largest config file read for its backends, bytes.
+const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The text of a regular file no larger than [`MAX_CONFIG_BYTES`].
+fn read_bounded(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > MAX_CONFIG_BYTES {
+        return None;
+    }
+    std::fs::read_to_string(path).ok()
+}
+
+/// The names of the `backend` and `listen` sections of an HAProxy config: the proxies a
+/// map may send traffic to.
+pub fn config_backends(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("backend" | "listen"), Some(name)) => Some(name.to_owned()),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,30 +322,4 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("$(touch x).cfg"), "{e}");
     }
-}
-
-/// Largest config file read for its backends, bytes.
-const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
-
-/// The text of a regular file no larger than [`MAX_CONFIG_BYTES`].
-fn read_bounded(path: &Path) -> Option<String> {
-    let meta = std::fs::metadata(path).ok()?;
-    if !meta.is_file() || meta.len() > MAX_CONFIG_BYTES {
-        return None;
-    }
-    std::fs::read_to_string(path).ok()
-}
-
-/// The names of the `backend` and `listen` sections of an HAProxy config: the proxies a
-/// map may send traffic to.
-pub fn config_backends(text: &str) -> BTreeSet<String> {
-    text.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            match (words.next(), words.next()) {
-                (Some("backend" | "listen"), Some(name)) => Some(name.to_owned()),
-                _ => None,
-            }
-        })
-        .collect()
 }
