@@ -33,8 +33,8 @@ impl Default for Timings {
     fn default() -> Timings {
         Timings {
             lease_ttl_s: 2,
-            vote_ms: 5_000,
-            wait_ms: 8_000,
+            vote_ms: 10_000,
+            wait_ms: 15_000,
             check_ms: 1_000,
             expect_hosts: vec![],
         }

@@ -364,9 +364,16 @@ fn killing_the_etcd_leader_during_a_switch_never_half_applies_it() {
         }
         fleet.etcd.restart(leader);
     }
-    // The fleet takes changes again once etcd has its quorum.
+    // The fleet takes changes again once etcd has its quorum and every host follows it.
     assert!(
         fleet.wait_live(5, Duration::from_secs(30)),
+        "{}",
+        fleet.logs()
+    );
+    assert!(
+        cutover_tests::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+            (0..5).all(|i| fleet.health(i)["up"] == true)
+        }),
         "{}",
         fleet.logs()
     );

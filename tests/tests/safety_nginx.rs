@@ -94,7 +94,10 @@ fn a_canary_of_10_percent_gets_about_10_percent() {
     for _ in 0..50 {
         assert_eq!(s.get(HOST).1, "green");
     }
+    // Abort ends a canary that was taking its share.
     assert!(s.cli(&["canary", "web", "blue", "50"]).status.success());
+    let blue = scenarios::answered_by(&s, HOST, "blue", 200);
+    assert!(blue >= 50, "a 50% canary got {blue} of 200");
     assert!(s.cli(&["abort", "web"]).status.success());
     for _ in 0..50 {
         assert_eq!(s.get(HOST).1, "green");

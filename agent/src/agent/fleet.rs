@@ -110,8 +110,8 @@ impl FleetLink {
     pub fn propose(&self, change: Mutation, reply: oneshot::Sender<Reply>) {
         let config = self.config.clone();
         tokio::spawn(async move {
-            let answer = match etcd::connect(&config.etcd).await {
-                Ok(client) => {
+            let answer = match etcd::connect(&config.etcd, etcd::any_start()).await {
+                Ok((client, _)) => {
                     let change = propose::Change {
                         request: change.request,
                         force: change.force,
@@ -146,7 +146,7 @@ impl FleetLink {
 /// `status --cluster` read from etcd.
 pub async fn status(config: &FleetConfig) -> Reply {
     let result = async {
-        let client = etcd::connect(&config.etcd).await?;
+        let (client, _) = etcd::connect(&config.etcd, etcd::any_start()).await?;
         query::status(&client, &config.etcd, &config.expect_hosts).await
     };
     match result.await {
@@ -160,7 +160,7 @@ pub async fn status(config: &FleetConfig) -> Reply {
 /// `history --cluster` read from etcd.
 pub async fn history(config: &FleetConfig, service: Option<&str>, limit: usize) -> Reply {
     let result = async {
-        let client = etcd::connect(&config.etcd).await?;
+        let (client, _) = etcd::connect(&config.etcd, etcd::any_start()).await?;
         query::history(&client, &config.etcd, service, limit).await
     };
     match result.await {

@@ -66,8 +66,8 @@ pub async fn request(args: &EtcdArgs, command: &Command) -> Result<Reply, FleetA
             Command::History { service, limit } => {
                 fleet::history(&config, service.as_deref(), *limit).await
             }
-            Command::Change(m) => match etcd::connect(&config.etcd).await {
-                Ok(client) => {
+            Command::Change(m) => match etcd::connect(&config.etcd, etcd::any_start()).await {
+                Ok((client, _)) => {
                     let change = propose::Change {
                         request: m.request.clone(),
                         force: m.force,

@@ -212,9 +212,47 @@ impl Keys {
     }
 }
 
-/// Connects to etcd as `config` says. The connection is made lazily: an unreachable etcd
-/// shows at the first request, within the dial and request timeouts.
-pub async fn connect(config: &EtcdConfig) -> Result<Client, FleetError> {
+/// Connects to one endpoint of `config` that answers a read of the site, trying them in
+/// turn from `start` (modulo their number); returns the client and the endpoint's index.
+///
+/// One endpoint per connection: a member that dies fails the connection's requests at
+/// once (the caller reconnects to the next one) instead of stalling them behind a balancer
+/// that keeps trying it, and agents that start at different indexes spread their watches
+/// over the members.
+pub async fn connect(config: &EtcdConfig, start: usize) -> Result<(Client, usize), FleetError> {
+    let options = options(config)?;
+    let keys = Keys::new(&config.prefix);
+    let n = config.endpoints.len().max(1);
+    let mut last = None;
+    for k in 0..n {
+        let i = (start + k) % n;
+        let Some(endpoint) = config.endpoints.get(i) else {
+            break;
+        };
+        let error = |source| FleetError::Etcd {
+            endpoints: endpoint.clone(),
+            source,
+        };
+        let attempt = async {
+            let mut client = Client::connect([endpoint], Some(options.clone()))
+                .await
+                .map_err(error)?;
+            client
+                .get(keys.generation(), Some(GetOptions::new().with_count_only()))
+                .await
+                .map_err(error)?;
+            Ok::<_, FleetError>(client)
+        };
+        match attempt.await {
+            Ok(client) => return Ok((client, i)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| FleetError::WatchEnded("no etcd endpoint configured".into())))
+}
+
+/// The connection options `config` says: timeouts, TLS, user.
+fn options(config: &EtcdConfig) -> Result<ConnectOptions, FleetError> {
     let read = |path: &std::path::Path| {
         std::fs::read(path).map_err(|source| FleetError::File {
             path: path.to_owned(),
@@ -243,21 +281,19 @@ pub async fn connect(config: &EtcdConfig) -> Result<Client, FleetError> {
             .to_owned();
         options = options.with_user(auth.user.clone(), password);
     }
-    Client::connect(&config.endpoints, Some(options))
-        .await
-        .map_err(etcd_error(config))
+    Ok(options)
+}
+
+/// Where a client that has no reason to prefer one endpoint starts: varies per call, so
+/// that clients spread over the members.
+pub fn any_start() -> usize {
+    (crate::store::now_ms() % 1024) as usize
 }
 
 /// Connects and reads the site's generation once: proves that etcd answers and accepts the
-/// credentials. Returns etcd's revision; the error says which of the two failed.
-pub async fn probe(config: &EtcdConfig) -> Result<i64, FleetError> {
-    let mut client = connect(config).await?;
-    let keys = Keys::new(&config.prefix);
-    let response = client
-        .get(keys.generation(), Some(GetOptions::new().with_count_only()))
-        .await
-        .map_err(etcd_error(config))?;
-    Ok(response.header().map_or(0, |h| h.revision()))
+/// credentials (on at least one endpoint).
+pub async fn probe(config: &EtcdConfig) -> Result<(), FleetError> {
+    connect(config, 0).await.map(|_| ())
 }
 
 /// A record's JSON.

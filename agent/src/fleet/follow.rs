@@ -20,7 +20,8 @@
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, WatchOptions, WatchStream,
+    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+    WatchStream,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -73,9 +74,13 @@ impl Follower {
     /// Runs sessions until the agent stops.
     pub async fn run(self) {
         let mut backoff = MIN_BACKOFF;
+        // Hosts start on different members, and move to the next one when a session fails.
+        let mut endpoint = self.config.node.bytes().fold(0usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
         loop {
             let started = Instant::now();
-            match self.session().await {
+            match self.session(&mut endpoint).await {
                 End::Stopping => return,
                 End::Failed(e) => {
                     tracing::warn!("fleet store: {e}; retrying in {} ms", backoff.as_millis());
@@ -99,12 +104,16 @@ impl Follower {
         self.metrics.fleet(h.up, h.applied_generation);
     }
 
-    /// One connection's life: catch up, go live, follow.
-    async fn session(&self) -> End {
+    /// One connection's life: catch up, go live, follow. `endpoint` is where it starts
+    /// looking for a member that answers; a session that fails leaves it at the next one.
+    async fn session(&self, endpoint: &mut usize) -> End {
         let etcd = &self.config.etcd;
         let keys = Keys::new(&etcd.prefix);
-        let mut client = match connect(etcd).await {
-            Ok(c) => c,
+        let mut client = match connect(etcd, *endpoint).await {
+            Ok((c, used)) => {
+                *endpoint = used + 1;
+                c
+            }
             Err(e) => return e.into(),
         };
         let revision = match self.catch_up(&mut client, &keys, false).await {
@@ -252,6 +261,11 @@ impl Follower {
             Ok(s) => s,
             Err(e) => return e.into(),
         };
+        // Proposals made before this session's watch (while this host was away, or its
+        // last session failed before it voted) are still waiting for its vote.
+        if let Err(end) = self.vote_pending(client, keys, lease.id).await {
+            return end;
+        }
         let mut check = tokio::time::interval(etcd.check_interval);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         check.tick().await;
@@ -335,6 +349,24 @@ impl Follower {
                 }
             }
         }
+    }
+
+    /// Votes on every proposal stored now.
+    async fn vote_pending(&self, client: &mut Client, keys: &Keys, lease: i64) -> Result<(), End> {
+        let options = GetOptions::new()
+            .with_prefix()
+            .with_limit(super::etcd::MAX_RECORDS);
+        let response = client
+            .get(keys.proposals(), Some(options))
+            .await
+            .map_err(|e| End::Failed(etcd_error(&self.config.etcd)(e)))?;
+        for kv in response.kvs() {
+            match parse::<Proposal>(kv.key(), kv.value()) {
+                Ok(p) => self.vote(client, keys, lease, p).await?,
+                Err(e) => self.refuse(e.to_string()),
+            }
+        }
+        Ok(())
     }
 
     /// Votes on `proposal` through the engine task and puts the vote under this host's

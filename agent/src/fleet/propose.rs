@@ -95,13 +95,15 @@ async fn run(client: &Client, config: &EtcdConfig, change: &Change) -> Result<Re
     outcome
 }
 
-/// `<by>.<ms>.<n>`: unique per proposer, and a valid key segment.
+/// `<by>.<ms>.<pid>.<n>`: unique per proposing process, and a valid key segment (the
+/// proposal is stored only if its key is new, so two proposers can never share votes).
 fn proposal_id(by: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let by: String = by.chars().take(32).collect();
     format!(
-        "{by}.{}.{}",
+        "{by}.{}.{}.{}",
         now_ms(),
+        std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }

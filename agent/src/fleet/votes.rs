@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use etcd_client::{Client, EventType, PutOptions, WatchOptions};
+use etcd_client::{Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, WatchOptions};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -31,14 +31,29 @@ pub async fn collect(
         )
         .await
         .map_err(&err)?;
-    client
-        .put(
-            keys.proposal(&proposal.id),
-            to_json(proposal),
-            Some(PutOptions::new().with_lease(lease)),
+    let key = keys.proposal(&proposal.id);
+    let stored = client
+        .txn(
+            Txn::new()
+                .when(vec![Compare::create_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    0,
+                )])
+                .and_then(vec![TxnOp::put(
+                    key,
+                    to_json(proposal),
+                    Some(PutOptions::new().with_lease(lease)),
+                )]),
         )
         .await
         .map_err(&err)?;
+    if !stored.succeeded() {
+        return Err(FleetError::BadRecord {
+            key: keys.proposal(&proposal.id),
+            reason: "a proposal with this id exists already".into(),
+        });
+    }
     let deadline = Instant::now() + config.vote_timeout;
     let mut votes: BTreeMap<String, Result<Vote, String>> = BTreeMap::new();
     // Until every live host voted, or one said no.
