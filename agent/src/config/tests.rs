@@ -405,6 +405,13 @@ fn a_fleet_store_in_etcd_is_validated() {
         let e = load(&format!("{GOOD}{text}")).unwrap_err().to_string();
         assert!(e.contains(expected), "{text}: {e}");
     }
+    // A desired-state file and a fleet store would both declare the desired state.
+    let both = format!(
+        "{}{fleet}",
+        GOOD.replace("[agent]", "[agent]\ndesired_state = \"/tmp/desired.toml\"")
+    );
+    let e = load(&both).unwrap_err().to_string();
+    assert!(e.contains("agent.desired_state: a host of a fleet"), "{e}");
     // Static peers keep their required fields.
     let peers = "\n[cluster]\nnode = \"lb1\"\n";
     let e = load(&format!("{GOOD}{peers}")).unwrap_err().to_string();

@@ -72,6 +72,13 @@ impl Validator<'_> {
             Some(c) if c.store == super::raw::ClusterStore::Etcd => (None, Some(self.fleet(c))),
             Some(c) => (Some(self.cluster(c)), None),
         };
+        if fleet.is_some() && agent.desired_state.is_some() {
+            self.problem(
+                "agent.desired_state: a host of a fleet (store = \"etcd\") takes its desired \
+                 state from etcd; a desired-state file would make it diverge"
+                    .into(),
+            );
+        }
         let metrics = super::metrics::validate(raw.metrics, &mut self.problems);
         Config {
             source: path.to_owned(),
