@@ -376,3 +376,52 @@ fn without_the_module_auto_falls_back_to_reloads_and_lua_is_refused() {
         "{said}"
     );
 }
+
+#[test]
+fn a_structural_change_still_reloads_and_leaves_the_dict_equal_to_the_files() {
+    let Some(s) = lua(SetupOptions::default()) else {
+        return;
+    };
+    scenario::switch_to_green(&s, HOST);
+    let gen = s.generation();
+    let (_, seeded) = head(&s);
+    let workers = s.nginx().workers();
+
+    // A new service brings new upstreams: the config changes, so Nginx reloads; the dict
+    // (same size) keeps web's runtime value and gets api's entries from the files.
+    s.reconfigure(|c| {
+        c + "\n[[services]]\nname = \"api\"\nroutes = [\"api.example.test\"]\n\
+             initial = \"green\"\n"
+            + &format!(
+                "blue = {{ backend = \"api_blue\", servers = [{{ name = \"b1\", address = \"{}\" }}] }}\n\
+                 green = {{ backend = \"api_green\", servers = [{{ name = \"g1\", address = \"{}\" }}] }}\n",
+                s.blue.addr(),
+                s.green.addr()
+            )
+    });
+    assert!(
+        s.agent()
+            .wait_for_log("new config in force", Duration::from_secs(30)),
+        "{}",
+        s.agent().log()
+    );
+    assert!(s.wait_for_body("api.example.test", "green", Duration::from_secs(10)));
+    assert_ne!(
+        s.nginx().workers(),
+        workers,
+        "the new upstreams needed a reload"
+    );
+    assert_eq!(s.get(HOST), (200, "green".into()));
+    let (g, seeded_after) = head(&s);
+    assert!(g > gen, "{g} after {gen}");
+    assert_eq!(seeded_after, seeded, "the reload kept the dict");
+    let (_, live) = s.cli_json(&["map", "show", "routes", "--live"]);
+    assert_eq!(live["data"]["entries"]["api.example.test"], "api", "{live}");
+
+    // And the new service switches at runtime like the others.
+    let workers = s.nginx().workers();
+    let out = s.cli(&["switch", "api", "blue"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(s.get("api.example.test"), (200, "blue".into()));
+    assert_eq!(s.nginx().workers(), workers);
+}

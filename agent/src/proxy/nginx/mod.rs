@@ -66,6 +66,9 @@ pub struct Nginx {
     access: OnceLock<Box<(Arc<accesslog::AccessStats>, accesslog::Listener)>>,
     /// The Lua runtime's dict, when that mode is in use (boxed: most Nginx setups reload).
     lua: Option<Box<lua::Runtime>>,
+    /// In the Lua mode, the upstreams of the main config as last read, with the file's
+    /// length and modification time: a switch needs no `nginx -T` while it is unchanged.
+    backends_seen: std::sync::Mutex<Option<(u64, std::time::SystemTime, BTreeSet<String>)>>,
 }
 
 impl Nginx {
@@ -77,6 +80,7 @@ impl Nginx {
             .then(|| Box::new(lua::Runtime::new(settings, proxy.command_timeout)));
         Nginx {
             lua,
+            backends_seen: std::sync::Mutex::new(None),
             binary: proxy.binary.clone(),
             config: proxy.config.clone(),
             settings: Box::new(settings.clone()),
@@ -172,9 +176,28 @@ impl Proxy for Nginx {
 
     /// The upstreams the config on disk defines (read with `nginx -T`); the engine keeps
     /// the files equal to what the master loaded.
+    /// In the Lua mode the answer is kept while the main config's length and modification
+    /// time stay the same (upstreams are defined there), so a switch costs no `nginx -T`.
     async fn backends(&self) -> Result<BTreeSet<String>, ProxyError> {
+        let stamp = std::fs::metadata(&self.config)
+            .ok()
+            .and_then(|m| Some((m.len(), m.modified().ok()?)))
+            .filter(|_| self.lua.is_some());
+        if let Some((len, modified)) = stamp {
+            let seen = self.backends_seen.lock().expect("not poisoned");
+            if let Some((l, m, b)) = seen.as_ref() {
+                if (*l, *m) == (len, modified) {
+                    return Ok(b.clone());
+                }
+            }
+        }
         let report = self.check(&self.config).await?;
-        Ok(report.backends.unwrap_or_default())
+        let backends = report.backends.unwrap_or_default();
+        if let Some((len, modified)) = stamp {
+            *self.backends_seen.lock().expect("not poisoned") =
+                Some((len, modified, backends.clone()));
+        }
+        Ok(backends)
     }
 
     async fn update_map(
