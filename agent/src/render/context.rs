@@ -88,8 +88,10 @@ impl ConfigContext {
             let mut v = serde_json::to_value(nginx_hash::map_hash_sizes(keys, longest))
                 .expect("serializes");
             v["runtime"] = serde_json::json!(if n.lua { "lua" } else { "reload" });
+            // The small maps with the generation, and the routes, in a dict each.
             v["lua_dict_size"] =
-                serde_json::json!(nginx_hash::lua_dict_size(keys + 3 * config.services.len()));
+                serde_json::json!(nginx_hash::lua_dict_size(3 * config.services.len() + 2));
+            v["lua_routes_dict_size"] = serde_json::json!(nginx_hash::lua_dict_size(keys + 1));
             v["lua_control"] = serde_json::json!(n.lua_control);
             v["lua_modules"] = serde_json::json!([
                 n.module_dir.join(crate::config::NDK_MODULE),
