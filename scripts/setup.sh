@@ -8,6 +8,8 @@ for pair in haproxy:haproxy nginx:nginx curl:curl python3:python3 \
     etcd:etcd-server etcdctl:etcd-client protoc:protobuf-compiler; do
     need "${pair%%:*}" || missing+=("${pair#*:}")
 done
+# Nginx's Lua module (with the development kit and lua-resty-core), for the runtime mode.
+[ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] || missing+=(libnginx-mod-http-lua)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}" >&2
     apt-get update -qq

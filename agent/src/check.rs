@@ -34,11 +34,20 @@ pub struct CheckOutcome {
     pub checked: PathBuf,
     /// Warnings the proxy's checker printed; the check passed regardless.
     pub warnings: Vec<String>,
+    /// Nginx: which mode is in use (reload or the Lua runtime) and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nginx_runtime: Option<crate::proxy::nginx::lua::detect::Detection>,
 }
 
 /// Every problem found, each with where it is.
-pub async fn run(config: &Config) -> Result<CheckOutcome, Vec<String>> {
+pub async fn run(config: &mut Config) -> Result<CheckOutcome, Vec<String>> {
     let mut problems = Vec::new();
+    // Which Nginx mode is in use decides what the main config renders; the probe runs a
+    // throw-away Nginx on a temporary prefix, never the live one.
+    let nginx_runtime = crate::proxy::nginx::lua::detect::resolve(config, false)
+        .await
+        .map_err(|e| vec![e])?;
+    let config = &*config;
     let renderer = Renderer::new(config).map_err(|e| vec![e.to_string()])?;
     let state = saved_state(config).unwrap_or_default();
     let (state, _) = state.align_services(&config.initial_colours());
@@ -96,6 +105,11 @@ pub async fn run(config: &Config) -> Result<CheckOutcome, Vec<String>> {
                 }
             }
         }
+        if f.path == config.proxy.config && config.proxy.nginx.as_ref().is_some_and(|n| n.lua) {
+            for p in crate::proxy::nginx::lua::detect::lint(&text) {
+                problems.push(format!("file {} (template {}): {p}", f.name, f.template));
+            }
+        }
         if let Err(e) = std::fs::write(&paths[&f.name], &text) {
             problems.push(format!("staging {}: {e}", f.name));
         }
@@ -120,6 +134,7 @@ pub async fn run(config: &Config) -> Result<CheckOutcome, Vec<String>> {
             files,
             checked,
             warnings: r.warnings,
+            nginx_runtime,
         }),
         Err(e) => Err(vec![format!(
             "{} check of {}: {e}",

@@ -58,17 +58,20 @@ async fn run(cli: Cli) -> i32 {
             }
         }
         Verb::Check => {
-            let config = match load_config(&cli) {
+            let mut config = match load_config(&cli) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match cutover::check::run(&config).await {
+            match cutover::check::run(&mut config).await {
                 Ok(outcome) => {
                     if cli.json {
                         println!("{}", serde_json::to_string(&outcome).expect("serializes"));
                     } else {
                         for w in &outcome.warnings {
                             println!("warning: {w}");
+                        }
+                        if let Some(d) = &outcome.nginx_runtime {
+                            println!("{}", d.summary());
                         }
                         println!(
                             "{}: ok ({} services, {} routes, {} files rendered, {} checked)",
@@ -130,7 +133,11 @@ async fn run(cli: Cli) -> i32 {
     }
 }
 
-async fn render_files(config: Config) -> anyhow::Result<Vec<String>> {
+async fn render_files(mut config: Config) -> anyhow::Result<Vec<String>> {
+    // The files are rendered for the Nginx mode in use.
+    cutover::proxy::nginx::lua::detect::resolve(&mut config, true)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let store = cutover::store::Store::open(&config.agent.state_dir)?;
     // Refused while an agent runs: it owns the files.
     let _lock = store.lock()?;

@@ -285,6 +285,7 @@ fn status_reply() {
                 reloads: 2,
                 workers: vec![],
                 generation: None,
+                seeded_ms: None,
             }),
         },
         services: vec![ServiceStatus {

@@ -131,6 +131,7 @@ impl Results {
         for kind in [Kind::Haproxy, Kind::Nginx] {
             crate::targets::headline(self, kind, &mut t);
         }
+        crate::targets::nginx_lua(self, &mut t);
         crate::targets::targets(self, &mut t);
         let _ = writeln!(
             t,

@@ -45,6 +45,8 @@ pub struct Plan {
     pub dist_binary: Option<PathBuf>,
     /// Replace the results section of docs/BENCHMARKS.md.
     pub write_docs: bool,
+    /// Only Nginx, in both modes (`--nginx-only`): the Lua runtime against reloads.
+    pub nginx_only: bool,
 }
 
 impl Plan {
@@ -57,6 +59,7 @@ impl Plan {
             dist: false,
             dist_binary: None,
             write_docs: false,
+            nginx_only: false,
         }
     }
 
@@ -73,17 +76,19 @@ impl Plan {
             dist: true,
             dist_binary: None,
             write_docs: false,
+            nginx_only: false,
         }
     }
 }
 
 const USAGE: &str =
     "usage: cutover-bench --short | --full [--flips N] [--scale N,N...] [--no-scale] [--no-dist]\n\
-     [--dist-binary PATH] [--write-docs]";
+     [--dist-binary PATH] [--write-docs] [--nginx-only]";
 
 fn parse_args() -> anyhow::Result<Plan> {
     let (mut plan, mut flips) = (None, None);
     let (mut no_scale, mut no_dist, mut write_docs) = (false, false, false);
+    let mut nginx_only = false;
     let mut scale: Option<Vec<usize>> = None;
     let mut dist_binary = None;
     let mut args = std::env::args().skip(1);
@@ -110,6 +115,7 @@ fn parse_args() -> anyhow::Result<Plan> {
                 ))
             }
             "--write-docs" => write_docs = true,
+            "--nginx-only" => nginx_only = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -140,6 +146,7 @@ fn parse_args() -> anyhow::Result<Plan> {
     plan.dist &= !no_dist;
     plan.dist_binary = dist_binary;
     plan.write_docs = write_docs;
+    plan.nginx_only = nginx_only;
     Ok(plan)
 }
 
@@ -171,7 +178,11 @@ fn main() -> anyhow::Result<()> {
         probe_wait: Duration::from_secs(30),
         warmup: Duration::from_millis(500),
     };
-    let kinds = [Kind::Haproxy, Kind::Nginx];
+    let kinds: &[Kind] = if plan.nginx_only {
+        &[Kind::Nginx, Kind::NginxLua]
+    } else {
+        &[Kind::Haproxy, Kind::Nginx, Kind::NginxLua]
+    };
     for kind in kinds.iter().filter(|k| k.binary().is_none()) {
         eprintln!("{} is not installed: its half is left out", kind.label());
     }
@@ -179,7 +190,8 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .filter_map(|kind| {
             let switches = match kind {
-                Kind::Haproxy => plan.flips.0,
+                // The Lua runtime switches without a reload: as many as HAProxy.
+                Kind::Haproxy | Kind::NginxLua => plan.flips.0,
                 Kind::Nginx => plan.flips.1,
             };
             let spec = SeriesSpec {
@@ -190,12 +202,13 @@ fn main() -> anyhow::Result<()> {
         })
         .collect();
     let dist_idle = dist.as_ref().and_then(|d| suite::idle_rss(&d.binary));
-    let points: Vec<scale::Point> = kinds
+    let points: Vec<scale::Point> = [Kind::Haproxy, Kind::Nginx]
         .iter()
+        .filter(|k| kinds.contains(k))
         .flat_map(|kind| {
             plan.scale.iter().map(move |(n, h, g)| match kind {
-                Kind::Haproxy => (*kind, *n, *h),
                 Kind::Nginx => (*kind, *n, *g),
+                _ => (*kind, *n, *h),
             })
         })
         .filter_map(|(kind, n, f)| scale::point(rt.handle(), kind, n, &load, &spec, f))

@@ -118,7 +118,7 @@ pub fn point(
     let routes_map = setup.routes_map();
     let end = match kind {
         Kind::Haproxy => "",
-        Kind::Nginx => ";",
+        Kind::Nginx | Kind::NginxLua => ";",
     };
     let rewrite_scripted = rewrite(rt, &setup, load, "script.example.test", || {
         let mut r = routes(n - 1, 3);

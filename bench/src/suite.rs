@@ -1,7 +1,9 @@
 //! The flip comparison, per proxy: one proxy (its whole config and maps rendered by
 //! cutover), two origins and the agent; the same switches made through cutover, then, with
 //! the agent stopped and its drains undone, by the scripted method and by the proxy's own
-//! floor (a raw `set map` for HAProxy, a bare `SIGHUP` for Nginx).
+//! floor (a raw `set map` for HAProxy, a bare `SIGHUP` for Nginx). Nginx's Lua runtime
+//! mode runs as a third proxy kind with cutover's methods only: its reload-mode
+//! counterpart and the scripted reloads are those of the Nginx kind in the same run.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +32,8 @@ pub const IDLE: Duration = Duration::from_secs(3);
 pub enum Kind {
     Haproxy,
     Nginx,
+    /// Nginx with `[proxy] runtime = "lua"`: switches written into the shared dict.
+    NginxLua,
 }
 
 impl Kind {
@@ -37,13 +41,14 @@ impl Kind {
         match self {
             Kind::Haproxy => "HAProxy",
             Kind::Nginx => "Nginx",
+            Kind::NginxLua => "Nginx (Lua runtime)",
         }
     }
 
     fn program(self) -> &'static str {
         match self {
             Kind::Haproxy => "haproxy",
-            Kind::Nginx => "nginx",
+            Kind::Nginx | Kind::NginxLua => "nginx",
         }
     }
 
@@ -57,6 +62,13 @@ impl Kind {
         match self {
             Kind::Haproxy => Setup::new(binary, options),
             Kind::Nginx => Setup::new_nginx(binary, options),
+            Kind::NginxLua => Setup::new_nginx(
+                binary,
+                SetupOptions {
+                    nginx_runtime: Some("lua".into()),
+                    ..options
+                },
+            ),
         }
     }
 
@@ -64,7 +76,7 @@ impl Kind {
     /// reloads (Nginx), so that every switch is measured alone.
     pub fn gap(self) -> Duration {
         match self {
-            Kind::Haproxy => Duration::from_millis(100),
+            Kind::Haproxy | Kind::NginxLua => Duration::from_millis(100),
             Kind::Nginx => {
                 Duration::from_millis(cutover::config::DEFAULT_NGINX_MIN_RELOAD_GAP_MS + 100)
             }
@@ -85,6 +97,8 @@ impl Kind {
                 Box::new(NginxReload::for_setup(setup, binary)),
                 Box::new(NginxHup::for_setup(setup)),
             ],
+            // A reload keeps the dict: rewriting the map and reloading moves nothing here.
+            Kind::NginxLua => vec![],
         }
     }
 
@@ -95,7 +109,7 @@ impl Kind {
                 let cfg = setup.haproxy().paths().config.clone();
                 vec!["-c".into(), "-q".into(), "-f".into(), cfg.into()]
             }
-            Kind::Nginx => {
+            Kind::Nginx | Kind::NginxLua => {
                 let p = setup.nginx().paths();
                 let mut args: Vec<std::ffi::OsString> = vec!["-t".into(), "-q".into()];
                 args.extend(NginxReload::instance_args(p));

@@ -82,6 +82,100 @@ pub fn headline(r: &Results, kind: Kind, t: &mut String) {
     t.push('\n');
 }
 
+/// Switches whose last old-colour response came after the command returned.
+fn old_after_answer(s: &Summary) -> usize {
+    s.old_gone
+        .iter()
+        .zip(&s.command)
+        .filter(|(old, answer)| old > answer)
+        .count()
+}
+
+/// Nginx's Lua runtime against its reload mode, in the same run: the answer, the first new
+/// colour, failed requests and old-colour responses after the answer, with the targets
+/// (0 failed and 0 old colour after the answer over 300 switches, socket answer p50 <= 2 ms).
+pub fn nginx_lua(r: &Results, t: &mut String) {
+    let lua_cli = r.series(Kind::NginxLua, CLI);
+    let lua_socket = r.series(Kind::NginxLua, SOCKET);
+    if lua_cli.is_none() && lua_socket.is_none() {
+        return;
+    }
+    let reload = r.series(Kind::Nginx, SOCKET).or(r.series(Kind::Nginx, CLI));
+    let _ = writeln!(
+        t,
+        "### Nginx: Lua runtime against reload
+
+| figure | Lua runtime (CLI) | Lua runtime (socket) | reload mode (socket) |
+| --- | ---: | ---: | ---: |"
+    );
+    let rows: [(&str, Figure); 7] = [
+        ("answer (confirmed), p50 (ms)", |s| {
+            percentile(&s.command, 50.0)
+        }),
+        ("answer (confirmed), p99 (ms)", |s| {
+            percentile(&s.command, 99.0)
+        }),
+        ("first new colour, slower probe, p50 (ms)", |s| {
+            worst(s, 50.0)
+        }),
+        ("first new colour, slower probe, p99 (ms)", |s| {
+            worst(s, 99.0)
+        }),
+        ("failed requests", |s| Some(s.failed as f64)),
+        (
+            "switches with the old colour served after the answer",
+            |s| Some(old_after_answer(s) as f64),
+        ),
+        ("switches", |s| Some(s.switches as f64)),
+    ];
+    for (name, get) in rows {
+        let _ = writeln!(
+            t,
+            "| {name} | {} | {} | {} |",
+            f(lua_cli.and_then(get)),
+            f(lua_socket.and_then(get)),
+            f(reload.and_then(get)),
+        );
+    }
+    let _ = writeln!(
+        t,
+        "
+| Lua runtime target | measured | |
+| --- | --- | --- |"
+    );
+    let lua: Vec<&Summary> = lua_cli.into_iter().chain(lua_socket).collect();
+    let n: usize = lua.iter().map(|s| s.switches).sum();
+    let failed: u64 = lua.iter().map(|s| s.failed).sum();
+    let old: usize = lua.iter().map(|s| old_after_answer(s)).sum();
+    let enough = |ok: bool| {
+        if n < 300 {
+            "too few switches to tell"
+        } else {
+            yes(ok)
+        }
+    };
+    let _ = writeln!(
+        t,
+        "| 0 failed requests over >= 300 switches | {failed} over {n} | {} |",
+        enough(failed == 0),
+    );
+    let _ = writeln!(
+        t,
+        "| 0 old-colour responses after the answer over >= 300 switches | {old} switches over {n} | {} |",
+        enough(old == 0),
+    );
+    if let Some(s) = lua_socket {
+        let p50 = percentile(&s.command, 50.0);
+        let _ = writeln!(
+            t,
+            "| socket answer p50 <= 2 ms | {} ms | {} |",
+            f(p50),
+            yes(p50.is_some_and(|v| v <= 2.0))
+        );
+    }
+    t.push('\n');
+}
+
 /// The targets table.
 pub fn targets(r: &Results, t: &mut String) {
     let _ = writeln!(

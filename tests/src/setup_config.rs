@@ -122,24 +122,27 @@ green = {{ backend = "web_green", servers = [{{ name = "g1", address = "{green}"
     path
 }
 
-/// The maps the shipped haproxy.cfg reads besides routes and services: the idle colour
-/// (preview and canary requests), the canary shares and the preview hosts.
-/// `{dir}` stands for the instance directory.
-const HAPROXY_FILES: &str = r#"[[files]]
+/// The idle colour (preview and canary requests) and the canary shares, which the shipped
+/// haproxy.cfg and the Nginx Lua lookup read besides routes and services. `{kind}` stands
+/// for the template directory, `{dir}` for the instance directory.
+const RUNTIME_FILES: &str = r#"[[files]]
 name = "idle"
-template = "haproxy/idle.map"
+template = "{kind}/idle.map"
 path = "{dir}/maps/idle.map"
 kind = "map"
 values = "backends"
 
 [[files]]
 name = "canary"
-template = "haproxy/canary.map"
+template = "{kind}/canary.map"
 path = "{dir}/maps/canary.map"
 kind = "map"
 values = "percent"
 
-[[files]]
+"#;
+
+/// The preview hosts, which the shipped haproxy.cfg reads from a map as well.
+const HAPROXY_PREVIEW_FILE: &str = r#"[[files]]
 name = "preview"
 template = "haproxy/preview.map"
 path = "{dir}/maps/preview.map"
@@ -168,7 +171,8 @@ pub(crate) fn write_config(
             paths.master_socket.display()
         ),
         vars: ", maxconn = 256".into(),
-        files: HAPROXY_FILES.replace("{dir}", &paths.dir.display().to_string()),
+        files: (RUNTIME_FILES.replace("{kind}", "haproxy") + HAPROXY_PREVIEW_FILE)
+            .replace("{dir}", &paths.dir.display().to_string()),
         listen: paths.frontend,
     };
     write_setup_config(&paths.dir, haproxy_bin, part, o, blue, green)
@@ -194,13 +198,22 @@ pub(crate) fn write_nginx_config(
             crate::nginx::worker_group()
                 .map(|g| format!("\naccess_log_group = \"{g}\""))
                 .unwrap_or_default(),
-        ),
+        ) + &o
+            .nginx_runtime
+            .as_ref()
+            .map(|r| format!("\nruntime = \"{r}\"\nlua_control = \"{dir}/lua/control.sock\""))
+            .unwrap_or_default(),
         vars: format!(
             ", worker_processes = {}, worker_connections = {}, worker_shutdown_timeout = \"5s\", temp_dir = \"{dir}\"",
             crate::nginx::TEST_WORKERS,
             crate::nginx::TEST_WORKER_CONNECTIONS
         ),
-        files: String::new(),
+        files: match o.nginx_runtime {
+            Some(_) => RUNTIME_FILES
+                .replace("{kind}", "nginx")
+                .replace("{dir}", &dir.to_string()),
+            None => String::new(),
+        },
         listen: paths.frontend,
     };
     write_setup_config(&paths.dir, nginx_bin, part, o, blue, green)

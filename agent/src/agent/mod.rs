@@ -77,13 +77,23 @@ pub enum AgentError {
     /// The cluster's certificates.
     #[error("peer TLS: {0}")]
     Tls(peers::tls::TlsError),
+    /// `[proxy] runtime = "lua"` on a host where the Lua runtime does not work.
+    #[error("{0}")]
+    NginxRuntime(String),
     /// `[cluster] store = "etcd"` in a build without the fleet store.
     #[error("[cluster] store = \"etcd\": this cutover was built without the etcd feature")]
     NoFleetStore,
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
-pub async fn run(config_path: &Path, config: Config) -> Result<(), AgentError> {
+pub async fn run(config_path: &Path, mut config: Config) -> Result<(), AgentError> {
+    // Which Nginx mode is in use is decided once, before the proxy is built.
+    let detected = crate::proxy::nginx::lua::detect::resolve(&mut config, true)
+        .await
+        .map_err(AgentError::NginxRuntime)?;
+    if let Some(d) = detected {
+        tracing::info!("{}", d.summary());
+    }
     let config = Arc::new(config);
     let proxy = AnyProxy::new(&config.proxy);
     run_with(config_path, config, proxy).await

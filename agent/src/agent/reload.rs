@@ -31,7 +31,7 @@ async fn replace_config<P: Proxy>(
     path: &Path,
     groups: &GroupLookup,
 ) -> bool {
-    let config = match Config::load(path) {
+    let mut config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("new config refused, the old one stays in force: {e}");
@@ -49,6 +49,19 @@ async fn replace_config<P: Proxy>(
              fleet store ([cluster] with store = \"etcd\") change only with a restart"
         );
         return false;
+    }
+    // The Nginx mode was decided at start, with the proxy built for it.
+    if let (Some(new), Some(old)) = (
+        config.proxy.nginx.as_mut(),
+        engine.config().proxy.nginx.as_ref(),
+    ) {
+        if new.runtime != old.runtime || new.lua_control != old.lua_control {
+            tracing::error!(
+                "new config refused: proxy.runtime and proxy.lua_control change only with a restart"
+            );
+            return false;
+        }
+        new.lua = old.lua;
     }
     let (mode, group) = (config.agent.socket_mode, config.agent.socket_group.clone());
     match engine.replace_config(Arc::new(config)).await {

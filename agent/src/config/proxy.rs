@@ -31,6 +31,17 @@ pub const DEFAULT_NGINX_STATUS: &str = "unix:/run/cutover/nginx-status.sock";
 /// Default unix datagram socket the agent reads Nginx's access-log lines from (syslog), for
 /// the post-switch watch of the services that have one.
 pub const DEFAULT_NGINX_ACCESS_LOG_SOCKET: &str = "/run/cutover/nginx-access.sock";
+/// Default unix socket of the Lua control endpoint the rendered Nginx config serves in the
+/// runtime mode. Nginx creates unix listeners with mode 0666, so its directory (created by
+/// the agent with mode 0700) is what keeps other users out.
+pub const DEFAULT_NGINX_LUA_CONTROL: &str = "/run/cutover/nginx-lua/control.sock";
+/// Default directory of Nginx's dynamic modules (Debian's), where the runtime mode finds
+/// `ndk_http_module.so` and `ngx_http_lua_module.so`; `load_module` gets absolute paths.
+pub const DEFAULT_NGINX_MODULE_DIR: &str = "/usr/lib/nginx/modules";
+/// File name of the Nginx Development Kit module, which must load before Lua's.
+pub const NDK_MODULE: &str = "ndk_http_module.so";
+/// File name of the Lua module (Debian: `libnginx-mod-http-lua`).
+pub const LUA_MODULE: &str = "ngx_http_lua_module.so";
 /// Default minimum gap between two Nginx reloads, in milliseconds: every Nginx change is a
 /// reload, and each leaves the previous workers draining their connections.
 pub const DEFAULT_NGINX_MIN_RELOAD_GAP_MS: u64 = 250;
@@ -97,6 +108,49 @@ pub struct NginxSettings {
     /// Prefix Nginx runs with (`-p`), passed to `nginx -t` too; default: none (Nginx's
     /// compiled-in prefix).
     pub prefix: Option<PathBuf>,
+    /// How changes reach Nginx as configured (`runtime`); default [`NginxRuntime::Reload`].
+    pub runtime: NginxRuntime,
+    /// Whether the Lua runtime mode is in use: `runtime = "lua"`, or `"auto"` once the
+    /// probe found it working (`proxy::nginx::lua::resolve`); false until then.
+    pub lua: bool,
+    /// Unix socket of the Lua control endpoint (`lua_control`). Default
+    /// [`DEFAULT_NGINX_LUA_CONTROL`]; its directory must be private (mode 0700).
+    pub lua_control: PathBuf,
+    /// Directory of Nginx's dynamic modules (`module_dir`). Default
+    /// [`DEFAULT_NGINX_MODULE_DIR`].
+    pub module_dir: PathBuf,
+    /// Map files the Lua runtime holds in its shared dict: file name -> path (`routes`,
+    /// `services`, `idle`, `canary`), from `[[files]]`.
+    pub lua_maps: std::collections::BTreeMap<String, PathBuf>,
+}
+
+/// How changes reach Nginx (`[proxy] runtime`, kind `nginx` only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NginxRuntime {
+    /// Every change is a reload of the rendered config (the default).
+    #[default]
+    Reload,
+    /// Routing changes are written into a `lua_shared_dict` through a control endpoint on a
+    /// unix socket, without a reload (Debian's `libnginx-mod-http-lua`); structural changes
+    /// still reload. The agent refuses to start when the module does not work.
+    Lua,
+    /// `lua` when the probe proves it works on this host, else `reload`.
+    Auto,
+}
+
+/// The maps the Lua runtime mode keeps in its shared dict, by `[[files]]` name.
+pub const LUA_MAPS: [&str; 4] = ["routes", "services", "idle", "canary"];
+
+impl NginxRuntime {
+    /// As written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NginxRuntime::Reload => "reload",
+            NginxRuntime::Lua => "lua",
+            NginxRuntime::Auto => "auto",
+        }
+    }
 }
 
 /// A listener only this host can reach: a loopback TCP address or a unix socket.

@@ -131,6 +131,58 @@ fn nginx_defaults() {
 }
 
 #[test]
+fn nginx_runtime_modes() {
+    let c = load(NGINX).unwrap();
+    let n = c.proxy.nginx.as_ref().unwrap();
+    assert_eq!((n.runtime, n.lua), (NginxRuntime::Reload, false));
+    assert!(c.file("idle").is_none() && c.file("canary").is_none());
+    assert_eq!(n.lua_control, Path::new(DEFAULT_NGINX_LUA_CONTROL));
+    assert_eq!(n.module_dir, Path::new(DEFAULT_NGINX_MODULE_DIR));
+
+    // "lua" is in use at once; "auto" waits for the probe. Both get the two maps the lookup
+    // reads, and tell the Nginx settings where all four are.
+    for (runtime, lua) in [("lua", true), ("auto", false)] {
+        let c = load(&NGINX.replace(
+            "kind = \"nginx\"",
+            &format!("kind = \"nginx\"\nruntime = \"{runtime}\""),
+        ))
+        .unwrap();
+        let n = c.proxy.nginx.as_ref().unwrap();
+        assert_eq!(n.lua, lua, "{runtime}");
+        assert_eq!(c.file("canary").unwrap().values, ValueCheck::Percent);
+        assert_eq!(c.file("idle").unwrap().template, "nginx/idle.map");
+        assert_eq!(
+            n.lua_maps.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["canary", "idle", "routes", "services"]
+        );
+    }
+
+    // Listed [[files]] must name the maps the lookup reads.
+    let e = load(&format!(
+        "{}\n[[files]]\nname = \"nginx\"\ntemplate = \"nginx/nginx.conf\"\npath = \"/etc/nginx/nginx.conf\"\nkind = \"config\"\n",
+        NGINX.replace("kind = \"nginx\"", "kind = \"nginx\"\nruntime = \"lua\"")
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("needs a map named \"idle\""), "{e}");
+
+    // Only for nginx, and only the three words.
+    let e = load(&GOOD.replace(
+        "kind = \"haproxy\"",
+        "kind = \"haproxy\"\nruntime = \"lua\"",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("proxy.runtime: only for kind = \"nginx\""),
+        "{e}"
+    );
+    assert!(
+        load(&NGINX.replace("kind = \"nginx\"", "kind = \"nginx\"\nruntime = \"fast\"")).is_err()
+    );
+}
+
+#[test]
 fn keys_of_the_other_proxy_are_refused() {
     let e = load(&NGINX.replace(
         "kind = \"nginx\"",

@@ -158,7 +158,8 @@ impl<P: Proxy> Engine<P> {
 
     /// A proxy that says which generation it serves (Nginx) and serves another one than the
     /// files on disk were rendered for has not loaded them (a reload lost, or a start from
-    /// older files): it is reloaded. Not after a reload the transition just made.
+    /// older files): it is reloaded. Not after a reload the transition just made. Nginx's
+    /// Lua runtime, whose dict was re-seeded by a restart, only records the generation.
     async fn reload_if_serving_another_generation(
         &mut self,
         applied: &crate::engine::Applied,
@@ -172,6 +173,19 @@ impl<P: Proxy> Engine<P> {
         let want = self.state.generation;
         if served == want {
             return Ok(None);
+        }
+        // A proxy that keeps its maps at runtime had them compared and repaired above:
+        // only the generation it records is left to bring up to date.
+        if self.proxy.has_runtime_maps()
+            && self
+                .proxy
+                .mark_generation(want)
+                .await
+                .map_err(|e| ApplyError::caused(Step::Apply, ErrorKind::Proxy, e))?
+        {
+            return Ok(Some(format!(
+                "the proxy recorded generation {served} while its maps are of generation {want}; recorded {want}"
+            )));
         }
         self.proxy
             .reload(want)

@@ -192,7 +192,7 @@ impl<P: Proxy> Engine<P> {
             // runtime took it (a failed apply leaves the files alone).
             let apply = async {
                 let t = Instant::now();
-                let outcome = self.apply_runtime(&pending).await;
+                let outcome = self.apply_runtime(&pending, generation).await;
                 (outcome, ms(t))
             };
             let (synced, (outcome, apply_ms)) = tokio::join!(sync_staged(staged), apply);
@@ -254,9 +254,12 @@ impl<P: Proxy> Engine<P> {
         })
     }
 
+    /// Updates each changed map at runtime, then records `generation` where the proxy
+    /// keeps one at runtime (Nginx's Lua dict).
     async fn apply_runtime(
         &self,
         pending: &[Pending<'_>],
+        generation: u64,
     ) -> Result<(Vec<FileOutcome>, Option<ReloadReport>), ApplyError> {
         let mut out = Vec::new();
         for p in pending {
@@ -282,6 +285,10 @@ impl<P: Proxy> Engine<P> {
                 edits: update.edits,
             });
         }
+        self.proxy
+            .mark_generation(generation)
+            .await
+            .map_err(|e| ApplyError::caused(Step::Apply, ErrorKind::Proxy, e))?;
         Ok((out, None))
     }
 

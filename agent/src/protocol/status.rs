@@ -137,6 +137,10 @@ pub struct Epoch {
     /// can tell (Nginx's generation endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
+    /// When the proxy's runtime table was seeded from the files, in ms since the epoch
+    /// (Nginx's Lua runtime: a restart, or a reload that resized it, re-seeds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeded_ms: Option<u64>,
 }
 
 /// One service, in `status`.

@@ -79,6 +79,10 @@ impl Proxy for AnyProxy {
         delegate!(self, p => p.reload(generation).await)
     }
 
+    async fn mark_generation(&self, generation: u64) -> Result<bool, ProxyError> {
+        delegate!(self, p => p.mark_generation(generation).await)
+    }
+
     async fn epoch(&self) -> Result<Epoch, ProxyError> {
         delegate!(self, p => p.epoch().await)
     }

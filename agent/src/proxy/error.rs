@@ -83,6 +83,13 @@ pub enum ProxyError {
         /// The client's error, naming the command and what was wrong with its reply.
         source: Cause,
     },
+    /// The proxy has no room left for the entries sent (Nginx's Lua dict answered 507); it
+    /// evicted nothing, and the entries before the one refused were written.
+    #[error("runtime API: {source}")]
+    Full {
+        /// The client's error, naming the request and the proxy's words.
+        source: Cause,
+    },
     /// An argument the proxy would misread, or an entry too long to send; nothing was sent.
     #[error("runtime API: {source}")]
     InvalidArgument {

@@ -218,6 +218,7 @@ impl Proxy for FakeProxy {
             workers: vec![],
             // Only a reload-only proxy (like Nginx) serves its generation.
             generation: s.served_generation.filter(|_| !self.runtime_maps),
+            seeded_ms: None,
         })
     }
 

@@ -80,6 +80,16 @@ pub trait Proxy: Send + Sync + 'static {
         generation: u64,
     ) -> impl Future<Output = Result<ReloadReport, ProxyError>> + Send;
 
+    /// Records `generation` as the one the running proxy serves, when the proxy keeps it at
+    /// runtime (Nginx's Lua dict) and its maps were made equal to the files of that
+    /// generation; `false` when the proxy cannot (a reload is what records it).
+    fn mark_generation(
+        &self,
+        _generation: u64,
+    ) -> impl Future<Output = Result<bool, ProxyError>> + Send {
+        async { Ok(false) }
+    }
+
     /// The current epoch, to notice reloads made by others.
     fn epoch(&self) -> impl Future<Output = Result<Epoch, ProxyError>> + Send;
 

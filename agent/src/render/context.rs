@@ -72,7 +72,7 @@ impl ConfigContext {
             "access_log_socket": nginx_settings.map(|n| &n.access_log_socket),
             "prefix": nginx_settings.and_then(|n| n.prefix.as_ref()),
         }));
-        let nginx = nginx_settings.map(|_| {
+        let nginx = nginx_settings.map(|n| {
             let keys = config
                 .services
                 .values()
@@ -85,7 +85,19 @@ impl ConfigContext {
                 .flat_map(|s| s.routes.iter().map(String::len).chain([s.name.len()]))
                 .max()
                 .unwrap_or(1);
-            Value::from_serializable(&nginx_hash::map_hash_sizes(keys, longest))
+            let mut v = serde_json::to_value(nginx_hash::map_hash_sizes(keys, longest))
+                .expect("serializes");
+            v["runtime"] = serde_json::json!(if n.lua { "lua" } else { "reload" });
+            // The small maps with the generation, and the routes, in a dict each.
+            v["lua_dict_size"] =
+                serde_json::json!(nginx_hash::lua_dict_size(3 * config.services.len() + 2));
+            v["lua_routes_dict_size"] = serde_json::json!(nginx_hash::lua_dict_size(keys + 1));
+            v["lua_control"] = serde_json::json!(n.lua_control);
+            v["lua_modules"] = serde_json::json!([
+                n.module_dir.join(crate::config::NDK_MODULE),
+                n.module_dir.join(crate::config::LUA_MODULE),
+            ]);
+            Value::from_serializable(&v)
         });
         ConfigContext {
             base_services,

@@ -267,12 +267,18 @@ kind = "config"
 
     /// A config of kind nginx using the shipped templates (the default files).
     fn shipped_nginx() -> Config {
+        shipped_nginx_with("")
+    }
+
+    /// [`shipped_nginx`] with `proxy_extra` lines in `[proxy]`.
+    fn shipped_nginx_with(proxy_extra: &str) -> Config {
         let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates");
         let text = format!(
             r#"
 [proxy]
 kind = "nginx"
 status = "127.0.0.1:8099"
+{proxy_extra}
 [templates]
 dir = "{templates}"
 vars = {{ listen = "127.0.0.1:8080", worker_processes = 2 }}
@@ -281,6 +287,41 @@ window_ms = 10000
 "#
         );
         Config::from_toml(Path::new("/etc/cutover/cutover.toml"), &text).unwrap()
+    }
+
+    /// `state` with a 10% canary of api on green.
+    fn canary_of_api(state: &State) -> State {
+        state
+            .apply(&Request::Canary {
+                service: "api".into(),
+                colour: Colour::Green,
+                percent: 10,
+            })
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn the_nginx_lua_runtime_renders_a_config_that_no_routing_change_touches() {
+        let config = shipped_nginx_with("runtime = \"lua\"");
+        let names: Vec<&str> = config.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["routes", "services", "idle", "canary", "nginx"]);
+        let state = State::new([("api", Colour::Blue), ("web", Colour::Green)]);
+        let out = render_all(&config, &state);
+        snapshot("nginx/nginx-lua.conf", &out["nginx"]);
+        snapshot("nginx/idle.map", &out["idle"]);
+        snapshot("nginx/canary.map", &out["canary"]);
+        assert!(crate::proxy::nginx::lua::detect::lint(&out["nginx"]).is_empty());
+        // A canary and a drain change the maps, never the config.
+        let mut next = canary_of_api(&state);
+        next.services
+            .get_mut("web")
+            .unwrap()
+            .drained
+            .insert(Colour::Blue);
+        let out2 = render_all(&config, &next);
+        assert_eq!(out2["nginx"], out["nginx"]);
+        assert_ne!(out2["canary"], out["canary"]);
     }
 
     #[test]
@@ -322,13 +363,7 @@ window_ms = 10000
         // The config carries the generation its status endpoint answers.
         assert!(out2["nginx"].contains(&format!("return 200 \"{}\\n\";", flipped.generation)));
         // A canary is a split_clients block keyed on the service's sticky cookie.
-        let (canary, _) = state
-            .apply(&Request::Canary {
-                service: "api".into(),
-                colour: Colour::Green,
-                percent: 10,
-            })
-            .unwrap();
+        let canary = canary_of_api(&state);
         let out4 = render_all(&config, &canary);
         snapshot("nginx/nginx-canary.conf", &out4["nginx"]);
         assert!(

@@ -14,6 +14,10 @@
 //! nothing), and for more than [`SMALL_MAP_KEYS`] keys a `max_size` of about twice the key
 //! count and at least 10240, so that Nginx starts its search at a load of about one key per
 //! two buckets, where (with room for 8) a table fits at the first or second try.
+//!
+//! The same sizing idea for the Lua runtime mode's `lua_shared_dict` ([`lua_dict_size`]):
+//! the size follows the entry count with headroom and moves in powers of two, so that a
+//! few more routes keep the size (a reload keeps the dict only when its size is the same).
 
 use serde::Serialize;
 
@@ -28,6 +32,20 @@ pub const DEFAULT_MAX_SIZE: usize = 2048;
 pub const CACHELINE: usize = 64;
 /// Largest bucket size Nginx accepts: 65536 less one cache line.
 pub const MAX_BUCKET_SIZE: usize = 65536 - CACHELINE;
+
+/// Bytes one dict entry is given: a shared-dict node (about 80 bytes with its key and a
+/// short value) rounded up to its slab class, twice over for headroom: 512.
+pub const LUA_DICT_BYTES_PER_ENTRY: usize = 512;
+/// Smallest dict: 1 MiB (twice the minimum Nginx accepts, room for a few thousand keys).
+pub const LUA_DICT_MIN_MIB: usize = 1;
+
+/// The `lua_shared_dict` size for `entries` keys, as Nginx writes it (`4m`): entries times
+/// [`LUA_DICT_BYTES_PER_ENTRY`], rounded up to a power of two of MiB, at least
+/// [`LUA_DICT_MIN_MIB`].
+pub fn lua_dict_size(entries: usize) -> String {
+    let mib = (entries.saturating_mul(LUA_DICT_BYTES_PER_ENTRY)).div_ceil(1 << 20);
+    format!("{}m", mib.max(LUA_DICT_MIN_MIB).next_power_of_two())
+}
 
 /// The two map hash directives for the `http` block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -138,5 +156,14 @@ mod tests {
             map_hash_bucket_size: CACHELINE,
         };
         assert_eq!(nginx_tries(&keys, defaults), None);
+    }
+
+    #[test]
+    fn lua_dict_sizes_move_in_powers_of_two() {
+        assert_eq!(lua_dict_size(0), "1m");
+        assert_eq!(lua_dict_size(2000), "1m");
+        assert_eq!(lua_dict_size(2100), "2m");
+        assert_eq!(lua_dict_size(100_000), "64m");
+        assert_eq!(lua_dict_size(100_500), "64m");
     }
 }

@@ -50,6 +50,10 @@ pub struct SetupOptions {
     pub agent_extra: String,
     /// Extra TOML appended at the end of the config (e.g. a `[metrics]` table).
     pub config_extra: String,
+    /// Nginx only: `[proxy] runtime` (`"lua"`, `"auto"`), with the control socket in
+    /// `<dir>/lua/` and the idle and canary maps the Lua lookup reads; `None`: the default
+    /// (reload).
+    pub nginx_runtime: Option<String>,
 }
 
 impl Default for SetupOptions {
@@ -65,6 +69,7 @@ impl Default for SetupOptions {
             extra_services: String::new(),
             agent_extra: String::new(),
             config_extra: String::new(),
+            nginx_runtime: None,
         }
     }
 }
@@ -193,6 +198,14 @@ impl Setup {
         match &mut self.proxy {
             SetupProxy::Haproxy(h) => h,
             SetupProxy::Nginx(_) => panic!("this setup runs nginx"),
+        }
+    }
+
+    /// The Nginx of this setup, to kill or restart; panics for HAProxy.
+    pub fn nginx_mut(&mut self) -> &mut Nginx {
+        match &mut self.proxy {
+            SetupProxy::Nginx(n) => n,
+            SetupProxy::Haproxy(_) => panic!("this setup runs haproxy"),
         }
     }
 

@@ -117,6 +117,9 @@ impl Validator<'_> {
                     ("access_log_socket", raw.access_log_socket.is_some()),
                     ("access_log_group", raw.access_log_group.is_some()),
                     ("prefix", raw.prefix.is_some()),
+                    ("runtime", raw.runtime.is_some()),
+                    ("lua_control", raw.lua_control.is_some()),
+                    ("module_dir", raw.module_dir.is_some()),
                 ] {
                     if set {
                         self.problem(format!("proxy.{key}: only for kind = \"nginx\""));
@@ -160,6 +163,17 @@ impl Validator<'_> {
                         }
                     }),
                     prefix: raw.prefix.map(|p| self.abs("proxy.prefix", p)),
+                    runtime: raw.runtime.unwrap_or_default(),
+                    lua: raw.runtime == Some(NginxRuntime::Lua),
+                    lua_control: raw
+                        .lua_control
+                        .map(|p| self.abs("proxy.lua_control", p))
+                        .unwrap_or_else(|| PathBuf::from(DEFAULT_NGINX_LUA_CONTROL)),
+                    module_dir: raw
+                        .module_dir
+                        .map(|p| self.abs("proxy.module_dir", p))
+                        .unwrap_or_else(|| PathBuf::from(DEFAULT_NGINX_MODULE_DIR)),
+                    lua_maps: Default::default(),
                 })
             }
         };

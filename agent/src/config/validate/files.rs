@@ -77,6 +77,32 @@ impl Validator<'_> {
     }
 }
 
+impl Validator<'_> {
+    /// With the Nginx runtime mode possible (`runtime` other than `reload`), the maps the
+    /// Lua lookup reads ([`LUA_MAPS`]) must be configured maps; their paths go to the
+    /// Nginx settings.
+    pub(super) fn lua_maps(&mut self, proxy: &mut Proxy, files: &[FileSpec]) {
+        let Some(nginx) = proxy.nginx.as_mut() else {
+            return;
+        };
+        if nginx.runtime == NginxRuntime::Reload {
+            return;
+        }
+        for name in LUA_MAPS {
+            match files.iter().find(|f| f.name == name) {
+                Some(f) if f.kind == FileKind::Map => {
+                    nginx.lua_maps.insert(name.to_owned(), f.path.clone());
+                }
+                _ => self.problem(format!(
+                    "files: proxy.runtime = {:?} needs a map named {name:?} (template \
+                     nginx/{name}.map) for the Lua lookup",
+                    nginx.runtime.as_str()
+                )),
+            }
+        }
+    }
+}
+
 /// The files of a setup without `[[files]]`: the two maps in `proxy.map_dir` (HAProxy's
 /// config stays the operator's), and for Nginx also the main config, which every change
 /// reloads and so must be validated as a whole.
@@ -105,6 +131,28 @@ fn default_files(proxy: &Proxy, routes_may_be_empty: bool) -> Vec<FileSpec> {
             allow_empty: false,
         },
     ];
+    let runtime = proxy.nginx.as_ref().map(|n| n.runtime);
+    if runtime.is_some_and(|r| r != NginxRuntime::Reload) {
+        // The idle colour and the canary shares, which Nginx's Lua lookup reads.
+        files.push(FileSpec {
+            name: "idle".into(),
+            template: format!("{dir}/idle.map"),
+            path: proxy.map_dir.join("idle.map"),
+            kind: FileKind::Map,
+            uses_state: true,
+            values: ValueCheck::Backends,
+            allow_empty: false,
+        });
+        files.push(FileSpec {
+            name: "canary".into(),
+            template: format!("{dir}/canary.map"),
+            path: proxy.map_dir.join("canary.map"),
+            kind: FileKind::Map,
+            uses_state: true,
+            values: ValueCheck::Percent,
+            allow_empty: false,
+        });
+    }
     if proxy.kind == ProxyKind::Nginx {
         files.push(FileSpec {
             name: "nginx".into(),

@@ -47,7 +47,7 @@ impl Validator<'_> {
 
     pub(super) fn config(&mut self, path: &Path, raw: RawConfig) -> Config {
         let agent = self.agent(raw.agent);
-        let proxy = self.proxy(raw.proxy);
+        let mut proxy = self.proxy(raw.proxy);
         let templates = Templates {
             dir: raw
                 .templates
@@ -66,6 +66,7 @@ impl Validator<'_> {
         );
         let routes_may_be_empty = raw.services.iter().all(|s| s.allow_empty_routes);
         let files = self.files(raw.files, &proxy, routes_may_be_empty);
+        self.lua_maps(&mut proxy, &files);
         let services = self.services(raw.services, proxy.kind.map_syntax());
         let (cluster, fleet) = match raw.cluster {
             None => (None, None),

@@ -208,6 +208,7 @@ impl Proxy for Haproxy {
             reloads: e.reloads,
             workers: vec![],
             generation: None,
+            seeded_ms: None,
         })
     }
 

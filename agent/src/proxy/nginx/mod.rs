@@ -19,10 +19,17 @@
 //! [`ProxyError::Unsupported`] (so `cutover map show --live` says so) and the generation
 //! endpoint is what proves which rendered tree Nginx serves (`cutover status` shows it).
 //! The map hash sizes the templates set are the renderer's ([`crate::render::nginx_hash`]).
+//!
+//! With the Lua runtime mode ([`lua`], `[proxy] runtime = "lua"`, or `"auto"` where it
+//! works) the routing maps live in a shared dict that the agent writes without a reload:
+//! [`Proxy::has_runtime_maps`] is true, maps are read and updated through the control
+//! endpoint, and a reload (structural changes only) is confirmed by new workers and
+//! followed by loading the files into the dict with the new generation.
 
 pub mod accesslog;
 pub mod checker;
 pub mod errorlog;
+pub mod lua;
 pub mod procs;
 mod reload;
 pub mod status;
@@ -33,7 +40,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::{
-    BackendStats, CheckReport, Epoch, MapUpdate, Proxy, ProxyError, ReloadGap, ReloadReport,
+    BackendStats, CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError, ReloadGap,
+    ReloadReport,
 };
 use crate::config::{self, NginxSettings};
 use crate::mapfile::MapEntries;
@@ -46,7 +54,8 @@ pub const EPOCH_STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Nginx {
     binary: PathBuf,
     config: PathBuf,
-    settings: NginxSettings,
+    /// Boxed: `AnyProxy` holds an Nginx or a much smaller HAProxy.
+    settings: Box<NginxSettings>,
     reload_timeout: Duration,
     command_timeout: Duration,
     gap: ReloadGap,
@@ -55,15 +64,26 @@ pub struct Nginx {
     /// Counters from the access log and the listener feeding them, once started (only
     /// when a service has a post-switch watch).
     access: OnceLock<Box<(Arc<accesslog::AccessStats>, accesslog::Listener)>>,
+    /// The Lua runtime's dict, when that mode is in use (boxed: most Nginx setups reload).
+    lua: Option<Box<lua::Runtime>>,
+    /// In the Lua mode, the upstreams of the main config as last read, with the file's
+    /// length and modification time: a switch needs no `nginx -T` while it is unchanged.
+    backends_seen: std::sync::Mutex<Option<(u64, std::time::SystemTime, BTreeSet<String>)>>,
 }
 
 impl Nginx {
     /// From a validated config of kind `nginx`.
     pub fn new(proxy: &config::Proxy) -> Nginx {
+        let settings = proxy.nginx.as_ref().expect("validated: nginx settings");
+        let lua = settings
+            .lua
+            .then(|| Box::new(lua::Runtime::new(settings, proxy.command_timeout)));
         Nginx {
+            lua,
+            backends_seen: std::sync::Mutex::new(None),
             binary: proxy.binary.clone(),
             config: proxy.config.clone(),
-            settings: proxy.nginx.clone().expect("validated: nginx settings"),
+            settings: Box::new(settings.clone()),
             reload_timeout: proxy.reload_timeout,
             command_timeout: proxy.command_timeout,
             gap: ReloadGap::new(proxy.min_reload_gap),
@@ -85,6 +105,44 @@ impl Nginx {
     }
 }
 
+impl Nginx {
+    /// A reload in the Lua runtime mode: confirmed by new workers alone (the generation
+    /// endpoint answers the dict's generation, which the reload keeps), then the files
+    /// (which may carry news the dict lacks) are loaded into the dict with `generation`, and
+    /// the endpoint must answer it.
+    async fn reload_lua(
+        &self,
+        lua: &lua::Runtime,
+        generation: u64,
+    ) -> Result<ReloadReport, ProxyError> {
+        let started = std::time::Instant::now();
+        let report = self.signal_and_confirm(None).await?;
+        let edits = lua.load_files(generation).await?;
+        let served = status::generation(&self.settings.status, reload::PROBE_TIMEOUT)
+            .await
+            .map_err(|e| ProxyError::ReloadUnconfirmed {
+                source: Box::new(e),
+            })?;
+        if served != generation {
+            return Err(ProxyError::ReloadUnconfirmed {
+                source: format!(
+                    "the dict was loaded with generation {generation}, but the status endpoint \
+                     answers {served}"
+                )
+                .into(),
+            });
+        }
+        tracing::debug!(
+            edits,
+            "after the reload, the files were loaded into the Lua dict"
+        );
+        Ok(ReloadReport {
+            elapsed: started.elapsed(),
+            ..report
+        })
+    }
+}
+
 impl Proxy for Nginx {
     fn name(&self) -> &'static str {
         "nginx"
@@ -95,10 +153,20 @@ impl Proxy for Nginx {
     }
 
     fn has_runtime_maps(&self) -> bool {
-        false
+        self.lua.is_some()
     }
 
-    async fn read_map(&self, _path: &Path) -> Result<MapEntries, ProxyError> {
+    fn map_mechanism(&self, edits: usize) -> MapMechanism {
+        match edits {
+            0 => MapMechanism::Unchanged,
+            _ => MapMechanism::PerKey,
+        }
+    }
+
+    async fn read_map(&self, path: &Path) -> Result<MapEntries, ProxyError> {
+        if let Some(lua) = &self.lua {
+            return lua.read_map(path).await;
+        }
         Err(ProxyError::Unsupported {
             what: "reading a map back from the running proxy (it has no runtime API; \
                    `cutover status` shows the generation it serves)",
@@ -108,17 +176,39 @@ impl Proxy for Nginx {
 
     /// The upstreams the config on disk defines (read with `nginx -T`); the engine keeps
     /// the files equal to what the master loaded.
+    /// In the Lua mode the answer is kept while the main config's length and modification
+    /// time stay the same (upstreams are defined there), so a switch costs no `nginx -T`.
     async fn backends(&self) -> Result<BTreeSet<String>, ProxyError> {
+        let stamp = std::fs::metadata(&self.config)
+            .ok()
+            .and_then(|m| Some((m.len(), m.modified().ok()?)))
+            .filter(|_| self.lua.is_some());
+        if let Some((len, modified)) = stamp {
+            let seen = self.backends_seen.lock().expect("not poisoned");
+            if let Some((l, m, b)) = seen.as_ref() {
+                if (*l, *m) == (len, modified) {
+                    return Ok(b.clone());
+                }
+            }
+        }
         let report = self.check(&self.config).await?;
-        Ok(report.backends.unwrap_or_default())
+        let backends = report.backends.unwrap_or_default();
+        if let Some((len, modified)) = stamp {
+            *self.backends_seen.lock().expect("not poisoned") =
+                Some((len, modified, backends.clone()));
+        }
+        Ok(backends)
     }
 
     async fn update_map(
         &self,
-        _path: &Path,
-        _from: &MapEntries,
-        _to: &MapEntries,
+        path: &Path,
+        from: &MapEntries,
+        to: &MapEntries,
     ) -> Result<MapUpdate, ProxyError> {
+        if let Some(lua) = &self.lua {
+            return lua.update_map(path, from, to, None).await;
+        }
         Err(ProxyError::Unsupported {
             what: "changing a map without a reload",
             proxy: "nginx",
@@ -128,7 +218,10 @@ impl Proxy for Nginx {
     async fn reload(&self, generation: u64) -> Result<ReloadReport, ProxyError> {
         let _one = self.reloading.lock().await;
         let gap_wait = self.gap.wait().await;
-        let result = self.signal_and_confirm(generation).await;
+        let result = match &self.lua {
+            None => self.signal_and_confirm(Some(generation)).await,
+            Some(lua) => self.reload_lua(lua, generation).await,
+        };
         self.gap.ended();
         result.map(|report| ReloadReport { gap_wait, ..report })
     }
@@ -138,23 +231,41 @@ impl Proxy for Nginx {
         let children = procs::snapshot(master).map_err(|e| ProxyError::Unreachable {
             source: Box::new(e),
         })?;
-        let timeout = self.command_timeout.min(EPOCH_STATUS_TIMEOUT);
-        let generation = status::generation(&self.settings.status, timeout)
-            .await
-            .ok();
+        let (generation, seeded_ms) = match &self.lua {
+            Some(lua) => {
+                let head = lua.head().await?;
+                (Some(head.generation), Some(head.seeded_ms))
+            }
+            None => {
+                let timeout = self.command_timeout.min(EPOCH_STATUS_TIMEOUT);
+                let generation = status::generation(&self.settings.status, timeout)
+                    .await
+                    .ok();
+                (generation, None)
+            }
+        };
         Ok(Epoch {
             master_pid: master,
             reloads: 0,
             workers: children.workers.into_iter().collect(),
             generation,
+            seeded_ms,
         })
+    }
+
+    /// The Lua dict keeps the generation: recorded there once the maps match the files.
+    async fn mark_generation(&self, generation: u64) -> Result<bool, ProxyError> {
+        match &self.lua {
+            Some(lua) => lua.set_generation(generation).await.map(|_| true),
+            None => Ok(false),
+        }
     }
 
     fn reload_wait(&self) -> Duration {
         self.gap.remaining()
     }
 
-    /// Nothing to do at runtime: which colours are drained is part of the state the config
+    /// Nothing to do at runtime: in the reload mode, which colours are drained is part of the state the config
     /// is rendered from (the shipped nginx.conf marks their servers `down`), so the reload
     /// that carried the change has applied it.
     async fn set_drain(&self, _backend: &str, _drain: bool) -> Result<(), ProxyError> {

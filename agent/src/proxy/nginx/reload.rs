@@ -107,10 +107,14 @@ impl From<ReloadError> for ProxyError {
 }
 
 impl Nginx {
+    /// `generation`: what the generation endpoint must answer once the new config serves;
+    /// `None` (the Lua runtime, whose endpoint answers the dict's generation, which a
+    /// reload keeps) takes any answer of a new worker.
     pub(super) async fn signal_and_confirm(
         &self,
-        generation: u64,
+        generation: Option<u64>,
     ) -> Result<ReloadReport, ProxyError> {
+        let wanted = |g: u64| generation.is_none_or(|w| w == g);
         let master = procs::master(&self.settings.pid_file).map_err(ReloadError::from)?;
         let before = procs::snapshot(master).map_err(|e| ProxyError::ReloadNotSent {
             source: Box::new(ReloadError::from(e)),
@@ -143,7 +147,7 @@ impl Nginx {
             if !new_workers.is_empty() {
                 if serving.is_none() {
                     match status::generation(&self.settings.status, PROBE_TIMEOUT).await {
-                        Ok(g) if g == generation => serving = Some(started.elapsed()),
+                        Ok(g) if wanted(g) => serving = Some(started.elapsed()),
                         Ok(g) => last_answer = format!("generation {g}"),
                         Err(e) => last_answer = e.to_string(),
                     }
@@ -158,7 +162,7 @@ impl Nginx {
                 if serving.is_some() && old_stopped.is_some() {
                     // Only new workers accept now: every new connection must see it.
                     match status::generation(&self.settings.status, PROBE_TIMEOUT).await {
-                        Ok(g) if g == generation => {
+                        Ok(g) if wanted(g) => {
                             return Ok(ReloadReport {
                                 workers: now.workers.into_iter().collect(),
                                 elapsed: started.elapsed(),
@@ -186,7 +190,7 @@ impl Nginx {
                     ReloadError::NotServing {
                         workers: new_workers,
                         status: self.settings.status.clone(),
-                        generation,
+                        generation: generation.unwrap_or_default(),
                         timeout,
                         last_answer,
                         fatal,

@@ -1,0 +1,238 @@
+//! The Nginx runtime mode (`[proxy] runtime = "lua"`): the routing maps live in a
+//! `lua_shared_dict` that every worker reads per request (`templates/nginx/runtime.lua.conf`)
+//! and that the agent writes through the control endpoint on a unix socket ([`client`]),
+//! so a switch, a canary share or a rollback reaches every worker at once without a reload.
+//!
+//! The files stay the source of truth: the engine writes them before it writes the dict,
+//! Nginx seeds an empty dict from them when it starts (a reload that keeps the dict's size
+//! keeps what the agent wrote), and after a reload the agent loads them into the dict
+//! ([`Runtime::load_files`]). The dict holds the generation the agent last wrote and when it
+//! was seeded ([`client::Head`]): a changed seed time or a generation 0 tells the agent that
+//! Nginx restarted and the dict came from the files, which the reconcile then compares.
+//!
+//! Writes use `safe_set`: a full dict answers 507 ([`ProxyError::Full`]) and evicts nothing.
+//! Loads larger than [`MAX_LINES`] go in several requests. Whether the module works on this
+//! host is [`detect`]'s question.
+
+pub mod client;
+pub mod detect;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::config::NginxSettings;
+use crate::mapfile::{MapEntries, MapSyntax};
+use crate::proxy::{MapMechanism, MapUpdate, ProxyError};
+use client::{Control, Head};
+
+/// Most lines one control request carries (the endpoint refuses more): 50 000.
+pub const MAX_LINES: usize = 50_000;
+/// Largest map file read back from disk after a reload, in bytes: 256 MiB.
+const MAX_MAP_FILE: u64 = 256 << 20;
+
+/// Why a map could not be handed to the dict; the source of a [`ProxyError`].
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The map is not one the Lua lookup reads.
+    #[error("{} is not a map the Nginx Lua runtime holds (it holds {known})", path.display())]
+    UnknownMap {
+        /// The map file asked for.
+        path: PathBuf,
+        /// The maps it holds.
+        known: String,
+    },
+    /// The dict answered other values than were written.
+    #[error("map {map}: the dict holds {got:?} for {key:?} after {want:?} was written")]
+    ReadBack {
+        /// The map.
+        map: String,
+        /// The key.
+        key: String,
+        /// The value sent.
+        want: String,
+        /// What the endpoint answered, if anything.
+        got: Option<String>,
+    },
+    /// A map file could not be read or parsed after a reload.
+    #[error("map file {}: {reason}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The dict of one Nginx, through its control endpoint.
+#[derive(Debug)]
+pub struct Runtime {
+    control: Control,
+    /// Map file -> its name in the dict.
+    maps: BTreeMap<PathBuf, String>,
+}
+
+impl Runtime {
+    /// For the settings of a config whose runtime mode is Lua; `timeout` bounds one request.
+    pub fn new(settings: &NginxSettings, timeout: Duration) -> Runtime {
+        Runtime {
+            control: Control::new(&settings.lua_control, timeout),
+            maps: settings
+                .lua_maps
+                .iter()
+                .map(|(name, path)| (path.clone(), name.clone()))
+                .collect(),
+        }
+    }
+
+    fn name(&self, path: &Path) -> Result<&str, ProxyError> {
+        self.maps
+            .get(path)
+            .map(String::as_str)
+            .ok_or_else(|| ProxyError::InvalidArgument {
+                source: Box::new(RuntimeError::UnknownMap {
+                    path: path.to_owned(),
+                    known: self.maps.values().cloned().collect::<Vec<_>>().join(", "),
+                }),
+            })
+    }
+
+    /// The dict's generation and seed time.
+    pub async fn head(&self) -> Result<Head, ProxyError> {
+        Ok(self.control.head().await?)
+    }
+
+    /// The entries of the map loaded from `path`, as the dict holds them.
+    pub async fn read_map(&self, path: &Path) -> Result<MapEntries, ProxyError> {
+        let name = self.name(path)?;
+        Ok(self.control.dump(name).await?.1)
+    }
+
+    /// Brings the map of `path` from `from` to `to` in requests of at most [`MAX_LINES`]
+    /// lines, recording `generation` with the last; every value set is read back.
+    pub async fn update_map(
+        &self,
+        path: &Path,
+        from: &MapEntries,
+        to: &MapEntries,
+        generation: Option<u64>,
+    ) -> Result<MapUpdate, ProxyError> {
+        let started = Instant::now();
+        let name = self.name(path)?.to_owned();
+        let lines = edit_lines(from, to);
+        let edits = lines.len();
+        let chunks: Vec<&[String]> = lines.chunks(MAX_LINES).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let last = i + 1 == chunks.len();
+            let body: String = chunk.iter().map(|l| format!("{l}\n")).collect();
+            let (_, back) = self
+                .control
+                .update(&name, &body, generation.filter(|_| last))
+                .await?;
+            for line in chunk.iter() {
+                let mut words = line.split(' ');
+                if let (Some("set"), Some(k), Some(v)) = (words.next(), words.next(), words.next())
+                {
+                    if back.get(k).map(String::as_str) != Some(v) {
+                        return Err(ProxyError::UnexpectedReply {
+                            source: Box::new(RuntimeError::ReadBack {
+                                map: name.clone(),
+                                key: k.to_owned(),
+                                want: v.to_owned(),
+                                got: back.get(k).cloned(),
+                            }),
+                        });
+                    }
+                }
+            }
+        }
+        if chunks.is_empty() {
+            if let Some(g) = generation {
+                self.control.set_generation(g).await?;
+            }
+        }
+        Ok(MapUpdate {
+            mechanism: if edits == 0 {
+                MapMechanism::Unchanged
+            } else {
+                MapMechanism::PerKey
+            },
+            edits,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Records `generation` as the one the dict serves.
+    pub async fn set_generation(&self, generation: u64) -> Result<Head, ProxyError> {
+        Ok(self.control.set_generation(generation).await?)
+    }
+
+    /// Makes every map of the dict equal to its file on disk and records `generation`:
+    /// after a reload, which keeps the dict (its size unchanged) but not the files' news.
+    /// Returns the number of edits.
+    pub async fn load_files(&self, generation: u64) -> Result<usize, ProxyError> {
+        let mut edits = 0;
+        for (path, name) in &self.maps {
+            let desired = read_map_file(path)?;
+            let (_, live) = self.control.dump(name).await?;
+            edits += self
+                .update_map(path, &live, &desired, None)
+                .await
+                .map(|u| u.edits)?;
+        }
+        self.control.set_generation(generation).await?;
+        Ok(edits)
+    }
+}
+
+/// `set <key> <value>` for every entry of `to` that `from` lacks or holds otherwise, then
+/// `del <key>` for every key only `from` has.
+pub fn edit_lines(from: &MapEntries, to: &MapEntries) -> Vec<String> {
+    let mut lines: Vec<String> = to
+        .iter()
+        .filter(|(k, v)| from.get(*k) != Some(*v))
+        .map(|(k, v)| format!("set {k} {v}"))
+        .collect();
+    lines.extend(
+        from.keys()
+            .filter(|k| !to.contains_key(*k))
+            .map(|k| format!("del {k}")),
+    );
+    lines
+}
+
+fn read_map_file(path: &Path) -> Result<MapEntries, ProxyError> {
+    let err = |reason: String| ProxyError::InvalidArgument {
+        source: Box::new(RuntimeError::File {
+            path: path.to_owned(),
+            reason,
+        }),
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    if meta.len() > MAX_MAP_FILE {
+        return Err(err(format!("larger than {MAX_MAP_FILE} bytes")));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    MapSyntax::Nginx
+        .parse(&text)
+        .map_err(|e| err(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edits_set_what_differs_and_delete_what_is_gone() {
+        let from: MapEntries = [("a", "1"), ("b", "2"), ("c", "3")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let to: MapEntries = [("a", "1"), ("b", "20"), ("d", "4")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        assert_eq!(edit_lines(&from, &to), ["set b 20", "set d 4", "del c"]);
+        assert!(edit_lines(&to, &to).is_empty());
+    }
+}
