@@ -333,7 +333,7 @@ async fn reload_with_a_broken_config_fails_and_the_old_worker_serves() {
                 before.worker_pids(),
                 "old worker replaced"
             );
-            assert_eq!(table.workers[0].reloads, 1);
+            assert_eq!(table.current_workers()[0].reloads, 1);
         }
         other => panic!("expected ReloadFailed, got {other:?}"),
     }

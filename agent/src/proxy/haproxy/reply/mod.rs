@@ -72,6 +72,13 @@ pub fn clip(reply: &str) -> &str {
     &reply[..end]
 }
 
+/// True when HAProxy says a command did not fit its buffer: "The command is too big for
+/// the buffer size" (3.0, and 3.2 with upstream fix ebb801d7c) or "The command line is too
+/// big for the buffer size". The command was not executed. (2.6 answers nothing instead.)
+pub fn is_too_big(reply: &str) -> bool {
+    reply.contains("too big for the buffer size")
+}
+
 /// Checks the reply of a mutating command (`set map`, `add map`, `del map`, `commit map`,
 /// `clear map`, `set weight`, `set server ... state`): success is exactly `"\n"`.
 pub fn check_mutation(reply: &str) -> Result<(), ReplyError> {
@@ -105,6 +112,16 @@ mod tests {
         assert!(
             matches!(check_mutation(unknown), Err(ReplyError::Refused { reply }) if reply.starts_with("Unknown command"))
         );
+    }
+
+    #[test]
+    fn too_big_in_both_wordings() {
+        assert!(is_too_big("The command is too big for the buffer size. Please change tune.bufsize in the configuration to use a bigger command.\n\n"));
+        assert!(is_too_big(
+            "The command line is too big for the buffer size.\n"
+        ));
+        assert!(!is_too_big("\n"));
+        assert!(!is_too_big("Key not found.\n"));
     }
 
     #[test]
