@@ -10,8 +10,9 @@
 # $CUTOVER_CHROOT_CACHE (default /var/cache/cutover-ci/<suite>), built once and reused by
 # later runs; CUTOVER_CHROOT_REFRESH=1 rebuilds them. While the tests run, /dev, /proc, /tmp
 # and this checkout are bind-mounted at the same paths inside, and wrappers named haproxy
-# and nginx, first on PATH, run the chroot's binaries (`exec chroot DIR /usr/sbin/haproxy`,
-# so the PID the tests see is the proxy's). Needs root. CUTOVER_MATRIX_TESTS overrides the
+# and nginx run the chroot's binaries (`exec chroot DIR /usr/sbin/haproxy`, so the PID the
+# tests see is the proxy's); CUTOVER_PROXY_DIR makes the tests take them first (PATH stays
+# as it is: build scripts watch it, and a changed PATH would rebuild them). Needs root. CUTOVER_MATRIX_TESTS overrides the
 # test targets (space separated, default below).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -71,8 +72,10 @@ trap unmount_all EXIT
 bind() {
     local source="$1" target="$2"
     mkdir -p "$target"
-    mountpoint -q "$target" || mount --bind "$source" "$target"
-    mounted+=("$target")
+    if ! mountpoint -q "$target"; then
+        mount --bind "$source" "$target"
+        mounted+=("$target")
+    fi
 }
 
 # The wrappers that make suite $1's proxies the ones the tests find first on PATH.
@@ -92,8 +95,10 @@ for suite in "${suites[@]}"; do
     dir="$cache/$suite"
     bind /dev "$dir/dev"
     mkdir -p "$dir/proc"
-    mountpoint -q "$dir/proc" || mount -t proc proc "$dir/proc"
-    mounted+=("$dir/proc")
+    if ! mountpoint -q "$dir/proc"; then
+        mount -t proc proc "$dir/proc"
+        mounted+=("$dir/proc")
+    fi
     bind /tmp "$dir/tmp"
     bind "$checkout" "$dir$checkout"
     bin="$(wrappers "$suite")"
@@ -101,7 +106,7 @@ for suite in "${suites[@]}"; do
     args=()
     for t in $tests; do args+=(--test "$t"); done
     started=$SECONDS
-    if ! PATH="$bin:$PATH" CUTOVER_REQUIRE_PROXIES=1 \
+    if ! CUTOVER_PROXY_DIR="$bin" CUTOVER_REQUIRE_PROXIES=1 \
         cargo test -p cutover-tests --locked "${args[@]}"; then
         echo "== $suite: FAILED" >&2
         status=1

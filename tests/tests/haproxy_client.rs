@@ -349,6 +349,44 @@ async fn reload_with_a_broken_config_fails_and_the_old_worker_serves() {
     assert_eq!(site.body_for("blue.example").await, "blue");
 }
 
+/// A reload asked for while another one runs waits for it: 3.2 answers "Another reload is
+/// still in progress.", 2.6 and 3.0 refuse connections while the master re-executes. Both
+/// are retried within the deadline, and both reloads happen.
+#[tokio::test]
+async fn a_reload_while_another_runs_waits_for_it() {
+    let binary = require_proxy!("haproxy");
+    let site = Site::start(&binary);
+    let master = site.haproxy.master();
+    let before = master.show_proc().await.unwrap();
+
+    // A map big enough that loading the config takes a noticeable time.
+    let slow = site.haproxy.paths().file("slow.map");
+    let mut text = String::with_capacity(40 << 20);
+    for i in 0..1_000_000 {
+        text.push_str(&format!("key{i}.example.com be{}\n", i % 7));
+    }
+    std::fs::write(&slow, text).unwrap();
+    let good_config = site.haproxy.config_text();
+    site.haproxy.write_config(&format!(
+        "{good_config}\nbackend be_slow\n    http-request set-header X-Slow %[str(x),map({},none)]\n",
+        slow.display()
+    ));
+
+    // The foreign reload: 2.6 answers at once, 2.7+ when the new worker is up.
+    let foreign = {
+        let master = master.clone();
+        tokio::spawn(async move { master.command("reload").await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let outcome = master.reload(RELOAD_WITHIN).await.unwrap();
+    eprintln!("reload after {:?}: {outcome:?}", started.elapsed());
+    let _ = foreign.await.unwrap();
+    assert_eq!(outcome.table.failed, 0);
+    assert_eq!(outcome.reloads, before.reloads + 2, "{outcome:?}");
+    assert_eq!(site.body_for("green.example").await, "green");
+}
+
 #[tokio::test]
 async fn a_foreign_reload_moves_the_epoch() {
     let binary = require_proxy!("haproxy");

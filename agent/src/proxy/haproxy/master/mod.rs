@@ -94,6 +94,21 @@ pub enum MasterError {
         /// HAProxy's reply to `reload` (2.7+ only; cut to a bounded size).
         reply: Option<String>,
     },
+    /// Another reload kept the master busy until the deadline ("Another reload is still in
+    /// progress." on 3.2, refused connections on 2.6 and 3.0): ours was not done.
+    #[error(
+        "haproxy master {}: another reload kept the master busy for {waited:?}, ours was not \
+         done; last seen: {last}",
+        path.display()
+    )]
+    Busy {
+        /// The master CLI socket.
+        path: PathBuf,
+        /// How long the client retried.
+        waited: Duration,
+        /// The master's last answer, or the last connection error.
+        last: String,
+    },
     /// The reload was sent but neither success nor failure was seen before the deadline.
     #[error(
         "haproxy master {}: reload sent but not confirmed within {waited:?}; last seen: {last}",

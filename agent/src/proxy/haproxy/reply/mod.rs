@@ -5,18 +5,22 @@
 //!
 //! One file per family of replies: `maps` (`show map`, `prepare map`), `servers`
 //! (`show backend`, `show servers state`, `show stat`) and `proc` (the master's `show
-//! proc` and `reload`); the error and the helpers all of them share are here.
+//! proc` and `reload`), `info` (`show info`); the error and the helpers all of them share are here.
 
+mod info;
 mod maps;
 mod proc;
 mod servers;
 
 use thiserror::Error;
 
+pub use self::info::{parse_show_info, ProcessInfo};
 pub use self::maps::{
     parse_map_entries, parse_map_line, parse_map_list, parse_prepared_version, MapInfo, MapLine,
 };
-pub use self::proc::{parse_reload_verdict, parse_show_proc, ProcEntry, ProcEpoch, ProcTable};
+pub use self::proc::{
+    is_reload_busy, parse_reload_verdict, parse_show_proc, ProcEntry, ProcEpoch, ProcTable,
+};
 pub use self::servers::{parse_backend_stat, parse_backends, parse_servers_state, ServerState};
 
 /// Longest piece of a reply kept inside an error, in bytes. Error replies of HAProxy are one

@@ -179,6 +179,12 @@ pub fn parse_reload_verdict(reply: &str) -> Option<bool> {
     })
 }
 
+/// True when the master refused `reload` because another one runs (3.2: "Another reload is
+/// still in progress.", with `Success=0`): nothing was reloaded, try again later.
+pub fn is_reload_busy(reply: &str) -> bool {
+    reply.contains("Another reload is still in progress")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +288,8 @@ mod tests {
             parse_reload_verdict("Success=0\n--\n[ALERT] bad\n"),
             Some(false)
         );
+        let busy = "Success=0\n--\nAnother reload is still in progress.\n\n";
+        assert!(is_reload_busy(busy));
+        assert!(!is_reload_busy("Success=0\n--\n[ALERT] bad\n"));
     }
 }
