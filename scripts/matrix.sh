@@ -89,9 +89,18 @@ wrappers() {
     echo "$bin"
 }
 
+# The chroots are built side by side (mostly downloads), then the suites run one by one.
+builds=()
+for suite in "${suites[@]}"; do
+    build_chroot "$suite" &
+    builds+=("$!")
+done
+for pid in "${builds[@]}"; do
+    wait "$pid"
+done
+
 status=0
 for suite in "${suites[@]}"; do
-    build_chroot "$suite"
     dir="$cache/$suite"
     bind /dev "$dir/dev"
     mkdir -p "$dir/proc"

@@ -83,6 +83,10 @@ impl Proxy for AnyProxy {
         delegate!(self, p => p.epoch().await)
     }
 
+    fn version_report(&self) -> (Option<String>, Vec<String>) {
+        delegate!(self, p => p.version_report())
+    }
+
     fn reload_wait(&self) -> Duration {
         delegate!(self, p => p.reload_wait())
     }

@@ -145,6 +145,25 @@ impl Haproxy {
     }
 }
 
+/// The version of the HAProxy binary at `program` (`haproxy -v`): the one the next reload
+/// or restart runs. `None` when it cannot be run or its banner is not understood.
+pub async fn binary_version(program: &Path) -> Option<HaproxyVersion> {
+    let out = run_program(program, &["-v".as_ref()], CHECK_TIMEOUT)
+        .await
+        .ok()?;
+    let banner = out.stdout.lines().next()?;
+    HaproxyVersion::parse(banner.strip_prefix("HAProxy version ")?.split(' ').next()?)
+}
+
+/// The warnings about the HAProxy binary at `program` (see [`running::version_warning`]).
+pub async fn binary_warnings(program: &Path) -> Vec<String> {
+    binary_version(program)
+        .await
+        .and_then(|v| running::version_warning(&v))
+        .into_iter()
+        .collect()
+}
+
 /// Runs HAProxy's checker (or another by argument vector) and sorts its output into
 /// warnings or a failure in the checker's own words.
 pub async fn run_check(
@@ -294,6 +313,16 @@ impl Proxy for Haproxy {
         })
     }
 
+    fn version_report(&self) -> (Option<String>, Vec<String>) {
+        match self.running.version() {
+            Some(v) => (
+                Some(v.text.clone()),
+                running::version_warning(&v).into_iter().collect(),
+            ),
+            None => (None, Vec::new()),
+        }
+    }
+
     fn reload_wait(&self) -> Duration {
         self.gap.remaining()
     }
@@ -346,6 +375,39 @@ impl Proxy for Haproxy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `haproxy -v` of a 3.2.0 build gives the warning; later ones and unknown programs none.
+    #[tokio::test]
+    async fn version_of_the_installed_binary() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fake = |name: &str, banner: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(
+                &path,
+                format!("#!/bin/sh\necho '{banner}'\necho 'Status: x'\n"),
+            )
+            .unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            path
+        };
+        let old = fake(
+            "h320",
+            "HAProxy version 3.2.0-1 2025/05/28 - https://haproxy.org/",
+        );
+        assert_eq!(binary_version(&old).await.unwrap().numbers, (3, 2, 0));
+        let warnings = binary_warnings(&old).await;
+        assert!(
+            warnings.len() == 1 && warnings[0].contains("ebb801d7c"),
+            "{warnings:?}"
+        );
+        let new = fake(
+            "h3226",
+            "HAProxy version 3.2.26-1 2026/10/14 - https://haproxy.org/",
+        );
+        assert!(binary_warnings(&new).await.is_empty());
+        assert_eq!(binary_version(Path::new("/bin/true")).await, None);
+    }
 
     /// External programs get an argument vector: shell syntax in a path is just bytes of
     /// a file name.
