@@ -32,7 +32,9 @@ fn switch_and_rollback_change_what_requests_get() {
 
     let (status, entries) = scenario::status_and_history_after_rollback(&s);
     // The status names the running version, as HAProxy's own banner does.
-    let version = status["data"]["proxy"]["version"].as_str().unwrap_or_default();
+    let version = status["data"]["proxy"]["version"]
+        .as_str()
+        .unwrap_or_default();
     let banner = std::process::Command::new(cutover_tests::proxy_binary("haproxy").unwrap())
         .arg("-v")
         .output()

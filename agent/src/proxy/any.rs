@@ -87,6 +87,10 @@ impl Proxy for AnyProxy {
         delegate!(self, p => p.version_report())
     }
 
+    async fn last_reload_failure(&self) -> Option<String> {
+        delegate!(self, p => p.last_reload_failure().await)
+    }
+
     fn reload_wait(&self) -> Duration {
         delegate!(self, p => p.reload_wait())
     }

@@ -323,6 +323,27 @@ impl Proxy for Haproxy {
         }
     }
 
+    /// `[failed: N]` in `show proc` says the latest reload failed; `show startup-logs`
+    /// (2.7+) says why: its ALERT and WARNING lines.
+    async fn last_reload_failure(&self) -> Option<String> {
+        let table = self.master.show_proc().await.ok()?;
+        if table.failed == 0 {
+            return None;
+        }
+        let logs = self.master.startup_logs().await.ok().flatten();
+        let alerts: Vec<&str> = logs
+            .as_deref()
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("[ALERT]") || l.contains("[WARNING]"))
+            .collect();
+        Some(if alerts.is_empty() {
+            format!("{} failed reload(s) of HAProxy", table.failed)
+        } else {
+            alerts.join("\n")
+        })
+    }
+
     fn reload_wait(&self) -> Duration {
         self.gap.remaining()
     }

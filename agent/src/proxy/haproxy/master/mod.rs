@@ -169,6 +169,17 @@ impl MasterClient {
         self.show_proc_within(self.timeout).await
     }
 
+    /// The log of the latest (re)load, as the master kept it (`show startup-logs`, 2.7+):
+    /// after a failed reload, HAProxy's own ALERT lines. `None` when the master has no such
+    /// command (2.6).
+    pub async fn startup_logs(&self) -> Result<Option<String>, MasterError> {
+        let reply = self.command("show startup-logs").await?;
+        if reply.starts_with("Unknown command") {
+            return Ok(None);
+        }
+        Ok(Some(reply::clip(reply.trim_end()).to_owned()))
+    }
+
     /// The current generation (master PID and reload counter). Compare two epochs to notice
     /// reloads made by others, e.g. a `kill -USR2` to the master.
     pub async fn epoch(&self) -> Result<ProcEpoch, MasterError> {

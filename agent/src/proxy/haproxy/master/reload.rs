@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{MasterClient, MasterError, MAX_REPLY_BYTES};
 use crate::proxy::haproxy::oneshot::{into_string, is_reset, open_oneshot, read_to_end, Exchange};
-use crate::proxy::haproxy::reply::{self, ProcTable};
+use crate::proxy::haproxy::reply::{self, ProcTable, ReplyError};
 
 /// First pause between two `show proc` polls while a reload is confirmed (20 ms); it doubles
 /// up to [`RELOAD_POLL_MAX`].
@@ -168,11 +168,18 @@ impl MasterClient {
     }
 }
 
-/// A connection the master refused: on 2.6 and 3.0, what a reload in progress looks like
-/// (the master re-executes). A missing socket is not retried.
+/// What a reload in progress looks like on 2.6 and 3.0, where the master re-executes: a
+/// refused connection, or one reset or closed without an answer. A missing socket is not
+/// retried.
 fn is_refused(err: &MasterError) -> bool {
-    matches!(err, MasterError::Connect { source, .. }
-        if source.kind() == std::io::ErrorKind::ConnectionRefused)
+    match err {
+        MasterError::Connect { source, .. } => {
+            source.kind() == std::io::ErrorKind::ConnectionRefused
+        }
+        MasterError::Io { source, .. } => is_reset(source),
+        MasterError::UnexpectedReply { source, .. } => *source == ReplyError::Empty,
+        _ => false,
+    }
 }
 
 fn remaining(deadline: Instant) -> Duration {
