@@ -393,6 +393,49 @@ async fn a_reload_while_another_runs_waits_for_it() {
     assert_eq!(site.body_for("green.example").await, "green");
 }
 
+/// A reload through the agent's `Proxy` is done only once the admin socket answers from a
+/// new worker (3.1+ lists the new worker in `show proc` before it serves), and it teaches
+/// the agent the running version.
+#[tokio::test]
+async fn a_reload_is_done_when_a_new_worker_answers_the_admin_socket() {
+    use cutover::proxy::Proxy as _;
+    let binary = require_proxy!("haproxy");
+    let site = Site::start(&binary);
+    let paths = site.haproxy.paths();
+    let proxy = cutover::proxy::haproxy::Haproxy::new(&cutover::config::Proxy {
+        kind: cutover::config::ProxyKind::Haproxy,
+        binary: binary.clone(),
+        config: paths.config.clone(),
+        admin_socket: Some(paths.admin_socket.clone()),
+        master_socket: Some(paths.master_socket.clone()),
+        nginx: None,
+        map_dir: paths.dir.clone(),
+        reload_timeout: RELOAD_WITHIN,
+        command_timeout: Duration::from_secs(5),
+        min_reload_gap: Duration::ZERO,
+    });
+    let admin = site.haproxy.admin();
+    for _ in 0..3 {
+        let report = proxy.reload(0).await.unwrap();
+        let answering = admin.info().await.unwrap();
+        assert!(
+            report.workers.contains(&answering.pid),
+            "{report:?}, admin socket answered by {answering:?}"
+        );
+    }
+    let (version, warnings) = proxy.version_report();
+    let banner = std::process::Command::new(&binary)
+        .arg("-v")
+        .output()
+        .unwrap();
+    let version = version.expect("version learned by the reload");
+    assert!(
+        String::from_utf8_lossy(&banner.stdout).contains(&version),
+        "{version}"
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
 #[tokio::test]
 async fn a_foreign_reload_moves_the_epoch() {
     let binary = require_proxy!("haproxy");
