@@ -95,10 +95,11 @@ pub enum MasterError {
         reply: Option<String>,
     },
     /// Another reload kept the master busy until the deadline ("Another reload is still in
-    /// progress." on 3.2, refused connections on 2.6 and 3.0): ours was not done.
+    /// progress." on 3.2, refused or reset connections on 2.6 and 3.0, which a master that
+    /// is down also gives): ours was not done.
     #[error(
-        "haproxy master {}: another reload kept the master busy for {waited:?}, ours was not \
-         done; last seen: {last}",
+        "haproxy master {}: no reload possible for {waited:?} (another reload in progress, or \
+         the master not accepting connections), ours was not done; last seen: {last}",
         path.display()
     )]
     Busy {
