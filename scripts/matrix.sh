@@ -99,6 +99,15 @@ for pid in "${builds[@]}"; do
     wait "$pid"
 done
 
+# Built once for all suites: the tests, and the agent they start (CUTOVER_BINARY), which the
+# harness would otherwise build with `cargo build -p cutover` from each suite's run.
+# --workspace, as scripts/test.sh builds them: the same features, so nothing is rebuilt.
+args=()
+for t in $tests; do args+=(--test "$t"); done
+cargo test --workspace --locked --no-run "${args[@]}"
+cargo build --locked -p cutover --bin cutover
+export CUTOVER_BINARY="${CUTOVER_BINARY:-${CARGO_TARGET_DIR:-$checkout/target}/debug/cutover}"
+
 status=0
 for suite in "${suites[@]}"; do
     dir="$cache/$suite"
@@ -112,11 +121,9 @@ for suite in "${suites[@]}"; do
     bind "$checkout" "$dir$checkout"
     bin="$(wrappers "$suite")"
     echo "== $suite: $(chroot "$dir" /usr/sbin/haproxy -v | head -n1); $(chroot "$dir" /usr/sbin/nginx -v 2>&1)"
-    args=()
-    for t in $tests; do args+=(--test "$t"); done
     started=$SECONDS
     if ! CUTOVER_PROXY_DIR="$bin" CUTOVER_REQUIRE_PROXIES=1 \
-        cargo test -p cutover-tests --locked "${args[@]}"; then
+        cargo test --workspace --locked "${args[@]}"; then
         echo "== $suite: FAILED" >&2
         status=1
     fi
