@@ -2,7 +2,9 @@
 //! into a temporary staging directory (from the saved state when there is one, else from
 //! each service's initial colour), checks every rendered map, and runs the proxy's own
 //! checker on the staged main config (or, when cutover does not render the main config,
-//! on the live one). Nothing live is written and the running proxy is not contacted. With
+//! on the live one). Nothing live is written and the running proxy is not contacted: for
+//! HAProxy, the version warnings (3.2.0 crashing on an oversized CLI payload) come from
+//! the installed binary (`haproxy -v`), which the next reload runs. With
 //! a fleet store, it reads the site's prefix once, to prove etcd answers and accepts the
 //! credentials.
 //!
@@ -127,13 +129,22 @@ pub async fn run(config: &mut Config) -> Result<CheckOutcome, Vec<String>> {
         .find(|f| f.path == config.proxy.config)
         .map_or_else(|| config.proxy.config.clone(), |f| paths[&f.name].clone());
     let report = AnyProxy::new(&config.proxy).check(&checked).await;
+    let version_warnings = match config.proxy.kind {
+        crate::config::ProxyKind::Haproxy => {
+            crate::proxy::haproxy::binary_warnings(&config.proxy.binary).await
+        }
+        crate::config::ProxyKind::Nginx => Vec::new(),
+    };
     match report {
-        Ok(r) => Ok(CheckOutcome {
+        Ok(mut r) => Ok(CheckOutcome {
             services: config.services.len(),
             routes: config.services.values().map(|s| s.routes.len()).sum(),
             files,
             checked,
-            warnings: r.warnings,
+            warnings: {
+                r.warnings.extend(version_warnings);
+                r.warnings
+            },
             nginx_runtime,
         }),
         Err(e) => Err(vec![format!(

@@ -287,6 +287,8 @@ fn status_reply() {
                 generation: None,
                 seeded_ms: None,
             }),
+            version: Some("3.2.0".into()),
+            warnings: vec!["HAProxy 3.2.0 lacks upstream fix ebb801d7c".into()],
         },
         services: vec![ServiceStatus {
             name: web(),
@@ -326,7 +328,7 @@ fn status_reply() {
     };
     let back: Snapshot = pin(
         &ok("generation 7, 1 service(s), haproxy reachable", &snap),
-        r#"{"status":"ok","message":"generation 7, 1 service(s), haproxy reachable","data":{"desired_state":{"error":null,"path":"/etc/cutover/desired.toml"},"fault":{"message":"unreachable","since_ms":8,"step":"proxy"},"files":[{"kind":"map","name":"routes","path":"/etc/haproxy/maps/routes.map"}],"generation":7,"last_error":null,"proxy":{"epoch":{"master_pid":100,"reloads":2},"kind":"haproxy","reachable":true},"recovered":[],"services":[{"backend":"web_green","canary":{"colour":"blue","percent":10},"drained":[],"live":"green","name":"web","phase":{"phase":"watching","since_ms":9},"previous":"blue","routes":1}]}}"#,
+        r#"{"status":"ok","message":"generation 7, 1 service(s), haproxy reachable","data":{"desired_state":{"error":null,"path":"/etc/cutover/desired.toml"},"fault":{"message":"unreachable","since_ms":8,"step":"proxy"},"files":[{"kind":"map","name":"routes","path":"/etc/haproxy/maps/routes.map"}],"generation":7,"last_error":null,"proxy":{"epoch":{"master_pid":100,"reloads":2},"kind":"haproxy","reachable":true,"version":"3.2.0","warnings":["HAProxy 3.2.0 lacks upstream fix ebb801d7c"]},"recovered":[],"services":[{"backend":"web_green","canary":{"colour":"blue","percent":10},"drained":[],"live":"green","name":"web","phase":{"phase":"watching","since_ms":9},"previous":"blue","routes":1}]}}"#,
     );
     assert_eq!(back.services[0].canary, snap.services[0].canary);
 }

@@ -7,18 +7,26 @@ use std::path::{Path, PathBuf};
 /// CI sets `CUTOVER_REQUIRE_PROXIES=1`.
 pub const REQUIRE_PROXIES_ENV: &str = "CUTOVER_REQUIRE_PROXIES";
 
+/// Environment variable naming a directory searched before `PATH` for the proxies: the
+/// wrappers of scripts/matrix.sh that run another Debian release's HAProxy and Nginx. (A
+/// changed `PATH` would make cargo rebuild the crates whose build scripts watch it.)
+pub const PROXY_DIR_ENV: &str = "CUTOVER_PROXY_DIR";
+
 /// Directories searched after `PATH`: Debian installs both proxies in /usr/sbin, which is
 /// often not on an unprivileged user's `PATH`.
 const EXTRA_DIRS: &[&str] = &["/usr/sbin", "/usr/local/sbin", "/sbin"];
 
-/// Path of the executable `name` (e.g. `"haproxy"`, `"nginx"`), looked up in `PATH`, then
-/// in /usr/sbin, /usr/local/sbin and /sbin. `None` when absent.
+/// Path of the executable `name` (e.g. `"haproxy"`, `"nginx"`), looked up in
+/// [`PROXY_DIR_ENV`] when set, in `PATH`, then in /usr/sbin, /usr/local/sbin and /sbin.
+/// `None` when absent.
 pub fn proxy_binary(name: &str) -> Option<PathBuf> {
     let path_dirs = env::var_os("PATH")
         .map(|p| env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default();
-    path_dirs
+    env::var_os(PROXY_DIR_ENV)
+        .map(PathBuf::from)
         .into_iter()
+        .chain(path_dirs)
         .chain(EXTRA_DIRS.iter().map(PathBuf::from))
         .map(|dir| dir.join(name))
         .find(|candidate| is_executable(candidate))

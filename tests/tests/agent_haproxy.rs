@@ -30,7 +30,20 @@ fn switch_and_rollback_change_what_requests_get() {
     let reply = scenario::roll_back_to_blue(&s, HOST);
     assert_eq!(reply["data"]["files"][0]["mechanism"], "per_key");
 
-    let (_, entries) = scenario::status_and_history_after_rollback(&s);
+    let (status, entries) = scenario::status_and_history_after_rollback(&s);
+    // The status names the running version, as HAProxy's own banner does.
+    let version = status["data"]["proxy"]["version"]
+        .as_str()
+        .unwrap_or_default();
+    let banner = std::process::Command::new(cutover_tests::proxy_binary("haproxy").unwrap())
+        .arg("-v")
+        .output()
+        .unwrap();
+    assert!(
+        !version.is_empty() && String::from_utf8_lossy(&banner.stdout).contains(version),
+        "status version {version:?}"
+    );
+    assert_eq!(status["data"]["proxy"]["warnings"], serde_json::Value::Null);
     assert_eq!(
         entries[0]["requester"]["uid"],
         nix::unistd::getuid().as_raw()

@@ -333,13 +333,19 @@ async fn reload_with_a_broken_config_fails_and_the_old_worker_serves() {
                 before.worker_pids(),
                 "old worker replaced"
             );
-            assert_eq!(table.workers[0].reloads, 1);
+            assert_eq!(table.current_workers()[0].reloads, 1);
         }
         other => panic!("expected ReloadFailed, got {other:?}"),
     }
     assert!(err.to_string().contains("reload failed"), "{err}");
     assert_eq!(site.body_for("green.example").await, "green");
     assert!(site.haproxy.is_running());
+    // 2.7+ keeps the failed load's log (what explains a failed reload someone else asked
+    // for); 2.6's master has no such command.
+    match master.startup_logs().await.unwrap() {
+        Some(logs) => assert!(logs.contains("this-is-not-a-keyword"), "{logs}"),
+        None => assert!(before.workers[0].version.starts_with("2.6"), "{before:?}"),
+    }
 
     // Fixing the config makes the next reload succeed and resets the failure count.
     site.haproxy.write_config(&good_config);
@@ -347,6 +353,87 @@ async fn reload_with_a_broken_config_fails_and_the_old_worker_serves() {
     assert_eq!(outcome.table.failed, 0);
     assert_eq!(outcome.reloads, before.reloads + 2);
     assert_eq!(site.body_for("blue.example").await, "blue");
+}
+
+/// A reload asked for while another one runs waits for it: 3.2 answers "Another reload is
+/// still in progress.", 2.6 and 3.0 refuse connections while the master re-executes. Both
+/// are retried within the deadline, and both reloads happen.
+#[tokio::test]
+async fn a_reload_while_another_runs_waits_for_it() {
+    let binary = require_proxy!("haproxy");
+    let site = Site::start(&binary);
+    let master = site.haproxy.master();
+    let before = master.show_proc().await.unwrap();
+
+    // A map big enough that loading the config takes a noticeable time.
+    let slow = site.haproxy.paths().file("slow.map");
+    let mut text = String::with_capacity(40 << 20);
+    for i in 0..1_000_000 {
+        text.push_str(&format!("key{i}.example.com be{}\n", i % 7));
+    }
+    std::fs::write(&slow, text).unwrap();
+    let good_config = site.haproxy.config_text();
+    site.haproxy.write_config(&format!(
+        "{good_config}\nbackend be_slow\n    http-request set-header X-Slow %[str(x),map({},none)]\n",
+        slow.display()
+    ));
+
+    // The foreign reload: 2.6 answers at once, 2.7+ when the new worker is up.
+    let foreign = {
+        let master = master.clone();
+        tokio::spawn(async move { master.command("reload").await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let outcome = master.reload(RELOAD_WITHIN).await.unwrap();
+    eprintln!("reload after {:?}: {outcome:?}", started.elapsed());
+    let _ = foreign.await.unwrap();
+    assert_eq!(outcome.table.failed, 0);
+    assert_eq!(outcome.reloads, before.reloads + 2, "{outcome:?}");
+    assert_eq!(site.body_for("green.example").await, "green");
+}
+
+/// A reload through the agent's `Proxy` is done only once the admin socket answers from a
+/// new worker (3.1+ lists the new worker in `show proc` before it serves), and it teaches
+/// the agent the running version.
+#[tokio::test]
+async fn a_reload_is_done_when_a_new_worker_answers_the_admin_socket() {
+    use cutover::proxy::Proxy as _;
+    let binary = require_proxy!("haproxy");
+    let site = Site::start(&binary);
+    let paths = site.haproxy.paths();
+    let proxy = cutover::proxy::haproxy::Haproxy::new(&cutover::config::Proxy {
+        kind: cutover::config::ProxyKind::Haproxy,
+        binary: binary.clone(),
+        config: paths.config.clone(),
+        admin_socket: Some(paths.admin_socket.clone()),
+        master_socket: Some(paths.master_socket.clone()),
+        nginx: None,
+        map_dir: paths.dir.clone(),
+        reload_timeout: RELOAD_WITHIN,
+        command_timeout: Duration::from_secs(5),
+        min_reload_gap: Duration::ZERO,
+    });
+    let admin = site.haproxy.admin();
+    for _ in 0..3 {
+        let report = proxy.reload(0).await.unwrap();
+        let answering = admin.info().await.unwrap();
+        assert!(
+            report.workers.contains(&answering.pid),
+            "{report:?}, admin socket answered by {answering:?}"
+        );
+    }
+    let (version, warnings) = proxy.version_report();
+    let banner = std::process::Command::new(&binary)
+        .arg("-v")
+        .output()
+        .unwrap();
+    let version = version.expect("version learned by the reload");
+    assert!(
+        String::from_utf8_lossy(&banner.stdout).contains(&version),
+        "{version}"
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
 }
 
 #[tokio::test]

@@ -150,10 +150,18 @@ fn status_table(d: &Snapshot) -> String {
             or_dash(epoch.as_ref().map(|e| e.reloads))
         ),
     };
+    let version = proxy
+        .version
+        .as_ref()
+        .map(|v| format!(" {v}"))
+        .unwrap_or_default();
     let mut out = format!(
-        "generation {}  proxy {} {reachability}\n",
+        "generation {}  proxy {}{version} {reachability}\n",
         d.generation, proxy.kind
     );
+    for warning in &proxy.warnings {
+        out.push_str(&format!("WARNING: {warning}\n"));
+    }
     out.push_str(&table(
         &[
             "SERVICE", "LIVE", "PREVIOUS", "BACKEND", "CANARY", "DRAINED", "ROUTES", "PHASE",

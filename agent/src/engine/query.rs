@@ -37,12 +37,15 @@ impl<P: Proxy> Engine<P> {
     /// The status snapshot.
     pub async fn snapshot(&self) -> Snapshot {
         let epoch = self.proxy.epoch().await.ok();
+        let (version, warnings) = self.proxy.version_report();
         Snapshot {
             generation: self.state.generation,
             proxy: ProxyStatus {
                 kind: self.proxy.name().into(),
                 reachable: epoch.is_some(),
                 epoch,
+                version,
+                warnings,
             },
             services: self
                 .state

@@ -258,6 +258,11 @@ impl<P: Proxy> Engine<P> {
                 master = epoch.master_pid,
                 "{why}: checking it against the desired state"
             );
+            if why == "proxy reloaded" {
+                if let Some(failure) = self.proxy.last_reload_failure().await {
+                    tracing::warn!(%failure, "a reload the agent did not ask for failed");
+                }
+            }
             return self.reconcile(why).await.unwrap_or_default();
         }
         match self.check_small_maps().await {

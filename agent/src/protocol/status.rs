@@ -119,6 +119,13 @@ pub struct ProxyStatus {
     pub reachable: bool,
     /// What it runs, when it answered.
     pub epoch: Option<Epoch>,
+    /// Its version as it reported it (HAProxy), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// What is known to be wrong with that version (e.g. HAProxy 3.2.0 crashing on an
+    /// oversized CLI payload); empty when nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Identity of the proxy's running configuration: it changes with every reload, ours or

@@ -87,6 +87,14 @@ impl Proxy for AnyProxy {
         delegate!(self, p => p.epoch().await)
     }
 
+    fn version_report(&self) -> (Option<String>, Vec<String>) {
+        delegate!(self, p => p.version_report())
+    }
+
+    async fn last_reload_failure(&self) -> Option<String> {
+        delegate!(self, p => p.last_reload_failure().await)
+    }
+
     fn reload_wait(&self) -> Duration {
         delegate!(self, p => p.reload_wait())
     }

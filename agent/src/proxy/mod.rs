@@ -93,6 +93,18 @@ pub trait Proxy: Send + Sync + 'static {
     /// The current epoch, to notice reloads made by others.
     fn epoch(&self) -> impl Future<Output = Result<Epoch, ProxyError>> + Send;
 
+    /// The version of the running proxy as last seen (by [`Proxy::epoch`] or a reload), and
+    /// what is known to be wrong with it; `(None, [])` when unknown or not tracked.
+    fn version_report(&self) -> (Option<String>, Vec<String>) {
+        (None, Vec::new())
+    }
+
+    /// Why the latest reload failed, when it did (whoever asked for it), in the proxy's own
+    /// words; `None` when it did not fail or the proxy cannot tell.
+    fn last_reload_failure(&self) -> impl Future<Output = Option<String>> + Send {
+        async { None }
+    }
+
     /// How long a reload asked for now would first wait for the minimum gap since the
     /// previous one (zero by default). The agent waits this long before it takes the
     /// queued changes, so the changes that arrive meanwhile go into the same reload.

@@ -15,6 +15,22 @@ pub struct MapPathNotUtf8 {
     pub path: PathBuf,
 }
 
+/// A reload the master confirmed whose new workers did not answer the admin socket in time
+/// (on 3.1+ a new worker is listed before it serves).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "new worker(s) {workers:?} listed by the master but not answering the admin socket \
+     within {waited:?}; last seen: {last}"
+)]
+pub struct WorkerNotServing {
+    /// The PIDs of the workers the reload started.
+    pub workers: Vec<u32>,
+    /// How long the admin socket was polled.
+    pub waited: std::time::Duration,
+    /// Who answered instead, or the last error.
+    pub last: String,
+}
+
 pub(super) fn map_name(path: &Path) -> Result<&str, ProxyError> {
     path.to_str().ok_or_else(|| ProxyError::InvalidArgument {
         source: Box::new(MapPathNotUtf8 {
@@ -72,13 +88,13 @@ pub(super) fn master_error(err: MasterError) -> ProxyError {
 }
 
 /// The kind of a failed reload: refused by the master, not confirmed in time, or not sent
-/// (the master could not be reached before it).
+/// (the master could not be reached before it, or stayed busy with another reload).
 pub(super) fn reload_error(err: MasterError) -> ProxyError {
     match err {
         MasterError::ReloadFailed { .. } => ProxyError::ReloadRefused {
             source: Box::new(err),
         },
-        MasterError::Connect { .. } => ProxyError::ReloadNotSent {
+        MasterError::Connect { .. } | MasterError::Busy { .. } => ProxyError::ReloadNotSent {
             source: Box::new(err),
         },
         // Anything else may have happened after the reload was written.

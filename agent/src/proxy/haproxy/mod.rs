@@ -1,14 +1,20 @@
 //! HAProxy: runtime API over the admin socket, reloads through the master CLI, and the
 //! [`Haproxy`] implementation of the [`Proxy`] trait on top of them.
 //!
-//! How a map change reaches HAProxy: a diff of at most [`PER_KEY_MAX_EDITS`] keys is sent
-//! as one `set map` / `add map` / `del map` per key; a larger one as a versioned
-//! transaction (`prepare map`, chunked `add map @ver` payloads, `commit map`). Each per-key
-//! command is atomic for its key, and a colour flip is a single key of the services map,
-//! so it lands in one command. HAProxy 2.6 finds the key of `set map`/`del map` by scanning
-//! the map, so k per-key edits cost k scans, while a transaction costs one full write of
-//! the map; beyond a handful of edits the transaction is cheaper on large maps, and it is
-//! the only way to make many edits visible at the same instant.
+//! How a map change reaches HAProxy: a diff of at most [`PER_KEY_MAX_EDITS`] keys (2.6;
+//! [`PER_KEY_MAX_EDITS_INDEXED`] on 3.0+) is sent as one `set map` / `add map` / `del map`
+//! per key; a larger one as a versioned transaction (`prepare map`, `add map @ver` payloads
+//! of at most half the config's `tune.bufsize`, `commit map`). Each per-key command is
+//! atomic for its key, and a colour flip is a single key of the services map, so it lands
+//! in one command. HAProxy 2.6 finds the key of `set map`/`del map` by scanning the map, so
+//! k per-key edits cost k scans, while a transaction costs one full write of the map;
+//! beyond a handful of edits the transaction is cheaper on large maps, and it is the only
+//! way to make many edits visible at the same instant. 3.0+ indexes the keys, so the bound
+//! is higher there; what differs by version is in `running`.
+//!
+//! A reload is confirmed twice: by the master (its `Success=` answer on 2.7+ and the
+//! process table) and by the admin socket answering from a new worker, since 3.1+ lists
+//! the new worker before it serves its sockets.
 //!
 //! The clients: [`admin`] (the admin socket) and [`master`] (the master CLI), both over
 //! the one-shot exchange of `oneshot`, reading replies with [`reply`]; `errors` says which
@@ -18,6 +24,7 @@ mod errors;
 pub mod master;
 mod oneshot;
 pub mod reply;
+pub mod running;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -25,8 +32,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use self::admin::{AdminClient, ServerAdminState};
-use self::errors::{map_name, master_error, reload_error};
+use self::errors::{map_name, master_error, reload_error, WorkerNotServing};
 use self::master::MasterClient;
+use self::running::{chunk_bytes, tune_bufsize, Running, DEFAULT_BUFSIZE};
+pub use self::running::{HaproxyVersion, PER_KEY_MAX_EDITS, PER_KEY_MAX_EDITS_INDEXED};
 use super::{
     run_program, CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError, ReloadGap,
     ReloadReport,
@@ -35,8 +44,9 @@ use crate::config;
 use crate::mapfile::{MapDiff, MapEntries};
 use crate::proxy::{BackendStats, ServerHealth};
 
-/// Largest map diff applied key by key; larger diffs go through a transaction.
-pub const PER_KEY_MAX_EDITS: usize = 16;
+/// First pause between two `show info` polls while a new worker is awaited on the admin
+/// socket (10 ms); it doubles up to 200 ms.
+const SERVE_POLL_START: Duration = Duration::from_millis(10);
 /// Longest a `haproxy -c` may run.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -44,10 +54,12 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct Haproxy {
     binary: PathBuf,
+    config: PathBuf,
     admin: AdminClient,
     master: MasterClient,
     reload_timeout: Duration,
     gap: Arc<ReloadGap>,
+    running: Arc<Running>,
 }
 
 impl Haproxy {
@@ -61,10 +73,64 @@ impl Haproxy {
             .expect("validated: master socket");
         Haproxy {
             binary: proxy.binary.clone(),
+            config: proxy.config.clone(),
             admin: AdminClient::new(admin).with_timeout(proxy.command_timeout),
             master: MasterClient::new(master).with_timeout(proxy.command_timeout),
             reload_timeout: proxy.reload_timeout,
             gap: Arc::new(ReloadGap::new(proxy.min_reload_gap)),
+            running: Arc::new(Running::default()),
+        }
+    }
+
+    /// The version of the running HAProxy: the one last seen, else read from `show info`.
+    pub async fn version(&self) -> Result<HaproxyVersion, ProxyError> {
+        if let Some(v) = self.running.version() {
+            return Ok(v);
+        }
+        let info = self.admin.info().await?;
+        self.running.saw(&info.version);
+        self.running
+            .version()
+            .ok_or_else(|| ProxyError::UnexpectedReply {
+                source: format!("show info: version {:?} not understood", info.version).into(),
+            })
+    }
+
+    /// Bytes one map payload may take: half the `tune.bufsize` of the config on disk (which
+    /// is what HAProxy serves once a change is applied), half of the default when unset.
+    async fn chunk_bytes(&self) -> usize {
+        let text = tokio::fs::read_to_string(&self.config)
+            .await
+            .unwrap_or_default();
+        chunk_bytes(tune_bufsize(&text).unwrap_or(DEFAULT_BUFSIZE))
+    }
+
+    /// Waits until the admin socket answers from one of `workers`, at most until
+    /// `deadline`; remembers the version it reports.
+    async fn await_serving(&self, workers: &[u32], deadline: Instant) -> Result<(), ProxyError> {
+        let started = Instant::now();
+        let mut pause = SERVE_POLL_START;
+        loop {
+            let last = match self.admin.info().await {
+                Ok(info) if workers.contains(&info.pid) => {
+                    self.running.saw(&info.version);
+                    return Ok(());
+                }
+                Ok(info) => format!("answered by worker {}", info.pid),
+                Err(err) => err.to_string(),
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ProxyError::ReloadUnconfirmed {
+                    source: Box::new(WorkerNotServing {
+                        workers: workers.to_vec(),
+                        waited: started.elapsed(),
+                        last,
+                    }),
+                });
+            }
+            tokio::time::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
         }
     }
 
@@ -77,6 +143,25 @@ impl Haproxy {
     pub fn master(&self) -> &MasterClient {
         &self.master
     }
+}
+
+/// The version of the HAProxy binary at `program` (`haproxy -v`): the one the next reload
+/// or restart runs. `None` when it cannot be run or its banner is not understood.
+pub async fn binary_version(program: &Path) -> Option<HaproxyVersion> {
+    let out = run_program(program, &["-v".as_ref()], CHECK_TIMEOUT)
+        .await
+        .ok()?;
+    let banner = out.stdout.lines().next()?;
+    HaproxyVersion::parse(banner.strip_prefix("HAProxy version ")?.split(' ').next()?)
+}
+
+/// The warnings about the HAProxy binary at `program` (see [`running::version_warning`]).
+pub async fn binary_warnings(program: &Path) -> Vec<String> {
+    binary_version(program)
+        .await
+        .and_then(|v| running::version_warning(&v))
+        .into_iter()
+        .collect()
 }
 
 /// Runs HAProxy's checker (or another by argument vector) and sorts its output into
@@ -137,7 +222,7 @@ impl Proxy for Haproxy {
     fn map_mechanism(&self, edits: usize) -> MapMechanism {
         match edits {
             0 => MapMechanism::Unchanged,
-            n if n <= PER_KEY_MAX_EDITS => MapMechanism::PerKey,
+            n if n <= self.running.per_key_max_edits() => MapMechanism::PerKey,
             _ => MapMechanism::Transaction,
         }
     }
@@ -165,6 +250,12 @@ impl Proxy for Haproxy {
         let started = Instant::now();
         let map = map_name(path)?;
         let diff = MapDiff::between(from, to);
+        if self.running.version().is_none() {
+            // The bound of per-key edits depends on it; unknown, 2.6's is used.
+            if let Err(err) = self.version().await {
+                tracing::debug!(%err, "HAProxy version unknown");
+            }
+        }
         let mechanism = self.map_mechanism(diff.len());
         if mechanism == MapMechanism::PerKey {
             for (k, v) in &diff.changed {
@@ -179,7 +270,11 @@ impl Proxy for Haproxy {
         } else if mechanism == MapMechanism::Transaction {
             let entries: Vec<(String, String)> =
                 to.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            self.admin.replace_map(map, &entries).await?;
+            let admin = self
+                .admin
+                .clone()
+                .with_max_chunk_bytes(self.chunk_bytes().await);
+            admin.replace_map(map, &entries).await?;
         }
         Ok(MapUpdate {
             mechanism,
@@ -190,9 +285,16 @@ impl Proxy for Haproxy {
 
     async fn reload(&self, _generation: u64) -> Result<ReloadReport, ProxyError> {
         let gap_wait = self.gap.wait().await;
-        let outcome = self.master.reload(self.reload_timeout).await;
+        let deadline = Instant::now() + self.reload_timeout;
+        let outcome = match self.master.reload(self.reload_timeout).await {
+            Ok(outcome) => self
+                .await_serving(&outcome.new_worker_pids, deadline)
+                .await
+                .map(|()| outcome),
+            Err(err) => Err(reload_error(err)),
+        };
         self.gap.ended();
-        let outcome = outcome.map_err(reload_error)?;
+        let outcome = outcome?;
         Ok(ReloadReport {
             workers: outcome.new_worker_pids,
             elapsed: outcome.elapsed,
@@ -202,13 +304,48 @@ impl Proxy for Haproxy {
     }
 
     async fn epoch(&self) -> Result<Epoch, ProxyError> {
-        let e = self.master.epoch().await.map_err(master_error)?;
+        let table = self.master.show_proc().await.map_err(master_error)?;
+        if let Some(worker) = table.current_workers().first() {
+            self.running.saw(&worker.version);
+        }
+        let e = table.epoch();
         Ok(Epoch {
             master_pid: e.master_pid,
             reloads: e.reloads,
             workers: vec![],
             generation: None,
             seeded_ms: None,
+        })
+    }
+
+    fn version_report(&self) -> (Option<String>, Vec<String>) {
+        match self.running.version() {
+            Some(v) => (
+                Some(v.text.clone()),
+                running::version_warning(&v).into_iter().collect(),
+            ),
+            None => (None, Vec::new()),
+        }
+    }
+
+    /// `[failed: N]` in `show proc` says the latest reload failed; `show startup-logs`
+    /// (2.7+) says why: its ALERT and WARNING lines.
+    async fn last_reload_failure(&self) -> Option<String> {
+        let table = self.master.show_proc().await.ok()?;
+        if table.failed == 0 {
+            return None;
+        }
+        let logs = self.master.startup_logs().await.ok().flatten();
+        let alerts: Vec<&str> = logs
+            .as_deref()
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("[ALERT]") || l.contains("[WARNING]"))
+            .collect();
+        Some(if alerts.is_empty() {
+            format!("{} failed reload(s) of HAProxy", table.failed)
+        } else {
+            alerts.join("\n")
         })
     }
 
@@ -298,6 +435,39 @@ mod tests {
                    listen stats\n  bind :1\n";
         let names: Vec<String> = config_backends(cfg).into_iter().collect();
         assert_eq!(names, ["stats", "web_blue", "web_green"]);
+    }
+
+    /// `haproxy -v` of a 3.2.0 build gives the warning; later ones and unknown programs none.
+    #[tokio::test]
+    async fn version_of_the_installed_binary() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fake = |name: &str, banner: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(
+                &path,
+                format!("#!/bin/sh\necho '{banner}'\necho 'Status: x'\n"),
+            )
+            .unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            path
+        };
+        let old = fake(
+            "h320",
+            "HAProxy version 3.2.0-1 2025/05/28 - https://haproxy.org/",
+        );
+        assert_eq!(binary_version(&old).await.unwrap().numbers, (3, 2, 0));
+        let warnings = binary_warnings(&old).await;
+        assert!(
+            warnings.len() == 1 && warnings[0].contains("ebb801d7c"),
+            "{warnings:?}"
+        );
+        let new = fake(
+            "h3226",
+            "HAProxy version 3.2.26-1 2026/10/14 - https://haproxy.org/",
+        );
+        assert!(binary_warnings(&new).await.is_empty());
+        assert_eq!(binary_version(Path::new("/bin/true")).await, None);
     }
 
     /// External programs get an argument vector: shell syntax in a path is just bytes of

@@ -67,12 +67,14 @@ pub enum AdminError {
         /// HAProxy's error text, trimmed and clipped to a bounded length.
         reply: String,
     },
-    /// A command with payload got zero bytes back or a reset: HAProxy dropped it, usually
-    /// because command plus payload exceeded `tune.bufsize`.
+    /// A command with payload was not executed because command plus payload exceeded
+    /// `tune.bufsize`: HAProxy 2.6 answers nothing or resets the connection, 3.0 and 3.2
+    /// answer "The command (line) is too big for the buffer size".
     #[error(
         "haproxy admin {}: `{command}`: payload of {payload_bytes} bytes dropped by HAProxy \
-         (empty reply or reset; command and payload must fit in tune.bufsize)",
-        path.display()
+         ({}; command and payload must fit in tune.bufsize)",
+        path.display(),
+        reply.as_deref().unwrap_or("empty reply or reset")
     )]
     PayloadDropped {
         /// The admin socket.
@@ -81,6 +83,9 @@ pub enum AdminError {
         command: String,
         /// Size of the payload sent after the command line, in bytes.
         payload_bytes: usize,
+        /// HAProxy's text when it said why (3.0+), trimmed; `None` for an empty reply or a
+        /// reset (2.6).
+        reply: Option<String>,
     },
     /// A reply in a format this client does not understand.
     #[error("haproxy admin {}: `{command}`: {source}", path.display())]

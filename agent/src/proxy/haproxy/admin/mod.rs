@@ -99,6 +99,13 @@ impl AdminClient {
         Ok(into_string(bytes))
     }
 
+    /// Which worker answers the admin socket, and its version (`show info`).
+    pub async fn info(&self) -> Result<reply::ProcessInfo, AdminError> {
+        const COMMAND: &str = "show info";
+        let reply = self.command(COMMAND).await?;
+        reply::parse_show_info(&reply).map_err(|e| self.reply_error(COMMAND, e))
+    }
+
     /// Sends a mutating command and expects HAProxy's success reply (exactly `"\n"`).
     pub async fn mutate(&self, command: &str) -> Result<(), AdminError> {
         let reply = self.command(command).await?;

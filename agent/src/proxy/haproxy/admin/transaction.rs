@@ -194,21 +194,25 @@ impl AdminClient {
 
     /// Sends one payload command whose reply must be exactly `"\n"`.
     async fn send_payload(&self, head: &str, payload: &str) -> Result<(), AdminError> {
-        let dropped = || AdminError::PayloadDropped {
+        let dropped = |reply: Option<&str>| AdminError::PayloadDropped {
             path: self.path.clone(),
             command: head.to_owned(),
             payload_bytes: payload.len(),
+            reply: reply.map(|r| reply::clip(r.trim()).to_owned()),
         };
         let mut stream = match self.open(head, &[payload.as_bytes()]).await {
-            Err(AdminError::Io { source, .. }) if is_reset(&source) => return Err(dropped()),
+            Err(AdminError::Io { source, .. }) if is_reset(&source) => return Err(dropped(None)),
             other => other?,
         };
         let reply = match read_to_end(&mut stream, self.timeout, MAX_REPLY_BYTES).await {
-            Ok(bytes) if bytes.is_empty() => return Err(dropped()),
+            Ok(bytes) if bytes.is_empty() => return Err(dropped(None)),
             Ok(bytes) => into_string(bytes),
-            Err(Exchange::Io(e)) if is_reset(&e) => return Err(dropped()),
+            Err(Exchange::Io(e)) if is_reset(&e) => return Err(dropped(None)),
             Err(e) => return Err(self.exchange_error(head, e)),
         };
+        if reply::is_too_big(&reply) {
+            return Err(dropped(Some(&reply)));
+        }
         self.check_mutation(head, &reply)
     }
 }

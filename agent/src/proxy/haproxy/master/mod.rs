@@ -94,6 +94,22 @@ pub enum MasterError {
         /// HAProxy's reply to `reload` (2.7+ only; cut to a bounded size).
         reply: Option<String>,
     },
+    /// Another reload kept the master busy until the deadline ("Another reload is still in
+    /// progress." on 3.2, refused or reset connections on 2.6 and 3.0, which a master that
+    /// is down also gives): ours was not done.
+    #[error(
+        "haproxy master {}: no reload possible for {waited:?} (another reload in progress, or \
+         the master not accepting connections), ours was not done; last seen: {last}",
+        path.display()
+    )]
+    Busy {
+        /// The master CLI socket.
+        path: PathBuf,
+        /// How long the client retried.
+        waited: Duration,
+        /// The master's last answer, or the last connection error.
+        last: String,
+    },
     /// The reload was sent but neither success nor failure was seen before the deadline.
     #[error(
         "haproxy master {}: reload sent but not confirmed within {waited:?}; last seen: {last}",
@@ -152,6 +168,17 @@ impl MasterClient {
     /// The master's process table (`show proc`).
     pub async fn show_proc(&self) -> Result<ProcTable, MasterError> {
         self.show_proc_within(self.timeout).await
+    }
+
+    /// The log of the latest (re)load, as the master kept it (`show startup-logs`, 2.7+):
+    /// after a failed reload, HAProxy's own ALERT lines. `None` when the master has no such
+    /// command (2.6).
+    pub async fn startup_logs(&self) -> Result<Option<String>, MasterError> {
+        let reply = self.command("show startup-logs").await?;
+        if reply.starts_with("Unknown command") {
+            return Ok(None);
+        }
+        Ok(Some(reply::clip(reply.trim_end()).to_owned()))
     }
 
     /// The current generation (master PID and reload counter). Compare two epochs to notice

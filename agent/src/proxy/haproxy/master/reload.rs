@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{MasterClient, MasterError, MAX_REPLY_BYTES};
 use crate::proxy::haproxy::oneshot::{into_string, is_reset, open_oneshot, read_to_end, Exchange};
-use crate::proxy::haproxy::reply::{self, ProcTable};
+use crate::proxy::haproxy::reply::{self, ProcTable, ReplyError};
 
 /// First pause between two `show proc` polls while a reload is confirmed (20 ms); it doubles
 /// up to [`RELOAD_POLL_MAX`].
@@ -45,34 +45,18 @@ impl MasterClient {
     /// refuses connections for a moment (retried with a backoff from [`RELOAD_POLL_START`]
     /// to [`RELOAD_POLL_MAX`]).
     ///
+    /// While another reload runs (a foreign one: `kill -USR2`, systemd, another client),
+    /// the master is busy: 3.2 answers "Another reload is still in progress.", 2.6 and 3.0
+    /// refuse connections while they re-execute. Both are retried with the same backoff
+    /// until the deadline.
+    ///
     /// Errors: [`MasterError::ReloadFailed`] (old workers keep serving),
-    /// [`MasterError::ReloadUnconfirmed`] (deadline), or a connection error before the
-    /// reload was sent.
+    /// [`MasterError::ReloadUnconfirmed`] (deadline), [`MasterError::Busy`] (another reload
+    /// kept the master busy until the deadline; ours was not done), or a connection error
+    /// before the reload was sent.
     pub async fn reload(&self, within: Duration) -> Result<ReloadOutcome, MasterError> {
         let deadline = Instant::now() + within;
-        let before = self.show_proc_within(self.timeout.min(within)).await?;
-
-        const RELOAD: &str = "reload";
-        let sent = Instant::now();
-        let reply = match open_oneshot(&self.path, &[b"reload\n"], self.timeout).await {
-            Err(e @ (Exchange::Connect(_) | Exchange::Timeout)) => {
-                return Err(self.exchange_error(RELOAD, e, self.timeout))
-            }
-            Err(Exchange::Io(e)) if !is_reset(&e) => {
-                return Err(self.exchange_error(RELOAD, Exchange::Io(e), self.timeout))
-            }
-            // Reset while writing: the master may already be re-executing; confirm below.
-            Err(_) => String::new(),
-            Ok(mut stream) => {
-                // 2.7+ answers once the new worker is up or failed: allow the whole budget.
-                let wait = remaining(deadline).max(Duration::from_millis(1));
-                match read_to_end(&mut stream, wait, MAX_REPLY_BYTES).await {
-                    Ok(bytes) => into_string(bytes),
-                    // 2.6 re-executes the master, which may cut the connection.
-                    Err(_) => String::new(),
-                }
-            }
-        };
+        let (before, sent, reply) = self.send_reload(deadline).await?;
         let verdict = reply::parse_reload_verdict(&reply);
         let reply_text = (!reply.trim().is_empty()).then(|| reply::clip(&reply).to_owned());
 
@@ -116,6 +100,85 @@ impl MasterClient {
             tokio::time::sleep(pause.min(left)).await;
             pause = (pause * 2).min(RELOAD_POLL_MAX);
         }
+    }
+}
+
+impl MasterClient {
+    /// Reads the process table and sends `reload`, again and again while the master is
+    /// busy with another reload, until the deadline. Returns the table read just before the
+    /// reload that was taken, when it was sent, and the master's reply to it.
+    async fn send_reload(
+        &self,
+        deadline: Instant,
+    ) -> Result<(ProcTable, Instant, String), MasterError> {
+        const RELOAD: &str = "reload";
+        let first = Instant::now();
+        let mut pause = RELOAD_POLL_START;
+        loop {
+            let attempt = async {
+                let before = self
+                    .show_proc_within(self.timeout.min(remaining(deadline)).max(MIN_POLL_TIMEOUT))
+                    .await?;
+                let sent = Instant::now();
+                let reply = match open_oneshot(&self.path, &[b"reload\n"], self.timeout).await {
+                    Err(e @ (Exchange::Connect(_) | Exchange::Timeout)) => {
+                        return Err(self.exchange_error(RELOAD, e, self.timeout))
+                    }
+                    Err(Exchange::Io(e)) if !is_reset(&e) => {
+                        return Err(self.exchange_error(RELOAD, Exchange::Io(e), self.timeout))
+                    }
+                    // Reset while writing: the master may already be re-executing; confirm
+                    // below.
+                    Err(_) => String::new(),
+                    Ok(mut stream) => {
+                        // 2.7+ answers once the new worker is up or failed: allow the whole
+                        // budget.
+                        let wait = remaining(deadline).max(Duration::from_millis(1));
+                        match read_to_end(&mut stream, wait, MAX_REPLY_BYTES).await {
+                            Ok(bytes) => into_string(bytes),
+                            // 2.6 re-executes the master, which may cut the connection.
+                            Err(_) => String::new(),
+                        }
+                    }
+                };
+                Ok((before, sent, reply))
+            };
+            let busy = match attempt.await {
+                Ok((_, _, ref reply)) if reply::is_reload_busy(reply) => reply::clip(reply.trim())
+                    .lines()
+                    .filter(|l| *l != "--" && !l.starts_with("Success="))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                Ok(done) => return Ok(done),
+                Err(err) if is_refused(&err) => err.to_string(),
+                Err(err) => return Err(err),
+            };
+            let left = remaining(deadline);
+            if left.is_zero() {
+                return Err(MasterError::Busy {
+                    path: self.path.clone(),
+                    waited: first.elapsed(),
+                    last: busy,
+                });
+            }
+            tracing::debug!(%busy, "haproxy master busy with another reload; retrying");
+            tokio::time::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(RELOAD_POLL_MAX);
+        }
+    }
+}
+
+/// What a reload in progress looks like on 2.6 and 3.0, where the master re-executes: a
+/// refused connection, or one reset or closed without an answer. A missing socket is not
+/// retried.
+fn is_refused(err: &MasterError) -> bool {
+    match err {
+        MasterError::Connect { source, .. } => {
+            source.kind() == std::io::ErrorKind::ConnectionRefused
+        }
+        MasterError::Io { source, .. } => is_reset(source),
+        MasterError::UnexpectedReply { source, .. } => *source == ReplyError::Empty,
+        _ => false,
     }
 }
 
@@ -327,6 +390,51 @@ mod tests {
         }
         assert!(err.to_string().contains("[ALERT] parsing error"), "{err}");
         server.await.unwrap();
+    }
+
+    /// 3.2 while a foreign reload runs: "Another reload is still in progress." is retried,
+    /// never taken for a failed reload; when it lasts past the deadline, that is the error.
+    #[tokio::test]
+    async fn a_busy_master_is_retried_and_named_when_it_stays_busy() {
+        const BUSY: &str = "Success=0\n--\nAnother reload is still in progress.\n\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.sock");
+        let server = fake_master(
+            path.clone(),
+            vec![
+                Step("show proc", PROC_BEFORE.into(), false),
+                Step("reload", BUSY.into(), false),
+                Step("show proc", PROC_BEFORE.into(), false),
+                Step("reload", "Success=1\n--\n[NOTICE] loading\n".into(), false),
+                Step("show proc", PROC_AFTER.into(), false),
+            ],
+        );
+        let outcome = MasterClient::new(&path)
+            .reload(Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(outcome.new_worker_pids, vec![300]);
+        server.await.unwrap();
+
+        let path = dir.path().join("busy.sock");
+        let mut steps = vec![];
+        for _ in 0..50 {
+            steps.push(Step("show proc", PROC_BEFORE.into(), false));
+            steps.push(Step("reload", BUSY.into(), false));
+        }
+        let _server = fake_master(path.clone(), steps);
+        let started = std::time::Instant::now();
+        let err = MasterClient::new(&path)
+            .reload(Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MasterError::Busy { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("Another reload is still in progress"),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[tokio::test]

@@ -5,18 +5,22 @@
 //!
 //! One file per family of replies: `maps` (`show map`, `prepare map`), `servers`
 //! (`show backend`, `show servers state`, `show stat`) and `proc` (the master's `show
-//! proc` and `reload`); the error and the helpers all of them share are here.
+//! proc` and `reload`), `info` (`show info`); the error and the helpers all of them share are here.
 
+mod info;
 mod maps;
 mod proc;
 mod servers;
 
 use thiserror::Error;
 
+pub use self::info::{parse_show_info, ProcessInfo};
 pub use self::maps::{
     parse_map_entries, parse_map_line, parse_map_list, parse_prepared_version, MapInfo, MapLine,
 };
-pub use self::proc::{parse_reload_verdict, parse_show_proc, ProcEntry, ProcEpoch, ProcTable};
+pub use self::proc::{
+    is_reload_busy, parse_reload_verdict, parse_show_proc, ProcEntry, ProcEpoch, ProcTable,
+};
 pub use self::servers::{parse_backend_stat, parse_backends, parse_servers_state, ServerState};
 
 /// Longest piece of a reply kept inside an error, in bytes. Error replies of HAProxy are one
@@ -72,6 +76,13 @@ pub fn clip(reply: &str) -> &str {
     &reply[..end]
 }
 
+/// True when HAProxy says a command did not fit its buffer: "The command is too big for
+/// the buffer size" (3.0, and 3.2 with upstream fix ebb801d7c) or "The command line is too
+/// big for the buffer size". The command was not executed. (2.6 answers nothing instead.)
+pub fn is_too_big(reply: &str) -> bool {
+    reply.contains("too big for the buffer size")
+}
+
 /// Checks the reply of a mutating command (`set map`, `add map`, `del map`, `commit map`,
 /// `clear map`, `set weight`, `set server ... state`): success is exactly `"\n"`.
 pub fn check_mutation(reply: &str) -> Result<(), ReplyError> {
@@ -105,6 +116,16 @@ mod tests {
         assert!(
             matches!(check_mutation(unknown), Err(ReplyError::Refused { reply }) if reply.starts_with("Unknown command"))
         );
+    }
+
+    #[test]
+    fn too_big_in_both_wordings() {
+        assert!(is_too_big("The command is too big for the buffer size. Please change tune.bufsize in the configuration to use a bigger command.\n\n"));
+        assert!(is_too_big(
+            "The command line is too big for the buffer size.\n"
+        ));
+        assert!(!is_too_big("\n"));
+        assert!(!is_too_big("Key not found.\n"));
     }
 
     #[test]

@@ -30,11 +30,12 @@ pub struct ProcTable {
     /// Failed reloads since the last successful one (`[failed: N]`; 0 after a good reload).
     /// 0 when the HAProxy version does not print it.
     pub failed: u64,
-    /// Current workers (section `# workers`).
+    /// Workers listed under `# workers`, as printed. Use [`ProcTable::current_workers`]
+    /// for the serving ones: after a failed reload HAProxy 3.2 leaves this section empty.
     pub workers: Vec<ProcEntry>,
-    /// Workers of previous generations still finishing their connections (`# old workers`).
-    /// A worker kept by a failed reload is not old: it stays under `# workers` with
-    /// `reloads` > 0.
+    /// Workers listed under `# old workers`: previous generations still finishing their
+    /// connections, and (HAProxy 3.2) the worker kept by a failed reload. HAProxy 2.6 and
+    /// 3.0 keep that worker under `# workers` with `reloads` > 0.
     pub old_workers: Vec<ProcEntry>,
 }
 
@@ -57,9 +58,24 @@ impl ProcTable {
         }
     }
 
-    /// PIDs of the current workers (section `# workers`).
+    /// The serving workers, in both layouts: the `# workers` section when it lists any
+    /// (HAProxy 2.6, 3.0, and 3.2 after a good reload); otherwise the youngest generation
+    /// of `# old workers` (the fewest reloads survived), which is where HAProxy 3.2 lists
+    /// the worker kept by a failed reload.
+    pub fn current_workers(&self) -> Vec<&ProcEntry> {
+        if !self.workers.is_empty() {
+            return self.workers.iter().collect();
+        }
+        let youngest = self.old_workers.iter().map(|w| w.reloads).min();
+        self.old_workers
+            .iter()
+            .filter(|w| Some(w.reloads) == youngest)
+            .collect()
+    }
+
+    /// PIDs of the serving workers ([`ProcTable::current_workers`]).
     pub fn worker_pids(&self) -> Vec<u32> {
-        self.workers.iter().map(|w| w.pid).collect()
+        self.current_workers().iter().map(|w| w.pid).collect()
     }
 
     /// Workers started by the latest successful reload (`reloads` column 0).
@@ -163,6 +179,12 @@ pub fn parse_reload_verdict(reply: &str) -> Option<bool> {
     })
 }
 
+/// True when the master refused `reload` because another one runs (3.2: "Another reload is
+/// still in progress.", with `Success=0`): nothing was reloaded, try again later.
+pub fn is_reload_busy(reply: &str) -> bool {
+    reply.contains("Another reload is still in progress")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +224,39 @@ mod tests {
         assert_eq!(table.newest_workers().count(), 0);
     }
 
+    /// After a failed reload, 3.2 lists the surviving worker under `# old workers` only.
+    #[test]
+    fn show_proc_3_2_after_a_failed_reload() {
+        let reply =
+            "#<PID>          <type>          <reloads>       <uptime>        <version>      \n\
+            3001            master          1 [failed: 1]   0d00h00m03s     3.2.9-1\n\
+            # workers\n\
+            # old workers\n\
+            3010            worker          1               0d00h00m03s     3.2.9-1\n\
+            # programs\n\
+            \n";
+        let table = parse_show_proc(reply).unwrap();
+        assert!(table.workers.is_empty());
+        assert_eq!((table.reloads, table.failed), (1, 1));
+        assert_eq!(table.worker_pids(), vec![3010]);
+        assert_eq!(table.current_workers()[0].reloads, 1);
+        assert_eq!(table.newest_workers().count(), 0);
+        // Two draining generations: only the younger one serves.
+        let mut older = table.old_workers[0].clone();
+        older.pid = 2990;
+        older.reloads = 2;
+        let mut two = table.clone();
+        two.old_workers.push(older);
+        assert_eq!(two.worker_pids(), vec![3010]);
+        // A good reload lists the new worker under `# workers` again.
+        let mut good = table.clone();
+        good.workers = vec![ProcEntry {
+            pid: 3020,
+            ..table.old_workers[0].clone()
+        }];
+        assert_eq!(good.worker_pids(), vec![3020]);
+    }
+
     #[test]
     fn show_proc_without_failed_counter_and_errors() {
         let reply = "#<PID> <type> <reloads> <uptime> <version>\n10 master 0 0d00h00m01s 2.4.0\n# workers\n11 worker 0 0d00h00m01s 2.4.0\n\n";
@@ -233,5 +288,8 @@ mod tests {
             parse_reload_verdict("Success=0\n--\n[ALERT] bad\n"),
             Some(false)
         );
+        let busy = "Success=0\n--\nAnother reload is still in progress.\n\n";
+        assert!(is_reload_busy(busy));
+        assert!(!is_reload_busy("Success=0\n--\n[ALERT] bad\n"));
     }
 }
