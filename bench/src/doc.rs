@@ -21,7 +21,8 @@ use crate::Plan;
 pub const BEGIN: &str = "<!-- results:begin (written by cutover-bench --full --write-docs) -->";
 pub const END: &str = "<!-- results:end -->";
 /// Markers around the generated fleet section of docs/BENCHMARKS.md.
-pub const FLEET_BEGIN: &str = "<!-- fleet:begin (written by cutover-bench --fleet|--full --write-docs) -->";
+pub const FLEET_BEGIN: &str =
+    "<!-- fleet:begin (written by cutover-bench --fleet|--full --write-docs) -->";
 pub const FLEET_END: &str = "<!-- fleet:end -->";
 
 /// The `dist` build of the cutover binary.
@@ -156,7 +157,7 @@ impl Results {
         let fleet = self.fleet.plan.is_some().then(|| {
             format!(
                 "{}{}",
-                self.header("Fleet", false),
+                self.header("Fleet results", false),
                 crate::fleet_report::markdown(&self.fleet, self.dist.as_ref())
             )
         });

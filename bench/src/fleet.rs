@@ -180,7 +180,8 @@ fn fleet_size(
         ..Series::default()
     };
     if !fleet.wait_all("blue", SETTLE) {
-        s.errors.push(format!("not every host served blue: {:?}", fleet.bodies()));
+        s.errors
+            .push(format!("not every host served blue: {:?}", fleet.bodies()));
         return s;
     }
     s.start_ms = ms(started.elapsed());
@@ -228,7 +229,8 @@ fn peers(n: usize, switches: usize) -> Series {
         c.bodies().iter().all(|b| b == "blue")
     });
     if !blue {
-        s.errors.push(format!("not every host served blue: {:?}", c.bodies()));
+        s.errors
+            .push(format!("not every host served blue: {:?}", c.bodies()));
         return s;
     }
     s.start_ms = ms(started.elapsed());
@@ -258,7 +260,9 @@ fn flips(s: &mut Series, n: usize, mut switch: impl FnMut(Colour) -> Result<Dura
     let mut colour = Colour::Green;
     for i in 0..n {
         if started.elapsed() > SERIES_LIMIT {
-            s.errors.push(format!("stopped after {i} switches: {SERIES_LIMIT:?} passed"));
+            s.errors.push(format!(
+                "stopped after {i} switches: {SERIES_LIMIT:?} passed"
+            ));
             break;
         }
         s.tried += 1;

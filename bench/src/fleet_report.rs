@@ -28,7 +28,7 @@ pub fn markdown(r: &FleetResults, dist: Option<&Dist>) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "### Fleet\n\nOne etcd member and N hosts on loopback, each with its origins, its own HAProxy and an agent with `[cluster] store = \"etcd\"` and the shipped `[cluster.etcd]` timings; a switch is `cutover --etcd URL --etcd-prefix P --etcd-name ci --json switch web <colour>` run as a process (the command line alone, no agent), timed from the spawn to its exit: it answers once every live host has voted, the change is committed and every host reported the new generation applied. After each answer every host's HAProxy is asked for `{}`; a host not serving the new colour counts as a failed switch. Static peers: `cutover --config lb1 --json switch web <colour> --cluster`, same checks. Colours alternate; {} ms between switches.\n",
+        "### Fleet: cluster switches\n\nOne etcd member and N hosts on loopback, each with its origins, its own HAProxy and an agent with `[cluster] store = \"etcd\"` and the shipped `[cluster.etcd]` timings; a switch is `cutover --etcd URL --etcd-prefix P --etcd-name ci --json switch web <colour>` run as a process (the command line alone, no agent), timed from the spawn to its exit: it answers once every live host has voted, the change is committed and every host reported the new generation applied. After each answer every host's HAProxy is asked for `{}`; a host not serving the new colour counts as a failed switch. Static peers: `cutover --config lb1 --json switch web <colour> --cluster`, same checks. Colours alternate; {} ms between switches.\n",
         crate::suite::HOST,
         crate::fleet::GAP.as_millis(),
     );
@@ -69,8 +69,14 @@ pub fn markdown(r: &FleetResults, dist: Option<&Dist>) -> String {
             "etcd transaction: compare one revision, put two keys (a commit's shape)",
             &r.txn,
         ),
-        ("single host, no cluster: switch on the agent's socket", &r.single),
-        ("CLI process start and exit (`cutover --version`)", &r.cli_start),
+        (
+            "single host, no cluster: switch on the agent's socket",
+            &r.single,
+        ),
+        (
+            "CLI process start and exit (`cutover --version`)",
+            &r.cli_start,
+        ),
         (
             "CLI alone: `cutover --etcd ... status` (start, connect, read the fleet)",
             &r.cli_status,
