@@ -88,6 +88,9 @@ pub struct Series {
     pub errors: Vec<String>,
     /// From the first process started to every host serving, ms (not a switch figure).
     pub start_ms: f64,
+    /// CPU time of all the agents over the series, per switch tried, ms: on loopback the
+    /// hosts share this machine's cores, which a real fleet does not.
+    pub agent_cpu_ms: Option<f64>,
 }
 
 /// An agent read before and after idling.
@@ -194,6 +197,7 @@ fn fleet_size(
     }
     eprintln!("fleet: {n} hosts, switch x {}", plan.flips);
     let endpoints = fleet.etcd.endpoints_csv();
+    let before = agents_cpu(&fleet.hosts);
     flips(&mut s, plan.flips, |colour| {
         let args = ["--json", "switch", SERVICE, colour.as_str()];
         let started = Instant::now();
@@ -204,6 +208,7 @@ fn fleet_size(
         every_host(&fleet.bodies(), colour)?;
         Ok(elapsed)
     });
+    s.agent_cpu_ms = cpu_per_switch(before, agents_cpu(&fleet.hosts), s.tried);
     if target {
         r.cli_status = (0..plan.flips)
             .filter_map(|_| timed(&mut fleet.command(&endpoints, &["--json", "status"])))
@@ -236,6 +241,7 @@ fn peers(n: usize, switches: usize) -> Series {
     s.start_ms = ms(started.elapsed());
     let binary = cutover_tests::cutover_binary();
     let lb1 = c.hosts[0].config.clone();
+    let before = agents_cpu(&c.hosts);
     flips(&mut s, switches, |colour| {
         let mut cmd = Command::new(&binary);
         cmd.arg("--config")
@@ -250,7 +256,22 @@ fn peers(n: usize, switches: usize) -> Series {
         every_host(&c.bodies(), colour)?;
         Ok(elapsed)
     });
+    s.agent_cpu_ms = cpu_per_switch(before, agents_cpu(&c.hosts), s.tried);
     s
+}
+
+/// CPU time of every host's agent together; `None` when one cannot be read.
+fn agents_cpu(hosts: &[Setup]) -> Option<Duration> {
+    hosts
+        .iter()
+        .map(|h| procstat::sample(h.agent().pid()).map(|s| s.cpu))
+        .sum()
+}
+
+/// `after - before` per switch, ms.
+fn cpu_per_switch(before: Option<Duration>, after: Option<Duration>, n: usize) -> Option<f64> {
+    let (before, after) = (before?, after?);
+    (n > 0).then(|| ms(after.saturating_sub(before)) / n as f64)
 }
 
 /// Switches `web` back and forth through `switch` (green first), `n` times or until

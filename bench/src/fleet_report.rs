@@ -37,18 +37,19 @@ pub fn markdown(r: &FleetResults, dist: Option<&Dist>) -> String {
     }
     let _ = writeln!(
         t,
-        "| mode | hosts | switches ok / tried | command to answer p50 / p99 / max (ms) | hosts started and serving (s) |\n| --- | ---: | ---: | ---: | ---: |"
+        "| mode | hosts | switches ok / tried | command to answer p50 / p99 / max (ms) | CPU of all agents per switch (ms) | hosts started and serving (s) |\n| --- | ---: | ---: | ---: | ---: | ---: |"
     );
     let row = |t: &mut String, mode: &str, s: &Series| {
         let _ = writeln!(
             t,
-            "| {mode} | {} | {} / {} | {} / {} / {} | {:.1} |",
+            "| {mode} | {} | {} / {} | {} / {} / {} | {} | {:.1} |",
             s.hosts,
             s.ms.len(),
             s.tried,
             f(p(&s.ms, 50.0)),
             f(p(&s.ms, 99.0)),
             f(max(&s.ms)),
+            f(s.agent_cpu_ms),
             s.start_ms / 1e3,
         );
     };
