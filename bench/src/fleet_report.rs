@@ -98,11 +98,11 @@ pub fn markdown(r: &FleetResults, dist: Option<&Dist>) -> String {
         let _ = writeln!(
             t,
             "- `dist` binary: {} bytes with the `etcd` feature (the default), {} without (`--no-default-features`){}.",
-            d.bytes,
-            d.no_etcd_bytes.map_or("not built".into(), |b| b.to_string()),
+            grouped(d.bytes),
+            d.no_etcd_bytes.map_or("not built".into(), grouped),
             d.no_etcd_bytes.map_or(String::new(), |b| format!(
                 ": the fleet store adds {} bytes ({:.0}%)",
-                d.bytes as i64 - b as i64,
+                grouped(d.bytes.saturating_sub(b)),
                 (d.bytes as f64 / b as f64 - 1.0) * 100.0
             )),
         );
@@ -122,6 +122,19 @@ pub fn markdown(r: &FleetResults, dist: Option<&Dist>) -> String {
         let _ = writeln!(t, "- failed: {e}");
     }
     t
+}
+
+/// `1234567` as `1,234,567`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The target line: fleet p99 at `n` hosts against single-host p99 + transaction p99.
@@ -169,4 +182,14 @@ fn idle(r: &FleetResults, n: usize, t: &mut String) {
         max(&cpu).unwrap_or(0.0),
         mib(rss),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(super::grouped(5_812_976), "5,812,976");
+        assert_eq!(super::grouped(976), "976");
+        assert_eq!(super::grouped(1_000), "1,000");
+    }
 }
