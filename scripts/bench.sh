@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Benchmark of cutover against the scripted method (rewrite the map, reload) on loopback
-# with real proxies: `short` (under a minute, after the build) or `full` (the run behind
-# docs/BENCHMARKS.md; add --write-docs to replace its results section). Extra arguments go
-# to the benchmark (see --help). Installs the proxies if missing.
+# with real proxies: `short` (under a minute, after the build), `full` (the run behind
+# docs/BENCHMARKS.md; add --write-docs to replace its generated sections) or `fleet` (the
+# fleet part of the full run alone: etcd, 3/10/30 hosts, static peers, the dist build with
+# and without etcd). Extra arguments go to the benchmark (see --help). Installs the proxies
+# if missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/setup.sh
 . scripts/setup.sh
 mode="${1:-short}"
 case "$mode" in
-short | full) shift || true ;;
+short | full | fleet) shift || true ;;
 *)
-    echo "usage: scripts/bench.sh short|full [--write-docs] [--flips N] [--no-scale] [--no-dist]" >&2
+    echo "usage: scripts/bench.sh short|full|fleet [--write-docs] [--flips N] [--no-scale] [--no-fleet] [--fleet-flips N] [--no-dist]" >&2
     exit 2
     ;;
 esac

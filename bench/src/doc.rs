@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use crate::fleet::FleetResults;
 use crate::load::LoadSpec;
 use crate::procstat::ProcSample;
 use crate::report::{self, f};
@@ -19,11 +20,18 @@ use crate::Plan;
 /// Markers around the generated section of docs/BENCHMARKS.md.
 pub const BEGIN: &str = "<!-- results:begin (written by cutover-bench --full --write-docs) -->";
 pub const END: &str = "<!-- results:end -->";
+/// Markers around the generated fleet section of docs/BENCHMARKS.md.
+pub const FLEET_BEGIN: &str =
+    "<!-- fleet:begin (written by cutover-bench --fleet|--full --write-docs) -->";
+pub const FLEET_END: &str = "<!-- fleet:end -->";
 
 /// The `dist` build of the cutover binary.
 pub struct Dist {
     pub binary: PathBuf,
     pub bytes: u64,
+    /// Size of the same build without the `etcd` feature (`--no-default-features`), when
+    /// built.
+    pub no_etcd_bytes: Option<u64>,
 }
 
 impl Dist {
@@ -35,13 +43,23 @@ impl Dist {
         Ok(Dist {
             binary: path.to_owned(),
             bytes,
+            no_etcd_bytes: None,
         })
     }
 }
 
-/// `cargo build --profile dist -p cutover`, from the workspace root.
+/// `cargo build --profile dist -p cutover`, from the workspace root; first the same
+/// without the `etcd` feature, whose size is kept (the second build replaces the binary).
 pub fn build_dist() -> anyhow::Result<Dist> {
-    eprintln!("building the dist profile (fat LTO; takes a while)");
+    let no_etcd = cargo_dist(&["--no-default-features"])?;
+    let mut dist = cargo_dist(&[])?;
+    dist.no_etcd_bytes = Some(no_etcd.bytes);
+    Ok(dist)
+}
+
+/// One `cargo build --profile dist -p cutover` with `extra` arguments.
+fn cargo_dist(extra: &[&str]) -> anyhow::Result<Dist> {
+    eprintln!("building the dist profile {extra:?} (fat LTO; takes a while)");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
         .args([
@@ -53,6 +71,7 @@ pub fn build_dist() -> anyhow::Result<Dist> {
             "--bin",
             "cutover",
         ])
+        .args(extra)
         .arg("--message-format=json")
         .current_dir(cutover_tests::workspace_root())
         .stdin(Stdio::null())
@@ -61,7 +80,7 @@ pub fn build_dist() -> anyhow::Result<Dist> {
         .context("run cargo build --profile dist")?;
     if !out.status.success() {
         bail!(
-            "cargo build --profile dist -p cutover failed: {}",
+            "cargo build --profile dist -p cutover {extra:?} failed: {}",
             out.status
         );
     }
@@ -90,6 +109,8 @@ pub struct Results {
     pub points: Vec<Point>,
     pub dist: Option<Dist>,
     pub dist_idle: Option<ProcSample>,
+    /// The fleet part (empty when it did not run).
+    pub fleet: FleetResults,
 }
 
 pub fn mib(kib: u64) -> String {
@@ -110,11 +131,46 @@ impl Results {
             .find(|s| s.proxy == proxy.label() && s.method == method)
     }
 
+    /// The whole report: the run, the flip comparison and scale series when they ran, the
+    /// fleet part when it ran.
     pub fn markdown(&self) -> String {
+        let (results, fleet) = self.sections();
+        match (results, fleet) {
+            (Some(r), Some(_)) => format!(
+                "{r}\n{}",
+                crate::fleet_report::markdown(&self.fleet, self.dist.as_ref())
+            ),
+            (Some(r), None) => r,
+            (None, Some(f)) => f,
+            (None, None) => self.header("Results", true),
+        }
+    }
+
+    /// The results section and the fleet section of docs/BENCHMARKS.md, each `None` when
+    /// its part did not run; each opens with the run's header.
+    pub fn sections(&self) -> (Option<String>, Option<String>) {
+        let results = (!self.flips.is_empty() || !self.points.is_empty()).then(|| {
+            let mut t = self.header("Results", true);
+            self.body(&mut t);
+            t
+        });
+        let fleet = self.fleet.plan.is_some().then(|| {
+            format!(
+                "{}{}",
+                self.header("Fleet results", false),
+                crate::fleet_report::markdown(&self.fleet, self.dist.as_ref())
+            )
+        });
+        (results, fleet)
+    }
+
+    /// `## <title>: <plan> run` and the run's conditions; `load`: the load generator's, which
+    /// runs during the flip and scale series only.
+    fn header(&self, title: &str, load: bool) -> String {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "## Results: {} run\n\n- Code: {}\n- Machine: {}\n- Load average before / after the run: {} / {} (2 cores: above ~1 the measurements share the CPU with other work)\n- fsync of a small file where the maps and state live (ext4), p50 / p99, before / after the run: {} / {}\n- Run time (after the builds): {:.0} s. Load during every series: {} kept-alive connections at {:.0} req/s in all, plus {:.0} new connections/s (one request each); requests time out after {:?}.\n",
+            "## {title}: {} run\n\n- Code: {}\n- Machine: {}\n- Load average before / after the run: {} / {} (2 cores: above ~1 the measurements share the CPU with other work)\n- fsync of a small file where the maps and state live (ext4), p50 / p99, before / after the run: {} / {}\n- Run time (after the builds): {:.0} s.",
             self.plan.name,
             report::commit(),
             self.machine,
@@ -123,16 +179,28 @@ impl Results {
             self.fsync_before,
             self.fsync_after,
             self.elapsed.as_secs_f64(),
-            self.load.keepalive_conns,
-            self.load.keepalive_rate,
-            self.load.new_conn_rate,
-            self.load.timeout,
         );
-        for kind in [Kind::Haproxy, Kind::Nginx] {
-            crate::targets::headline(self, kind, &mut t);
+        if load {
+            let _ = writeln!(
+                t,
+                " Load during every series: {} kept-alive connections at {:.0} req/s in all, plus {:.0} new connections/s (one request each); requests time out after {:?}.",
+                self.load.keepalive_conns,
+                self.load.keepalive_rate,
+                self.load.new_conn_rate,
+                self.load.timeout,
+            );
         }
-        crate::targets::nginx_lua(self, &mut t);
-        crate::targets::targets(self, &mut t);
+        t.push('\n');
+        t
+    }
+
+    /// The flip comparison and the scale series.
+    fn body(&self, t: &mut String) {
+        for kind in [Kind::Haproxy, Kind::Nginx] {
+            crate::targets::headline(self, kind, t);
+        }
+        crate::targets::nginx_lua(self, t);
+        crate::targets::targets(self, t);
         let _ = writeln!(
             t,
             "### Flips, two routes\n\nMilliseconds from issuing the command. \"Old colour last served\": the last response in the old colour to a request sent after the command was issued. Failed: every request of the load and the probes that did not get a 2xx from a colour.\n\n{}\n{}",
@@ -158,7 +226,6 @@ impl Results {
                 report::details(&series)
             );
         }
-        t
     }
 }
 
@@ -193,14 +260,18 @@ fn scale_table(points: &[Point]) -> String {
     t
 }
 
-/// Replaces the generated section of docs/BENCHMARKS.md with `text`.
-pub fn write_docs(text: &str) -> anyhow::Result<PathBuf> {
+/// Replaces the generated sections of docs/BENCHMARKS.md: the results section with
+/// `results` and the fleet section with `fleet`, each when given.
+pub fn write_docs(results: Option<&str>, fleet: Option<&str>) -> anyhow::Result<PathBuf> {
     let path = cutover_tests::workspace_root().join("docs/BENCHMARKS.md");
-    let old = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    let (Some(b), Some(e)) = (old.find(BEGIN), old.find(END)) else {
-        bail!("{} has no {BEGIN} ... {END} section", path.display());
-    };
-    let new = format!("{}{BEGIN}\n\n{}\n{}", &old[..b], text.trim_end(), &old[e..]);
-    std::fs::write(&path, new)?;
+    let mut doc = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    for (text, begin, end) in [(results, BEGIN, END), (fleet, FLEET_BEGIN, FLEET_END)] {
+        let Some(text) = text else { continue };
+        let (Some(b), Some(e)) = (doc.find(begin), doc.find(end)) else {
+            bail!("{} has no {begin} ... {end} section", path.display());
+        };
+        doc = format!("{}{begin}\n\n{}\n{}", &doc[..b], text.trim_end(), &doc[e..]);
+    }
+    std::fs::write(&path, doc)?;
     Ok(path)
 }

@@ -2,12 +2,15 @@
 //! on loopback with real proxies, two origins and a load generator of its own.
 //!
 //! `cargo run --release -p cutover-bench -- --short` (under a minute) or `-- --full`
-//! (the run behind docs/BENCHMARKS.md; `--write-docs` puts its tables there). Results also
-//! go to `target/bench/<short|full>.md`.
+//! (the run behind docs/BENCHMARKS.md; `--write-docs` puts its tables there), or `-- --fleet`
+//! (the fleet part of the full run alone: etcd, 3/10/30 hosts). Results also go to
+//! `target/bench/<short|full|fleet>.md`.
 #![forbid(unsafe_code)]
 
 mod client;
 mod doc;
+mod fleet;
+mod fleet_report;
 mod load;
 mod method;
 mod probe;
@@ -23,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use crate::fleet::FleetPlan;
 use crate::load::LoadSpec;
 use crate::scale::ScaleFlips;
 use crate::series::SeriesSpec;
@@ -31,8 +35,10 @@ use crate::suite::Kind;
 /// What one run does.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// `short` or `full`: names the results file and the report.
+    /// `short`, `full` or `fleet`: names the results file and the report.
     pub name: &'static str,
+    /// Run the flip comparison and the scale series (all but the fleet part).
+    pub flips_part: bool,
     /// Switches per method in the flip comparison: HAProxy, Nginx (every Nginx switch is
     /// a reload, several times slower).
     pub flips: (usize, usize),
@@ -47,6 +53,8 @@ pub struct Plan {
     pub write_docs: bool,
     /// Only Nginx, in both modes (`--nginx-only`): the Lua runtime against reloads.
     pub nginx_only: bool,
+    /// The fleet part, when it runs.
+    pub fleet: Option<FleetPlan>,
 }
 
 impl Plan {
@@ -54,12 +62,14 @@ impl Plan {
         let flips = |cutover, scripted| ScaleFlips { cutover, scripted };
         Plan {
             name: "short",
+            flips_part: true,
             flips: (10, 6),
             scale: vec![(1_000, flips(5, 3), flips(5, 3))],
             dist: false,
             dist_binary: None,
             write_docs: false,
             nginx_only: false,
+            fleet: Some(FleetPlan::short()),
         }
     }
 
@@ -67,6 +77,7 @@ impl Plan {
         let flips = |cutover, scripted| ScaleFlips { cutover, scripted };
         Plan {
             name: "full",
+            flips_part: true,
             flips: (300, 100),
             scale: vec![
                 (1_000, flips(100, 20), flips(30, 10)),
@@ -77,18 +88,30 @@ impl Plan {
             dist_binary: None,
             write_docs: false,
             nginx_only: false,
+            fleet: Some(FleetPlan::full()),
+        }
+    }
+
+    /// The fleet part of the full run alone, with the `dist` sizes.
+    fn fleet() -> Plan {
+        Plan {
+            name: "fleet",
+            flips_part: false,
+            scale: vec![],
+            ..Plan::full()
         }
     }
 }
 
 const USAGE: &str =
-    "usage: cutover-bench --short | --full [--flips N] [--scale N,N...] [--no-scale] [--no-dist]\n\
-     [--dist-binary PATH] [--write-docs] [--nginx-only]";
+    "usage: cutover-bench --short | --full | --fleet [--flips N] [--scale N,N...] [--no-scale]\n\
+     [--no-fleet] [--fleet-flips N] [--no-dist] [--dist-binary PATH] [--write-docs] [--nginx-only]";
 
 fn parse_args() -> anyhow::Result<Plan> {
     let (mut plan, mut flips) = (None, None);
     let (mut no_scale, mut no_dist, mut write_docs) = (false, false, false);
     let mut nginx_only = false;
+    let (mut no_fleet, mut fleet_flips) = (false, None);
     let mut scale: Option<Vec<usize>> = None;
     let mut dist_binary = None;
     let mut args = std::env::args().skip(1);
@@ -96,6 +119,12 @@ fn parse_args() -> anyhow::Result<Plan> {
         match arg.as_str() {
             "--short" => plan = Some(Plan::short()),
             "--full" => plan = Some(Plan::full()),
+            "--fleet" => plan = Some(Plan::fleet()),
+            "--no-fleet" => no_fleet = true,
+            "--fleet-flips" => {
+                let n = args.next().and_then(|n| n.parse::<usize>().ok());
+                fleet_flips = Some(n.context("--fleet-flips takes a number")?);
+            }
             "--flips" => {
                 let n = args.next().and_then(|n| n.parse::<usize>().ok());
                 flips = Some(n.context("--flips takes a number")?);
@@ -144,6 +173,12 @@ fn parse_args() -> anyhow::Result<Plan> {
         plan.scale.clear();
     }
     plan.dist &= !no_dist;
+    if no_fleet {
+        plan.fleet = None;
+    }
+    if let (Some(fleet), Some(n)) = (plan.fleet.as_mut(), fleet_flips) {
+        fleet.flips = n;
+    }
     plan.dist_binary = dist_binary;
     plan.write_docs = write_docs;
     plan.nginx_only = nginx_only;
@@ -186,7 +221,8 @@ fn main() -> anyhow::Result<()> {
     for kind in kinds.iter().filter(|k| k.binary().is_none()) {
         eprintln!("{} is not installed: its half is left out", kind.label());
     }
-    let flips: Vec<suite::Flips> = kinds
+    let parts = if plan.flips_part { &kinds[..] } else { &[] };
+    let flips: Vec<suite::Flips> = parts
         .iter()
         .filter_map(|kind| {
             let switches = match kind {
@@ -201,8 +237,16 @@ fn main() -> anyhow::Result<()> {
             suite::flips(rt.handle(), *kind, &load, &spec)
         })
         .collect();
-    let dist_idle = dist.as_ref().and_then(|d| suite::idle_rss(&d.binary));
-    let points: Vec<scale::Point> = [Kind::Haproxy, Kind::Nginx]
+    let dist_idle = dist
+        .as_ref()
+        .filter(|_| plan.flips_part)
+        .and_then(|d| suite::idle_rss(&d.binary));
+    // The scale series run for the proxies whose flips ran, the Lua runtime aside.
+    let scaled: Vec<Kind> = [Kind::Haproxy, Kind::Nginx]
+        .into_iter()
+        .filter(|k| parts.contains(k))
+        .collect();
+    let points: Vec<scale::Point> = scaled
         .iter()
         .filter(|k| kinds.contains(k))
         .flat_map(|kind| {
@@ -213,6 +257,11 @@ fn main() -> anyhow::Result<()> {
         })
         .filter_map(|(kind, n, f)| scale::point(rt.handle(), kind, n, &load, &spec, f))
         .collect();
+    let fleet = plan
+        .fleet
+        .as_ref()
+        .map(|f| fleet::run(rt.handle(), f))
+        .unwrap_or_default();
     let results = doc::Results {
         plan: plan.clone(),
         load: load.clone(),
@@ -226,6 +275,7 @@ fn main() -> anyhow::Result<()> {
         points,
         dist,
         dist_idle,
+        fleet,
     };
     let text = results.markdown();
     println!("{text}");
@@ -236,8 +286,9 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(&out, &text).with_context(|| format!("write {}", out.display()))?;
     eprintln!("results written to {}", out.display());
     if plan.write_docs {
-        let docs = doc::write_docs(&text)?;
-        eprintln!("results section of {} replaced", docs.display());
+        let (main, fleet) = results.sections();
+        let docs = doc::write_docs(main.as_deref(), fleet.as_deref())?;
+        eprintln!("generated sections of {} replaced", docs.display());
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! Three hosts on loopback, each with origins, HAProxy and an agent, peered over mutual
-//! TLS with certificates from a fresh CA: the setup of the cluster tests and measurements.
+//! Hosts on loopback (three for the tests, any number for the benchmark), each with
+//! origins, HAProxy and an agent, peered over mutual TLS with certificates from a fresh CA:
+//! the setup of the cluster tests and measurements.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,6 +14,11 @@ pub const PEER_TIMEOUT: Duration = Duration::from_millis(3000);
 
 /// A CA and certificates for lb1..lb3 and a client `ci`, in `dir`.
 pub fn certificates(dir: &Path) {
+    certificates_for(dir, 3);
+}
+
+/// A CA and certificates for lb1..lb`n` and a client `ci`, in `dir`.
+pub fn certificates_for(dir: &Path, n: usize) {
     let bin = crate::cutover_binary();
     let run = |args: &[&str]| {
         let out = std::process::Command::new(&bin)
@@ -23,18 +29,19 @@ pub fn certificates(dir: &Path) {
     };
     let d = dir.to_str().unwrap();
     run(&["tls", "ca", d]);
-    for name in ["lb1", "lb2", "lb3", "ci"] {
-        run(&["tls", "issue", d, name]);
+    let names = (1..=n).map(|i| format!("lb{i}")).chain(["ci".to_owned()]);
+    for name in names {
+        run(&["tls", "issue", d, &name]);
     }
 }
 
-/// Three agents on three HAProxy instances, peers of each other over mutual TLS.
+/// Agents on their own HAProxy instances, peers of each other over mutual TLS.
 pub struct Cluster {
-    /// The hosts lb1..lb3, in order.
+    /// The hosts lb1..lbN, in order.
     pub hosts: Vec<Setup>,
     /// Peer listener port of each host.
     pub ports: Vec<u16>,
-    /// Directory of the CA and the certificates of lb1..lb3 and `ci`.
+    /// Directory of the CA and the certificates of lb1..lbN and `ci`.
     pub certs: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -42,14 +49,21 @@ pub struct Cluster {
 /// Three hosts lb1..lb3; `holds` adds `[cluster]` lines per host (fault injection). `None`
 /// when HAProxy is missing (and not required).
 pub fn cluster(holds: [&str; 3]) -> Option<Cluster> {
+    cluster_of(&holds)
+}
+
+/// One host per entry of `holds` (lb1..lbN, each peer of every other); each entry adds
+/// `[cluster]` lines to its host. `None` when HAProxy is missing (and not required).
+pub fn cluster_of(holds: &[&str]) -> Option<Cluster> {
     let haproxy = crate::require_proxy("haproxy")?;
+    let n = holds.len();
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().to_owned();
-    certificates(&certs);
-    let ports: Vec<u16> = (0..3).map(|_| crate::free_port()).collect();
-    let hosts = (0..3)
+    certificates_for(&certs, n);
+    let ports: Vec<u16> = (0..n).map(|_| crate::free_port()).collect();
+    let hosts = (0..n)
         .map(|i| {
-            let peers: String = (0..3)
+            let peers: String = (0..n)
                 .filter(|j| *j != i)
                 .map(|j| {
                     format!(

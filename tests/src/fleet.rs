@@ -29,6 +29,20 @@ pub struct Timings {
     pub expect_hosts: Vec<String>,
 }
 
+impl Timings {
+    /// The shipped defaults of `[cluster.etcd]`: what a fleet in production idles with.
+    pub fn shipped() -> Timings {
+        use cutover::config::fleet as d;
+        Timings {
+            lease_ttl_s: d::DEFAULT_LEASE_TTL_S,
+            vote_ms: d::DEFAULT_VOTE_TIMEOUT_MS,
+            wait_ms: d::DEFAULT_WAIT_MS,
+            check_ms: d::DEFAULT_CHECK_INTERVAL_MS,
+            expect_hosts: vec![],
+        }
+    }
+}
+
 impl Default for Timings {
     fn default() -> Timings {
         Timings {
@@ -60,6 +74,18 @@ impl Fleet {
         n: usize,
         timings: Timings,
     ) -> Fleet {
+        Fleet::start_with(haproxy, etcd, n, timings, SetupOptions::default())
+    }
+
+    /// [`Fleet::start`] with every host built from `options` (the `[cluster]` tables are
+    /// appended to its `config_extra`).
+    pub fn start_with(
+        haproxy: &std::path::Path,
+        etcd: EtcdCluster,
+        n: usize,
+        timings: Timings,
+        options: SetupOptions,
+    ) -> Fleet {
         let endpoints = etcd
             .endpoints()
             .iter()
@@ -82,8 +108,8 @@ impl Fleet {
                 let mut s = Setup::new(
                     haproxy,
                     SetupOptions {
-                        config_extra: tail,
-                        ..SetupOptions::default()
+                        config_extra: format!("{}\n{tail}", options.config_extra),
+                        ..options.clone()
                     },
                 );
                 s.start_agent();
