@@ -221,7 +221,7 @@ fn main() -> anyhow::Result<()> {
     for kind in kinds.iter().filter(|k| k.binary().is_none()) {
         eprintln!("{} is not installed: its half is left out", kind.label());
     }
-    let parts = if plan.flips_part { &kinds[..] } else { &[] };
+    let parts: &[Kind] = if plan.flips_part { kinds } else { &[] };
     let flips: Vec<suite::Flips> = parts
         .iter()
         .filter_map(|kind| {
