@@ -105,21 +105,26 @@ pub fn cluster_of(holds: &[&str]) -> Option<Cluster> {
 }
 
 impl Cluster {
-    /// Waits until every host hears every other one, at most 10 s: then every peer listener
-    /// is bound (the reports came in on it), which an agent's control socket answering
-    /// does not promise yet.
+    /// Waits until every host hears every other one, at most 10 s and 1 s per host: then
+    /// every peer listener is bound (the reports came in on it), which an agent's control
+    /// socket answering does not promise yet.
     pub fn wait_formed(&self) {
+        let n = self.hosts.len();
         let all_reachable = |h: &Setup| {
             let out = h.cli(&["--json", "status", "--cluster"]);
             let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
             s["data"]["hosts"]
                 .as_array()
-                .is_some_and(|rows| rows.len() == 3 && rows.iter().all(|r| r["reachable"] == true))
+                .is_some_and(|rows| rows.len() == n && rows.iter().all(|r| r["reachable"] == true))
         };
-        let formed = crate::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        let within = Duration::from_secs(10 + n as u64);
+        let formed = crate::wait_until(within, Duration::from_millis(50), || {
             self.hosts.iter().all(all_reachable)
         });
-        assert!(formed, "the hosts do not hear each other within 10 s");
+        assert!(
+            formed,
+            "the {n} hosts do not hear each other within {within:?}"
+        );
     }
 
     /// What each host answers for [`HOST`].
