@@ -111,14 +111,7 @@ fn haproxy_killed_mid_switch_is_reported_and_repaired_when_it_comes_back() {
     let before = live_files(&quiet);
     let admin = quiet.haproxy().paths().admin_socket.clone();
     quiet.haproxy().freeze(true);
-    let cli = std::process::Command::new(cutover_tests::cutover_binary())
-        .arg("--config")
-        .arg(&quiet.config)
-        .args(["--json", "switch", "web", "green"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let cli = spawn_switch(&quiet, "green");
     let inside =
         cutover_tests::wait_until(Duration::from_secs(5), Duration::from_millis(5), || {
             pending_connections(&admin) > 0
@@ -199,14 +192,7 @@ fn haproxy_killed_mid_switch_is_reported_and_repaired_when_it_comes_back() {
             .as_str()
             .to_owned();
         let colour = if before == "blue" { "green" } else { "blue" };
-        let cli = std::process::Command::new(cutover_tests::cutover_binary())
-            .arg("--config")
-            .arg(&s.config)
-            .args(["--json", "switch", "web", colour])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let cli = spawn_switch(&s, colour);
         std::thread::sleep(Duration::from_millis(delay_ms));
         s.haproxy_mut().kill();
         let out = cli.wait_with_output().unwrap();
