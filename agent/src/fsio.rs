@@ -2,14 +2,15 @@
 //!
 //! Every file the agent writes (maps, proxy configs, state, the previous versions it keeps)
 //! goes through [`write_atomic`], or through its steps one by one ([`stage`],
-//! [`Staged::sync`], [`Staged::publish`], [`keep_previous`], [`sync_dir`]) where the engine
-//! runs them around a change: the new content is written to a temporary file in the same
-//! directory, fsynced, renamed over the target and the directory is fsynced, so a reader (or
-//! a crash) sees either the old content in full or the new content in full. The temporary
-//! name starts with `.cutover-` and ends with `.tmp`, which no proxy include glob written
-//! as `*.cfg`, `*.conf` or `*.map` can match. The previous content is kept next to the
-//! target as `<name>.prev` (also written atomically), and the mode and owner of the
-//! replaced file carry over to the new one. [`set_mode_group`] gives a file the agent
+//! [`Staged::sync`], [`keep_previous`], [`Staged::publish`], [`sync_file`], [`sync_dir`])
+//! where the engine runs them around a change: the new content is written to a temporary
+//! file in the same directory, fsynced, renamed over the target and the directory is
+//! fsynced, so a reader (or a crash) sees either the old content in full or the new content
+//! in full. The temporary name starts with `.cutover-` and ends with `.tmp`, which no proxy
+//! include glob written as `*.cfg`, `*.conf` or `*.map` can match. The replaced file is kept
+//! next to the target as `<name>.prev`: a hard link to it, made before the rename (no copy,
+//! no fsync of content that is already on disk), and the mode and owner of the replaced
+//! file carry over to the new one. [`set_mode_group`] gives a file the agent
 //! creates by other means (a socket) its group and mode.
 
 use std::fs::{self, File, OpenOptions};
@@ -138,7 +139,7 @@ pub fn write_atomic(path: &Path, content: &[u8], opts: WriteOptions) -> Result<b
     new.sync()?;
     if opts.keep_previous {
         if let Some(old) = &old {
-            write_previous(path, old, meta.as_ref(), opts.new_mode)?;
+            keep_previous(path, old)?;
         }
     }
     new.publish()?;
@@ -243,10 +244,62 @@ impl Drop for Staged {
     }
 }
 
-/// Keeps `old` beside `path` as its previous version (`<name>.prev`, content fsynced, with
-/// the mode and owner of `path`); the rename is durable after [`sync_dir`].
+/// Keeps the file now at `path`, whose content is `old`, as its previous version
+/// (`<name>.prev`), before something is renamed over it: a hard link to the file under a
+/// temporary name, renamed over `<name>.prev`, so the previous version is the very inode
+/// the proxy read until now, and nothing is copied or fsynced. Where a link cannot be made
+/// (a filesystem without hard links), `old` is written as a copy (fsynced). Nothing happens
+/// when `path` does not exist. The rename is durable after [`sync_dir`].
 pub fn keep_previous(path: &Path, old: &[u8]) -> Result<(), FsError> {
-    write_previous(path, old, fs::metadata(path).ok().as_ref(), DEFAULT_MODE)
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.is_file() {
+        // A symlink (or anything but a plain file) is kept by its content.
+        return write_previous(path, old, fs::metadata(path).ok().as_ref(), DEFAULT_MODE);
+    }
+    let prev = previous_path(path);
+    if fs::symlink_metadata(&prev).is_ok_and(|p| p.ino() == meta.ino() && p.dev() == meta.dev()) {
+        // Already kept (a change cut short after this step): a rename between two links of
+        // one file would do nothing and leave the temporary link behind.
+        return Ok(());
+    }
+    let name = prev.file_name().unwrap_or_default().to_string_lossy();
+    let dir = dir_of(path);
+    for attempt in 0..16u32 {
+        let tmp = dir.join(format!(
+            ".cutover-{name}.{}.{attempt}.tmp",
+            std::process::id()
+        ));
+        match fs::hard_link(path, &tmp) {
+            Ok(()) => {
+                return fs::rename(&tmp, &prev).map_err(|source| {
+                    let _ = fs::remove_file(&tmp);
+                    FsError::Rename {
+                        from: tmp.clone(),
+                        to: prev.clone(),
+                        source,
+                    }
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let _ = fs::remove_file(&tmp);
+            }
+            Err(_) => break,
+        }
+    }
+    write_previous(path, old, Some(&meta), DEFAULT_MODE)
+}
+
+/// Fsyncs the file at `path` (a file renamed into place before its content was made
+/// durable; see `engine::transition`).
+pub fn sync_file(path: &Path) -> Result<(), FsError> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|source| FsError::Sync {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// Writes `old` as the previous version of `path` (temp file, fsync, rename; no directory
@@ -332,6 +385,25 @@ pub fn remove_leftovers(path: &Path) -> usize {
     removed
 }
 
+/// Appends `line` (which ends in a newline) to the file at `path`, created with `mode`,
+/// and fdatasyncs it when `sync`. A write that fails part-way is cut off again, so the next
+/// line starts on a line of its own.
+pub fn append_line(path: &Path, line: &[u8], mode: u32, sync: bool) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(mode)
+        .open(path)?;
+    let before = f.metadata()?.len();
+    let written = f
+        .write_all(line)
+        .and_then(|()| if sync { f.sync_data() } else { Ok(()) });
+    if written.is_err() {
+        let _ = f.set_len(before);
+    }
+    written
+}
+
 /// Fsyncs a directory so that a rename in it is durable.
 pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
     File::open(dir)
@@ -377,6 +449,36 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn the_previous_version_is_the_replaced_file_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("services.map");
+        fs::write(&p, b"web web_blue\n").unwrap();
+        let before = fs::metadata(&p).unwrap().ino();
+        let staged = stage(&p, b"web web_green\n", DEFAULT_MODE).unwrap();
+        keep_previous(&p, b"web web_blue\n").unwrap();
+        staged.publish().unwrap();
+        assert_eq!(fs::metadata(previous_path(&p)).unwrap().ino(), before);
+        assert_eq!(fs::read(previous_path(&p)).unwrap(), b"web web_blue\n");
+        assert_eq!(fs::read(&p).unwrap(), b"web web_green\n");
+        sync_file(&p).unwrap();
+        // Kept already (a change cut short after keeping it): nothing is left behind.
+        keep_previous(&p, b"web web_green\n").unwrap();
+        let staged = stage(&p, b"web web_red\n", DEFAULT_MODE).unwrap();
+        keep_previous(&p, b"web web_green\n").unwrap();
+        keep_previous(&p, b"web web_green\n").unwrap();
+        staged.publish().unwrap();
+        assert_eq!(fs::read(previous_path(&p)).unwrap(), b"web web_green\n");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+        // Nothing to keep for a file that does not exist yet.
+        keep_previous(&dir.path().join("new.map"), b"").unwrap();
+        assert!(!previous_path(&dir.path().join("new.map")).exists());
     }
 
     #[test]

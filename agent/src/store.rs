@@ -1,10 +1,15 @@
 //! Persistence: the state file and the history journal in the state directory.
 //!
-//! `state.json` is written with [`write_atomic`], which keeps the version before it as
-//! `state.json.prev`; a state file that does not parse (a torn or corrupt write, a power
-//! loss) is reported and the previous version is used. `history.jsonl` holds one JSON line
-//! per attempted change (applied or refused), appended and fsynced before the caller gets an
-//! answer; a line that does not parse is skipped when read.
+//! The record of a change is one line in `state.log`: the whole state after it, appended
+//! and fsynced ([`Store::commit`]) before the caller gets an answer; that fsync is the only
+//! one a change waits for. `state.json` is the checkpoint the log starts from, written with
+//! [`write_atomic`] (which keeps the version before it as `state.json.prev`) once the
+//! answer is out ([`Store::save`]), which empties the log. The state is the checkpoint, or
+//! the log's last complete line when that is newer ([`Store::load`]); a state file that does
+//! not parse (a torn or corrupt write, a power loss) is reported and the previous version is
+//! used. `history.jsonl` holds one JSON line per attempted change (applied or refused),
+//! written before the caller gets an answer and fsynced right after
+//! ([`Store::sync_journal`]); a line that does not parse is skipped when read.
 //!
 //! [`Store::recover`] runs once when the agent (or `cutover render`) starts, under the
 //! directory lock ([`Store::lock`]): it cuts a torn or corrupt end off the journal, falls
@@ -36,6 +41,9 @@ pub const TORN_SUFFIX: &str = ".torn";
 
 /// State file name inside the state directory.
 pub const STATE_FILE: &str = "state.json";
+/// State log file name inside the state directory: the states committed since the last
+/// checkpoint (`state.json`), one JSON line each.
+pub const STATE_LOG: &str = "state.log";
 /// Journal file name inside the state directory.
 pub const JOURNAL_FILE: &str = "history.jsonl";
 /// How much of the journal's end `history` reads at most, in bytes.
@@ -67,6 +75,14 @@ pub enum StoreError {
     #[error("appending to journal {path}: {source}")]
     Journal {
         /// The journal.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Appending to the state log.
+    #[error("appending to the state log {path}: {source}")]
+    Log {
+        /// The state log.
         path: PathBuf,
         /// Why.
         source: io::Error,
@@ -229,6 +245,36 @@ impl Store {
         self.dir.join(JOURNAL_FILE)
     }
 
+    /// The state log.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(STATE_LOG)
+    }
+
+    /// Makes `state` the durable state with one fsync: a line appended to the state log. A
+    /// write that fails part-way is cut off again, and the state on disk stays what it was.
+    pub fn commit(&self, state: &State) -> Result<(), StoreError> {
+        let path = self.log_path();
+        let mut line = serde_json::to_vec(state).expect("state serializes");
+        line.push(b'\n');
+        fsio::append_line(&path, &line, 0o640, true)
+            .map_err(|source| StoreError::Log { path, source })
+    }
+
+    /// Bytes in the state log (0 when there is none).
+    pub fn log_len(&self) -> u64 {
+        fs::metadata(self.log_path()).map_or(0, |m| m.len())
+    }
+
+    /// The newest complete state in the log: its last line that parses (a line cut short
+    /// by a crash does not).
+    fn logged(&self) -> Option<State> {
+        let bytes = fsio::read_optional(&self.log_path()).ok()??;
+        bytes
+            .split(|b| *b == b'\n')
+            .rev()
+            .find_map(|line| serde_json::from_slice::<State>(line).ok())
+    }
+
     /// Loads the state: `None` when there is none yet. A corrupt file falls back to the
     /// previous version; both corrupt is an error (the agent refuses to guess).
     pub fn load(&self) -> Result<Loaded, StoreError> {
@@ -248,25 +294,55 @@ impl Store {
             Ok(None) if previous_path(&path).exists() => Err(Unusable::MissingBesidePrevious),
             other => other,
         };
-        match current {
-            Ok(state) => Ok(Loaded {
+        let logged = self.logged();
+        let mut loaded = match current {
+            Ok(state) => Loaded {
                 state,
                 recovered_from: None,
-            }),
-            Err(reason) => match parse(&previous_path(&path)) {
-                Ok(Some(prev)) => Ok(Loaded {
+            },
+            Err(reason) => match (parse(&previous_path(&path)), &logged) {
+                (Ok(Some(prev)), _) => Loaded {
                     state: Some(prev),
                     recovered_from: Some(reason),
-                }),
-                _ => Err(StoreError::Corrupt { path, reason }),
+                },
+                // The log alone (below).
+                (_, Some(_)) => Loaded {
+                    state: None,
+                    recovered_from: Some(reason),
+                },
+                _ => return Err(StoreError::Corrupt { path, reason }),
             },
+        };
+        // Changes committed since the checkpoint.
+        if let Some(logged) = logged {
+            let checkpoint = loaded.state.as_ref().map(|s| s.generation);
+            if checkpoint.is_none_or(|g| logged.generation > g) {
+                loaded.state = Some(logged);
+            }
         }
+        Ok(loaded)
     }
 
-    /// Writes the state atomically. The replaced file becomes `state.json.prev` only if it
-    /// is a usable state: an unusable one is kept as `state.json.corrupt` instead, so the
-    /// last good previous version is never overwritten by garbage.
+    /// Writes the state atomically as the checkpoint, then empties the state log. The
+    /// replaced file becomes `state.json.prev` only if it is a usable state: an unusable one
+    /// is kept as `state.json.corrupt` instead, so the last good previous version is never
+    /// overwritten by garbage.
     pub fn save(&self, state: &State) -> Result<(), StoreError> {
+        self.checkpoint(state)?;
+        // The checkpoint is durable: the log's lines are all in it (a truncation a power
+        // loss undoes leaves lines no newer than the checkpoint, which loading ignores).
+        if self.log_len() > 0 {
+            let path = self.log_path();
+            fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(0))
+                .map_err(|source| StoreError::Log { path, source })?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&self, state: &State) -> Result<(), StoreError> {
         let path = self.state_path();
         let mut bytes = serde_json::to_vec_pretty(state).expect("state serializes");
         bytes.push(b'\n');
@@ -336,13 +412,19 @@ impl Store {
             self.save(s)?;
             notes.push(format!(
                 "state file {} was unusable ({reason}); fell back to its previous version \
-                 (generation {used}), now generation {}; the unusable file is kept as {}{}",
+                 and the state log (generation {used}), now generation {}; the unusable file \
+                 is kept as {}{}",
                 self.state_path().display(),
                 s.generation,
                 STATE_FILE,
                 CORRUPT_SUFFIX
             ));
         } else if let Some(s) = &state {
+            if self.log_len() > 0 {
+                // Start from a checkpoint and an empty log: a line cut short by a crash
+                // would otherwise prefix the next one.
+                self.save(s)?;
+            }
             if s.generation > journaled.unwrap_or(0) {
                 notes.push(format!(
                     "state generation {} has no journal line (the journal ends at {}): the \

@@ -209,6 +209,9 @@ fn fleet_size(
         Ok(elapsed)
     });
     s.agent_cpu_ms = cpu_per_switch(before, agents_cpu(&fleet.hosts), s.tried);
+    if std::env::var_os(TRACE).is_some() {
+        print_history(&fleet.hosts[0].config);
+    }
     if target {
         r.cli_status = (0..plan.flips)
             .filter_map(|_| timed(&mut fleet.command(&endpoints, &["--json", "status"])))
@@ -217,6 +220,24 @@ fn fleet_size(
         r.idle = idle(&fleet.hosts, plan.idle);
     }
     s
+}
+
+/// Set in the environment, the last changes of the first host are printed after each series
+/// (their per-step timings show where a switch's time goes).
+const TRACE: &str = "CUTOVER_BENCH_TRACE";
+
+/// Prints the last entries of the journal of the agent configured by `config`.
+fn print_history(config: &Path) {
+    let out = Command::new(cutover_tests::cutover_binary())
+        .arg("--config")
+        .arg(config)
+        .args(["--json", "history", "--limit", "3"])
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Ok(out) => eprintln!("{}", String::from_utf8_lossy(&out.stdout)),
+        Err(e) => eprintln!("history: {e}"),
+    }
 }
 
 /// A static-peers cluster of `n` hosts, switched with `--cluster` on lb1.

@@ -105,13 +105,14 @@ impl Plan {
 
 const USAGE: &str =
     "usage: cutover-bench --short | --full | --fleet [--flips N] [--scale N,N...] [--no-scale]\n\
-     [--no-fleet] [--fleet-flips N] [--no-dist] [--dist-binary PATH] [--write-docs] [--nginx-only]";
+     [--no-fleet] [--fleet-flips N] [--fleet-sizes N,N...] [--peer-sizes N,N...] [--no-dist] [--dist-binary PATH] [--write-docs] [--nginx-only]";
 
 fn parse_args() -> anyhow::Result<Plan> {
     let (mut plan, mut flips) = (None, None);
     let (mut no_scale, mut no_dist, mut write_docs) = (false, false, false);
     let mut nginx_only = false;
     let (mut no_fleet, mut fleet_flips) = (false, None);
+    let (mut fleet_sizes, mut peer_sizes) = (None, None);
     let mut scale: Option<Vec<usize>> = None;
     let mut dist_binary = None;
     let mut args = std::env::args().skip(1);
@@ -125,6 +126,8 @@ fn parse_args() -> anyhow::Result<Plan> {
                 let n = args.next().and_then(|n| n.parse::<usize>().ok());
                 fleet_flips = Some(n.context("--fleet-flips takes a number")?);
             }
+            "--fleet-sizes" => fleet_sizes = Some(sizes(args.next(), "--fleet-sizes")?),
+            "--peer-sizes" => peer_sizes = Some(sizes(args.next(), "--peer-sizes")?),
             "--flips" => {
                 let n = args.next().and_then(|n| n.parse::<usize>().ok());
                 flips = Some(n.context("--flips takes a number")?);
@@ -176,13 +179,28 @@ fn parse_args() -> anyhow::Result<Plan> {
     if no_fleet {
         plan.fleet = None;
     }
-    if let (Some(fleet), Some(n)) = (plan.fleet.as_mut(), fleet_flips) {
-        fleet.flips = n;
+    if let Some(fleet) = plan.fleet.as_mut() {
+        fleet.flips = fleet_flips.unwrap_or(fleet.flips);
+        fleet.sizes = fleet_sizes.unwrap_or(fleet.sizes.clone());
+        fleet.peer_sizes = peer_sizes.unwrap_or(fleet.peer_sizes.clone());
+        if !fleet.sizes.contains(&fleet.target_hosts) {
+            fleet.target_hosts = fleet.sizes.iter().copied().max().unwrap_or(0);
+        }
     }
     plan.dist_binary = dist_binary;
     plan.write_docs = write_docs;
     plan.nginx_only = nginx_only;
     Ok(plan)
+}
+
+/// A comma-separated list of host counts given to `flag` (an empty list is allowed).
+fn sizes(list: Option<String>, flag: &str) -> anyhow::Result<Vec<usize>> {
+    let list = list.with_context(|| format!("{flag} takes host counts, e.g. 3,10"))?;
+    list.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{flag} takes host counts, e.g. 3,10"))
 }
 
 fn main() -> anyhow::Result<()> {

@@ -1,9 +1,11 @@
 //! Crash consistency against real HAProxy 2.6: switches in a loop while the agent is killed
-//! with SIGKILL at random moments, at least [`KILLS`] times, some of them while it starts.
-//! After every kill each managed file (HAProxy's config and its five maps) holds its old or
-//! its new content in full and the state file loads; after every restart HAProxy's runtime
-//! maps (read on the admin socket, not through the agent) equal the files and the desired
-//! state within 1 s, the generation has not gone back, and no temporary file is left.
+//! with SIGKILL at random moments, at least [`KILLS`] times, some of them while it starts,
+//! and some aimed by watching for the narrowest windows (the runtime changed before the
+//! file, the file renamed before the state log's line). After every kill each managed file
+//! (HAProxy's config and its five maps) holds its old or its new content in full and the
+//! saved state (checkpoint and state log) loads; after every restart HAProxy's runtime maps
+//! (read on the admin socket, not through the agent) equal the files and the desired state
+//! within 1 s, the generation has not gone back, and no temporary file is left.
 //! Every [`POWER_LOSS_EVERY`] kills the state file or the journal is also cut short or
 //! garbled before the restart, as a power loss could leave them: the agent must fall back
 //! to the previous good version and say so in `status` and the journal.
@@ -83,6 +85,13 @@ fn leftovers(dirs: &[&Path]) -> Vec<String> {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".tmp") || n.contains("cutover-staged"))
         .collect()
+}
+
+/// The inode of the services map: a new one once a switch renamed its new content into
+/// place.
+fn services_map_inode(s: &Setup) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(s.services_map()).map_or(0, |m| m.ino())
 }
 
 /// Damages the state file or the journal as a power loss could; returns what the agent's
@@ -221,8 +230,26 @@ fn sigkill_at_random_moments_leaves_files_state_and_haproxy_consistent() {
             during_start += 1;
         } else {
             let colour = if rng.below(2) == 0 { "blue" } else { "green" };
+            let inode = services_map_inode(&s);
+            let runtime = s.haproxy().runtime_map(&s.services_map()).ok();
             cli = Some(switch_cli(&s, colour));
-            std::thread::sleep(Duration::from_micros(aim(&mut rng)));
+            let until = Instant::now() + Duration::from_micros(cli_us * 2);
+            match rng.below(8) {
+                // The narrowest windows, aimed at by watching for them: the runtime changed
+                // and the file not yet renamed; the file renamed and its state not yet in
+                // the state log.
+                0 => {
+                    while s.haproxy().runtime_map(&s.services_map()).ok() == runtime
+                        && Instant::now() < until
+                    {}
+                }
+                1 => {
+                    while services_map_inode(&s) == inode && Instant::now() < until {
+                        std::thread::yield_now();
+                    }
+                }
+                _ => std::thread::sleep(Duration::from_micros(aim(&mut rng))),
+            }
             mid_switch += 1;
         }
         s.kill_agent();

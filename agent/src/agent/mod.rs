@@ -203,6 +203,8 @@ pub async fn run_with<P: Proxy>(
         if let Some(f) = &agent.fleet {
             f.publish(&agent.engine);
         }
+        // Whatever was answered above is durable before the next request is taken.
+        agent.engine.flush();
     }
     notifier.stopping();
     let _ = stop_tx.send(true);
@@ -233,6 +235,7 @@ pub async fn run_with<P: Proxy>(
         }
     };
     let _ = tokio::join!(server, peers_done, drain);
+    agent.engine.flush();
     let _ = std::fs::remove_file(&agent.engine.config().agent.socket);
     tracing::info!("stopped");
     Ok(())

@@ -62,7 +62,8 @@ The agent's config.
 The shipped templates; \fBtemplates.override_dir\fR overrides them by relative path.
 .TP
 \fI/var/lib/cutover/\fR
-The routing state (\fIstate.json\fR) and the journal of every change (\fIhistory.jsonl\fR).
+The routing state (the checkpoint \fIstate.json\fR and the changes since it, one line each, in
+\fIstate.log\fR) and the journal of every change (\fIhistory.jsonl\fR).
 .TP
 \fI/run/cutover/cutover.sock\fR
 The control socket.

@@ -5,7 +5,8 @@
 //!    stage, validate; nothing live is written;
 //! 3. undrain the colours that take traffic again ([`drains`](super::drains));
 //! 4. commit, apply, confirm, settle ([`transition`](super::transition));
-//! 5. persist the state (the store);
+//! 5. persist the state (one line in the store's state log, the one fsync an answer waits
+//!    for; the rest is made durable after the answer, see [`flush`](super::flush));
 //! 6. drain the colours that lost their traffic, start the post-switch watches
 //!    ([`watch`](super::watch));
 //! 7. journal and count every request ([`record`](super::record)), and answer.
@@ -216,7 +217,7 @@ impl<P: Proxy> Engine<P> {
             Err(e) => return Err(self.failed(e)),
         };
         let t = Instant::now();
-        if let Err(e) = self.store.save(&next) {
+        if let Err(e) = self.store.commit(&next) {
             let err = ApplyError::caused(Step::Persist, ErrorKind::Io, e);
             let current = self.state.clone();
             self.metrics.rollback(RollbackReason::PersistFailed);

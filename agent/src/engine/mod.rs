@@ -23,6 +23,7 @@ mod change;
 mod drains;
 mod error;
 mod files;
+mod flush;
 mod plan;
 mod query;
 pub mod reconcile;
@@ -33,6 +34,7 @@ mod watch;
 
 pub use change::Queued;
 pub use error::{ApplyError, ErrorKind};
+pub use flush::CHECKPOINT_BYTES;
 pub use transition::{Applied, FileOutcome};
 pub use validate::{is_percent, staged_path};
 pub use watch::until;
@@ -79,6 +81,8 @@ pub struct Engine<P: Proxy> {
     phases: BTreeMap<String, Phase>,
     /// The desired-state file the agent reconciles, when configured.
     desired_file: Option<crate::desired::Watcher>,
+    /// What the changes answered so far left to make durable ([`Engine::flush`]).
+    unflushed: flush::Unflushed,
     metrics: Metrics,
 }
 
@@ -125,6 +129,7 @@ impl<P: Proxy> Engine<P> {
             watches: BTreeMap::new(),
             phases: BTreeMap::new(),
             desired_file: None,
+            unflushed: flush::Unflushed::default(),
             metrics: Metrics::new(),
         };
         engine.watch_desired_file();
@@ -188,16 +193,14 @@ impl<P: Proxy> Engine<P> {
             .or(self.change_error.as_deref())
     }
 
-    /// Marks the current routing as committed across the cluster at `generation`, and
-    /// persists it.
+    /// Marks the current routing as committed across the cluster at `generation` (saved by
+    /// the next [`Engine::flush`]).
     pub async fn mark_cluster(&mut self, generation: u64) -> Result<(), ApplyError> {
-        let mut next = self.state.clone();
-        next.cluster_generation = generation;
-        next.cluster_routing = next.routing();
-        self.store
-            .save(&next)
-            .map_err(|e| ApplyError::caused(Step::Persist, ErrorKind::Io, e))?;
-        self.state = next;
+        self.state.cluster_generation = generation;
+        self.state.cluster_routing = self.state.routing();
+        // Saved once the answer is out: a host that loses the mark in a crash serves the
+        // same records again (a change of nothing) and marks them then.
+        self.unflushed.state();
         Ok(())
     }
 

@@ -226,8 +226,9 @@ impl<P: Proxy> Engine<P> {
     /// Appends one line to the journal; a failure is logged (the change it records has
     /// happened, or was refused, either way).
     fn append(&self, entry: &JournalEntry) {
-        if let Err(e) = self.store.append(entry) {
-            tracing::error!(error = %e, "cannot write the journal");
+        match self.store.append(entry) {
+            Ok(()) => self.unflushed.journal(),
+            Err(e) => tracing::error!(error = %e, "cannot write the journal"),
         }
     }
 }

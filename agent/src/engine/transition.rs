@@ -4,14 +4,15 @@
 //! Commit stages every new file under a temporary name first, so a full disk or a
 //! read-only directory refuses the change before anything moves. On the reload path the
 //! staged files are then fsynced and renamed into place before the reload. On the runtime
-//! path the fsync runs while the runtime API takes the change: the runtime's content does
-//! not outlive the proxy process, the files are what a reload or a restart reads, and each
-//! is renamed into place only once its content is durable. Settle keeps the previous
-//! versions and fsyncs the directories; only then is the state persisted and the request
-//! answered, so an answered change is durable and a change cut short by a power loss comes
-//! back as the old state with files that are either old or new, which the start reconciles.
+//! path the runtime API takes the change first, then the staged files are renamed into
+//! place (a reader, a reload or a restart after a crash of the agent finds each file old
+//! or new in full); their fsync, and the directories', wait until the change is answered
+//! ([`Engine::flush`](super::Engine::flush)): the one fsync an answer waits for is the
+//! state log's line (see `store`), and a change whose line did not make it is undone by
+//! the next start, which renders the files from the state it finds. Each replaced file is
+//! kept as its previous version (a hard link) before the rename.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -44,9 +45,9 @@ pub struct Applied {
     pub batched: usize,
     /// Milliseconds per step, in order: `gate` (pre-switch gates), `undrain` (colours that
     /// take traffic again), `render`, `validate`, `commit` (new files written, fsynced and
-    /// renamed into place; on the runtime path it runs beside `apply`), `apply`, `confirm`,
-    /// `settle` (previous versions kept, directories fsynced), `persist` (the state file),
-    /// `drain` (colours that lost their traffic).
+    /// renamed into place; on the runtime path renamed after `apply`, fsynced once the
+    /// change is answered), `apply`, `confirm`, `persist` (the state log's line, the one
+    /// fsync the answer waits for), `drain` (colours that lost their traffic).
     pub timings_ms: BTreeMap<&'static str, f64>,
     /// What the pre-switch gate found, per colour the change moved traffic towards.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -186,22 +187,20 @@ impl<P: Proxy> Engine<P> {
             timings.insert("apply", ms(t));
             outcome
         } else {
-            // The runtime takes the change while the files are fsynced: what the runtime
-            // holds is lost at a reload or a restart, where the proxy reads the files, and
-            // a file is renamed into place only once its content is durable and the
-            // runtime took it (a failed apply leaves the files alone).
-            let apply = async {
-                let t = Instant::now();
-                let outcome = self.apply_runtime(&pending, generation).await;
-                (outcome, ms(t))
-            };
-            let (synced, (outcome, apply_ms)) = tokio::join!(sync_staged(staged), apply);
-            timings.insert("apply", apply_ms);
+            // The runtime takes the change, then the files follow it (a failed apply leaves
+            // them alone); they become durable once the change is answered.
+            let t = Instant::now();
+            let outcome = self.apply_runtime(&pending, generation).await;
+            timings.insert("apply", ms(t));
+            let t = Instant::now();
             let outcome = outcome.and_then(|applied| {
-                publish(synced?, &pending)?;
+                publish(staged, &pending)?;
                 Ok(applied)
             });
             timings.insert("commit", ms(t));
+            for p in &pending {
+                self.unflushed.file(&p.spec.path);
+            }
             outcome
         };
         let (files, reload) = match outcome {
@@ -224,15 +223,9 @@ impl<P: Proxy> Engine<P> {
         }
         timings.insert("confirm", ms(t));
 
-        let t = Instant::now();
-        if let Err(e) = settle(&pending) {
-            self.metrics.rollback(RollbackReason::ApplyFailed);
-            self.undo(&pending, structural).await;
-            self.epoch = None;
-            return Err(e);
+        for p in &pending {
+            self.unflushed.dir(fsio::dir_of(&p.spec.path));
         }
-        timings.insert("settle", ms(t));
-
         for p in &pending {
             self.files.insert(p.spec.name.clone(), p.new.clone());
         }
@@ -405,32 +398,16 @@ async fn sync_staged(staged: Vec<Staged>) -> Result<Vec<Staged>, ApplyError> {
         .map_err(|e| ApplyError::caused(Step::Commit, ErrorKind::Io, e))
 }
 
-/// Renames the (fsynced) staged files into place; on a failure the files already renamed
-/// get their previous content back.
+/// Renames the staged files into place, each after keeping the file it replaces as its
+/// previous version; on a failure the files already renamed get their previous content
+/// back.
 fn publish(staged: Vec<Staged>, pending: &[Pending<'_>]) -> Result<(), ApplyError> {
-    for (i, s) in staged.into_iter().enumerate() {
-        if let Err(e) = s.publish() {
+    for (i, (s, p)) in staged.into_iter().zip(pending).enumerate() {
+        let placed = fsio::keep_previous(&p.spec.path, p.old.as_bytes()).and_then(|()| s.publish());
+        if let Err(e) = placed {
             restore_files(&pending[..i]);
             return Err(ApplyError::caused(Step::Commit, ErrorKind::Io, e));
         }
-    }
-    Ok(())
-}
-
-/// Makes a confirmed change durable: keeps each replaced file's content as its previous
-/// version and fsyncs the directories, so the renames survive a power loss. Until this
-/// returns, the state is not persisted and the request not answered; a power loss before
-/// it finds the old state, and files that are either old or new, which the next start
-/// reconciles.
-fn settle(pending: &[Pending<'_>]) -> Result<(), ApplyError> {
-    let mut dirs = BTreeSet::new();
-    for p in pending {
-        fsio::keep_previous(&p.spec.path, p.old.as_bytes())
-            .map_err(|e| ApplyError::caused(Step::Commit, ErrorKind::Io, e))?;
-        dirs.insert(fsio::dir_of(&p.spec.path));
-    }
-    for dir in dirs {
-        fsio::sync_dir(dir).map_err(|e| ApplyError::caused(Step::Commit, ErrorKind::Io, e))?;
     }
     Ok(())
 }

@@ -58,12 +58,16 @@ pub async fn propose(client: &Client, config: &EtcdConfig, change: Change) -> Re
 async fn run(client: &Client, config: &EtcdConfig, change: &Change) -> Result<Reply, FleetError> {
     let mut client = client.clone();
     let keys = Keys::new(&config.prefix);
-    let base = read_desired(&mut client, config, &keys).await?;
-    let live: BTreeSet<String> = read_hosts(&mut client, config, &keys)
-        .await?
-        .into_keys()
-        .collect();
+    // The records, the live hosts and the proposer's lease, all at once.
+    let (mut records, mut members) = (client.clone(), client.clone());
+    let (base, hosts, lease) = tokio::try_join!(
+        read_desired(&mut records, config, &keys),
+        read_hosts(&mut members, config, &keys),
+        Lease::grant(&client, config),
+    )?;
+    let live: BTreeSet<String> = hosts.into_keys().collect();
     if live.is_empty() {
+        lease.revoke().await;
         return Ok(Reply::error(
             format!("no host of {} is live: nothing changed", config.prefix),
             Value::Null,
@@ -79,20 +83,53 @@ async fn run(client: &Client, config: &EtcdConfig, change: &Change) -> Result<Re
         base_generation: base.generation(),
         base: base.services.clone(),
     };
-    let lease = Lease::grant(&client, config).await?;
     let votes = votes::collect(&mut client, config, &keys, &proposal, lease.id, live).await;
-    let outcome = match votes {
+    let decided = match votes {
         Ok(votes) => decide(&mut client, config, &keys, change, &proposal, &base, votes).await,
         Err(e) => Err(e),
     };
-    // The proposal, then the votes (a vote is only written while its proposal exists),
-    // whatever the outcome.
-    let _ = client.delete(keys.proposal(&id), None).await;
-    let _ = client
-        .delete(keys.votes(&id), Some(DeleteOptions::new().with_prefix()))
-        .await;
-    lease.revoke().await;
-    outcome
+    match decided {
+        Ok(Decided::Committed { generation, votes }) => {
+            // The commit deleted the proposal and its votes; the lease goes meanwhile.
+            let (confirmed, ()) = tokio::join!(
+                confirm(&mut client, config, &keys, &votes.live, generation),
+                lease.revoke()
+            );
+            Ok(committed(
+                config,
+                &proposal,
+                generation,
+                &votes,
+                &confirmed?,
+            ))
+        }
+        other => {
+            // The proposal, then the votes (a vote is only written while its proposal
+            // exists).
+            let _ = client.delete(keys.proposal(&id), None).await;
+            let _ = client
+                .delete(keys.votes(&id), Some(DeleteOptions::new().with_prefix()))
+                .await;
+            lease.revoke().await;
+            other.map(|d| match d {
+                Decided::Answer(reply) => reply,
+                Decided::Committed { .. } => unreachable!("matched above"),
+            })
+        }
+    }
+}
+
+/// What [`decide`] came to.
+enum Decided {
+    /// The answer: refused, a dry run, or nothing to change.
+    Answer(Reply),
+    /// Committed as fleet generation `generation`; the hosts are applying it.
+    Committed {
+        /// The fleet generation committed.
+        generation: u64,
+        /// The votes it was committed on.
+        votes: Votes,
+    },
 }
 
 /// `<by>.<ms>.<pid>.<n>`: unique per proposing process, and a valid key segment (the
@@ -108,8 +145,7 @@ fn proposal_id(by: &str) -> String {
     )
 }
 
-/// Commits the change if every live host voted yes (and it is not a dry run), then waits
-/// for the hosts to confirm it.
+/// Commits the change if every live host voted yes (and it is not a dry run).
 async fn decide(
     client: &mut Client,
     config: &EtcdConfig,
@@ -118,34 +154,26 @@ async fn decide(
     proposal: &Proposal,
     base: &Desired,
     votes: Votes,
-) -> Result<Reply, FleetError> {
-    let outcome = |phase: &str, generation, hosts, missed| {
-        serde_json::to_value(ClusterOutcome {
-            txn: proposal.id.clone(),
-            phase: phase.into(),
-            cluster_generation: generation,
-            hosts,
-            missed,
-        })
-        .unwrap_or_default()
-    };
+) -> Result<Decided, FleetError> {
+    let outcome =
+        |phase, generation, hosts, missed| outcome(&proposal.id, phase, generation, hosts, missed);
     let refusals = votes.refusals();
     if !refusals.is_empty() {
-        return Ok(Reply::error(
+        return Ok(Decided::Answer(Reply::error(
             format!(
                 "fleet change refused, nothing changed anywhere: {}",
                 refusals.join("; ")
             ),
             outcome("prepare", None, votes.hosts(), None),
-        ));
+        )));
     }
     let services = match votes.merged() {
         Ok(s) => s,
         Err(why) => {
-            return Ok(Reply::error(
+            return Ok(Decided::Answer(Reply::error(
                 format!("fleet change refused, nothing changed anywhere: {why}"),
                 outcome("prepare", None, votes.hosts(), None),
-            ))
+            )))
         }
     };
     if change.request.service().is_some_and(|s| {
@@ -155,32 +183,32 @@ async fn decide(
             .flatten()
             .any(|v| v.serves.iter().any(|x| x == s))
     }) {
-        return Ok(Reply::error(
+        return Ok(Decided::Answer(Reply::error(
             format!(
                 "no live host serves {}: nothing changed",
                 change.request.service().unwrap_or_default()
             ),
             outcome("prepare", None, votes.hosts(), None),
-        ));
+        )));
     }
     if change.dry_run {
-        return Ok(Reply::ok(
+        return Ok(Decided::Answer(Reply::ok(
             format!(
                 "dry run: all {} live hosts would take it; nothing changed",
                 votes.live.len()
             ),
             outcome("prepare", None, votes.hosts(), None),
-        ));
+        )));
     }
     if services.is_empty() {
-        return Ok(Reply::ok(
+        return Ok(Decided::Answer(Reply::ok(
             format!(
                 "nothing to change on any of the {} live hosts (generation {})",
                 votes.live.len(),
                 base.generation()
             ),
             outcome("prepare", None, votes.hosts(), None),
-        ));
+        )));
     }
     let generation = base.generation() + 1;
     let record = FleetChange {
@@ -197,7 +225,18 @@ async fn decide(
         client, config, keys, proposal, base, &votes, &services, &record,
     )
     .await?;
-    let confirmed = confirm(client, config, keys, &votes.live, generation).await?;
+    Ok(Decided::Committed { generation, votes })
+}
+
+/// The answer to a change committed as `generation`: every voter that `confirmed` it, and
+/// those that did not within the wait.
+fn committed(
+    config: &EtcdConfig,
+    proposal: &Proposal,
+    generation: u64,
+    votes: &Votes,
+    confirmed: &BTreeMap<String, PeerReport>,
+) -> Reply {
     let lagging: Vec<String> = votes
         .live
         .iter()
@@ -230,8 +269,14 @@ async fn decide(
             (h.clone(), o)
         })
         .collect();
-    let data = outcome("commit", Some(generation), hosts, Some(lagging.clone()));
-    Ok(if lagging.is_empty() {
+    let data = outcome(
+        &proposal.id,
+        "commit",
+        Some(generation),
+        hosts,
+        Some(lagging.clone()),
+    );
+    if lagging.is_empty() {
         Reply::ok(
             format!(
                 "fleet generation {generation} committed and applied on all {} live hosts",
@@ -249,7 +294,25 @@ async fn decide(
             ),
             data,
         )
+    }
+}
+
+/// The data of a cluster change's answer (`ClusterOutcome`).
+fn outcome(
+    id: &str,
+    phase: &str,
+    generation: Option<u64>,
+    hosts: BTreeMap<String, HostOutcome>,
+    missed: Option<Vec<String>>,
+) -> Value {
+    serde_json::to_value(ClusterOutcome {
+        txn: id.to_owned(),
+        phase: phase.into(),
+        cluster_generation: generation,
+        hosts,
+        missed,
     })
+    .unwrap_or_default()
 }
 
 /// The commit: one transaction, only if the generation is still the one the proposal
@@ -297,6 +360,10 @@ async fn commit(
         ));
     }
     then.push(TxnOp::delete(keys.proposal(&proposal.id), None));
+    then.push(TxnOp::delete(
+        keys.votes(&proposal.id),
+        Some(DeleteOptions::new().with_prefix()),
+    ));
     let txn = Txn::new()
         .when(when)
         .and_then(then)

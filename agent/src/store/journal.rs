@@ -1,8 +1,8 @@
-//! The history journal: one JSON line per attempted change, appended and fsynced; read
-//! backwards from its end; and its repair after an interrupted write.
+//! The history journal: one JSON line per attempted change, appended (and fsynced once the
+//! answer is out); read backwards from its end; and its repair after an interrupted write.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 
 use super::{
     suffixed, JournalEntry, Store, StoreError, HISTORY_TAIL_BYTES, JOURNAL_FILE, TORN_SUFFIX,
@@ -63,29 +63,26 @@ impl Store {
             .max()
     }
 
-    /// Appends one line to the journal and fsyncs it. A write that fails part-way is cut
-    /// off again, so the next entry starts on a line of its own.
+    /// Appends one line to the journal, not yet fsynced ([`Store::sync_journal`] does, once
+    /// the answer is out). A write that fails part-way is cut off again, so the next entry
+    /// starts on a line of its own.
     pub fn append(&self, entry: &JournalEntry) -> Result<(), StoreError> {
         let path = self.journal_path();
-        let err = |source| StoreError::Journal {
-            path: path.clone(),
-            source,
-        };
         let mut line = serde_json::to_vec(entry).expect("journal entry serializes");
         line.push(b'\n');
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(&path)
-            .map_err(err)?;
-        let before = f.metadata().map_err(err)?.len();
-        if let Err(e) = f.write_all(&line).and_then(|()| f.sync_data()) {
-            let _ = f.set_len(before);
-            return Err(err(e));
+        crate::fsio::append_line(&path, &line, 0o640, false)
+            .map_err(|source| StoreError::Journal { path, source })
+    }
+
+    /// Makes the journal's lines durable.
+    pub fn sync_journal(&self) -> Result<(), StoreError> {
+        let path = self.journal_path();
+        match fs::File::open(&path) {
+            Ok(f) => f.sync_data(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
         }
-        Ok(())
+        .map_err(|source| StoreError::Journal { path, source })
     }
 
     /// The newest journal entries, oldest first: at most `limit`, only those about
@@ -276,6 +273,7 @@ mod tests {
                 .append(&entry(g, if g % 2 == 0 { "api" } else { "web" }))
                 .unwrap();
         }
+        use std::io::Write;
         let mut f = OpenOptions::new()
             .append(true)
             .open(store.journal_path())

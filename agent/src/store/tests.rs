@@ -61,7 +61,9 @@ fn recover_falls_back_to_the_previous_state_with_a_new_generation() {
     let state = rec.state.unwrap();
     assert_eq!(state.generation, 3, "never reuses a journaled generation");
     assert_eq!(rec.notes.len(), 1, "{:?}", rec.notes);
-    assert!(rec.notes[0].contains("fell back to its previous version (generation 1)"));
+    assert!(
+        rec.notes[0].contains("fell back to its previous version and the state log (generation 1)")
+    );
     assert_eq!(store.load().unwrap().state.unwrap(), state);
     // The good previous version survived; the unusable file is kept aside.
     let prev: State =
@@ -142,4 +144,56 @@ fn lock_is_exclusive() {
     assert!(matches!(store.lock(), Err(StoreError::Locked { .. })));
     drop(held);
     store.lock().unwrap();
+}
+
+#[test]
+fn committed_states_load_from_the_log_until_a_checkpoint_folds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut s = State::new([("web", Colour::Blue)]);
+    s.generation = 1;
+    store.save(&s).unwrap();
+    for g in 2..=4 {
+        s.generation = g;
+        store.commit(&s).unwrap();
+    }
+    // The checkpoint is older; the log's last line is the state.
+    assert_eq!(store.load().unwrap().state.unwrap().generation, 4);
+    let checkpoint: State = serde_json::from_slice(&fs::read(store.state_path()).unwrap()).unwrap();
+    assert_eq!(checkpoint.generation, 1);
+    // A line cut short by a crash does not count; the one before it does.
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(store.log_path())
+        .unwrap();
+    f.write_all(b"{\"generation\": 5, \"serv").unwrap();
+    assert_eq!(store.load().unwrap().state.unwrap().generation, 4);
+    // Recovery folds the log into the checkpoint and starts a clean log.
+    let rec = store.recover().unwrap();
+    assert_eq!(rec.state.unwrap().generation, 4);
+    assert_eq!(store.log_len(), 0);
+    let checkpoint: State = serde_json::from_slice(&fs::read(store.state_path()).unwrap()).unwrap();
+    assert_eq!(checkpoint.generation, 4);
+    // A log line older than the checkpoint (a truncation a power loss undid) is ignored.
+    let mut old = checkpoint.clone();
+    old.generation = 3;
+    old.services.get_mut("web").unwrap().live = Colour::Green;
+    store.commit(&old).unwrap();
+    assert_eq!(store.load().unwrap().state.unwrap(), checkpoint);
+}
+
+#[test]
+fn a_torn_checkpoint_falls_back_to_its_previous_version_and_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut s = State::new([("web", Colour::Blue)]);
+    store.save(&s).unwrap();
+    s.generation = 2;
+    store.save(&s).unwrap();
+    s.generation = 3;
+    store.commit(&s).unwrap();
+    fs::write(store.state_path(), b"{\"generation\": 2, \"serv").unwrap();
+    let loaded = store.load().unwrap();
+    assert!(loaded.recovered_from.is_some());
+    assert_eq!(loaded.state.unwrap().generation, 3);
 }

@@ -8,14 +8,16 @@ use super::{Agent, Setup};
 impl Setup {
     /// The saved state, as the agent would load it.
     pub fn saved_state(&self) -> Result<cutover::state::State, String> {
-        let path = self.file("state/state.json");
-        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            format!(
-                "state.json does not load ({e}): {:?}",
-                String::from_utf8_lossy(&bytes)
-            )
-        })
+        let dir = self.file("state");
+        let store = cutover::store::Store::open(&dir).map_err(|e| e.to_string())?;
+        let loaded = store
+            .load()
+            .map_err(|e| format!("the saved state does not load: {e}"))?;
+        match (loaded.state, loaded.recovered_from) {
+            (Some(state), None) => Ok(state),
+            (_, Some(why)) => Err(format!("state.json is unusable: {why}")),
+            (None, None) => Err(format!("no state saved in {}", dir.display())),
+        }
     }
 
     /// The managed maps of the HAProxy setup, by name: `maps/<name>.map`.

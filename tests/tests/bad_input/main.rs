@@ -19,16 +19,19 @@ mod requests;
 /// The Host header of the requests these tests send through the proxy.
 pub const HOST: &str = "www.example.test";
 
-/// Bytes of every file that must not change.
+/// Bytes of every file that must not change, and the saved state (checkpoint and log, as
+/// the agent loads it).
 pub fn live_files(s: &Setup) -> Vec<(String, Vec<u8>)> {
-    [
+    let mut files: Vec<(String, Vec<u8>)> = [
         "haproxy.cfg",
         "maps/routes.map",
         "maps/services.map",
-        "state/state.json",
         "cutover.toml",
     ]
     .iter()
     .map(|f| (f.to_string(), std::fs::read(s.file(f)).unwrap()))
-    .collect()
+    .collect();
+    let state = s.saved_state().unwrap();
+    files.push(("state".into(), serde_json::to_vec(&state).unwrap()));
+    files
 }

@@ -137,14 +137,15 @@ async fn a_restart_after_a_power_loss_recovers_and_says_so() {
         .recovered
         .iter()
         .any(|n| n.contains("temporary or staged file")));
-    // The previous version: web green, api blue; a generation above every journaled one.
+    // Both changes are in the state log, which outlives the checkpoint: web green, api
+    // green; a generation above every journaled one.
     assert_eq!(engine.state().services["web"].live, Colour::Green);
-    assert_eq!(engine.state().services["api"].live, Colour::Blue);
+    assert_eq!(engine.state().services["api"].live, Colour::Green);
     assert_eq!(engine.state().generation, last + 1);
     engine.reconcile("start").await.unwrap();
     assert_eq!(
         f.proxy.state().maps[&f.maps.join("services.map")]["api"],
-        "api_blue"
+        "api_green"
     );
     let notes = engine.history(None, 100).unwrap();
     assert_eq!(

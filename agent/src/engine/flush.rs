@@ -1,0 +1,88 @@
+//! What a change leaves to do once its answer is out: the fsync of the files the runtime
+//! path renamed into place and of their directories, the journal's fsync, a state the log
+//! does not hold yet (the fleet generation a host marked), and now and then a checkpoint
+//! of the state log into `state.json`. The agent's task calls [`Engine::flush`] after every
+//! request or event it handled, so nothing waits here for long; a change never waits for
+//! more than the state log's one fsync.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::Engine;
+use crate::proxy::Proxy;
+
+/// The state log is folded into `state.json` once it holds this many bytes (a few hundred
+/// changes of a handful of services).
+pub const CHECKPOINT_BYTES: u64 = 64 * 1024;
+
+/// The durability work the last changes left for [`Engine::flush`].
+#[derive(Debug, Default)]
+pub(super) struct Unflushed {
+    /// Files renamed into place whose content is not fsynced yet.
+    files: BTreeSet<PathBuf>,
+    /// Directories with renames not fsynced yet.
+    dirs: BTreeSet<PathBuf>,
+    /// The state changed without a line in the state log.
+    state: bool,
+    /// Journal lines were written since the last fsync (set from `&self` methods).
+    journal: AtomicBool,
+}
+
+impl Unflushed {
+    /// A file renamed into place before its content was fsynced.
+    pub(super) fn file(&mut self, path: &Path) {
+        self.files.insert(path.to_owned());
+    }
+
+    /// A directory with a rename not fsynced yet.
+    pub(super) fn dir(&mut self, dir: &Path) {
+        self.dirs.insert(dir.to_owned());
+    }
+
+    /// A state change the state log does not hold yet.
+    pub(super) fn state(&mut self) {
+        self.state = true;
+    }
+
+    /// A journal line written.
+    pub(super) fn journal(&self) {
+        self.journal.store(true, Ordering::Relaxed);
+    }
+}
+
+impl<P: Proxy> Engine<P> {
+    /// Makes durable what the changes answered since the last call left: files, then
+    /// directories, the state (a line in the state log), the journal, and a checkpoint when
+    /// the log is long. Failures are logged: the changes they concern are answered and in
+    /// the state log already, and the next start renders the files from it.
+    pub fn flush(&mut self) {
+        let work = std::mem::take(&mut self.unflushed);
+        for path in &work.files {
+            if let Err(e) = crate::fsio::sync_file(path) {
+                tracing::warn!("{e}");
+            }
+        }
+        for dir in &work.dirs {
+            if let Err(e) = crate::fsio::sync_dir(dir) {
+                tracing::warn!("{e}");
+            }
+        }
+        if work.state {
+            if let Err(e) = self.store.commit(&self.state) {
+                tracing::error!(error = %e, "cannot save the state");
+                self.unflushed.state();
+            }
+        }
+        if work.journal.into_inner() {
+            if let Err(e) = self.store.sync_journal() {
+                tracing::error!(error = %e, "cannot fsync the journal");
+            }
+        }
+        if self.store.log_len() >= CHECKPOINT_BYTES {
+            if let Err(e) = self.store.save(&self.state) {
+                tracing::warn!(error = %e, "cannot checkpoint the state log");
+            }
+        }
+    }
+}
