@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use etcd_client::{Client, ConnectOptions, GetOptions, Identity, TlsOptions, Txn, TxnOp};
+use etcd_client::{
+    Client, ConnectOptions, EventType, GetOptions, Identity, KeyValue, TlsOptions, Txn, TxnOp,
+    WatchResponse,
+};
 use serde::de::DeserializeOwned;
 
 use crate::config::EtcdConfig;
@@ -301,6 +304,19 @@ pub fn to_json<T: serde::Serialize>(record: &T) -> Vec<u8> {
     serde_json::to_vec(record).unwrap_or_default()
 }
 
+/// The keys put in a watch's `response`, classified under `keys`, with their values.
+pub fn puts<'a>(
+    keys: &'a Keys,
+    response: &'a WatchResponse,
+) -> impl Iterator<Item = (Key, &'a KeyValue)> + 'a {
+    response
+        .events()
+        .iter()
+        .filter(|e| e.event_type() == EventType::Put)
+        .filter_map(|e| e.kv())
+        .map(|kv| (keys.classify(kv.key()), kv))
+}
+
 /// Parses one record, refusing one larger than [`MAX_RECORD_BYTES`] or not of type `T`.
 pub fn parse<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, FleetError> {
     let bad = |reason: String| FleetError::BadRecord {
@@ -396,28 +412,10 @@ pub async fn read_desired(
 /// Refuses a service record that breaks the state's rules (previous or drained equal to a
 /// colour that takes traffic, a canary share outside 1..=99).
 fn check_record(key: &[u8], name: &str, s: &ServiceState) -> Result<(), FleetError> {
-    let bad = |reason: String| FleetError::BadRecord {
+    s.check().map_err(|broken| FleetError::BadRecord {
         key: String::from_utf8_lossy(key).into_owned(),
-        reason: format!("service {name}: {reason}"),
-    };
-    if s.previous == Some(s.live) {
-        return Err(bad(format!("{} is both live and previous", s.live)));
-    }
-    if let Some(c) = s.canary {
-        if c.colour == s.live || !(1..=99).contains(&c.percent) {
-            return Err(bad(format!(
-                "canary {} {}% on live {}",
-                c.colour, c.percent, s.live
-            )));
-        }
-        if s.drained.contains(&c.colour) {
-            return Err(bad(format!("canary colour {} is drained", c.colour)));
-        }
-    }
-    if s.drained.contains(&s.live) {
-        return Err(bad(format!("live colour {} is drained", s.live)));
-    }
-    Ok(())
+        reason: format!("service {name}: {broken}"),
+    })
 }
 
 /// The records of the live hosts (their keys exist while their leases do). A record that

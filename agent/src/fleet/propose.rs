@@ -16,12 +16,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use etcd_client::{Client, Compare, CompareOp, DeleteOptions, EventType, Txn, TxnOp, WatchOptions};
+use etcd_client::{Client, Compare, CompareOp, DeleteOptions, Txn, TxnOp, WatchOptions};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::etcd::{
-    etcd_error, parse, read_desired, read_hosts, to_json, Desired, FleetError, Key, Keys,
+    etcd_error, parse, puts, read_desired, read_hosts, to_json, Desired, FleetError, Key, Keys,
 };
 use super::lease::Lease;
 use super::votes::{self, Votes};
@@ -431,15 +431,10 @@ async fn confirm(
             Err(_) | Ok(Ok(None)) => break,
             Ok(Err(e)) => return Err(err(e)),
             Ok(Ok(Some(response))) => {
-                for event in response.events() {
-                    let Some(kv) = event.kv() else { continue };
-                    if event.event_type() != EventType::Put {
-                        continue;
-                    }
-                    if let (Key::Host(host), Ok(r)) = (
-                        keys.classify(kv.key()),
-                        parse::<PeerReport>(kv.key(), kv.value()),
-                    ) {
+                for (key, kv) in puts(keys, &response) {
+                    if let (Key::Host(host), Ok(r)) =
+                        (key, parse::<PeerReport>(kv.key(), kv.value()))
+                    {
                         take(&mut confirmed, host, r);
                     }
                 }

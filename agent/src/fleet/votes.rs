@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use etcd_client::{Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, WatchOptions};
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, WatchOptions};
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::etcd::{etcd_error, parse, read_hosts, to_json, FleetError, Key, Keys};
+use super::etcd::{etcd_error, parse, puts, read_hosts, to_json, FleetError, Key, Keys};
 use crate::config::EtcdConfig;
 use crate::protocol::{HostOutcome, Proposal, ServiceState, Vote};
 
@@ -74,12 +74,8 @@ pub async fn collect(
             Ok(Err(e)) => return Err(err(e)),
             Ok(Ok(None)) => return Err(FleetError::WatchEnded("the votes' watch closed".into())),
             Ok(Ok(Some(response))) => {
-                for event in response.events() {
-                    let Some(kv) = event.kv() else { continue };
-                    if event.event_type() != EventType::Put {
-                        continue;
-                    }
-                    if let Key::Vote(_, host) = keys.classify(kv.key()) {
+                for (key, kv) in puts(keys, &response) {
+                    if let Key::Vote(_, host) = key {
                         let vote = parse::<Vote>(kv.key(), kv.value())
                             .map_err(|e| e.to_string())
                             .and_then(|v| {

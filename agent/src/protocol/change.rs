@@ -53,6 +53,50 @@ impl ServiceState {
     pub fn canary_percent(&self) -> u8 {
         self.canary.map_or(0, |c| c.percent)
     }
+
+    /// Whether the decision holds together: the previous colour is not the live one, a
+    /// canary goes to the other colour with a share of 1 to 99%, and no colour that takes
+    /// traffic is drained. Every state cutover makes holds these; a record read from
+    /// elsewhere (the fleet store) is checked with them.
+    pub fn check(&self) -> Result<(), Broken> {
+        if self.previous == Some(self.live) {
+            return Err(Broken::PreviousIsLive(self.live));
+        }
+        if let Some(c) = self.canary {
+            if c.colour == self.live || !(1..=99).contains(&c.percent) {
+                return Err(Broken::Canary {
+                    canary: c,
+                    live: self.live,
+                });
+            }
+            if self.drained.contains(&c.colour) {
+                return Err(Broken::Drained(c.colour, "canary"));
+            }
+        }
+        if self.drained.contains(&self.live) {
+            return Err(Broken::Drained(self.live, "live"));
+        }
+        Ok(())
+    }
+}
+
+/// A rule of [`ServiceState::check`] that a decision breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Broken {
+    /// The previous colour is the live one.
+    #[error("{0} is both live and previous")]
+    PreviousIsLive(Colour),
+    /// A canary on the live colour, or with a share outside 1 to 99%.
+    #[error("canary {} {}% on live {live}", canary.colour, canary.percent)]
+    Canary {
+        /// The canary.
+        canary: Canary,
+        /// The live colour.
+        live: Colour,
+    },
+    /// A colour that takes traffic (`live` or `canary`) is drained.
+    #[error("{1} colour {0} is drained")]
+    Drained(Colour, &'static str),
 }
 
 /// What one service went through in a change.

@@ -30,7 +30,7 @@ pub mod reply;
 pub mod routing;
 pub mod status;
 
-pub use change::{Change, ServiceChange, ServiceState};
+pub use change::{Broken, Change, ServiceChange, ServiceState};
 pub use cluster::{
     ClusterOutcome, ClusterStatus, HeldChange, HostOutcome, HostRow, ServiceAgreement,
 };

@@ -158,12 +158,9 @@ impl State {
         if cfg!(debug_assertions) {
             for (name, s) in &self.services {
                 assert!(!name.is_empty(), "empty service name");
-                assert_ne!(s.previous, Some(s.live), "{name}: previous equals live");
-                if let Some(c) = s.canary {
-                    assert_ne!(c.colour, s.live, "{name}: canary on the live colour");
-                    assert!((1..=99).contains(&c.percent), "{name}: canary share");
+                if let Err(broken) = s.check() {
+                    panic!("{name}: {broken}");
                 }
-                assert!(!s.drained.contains(&s.live), "{name}: live colour drained");
             }
             assert!(self.format <= STATE_FORMAT, "unknown state format");
         }
