@@ -20,6 +20,7 @@ use crate::store::{Outcome, Store};
 
 mod admit;
 mod change;
+mod checked;
 mod drains;
 mod error;
 mod files;
@@ -83,6 +84,8 @@ pub struct Engine<P: Proxy> {
     desired_file: Option<crate::desired::Watcher>,
     /// What the changes answered so far left to make durable ([`Engine::flush`]).
     unflushed: flush::Unflushed,
+    /// The trees the proxy's checker passed lately.
+    checked: checked::Checked,
     metrics: Metrics,
 }
 
@@ -130,6 +133,7 @@ impl<P: Proxy> Engine<P> {
             phases: BTreeMap::new(),
             desired_file: None,
             unflushed: flush::Unflushed::default(),
+            checked: checked::Checked::default(),
             metrics: Metrics::new(),
         };
         engine.watch_desired_file();
@@ -246,6 +250,8 @@ impl<P: Proxy> Engine<P> {
         let renderer = Renderer::new(&config)
             .map_err(|e| ApplyError::caused(Step::Render, ErrorKind::Template, e))?;
         let old_config = std::mem::replace(&mut self.config, config);
+        // Templates, paths or the proxy's settings may differ: every tree is checked anew.
+        self.checked.clear();
         let old_renderer = std::mem::replace(&mut self.renderer, renderer);
         let old_static = std::mem::take(&mut self.static_files);
         let old_files = self.files.clone();

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use super::checked::Tree;
 use super::error::{ApplyError, ErrorKind};
 use super::files::Pending;
 use super::Engine;
@@ -123,7 +125,8 @@ impl<P: Proxy> Engine<P> {
     /// where it is (it is what the proxy reads anyway), so a large route map is neither
     /// rendered nor copied for a flip; `None` stages every file (a first start, before the
     /// live files exist). Staged copies are not fsynced: they live only while the checker
-    /// reads them.
+    /// reads them. A tree the checker passed recently is not checked again (see
+    /// `checked`).
     pub(super) async fn validate_staged(
         &self,
         next: &State,
@@ -175,6 +178,19 @@ impl<P: Proxy> Engine<P> {
                 .map_err(|e| ApplyError::caused(Step::Render, ErrorKind::Template, e))?;
             rendered.insert(f.name.clone(), text);
         }
+        // The whole tree as the checker reads it: a tree it passed a moment ago passes.
+        let tree: Option<Tree> = self
+            .config
+            .files
+            .iter()
+            .map(|f| match rendered.get(&f.name) {
+                Some(text) => Some((f.name.clone(), Arc::from(text.as_str()))),
+                None => self.files.get(&f.name).map(|t| (f.name.clone(), t.clone())),
+            })
+            .collect();
+        if let Some(report) = tree.as_ref().and_then(|t| self.checked.get(t)) {
+            return Ok(report);
+        }
         let result = async {
             for (name, path) in &staged {
                 write_staged(path, rendered[name].as_bytes()).map_err(|e| {
@@ -194,6 +210,9 @@ impl<P: Proxy> Engine<P> {
         .await;
         for p in staged.values() {
             let _ = std::fs::remove_file(p);
+        }
+        if let (Ok(report), Some(tree)) = (&result, tree) {
+            self.checked.put(tree, report);
         }
         result
     }
