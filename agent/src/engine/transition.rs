@@ -255,21 +255,26 @@ impl<P: Proxy> Engine<P> {
         generation: u64,
     ) -> Result<(Vec<FileOutcome>, Option<ReloadReport>), ApplyError> {
         let mut out = Vec::new();
-        for p in pending {
+        for (i, p) in pending.iter().enumerate() {
             let to = p.entries.as_ref().expect("runtime apply is for maps");
             let from = self
                 .proxy
                 .read_map(&p.spec.path)
                 .await
                 .map_err(|e| ApplyError::caused(Step::Apply, ErrorKind::Proxy, e))?;
-            let update = self
-                .proxy
-                .update_map(&p.spec.path, &from, to)
-                .await
-                .map_err(|e| {
-                    ApplyError::caused(Step::Apply, ErrorKind::Proxy, e)
-                        .context(format!("map {}", p.spec.name))
-                })?;
+            // The generation is recorded with the last map (where the proxy keeps one).
+            let update = match i + 1 == pending.len() {
+                true => {
+                    self.proxy
+                        .update_last_map(&p.spec.path, &from, to, generation)
+                        .await
+                }
+                false => self.proxy.update_map(&p.spec.path, &from, to).await,
+            }
+            .map_err(|e| {
+                ApplyError::caused(Step::Apply, ErrorKind::Proxy, e)
+                    .context(format!("map {}", p.spec.name))
+            })?;
             out.push(FileOutcome {
                 name: p.spec.name.clone(),
                 path: p.spec.path.clone(),
@@ -278,10 +283,6 @@ impl<P: Proxy> Engine<P> {
                 edits: update.edits,
             });
         }
-        self.proxy
-            .mark_generation(generation)
-            .await
-            .map_err(|e| ApplyError::caused(Step::Apply, ErrorKind::Proxy, e))?;
         Ok((out, None))
     }
 

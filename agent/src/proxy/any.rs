@@ -75,6 +75,16 @@ impl Proxy for AnyProxy {
         delegate!(self, p => p.update_map(path, from, to).await)
     }
 
+    async fn update_last_map(
+        &self,
+        path: &Path,
+        from: &MapEntries,
+        to: &MapEntries,
+        generation: u64,
+    ) -> Result<MapUpdate, ProxyError> {
+        delegate!(self, p => p.update_last_map(path, from, to, generation).await)
+    }
+
     async fn reload(&self, generation: u64) -> Result<ReloadReport, ProxyError> {
         delegate!(self, p => p.reload(generation).await)
     }

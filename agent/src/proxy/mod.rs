@@ -72,6 +72,23 @@ pub trait Proxy: Send + Sync + 'static {
         to: &MapEntries,
     ) -> impl Future<Output = Result<MapUpdate, ProxyError>> + Send;
 
+    /// [`Proxy::update_map`] for the last map of a change, which also records `generation`
+    /// as [`Proxy::mark_generation`] does, in the same request where the proxy can (Nginx's
+    /// Lua dict). The default updates, then marks.
+    fn update_last_map(
+        &self,
+        path: &Path,
+        from: &MapEntries,
+        to: &MapEntries,
+        generation: u64,
+    ) -> impl Future<Output = Result<MapUpdate, ProxyError>> + Send {
+        async move {
+            let update = self.update_map(path, from, to).await?;
+            self.mark_generation(generation).await?;
+            Ok(update)
+        }
+    }
+
     /// Reloads the proxy from the files on disk and confirms it took them. `generation` is
     /// the state generation those files were rendered for; a proxy that can read it back
     /// from what it serves (Nginx's status endpoint) confirms with it.

@@ -215,6 +215,20 @@ impl Proxy for Nginx {
         })
     }
 
+    /// With the Lua runtime, the generation goes with the map's last request.
+    async fn update_last_map(
+        &self,
+        path: &Path,
+        from: &MapEntries,
+        to: &MapEntries,
+        generation: u64,
+    ) -> Result<MapUpdate, ProxyError> {
+        match &self.lua {
+            Some(lua) => lua.update_map(path, from, to, Some(generation)).await,
+            None => self.update_map(path, from, to).await,
+        }
+    }
+
     async fn reload(&self, generation: u64) -> Result<ReloadReport, ProxyError> {
         let _one = self.reloading.lock().await;
         let gap_wait = self.gap.wait().await;
