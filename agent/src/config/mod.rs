@@ -22,6 +22,7 @@ pub mod gates;
 mod metrics;
 mod proxy;
 mod raw;
+pub mod remote;
 mod services;
 mod validate;
 
@@ -31,6 +32,7 @@ pub use agent::{
     DEFAULT_STATE_DIR,
 };
 pub use cluster::{ClusterConfig, PeerSpec, TlsFiles};
+pub use remote::RemoteConfig;
 pub use files::{EmptyMapError, FileSpec, Templates, ValueCheck, DEFAULT_TEMPLATE_DIR};
 pub use fleet::{EtcdAuth, EtcdConfig, EtcdTls, FleetConfig};
 pub use gates::{GateConfig, NoTraffic, PrewarmConfig, WatchConfig};
@@ -72,6 +74,8 @@ pub struct Config {
     /// This host as a member of a fleet whose desired state lives in etcd (`[cluster]`
     /// with `store = "etcd"`).
     pub fleet: Option<FleetConfig>,
+    /// The remote API (`[remote]`): gRPC over mutual TLS; none by default.
+    pub remote: Option<RemoteConfig>,
     /// The Prometheus endpoint.
     pub metrics: Metrics,
 }
