@@ -5,7 +5,8 @@
 fn main() {
     #[cfg(feature = "grpc")]
     {
-        let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+        let out =
+            std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
         println!("cargo:rerun-if-changed=../proto/cutover/v1/cutover.proto");
         if let Err(e) = tonic_prost_build::configure()
             .file_descriptor_set_path(out.join("cutover_descriptor.bin"))

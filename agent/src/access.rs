@@ -501,9 +501,22 @@ mod tests {
         );
         // On the JSON-lines listener: a listed peer keeps its role; another name needs one.
         assert!(ok(&Requester::Peer { name: "lb2".into() }, &apply));
-        assert!(ok(&Requester::Peer { name: "viewer".into() }, &Command::Status));
-        assert!(!ok(&Requester::Peer { name: "viewer".into() }, &switch()));
-        assert!(!ok(&Requester::Peer { name: "ci".into() }, &Command::Status));
+        assert!(ok(
+            &Requester::Peer {
+                name: "viewer".into()
+            },
+            &Command::Status
+        ));
+        assert!(!ok(
+            &Requester::Peer {
+                name: "viewer".into()
+            },
+            &switch()
+        ));
+        assert!(!ok(
+            &Requester::Peer { name: "ci".into() },
+            &Command::Status
+        ));
         // A cluster change needs what its change needs.
         let cluster = Command::Cluster {
             command: Box::new(switch()),

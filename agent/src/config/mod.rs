@@ -32,7 +32,6 @@ pub use agent::{
     DEFAULT_STATE_DIR,
 };
 pub use cluster::{ClusterConfig, PeerSpec, TlsFiles};
-pub use remote::RemoteConfig;
 pub use files::{EmptyMapError, FileSpec, Templates, ValueCheck, DEFAULT_TEMPLATE_DIR};
 pub use fleet::{EtcdAuth, EtcdConfig, EtcdTls, FleetConfig};
 pub use gates::{GateConfig, NoTraffic, PrewarmConfig, WatchConfig};
@@ -46,6 +45,7 @@ pub use proxy::{
     DEFAULT_NGINX_PID_FILE, DEFAULT_NGINX_STATUS, DEFAULT_RELOAD_TIMEOUT_MS, LUA_MAPS, LUA_MODULE,
     MAX_MIN_RELOAD_GAP_MS, NDK_MODULE,
 };
+pub use remote::RemoteConfig;
 pub use services::{ColourSpec, Server, Service, Sticky, MAX_ROUTES};
 
 use raw::RawConfig;

@@ -23,7 +23,9 @@ fn colour(field: &str, value: i32) -> Result<Colour, Invalid> {
     match pb::Colour::try_from(value) {
         Ok(pb::Colour::Blue) => Ok(Colour::Blue),
         Ok(pb::Colour::Green) => Ok(Colour::Green),
-        _ => Err(invalid(format!("{field}: a colour (BLUE or GREEN) is required"))),
+        _ => Err(invalid(format!(
+            "{field}: a colour (BLUE or GREEN) is required"
+        ))),
     }
 }
 
@@ -119,7 +121,12 @@ fn desired(d: pb::Desired) -> Result<Desired, Invalid> {
         previous: d.previous.map(|p| colour("previous", p)).transpose()?,
         drained: d
             .drained
-            .map(|d| d.colours.into_iter().map(|c| colour("drained", c)).collect())
+            .map(|d| {
+                d.colours
+                    .into_iter()
+                    .map(|c| colour("drained", c))
+                    .collect()
+            })
             .transpose()?,
     })
 }

@@ -162,10 +162,7 @@ impl Service {
     }
 
     /// A routing change through its own RPC.
-    async fn change(
-        &self,
-        request: Request<pb::Change>,
-    ) -> Result<Response<pb::Reply>, Status> {
+    async fn change(&self, request: Request<pb::Change>) -> Result<Response<pb::Reply>, Status> {
         self.call(request, convert::change).await
     }
 }
@@ -206,7 +203,8 @@ impl Cutover for Service {
         &self,
         request: Request<pb::PromoteRequest>,
     ) -> Result<Response<pb::Reply>, Status> {
-        self.change(wrap(request, pb::change::Change::Promote)).await
+        self.change(wrap(request, pb::change::Change::Promote))
+            .await
     }
 
     async fn abort(
@@ -220,7 +218,8 @@ impl Cutover for Service {
         &self,
         request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::Reply>, Status> {
-        self.change(wrap(request, pb::change::Change::Rollback)).await
+        self.change(wrap(request, pb::change::Change::Rollback))
+            .await
     }
 
     async fn drain(
@@ -234,7 +233,8 @@ impl Cutover for Service {
         &self,
         request: Request<pb::UndrainRequest>,
     ) -> Result<Response<pb::Reply>, Status> {
-        self.change(wrap(request, pb::change::Change::Undrain)).await
+        self.change(wrap(request, pb::change::Change::Undrain))
+            .await
     }
 
     async fn apply(

@@ -228,12 +228,7 @@ pub struct IssueOptions {
 /// Issues `<node>.pem` and `<node>.key` in `out`, signed by the CA in `ca_dir` (made by
 /// [`make_ca`]; `ca_name` defaults to the name in its `ca.pem`), for `node` as common name
 /// and DNS name, usable as server and as client.
-pub fn issue(
-    ca_dir: &Path,
-    ca_name: Option<&str>,
-    node: &str,
-    out: &Path,
-) -> Result<(), TlsError> {
+pub fn issue(ca_dir: &Path, ca_name: Option<&str>, node: &str, out: &Path) -> Result<(), TlsError> {
     issue_with(ca_dir, ca_name, node, out, &IssueOptions::default())
 }
 

@@ -28,20 +28,24 @@ impl Validator<'_> {
                  an address of its own"
             ));
         }
-        let mut file = |what: &str, own: Option<std::path::PathBuf>, of_cluster| {
-            match own.map(|p| self.abs(&format!("remote.{what}"), p)).or(of_cluster) {
-                Some(p) => {
-                    if !p.is_file() {
-                        self.problem(format!("remote.{what}: {} is not a readable file", p.display()));
-                    }
-                    p
-                }
-                None => {
+        let mut file = |what: &str, own: Option<std::path::PathBuf>, of_cluster| match own
+            .map(|p| self.abs(&format!("remote.{what}"), p))
+            .or(of_cluster)
+        {
+            Some(p) => {
+                if !p.is_file() {
                     self.problem(format!(
-                        "remote.{what}: missing (and no [cluster] to take it from)"
+                        "remote.{what}: {} is not a readable file",
+                        p.display()
                     ));
-                    std::path::PathBuf::new()
                 }
+                p
+            }
+            None => {
+                self.problem(format!(
+                    "remote.{what}: missing (and no [cluster] to take it from)"
+                ));
+                std::path::PathBuf::new()
             }
         };
         let tls = TlsFiles {
