@@ -227,6 +227,10 @@ pub enum TlsVerb {
         name: String,
         #[arg(long)]
         out: Option<PathBuf>,
+        /// A SAN URI to add (e.g. a SPIFFE ID), besides the DNS name NAME; may be repeated.
+        /// `[[remote.clients]] identity = "uri:..."` names a client by it.
+        #[arg(long = "uri", value_name = "URI")]
+        uris: Vec<String>,
         /// The CA's name (default: read from CA_DIR/ca.pem).
         #[arg(long)]
         ca_name: Option<String>,

@@ -161,10 +161,15 @@ pub fn tls(verb: &TlsVerb) -> Result<(), crate::peers::tls::TlsError> {
             ca_dir,
             name,
             out,
+            uris,
             ca_name,
         } => {
             let out = out.as_deref().unwrap_or(ca_dir);
-            tls::issue(ca_dir, ca_name.as_deref(), name, out)?;
+            let options = tls::IssueOptions {
+                uris: uris.clone(),
+                expired: false,
+            };
+            tls::issue_with(ca_dir, ca_name.as_deref(), name, out, &options)?;
             println!("wrote {0}/{name}.pem and {0}/{name}.key", out.display());
         }
     }

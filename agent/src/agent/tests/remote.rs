@@ -68,22 +68,26 @@ cert = "{t}/lb1.pem"
 key = "{t}/lb1.key"
 max_streams_per_client = 2
 max_message_bytes = 65536
-[[remote.clients]]
-identity = "dns:ci"
-role = "admin"
-[[remote.clients]]
-identity = "dns:late"
-role = "admin"
-[[remote.clients]]
-identity = "dns:deployer"
-role = "operate"
-[[remote.clients]]
-identity = "dns:viewer"
-role = "read"
-"#,
+{clients}"#,
         d = dir.display(),
-        t = tls.display()
+        t = tls.display(),
+        clients = clients(&[
+            ("dns:ci", "admin"),
+            ("dns:late", "admin"),
+            ("dns:deployer", "operate"),
+            ("dns:viewer", "read"),
+        ]),
     )
+}
+
+/// `[[remote.clients]]` tables, one per identity and role.
+fn clients(roles: &[(&str, &str)]) -> String {
+    roles
+        .iter()
+        .map(|(identity, role)| {
+            format!("[[remote.clients]]\nidentity = {identity:?}\nrole = {role:?}\n")
+        })
+        .collect()
 }
 
 /// An agent over the in-memory proxy serving its unix socket and its remote API.
