@@ -3,7 +3,8 @@
 //!
 //! `cargo run --release -p cutover-bench -- --short` (under a minute) or `-- --full`
 //! (the run behind docs/BENCHMARKS.md; `--write-docs` puts its tables there), or `-- --fleet`
-//! (the fleet part of the full run alone: etcd, 3/10/30 hosts). Results also go to
+//! (the fleet part of the full run alone: etcd, 3/10/30 hosts), or `-- --remote` (the
+//! remote API against the unix socket, in the same run). Results also go to
 //! `target/bench/<short|full|fleet>.md`.
 #![forbid(unsafe_code)]
 
@@ -15,6 +16,7 @@ mod load;
 mod method;
 mod probe;
 mod procstat;
+mod remote;
 mod report;
 mod scale;
 mod series;
@@ -55,6 +57,8 @@ pub struct Plan {
     pub nginx_only: bool,
     /// The fleet part, when it runs.
     pub fleet: Option<FleetPlan>,
+    /// The remote API's part, when it runs: switches per method.
+    pub remote: Option<usize>,
 }
 
 impl Plan {
@@ -70,6 +74,7 @@ impl Plan {
             write_docs: false,
             nginx_only: false,
             fleet: Some(FleetPlan::short()),
+            remote: Some(10),
         }
     }
 
@@ -89,6 +94,7 @@ impl Plan {
             write_docs: false,
             nginx_only: false,
             fleet: Some(FleetPlan::full()),
+            remote: Some(100),
         }
     }
 
@@ -98,20 +104,36 @@ impl Plan {
             name: "fleet",
             flips_part: false,
             scale: vec![],
+            remote: None,
+            ..Plan::full()
+        }
+    }
+
+    /// The remote API's part of the full run alone: a switch's answer over gRPC and over
+    /// the unix socket, in the same run.
+    fn remote() -> Plan {
+        Plan {
+            name: "remote",
+            flips_part: false,
+            scale: vec![],
+            dist: false,
+            fleet: None,
             ..Plan::full()
         }
     }
 }
 
 const USAGE: &str =
-    "usage: cutover-bench --short | --full | --fleet [--flips N] [--scale N,N...] [--no-scale]\n\
-     [--no-fleet] [--fleet-flips N] [--no-dist] [--dist-binary PATH] [--write-docs] [--nginx-only]";
+    "usage: cutover-bench --short | --full | --fleet | --remote [--flips N] [--scale N,N...] [--no-scale]\n\
+     [--no-fleet] [--fleet-flips N] [--no-remote] [--remote-flips N] [--no-dist] [--dist-binary PATH]\n\
+     [--write-docs] [--nginx-only]";
 
 fn parse_args() -> anyhow::Result<Plan> {
     let (mut plan, mut flips) = (None, None);
     let (mut no_scale, mut no_dist, mut write_docs) = (false, false, false);
     let mut nginx_only = false;
     let (mut no_fleet, mut fleet_flips) = (false, None);
+    let (mut no_remote, mut remote_flips) = (false, None);
     let mut scale: Option<Vec<usize>> = None;
     let mut dist_binary = None;
     let mut args = std::env::args().skip(1);
@@ -120,7 +142,13 @@ fn parse_args() -> anyhow::Result<Plan> {
             "--short" => plan = Some(Plan::short()),
             "--full" => plan = Some(Plan::full()),
             "--fleet" => plan = Some(Plan::fleet()),
+            "--remote" => plan = Some(Plan::remote()),
             "--no-fleet" => no_fleet = true,
+            "--no-remote" => no_remote = true,
+            "--remote-flips" => {
+                let n = args.next().and_then(|n| n.parse::<usize>().ok());
+                remote_flips = Some(n.context("--remote-flips takes a number")?);
+            }
             "--fleet-flips" => {
                 let n = args.next().and_then(|n| n.parse::<usize>().ok());
                 fleet_flips = Some(n.context("--fleet-flips takes a number")?);
@@ -178,6 +206,12 @@ fn parse_args() -> anyhow::Result<Plan> {
     }
     if let (Some(fleet), Some(n)) = (plan.fleet.as_mut(), fleet_flips) {
         fleet.flips = n;
+    }
+    if no_remote {
+        plan.remote = None;
+    }
+    if let Some(n) = remote_flips {
+        plan.remote = plan.remote.map(|_| n);
     }
     plan.dist_binary = dist_binary;
     plan.write_docs = write_docs;
@@ -262,6 +296,10 @@ fn main() -> anyhow::Result<()> {
         .as_ref()
         .map(|f| fleet::run(rt.handle(), f))
         .unwrap_or_default();
+    let remote = plan
+        .remote
+        .map(|n| remote::run(rt.handle(), n))
+        .unwrap_or_default();
     let results = doc::Results {
         plan: plan.clone(),
         load: load.clone(),
@@ -276,6 +314,7 @@ fn main() -> anyhow::Result<()> {
         dist,
         dist_idle,
         fleet,
+        remote,
     };
     let text = results.markdown();
     println!("{text}");
@@ -286,8 +325,8 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(&out, &text).with_context(|| format!("write {}", out.display()))?;
     eprintln!("results written to {}", out.display());
     if plan.write_docs {
-        let (main, fleet) = results.sections();
-        let docs = doc::write_docs(main.as_deref(), fleet.as_deref())?;
+        let (main, fleet, remote) = results.sections();
+        let docs = doc::write_docs(main.as_deref(), fleet.as_deref(), remote.as_deref())?;
         eprintln!("generated sections of {} replaced", docs.display());
     }
     Ok(())
