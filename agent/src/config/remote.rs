@@ -27,7 +27,7 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 pub const MAX_CLIENTS: usize = 10_000;
 
 /// The validated `[remote]` table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteConfig {
     /// Where the gRPC listener binds (its own address, not the peer listener's).
     pub listen: SocketAddr,
@@ -48,6 +48,17 @@ pub struct RemoteConfig {
     /// TLS handshake time, and the HTTP/2 keepalive interval and timeout that drop a dead
     /// client. Default [`DEFAULT_HANDSHAKE_TIMEOUT_MS`].
     pub handshake_timeout: Duration,
+}
+
+impl RemoteConfig {
+    /// The table without its clients: what the listener was started with, which changes
+    /// only with a restart (the clients' roles change on SIGHUP).
+    pub fn listener(&self) -> RemoteConfig {
+        RemoteConfig {
+            clients: Vec::new(),
+            ..self.clone()
+        }
+    }
 }
 
 /// `[remote]` as written.

@@ -5,13 +5,10 @@
 //! for the exit code: the agent could not be reached, a certificate was refused
 //! (authentication), or the caller's role does not allow the call (authorisation).
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint};
@@ -19,6 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::convert::{self, Call};
 use super::pb;
 use super::pb::cutover_client::CutoverClient;
+use super::read_ahead::ReadAhead;
 use crate::protocol::{Command, Reply};
 
 /// Why a remote call did not bring a reply.
@@ -94,7 +92,12 @@ pub async fn connect(
             let tcp = TcpStream::connect(&address).await?;
             let _ = tcp.set_nodelay(true);
             let stream = tls.connect(server_name, tcp).await?;
-            Ok::<_, std::io::Error>(TokioIo::new(Verdict::wait(stream).await?))
+            // In TLS 1.3 the client's handshake ends before the server has judged the
+            // client's certificate: its verdict is its first flight after it, an alert or
+            // (accepted) HTTP/2's SETTINGS, which an HTTP/2 server sends at once. Reading it
+            // here puts a refusal in the connection's error, where `sort` finds it, rather
+            // than in a closed connection hyper cannot explain.
+            Ok::<_, std::io::Error>(TokioIo::new(ReadAhead::first(stream).await?))
         }
     });
     let channel = tokio::time::timeout(timeout, endpoint.connect_with_connector(connector))
@@ -107,66 +110,6 @@ pub async fn connect(
     Ok(CutoverClient::new(channel)
         .max_decoding_message_size(super::listen::MAX_REPLY)
         .max_encoding_message_size(usize::MAX))
-}
-
-/// A TLS stream whose first bytes were read before hyper took it. In TLS 1.3 the client's
-/// handshake ends before the server has judged the client's certificate: the server's
-/// verdict is its first flight after it, an alert or (accepted) HTTP/2's SETTINGS, which
-/// an HTTP/2 server sends at once. Reading it here puts a refusal in the connection's error
-/// (where [`sort`] finds it) rather than in a closed connection hyper cannot explain.
-struct Verdict<S> {
-    head: Vec<u8>,
-    at: usize,
-    stream: S,
-}
-
-impl<S: AsyncRead + Unpin> Verdict<S> {
-    /// Reads the server's first flight.
-    async fn wait(mut stream: S) -> std::io::Result<Verdict<S>> {
-        let mut head = vec![0; 1024];
-        let n = stream.read(&mut head).await?;
-        head.truncate(n);
-        Ok(Verdict {
-            head,
-            at: 0,
-            stream,
-        })
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Verdict<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if self.at < self.head.len() {
-            let n = buf.remaining().min(self.head.len() - self.at);
-            let at = self.at;
-            buf.put_slice(&self.head[at..at + n]);
-            self.at += n;
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Verdict<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
 }
 
 /// Sends `command` and returns the protocol's reply. `timeout` is the call's deadline,

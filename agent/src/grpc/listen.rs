@@ -1,17 +1,18 @@
 //! The remote API's listener: TCP on `[remote] listen`, the TLS handshake (TLS 1.3 only,
-//! a client certificate signed by the configured CA required, bounded by
-//! `handshake_timeout`), at most `max_connections` connections, then HTTP/2 and gRPC by
+//! a client certificate signed by the configured CA required) and then the client's first
+//! bytes, each within `handshake_timeout`, at most `max_connections` connections, then HTTP/2 and gRPC by
 //! tonic with the bounds of `[remote]`: request messages up to `max_message_bytes`, calls
 //! up to `call_timeout` (or the client's shorter deadline), keepalive pings that drop a
 //! dead client, and reflection for grpcurl. Each connection carries the identities of its
 //! client certificate ([`ClientNames`]) to every request it makes.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::server::TlsStream;
@@ -51,6 +52,9 @@ struct Conn {
     stream: TlsStream<TcpStream>,
     names: ClientNames,
     _permit: OwnedSemaphorePermit,
+    /// Until the client's first bytes (HTTP/2's preface) arrive: when they must have. A
+    /// client that connects and never speaks holds no place for long.
+    speak_by: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Connected for Conn {
@@ -67,27 +71,24 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        if let Some(deadline) = self.speak_by.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client did not speak in time",
+                )));
+            }
+        }
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.speak_by = None;
+        }
+        read
     }
 }
 
-impl AsyncWrite for Conn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
+super::write_through!(Conn, stream);
 
 /// The identities of a verified client certificate: its SAN DNS names, then its SAN
 /// URIs, at most [`MAX_IDENTITIES`].
@@ -185,7 +186,7 @@ async fn accept(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, established) = (acceptor.clone(), established.clone());
+        let (acceptor, established_tx) = (acceptor.clone(), established.clone());
         tokio::spawn(async move {
             match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
@@ -200,8 +201,9 @@ async fn accept(
                         stream,
                         names: ClientNames(Arc::new(names)),
                         _permit: permit,
+                        speak_by: Some(Box::pin(tokio::time::sleep(handshake))),
                     };
-                    let _ = established.send(conn).await;
+                    let _ = established_tx.send(conn).await;
                 }
                 Ok(Err(e)) => tracing::info!("remote API: TLS handshake with {addr}: {e}"),
                 Err(_) => tracing::info!("remote API: TLS handshake with {addr} timed out"),

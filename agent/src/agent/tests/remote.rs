@@ -68,6 +68,7 @@ cert = "{t}/lb1.pem"
 key = "{t}/lb1.key"
 max_streams_per_client = 2
 max_message_bytes = 65536
+handshake_timeout_ms = 2000
 {clients}"#,
         d = dir.display(),
         t = tls.display(),
@@ -509,4 +510,33 @@ async fn watch_streams_the_state_at_every_change() {
     let mut c = served.connect("nobody", "lb1").await.unwrap();
     let refused = c.watch(pb::WatchRequest {}).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_connects_and_never_speaks_is_closed() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path()).await;
+    let config = tls::client_config_h2(&served.files("ci")).unwrap();
+    let tcp = tokio::net::TcpStream::connect(&served.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("lb1").unwrap();
+    let mut stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    // Past handshake_timeout the listener closes the connection (a bound for the test's
+    // own wait, not a measured time).
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a silent client kept its connection");
+    // The others are served meanwhile.
+    assert!(served.remote("ci", &Command::Status).await.is_ok());
 }
