@@ -216,7 +216,9 @@ pub struct NotACall(pub &'static str);
 pub fn call(command: &Command) -> Result<Call, NotACall> {
     let cluster = |inner: &Command| match call(inner)? {
         Call::Change(mut c) => {
-            options_of(&mut c).cluster = true;
+            if let Some(o) = options_of(&mut c) {
+                o.cluster = true;
+            }
             Ok(Call::Change(c))
         }
         Call::History(h) => Ok(Call::History(pb::HistoryRequest { cluster: true, ..h })),
@@ -245,9 +247,10 @@ pub fn call(command: &Command) -> Result<Call, NotACall> {
     })
 }
 
-fn options_of(c: &mut pb::Change) -> &mut pb::Options {
+/// The options of a change message, created when absent; none for an empty one.
+fn options_of(c: &mut pb::Change) -> Option<&mut pb::Options> {
     use pb::change::Change as C;
-    let options = match c.change.as_mut().expect("a change the client built") {
+    let options = match c.change.as_mut()? {
         C::Switch(r) => &mut r.options,
         C::Canary(r) => &mut r.options,
         C::Promote(r) => &mut r.options,
@@ -257,7 +260,15 @@ fn options_of(c: &mut pb::Change) -> &mut pb::Options {
         C::Undrain(r) => &mut r.options,
         C::Apply(r) => &mut r.options,
     };
-    options.get_or_insert_with(Default::default)
+    Some(options.get_or_insert_with(Default::default))
+}
+
+/// `Plan`: the change as a dry run, whatever its options say.
+pub fn plan(mut c: pb::Change) -> Result<Command, Invalid> {
+    options_of(&mut c)
+        .ok_or_else(|| invalid("change: empty"))?
+        .dry_run = true;
+    change(c)
 }
 
 fn pb_change(m: &Mutation) -> pb::Change {

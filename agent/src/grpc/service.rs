@@ -245,23 +245,7 @@ impl Cutover for Service {
     }
 
     async fn plan(&self, request: Request<pb::Change>) -> Result<Response<pb::Reply>, Status> {
-        self.call(request, |mut change| {
-            use pb::change::Change as C;
-            let options = match change.change.as_mut() {
-                Some(C::Switch(r)) => &mut r.options,
-                Some(C::Canary(r)) => &mut r.options,
-                Some(C::Promote(r)) => &mut r.options,
-                Some(C::Abort(r)) => &mut r.options,
-                Some(C::Rollback(r)) => &mut r.options,
-                Some(C::Drain(r)) => &mut r.options,
-                Some(C::Undrain(r)) => &mut r.options,
-                Some(C::Apply(r)) => &mut r.options,
-                None => return Err(Invalid("change: empty".into())),
-            };
-            options.get_or_insert_with(Default::default).dry_run = true;
-            convert::change(change)
-        })
-        .await
+        self.call(request, convert::plan).await
     }
 
     async fn history(

@@ -308,6 +308,27 @@ async fn every_verb_gives_the_same_reply_over_grpc_as_over_the_socket() {
             crate::protocol::encode(command)
         );
     }
+    // Plan is the dry run of any change, as `dry_run` on the socket.
+    let dry = change(
+        Request::Switch {
+            service: web(),
+            colour: Colour::Blue,
+        },
+        true,
+    );
+    let local = socket_side.local(&dry).await;
+    let Ok(crate::grpc::convert::Call::Change(mut message)) = crate::grpc::convert::call(&dry)
+    else {
+        panic!("a switch is a change");
+    };
+    if let Some(pb::change::Change::Switch(r)) = message.change.as_mut() {
+        r.options = None;
+    }
+    let mut c = grpc_side.connect("ci", "lb1").await.unwrap();
+    let planned = c.plan(message).await.unwrap().into_inner();
+    let remote = crate::grpc::convert::from_reply(planned);
+    assert!(remote.message.starts_with("dry run"), "{remote:?}");
+    assert_eq!(normal(&local, a.path()), normal(&remote, b.path()));
     // Metrics count durations: the same kind of answer, not the same numbers.
     let local = socket_side.local(&Command::Metrics).await;
     let remote = grpc_side.remote("ci", &Command::Metrics).await.unwrap();

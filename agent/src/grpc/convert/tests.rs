@@ -142,6 +142,14 @@ fn every_command_survives_its_message() {
         let peer_only = ["report", "prepare", "ready", "commit", "abort_txn"].contains(verb);
         assert_eq!(carried.contains(verb), !peer_only, "{verb}");
     }
+    // Plan is the dry run of the change it carries.
+    let Call::Change(switch) = call(&commands[2]).unwrap() else {
+        panic!("a switch is a change");
+    };
+    let Command::Change(m) = plan(switch).unwrap() else {
+        panic!("a plan is a change");
+    };
+    assert!(m.dry_run && m.force);
     let prepare = Command::Ready { txn: "t".into() };
     assert_eq!(call(&prepare), Err(NotACall("ready")));
 }
