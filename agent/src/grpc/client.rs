@@ -71,6 +71,20 @@ pub async fn connect(
     address: &str,
     timeout: Duration,
 ) -> Result<CutoverClient<Channel>, RemoteError> {
+    Ok(
+        CutoverClient::new(channel(config, name, address, timeout).await?)
+            .max_decoding_message_size(super::listen::MAX_REPLY)
+            .max_encoding_message_size(usize::MAX),
+    )
+}
+
+/// The connection [`connect`] makes, for any service the agent serves (reflection too).
+pub async fn channel(
+    config: &Arc<rustls::ClientConfig>,
+    name: &str,
+    address: &str,
+    timeout: Duration,
+) -> Result<Channel, RemoteError> {
     let peer = format!("{name} ({address})");
     let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).map_err(|e| {
         RemoteError::Unreachable {
@@ -100,16 +114,13 @@ pub async fn connect(
             Ok::<_, std::io::Error>(TokioIo::new(ReadAhead::first(stream).await?))
         }
     });
-    let channel = tokio::time::timeout(timeout, endpoint.connect_with_connector(connector))
+    tokio::time::timeout(timeout, endpoint.connect_with_connector(connector))
         .await
         .map_err(|_| RemoteError::Unreachable {
             peer: peer.clone(),
             reason: format!("no connection within {} ms", timeout.as_millis()),
         })?
-        .map_err(|e| sort(&peer, &e, e.to_string()))?;
-    Ok(CutoverClient::new(channel)
-        .max_decoding_message_size(super::listen::MAX_REPLY)
-        .max_encoding_message_size(usize::MAX))
+        .map_err(|e| sort(&peer, &e, e.to_string()))
 }
 
 /// Sends `command` and returns the protocol's reply. `timeout` is the call's deadline,

@@ -41,6 +41,9 @@ pub enum ListenError {
         /// Why.
         source: io::Error,
     },
+    /// The reflection service (the API's descriptors did not load).
+    #[error("remote API reflection: {0}")]
+    Reflection(String),
     /// The server.
     #[error("serving the remote API: {0}")]
     Serve(#[from] tonic::transport::Error),
@@ -133,14 +136,16 @@ pub async fn serve(
     let incoming = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|c| (Ok::<_, io::Error>(c), rx))
     });
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(super::DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| {
-            ListenError::Tls(crate::peers::tls::TlsError::Setup(format!(
-                "reflection: {e}"
-            )))
-        })?;
+    // Reflection in both versions grpcurl and other tools ask for; it shows the schema
+    // (public in the repository) to any client the TLS handshake admitted, and runs nothing.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(super::DESCRIPTOR_SET)
+    };
+    let reflection_error =
+        |e: tonic_reflection::server::Error| ListenError::Reflection(e.to_string());
+    let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
     let cutover = CutoverServer::new(service)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(MAX_REPLY);
@@ -151,7 +156,8 @@ pub async fn serve(
         .http2_keepalive_interval(Some(config.handshake_timeout))
         .http2_keepalive_timeout(Some(config.handshake_timeout))
         .add_service(cutover)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     let _ = stop_accepting.send(());

@@ -561,3 +561,35 @@ async fn a_client_that_connects_and_never_speaks_is_closed() {
     // The others are served meanwhile.
     assert!(served.remote("ci", &Command::Status).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_lists_the_service_as_grpcurl_asks() {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path()).await;
+    let config = tls::client_config_h2(&served.files("viewer")).unwrap();
+    let channel = client::channel(&config, "lb1", &served.addr, TIMEOUT)
+        .await
+        .unwrap();
+    let ask = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures_util::stream::iter([ask]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("{answer:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&crate::grpc::SERVICE.to_owned()),
+        "{names:?}"
+    );
+}
