@@ -3,17 +3,18 @@
 # with real proxies: `short` (under a minute, after the build), `full` (the run behind
 # docs/BENCHMARKS.md; add --write-docs to replace its generated sections) or `fleet` (the
 # fleet part of the full run alone: etcd, 3/10/30 hosts, static peers, the dist build with
-# and without etcd). Extra arguments go to the benchmark (see --help). Installs the proxies
-# if missing.
+# and without etcd) or `remote` (the remote API against the unix socket: a switch's answer
+# over gRPC and over the socket in the same run). Extra arguments go to the benchmark (see
+# --help). Installs the proxies if missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/setup.sh
 . scripts/setup.sh
 mode="${1:-short}"
 case "$mode" in
-short | full | fleet) shift || true ;;
+short | full | fleet | remote) shift || true ;;
 *)
-    echo "usage: scripts/bench.sh short|full|fleet [--write-docs] [--flips N] [--no-scale] [--no-fleet] [--fleet-flips N] [--no-dist]" >&2
+    echo "usage: scripts/bench.sh short|full|fleet|remote [--write-docs] [--flips N] [--no-scale] [--no-fleet] [--fleet-flips N] [--no-remote] [--remote-flips N] [--no-dist]" >&2
     exit 2
     ;;
 esac

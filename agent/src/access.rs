@@ -16,15 +16,20 @@
 //! A group matches when it is the peer's primary gid or one of the groups the user database
 //! lists for the peer's uid (looked up when the connection opens). Every refusal is
 //! journaled with the uid and pid and answered with an error naming them. The lists apply
-//! to the unix socket ([`Requester::Local`]); the TLS listener of a cluster admits holders of
-//! a certificate signed by the cluster's CA ([`Requester::Peer`]), and the agent's own
-//! requests (cluster coordination, the desired-state file) are its own
-//! ([`Requester::Agent`]).
+//! to the unix socket ([`Requester::Local`]); the agent's own requests (cluster
+//! coordination, the desired-state file) are its own ([`Requester::Agent`]).
+//!
+//! Certificate holders (the remote API, [`Requester::Remote`], and the JSON-lines peer
+//! listener, [`Requester::Peer`]) are judged by [`Remote`]: a listed peer of `[cluster]`
+//! keeps the peer's role for cluster traffic (everything); any other certificate needs a
+//! [`Role`] in `[[remote.clients]]` for one of its identities (SAN DNS names and URIs):
+//! `read` for the queries, `operate` for the routing verbs, `admin` for `apply`
+//! ([`role_needed`]). A refusal names the identity, the role it has and the role needed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::protocol::Command;
-use crate::requester::{Reason, Requester};
+use crate::protocol::{Command, Request};
+use crate::requester::{Identity, Reason, Requester};
 
 /// The allowlists, as validated from the config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,6 +42,102 @@ pub struct Policy {
     pub read_uids: BTreeSet<u32>,
     /// Gids whose members may run read-only commands.
     pub read_gids: BTreeSet<u32>,
+    /// Roles of certificate holders.
+    pub remote: Remote,
+}
+
+/// What a certificate holder may do, least to most.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// `status`, `history`, `map show`, `metrics`, the remote API's `Watch`.
+    Read,
+    /// `read`, and the routing verbs (switch, canary, promote, abort, rollback, drain,
+    /// undrain) and their dry runs.
+    Operate,
+    /// `operate`, and `apply` (a declaration of any number of services).
+    Admin,
+}
+
+impl Role {
+    /// The role as the config spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Operate => "operate",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The roles of certificate holders: `[[remote.clients]]`, and the peers of `[cluster]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Remote {
+    /// Identity to role.
+    pub clients: BTreeMap<Identity, Role>,
+    /// The node names of the listed peers (`[[cluster.peers]]`).
+    pub peers: BTreeSet<String>,
+}
+
+impl Remote {
+    /// The highest role any of `names` has; none when no name is listed.
+    pub fn role_of<'a>(&self, names: impl IntoIterator<Item = &'a Identity>) -> Option<Role> {
+        names
+            .into_iter()
+            .filter_map(|n| self.clients.get(n).copied())
+            .max()
+    }
+
+    /// Whether a certificate holder with `names` may run `command`: the rule that refuses
+    /// it, naming the identity, its role and the role needed.
+    fn check(&self, names: &[Identity], command: &Command) -> Result<(), String> {
+        let need = role_needed(command);
+        let shown = || match names.first() {
+            Some(first) => first.to_string(),
+            None => "a certificate without DNS or URI names".to_owned(),
+        };
+        match self.role_of(names) {
+            Some(role) if role >= need => Ok(()),
+            Some(role) => Err(format!(
+                "{} has role {} and {} needs role {}",
+                shown(),
+                role.as_str(),
+                command.verb(),
+                need.as_str()
+            )),
+            None => Err(format!(
+                "{} has no role ([[remote.clients]] lists none of its identities) and {} \
+                 needs role {}",
+                shown(),
+                command.verb(),
+                need.as_str()
+            )),
+        }
+    }
+}
+
+/// The role a certificate holder needs for `command`: `read` for the queries, `operate`
+/// for a routing change (dry run included), `admin` for `apply` and a step of a cluster
+/// change (which only peers may send anyway); a `cluster` command needs what its change
+/// needs.
+pub fn role_needed(command: &Command) -> Role {
+    match command {
+        Command::Status
+        | Command::ClusterStatus
+        | Command::MapShow { .. }
+        | Command::History { .. }
+        | Command::Metrics => Role::Read,
+        Command::Change(m) if matches!(m.request, Request::Set { .. }) => Role::Admin,
+        Command::Change(_) => Role::Operate,
+        Command::Cluster { command } => role_needed(command),
+        Command::Report { .. }
+        | Command::Prepare { .. }
+        | Command::Ready { .. }
+        | Command::Commit { .. }
+        | Command::AbortTxn { .. } => Role::Admin,
+    }
 }
 
 /// A refused request: who, what, and which lists would have let it through.
@@ -48,7 +149,7 @@ pub struct Denied {
     /// The verb refused.
     pub verb: &'static str,
     /// The rule that refuses it.
-    pub rule: &'static str,
+    pub rule: String,
 }
 
 impl Policy {
@@ -87,13 +188,26 @@ impl Policy {
                     groups,
                 };
                 self.check_local(&local, needs_mutate(command), agent_uid)
-                    .map_err(|rule| Denied {
-                        who: who.to_string(),
-                        verb: command.verb(),
-                        rule,
-                    })
+                    .map_err(|rule| self.denied(who, command, rule.to_owned()))
             }
-            Requester::Peer { .. } | Requester::Agent(_) => Ok(()),
+            Requester::Peer { name } if self.remote.peers.contains(name) => Ok(()),
+            Requester::Peer { name } => self
+                .remote
+                .check(&[Identity::Dns(name.clone())], command)
+                .map_err(|rule| self.denied(who, command, rule)),
+            Requester::Remote { names } => self
+                .remote
+                .check(names, command)
+                .map_err(|rule| self.denied(who, command, rule)),
+            Requester::Agent(_) => Ok(()),
+        }
+    }
+
+    fn denied(&self, who: &Requester, command: &Command, rule: String) -> Denied {
+        Denied {
+            who: who.to_string(),
+            verb: command.verb(),
+            rule,
         }
     }
 
@@ -162,7 +276,7 @@ pub fn cluster_step_sender(who: &Requester) -> Result<Option<&str>, NotAPeer> {
     match who {
         Requester::Peer { name } => Ok(Some(name)),
         Requester::Agent(Reason::Coordinator) => Ok(None),
-        Requester::Local { .. } | Requester::Agent(_) => Err(NotAPeer),
+        Requester::Local { .. } | Requester::Remote { .. } | Requester::Agent(_) => Err(NotAPeer),
     }
 }
 
@@ -231,6 +345,10 @@ mod tests {
             allow_gids: set(allow_gids),
             read_uids: set(read_uids),
             read_gids: set(read_gids),
+            remote: Remote {
+                clients: BTreeMap::new(),
+                peers: BTreeSet::from(["lb2".to_owned()]),
+            },
         }
     }
 
@@ -342,6 +460,69 @@ mod tests {
             assert!(p.check(&who, &switch(), AGENT).is_ok(), "{who}");
             assert!(p.check(&who, &commit, AGENT).is_ok(), "{who}");
         }
+    }
+
+    #[test]
+    fn certificate_holders_need_a_role_for_what_they_ask() {
+        let mut p = policy(&[], &[], &[], &[]);
+        let dns = |n: &str| Identity::Dns(n.into());
+        p.remote.clients = BTreeMap::from([
+            (dns("viewer"), Role::Read),
+            (dns("deployer"), Role::Operate),
+            (Identity::Uri("spiffe://example/admin".into()), Role::Admin),
+        ]);
+        let apply = Command::change(
+            Request::Set {
+                services: BTreeMap::new(),
+            },
+            false,
+            false,
+        );
+        let remote = |names: Vec<Identity>| Requester::Remote { names };
+        let ok = |who: &Requester, cmd: &Command| p.check(who, cmd, AGENT).is_ok();
+        let viewer = remote(vec![dns("viewer")]);
+        assert!(ok(&viewer, &Command::Status));
+        let e = p.check(&viewer, &switch(), AGENT).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "remote client dns:viewer may not switch: dns:viewer has role read and switch \
+             needs role operate"
+        );
+        let deployer = remote(vec![dns("other"), dns("deployer")]);
+        assert!(ok(&deployer, &switch()), "the highest role of its names");
+        assert!(!ok(&deployer, &apply));
+        let admin = remote(vec![Identity::Uri("spiffe://example/admin".into())]);
+        assert!(ok(&admin, &apply));
+        let stranger = remote(vec![dns("stranger")]);
+        let e = p.check(&stranger, &Command::Status, AGENT).unwrap_err();
+        assert!(
+            e.rule.contains("dns:stranger has no role") && e.rule.contains("needs role read"),
+            "{e}"
+        );
+        // On the JSON-lines listener: a listed peer keeps its role; another name needs one.
+        assert!(ok(&Requester::Peer { name: "lb2".into() }, &apply));
+        assert!(ok(
+            &Requester::Peer {
+                name: "viewer".into()
+            },
+            &Command::Status
+        ));
+        assert!(!ok(
+            &Requester::Peer {
+                name: "viewer".into()
+            },
+            &switch()
+        ));
+        assert!(!ok(
+            &Requester::Peer { name: "ci".into() },
+            &Command::Status
+        ));
+        // A cluster change needs what its change needs.
+        let cluster = Command::Cluster {
+            command: Box::new(switch()),
+        };
+        assert_eq!(role_needed(&cluster), Role::Operate);
+        assert_eq!(role_needed(&Command::Metrics), Role::Read);
     }
 
     #[test]

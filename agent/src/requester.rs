@@ -9,6 +9,7 @@
 //! |--------------------------------------------|-------------------|----------------------|
 //! | [`Requester::Local`]                       | `socket`          | the peer credentials |
 //! | [`Requester::Peer`]                        | `tls:<name>`      | null                 |
+//! | [`Requester::Remote`]                      | `grpc:<names>`    | null                 |
 //! | [`Reason::Upkeep`]                         | `agent`           | the agent's own      |
 //! | [`Reason::Watch`]                          | `watch`           | null                 |
 //! | [`Reason::DesiredFile`]                    | `desired-file`    | null                 |
@@ -42,10 +43,18 @@ pub enum Requester {
         groups: Vec<u32>,
     },
     /// A connection on the cluster's mutual-TLS listener: a peer agent or a remote client,
-    /// named by its verified certificate. Admitted by that certificate.
+    /// named by its verified certificate. A listed peer is admitted by that certificate;
+    /// any other name is judged by the roles of `[[remote.clients]]`.
     Peer {
         /// The node name the certificate carries (`unknown` when it carries none).
         name: String,
+    },
+    /// A call of the remote API (gRPC over mutual TLS), named by the identities its verified
+    /// client certificate carries. Judged by the roles of `[[remote.clients]]`.
+    Remote {
+        /// The certificate's SAN DNS names and URIs, in its order (at most
+        /// [`MAX_IDENTITIES`]).
+        names: Vec<Identity>,
     },
     /// The agent itself; trusted.
     Agent(Reason),
@@ -87,10 +96,52 @@ pub enum Reason {
     },
 }
 
+/// Most identities of one certificate a [`Requester::Remote`] keeps.
+pub const MAX_IDENTITIES: usize = 16;
+
+/// A name a verified client certificate carries, as `[[remote.clients]] identity` spells
+/// it: `dns:<name>` (a SAN DNS name) or `uri:<uri>` (a SAN URI, e.g. a SPIFFE ID).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Identity {
+    /// A subjectAltName DNS name.
+    Dns(String),
+    /// A subjectAltName URI.
+    Uri(String),
+}
+
+/// A spelling of an identity that is neither `dns:<name>` nor `uri:<uri>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not dns:<name> or uri:<uri>")]
+pub struct BadIdentity(pub String);
+
+impl std::str::FromStr for Identity {
+    type Err = BadIdentity;
+
+    fn from_str(s: &str) -> Result<Identity, BadIdentity> {
+        let ok = |v: &str| !v.is_empty() && !v.chars().any(|c| c.is_whitespace() || c.is_control());
+        match s.split_once(':') {
+            Some(("dns", name)) if ok(name) => Ok(Identity::Dns(name.to_owned())),
+            Some(("uri", uri)) if ok(uri) => Ok(Identity::Uri(uri.to_owned())),
+            _ => Err(BadIdentity(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Identity::Dns(name) => write!(f, "dns:{name}"),
+            Identity::Uri(uri) => write!(f, "uri:{uri}"),
+        }
+    }
+}
+
 /// `via` of [`Requester::Local`].
 const SOCKET: &str = "socket";
 /// `via` prefix of [`Requester::Peer`].
 const TLS_PREFIX: &str = "tls:";
+/// `via` prefix of [`Requester::Remote`]; its names follow, separated by spaces.
+const GRPC_PREFIX: &str = "grpc:";
 /// `via` of [`Reason::Upkeep`].
 const UPKEEP: &str = "agent";
 /// `via` of [`Reason::Watch`].
@@ -145,6 +196,7 @@ impl Requester {
         match self {
             Requester::Local { uid, gid, pid, .. } => ids(*uid, *gid, *pid, SOCKET.into()),
             Requester::Peer { name } => none(format!("{TLS_PREFIX}{name}")),
+            Requester::Remote { names } => none(format!("{GRPC_PREFIX}{}", spaced(names))),
             Requester::Agent(reason) => match reason {
                 Reason::Upkeep { uid, gid, pid } => ids(*uid, *gid, *pid, UPKEEP.into()),
                 Reason::Watch => none(WATCH.into()),
@@ -182,9 +234,22 @@ impl fmt::Display for Requester {
                 opt(pid.map(|v| v.to_string()))
             ),
             Requester::Peer { name } => write!(f, "peer {name}"),
+            Requester::Remote { names } if names.is_empty() => {
+                write!(f, "remote client (a certificate without names)")
+            }
+            Requester::Remote { names } => write!(f, "remote client {}", spaced(names)),
             Requester::Agent(_) => write!(f, "the agent ({})", self.record().via),
         }
     }
+}
+
+/// Identities separated by spaces (neither spelling holds one).
+fn spaced(names: &[Identity]) -> String {
+    names
+        .iter()
+        .map(Identity::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A `via` this version does not know.
@@ -216,6 +281,13 @@ impl TryFrom<Record> for Requester {
             v => {
                 if let Some(name) = v.strip_prefix(TLS_PREFIX) {
                     Requester::Peer { name: name.into() }
+                } else if let Some(names) = v.strip_prefix(GRPC_PREFIX) {
+                    let names = names.split(' ').filter(|n| !n.is_empty()).map(str::parse);
+                    Requester::Remote {
+                        names: names
+                            .collect::<Result<_, _>>()
+                            .map_err(|_| UnknownVia(via.clone()))?,
+                    }
                 } else if let Some(c) = v.strip_prefix(CLUSTER_PREFIX) {
                     agent(Reason::ClusterCommit {
                         coordinator: c.into(),
@@ -290,6 +362,16 @@ mod tests {
                     coordinator: "lb1".into(),
                 }),
                 json!({"uid": null, "gid": null, "pid": null, "via": "cluster:lb1"}),
+            ),
+            (
+                Requester::Remote {
+                    names: vec![
+                        Identity::Dns("ci.example".into()),
+                        Identity::Uri("spiffe://example/ci".into()),
+                    ],
+                },
+                json!({"uid": null, "gid": null, "pid": null,
+                       "via": "grpc:dns:ci.example uri:spiffe://example/ci"}),
             ),
             (
                 Requester::Agent(Reason::Converge { from: "lb3".into() }),

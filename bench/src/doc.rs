@@ -24,14 +24,20 @@ pub const END: &str = "<!-- results:end -->";
 pub const FLEET_BEGIN: &str =
     "<!-- fleet:begin (written by cutover-bench --fleet|--full --write-docs) -->";
 pub const FLEET_END: &str = "<!-- fleet:end -->";
+/// Markers around the generated remote API section of docs/BENCHMARKS.md.
+pub const REMOTE_BEGIN: &str =
+    "<!-- remote:begin (written by cutover-bench --remote|--full --write-docs) -->";
+pub const REMOTE_END: &str = "<!-- remote:end -->";
 
 /// The `dist` build of the cutover binary.
 pub struct Dist {
     pub binary: PathBuf,
     pub bytes: u64,
-    /// Size of the same build without the `etcd` feature (`--no-default-features`), when
-    /// built.
+    /// Size of the same build without the default features (`--no-default-features`: no
+    /// fleet store, no remote API), when built.
     pub no_etcd_bytes: Option<u64>,
+    /// Size of the same build with the `etcd` feature alone (no remote API), when built.
+    pub no_grpc_bytes: Option<u64>,
 }
 
 impl Dist {
@@ -44,16 +50,20 @@ impl Dist {
             binary: path.to_owned(),
             bytes,
             no_etcd_bytes: None,
+            no_grpc_bytes: None,
         })
     }
 }
 
 /// `cargo build --profile dist -p cutover`, from the workspace root; first the same
-/// without the `etcd` feature, whose size is kept (the second build replaces the binary).
+/// without the default features and with `etcd` alone, whose sizes are kept (each build
+/// replaces the binary).
 pub fn build_dist() -> anyhow::Result<Dist> {
     let no_etcd = cargo_dist(&["--no-default-features"])?;
+    let no_grpc = cargo_dist(&["--no-default-features", "--features", "etcd"])?;
     let mut dist = cargo_dist(&[])?;
     dist.no_etcd_bytes = Some(no_etcd.bytes);
+    dist.no_grpc_bytes = Some(no_grpc.bytes);
     Ok(dist)
 }
 
@@ -111,6 +121,8 @@ pub struct Results {
     pub dist_idle: Option<ProcSample>,
     /// The fleet part (empty when it did not run).
     pub fleet: FleetResults,
+    /// The remote API's part (empty when it did not run).
+    pub remote: crate::remote::RemoteResults,
 }
 
 pub fn mib(kib: u64) -> String {
@@ -132,23 +144,20 @@ impl Results {
     }
 
     /// The whole report: the run, the flip comparison and scale series when they ran, the
-    /// fleet part when it ran.
+    /// fleet part and the remote API's part when they ran.
     pub fn markdown(&self) -> String {
-        let (results, fleet) = self.sections();
-        match (results, fleet) {
-            (Some(r), Some(_)) => format!(
-                "{r}\n{}",
-                crate::fleet_report::markdown(&self.fleet, self.dist.as_ref())
-            ),
-            (Some(r), None) => r,
-            (None, Some(f)) => f,
-            (None, None) => self.header("Results", true),
+        let (results, fleet, remote) = self.sections();
+        let parts: Vec<String> = [results, fleet, remote].into_iter().flatten().collect();
+        if parts.is_empty() {
+            return self.header("Results", true);
         }
+        parts.join("\n")
     }
 
-    /// The results section and the fleet section of docs/BENCHMARKS.md, each `None` when
-    /// its part did not run; each opens with the run's header.
-    pub fn sections(&self) -> (Option<String>, Option<String>) {
+    /// The results section, the fleet section and the remote API section of
+    /// docs/BENCHMARKS.md, each `None` when its part did not run; each opens with the run's
+    /// header.
+    pub fn sections(&self) -> (Option<String>, Option<String>, Option<String>) {
         let results = (!self.flips.is_empty() || !self.points.is_empty()).then(|| {
             let mut t = self.header("Results", true);
             self.body(&mut t);
@@ -161,7 +170,14 @@ impl Results {
                 crate::fleet_report::markdown(&self.fleet, self.dist.as_ref())
             )
         });
-        (results, fleet)
+        let remote = self.remote.switches.is_some().then(|| {
+            format!(
+                "{}{}",
+                self.header("Remote API results", false),
+                crate::remote::markdown(&self.remote, self.dist.as_ref())
+            )
+        });
+        (results, fleet, remote)
     }
 
     /// `## <title>: <plan> run` and the run's conditions; `load`: the load generator's, which
@@ -261,11 +277,20 @@ fn scale_table(points: &[Point]) -> String {
 }
 
 /// Replaces the generated sections of docs/BENCHMARKS.md: the results section with
-/// `results` and the fleet section with `fleet`, each when given.
-pub fn write_docs(results: Option<&str>, fleet: Option<&str>) -> anyhow::Result<PathBuf> {
+/// `results`, the fleet section with `fleet` and the remote API section with `remote`,
+/// each when given.
+pub fn write_docs(
+    results: Option<&str>,
+    fleet: Option<&str>,
+    remote: Option<&str>,
+) -> anyhow::Result<PathBuf> {
     let path = cutover_tests::workspace_root().join("docs/BENCHMARKS.md");
     let mut doc = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    for (text, begin, end) in [(results, BEGIN, END), (fleet, FLEET_BEGIN, FLEET_END)] {
+    for (text, begin, end) in [
+        (results, BEGIN, END),
+        (fleet, FLEET_BEGIN, FLEET_END),
+        (remote, REMOTE_BEGIN, REMOTE_END),
+    ] {
         let Some(text) = text else { continue };
         let (Some(b), Some(e)) = (doc.find(begin), doc.find(end)) else {
             bail!("{} has no {begin} ... {end} section", path.display());

@@ -97,13 +97,13 @@ pub fn markdown(r: &FleetResults, dist: Option<&Dist>) -> String {
     if let Some(d) = dist {
         let _ = writeln!(
             t,
-            "- `dist` binary: {} bytes with the `etcd` feature (the default), {} without (`--no-default-features`){}.",
-            grouped(d.bytes),
+            "- `dist` binary: {} bytes with the `etcd` feature alone, {} with neither it nor the remote API (`--no-default-features`){}.",
+            d.no_grpc_bytes.map_or("not built".into(), grouped),
             d.no_etcd_bytes.map_or("not built".into(), grouped),
-            d.no_etcd_bytes.map_or(String::new(), |b| format!(
+            d.no_etcd_bytes.zip(d.no_grpc_bytes).map_or(String::new(), |(b, e)| format!(
                 ": the fleet store adds {} bytes ({:.0}%)",
-                grouped(d.bytes.saturating_sub(b)),
-                (d.bytes as f64 / b as f64 - 1.0) * 100.0
+                grouped(e.saturating_sub(b)),
+                (e as f64 / b as f64 - 1.0) * 100.0
             )),
         );
     }
@@ -125,7 +125,7 @@ pub fn markdown(r: &FleetResults, dist: Option<&Dist>) -> String {
 }
 
 /// `1234567` as `1,234,567`.
-fn grouped(n: u64) -> String {
+pub fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let groups: Vec<&str> = digits
         .as_bytes()

@@ -3,7 +3,8 @@
 //!
 //! `cargo run --release -p cutover-bench -- --short` (under a minute) or `-- --full`
 //! (the run behind docs/BENCHMARKS.md; `--write-docs` puts its tables there), or `-- --fleet`
-//! (the fleet part of the full run alone: etcd, 3/10/30 hosts). Results also go to
+//! (the fleet part of the full run alone: etcd, 3/10/30 hosts), or `-- --remote` (the
+//! remote API against the unix socket, in the same run). Results also go to
 //! `target/bench/<short|full|fleet>.md`.
 #![forbid(unsafe_code)]
 
@@ -15,6 +16,7 @@ mod load;
 mod method;
 mod probe;
 mod procstat;
+mod remote;
 mod report;
 mod scale;
 mod series;
@@ -55,6 +57,8 @@ pub struct Plan {
     pub nginx_only: bool,
     /// The fleet part, when it runs.
     pub fleet: Option<FleetPlan>,
+    /// The remote API's part, when it runs: switches per method.
+    pub remote: Option<usize>,
 }
 
 impl Plan {
@@ -70,6 +74,7 @@ impl Plan {
             write_docs: false,
             nginx_only: false,
             fleet: Some(FleetPlan::short()),
+            remote: Some(10),
         }
     }
 
@@ -89,6 +94,7 @@ impl Plan {
             write_docs: false,
             nginx_only: false,
             fleet: Some(FleetPlan::full()),
+            remote: Some(100),
         }
     }
 
@@ -98,14 +104,29 @@ impl Plan {
             name: "fleet",
             flips_part: false,
             scale: vec![],
+            remote: None,
+            ..Plan::full()
+        }
+    }
+
+    /// The remote API's part of the full run alone: a switch's answer over gRPC and over
+    /// the unix socket, in the same run.
+    fn remote() -> Plan {
+        Plan {
+            name: "remote",
+            flips_part: false,
+            scale: vec![],
+            dist: false,
+            fleet: None,
             ..Plan::full()
         }
     }
 }
 
 const USAGE: &str =
-    "usage: cutover-bench --short | --full | --fleet [--flips N] [--scale N,N...] [--no-scale]\n\
-     [--no-fleet] [--fleet-flips N] [--fleet-sizes N,N...] [--peer-sizes N,N...] [--no-dist] [--dist-binary PATH] [--write-docs] [--nginx-only]";
+    "usage: cutover-bench --short | --full | --fleet | --remote [--flips N] [--scale N,N...] [--no-scale]\n\
+     [--no-fleet] [--fleet-flips N] [--fleet-sizes N,N...] [--peer-sizes N,N...] [--no-remote]\n\
+     [--remote-flips N] [--no-dist] [--dist-binary PATH] [--write-docs] [--nginx-only]";
 
 fn parse_args() -> anyhow::Result<Plan> {
     let (mut plan, mut flips) = (None, None);
@@ -113,6 +134,7 @@ fn parse_args() -> anyhow::Result<Plan> {
     let mut nginx_only = false;
     let (mut no_fleet, mut fleet_flips) = (false, None);
     let (mut fleet_sizes, mut peer_sizes) = (None, None);
+    let (mut no_remote, mut remote_flips) = (false, None);
     let mut scale: Option<Vec<usize>> = None;
     let mut dist_binary = None;
     let mut args = std::env::args().skip(1);
@@ -121,7 +143,13 @@ fn parse_args() -> anyhow::Result<Plan> {
             "--short" => plan = Some(Plan::short()),
             "--full" => plan = Some(Plan::full()),
             "--fleet" => plan = Some(Plan::fleet()),
+            "--remote" => plan = Some(Plan::remote()),
             "--no-fleet" => no_fleet = true,
+            "--no-remote" => no_remote = true,
+            "--remote-flips" => {
+                let n = args.next().and_then(|n| n.parse::<usize>().ok());
+                remote_flips = Some(n.context("--remote-flips takes a number")?);
+            }
             "--fleet-flips" => {
                 let n = args.next().and_then(|n| n.parse::<usize>().ok());
                 fleet_flips = Some(n.context("--fleet-flips takes a number")?);
@@ -186,6 +214,12 @@ fn parse_args() -> anyhow::Result<Plan> {
         if !fleet.sizes.contains(&fleet.target_hosts) {
             fleet.target_hosts = fleet.sizes.iter().copied().max().unwrap_or(0);
         }
+    }
+    if no_remote {
+        plan.remote = None;
+    }
+    if let Some(n) = remote_flips {
+        plan.remote = plan.remote.map(|_| n);
     }
     plan.dist_binary = dist_binary;
     plan.write_docs = write_docs;
@@ -280,6 +314,10 @@ fn main() -> anyhow::Result<()> {
         .as_ref()
         .map(|f| fleet::run(rt.handle(), f))
         .unwrap_or_default();
+    let remote = plan
+        .remote
+        .map(|n| remote::run(rt.handle(), n))
+        .unwrap_or_default();
     let results = doc::Results {
         plan: plan.clone(),
         load: load.clone(),
@@ -294,6 +332,7 @@ fn main() -> anyhow::Result<()> {
         dist,
         dist_idle,
         fleet,
+        remote,
     };
     let text = results.markdown();
     println!("{text}");
@@ -304,8 +343,8 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(&out, &text).with_context(|| format!("write {}", out.display()))?;
     eprintln!("results written to {}", out.display());
     if plan.write_docs {
-        let (main, fleet) = results.sections();
-        let docs = doc::write_docs(main.as_deref(), fleet.as_deref())?;
+        let (main, fleet, remote) = results.sections();
+        let docs = doc::write_docs(main.as_deref(), fleet.as_deref(), remote.as_deref())?;
         eprintln!("generated sections of {} replaced", docs.display());
     }
     Ok(())

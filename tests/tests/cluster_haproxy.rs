@@ -151,7 +151,13 @@ fn a_host_down_during_the_commit_catches_up_after_restart() {
 
 #[test]
 fn a_certificate_from_another_ca_is_refused_and_a_remote_trigger_works() {
-    let Some(c) = cluster(["", "", ""]) else {
+    // lb1 serves the remote API, where `ci` may operate.
+    let api = cutover_tests::free_port();
+    let remote_api = format!(
+        "[remote]\nlisten = \"127.0.0.1:{api}\"\n[[remote.clients]]\nidentity = \"dns:ci\"\n\
+         role = \"operate\"\n"
+    );
+    let Some(c) = cluster([&remote_api, "", ""]) else {
         return;
     };
     let other = tempfile::tempdir().unwrap();
@@ -160,7 +166,7 @@ fn a_certificate_from_another_ca_is_refused_and_a_remote_trigger_works() {
     let tls = |dir: &Path, client: &str| {
         vec![
             "--remote".to_owned(),
-            remote.clone(),
+            format!("127.0.0.1:{api}"),
             "--remote-name".into(),
             "lb1".into(),
             "--tls-ca".into(),
@@ -177,25 +183,26 @@ fn a_certificate_from_another_ca_is_refused_and_a_remote_trigger_works() {
             .output()
             .unwrap()
     };
-    // A client certificate signed by another CA fails the handshake.
+    // A client certificate signed by another CA is refused: an authentication failure.
     let mut args = tls(other.path(), "ci");
     args.push("status".into());
     let out = run(args);
-    assert_eq!(out.status.code(), Some(69), "{}", text(&out));
-    // A CA-signed client drives a cluster switch remotely.
+    assert_eq!(out.status.code(), Some(80), "{}", text(&out));
+    // A CA-signed client with the operate role drives a cluster switch remotely.
     let mut args = tls(&c.certs, "ci");
     args.extend(["switch", "web", "green", "--cluster"].map(String::from));
     let out = run(args);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(c.bodies(), ["green", "green", "green"]);
-    // The remote requester is in the journal by its certificate's name.
+    // The hosts journal the cluster commit by its coordinator.
     let (_, h) = c.hosts[0].cli_json(&["history", "--limit", "1"]);
     assert_eq!(
         h["data"]["entries"][0]["requester"]["via"], "cluster:lb1",
         "{h}"
     );
     // A step of a cluster change is refused from a client that is not a listed peer, even
-    // with a CA-signed certificate: a prepare, and a commit of it, from `ci`.
+    // with a CA-signed certificate, on the peer listener: a prepare, and a commit of it,
+    // from `ci` (whose role is operate; a step needs the peer's).
     let files = cutover::config::TlsFiles {
         ca: c.certs.join("ca.pem"),
         cert: c.certs.join("ci.pem"),
@@ -210,17 +217,23 @@ fn a_certificate_from_another_ca_is_refused_and_a_remote_trigger_works() {
         service: "web".into(),
         colour: cutover::protocol::Colour::Blue,
     };
-    for command in [
-        cutover::protocol::Command::Prepare {
-            txn: "ci-1".into(),
-            request,
-            force: true,
-            coordinator: "ci".into(),
-        },
-        cutover::protocol::Command::Commit {
-            txn: "ci-1".into(),
-            cluster_generation: 99,
-        },
+    for (command, verb) in [
+        (
+            cutover::protocol::Command::Prepare {
+                txn: "ci-1".into(),
+                request,
+                force: true,
+                coordinator: "ci".into(),
+            },
+            "prepare",
+        ),
+        (
+            cutover::protocol::Command::Commit {
+                txn: "ci-1".into(),
+                cluster_generation: 99,
+            },
+            "commit",
+        ),
     ] {
         let reply = runtime
             .block_on(cutover::client::tls(
@@ -233,7 +246,9 @@ fn a_certificate_from_another_ca_is_refused_and_a_remote_trigger_works() {
             .unwrap();
         assert_eq!(reply.status, cutover::protocol::Status::Error, "{reply:?}");
         assert!(
-            reply.message.contains("ci is not a peer of this node"),
+            reply
+                .message
+                .contains(&format!("peer ci may not {verb}: dns:ci has role operate")),
             "{reply:?}"
         );
     }

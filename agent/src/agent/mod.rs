@@ -80,6 +80,10 @@ pub enum AgentError {
     /// `[proxy] runtime = "lua"` on a host where the Lua runtime does not work.
     #[error("{0}")]
     NginxRuntime(String),
+    /// The remote API (`[remote]`).
+    #[cfg(feature = "grpc")]
+    #[error("{0}")]
+    Remote(crate::grpc::listen::ListenError),
     /// `[cluster] store = "etcd"` in a build without the fleet store.
     #[error("[cluster] store = \"etcd\": this cutover was built without the etcd feature")]
     NoFleetStore,
@@ -137,6 +141,8 @@ pub async fn run_with<P: Proxy>(
     let (tx, mut rx) = mpsc::channel::<Envelope>(QUEUE_DEPTH);
     let server = servers::control_socket(&config, &limits, &tx, stop_rx.clone()).await?;
     tracing::info!(socket = %config.agent.socket.display(), "listening");
+    let (events_tx, events_rx) = watch::channel(engine.event());
+    let remote_server = servers::remote_api(&config, &tx, events_rx, stop_rx.clone()).await?;
     let (report_tx, report_rx) = watch::channel(None);
     let (node, peer_server) = match &config.cluster {
         None => (None, None),
@@ -203,6 +209,7 @@ pub async fn run_with<P: Proxy>(
         if let Some(f) = &agent.fleet {
             f.publish(&agent.engine);
         }
+        publish_event(&agent.engine, &events_tx);
         // Whatever was answered above is durable before the next request is taken.
         agent.engine.flush();
     }
@@ -211,6 +218,8 @@ pub async fn run_with<P: Proxy>(
     agent.local = None;
     agent.coordinated = None;
     drop(report_tx);
+    // Ends the remote API's Watch streams, so its connections can close.
+    drop(events_tx);
     if let Some(m) = metrics_server {
         let _ = m.await;
     }
@@ -232,6 +241,13 @@ pub async fn run_with<P: Proxy>(
     let peers_done = async {
         if let Some(s) = peer_server {
             let _ = s.await;
+        }
+        if let Some(s) = remote_server {
+            // tonic waits for open calls; they get the grace the other servers give.
+            let grace = crate::control::DRAIN_GRACE * 2;
+            if tokio::time::timeout(grace, s).await.is_err() {
+                tracing::warn!("remote API: calls cut at shutdown");
+            }
         }
     };
     let _ = tokio::join!(server, peers_done, drain);
@@ -261,6 +277,19 @@ fn publish_report<P: Proxy>(
         });
         if changed {
             *current = Some(report);
+        }
+        changed
+    });
+}
+
+/// Hands the routing state to the remote API's `Watch` streams when it changed. A `watch`
+/// channel: the engine never waits for a reader, a slow one sees the newest state.
+fn publish_event<P: Proxy>(engine: &Engine<P>, events: &watch::Sender<crate::protocol::Event>) {
+    let event = engine.event();
+    events.send_if_modified(|current| {
+        let changed = *current != event;
+        if changed {
+            *current = event;
         }
         changed
     });

@@ -43,10 +43,13 @@ async fn replace_config<P: Proxy>(
         || config.proxy.kind != engine.config().proxy.kind
         || config.metrics != engine.config().metrics
         || config.fleet != engine.config().fleet
+        || config.remote.as_ref().map(|r| r.listener())
+            != engine.config().remote.as_ref().map(|r| r.listener())
     {
         tracing::error!(
-            "new config refused: agent.socket, agent.state_dir, proxy.kind, [metrics] and the \
-             fleet store ([cluster] with store = \"etcd\") change only with a restart"
+            "new config refused: agent.socket, agent.state_dir, proxy.kind, [metrics], the \
+             fleet store ([cluster] with store = \"etcd\") and [remote] (but for its clients) \
+             change only with a restart"
         );
         return false;
     }

@@ -1,6 +1,7 @@
 //! The agent's servers, each on the one accept loop of [`control::serve`]: the control
-//! socket, the peer listener of a cluster, and the metrics endpoint. Each runs in a task of
-//! its own until the shutdown signal, then drains.
+//! socket, the peer listener of a cluster, and the metrics endpoint; and the remote API
+//! (gRPC, `[remote]`) on tonic's. Each runs in a task of its own until the shutdown signal,
+//! then drains.
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -110,4 +111,45 @@ pub async fn metrics_endpoint(
         scrape,
         stopped(stop),
     ))))
+}
+
+/// Binds the remote API when the config has `[remote]` and serves it, requests going to
+/// `engine`, events read from `events`.
+#[cfg(feature = "grpc")]
+pub async fn remote_api(
+    config: &Config,
+    engine: &mpsc::Sender<Envelope>,
+    events: watch::Receiver<crate::protocol::Event>,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<JoinHandle<()>>, AgentError> {
+    use crate::grpc::{listen, service::Service};
+    let Some(remote) = config.remote.clone() else {
+        return Ok(None);
+    };
+    let listener = listen::bind(&remote).await.map_err(AgentError::Remote)?;
+    // Certificates are read now, so a bad file stops the agent before it reports ready.
+    crate::peers::tls::server_config_h2(&remote.tls).map_err(AgentError::Tls)?;
+    tracing::info!(listen = %remote.listen, clients = remote.clients.len(), "remote API (gRPC)");
+    let service = Service::new(
+        engine.clone(),
+        events,
+        remote.max_streams_per_client,
+        remote.call_timeout,
+    );
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = listen::serve(listener, &remote, service, stopped(stop)).await {
+            tracing::error!("{e}");
+        }
+    })))
+}
+
+/// Without the remote API, `[remote]` is refused by the config's validation.
+#[cfg(not(feature = "grpc"))]
+pub async fn remote_api(
+    _config: &Config,
+    _engine: &mpsc::Sender<Envelope>,
+    _events: watch::Receiver<crate::protocol::Event>,
+    _stop: watch::Receiver<bool>,
+) -> Result<Option<JoinHandle<()>>, AgentError> {
+    Ok(None)
 }

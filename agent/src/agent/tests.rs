@@ -16,6 +16,9 @@ use crate::proxy::Proxy;
 use crate::requester::Requester;
 use crate::store::{Outcome, Store};
 
+#[cfg(feature = "grpc")]
+mod remote;
+
 /// A uid the access lists let change routing.
 const OPERATOR: u32 = 40_001;
 /// A uid they do not know.
@@ -23,6 +26,14 @@ const STRANGER: u32 = 40_003;
 
 /// An agent over the in-memory proxy, with allowlists, and its queue.
 async fn agent(dir: &std::path::Path) -> (Agent<FakeProxy>, mpsc::Receiver<Envelope>) {
+    agent_with(dir, "").await
+}
+
+/// [`agent`] with `extra` appended to its config.
+pub(super) async fn agent_with(
+    dir: &std::path::Path,
+    extra: &str,
+) -> (Agent<FakeProxy>, mpsc::Receiver<Envelope>) {
     let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates");
     let text = format!(
         r#"
@@ -47,14 +58,20 @@ name = "api"
 routes = ["api.example"]
 blue = {{ backend = "api_blue" }}
 green = {{ backend = "api_green" }}
+{extra}
 "#,
         d = dir.display()
     );
     let config = Arc::new(Config::from_toml(&dir.join("cutover.toml"), &text).unwrap());
     let maps = dir.join("maps");
     std::fs::create_dir_all(&maps).unwrap();
+    // The share map is served only where `extra` configures it (a canary needs it).
+    let mut map_files = vec![maps.join("routes.map"), maps.join("services.map")];
+    if extra.contains("canary.map") {
+        map_files.push(maps.join("canary.map"));
+    }
     let mut proxy = FakeProxy::new(
-        vec![maps.join("routes.map"), maps.join("services.map")],
+        map_files,
         &["web_blue", "web_green", "api_blue", "api_green"],
     );
     proxy.syntax = config.proxy.kind.map_syntax();

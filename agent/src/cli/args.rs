@@ -36,12 +36,14 @@ pub struct Cli {
     /// With `status`: one row per host.
     #[arg(long, global = true)]
     pub cluster: bool,
-    /// Talk to the agent at HOST:PORT (its peer listener) over mutual TLS instead of the
-    /// local socket; needs --tls-ca, --tls-cert and --tls-key.
+    /// Talk to the agent's remote API at HOST:PORT (its `[remote] listen`: gRPC over mutual
+    /// TLS) instead of the local socket; needs --tls-ca, --tls-cert and --tls-key.
     #[arg(long, global = true, env = "CUTOVER_REMOTE", value_name = "HOST:PORT")]
     pub remote: Option<String>,
-    /// The remote agent's node name, as its certificate carries it (default: HOST).
-    #[arg(long, global = true, env = "CUTOVER_REMOTE_NAME")]
+    /// The name the remote agent's certificate carries (a DNS name, e.g. its node name
+    /// `lb1`); the certificate is checked against it. Default: HOST, which fails for an IP
+    /// address unless the certificate names that address.
+    #[arg(long, global = true, env = "CUTOVER_REMOTE_NAME", value_name = "NAME")]
     pub remote_name: Option<String>,
     /// CA that signs the remote agent's certificate.
     #[arg(long, global = true, env = "CUTOVER_TLS_CA")]
@@ -213,9 +215,10 @@ pub enum TlsVerb {
     /// Create a CA (ca.pem, ca.key) in DIR.
     Ca {
         dir: PathBuf,
-        /// The CA's name.
-        #[arg(long, default_value = DEFAULT_CA_NAME)]
-        name: String,
+        /// The CA's name (default: "cutover CA" and a fingerprint of its key, unique to it,
+        /// so a client of another CA is told "unknown CA").
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Issue NAME.pem and NAME.key in OUT (default: the CA's directory), signed by the CA in
     /// CA_DIR, for a node or a client called NAME.
@@ -224,14 +227,15 @@ pub enum TlsVerb {
         name: String,
         #[arg(long)]
         out: Option<PathBuf>,
-        /// The CA's name, as given to `tls ca`.
-        #[arg(long, default_value = DEFAULT_CA_NAME)]
-        ca_name: String,
+        /// A SAN URI to add (e.g. a SPIFFE ID), besides the DNS name NAME; may be repeated.
+        /// `[[remote.clients]] identity = "uri:..."` names a client by it.
+        #[arg(long = "uri", value_name = "URI")]
+        uris: Vec<String>,
+        /// The CA's name (default: read from CA_DIR/ca.pem).
+        #[arg(long)]
+        ca_name: Option<String>,
     },
 }
-
-/// Name of a CA made by `cutover tls ca`.
-pub const DEFAULT_CA_NAME: &str = "cutover CA";
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {

@@ -28,6 +28,12 @@ pub mod exit {
     pub const UNAVAILABLE: i32 = 69;
     /// Internal error (I/O on the local machine).
     pub const SOFTWARE: i32 = 70;
+    /// `--remote`: the agent's role for this client's certificate does not allow the verb
+    /// (authorisation).
+    pub const DENIED: i32 = 77;
+    /// `--remote`: a certificate was refused: the agent's (not valid for `--remote-name`,
+    /// or not signed by `--tls-ca`) or this client's (authentication).
+    pub const UNAUTHENTICATED: i32 = 80;
 }
 
 /// Default config path.

@@ -1,5 +1,6 @@
 //! Running a client verb: build its protocol command, send it to the local agent (unix
-//! socket) or a remote one (mutual TLS), print the reply; and the local `tls` verbs.
+//! socket) or a remote one (its remote API: gRPC over mutual TLS), print the reply; and
+//! the local `tls` verbs.
 
 use std::time::Duration;
 
@@ -94,8 +95,10 @@ async fn fleet_request(_cli: &Cli, _command: &Command) -> i32 {
     exit::USAGE
 }
 
-/// Sends a command to a remote agent over mutual TLS.
+/// Sends a command to a remote agent's remote API (gRPC over mutual TLS).
+#[cfg(feature = "grpc")]
 async fn remote_request(cli: &Cli, remote: &str, command: &Command) -> i32 {
+    use crate::grpc::client::{self, RemoteError};
     let (Some(ca), Some(cert), Some(key)) = (&cli.tls_ca, &cli.tls_cert, &cli.tls_key) else {
         eprintln!("error: --remote needs --tls-ca, --tls-cert and --tls-key");
         return exit::USAGE;
@@ -105,7 +108,7 @@ async fn remote_request(cli: &Cli, remote: &str, command: &Command) -> i32 {
         cert: cert.clone(),
         key: key.clone(),
     };
-    let config = match crate::peers::tls::client_config(&files) {
+    let config = match crate::peers::tls::client_config_h2(&files) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -119,13 +122,31 @@ async fn remote_request(cli: &Cli, remote: &str, command: &Command) -> i32 {
             .to_owned()
     });
     let timeout = Duration::from_secs(cli.timeout);
-    match crate::client::tls(&config, &name, remote, command, timeout).await {
+    let peer = format!("{name} ({remote})");
+    let answer = match client::connect(&config, &name, remote, timeout).await {
+        Ok(mut c) => client::call(&mut c, &peer, command, timeout).await,
+        Err(e) => Err(e),
+    };
+    match answer {
         Ok(reply) => print_reply(command, &reply, cli.json),
         Err(e) => {
             eprintln!("error: {e}");
-            exit::UNAVAILABLE
+            match e {
+                RemoteError::NotACall(_) => exit::USAGE,
+                RemoteError::Unreachable { .. } => exit::UNAVAILABLE,
+                RemoteError::Authentication { .. } => exit::UNAUTHENTICATED,
+                RemoteError::Denied { .. } => exit::DENIED,
+                RemoteError::Refused { .. } => exit::FAILED,
+            }
         }
     }
+}
+
+/// `--remote` in a build without the remote API.
+#[cfg(not(feature = "grpc"))]
+async fn remote_request(_cli: &Cli, _remote: &str, _command: &Command) -> i32 {
+    eprintln!("error: --remote: this cutover was built without the remote API (feature grpc)");
+    exit::USAGE
 }
 
 /// Runs `cutover tls ca|issue`.
@@ -133,17 +154,22 @@ pub fn tls(verb: &TlsVerb) -> Result<(), crate::peers::tls::TlsError> {
     use crate::peers::tls;
     match verb {
         TlsVerb::Ca { dir, name } => {
-            tls::make_ca(dir, name)?;
-            println!("wrote {0}/ca.pem and {0}/ca.key", dir.display());
+            let name = tls::make_ca(dir, name.as_deref())?;
+            println!("wrote {0}/ca.pem and {0}/ca.key ({name})", dir.display());
         }
         TlsVerb::Issue {
             ca_dir,
             name,
             out,
+            uris,
             ca_name,
         } => {
             let out = out.as_deref().unwrap_or(ca_dir);
-            tls::issue(ca_dir, ca_name, name, out)?;
+            let options = tls::IssueOptions {
+                uris: uris.clone(),
+                expired: false,
+            };
+            tls::issue_with(ca_dir, ca_name.as_deref(), name, out, &options)?;
             println!("wrote {0}/{name}.pem and {0}/{name}.key", out.display());
         }
     }

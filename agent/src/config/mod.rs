@@ -22,6 +22,7 @@ pub mod gates;
 mod metrics;
 mod proxy;
 mod raw;
+pub mod remote;
 mod services;
 mod validate;
 
@@ -44,6 +45,7 @@ pub use proxy::{
     DEFAULT_NGINX_PID_FILE, DEFAULT_NGINX_STATUS, DEFAULT_RELOAD_TIMEOUT_MS, LUA_MAPS, LUA_MODULE,
     MAX_MIN_RELOAD_GAP_MS, NDK_MODULE,
 };
+pub use remote::RemoteConfig;
 pub use services::{ColourSpec, Server, Service, Sticky, MAX_ROUTES};
 
 use raw::RawConfig;
@@ -72,6 +74,8 @@ pub struct Config {
     /// This host as a member of a fleet whose desired state lives in etcd (`[cluster]`
     /// with `store = "etcd"`).
     pub fleet: Option<FleetConfig>,
+    /// The remote API (`[remote]`): gRPC over mutual TLS; none by default.
+    pub remote: Option<RemoteConfig>,
     /// The Prometheus endpoint.
     pub metrics: Metrics,
 }

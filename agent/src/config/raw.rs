@@ -25,6 +25,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) services: Vec<RawService>,
     pub(super) cluster: Option<RawCluster>,
+    pub(super) remote: Option<super::remote::RawRemote>,
     #[serde(default)]
     pub(super) metrics: super::metrics::RawMetrics,
 }

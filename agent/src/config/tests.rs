@@ -469,3 +469,67 @@ fn a_fleet_store_in_etcd_is_validated() {
     let e = load(&format!("{GOOD}{peers}")).unwrap_err().to_string();
     assert!(e.contains("cluster.ca: missing"), "{e}");
 }
+
+#[test]
+fn remote_api_roles_and_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["ca.pem", "lb1.pem", "lb1.key"] {
+        std::fs::write(dir.path().join(f), "").unwrap();
+    }
+    let d = dir.path().display();
+    let remote = |extra: &str| {
+        format!(
+            "{GOOD}\n[remote]\nlisten = \"127.0.0.1:7444\"\nca = \"{d}/ca.pem\"\n\
+             cert = \"{d}/lb1.pem\"\nkey = \"{d}/lb1.key\"\n{extra}"
+        )
+    };
+    let c = load(&remote(
+        "[[remote.clients]]\nidentity = \"dns:ci\"\nrole = \"operate\"\n\
+         [[remote.clients]]\nidentity = \"uri:spiffe://example/ci\"\nrole = \"admin\"\n",
+    ))
+    .unwrap();
+    let r = c.remote.as_ref().unwrap();
+    assert_eq!(
+        r.max_streams_per_client,
+        remote::DEFAULT_MAX_STREAMS_PER_CLIENT
+    );
+    assert_eq!(r.max_message_bytes, remote::DEFAULT_MAX_MESSAGE_BYTES);
+    use crate::access::Role;
+    use crate::requester::Identity;
+    assert_eq!(
+        c.agent.access.remote.clients,
+        [
+            (Identity::Dns("ci".into()), Role::Operate),
+            (Identity::Uri("spiffe://example/ci".into()), Role::Admin),
+        ]
+        .into()
+    );
+    let e = load(&remote(
+        "max_streams_per_client = 0\n[[remote.clients]]\nidentity = \"ci\"\nrole = \"read\"\n\
+         [[remote.clients]]\nidentity = \"dns:a\"\nrole = \"read\"\n\
+         [[remote.clients]]\nidentity = \"dns:a\"\nrole = \"admin\"\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    for p in [
+        "remote.max_streams_per_client: 0 is outside 1..=1024",
+        "remote.clients[0].identity: \"ci\" is not dns:<name> or uri:<uri>",
+        "remote.clients[2].identity: \"dns:a\" is listed twice",
+    ] {
+        assert!(e.contains(p), "{p}: {e}");
+    }
+    let e = load(&remote(
+        "[[remote.clients]]\nidentity = \"dns:a\"\nrole = \"root\"\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("unknown variant `root`"), "{e}");
+    // Without [cluster], the certificates must be named.
+    let e = load(&format!("{GOOD}\n[remote]\nlisten = \"127.0.0.1:7444\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("remote.ca: missing (and no [cluster] to take it from)"),
+        "{e}"
+    );
+}

@@ -34,6 +34,17 @@ impl<P: Proxy> Engine<P> {
         }
     }
 
+    /// The routing state and the watches' phases now, for the remote API's `Watch`.
+    pub fn event(&self) -> crate::protocol::Event {
+        crate::protocol::Event {
+            generation: self.state.generation,
+            services: self.state.routing(),
+            watches: self.phases().clone(),
+            proxy_reachable: self.reachable(),
+            last_error: self.last_error().map(str::to_owned),
+        }
+    }
+
     /// The status snapshot.
     pub async fn snapshot(&self) -> Snapshot {
         let epoch = self.proxy.epoch().await.ok();

@@ -12,9 +12,9 @@ use crate::proxy::fake::FakeProxy;
 
 /// Node `lb1` of a three-node cluster over the in-memory proxy, and its engine.
 async fn node(dir: &Path) -> (Node, Engine<FakeProxy>) {
-    tls::make_ca(dir, "test CA").unwrap();
+    tls::make_ca(dir, Some("test CA")).unwrap();
     for name in ["lb1", "lb2", "lb3"] {
-        tls::issue(dir, "test CA", name, dir).unwrap();
+        tls::issue(dir, None, name, dir).unwrap();
     }
     let cluster = format!(
         r#"

@@ -70,12 +70,20 @@ pub fn decode(line: &str) -> Result<Command, DecodeError> {
             )));
         }
     }
-    if let Command::History { limit, .. } = &cmd {
+    check(&cmd)?;
+    Ok(cmd)
+}
+
+/// The bounds every command is held to, whatever encoding brought it (a JSON line here,
+/// a gRPC message in `grpc::convert`): history limits, `cluster`'s inner command, the
+/// number of services one `apply` names.
+pub fn check(cmd: &Command) -> Result<(), DecodeError> {
+    if let Command::History { limit, .. } = cmd {
         if *limit > MAX_HISTORY {
             return Err(DecodeError::HistoryLimit(*limit));
         }
     }
-    if let Command::Cluster { command } = &cmd {
+    if let Command::Cluster { command } = cmd {
         if !command.is_mutation() && !matches!(**command, Command::History { .. }) {
             return Err(DecodeError::Command(
                 "cluster takes a command that changes routing, or history".into(),
@@ -90,7 +98,7 @@ pub fn decode(line: &str) -> Result<Command, DecodeError> {
     if let Command::Change(Mutation {
         request: Request::Set { services },
         ..
-    }) = &cmd
+    }) = cmd
     {
         if services.len() > MAX_SERVICES {
             return Err(DecodeError::Command(format!(
@@ -99,7 +107,7 @@ pub fn decode(line: &str) -> Result<Command, DecodeError> {
             )));
         }
     }
-    Ok(cmd)
+    Ok(())
 }
 
 /// Encodes a request as one line, with the protocol version.

@@ -15,7 +15,8 @@
 //! [`routing`] (colours and the routing verbs, [`Request`]), [`change`] (what a change does
 //! to a service), [`command`] (the wire [`Command`]), [`decode`] (request lines in and
 //! out), [`reply`] (replies), [`status`] and [`plan`] (the data of `status` and dry-run
-//! replies), [`cluster`] (the data of cluster replies), [`peer`] (what agents tell each other) and
+//! replies), [`cluster`] (the data of cluster replies), [`event`] (the remote API's watch
+//! events), [`peer`] (what agents tell each other) and
 //! [`fleet`] (the records of the fleet store in etcd). It imports no other module of the
 //! crate.
 
@@ -23,6 +24,7 @@ pub mod change;
 pub mod cluster;
 pub mod command;
 pub mod decode;
+pub mod event;
 pub mod fleet;
 pub mod peer;
 pub mod plan;
@@ -35,7 +37,8 @@ pub use cluster::{
     ClusterOutcome, ClusterStatus, HeldChange, HostOutcome, HostRow, ServiceAgreement,
 };
 pub use command::{Command, MapView, Mutation, VERBS};
-pub use decode::{decode, encode, DecodeError};
+pub use decode::{check, decode, encode, DecodeError};
+pub use event::Event;
 pub use fleet::{FleetChange, FleetHealth, Proposal, Vote};
 pub use peer::{PeerReport, PreparedChange};
 pub use plan::{GateReport, LineChanges, Plan, PlannedFile, PrewarmReport};

@@ -207,7 +207,7 @@ impl fmt::Display for WatchPhase {
 }
 
 /// The safety phase of one service, for `status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Phase {
     /// Where the watch stands.
     pub phase: WatchPhase,

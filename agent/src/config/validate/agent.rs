@@ -34,6 +34,8 @@ impl Validator<'_> {
             allow_gids: raw.allow_gids,
             read_uids: raw.read_uids,
             read_gids: raw.read_gids,
+            // Filled once `[cluster]` and `[remote]` are validated.
+            remote: crate::access::Remote::default(),
         };
         for p in access.problems() {
             self.problem(p);

@@ -80,6 +80,18 @@ impl Validator<'_> {
                     .into(),
             );
         }
+        let remote = raw.remote.map(|r| self.remote(r, cluster.as_ref()));
+        let mut agent = agent;
+        agent.access.remote = crate::access::Remote {
+            clients: remote
+                .iter()
+                .flat_map(|r| r.clients.iter().cloned())
+                .collect(),
+            peers: cluster
+                .iter()
+                .flat_map(|c| c.peers.iter().map(|p| p.name.clone()))
+                .collect(),
+        };
         let metrics = super::metrics::validate(raw.metrics, &mut self.problems);
         Config {
             source: path.to_owned(),
@@ -90,6 +102,7 @@ impl Validator<'_> {
             services,
             cluster,
             fleet,
+            remote,
             metrics,
         }
     }
@@ -124,4 +137,5 @@ mod agent;
 mod cluster;
 mod files;
 mod fleet;
+mod remote;
 mod services;
