@@ -12,6 +12,11 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/cutover";
 pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
 /// Default cap on concurrent control connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// Default cap on the control connections one uid may hold (administrators excepted).
+pub const DEFAULT_MAX_CONNECTIONS_PER_UID: usize = 8;
+/// Default number of control connections kept for root and the admins
+/// (`allow_uids`/`allow_gids`, primary group).
+pub const DEFAULT_RESERVED_CONNECTIONS: usize = 4;
 /// Default longest request line on the control socket, in bytes.
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 /// Default time a control client has to send a request line, in milliseconds.
@@ -35,6 +40,13 @@ pub struct Agent {
     pub state_dir: PathBuf,
     /// Cap on concurrent control connections. Default [`DEFAULT_MAX_CONNECTIONS`].
     pub max_connections: usize,
+    /// Cap on the control connections of one uid; uid 0, the agent's own uid and the
+    /// admins (`allow_uids`, primary group in `allow_gids`) have none. Default
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_UID`].
+    pub max_connections_per_uid: usize,
+    /// Control connections only uid 0, the agent's own uid and the admins may take (the
+    /// last ones of `max_connections`). Default [`DEFAULT_RESERVED_CONNECTIONS`].
+    pub reserved_connections: usize,
     /// Longest request line, bytes. Default [`DEFAULT_MAX_LINE`].
     pub max_line: usize,
     /// Time to receive one request line. Default [`DEFAULT_READ_TIMEOUT_MS`] ms.

@@ -90,6 +90,8 @@ pub(super) struct RawAgent {
     pub(super) socket_group: Option<String>,
     pub(super) state_dir: Option<PathBuf>,
     pub(super) max_connections: Option<usize>,
+    pub(super) max_connections_per_uid: Option<usize>,
+    pub(super) reserved_connections: Option<usize>,
     pub(super) max_line: Option<usize>,
     pub(super) read_timeout_ms: Option<u64>,
     pub(super) reconcile_interval_ms: Option<u64>,

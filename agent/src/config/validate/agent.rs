@@ -23,6 +23,22 @@ impl Validator<'_> {
                 "agent.max_connections: {max_connections} is outside 1..=4096"
             ));
         }
+        let max_connections_per_uid = raw
+            .max_connections_per_uid
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_UID.min(max_connections));
+        if !(1..=max_connections).contains(&max_connections_per_uid) {
+            self.problem(format!(
+                "agent.max_connections_per_uid: {max_connections_per_uid} is outside 1..={max_connections} (agent.max_connections)"
+            ));
+        }
+        let reserved_connections = raw
+            .reserved_connections
+            .unwrap_or(DEFAULT_RESERVED_CONNECTIONS.min(max_connections / 2));
+        if reserved_connections >= max_connections {
+            self.problem(format!(
+                "agent.reserved_connections: {reserved_connections} must be below agent.max_connections ({max_connections})"
+            ));
+        }
         let max_line = raw.max_line.unwrap_or(DEFAULT_MAX_LINE);
         if !(1024..=16 * 1024 * 1024).contains(&max_line) {
             self.problem(format!(
@@ -56,6 +72,8 @@ impl Validator<'_> {
                 .map(|s| self.abs("agent.state_dir", s))
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
             max_connections,
+            max_connections_per_uid,
+            reserved_connections,
             max_line,
             read_timeout: self.duration(
                 "agent.read_timeout_ms",

@@ -389,12 +389,7 @@ impl Proxy for Haproxy {
     }
 
     async fn backend_stats(&self, backend: &str) -> Result<BackendStats, ProxyError> {
-        let (requests, errors_5xx, avg_response_ms) = self.admin.backend_stat(backend).await?;
-        Ok(BackendStats {
-            requests,
-            errors_5xx,
-            avg_response_ms,
-        })
+        Ok(self.admin.backend_stat(backend).await?)
     }
 }
 
