@@ -110,7 +110,7 @@ pub async fn run_with<P: Proxy>(
     let mut sighup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
     let notifier = Notifier::from_env();
 
-    let store = Store::open(&config.agent.state_dir)?;
+    let store = Store::open(&config.agent.state_dir)?.with_journal_limits(config.agent.journal);
     // One process owns the state, the journal and the managed files: a second agent stops
     // here, before it could touch any of them.
     let _lock = store.lock()?;
