@@ -34,7 +34,7 @@ mod watch;
 pub use change::Queued;
 pub use error::{ApplyError, ErrorKind};
 pub use transition::{Applied, FileOutcome};
-pub use validate::{is_percent, staged_path};
+pub use validate::{check_backends, is_percent, staged_path};
 pub use watch::until;
 
 /// Maps of at most this many bytes (about a thousand entries) are compared with the running

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::error::{ApplyError, ErrorKind};
 use super::{Engine, SMALL_MAP_BYTES};
+use crate::config::ValueCheck;
 use crate::mapfile::MapDiff;
 use crate::protocol::Fault;
 use crate::protocol::FileKind;
@@ -310,15 +311,37 @@ impl<P: Proxy> Engine<P> {
             .files
             .iter()
             .any(|f| f.path == self.config.proxy.config);
-        if main_rendered {
-            self.validate_staged(&state, None).await?;
+        let report = match main_rendered {
+            true => Some(self.validate_staged(&state, None).await?),
+            false => None,
+        };
+        // Every map is checked before any file is written; backends against the staged
+        // config just checked, or the live config file.
+        let defined = match report.and_then(|r| r.backends) {
+            Some(b) => Some((b, format!("the checked {} config", self.proxy.name()))),
+            None => self
+                .proxy
+                .config_backends(&self.config.proxy.config)
+                .map(|b| {
+                    (
+                        b,
+                        format!(
+                            "{} config {}",
+                            self.proxy.name(),
+                            self.config.proxy.config.display()
+                        ),
+                    )
+                }),
+        };
+        for f in self.config.files.iter().filter(|f| f.kind == FileKind::Map) {
+            let entries = super::files::parse_rendered(f, self.syntax(), &rendered[&f.name])?;
+            if let (ValueCheck::Backends, Some((known, whose))) = (f.values, &defined) {
+                super::validate::check_backends(&f.name, &entries, known, whose)?;
+            }
         }
         let mut written = Vec::new();
         for f in &self.config.files {
             let text = &rendered[&f.name];
-            if f.kind == FileKind::Map {
-                super::files::parse_rendered(f, self.syntax(), text)?;
-            }
             let changed = crate::fsio::write_atomic(
                 &f.path,
                 text.as_bytes(),

@@ -55,6 +55,22 @@ fn template_dir(root: &Path, case: &str, name: &str, text: &str) -> std::path::P
     dir
 }
 
+/// The shipped `haproxy.cfg` template defining only the blue backends, while the idle map
+/// still names the green ones.
+fn blue_backends_only(shipped: &str) -> String {
+    let from = "{% for colour, c in service.colours %}\nbackend";
+    assert!(shipped.contains(from), "the backends loop moved");
+    let t = shipped.replacen(
+        from,
+        "{% for colour, c in service.colours %}{% if colour == \"blue\" %}\nbackend",
+        1,
+    );
+    let end = t
+        .rfind("{% endfor %}{% endfor %}")
+        .expect("end of the backends loop");
+    format!("{}{{% endif %}}{}", &t[..end], &t[end..])
+}
+
 fn refusals_logged(s: &Setup) -> usize {
     s.agent().log().matches("new config refused").count()
 }
@@ -76,6 +92,12 @@ fn bad_configs_are_refused_by_check_and_by_the_running_agent() {
         cutover_tests::workspace_root().join("templates/haproxy/haproxy.cfg"),
     )
     .unwrap();
+    let blue_only = template_dir(
+        root,
+        "blueonly",
+        "haproxy.cfg",
+        &blue_backends_only(&shipped_cfg),
+    );
     let breaks_haproxy = template_dir(
         root,
         "breaks",
@@ -402,6 +424,11 @@ fn bad_configs_are_refused_by_check_and_by_the_running_agent() {
             "web_purple",
         ),
         (
+            "haproxy.cfg without the backends a map names",
+            overrides(&blue_only),
+            "map idle: key \"web\" names backend \"web_green\", which the checked haproxy config",
+        ),
+        (
             "config HAProxy refuses",
             overrides(&breaks_haproxy),
             "bogus_keyword",
@@ -448,4 +475,67 @@ fn bad_configs_are_refused_by_check_and_by_the_running_agent() {
         "bad-input battery: {refused_by_check} configs refused by check, {refused_by_agent} by the running agent"
     );
     assert!(refused_by_check >= 50);
+}
+
+#[test]
+fn backends_are_checked_against_the_config_about_to_be_served() {
+    let haproxy = require_proxy!("haproxy");
+    let mut s = Setup::new(&haproxy, SetupOptions::default());
+    s.start_agent();
+    let good = std::fs::read_to_string(&s.config).unwrap();
+
+    // A service added with its backends and its map entries goes through one validated
+    // reload on SIGHUP, though the running HAProxy does not have its backends yet.
+    let api = good
+        .replace("name = \"web\"", "name = \"api\"")
+        .replace("web_blue", "api_blue")
+        .replace("web_green", "api_green")
+        .replace(
+            "\"www.example.test\", \"example.test\"",
+            "\"api.example.test\"",
+        );
+    let service = &api[api.find("[[services]]").unwrap()..];
+    s.reconfigure(|c| format!("{c}\n{service}"));
+    assert!(
+        s.agent()
+            .wait_for_log("new config in force", Duration::from_secs(20)),
+        "{}",
+        s.agent().log()
+    );
+    assert_eq!(s.get("api.example.test"), (200, "blue".into()));
+    assert_eq!(s.get(HOST), (200, "blue".into()));
+
+    // A template that drops the green backends while the idle map names them: refused at
+    // start, naming the map, the key and the missing backend; nothing installed.
+    s.stop_agent();
+    let before = live_files(&s);
+    let shipped = std::fs::read_to_string(
+        cutover_tests::workspace_root().join("templates/haproxy/haproxy.cfg"),
+    )
+    .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = template_dir(
+        scratch.path(),
+        "blueonly",
+        "haproxy.cfg",
+        &blue_backends_only(&shipped),
+    );
+    s.reconfigure_offline(|c| String::from_utf8(overrides(&dir)(&c)).unwrap());
+    let out = cutover_tests::agent::cutover(&s.config, &["check"]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    s.start_agent();
+    let want = "map idle: key \"api\" names backend \"api_green\", which the checked haproxy config does not define";
+    assert!(
+        s.agent().wait_for_log(want, Duration::from_secs(20)),
+        "{}",
+        s.agent().log()
+    );
+    let mut after = live_files(&s);
+    // The agent's own config is the one file meant to differ.
+    after.retain(|(name, _)| name != "cutover.toml");
+    let mut expected = before.clone();
+    expected.retain(|(name, _)| name != "cutover.toml");
+    assert_eq!(after, expected, "nothing installed");
+    assert_eq!(s.get(HOST), (200, "blue".into()));
+    assert_eq!(s.get("api.example.test"), (200, "blue".into()));
 }
