@@ -169,11 +169,13 @@ pub fn cluster_step_sender(who: &Requester) -> Result<Option<&str>, NotAPeer> {
 /// Whether a command needs the mutating permission: it changes routing here
 /// ([`Command::is_mutation`]: switch, rollback, canary, promote, abort, drain, undrain,
 /// apply), across the cluster (`cluster`), or is a step of a cluster change that only peers
-/// send (`prepare`, `commit`, ...; refused on the socket anyway). Everything else only reads,
+/// send (`prepare`, `commit`, ...; refused on the socket anyway), or puts a new config in
+/// force (`reload_config`). Everything else only reads,
 /// `history --cluster` included.
 pub fn needs_mutate(command: &Command) -> bool {
     command.is_mutation()
         || command.is_peer_only()
+        || matches!(command, Command::ReloadConfig)
         || matches!(command, Command::Cluster { command } if command.is_mutation())
 }
 

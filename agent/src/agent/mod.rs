@@ -168,6 +168,8 @@ pub async fn run_with<P: Proxy>(
         fleet,
         local: Some(tx),
         coordinated: Some(done_tx),
+        config_path: config_path.to_owned(),
+        groups: groups.clone(),
     };
     notifier.ready(&format!("serving {}", config.agent.socket.display()));
     let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
@@ -180,8 +182,9 @@ pub async fn run_with<P: Proxy>(
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = sighup.recv() => {
                 notifier.reloading();
-                let status = reload::reload_config(&mut agent.engine, config_path, &groups).await;
-                notifier.ready(status);
+                tracing::info!("SIGHUP");
+                let verdict = reload::reload_config(&mut agent.engine, config_path, &groups).await;
+                notifier.ready(reload::notice(&verdict));
             }
             _ = ping(&mut watchdog) => notifier.watchdog(),
             Some(env) = rx.recv() => agent.receive(env, &mut rx).await,

@@ -98,6 +98,8 @@ pub enum ConfigError {
         path: PathBuf,
         /// The TOML parser's message, with line and column.
         message: String,
+        /// The line the parser stopped at, 1-based, when it says.
+        line: Option<u64>,
     },
     /// The file parsed but its values do not hold together.
     #[error("{path}: {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
@@ -108,6 +110,16 @@ pub enum ConfigError {
         /// `services[0] (web).gate.timeout_ms: ...`).
         problems: Vec<String>,
     },
+}
+
+impl ConfigError {
+    /// The line of the config file at fault, 1-based, when known.
+    pub fn line(&self) -> Option<u64> {
+        match self {
+            ConfigError::Parse { line, .. } => *line,
+            ConfigError::Read { .. } | ConfigError::Invalid { .. } => None,
+        }
+    }
 }
 
 impl Config {
@@ -122,6 +134,10 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
+            line: e
+                .span()
+                .and_then(|s| text.get(..s.start))
+                .map(|before| before.matches('\n').count() as u64 + 1),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut v = Validator {
@@ -169,6 +185,7 @@ pub fn socket_of(path: &Path) -> Result<PathBuf, ConfigError> {
     let only: Only = toml::from_str(&text).map_err(|e| ConfigError::Parse {
         path: path.to_owned(),
         message: e.to_string(),
+        line: None,
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
     Ok(only
@@ -176,6 +193,40 @@ pub fn socket_of(path: &Path) -> Result<PathBuf, ConfigError> {
         .socket
         .map(|s| base.join(s))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)))
+}
+
+/// The control socket of a config that does not parse, for `cutover reload` (the running
+/// agent must hear about a broken config, and it answers on the socket of the config it
+/// runs): a `socket = "..."` line of the `[agent]` table, read line by line, else the
+/// default socket; `None` when the file cannot be read at all.
+pub fn socket_of_broken(path: &Path) -> Option<PathBuf> {
+    let text = read_bounded(path).or_else(|_| {
+        // Not UTF-8, say: read what is readable.
+        std::fs::read(path).map(|b| {
+            String::from_utf8_lossy(&b[..b.len().min(MAX_FILE_BYTES as usize)]).into_owned()
+        })
+    });
+    let text = text.ok()?;
+    let mut in_agent = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            // `[agent]`, or the header itself broken (`[agent`).
+            in_agent = line.trim_matches(|c| c == '[' || c == ']').trim() == "agent";
+            continue;
+        }
+        let Some(value) = line.strip_prefix("socket").map(str::trim_start) else {
+            continue;
+        };
+        if let (true, Some(value)) = (in_agent, value.strip_prefix('=')) {
+            if let Ok(socket) = toml::from_str::<toml::Table>(&format!("s = {}", value.trim())) {
+                if let Some(s) = socket.get("s").and_then(|v| v.as_str()) {
+                    let base = path.parent().unwrap_or(Path::new("."));
+                    return Some(base.join(s));
+                }
+            }
+        }
+    }
+    Some(PathBuf::from(DEFAULT_SOCKET))
 }
 
 fn read_bounded(path: &Path) -> Result<String, ConfigError> {

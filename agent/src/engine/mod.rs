@@ -79,6 +79,8 @@ pub struct Engine<P: Proxy> {
     phases: BTreeMap<String, Phase>,
     /// The desired-state file the agent reconciles, when configured.
     desired_file: Option<crate::desired::Watcher>,
+    /// Why the last config reload was refused; see [`Snapshot::config_error`].
+    config_error: Option<crate::protocol::ConfigRefusal>,
     metrics: Metrics,
 }
 
@@ -125,6 +127,7 @@ impl<P: Proxy> Engine<P> {
             watches: BTreeMap::new(),
             phases: BTreeMap::new(),
             desired_file: None,
+            config_error: None,
             metrics: Metrics::new(),
         };
         engine.watch_desired_file();
@@ -281,6 +284,12 @@ impl<P: Proxy> Engine<P> {
             ),
         }
         result
+    }
+
+    /// Records the outcome of a config reload for `status`: `None` once a config is put in
+    /// force, else why the last one was refused.
+    pub fn set_config_error(&mut self, refusal: Option<crate::protocol::ConfigRefusal>) {
+        self.config_error = refusal;
     }
 
     fn render_static(&self) -> Result<BTreeMap<String, Arc<str>>, ApplyError> {

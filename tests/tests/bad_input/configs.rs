@@ -539,3 +539,109 @@ fn backends_are_checked_against_the_config_about_to_be_served() {
     assert_eq!(s.get(HOST), (200, "blue".into()));
     assert_eq!(s.get("api.example.test"), (200, "blue".into()));
 }
+
+/// The CLI's JSON reply to `args`, sent on the agent's socket (the config file may not
+/// parse).
+fn on_socket(s: &Setup, args: &[&str]) -> (i32, serde_json::Value) {
+    let socket = s.agent().socket.display().to_string();
+    let mut all = vec!["--socket", &socket];
+    all.extend_from_slice(args);
+    s.cli_json(&all)
+}
+
+/// The config error `status` shows, if any.
+fn config_error(s: &Setup) -> serde_json::Value {
+    on_socket(s, &["status"]).1["data"]["config_error"].clone()
+}
+
+/// The refused config reloads the agent counted.
+fn refusals_counted(s: &Setup) -> Option<f64> {
+    let (_, m) = on_socket(s, &["metrics"]);
+    m["data"]["text"].as_str()?.lines().find_map(|l| {
+        l.strip_prefix("cutover_config_reloads_total{result=\"refused\"} ")?
+            .parse()
+            .ok()
+    })
+}
+
+#[test]
+fn a_refused_config_reload_is_shown_journaled_counted_and_fails_cutover_reload() {
+    let haproxy = require_proxy!("haproxy");
+    let mut s = Setup::new(&haproxy, SetupOptions::default());
+    s.start_agent();
+    let good = std::fs::read_to_string(&s.config).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+
+    // TOML syntax error on a known line: `cutover reload` waits for the verdict, exits 1
+    // with the agent's reason; status names the file and line.
+    let line = good.lines().position(|l| l == "[agent]").unwrap() as u64 + 1;
+    std::fs::write(&s.config, good.replacen("[agent]\n", "[agent\n", 1)).unwrap();
+    let out = s.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("new config refused"), "{}", text(&out));
+    assert!(text(&out).contains("TOML parse error"), "{}", text(&out));
+    let e = config_error(&s);
+    assert_eq!(e["file"], s.config.display().to_string(), "{e}");
+    assert_eq!(e["line"], line, "{e}");
+    assert!(e["time_ms"].as_u64().unwrap() > 0, "{e}");
+    assert_eq!(refusals_counted(&s), Some(1.0));
+    let (_, history) = on_socket(&s, &["history", "--limit", "1"]);
+    let last = &history["data"]["entries"][0];
+    assert_eq!(last["result"], "error", "{last}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("TOML parse error"),
+        "{last}"
+    );
+    assert_eq!(last["data"]["line"], line, "{last}");
+
+    // Unknown key, and a template syntax error: the file at fault is named.
+    std::fs::write(
+        &s.config,
+        good.replacen("[agent]\n", "[agent]\nbogus = 1\n", 1),
+    )
+    .unwrap();
+    assert_eq!(s.cli(&["reload"]).status.code(), Some(1));
+    assert!(
+        config_error(&s)["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `bogus`"),
+        "{}",
+        config_error(&s)
+    );
+    let broken = template_dir(scratch.path(), "syntax", "services.map", "{% if %}");
+    std::fs::write(&s.config, overrides(&broken)(&good)).unwrap();
+    let out = s.cli_json(&["reload"]);
+    assert_eq!(out.0, 1, "{}", out.1);
+    let e = config_error(&s);
+    assert_eq!(e["file"], "haproxy/services.map", "{e}");
+    assert_eq!(e["line"], 1, "{e}");
+    assert_eq!(refusals_counted(&s), Some(3.0));
+    // By SIGHUP too.
+    s.agent().signal(Signal::SIGHUP);
+    assert!(cutover_tests::wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || refusals_counted(&s) == Some(4.0)
+    ));
+
+    // The good config is put in force: the error is gone.
+    std::fs::write(&s.config, &good).unwrap();
+    let out = s.cli(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(config_error(&s).is_null());
+
+    // A change that needs nothing from the proxy goes through while the proxy is down.
+    s.haproxy_mut().kill();
+    std::fs::write(
+        &s.config,
+        good.replacen("[agent]\n", "[agent]\nread_timeout_ms = 9000\n", 1),
+    )
+    .unwrap();
+    let out = s.cli(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(config_error(&s).is_null());
+}
