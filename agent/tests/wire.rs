@@ -327,6 +327,7 @@ fn status_reply() {
         }),
         fleet: None,
         config_error: None,
+        last_drift: None,
     };
     let back: Snapshot = pin(
         &ok("generation 7, 1 service(s), haproxy reachable", &snap),

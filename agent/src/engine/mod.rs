@@ -21,6 +21,7 @@ use crate::store::{Outcome, Store};
 mod admit;
 mod change;
 mod drains;
+mod drift;
 mod error;
 mod files;
 mod plan;
@@ -81,6 +82,10 @@ pub struct Engine<P: Proxy> {
     desired_file: Option<crate::desired::Watcher>,
     /// Why the last config reload was refused; see [`Snapshot::config_error`].
     config_error: Option<crate::protocol::ConfigRefusal>,
+    /// How each managed file looked when it last matched; see `drift`.
+    disk_stamps: BTreeMap<String, drift::Stamp>,
+    /// The latest drift repaired; see [`Snapshot::last_drift`].
+    last_drift: Option<crate::protocol::DriftStatus>,
     metrics: Metrics,
 }
 
@@ -128,6 +133,8 @@ impl<P: Proxy> Engine<P> {
             phases: BTreeMap::new(),
             desired_file: None,
             config_error: None,
+            disk_stamps: BTreeMap::new(),
+            last_drift: None,
             metrics: Metrics::new(),
         };
         engine.watch_desired_file();

@@ -95,6 +95,7 @@ impl<P: Proxy> Engine<P> {
 
     /// A check succeeded: journal its repairs, and the end of a fault.
     fn healthy(&mut self, why: &str, fixes: &[String]) {
+        self.note_drift(fixes);
         if !fixes.is_empty() {
             self.journal_agent(
                 "reconcile",
@@ -236,6 +237,28 @@ impl<P: Proxy> Engine<P> {
     /// anybody, or the proxy coming back), else compares the small maps with the running
     /// proxy. Returns the fixes made.
     pub async fn tick(&mut self) -> Vec<String> {
+        // Files first, proxy or not: whatever reloads the proxy next must read the desired
+        // files.
+        let mut fixes = match self.repair_files_on_disk() {
+            Ok(fixes) => fixes,
+            Err(e) => {
+                self.faulty(e.step, format!("drift check: {e}"));
+                return vec![];
+            }
+        };
+        if !fixes.is_empty() {
+            self.metrics.drift_repaired(fixes.len());
+            for f in &fixes {
+                tracing::warn!("repaired: {f}");
+            }
+            self.note_drift(&fixes);
+            self.journal_agent(
+                "reconcile",
+                Outcome::Ok,
+                format!("files on disk: repaired {}", fixes.join("; ")),
+                json!({ "why": "files on disk", "fixes": fixes }),
+            );
+        }
         let epoch = self.proxy.epoch().await;
         self.metrics.proxy_up(epoch.is_ok());
         let epoch = match epoch {
@@ -243,7 +266,7 @@ impl<P: Proxy> Engine<P> {
             Err(e) => {
                 self.reachable = false;
                 self.faulty(Step::Proxy, format!("proxy unreachable: {e}"));
-                return vec![];
+                return fixes;
             }
         };
         let seen = self.seen_epoch.replace(epoch.clone());
@@ -264,18 +287,31 @@ impl<P: Proxy> Engine<P> {
                     tracing::warn!(%failure, "a reload the agent did not ask for failed");
                 }
             }
-            return self.reconcile(why).await.unwrap_or_default();
+            fixes.extend(self.reconcile(why).await.unwrap_or_default());
+            return fixes;
         }
-        match self.check_small_maps().await {
-            Ok(fixes) => {
-                self.healthy("drift check", &fixes);
+        match self.check_runtime().await {
+            Ok(runtime) => {
+                self.healthy("drift check", &runtime);
+                fixes.extend(runtime);
                 fixes
             }
             Err(e) => {
                 self.faulty(e.step, format!("drift check: {e}"));
-                vec![]
+                fixes
             }
         }
+    }
+
+    /// Drains undone by hand, then the small maps, against the running proxy.
+    async fn check_runtime(&mut self) -> Result<Vec<String>, ApplyError> {
+        let mut fixes = self.repair_drains().await?;
+        self.metrics.drift_repaired(fixes.len());
+        for f in &fixes {
+            tracing::warn!("repaired: {f}");
+        }
+        fixes.extend(self.check_small_maps().await?);
+        Ok(fixes)
     }
 
     async fn check_small_maps(&mut self) -> Result<Vec<String>, ApplyError> {

@@ -87,6 +87,19 @@ pub struct Snapshot {
     /// before it stays in force; cleared by the next reload put in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_error: Option<ConfigRefusal>,
+    /// The latest drift found and repaired (files changed on disk, runtime maps or server
+    /// states changed behind the agent's back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drift: Option<DriftStatus>,
+}
+
+/// Drift the agent found and repaired, in `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftStatus {
+    /// What differed and what was done, one clause per repair.
+    pub message: String,
+    /// When, Unix time in milliseconds.
+    pub time_ms: u64,
 }
 
 /// A refused config reload, in `status` and in the reply to `reload_config`.
