@@ -33,7 +33,7 @@ pub use agent::{
     DEFAULT_SOCKET_MODE, DEFAULT_STATE_DIR,
 };
 pub use cluster::{ClusterConfig, PeerSpec, TlsFiles};
-pub use files::{EmptyMapError, FileSpec, Templates, ValueCheck, DEFAULT_TEMPLATE_DIR};
+pub use files::{EmptyMapError, FileSpec, Templates, ValueCheck, DEFAULT_TEMPLATE_DIR, MAX_FILES};
 pub use fleet::{EtcdAuth, EtcdConfig, EtcdTls, FleetConfig};
 pub use gates::{GateConfig, NoTraffic, PrewarmConfig, WatchConfig};
 pub use metrics::{Metrics, SUGGESTED_METRICS_LISTEN};
@@ -46,7 +46,7 @@ pub use proxy::{
     DEFAULT_NGINX_PID_FILE, DEFAULT_NGINX_STATUS, DEFAULT_RELOAD_TIMEOUT_MS, LUA_MAPS, LUA_MODULE,
     MAX_MIN_RELOAD_GAP_MS, NDK_MODULE,
 };
-pub use services::{ColourSpec, Server, Service, Sticky, MAX_ROUTES};
+pub use services::{ColourSpec, Server, Service, Sticky, MAX_ROUTES, MAX_SERVICES};
 
 use raw::RawConfig;
 use validate::Validator;

@@ -424,6 +424,34 @@ fn bad_configs_are_refused_by_check_and_by_the_running_agent() {
             "web_purple",
         ),
         (
+            "more services than the limit",
+            Box::new(|g: &str| {
+                let mut t = g.to_owned();
+                for i in 0..10_000 {
+                    t.push_str(&format!(
+                        "\n[[services]]\nname = \"s{i}\"\nroutes = [\"s{i}.example.test\"]\n\
+                         blue = {{ backend = \"s{i}_blue\" }}\ngreen = {{ backend = \"s{i}_green\" }}\n"
+                    ));
+                }
+                t.into_bytes()
+            }),
+            "services: 10001 [[services]], more than the limit of 10000",
+        ),
+        (
+            "more files than the limit",
+            Box::new(|g: &str| {
+                let mut t = g.to_owned();
+                for i in 0..64 {
+                    t.push_str(&format!(
+                        "\n[[files]]\nname = \"extra{i}\"\ntemplate = \"haproxy/routes.map\"\n\
+                         path = \"/tmp/extra{i}.map\"\nkind = \"map\"\n"
+                    ));
+                }
+                t.into_bytes()
+            }),
+            "more than the limit of 64",
+        ),
+        (
             "haproxy.cfg without the backends a map names",
             overrides(&blue_only),
             "map idle: key \"web\" names backend \"web_green\", which the checked haproxy config",
