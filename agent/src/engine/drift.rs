@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::error::{ApplyError, ErrorKind};
 use super::Engine;
-use crate::protocol::{Colour, DriftStatus, Step};
+use crate::protocol::{Colour, DriftStatus, FileKind, Step};
 use crate::proxy::Proxy;
 use crate::store::now_ms;
 
@@ -80,6 +80,9 @@ impl<P: Proxy> Engine<P> {
                     ApplyError::caused(Step::Commit, ErrorKind::Io, e)
                         .context(format!("rewriting {}", spec.path.display()))
                 })?;
+                if spec.kind == FileKind::Config || !self.proxy.has_runtime_maps() {
+                    self.reload_owed = true;
+                }
                 fixes.push(format!(
                     "file {} ({}) {what}; rewritten",
                     spec.name,

@@ -86,6 +86,10 @@ pub struct Engine<P: Proxy> {
     disk_stamps: BTreeMap<String, drift::Stamp>,
     /// The latest drift repaired; see [`Snapshot::last_drift`].
     last_drift: Option<crate::protocol::DriftStatus>,
+    /// A file the proxy reads whole on reload (a config, or any file of a proxy without
+    /// runtime maps) was repaired on disk: a reload behind the agent's back may have loaded
+    /// the drifted version, so the next reconcile after the proxy's epoch moves reloads it.
+    reload_owed: bool,
     metrics: Metrics,
 }
 
@@ -135,6 +139,7 @@ impl<P: Proxy> Engine<P> {
             config_error: None,
             disk_stamps: BTreeMap::new(),
             last_drift: None,
+            reload_owed: false,
             metrics: Metrics::new(),
         };
         engine.watch_desired_file();

@@ -76,8 +76,23 @@ impl<P: Proxy> Engine<P> {
                 }
             }
         }
+        let owed = std::mem::take(&mut self.reload_owed);
         if let Some(fix) = self.reload_if_serving_another_generation(&applied).await? {
             fixes.push(fix);
+        } else if owed && applied.reload.is_none() {
+            // The proxy reloaded since a file it reads whole was repaired on disk: it may
+            // have loaded the drifted version.
+            self.proxy
+                .reload(self.state.generation)
+                .await
+                .map_err(|e| {
+                    self.reload_owed = true;
+                    ApplyError::caused(Step::Apply, ErrorKind::Proxy, e)
+                })?;
+            fixes.push(
+                "the proxy reloaded after a file it reads was changed on disk; reloaded it from the repaired files"
+                    .into(),
+            );
         }
         // Drains are runtime state: a reload forgets them.
         let state = self.state.clone();
