@@ -119,9 +119,9 @@ impl Remote {
 }
 
 /// The role a certificate holder needs for `command`: `read` for the queries, `operate`
-/// for a routing change (dry run included), `admin` for `apply` and a step of a cluster
-/// change (which only peers may send anyway); a `cluster` command needs what its change
-/// needs.
+/// for a routing change (dry run included), `admin` for `apply`, a config reload and a
+/// step of a cluster change (which only peers may send anyway); a `cluster` command needs
+/// what its change needs.
 pub fn role_needed(command: &Command) -> Role {
     match command {
         Command::Status
@@ -132,7 +132,8 @@ pub fn role_needed(command: &Command) -> Role {
         Command::Change(m) if matches!(m.request, Request::Set { .. }) => Role::Admin,
         Command::Change(_) => Role::Operate,
         Command::Cluster { command } => role_needed(command),
-        Command::Report { .. }
+        Command::ReloadConfig
+        | Command::Report { .. }
         | Command::Prepare { .. }
         | Command::Ready { .. }
         | Command::Commit { .. }
@@ -283,11 +284,13 @@ pub fn cluster_step_sender(who: &Requester) -> Result<Option<&str>, NotAPeer> {
 /// Whether a command needs the mutating permission: it changes routing here
 /// ([`Command::is_mutation`]: switch, rollback, canary, promote, abort, drain, undrain,
 /// apply), across the cluster (`cluster`), or is a step of a cluster change that only peers
-/// send (`prepare`, `commit`, ...; refused on the socket anyway). Everything else only reads,
+/// send (`prepare`, `commit`, ...; refused on the socket anyway), or puts a new config in
+/// force (`reload_config`). Everything else only reads,
 /// `history --cluster` included.
 pub fn needs_mutate(command: &Command) -> bool {
     command.is_mutation()
         || command.is_peer_only()
+        || matches!(command, Command::ReloadConfig)
         || matches!(command, Command::Cluster { command } if command.is_mutation())
 }
 

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ValueCheck};
 use crate::protocol::FileKind;
-use crate::proxy::{AnyProxy, Proxy};
+use crate::proxy::{AnyProxy, CheckReport, Proxy};
 use crate::render::Renderer;
 use crate::state::State;
 use crate::store::Store;
@@ -64,6 +64,8 @@ pub async fn run(config: &mut Config) -> Result<CheckOutcome, Vec<String>> {
         .flat_map(|s| s.colours.values().map(|c| c.backend.as_str()))
         .collect();
     let mut files = BTreeMap::new();
+    // The maps whose values name backends, checked against the staged config below.
+    let mut backend_maps = Vec::new();
     for f in &config.files {
         let text = match renderer.render(f, &state, &paths) {
             Ok(t) => t,
@@ -85,6 +87,9 @@ pub async fn run(config: &mut Config) -> Result<CheckOutcome, Vec<String>> {
                 }) {
                 Err(e) => problems.push(format!("file {} (template {}): {e}", f.name, f.template)),
                 Ok(entries) => {
+                    if f.values == ValueCheck::Backends {
+                        backend_maps.push((f.name.clone(), entries.clone()));
+                    }
                     for (k, v) in &entries {
                         let bad = match f.values {
                             ValueCheck::Any => false,
@@ -135,6 +140,30 @@ pub async fn run(config: &mut Config) -> Result<CheckOutcome, Vec<String>> {
         }
         crate::config::ProxyKind::Nginx => Vec::new(),
     };
+    // Every backend a map names must be defined by the config the checker just passed
+    // (what a reload of it would serve), not merely configured in cutover.toml.
+    if let Ok(CheckReport {
+        backends: Some(defined),
+        ..
+    }) = &report
+    {
+        let whose = format!(
+            "the checked {} config {}",
+            config.proxy.kind,
+            checked.display()
+        );
+        let problems: Vec<String> = backend_maps
+            .iter()
+            .filter_map(|(name, entries)| {
+                crate::engine::check_backends(name, entries, defined, &whose)
+                    .err()
+                    .map(|e| e.message())
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+    }
     match report {
         Ok(mut r) => Ok(CheckOutcome {
             services: config.services.len(),

@@ -15,6 +15,8 @@ use crate::protocol::{self, Command, Reply, Status};
 
 /// Longest reply line read from the agent, in bytes.
 pub const MAX_REPLY: usize = 256 * 1024 * 1024;
+/// Longest refusal line read after a request could not be sent, in bytes.
+const MAX_REFUSAL: u64 = 64 * 1024;
 /// Longest wait for the unix socket to accept a connection.
 const UNIX_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -184,11 +186,19 @@ where
         write.write_all(line.as_bytes()).await?;
         write.flush().await
     };
-    deadline
-        .run(peer, Phase::Request, send)
-        .await?
-        .map_err(|e| talk(e.to_string()))?;
+    // An agent that refuses the connection answers at once and closes it, so the request
+    // may meet a closed socket: its refusal is then the reply to read, not the write error.
+    let sent = deadline.run(peer, Phase::Request, send).await?;
     let mut reader = BufReader::new(read);
+    if let Err(e) = sent {
+        let refusal = deadline
+            .run(peer, Phase::Reply, read_reply(&mut reader))
+            .await;
+        return match refusal {
+            Ok(Ok(Some(reply))) if reply.status == Status::Error => Ok(reply),
+            _ => Err(talk(e.to_string())),
+        };
+    }
     let replies = async {
         loop {
             let mut buf = String::new();
@@ -210,4 +220,15 @@ where
         }
     };
     deadline.run(peer, Phase::Reply, replies).await?
+}
+
+/// The one line the agent may have written before closing a connection it refused;
+/// `None` when there is none (or it is not a reply).
+async fn read_reply<R>(reader: &mut BufReader<R>) -> std::io::Result<Option<Reply>>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let mut buf = String::new();
+    let n = reader.take(MAX_REFUSAL).read_line(&mut buf).await?;
+    Ok((n > 0).then(|| serde_json::from_str(&buf).ok()).flatten())
 }

@@ -20,20 +20,18 @@
 use std::future::Future;
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::SinkExt;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio_util::codec::{Framed, LinesCodec};
 
 use crate::protocol::Reply;
 use crate::requester::Requester;
 
+pub mod budget;
 pub mod lines;
 
+pub use budget::{Ledger, PeerBudget, PeerId, Refusal};
 pub use lines::{Envelope, GroupLookup, Handshake, Limits, Requests};
 
 /// Time open connections of the control socket and the peer listener get to finish when
@@ -53,8 +51,13 @@ pub trait Listener: Send + 'static {
     type Conn: Send + 'static;
     /// Waits for the next connection.
     fn accept(&mut self) -> impl Future<Output = io::Result<Self::Conn>> + Send;
-    /// Answers a connection over the cap of `max` connections (best effort) and closes it.
-    fn refuse(conn: Self::Conn, max: usize) -> impl Future<Output = ()> + Send + 'static;
+    /// Who is on `conn`, for a per-user budget; `None` when the listener cannot tell.
+    fn peer(_conn: &Self::Conn) -> Option<PeerId> {
+        None
+    }
+    /// Answers a connection refused for `why` (best effort, without waiting on the peer)
+    /// and closes it.
+    fn refuse(conn: Self::Conn, why: Refusal) -> impl Future<Output = ()> + Send + 'static;
 }
 
 /// What [`serve`] does with each accepted connection: serves it to its end, in a task of
@@ -75,12 +78,15 @@ where
 }
 
 /// Bounds of one server.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Bounds {
     /// What is served, for the log (`control`, `peer`, `metrics`).
     pub name: &'static str,
     /// Concurrent connections.
     pub max_connections: usize,
+    /// The budget of each user and the slots kept for administrators (the control
+    /// socket); `None`: only the cap.
+    pub budget: Option<PeerBudget>,
     /// Time open connections get to finish at shutdown; the rest are cut.
     pub drain_grace: Duration,
 }
@@ -96,7 +102,7 @@ pub async fn serve<L, H>(
     L: Listener,
     H: Handler<L::Conn>,
 {
-    let permits = Arc::new(Semaphore::new(bounds.max_connections));
+    let ledger = Ledger::new(bounds.name, bounds.max_connections, bounds.budget.clone());
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -112,16 +118,17 @@ pub async fn serve<L, H>(
                         continue;
                     }
                 };
-                match permits.clone().try_acquire_owned() {
-                    Ok(permit) => {
+                match ledger.admit(L::peer(&conn)) {
+                    Ok(ticket) => {
                         let served = handler.handle(conn);
                         tasks.spawn(async move {
                             served.await;
-                            drop(permit);
+                            drop(ticket);
                         });
                     }
-                    Err(_) => {
-                        tasks.spawn(L::refuse(conn, bounds.max_connections));
+                    Err(why) => {
+                        tracing::debug!(server = bounds.name, "refused: {why}");
+                        tasks.spawn(L::refuse(conn, why));
                     }
                 }
             }
@@ -142,7 +149,8 @@ pub async fn serve<L, H>(
     }
 }
 
-/// The control socket: a connection over the cap gets one error line.
+/// The control socket: peers are named by their credentials, and a refused connection
+/// gets one error line (written only if the socket takes it at once) and is closed.
 impl Listener for UnixListener {
     type Conn = UnixStream;
 
@@ -150,11 +158,23 @@ impl Listener for UnixListener {
         UnixListener::accept(self).await.map(|(s, _)| s)
     }
 
-    async fn refuse(conn: UnixStream, max: usize) {
-        let mut framed = Framed::new(conn, LinesCodec::new());
-        let message = format!("too many control connections (at most {max}); try again");
-        let reply = Reply::error(message, serde_json::Value::Null);
-        let _ = tokio::time::timeout(Duration::from_secs(1), framed.send(reply.to_line())).await;
+    fn peer(conn: &UnixStream) -> Option<PeerId> {
+        let cred = conn.peer_cred().ok()?;
+        Some(PeerId {
+            uid: cred.uid(),
+            gid: cred.gid(),
+        })
+    }
+
+    async fn refuse(conn: UnixStream, why: Refusal) {
+        let reply = Reply::error(why.to_string(), serde_json::Value::Null);
+        let mut line = reply.to_line();
+        line.push('\n');
+        // A fresh socket's buffer takes one line; a peer that cannot take it loses it.
+        let _ = conn.try_write(line.as_bytes());
+        let _ = conn
+            .into_std()
+            .map(|s| s.shutdown(std::net::Shutdown::Both));
     }
 }
 
@@ -169,7 +189,7 @@ impl Listener for TcpListener {
         Ok(stream)
     }
 
-    async fn refuse(_conn: TcpStream, _max: usize) {}
+    async fn refuse(_conn: TcpStream, _why: Refusal) {}
 }
 
 /// Binds the control socket at `path` with `mode` and optional group: a stale socket file
@@ -278,6 +298,7 @@ mod tests {
         let bounds = Bounds {
             name: "metrics",
             max_connections: limits.max_connections,
+            budget: None,
             drain_grace: http::DRAIN_GRACE,
         };
         let metrics = Metrics::new();
@@ -333,6 +354,7 @@ mod tests {
         let bounds = Bounds {
             name: "control",
             max_connections: limits.max_connections,
+            budget: None,
             drain_grace: DRAIN_GRACE,
         };
         let (tx, mut rx) = mpsc::channel::<Envelope>(4);

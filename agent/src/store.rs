@@ -9,7 +9,10 @@
 //! not parse (a torn or corrupt write, a power loss) is reported and the previous version is
 //! used. `history.jsonl` holds one JSON line per attempted change (applied or refused),
 //! written before the caller gets an answer and fsynced right after
-//! ([`Store::sync_journal`]); a line that does not parse is skipped when read.
+//! ([`Store::sync_journal`]); a line that does not parse is skipped when read. The journal
+//! is bounded (`bounds`): refused requests are cut and identical ones counted, and it
+//! rotates by size into `history.jsonl.1` ... (read by `history` too), rotated files
+//! expiring by age.
 //!
 //! [`Store::recover`] runs once when the agent (or `cutover render`) starts, under the
 //! directory lock ([`Store::lock`]): it cuts a torn or corrupt end off the journal, falls
@@ -21,14 +24,17 @@
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::JournalLimits;
 use crate::fsio::{self, previous_path, write_atomic, FsError, WriteOptions};
 use crate::requester::Requester;
 use crate::state::State;
 
+pub mod bounds;
 mod journal;
 
 /// Lock file inside the state directory: held (`flock`, exclusive) by the one process that
@@ -216,6 +222,10 @@ pub struct StoreLock {
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    /// How far the journal may grow.
+    journal_limits: JournalLimits,
+    /// The run of identical refusals being counted (shared by the clones).
+    repeats: Arc<Mutex<bounds::Repeats>>,
 }
 
 impl Store {
@@ -232,7 +242,15 @@ impl Store {
             })?;
         Ok(Store {
             dir: dir.to_owned(),
+            journal_limits: JournalLimits::default(),
+            repeats: Arc::default(),
         })
+    }
+
+    /// The same directory with the journal bounded by `limits`.
+    pub fn with_journal_limits(mut self, limits: JournalLimits) -> Store {
+        self.journal_limits = limits;
+        self
     }
 
     /// The state file.

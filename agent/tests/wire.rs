@@ -184,6 +184,7 @@ fn request_lines() {
             r#"{"cmd":"history","limit":20,"service":"web","v":1}"#,
         ),
         (Command::Metrics, r#"{"cmd":"metrics","v":1}"#),
+        (Command::ReloadConfig, r#"{"cmd":"reload_config","v":1}"#),
     ];
     let mut verbs: Vec<&str> = cases.iter().map(|(c, _)| c.verb()).collect();
     verbs.sort_unstable();
@@ -325,6 +326,8 @@ fn status_reply() {
             error: None,
         }),
         fleet: None,
+        config_error: None,
+        last_drift: None,
     };
     let back: Snapshot = pin(
         &ok("generation 7, 1 service(s), haproxy reachable", &snap),

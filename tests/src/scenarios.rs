@@ -80,7 +80,7 @@ pub fn rolled_back_by_the_watch(s: &Setup, host: &str) -> Duration {
     assert_eq!(web["live"], "blue", "{web}");
     assert_eq!(web["phase"]["phase"], "rolled_back", "{web}");
     let reason = web["phase"]["reason"].as_str().unwrap();
-    assert!(reason.contains("5xx rate"), "{web}");
+    assert!(reason.contains("error rate"), "{web}");
     let (_, history) = s.cli_json(&["history", "web"]);
     let entries = history["data"]["entries"].as_array().unwrap();
     let by_watch: Vec<_> = entries
@@ -88,10 +88,8 @@ pub fn rolled_back_by_the_watch(s: &Setup, host: &str) -> Duration {
         .filter(|e| e["requester"]["via"] == "watch")
         .collect();
     assert!(
-        by_watch
-            .iter()
-            .any(|e| e["result"] == "rolled_back"
-                && e["message"].as_str().unwrap().contains("5xx rate")),
+        by_watch.iter().any(|e| e["result"] == "rolled_back"
+            && e["message"].as_str().unwrap().contains("error rate")),
         "{history}"
     );
     assert!(

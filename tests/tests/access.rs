@@ -182,3 +182,98 @@ fn the_socket_lets_each_peer_do_what_its_uid_and_groups_allow() {
         "access: {refused} requests refused by uid/gid, 1 connection refused by the socket mode"
     );
 }
+
+/// Opens `n` connections to `socket` as whoever runs it, reports on its first output line
+/// how many were refused at once (`held=H refused=R <first refusal>`), and keeps the rest
+/// open until its standard input closes.
+const HOLD_CONNECTIONS: &str = r#"
+import socket, sys
+path, n = sys.argv[1], int(sys.argv[2])
+held, refusals = [], []
+for _ in range(n):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.settimeout(0.5)
+    try:
+        line = s.recv(4096)
+    except socket.timeout:
+        line = None
+    if line is None:
+        held.append(s)
+    else:
+        refusals.append(line.decode().strip())
+print("held=%d refused=%d %s" % (len(held), len(refusals), refusals[0] if refusals else ""), flush=True)
+sys.stdin.read()
+"#;
+
+#[test]
+fn one_user_holding_idle_connections_cannot_lock_root_out() {
+    let haproxy = require_proxy!("haproxy");
+    if let Err(why) = can_switch_user() {
+        return skip_or_fail("running the CLI as other users", &why);
+    }
+    let ops = match ensure_group(SOCKET_GROUP) {
+        Ok(g) => g,
+        Err(why) => return skip_or_fail("creating system groups", &why),
+    };
+    let mut s = Setup::new(&haproxy, SetupOptions::default());
+    std::fs::set_permissions(s.dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let lists = format!(
+        "[agent]\nsocket_group = \"{SOCKET_GROUP}\"\nmax_connections = 8\nmax_connections_per_uid = 3\n\
+         reserved_connections = 2\nallow_uids = [{MUTATOR_UID}]\nread_uids = [{READER_UID}]\n"
+    );
+    s.reconfigure_offline(|c| c.replacen("[agent]\n", &lists, 1));
+    s.start_agent();
+    let socket = s.agent().socket.clone();
+
+    // A user refused everything opens 20 connections and keeps them idle.
+    let mut holder = std::process::Command::new("setpriv")
+        .arg(format!("--reuid={STRANGER_UID}"))
+        .arg(format!("--regid={STRANGER_UID}"))
+        .arg(format!("--groups={ops}"))
+        .args(["--", "/usr/bin/python3", "-c", HOLD_CONNECTIONS])
+        .arg(&socket)
+        .arg("20")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.starts_with("held=3 refused=17 "), "{first}");
+    assert!(
+        first.contains(&format!(
+            "too many control connections from uid {STRANGER_UID} (at most 3 per user)"
+        )),
+        "{first}"
+    );
+
+    // Another user still gets in, and root always does.
+    let reader = id(READER_UID, READER_UID, &[ops]);
+    for _ in 0..3 {
+        let (code, reply) = cli_as(&socket, &reader, &["status"]);
+        assert_eq!(code, 0, "{reply}");
+        let out = s.cli(&["status"]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+
+    // Root filling every slot itself gets the agent's refusal from the CLI, not a pipe error.
+    let mut own = Vec::new();
+    while own.len() < 8 {
+        own.push(std::os::unix::net::UnixStream::connect(&socket).unwrap());
+    }
+    let out = s.cli(&["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("too many control connections"),
+        "{}",
+        text(&out)
+    );
+    drop(own);
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+}

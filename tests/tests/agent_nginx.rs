@@ -323,3 +323,54 @@ fn drift_made_by_hand_is_repaired() {
         .unwrap()
         .contains("web web_blue;"));
 }
+
+#[test]
+fn a_config_without_the_upstreams_a_map_names_is_refused_by_check_and_sighup() {
+    let Some(s) = setup(SetupOptions::default()) else {
+        return;
+    };
+    // Green live, then the shipped nginx.conf defining only the blue upstreams, while the
+    // services map names web_green.
+    assert!(s.cli(&["switch", "web", "green"]).status.success());
+    let shipped =
+        std::fs::read_to_string(cutover_tests::workspace_root().join("templates/nginx/nginx.conf"))
+            .unwrap();
+    let from = "{% for colour, c in service.colours %}\n    upstream";
+    assert!(shipped.contains(from), "the upstreams loop moved");
+    let t = shipped.replacen(
+        from,
+        "{% for colour, c in service.colours %}{% if colour == \"blue\" %}\n    upstream",
+        1,
+    );
+    let end = t.rfind("{% endfor %}{% endfor %}").unwrap();
+    let blue_only = format!("{}{{% endif %}}{}", &t[..end], &t[end..]);
+    let overrides = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(overrides.path().join("nginx")).unwrap();
+    std::fs::write(overrides.path().join("nginx/nginx.conf"), blue_only).unwrap();
+    let good = std::fs::read_to_string(&s.config).unwrap();
+    let bad = good.replacen(
+        "[templates]\n",
+        &format!(
+            "[templates]\noverride_dir = {:?}\n",
+            overrides.path().display().to_string()
+        ),
+        1,
+    );
+    let want =
+        "map services: key \"web\" names backend \"web_green\", which the checked nginx config";
+    let copy = s.dir().join("bad.toml");
+    std::fs::write(&copy, &bad).unwrap();
+    let out = cutover_tests::agent::cutover(&copy, &["check"]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(text(&out).contains(want), "{}", text(&out));
+
+    let before = std::fs::read(s.file("nginx.conf")).unwrap();
+    std::fs::write(&s.config, &bad).unwrap();
+    let out = s.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(want), "{}", text(&out));
+    assert_eq!(std::fs::read(s.file("nginx.conf")).unwrap(), before);
+    std::fs::write(&s.config, &good).unwrap();
+    assert!(s.cli(&["switch", "web", "blue"]).status.success());
+    assert_eq!(s.get(HOST), (200, "blue".into()));
+}

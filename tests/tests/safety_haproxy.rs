@@ -71,6 +71,62 @@ fn a_failing_new_colour_is_rolled_back_by_the_watch() {
 }
 
 #[test]
+fn a_dead_new_colour_is_rolled_back_without_any_traffic() {
+    // The new colour's only server goes into maintenance right after the switch: its
+    // backend is DOWN, no request completes, and `no_traffic = "pass"` must not pass it.
+    let watch = "[services.watch]\nwindow_ms = 30000\ninterval_ms = 100\nconsecutive = 2\nno_traffic = \"pass\"\n";
+    let Some(s) = setup(watch) else { return };
+    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 0, "{reply}");
+    let admin = s
+        .haproxy()
+        .admin_command("set server web_green/g1 state maint");
+    assert_eq!(admin, "\n");
+    let mut status = serde_json::Value::Null;
+    for _ in 0..300 {
+        status = s.cli_json(&["status"]).1;
+        if status["data"]["services"][0]["phase"]["phase"] != "watching" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let web = &status["data"]["services"][0];
+    assert_eq!(web["phase"]["phase"], "rolled_back", "{status}");
+    assert_eq!(web["live"], "blue", "{status}");
+    let reason = web["phase"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("no server of the backend is up"),
+        "{reason}"
+    );
+    assert_eq!(s.get(HOST), (200, "blue".to_owned()));
+}
+
+#[test]
+fn a_new_colour_answering_only_503_is_rolled_back_between_quiet_samples() {
+    // Every answer of the new colour is an error, with samples in between that see no
+    // request at all: the quiet samples must not reset the run of bad ones.
+    let watch = "[services.watch]\nwindow_ms = 30000\ninterval_ms = 100\nconsecutive = 3\nmin_requests = 5\nno_traffic = \"pass\"\n";
+    let Some(s) = setup(watch) else { return };
+    assert_eq!(s.cli_json(&["switch", "web", "green"]).0, 0);
+    s.green.set_failing(true);
+    let mut status = serde_json::Value::Null;
+    for _ in 0..200 {
+        // A burst of failing requests, then a pause longer than two samples.
+        for _ in 0..8 {
+            let _ = s.get(HOST);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        status = s.cli_json(&["status"]).1;
+        if status["data"]["services"][0]["phase"]["phase"] != "watching" {
+            break;
+        }
+    }
+    let web = &status["data"]["services"][0];
+    assert_eq!(web["phase"]["phase"], "rolled_back", "{status}");
+    assert_eq!(s.get(HOST), (200, "blue".to_owned()));
+}
+
+#[test]
 fn the_watch_passes_a_healthy_colour() {
     // `fail`: a sample without traffic fails the watch, so it passes only on the answers
     // it saw, and every one of them must come from the new colour.

@@ -45,6 +45,10 @@ pub struct Agent<P: Proxy> {
     /// The engine task's queue of finished cluster changes this node coordinated; `None`
     /// once the agent stops.
     pub coordinated: Option<mpsc::Sender<Coordinated>>,
+    /// The agent's config file, read again by `reload_config`.
+    pub config_path: std::path::PathBuf,
+    /// Whether connections look up the peers' groups (a new config may turn it on).
+    pub groups: crate::control::GroupLookup,
 }
 
 /// A cluster change this node coordinated (not a dry run), finished: the engine task
@@ -71,6 +75,8 @@ pub enum Route {
     Plan(Mutation),
     /// A read-only query (`status`, `map_show`, `history`, `metrics`).
     Query(Command),
+    /// Read the config file again and put it in force (`reload_config`).
+    ReloadConfig,
     /// A change across the cluster (`cluster <verb>`; `None`: a verb that changes nothing).
     Cluster(Option<Mutation>),
     /// The cluster's view (`cluster_status`).
@@ -101,6 +107,7 @@ impl Route {
                 command => Route::Cluster(command.mutation()),
             },
             Command::ClusterStatus => Route::ClusterStatus,
+            Command::ReloadConfig => Route::ReloadConfig,
             command if command.is_peer_only() => Route::PeerVerb {
                 command,
                 peer: None,
@@ -275,6 +282,25 @@ impl<P: Proxy> Agent<P> {
             }
             Route::Plan(m) => reply::plan(self.engine.plan(&m.request, m.force).await),
             Route::Query(command) => self.query(command).await,
+            Route::ReloadConfig => {
+                tracing::info!("reload requested by {requester}");
+                let verdict =
+                    super::reload::reload_config(&mut self.engine, &self.config_path, &self.groups)
+                        .await;
+                match verdict {
+                    Ok(summary) => Reply::ok(
+                        format!("new config in force: {summary}"),
+                        serde_json::Value::Null,
+                    ),
+                    Err(refusal) => Reply::error(
+                        format!(
+                            "new config refused, the old one stays in force: {}",
+                            refusal.message
+                        ),
+                        serde_json::to_value(&refusal).expect("refusal serializes"),
+                    ),
+                }
+            }
             Route::Cluster(_)
             | Route::ClusterStatus
             | Route::ClusterHistory { .. }

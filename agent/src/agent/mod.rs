@@ -114,7 +114,7 @@ pub async fn run_with<P: Proxy>(
     let mut sighup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
     let notifier = Notifier::from_env();
 
-    let store = Store::open(&config.agent.state_dir)?;
+    let store = Store::open(&config.agent.state_dir)?.with_journal_limits(config.agent.journal);
     // One process owns the state, the journal and the managed files: a second agent stops
     // here, before it could touch any of them.
     let _lock = store.lock()?;
@@ -174,6 +174,8 @@ pub async fn run_with<P: Proxy>(
         fleet,
         local: Some(tx),
         coordinated: Some(done_tx),
+        config_path: config_path.to_owned(),
+        groups: groups.clone(),
     };
     notifier.ready(&format!("serving {}", config.agent.socket.display()));
     let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
@@ -186,8 +188,9 @@ pub async fn run_with<P: Proxy>(
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = sighup.recv() => {
                 notifier.reloading();
-                let status = reload::reload_config(&mut agent.engine, config_path, &groups).await;
-                notifier.ready(status);
+                tracing::info!("SIGHUP");
+                let verdict = reload::reload_config(&mut agent.engine, config_path, &groups).await;
+                notifier.ready(reload::notice(&verdict));
             }
             _ = ping(&mut watchdog) => notifier.watchdog(),
             Some(env) = rx.recv() => agent.receive(env, &mut rx).await,

@@ -42,7 +42,20 @@ pub async fn control_socket(
         groups: limits.groups.clone(),
     };
     let requests = Requests::new(handshake, limits.clone(), engine.clone());
-    Ok(spawn_lines("control", listener, requests, limits, stop))
+    let budget = control::PeerBudget {
+        per_uid: agent.max_connections_per_uid,
+        reserved: agent.reserved_connections,
+        admin_uids: agent.access.allow_uids.clone(),
+        admin_gids: agent.access.allow_gids.clone(),
+    };
+    Ok(spawn_lines(
+        "control",
+        listener,
+        requests,
+        limits,
+        Some(budget),
+        stop,
+    ))
 }
 
 /// Binds the peer listener of `cluster` and serves it, requests going to `engine`.
@@ -60,16 +73,17 @@ pub async fn peer_listener(
         })?;
     let tls = peers::tls::server_config(&cluster.tls).map_err(AgentError::Tls)?;
     let requests = Requests::new(TlsHandshake::new(tls), limits.clone(), engine.clone());
-    Ok(spawn_lines("peer", listener, requests, limits, stop))
+    Ok(spawn_lines("peer", listener, requests, limits, None, stop))
 }
 
 /// Serves JSON-lines `requests` on `listener` in a task of its own, under the agent's
-/// connection cap, until the agent stops.
+/// connection cap (and the per-user `budget`, if any), until the agent stops.
 fn spawn_lines<L, H>(
     name: &'static str,
     listener: L,
     requests: H,
     limits: &Limits,
+    budget: Option<control::PeerBudget>,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()>
 where
@@ -79,6 +93,7 @@ where
     let bounds = Bounds {
         name,
         max_connections: limits.max_connections,
+        budget,
         drain_grace: control::DRAIN_GRACE,
     };
     tokio::spawn(control::serve(listener, bounds, requests, stopped(stop)))
@@ -101,6 +116,7 @@ pub async fn metrics_endpoint(
     let bounds = Bounds {
         name: "metrics",
         max_connections: limits.max_connections,
+        budget: None,
         drain_grace: metrics::http::DRAIN_GRACE,
     };
     let metrics = metrics.clone();

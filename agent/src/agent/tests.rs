@@ -76,6 +76,7 @@ green = {{ backend = "api_green" }}
     );
     proxy.syntax = config.proxy.kind.map_syntax();
     let store = Store::open(&config.agent.state_dir).unwrap();
+    let config_path = config.source.clone();
     let mut engine = Engine::new(config, proxy.clone(), store).unwrap();
     engine.write_files().await.unwrap();
     proxy.reload(0).await.unwrap();
@@ -86,6 +87,8 @@ green = {{ backend = "api_green" }}
         fleet: None,
         local: Some(tx),
         coordinated: None,
+        config_path,
+        groups: crate::control::GroupLookup::default(),
     };
     (agent, rx)
 }
@@ -192,6 +195,7 @@ fn every_kind_of_request_has_its_route() {
         Route::Query(c) => format!("query {}", c.verb()),
         Route::Cluster(m) => format!("cluster {:?}", m.as_ref().map(|m| m.dry_run)),
         Route::ClusterStatus => "cluster status".into(),
+        Route::ReloadConfig => "reload config".into(),
         Route::ClusterHistory { service, limit } => format!("cluster history {service:?} {limit}"),
         Route::PeerVerb { command, peer } => format!("peer {} {peer:?}", command.verb()),
     };
@@ -215,6 +219,7 @@ fn every_kind_of_request_has_its_route() {
             "query map_show".into(),
         ),
         (r#"{"cmd":"metrics"}"#, "query metrics".into()),
+        (r#"{"cmd":"reload_config"}"#, "reload config".into()),
         (
             r#"{"cmd":"cluster","command":{"cmd":"switch","service":"web","colour":"green","dry_run":true}}"#,
             "cluster Some(true)".into(),

@@ -186,6 +186,10 @@ pub enum Verb {
     },
     /// The agent's metrics in the OpenMetrics text format, as its HTTP endpoint serves them.
     Metrics,
+    /// Make the running agent read its config file again and wait for its verdict: exit 0
+    /// once the new config is in force, 1 when it is refused (the old one stays in force).
+    /// What `systemctl reload cutover` runs.
+    Reload,
     /// Man pages and shell completions, written from this binary's own definition.
     Generate {
         #[command(subcommand)]
@@ -254,6 +258,7 @@ impl Verb {
                 return Ok(None)
             }
             Verb::Metrics => Command::Metrics,
+            Verb::Reload => Command::ReloadConfig,
             Verb::Status => Command::Status,
             Verb::Change(c) => Command::change(c.request.clone(), c.force, dry_run),
             Verb::Map {

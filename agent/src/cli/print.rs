@@ -182,6 +182,15 @@ fn status_table(d: &Snapshot) -> String {
     for r in &d.recovered {
         out.push_str(&format!("recovered at start: {r}\n"));
     }
+    if let Some(c) = &d.config_error {
+        let line = c.line.map(|l| format!(" line {l}")).unwrap_or_default();
+        out.push_str(&format!(
+            "CONFIG REFUSED at {} ({}{line}); the previous config is in force: {}\n",
+            format_time(c.time_ms),
+            c.file,
+            c.message
+        ));
+    }
     if let Some(f) = &d.fleet {
         let state = if f.up { "up" } else { "DEGRADED" };
         out.push_str(&format!(

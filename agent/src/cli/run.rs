@@ -55,6 +55,13 @@ pub async fn client(cli: &Cli, verb: &Verb) -> i32 {
         None => match crate::config::socket_of(&cli.config) {
             Ok(socket) => socket,
             Err(_) if !cli.config.exists() => crate::config::DEFAULT_SOCKET.into(),
+            // The agent judges a broken config itself, and says why it refuses it.
+            Err(_) if matches!(command, Command::ReloadConfig) => {
+                match crate::config::socket_of_broken(&cli.config) {
+                    Some(socket) => socket,
+                    None => crate::config::DEFAULT_SOCKET.into(),
+                }
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 return exit::CONFIG;

@@ -7,6 +7,8 @@ use serde::Deserialize;
 
 /// Default directory of the shipped templates.
 pub const DEFAULT_TEMPLATE_DIR: &str = "/usr/share/cutover/templates";
+/// Most `[[files]]` in one config.
+pub const MAX_FILES: usize = 64;
 
 /// Where the templates are and what they see besides the state (`[templates]`).
 #[derive(Debug, Clone)]

@@ -27,12 +27,14 @@ mod services;
 mod validate;
 
 pub use agent::{
-    Agent, DEFAULT_DESIRED_DEBOUNCE_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE,
-    DEFAULT_READ_TIMEOUT_MS, DEFAULT_RECONCILE_INTERVAL_MS, DEFAULT_SOCKET, DEFAULT_SOCKET_MODE,
-    DEFAULT_STATE_DIR,
+    Agent, JournalLimits, DEFAULT_DESIRED_DEBOUNCE_MS, DEFAULT_JOURNAL_FILES,
+    DEFAULT_JOURNAL_MAX_AGE_DAYS, DEFAULT_JOURNAL_MAX_BYTES, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_UID, DEFAULT_MAX_LINE, DEFAULT_READ_TIMEOUT_MS,
+    DEFAULT_RECONCILE_INTERVAL_MS, DEFAULT_RESERVED_CONNECTIONS, DEFAULT_SOCKET,
+    DEFAULT_SOCKET_MODE, DEFAULT_STATE_DIR,
 };
 pub use cluster::{ClusterConfig, PeerSpec, TlsFiles};
-pub use files::{EmptyMapError, FileSpec, Templates, ValueCheck, DEFAULT_TEMPLATE_DIR};
+pub use files::{EmptyMapError, FileSpec, Templates, ValueCheck, DEFAULT_TEMPLATE_DIR, MAX_FILES};
 pub use fleet::{EtcdAuth, EtcdConfig, EtcdTls, FleetConfig};
 pub use gates::{GateConfig, NoTraffic, PrewarmConfig, WatchConfig};
 pub use metrics::{Metrics, SUGGESTED_METRICS_LISTEN};
@@ -46,7 +48,7 @@ pub use proxy::{
     MAX_MIN_RELOAD_GAP_MS, NDK_MODULE,
 };
 pub use remote::RemoteConfig;
-pub use services::{ColourSpec, Server, Service, Sticky, MAX_ROUTES};
+pub use services::{ColourSpec, Server, Service, Sticky, MAX_ROUTES, MAX_SERVICES};
 
 use raw::RawConfig;
 use validate::Validator;
@@ -100,6 +102,8 @@ pub enum ConfigError {
         path: PathBuf,
         /// The TOML parser's message, with line and column.
         message: String,
+        /// The line the parser stopped at, 1-based, when it says.
+        line: Option<u64>,
     },
     /// The file parsed but its values do not hold together.
     #[error("{path}: {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
@@ -110,6 +114,16 @@ pub enum ConfigError {
         /// `services[0] (web).gate.timeout_ms: ...`).
         problems: Vec<String>,
     },
+}
+
+impl ConfigError {
+    /// The line of the config file at fault, 1-based, when known.
+    pub fn line(&self) -> Option<u64> {
+        match self {
+            ConfigError::Parse { line, .. } => *line,
+            ConfigError::Read { .. } | ConfigError::Invalid { .. } => None,
+        }
+    }
 }
 
 impl Config {
@@ -124,6 +138,10 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
+            line: e
+                .span()
+                .and_then(|s| text.get(..s.start))
+                .map(|before| before.matches('\n').count() as u64 + 1),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut v = Validator {
@@ -171,6 +189,7 @@ pub fn socket_of(path: &Path) -> Result<PathBuf, ConfigError> {
     let only: Only = toml::from_str(&text).map_err(|e| ConfigError::Parse {
         path: path.to_owned(),
         message: e.to_string(),
+        line: None,
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
     Ok(only
@@ -178,6 +197,40 @@ pub fn socket_of(path: &Path) -> Result<PathBuf, ConfigError> {
         .socket
         .map(|s| base.join(s))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)))
+}
+
+/// The control socket of a config that does not parse, for `cutover reload` (the running
+/// agent must hear about a broken config, and it answers on the socket of the config it
+/// runs): a `socket = "..."` line of the `[agent]` table, read line by line, else the
+/// default socket; `None` when the file cannot be read at all.
+pub fn socket_of_broken(path: &Path) -> Option<PathBuf> {
+    let text = read_bounded(path).or_else(|_| {
+        // Not UTF-8, say: read what is readable.
+        std::fs::read(path).map(|b| {
+            String::from_utf8_lossy(&b[..b.len().min(MAX_FILE_BYTES as usize)]).into_owned()
+        })
+    });
+    let text = text.ok()?;
+    let mut in_agent = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            // `[agent]`, or the header itself broken (`[agent`).
+            in_agent = line.trim_matches(|c| c == '[' || c == ']').trim() == "agent";
+            continue;
+        }
+        let Some(value) = line.strip_prefix("socket").map(str::trim_start) else {
+            continue;
+        };
+        if let (true, Some(value)) = (in_agent, value.strip_prefix('=')) {
+            if let Ok(socket) = toml::from_str::<toml::Table>(&format!("s = {}", value.trim())) {
+                if let Some(s) = socket.get("s").and_then(|v| v.as_str()) {
+                    let base = path.parent().unwrap_or(Path::new("."));
+                    return Some(base.join(s));
+                }
+            }
+        }
+    }
+    Some(PathBuf::from(DEFAULT_SOCKET))
 }
 
 fn read_bounded(path: &Path) -> Result<String, ConfigError> {

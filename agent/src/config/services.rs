@@ -10,6 +10,8 @@ use crate::protocol::Colour;
 
 /// Most routes over all services.
 pub const MAX_ROUTES: usize = 5_000_000;
+/// Most `[[services]]` in one config (as many as one `apply` may name).
+pub const MAX_SERVICES: usize = crate::protocol::MAX_SERVICES;
 
 /// One service (a `[[services]]` entry): the routes that reach it, its two colours and the
 /// gates of a switch.

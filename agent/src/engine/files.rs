@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::error::{ApplyError, ErrorKind};
 use super::{ms, Engine};
-use crate::config::{Config, FileSpec};
+use crate::config::{Config, FileSpec, ValueCheck};
 use crate::mapfile::{MapEntries, MapSyntax};
 use crate::protocol::FileKind;
 use crate::protocol::Step;
@@ -143,6 +143,11 @@ impl<P: Proxy> Engine<P> {
         };
         let defined = report.as_ref().and_then(|r| r.backends.as_ref());
         self.check_values(&pending, defined).await?;
+        if let Some(defined) = defined {
+            // The checked config is what the proxy will serve: the maps that do not change
+            // must name only its backends too.
+            self.check_unchanged_maps(config, &pending, defined)?;
+        }
         timings.insert("validate", ms(t));
         let structural = pending.iter().any(|p| p.spec.kind == FileKind::Config)
             || (!pending.is_empty() && !self.proxy.has_runtime_maps());
@@ -153,5 +158,26 @@ impl<P: Proxy> Engine<P> {
             structural,
             timings,
         })
+    }
+
+    /// Checks the backend maps not in `pending` (their live text is what the proxy keeps)
+    /// against the backends `defined` by the checked config.
+    fn check_unchanged_maps(
+        &self,
+        config: &Config,
+        pending: &[Pending<'_>],
+        defined: &std::collections::BTreeSet<String>,
+    ) -> Result<(), ApplyError> {
+        let whose = format!("the checked {} config", self.proxy.name());
+        for spec in config.files.iter().filter(|f| {
+            f.values == ValueCheck::Backends && !pending.iter().any(|p| p.spec.name == f.name)
+        }) {
+            let Some(text) = self.files.get(&spec.name) else {
+                continue;
+            };
+            let entries = parse_rendered(spec, self.syntax(), text)?;
+            super::validate::check_backends(&spec.name, &entries, defined, &whose)?;
+        }
+        Ok(())
     }
 }

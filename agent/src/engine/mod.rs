@@ -22,6 +22,7 @@ mod admit;
 mod change;
 mod checked;
 mod drains;
+mod drift;
 mod error;
 mod files;
 mod flush;
@@ -37,7 +38,7 @@ pub use change::Queued;
 pub use error::{ApplyError, ErrorKind};
 pub use flush::CHECKPOINT_BYTES;
 pub use transition::{Applied, FileOutcome};
-pub use validate::{is_percent, staged_path};
+pub use validate::{check_backends, is_percent, staged_path};
 pub use watch::until;
 
 /// Maps of at most this many bytes (about a thousand entries) are compared with the running
@@ -86,6 +87,16 @@ pub struct Engine<P: Proxy> {
     unflushed: flush::Unflushed,
     /// The trees the proxy's checker passed lately.
     checked: checked::Checked,
+    /// Why the last config reload was refused; see [`Snapshot::config_error`].
+    config_error: Option<crate::protocol::ConfigRefusal>,
+    /// How each managed file looked when it last matched; see `drift`.
+    disk_stamps: BTreeMap<String, drift::Stamp>,
+    /// The latest drift repaired; see [`Snapshot::last_drift`].
+    last_drift: Option<crate::protocol::DriftStatus>,
+    /// A file the proxy reads whole on reload (a config, or any file of a proxy without
+    /// runtime maps) was repaired on disk: a reload behind the agent's back may have loaded
+    /// the drifted version, so the next reconcile after the proxy's epoch moves reloads it.
+    reload_owed: bool,
     metrics: Metrics,
 }
 
@@ -134,6 +145,10 @@ impl<P: Proxy> Engine<P> {
             desired_file: None,
             unflushed: flush::Unflushed::default(),
             checked: checked::Checked::default(),
+            config_error: None,
+            disk_stamps: BTreeMap::new(),
+            last_drift: None,
+            reload_owed: false,
             metrics: Metrics::new(),
         };
         engine.watch_desired_file();
@@ -290,6 +305,12 @@ impl<P: Proxy> Engine<P> {
             ),
         }
         result
+    }
+
+    /// Records the outcome of a config reload for `status`: `None` once a config is put in
+    /// force, else why the last one was refused.
+    pub fn set_config_error(&mut self, refusal: Option<crate::protocol::ConfigRefusal>) {
+        self.config_error = refusal;
     }
 
     fn render_static(&self) -> Result<BTreeMap<String, Arc<str>>, ApplyError> {

@@ -95,6 +95,8 @@ impl<P: Proxy> Engine<P> {
             }),
             // The agent adds the fleet store's health; the engine does not know it.
             fleet: None,
+            config_error: self.config_error.clone(),
+            last_drift: self.last_drift.clone(),
         }
     }
 

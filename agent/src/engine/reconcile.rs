@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::error::{ApplyError, ErrorKind};
 use super::{Engine, SMALL_MAP_BYTES};
+use crate::config::ValueCheck;
 use crate::mapfile::MapDiff;
 use crate::protocol::Fault;
 use crate::protocol::FileKind;
@@ -75,8 +76,23 @@ impl<P: Proxy> Engine<P> {
                 }
             }
         }
+        let owed = std::mem::take(&mut self.reload_owed);
         if let Some(fix) = self.reload_if_serving_another_generation(&applied).await? {
             fixes.push(fix);
+        } else if owed && applied.reload.is_none() {
+            // The proxy reloaded since a file it reads whole was repaired on disk: it may
+            // have loaded the drifted version.
+            self.proxy
+                .reload(self.state.generation)
+                .await
+                .map_err(|e| {
+                    self.reload_owed = true;
+                    ApplyError::caused(Step::Apply, ErrorKind::Proxy, e)
+                })?;
+            fixes.push(
+                "the proxy reloaded after a file it reads was changed on disk; reloaded it from the repaired files"
+                    .into(),
+            );
         }
         // Drains are runtime state: a reload forgets them.
         let state = self.state.clone();
@@ -94,6 +110,7 @@ impl<P: Proxy> Engine<P> {
 
     /// A check succeeded: journal its repairs, and the end of a fault.
     fn healthy(&mut self, why: &str, fixes: &[String]) {
+        self.note_drift(fixes);
         if !fixes.is_empty() {
             self.journal_agent(
                 "reconcile",
@@ -235,6 +252,28 @@ impl<P: Proxy> Engine<P> {
     /// anybody, or the proxy coming back), else compares the small maps with the running
     /// proxy. Returns the fixes made.
     pub async fn tick(&mut self) -> Vec<String> {
+        // Files first, proxy or not: whatever reloads the proxy next must read the desired
+        // files.
+        let mut fixes = match self.repair_files_on_disk() {
+            Ok(fixes) => fixes,
+            Err(e) => {
+                self.faulty(e.step, format!("drift check: {e}"));
+                return vec![];
+            }
+        };
+        if !fixes.is_empty() {
+            self.metrics.drift_repaired(fixes.len());
+            for f in &fixes {
+                tracing::warn!("repaired: {f}");
+            }
+            self.note_drift(&fixes);
+            self.journal_agent(
+                "reconcile",
+                Outcome::Ok,
+                format!("files on disk: repaired {}", fixes.join("; ")),
+                json!({ "why": "files on disk", "fixes": fixes }),
+            );
+        }
         let epoch = self.proxy.epoch().await;
         self.metrics.proxy_up(epoch.is_ok());
         let epoch = match epoch {
@@ -242,7 +281,7 @@ impl<P: Proxy> Engine<P> {
             Err(e) => {
                 self.reachable = false;
                 self.faulty(Step::Proxy, format!("proxy unreachable: {e}"));
-                return vec![];
+                return fixes;
             }
         };
         let seen = self.seen_epoch.replace(epoch.clone());
@@ -263,18 +302,31 @@ impl<P: Proxy> Engine<P> {
                     tracing::warn!(%failure, "a reload the agent did not ask for failed");
                 }
             }
-            return self.reconcile(why).await.unwrap_or_default();
+            fixes.extend(self.reconcile(why).await.unwrap_or_default());
+            return fixes;
         }
-        match self.check_small_maps().await {
-            Ok(fixes) => {
-                self.healthy("drift check", &fixes);
+        match self.check_runtime().await {
+            Ok(runtime) => {
+                self.healthy("drift check", &runtime);
+                fixes.extend(runtime);
                 fixes
             }
             Err(e) => {
                 self.faulty(e.step, format!("drift check: {e}"));
-                vec![]
+                fixes
             }
         }
+    }
+
+    /// Drains undone by hand, then the small maps, against the running proxy.
+    async fn check_runtime(&mut self) -> Result<Vec<String>, ApplyError> {
+        let mut fixes = self.repair_drains().await?;
+        self.metrics.drift_repaired(fixes.len());
+        for f in &fixes {
+            tracing::warn!("repaired: {f}");
+        }
+        fixes.extend(self.check_small_maps().await?);
+        Ok(fixes)
     }
 
     async fn check_small_maps(&mut self) -> Result<Vec<String>, ApplyError> {
@@ -310,15 +362,37 @@ impl<P: Proxy> Engine<P> {
             .files
             .iter()
             .any(|f| f.path == self.config.proxy.config);
-        if main_rendered {
-            self.validate_staged(&state, None).await?;
+        let report = match main_rendered {
+            true => Some(self.validate_staged(&state, None).await?),
+            false => None,
+        };
+        // Every map is checked before any file is written; backends against the staged
+        // config just checked, or the live config file.
+        let defined = match report.and_then(|r| r.backends) {
+            Some(b) => Some((b, format!("the checked {} config", self.proxy.name()))),
+            None => self
+                .proxy
+                .config_backends(&self.config.proxy.config)
+                .map(|b| {
+                    (
+                        b,
+                        format!(
+                            "{} config {}",
+                            self.proxy.name(),
+                            self.config.proxy.config.display()
+                        ),
+                    )
+                }),
+        };
+        for f in self.config.files.iter().filter(|f| f.kind == FileKind::Map) {
+            let entries = super::files::parse_rendered(f, self.syntax(), &rendered[&f.name])?;
+            if let (ValueCheck::Backends, Some((known, whose))) = (f.values, &defined) {
+                super::validate::check_backends(&f.name, &entries, known, whose)?;
+            }
         }
         let mut written = Vec::new();
         for f in &self.config.files {
             let text = &rendered[&f.name];
-            if f.kind == FileKind::Map {
-                super::files::parse_rendered(f, self.syntax(), text)?;
-            }
             let changed = crate::fsio::write_atomic(
                 &f.path,
                 text.as_bytes(),

@@ -22,6 +22,24 @@ pub fn is_percent(v: &str) -> bool {
     v.len() <= 3 && v.parse::<u8>().is_ok_and(|n| n <= 100)
 }
 
+/// Refuses the first entry of map `map` whose value is not one of the backends `known`
+/// (as `whose` defines them), naming the map, the key and the missing backend.
+pub fn check_backends(
+    map: &str,
+    entries: &crate::mapfile::MapEntries,
+    known: &BTreeSet<String>,
+    whose: &str,
+) -> Result<(), ApplyError> {
+    match entries.iter().find(|(_, v)| !known.contains(v.as_str())) {
+        Some((k, v)) => Err(ApplyError::new(
+            Step::Validate,
+            ErrorKind::BadValue,
+            format!("map {map}: key {k:?} names backend {v:?}, which {whose} does not define"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Staged copy of a path: beside it, hidden, with a suffix no include glob matches.
 pub fn staged_path(path: &Path) -> PathBuf {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
@@ -31,17 +49,23 @@ pub fn staged_path(path: &Path) -> PathBuf {
 impl<P: Proxy> Engine<P> {
     /// The agent's own checks: every map value names what its file says it must. Backends
     /// are those `defined` by the config the proxy's checker just passed, when it lists
-    /// them (a proxy that reloads for the change will serve exactly those), else those the
-    /// running proxy lists.
+    /// them (a proxy that reloads for the change will serve exactly those); else those the
+    /// live config file defines (what the next reload reads; no running proxy needed); else
+    /// those the running proxy lists.
     pub(super) async fn check_values(
         &self,
         pending: &[Pending<'_>],
         defined: Option<&BTreeSet<String>>,
     ) -> Result<(), ApplyError> {
-        let mut backends: Option<BTreeSet<String>> = defined.cloned();
+        let mut backends: Option<(BTreeSet<String>, String)> = defined.map(|d| {
+            (
+                d.clone(),
+                format!("the checked {} config", self.proxy.name()),
+            )
+        });
         for p in pending {
             let Some(entries) = &p.entries else { continue };
-            let known: &BTreeSet<String> = match p.spec.values {
+            let (known, whose) = match p.spec.values {
                 ValueCheck::Any => continue,
                 ValueCheck::Percent => {
                     if let Some((k, v)) = entries.iter().find(|(_, v)| !is_percent(v)) {
@@ -70,34 +94,30 @@ impl<P: Proxy> Engine<P> {
                 }
                 ValueCheck::Backends => {
                     if backends.is_none() {
-                        backends = Some(self.proxy.backends().await.map_err(|e| {
-                            ApplyError::caused(Step::Validate, ErrorKind::Proxy, e)
-                                .context("listing backends")
-                        })?);
+                        backends = Some(self.known_backends().await?);
                     }
                     backends.as_ref().expect("just set")
                 }
             };
-            for (k, v) in entries {
-                if !known.contains(v) {
-                    return Err(ApplyError::new(
-                        Step::Validate,
-                        ErrorKind::BadValue,
-                        format!(
-                            "map {}: key {k:?} names backend {v:?}, which the {} {} does not have",
-                            p.spec.name,
-                            if defined.is_some() {
-                                "checked config of"
-                            } else {
-                                "running"
-                            },
-                            self.proxy.name()
-                        ),
-                    ));
-                }
-            }
+            check_backends(&p.spec.name, entries, known, whose)?;
         }
         Ok(())
+    }
+
+    /// The backends the live config file defines, or when the proxy cannot read them from
+    /// the file, those the running proxy lists; with who says so, for a refusal.
+    async fn known_backends(&self) -> Result<(BTreeSet<String>, String), ApplyError> {
+        let path = &self.config.proxy.config;
+        if let Some(defined) = self.proxy.config_backends(path) {
+            return Ok((
+                defined,
+                format!("{} config {}", self.proxy.name(), path.display()),
+            ));
+        }
+        let running = self.proxy.backends().await.map_err(|e| {
+            ApplyError::caused(Step::Validate, ErrorKind::Proxy, e).context("listing backends")
+        })?;
+        Ok((running, format!("the running {}", self.proxy.name())))
     }
 
     /// The proxy's checker runs when a config file changed, or a map the agent cannot

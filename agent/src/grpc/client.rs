@@ -142,6 +142,11 @@ pub async fn call(
         Call::History(r) => client.history(req(r, timeout)).await,
         Call::MapShow(r) => client.map_show(req(r, timeout)).await,
         Call::Metrics => client.metrics(req(pb::MetricsRequest {}, timeout)).await,
+        Call::ReloadConfig => {
+            client
+                .reload_config(req(pb::ReloadConfigRequest {}, timeout))
+                .await
+        }
         Call::Change(pb::Change { change: None }) => unreachable!("convert builds a change"),
         Call::Change(pb::Change {
             change: Some(change),

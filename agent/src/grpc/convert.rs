@@ -203,6 +203,8 @@ pub enum Call {
     MapShow(pb::MapShowRequest),
     /// `Metrics`.
     Metrics,
+    /// `ReloadConfig`.
+    ReloadConfig,
 }
 
 /// A command the remote API does not carry: the steps of a cluster change, which peers
@@ -243,6 +245,7 @@ pub fn call(command: &Command) -> Result<Call, NotACall> {
             cluster: false,
         }),
         Command::Metrics => Call::Metrics,
+        Command::ReloadConfig => Call::ReloadConfig,
         other => return Err(NotACall(other.verb())),
     })
 }

@@ -269,6 +269,13 @@ impl Cutover for Service {
         self.call(request, |_| Ok(Command::Metrics)).await
     }
 
+    async fn reload_config(
+        &self,
+        request: Request<pb::ReloadConfigRequest>,
+    ) -> Result<Response<pb::Reply>, Status> {
+        self.call(request, |_| Ok(Command::ReloadConfig)).await
+    }
+
     type WatchStream = EventStream;
 
     /// Authorized as `status` is (role `read`, journaled when refused); then the current

@@ -89,6 +89,11 @@ pub enum Command {
     /// (`data.text`, `data.content_type`). Added in version 1 without a version change: an
     /// older agent answers it with an "unknown variant" error.
     Metrics,
+    /// Read the agent's config file again and put it in force, as SIGHUP does, answering
+    /// only once it is in force (`ok`) or refused (`error`, with `data` the
+    /// [`super::ConfigRefusal`]). Needs the mutating permission. Added in version 1 without
+    /// a version change: an older agent answers it with an "unknown variant" error.
+    ReloadConfig,
 }
 
 /// Every `cmd` the protocol knows, in declaration order (the routing verbs in place of
@@ -113,6 +118,7 @@ pub const VERBS: &[&str] = &[
     "map_show",
     "history",
     "metrics",
+    "reload_config",
 ];
 
 fn default_history() -> usize {
@@ -177,6 +183,7 @@ impl Command {
             Command::MapShow { .. } => "map_show",
             Command::History { .. } => "history",
             Command::Metrics => "metrics",
+            Command::ReloadConfig => "reload_config",
         }
     }
 

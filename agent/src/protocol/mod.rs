@@ -45,8 +45,8 @@ pub use plan::{GateReport, LineChanges, Plan, PlannedFile, PrewarmReport};
 pub use reply::{MapShown, MetricsText, Reply, Status};
 pub use routing::{Canary, Colour, Desired, Request, UnknownColour, MAX_SERVICES};
 pub use status::{
-    DesiredStatus, Epoch, Fault, FileKind, FileStatus, Phase, ProxyStatus, ServiceStatus, Snapshot,
-    Step, WatchPhase,
+    ConfigRefusal, DesiredStatus, DriftStatus, Epoch, Fault, FileKind, FileStatus, Phase,
+    ProxyStatus, ServiceStatus, Snapshot, Step, WatchPhase,
 };
 
 /// Highest protocol version this build speaks.

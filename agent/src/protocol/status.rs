@@ -83,6 +83,37 @@ pub struct Snapshot {
     /// The fleet store this host follows, and how it fares (`[cluster] store = "etcd"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<super::FleetHealth>,
+    /// Why the last config reload (SIGHUP or `reload_config`) was refused, while the config
+    /// before it stays in force; cleared by the next reload put in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<ConfigRefusal>,
+    /// The latest drift found and repaired (files changed on disk, runtime maps or server
+    /// states changed behind the agent's back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drift: Option<DriftStatus>,
+}
+
+/// Drift the agent found and repaired, in `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftStatus {
+    /// What differed and what was done, one clause per repair.
+    pub message: String,
+    /// When, Unix time in milliseconds.
+    pub time_ms: u64,
+}
+
+/// A refused config reload, in `status` and in the reply to `reload_config`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigRefusal {
+    /// Why, in the agent's words.
+    pub message: String,
+    /// When, Unix time in milliseconds.
+    pub time_ms: u64,
+    /// The file at fault: the agent's config, or a template.
+    pub file: String,
+    /// The line in that file, 1-based, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
 }
 
 /// The watched desired-state file, in `status`.

@@ -54,6 +54,10 @@ impl Proxy for AnyProxy {
         delegate!(self, p => p.has_runtime_maps())
     }
 
+    fn config_backends(&self, config: &Path) -> Option<BTreeSet<String>> {
+        delegate!(self, p => p.config_backends(config))
+    }
+
     fn map_mechanism(&self, edits: usize) -> MapMechanism {
         delegate!(self, p => p.map_mechanism(edits))
     }

@@ -19,13 +19,20 @@ pub struct ServerHealth {
     pub drain: bool,
 }
 
-/// Cumulative counters of one backend, as the proxy reports them.
+/// Cumulative counters of one backend, as the proxy reports them, and whether any of its
+/// servers can take traffic now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct BackendStats {
     /// HTTP requests answered by the backend, since the proxy started.
     pub requests: u64,
-    /// Of those, responses with a 5xx status.
+    /// Of those, responses with a 5xx status (the proxy's own 503 and 504 included).
     pub errors_5xx: u64,
+    /// Requests that failed without a server's answer, since the proxy started: connection
+    /// errors and broken responses (HAProxy's `econ` + `eresp`); 0 where not reported.
+    pub failed: u64,
     /// Average response time over the recent requests, milliseconds.
     pub avg_response_ms: u64,
+    /// No server of the backend is up (HAProxy's backend status `DOWN`); `false` where the
+    /// proxy does not report it.
+    pub down: bool,
 }

@@ -64,6 +64,13 @@ pub trait Proxy: Send + Sync + 'static {
     /// Backends the running proxy knows.
     fn backends(&self) -> impl Future<Output = Result<BTreeSet<String>, ProxyError>> + Send;
 
+    /// Backends the config file at `config` defines, read from the file alone (no proxy
+    /// needed): what a reload of it would serve; `None` when the proxy cannot tell this
+    /// way (Nginx needs its checker to resolve includes).
+    fn config_backends(&self, _config: &Path) -> Option<BTreeSet<String>> {
+        None
+    }
+
     /// Brings the running map loaded from `path` from `from` to `to` without a reload.
     fn update_map(
         &self,

@@ -78,6 +78,44 @@ pub enum RenderError {
     },
 }
 
+impl RenderError {
+    /// Tera's message, for the variants that carry one.
+    fn reason(&self) -> Option<&str> {
+        match self {
+            RenderError::Parse { reason, .. } | RenderError::Render { reason, .. } => Some(reason),
+            RenderError::Load { .. } | RenderError::Missing { .. } => None,
+        }
+    }
+
+    /// Where Tera's message points: `--> <template>:<line>:<column>`.
+    fn pointer(&self) -> Option<(&str, u64)> {
+        let reason = self.reason()?;
+        let at = reason.find("--> ")? + 4;
+        let rest = reason[at..].lines().next()?;
+        let mut parts = rest.rsplitn(3, ':');
+        let (_column, line, file) = (parts.next()?, parts.next()?, parts.next()?);
+        Some((file, line.parse().ok()?))
+    }
+
+    /// The template (or template directory) at fault.
+    pub fn template(&self) -> String {
+        if let Some((file, _)) = self.pointer() {
+            return file.to_owned();
+        }
+        match self {
+            RenderError::Load { dir, .. } => dir.display().to_string(),
+            RenderError::Parse { template, .. }
+            | RenderError::Missing { template, .. }
+            | RenderError::Render { template, .. } => template.clone(),
+        }
+    }
+
+    /// The line of the template at fault, 1-based, when Tera's message gives it.
+    pub fn line(&self) -> Option<u64> {
+        self.pointer().map(|(_, line)| line)
+    }
+}
+
 /// Loaded templates plus the parts of the context that depend on the config only.
 pub struct Renderer {
     tera: Tera,

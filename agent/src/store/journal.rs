@@ -4,6 +4,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 
+use super::bounds::{self, Admit};
 use super::{
     suffixed, JournalEntry, Store, StoreError, HISTORY_TAIL_BYTES, JOURNAL_FILE, TORN_SUFFIX,
 };
@@ -63,13 +64,40 @@ impl Store {
             .max()
     }
 
-    /// Appends one line to the journal, not yet fsynced ([`Store::sync_journal`] does, once
-    /// the answer is out). A write that fails part-way is cut off again, so the next entry
-    /// starts on a line of its own.
+    /// Journals `entry`: a refused request cut to its bounds, one identical to the
+    /// refusal before it only counted (see `bounds`); the line is appended, not yet fsynced
+    /// ([`Store::sync_journal`] does, once the answer is out), the journal rotated first
+    /// when the line would take it past its size.
     pub fn append(&self, entry: &JournalEntry) -> Result<(), StoreError> {
+        let entry = bounds::capped(entry.clone());
+        let admitted = self
+            .repeats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(&entry);
+        match admitted {
+            Admit::Counted => Ok(()),
+            Admit::Write { summary } => {
+                if let Some(summary) = summary {
+                    self.append_line(&summary)?;
+                }
+                self.append_line(&entry)
+            }
+        }
+    }
+
+    /// Appends one line to the journal. A write that fails part-way is cut off again, so
+    /// the next entry starts on a line of its own.
+    fn append_line(&self, entry: &JournalEntry) -> Result<(), StoreError> {
         let path = self.journal_path();
         let mut line = serde_json::to_vec(entry).expect("journal entry serializes");
         line.push(b'\n');
+        bounds::rotate_if_full(&path, line.len() as u64, &self.journal_limits).map_err(
+            |source| StoreError::Journal {
+                path: path.clone(),
+                source,
+            },
+        )?;
         crate::fsio::append_line(&path, &line, 0o640, false)
             .map_err(|source| StoreError::Journal { path, source })
     }
@@ -91,49 +119,68 @@ impl Store {
     /// by what is asked for, not by the journal's size. Lines that do not parse (a torn
     /// write) are skipped.
     pub fn history(&self, service: Option<&str>, limit: usize) -> io::Result<Vec<JournalEntry>> {
-        const CHUNK: u64 = 64 * 1024;
-        let mut f = match fs::File::open(self.journal_path()) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(e),
-        };
-        let len = f.metadata()?.len();
-        let floor = len.saturating_sub(HISTORY_TAIL_BYTES);
+        let journal = self.journal_path();
         let mut out = Vec::new();
-        // `carry`: the start of the earliest line read so far, whose beginning is not yet.
-        let mut carry: Vec<u8> = Vec::new();
-        let mut end = len;
-        while end > floor && out.len() < limit {
-            let start = end.saturating_sub(CHUNK).max(floor);
-            let mut buf = vec![0u8; (end - start) as usize];
-            f.seek(SeekFrom::Start(start))?;
-            f.read_exact(&mut buf)?;
-            buf.extend_from_slice(&carry);
-            // Before the first newline is a line that starts in an earlier chunk; at the
-            // floor it is cut and dropped, at the file's start it is whole.
-            let first = match buf.iter().position(|&b| b == b'\n') {
-                _ if start == 0 => 0,
-                Some(i) => i + 1,
-                None => buf.len(),
-            };
-            for line in buf[first..].split(|&b| b == b'\n').rev() {
-                if out.len() == limit {
-                    break;
-                }
-                let Ok(entry) = serde_json::from_slice::<JournalEntry>(line) else {
-                    continue;
-                };
-                if service.is_none_or(|s| mentions(&entry, s)) {
-                    out.push(entry);
-                }
+        read_back(&journal, service, limit, &mut out)?;
+        for n in 1..=self.journal_limits.files {
+            if out.len() >= limit {
+                break;
             }
-            buf.truncate(first);
-            carry = buf;
-            end = start;
+            read_back(&bounds::rotated(&journal, n), service, limit, &mut out)?;
         }
         out.reverse();
         Ok(out)
     }
+}
+
+/// Adds the entries of the journal file at `path` to `out`, newest first, until `out`
+/// holds `limit`; see [`Store::history`]. A missing file adds nothing.
+fn read_back(
+    path: &std::path::Path,
+    service: Option<&str>,
+    limit: usize,
+    out: &mut Vec<JournalEntry>,
+) -> io::Result<()> {
+    const CHUNK: u64 = 64 * 1024;
+    let mut f = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    let floor = len.saturating_sub(HISTORY_TAIL_BYTES);
+    // `carry`: the start of the earliest line read so far, whose beginning is not yet.
+    let mut carry: Vec<u8> = Vec::new();
+    let mut end = len;
+    while end > floor && out.len() < limit {
+        let start = end.saturating_sub(CHUNK).max(floor);
+        let mut buf = vec![0u8; (end - start) as usize];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf)?;
+        buf.extend_from_slice(&carry);
+        // Before the first newline is a line that starts in an earlier chunk; at the
+        // floor it is cut and dropped, at the file's start it is whole.
+        let first = match buf.iter().position(|&b| b == b'\n') {
+            _ if start == 0 => 0,
+            Some(i) => i + 1,
+            None => buf.len(),
+        };
+        for line in buf[first..].split(|&b| b == b'\n').rev() {
+            if out.len() == limit {
+                break;
+            }
+            let Ok(entry) = serde_json::from_slice::<JournalEntry>(line) else {
+                continue;
+            };
+            if service.is_none_or(|s| mentions(&entry, s)) {
+                out.push(entry);
+            }
+        }
+        buf.truncate(first);
+        carry = buf;
+        end = start;
+    }
+    Ok(())
 }
 
 /// Length of the part of a journal tail to keep: everything but an incomplete last line and
@@ -305,5 +352,33 @@ mod tests {
         assert_eq!(store.history(None, 1000).unwrap().len(), 40);
         assert_eq!(gens(store.history(None, 1000).unwrap())[..3], [1, 2, 3]);
         assert_eq!(store.last_generation(), Some(40));
+    }
+}
+
+#[cfg(test)]
+mod rotation_tests {
+    use super::super::tests::entry;
+    use super::*;
+    use crate::config::JournalLimits;
+
+    #[test]
+    fn history_reads_on_into_rotated_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path())
+            .unwrap()
+            .with_journal_limits(JournalLimits {
+                max_bytes: 64 * 1024,
+                files: 2,
+                ..JournalLimits::default()
+            });
+        let pad = "p".repeat(400);
+        for gen in 1..=300 {
+            store.append(&entry(gen, &pad)).unwrap();
+        }
+        assert!(bounds::rotated(&store.journal_path(), 1).exists());
+        let got = store.history(None, 200).unwrap();
+        assert_eq!(got.len(), 200);
+        assert_eq!(got.first().unwrap().generation, 101);
+        assert_eq!(got.last().unwrap().generation, 300);
     }
 }

@@ -55,6 +55,22 @@ fn template_dir(root: &Path, case: &str, name: &str, text: &str) -> std::path::P
     dir
 }
 
+/// The shipped `haproxy.cfg` template defining only the blue backends, while the idle map
+/// still names the green ones.
+fn blue_backends_only(shipped: &str) -> String {
+    let from = "{% for colour, c in service.colours %}\nbackend";
+    assert!(shipped.contains(from), "the backends loop moved");
+    let t = shipped.replacen(
+        from,
+        "{% for colour, c in service.colours %}{% if colour == \"blue\" %}\nbackend",
+        1,
+    );
+    let end = t
+        .rfind("{% endfor %}{% endfor %}")
+        .expect("end of the backends loop");
+    format!("{}{{% endif %}}{}", &t[..end], &t[end..])
+}
+
 fn refusals_logged(s: &Setup) -> usize {
     s.agent().log().matches("new config refused").count()
 }
@@ -76,6 +92,12 @@ fn bad_configs_are_refused_by_check_and_by_the_running_agent() {
         cutover_tests::workspace_root().join("templates/haproxy/haproxy.cfg"),
     )
     .unwrap();
+    let blue_only = template_dir(
+        root,
+        "blueonly",
+        "haproxy.cfg",
+        &blue_backends_only(&shipped_cfg),
+    );
     let breaks_haproxy = template_dir(
         root,
         "breaks",
@@ -402,6 +424,39 @@ fn bad_configs_are_refused_by_check_and_by_the_running_agent() {
             "web_purple",
         ),
         (
+            "more services than the limit",
+            Box::new(|g: &str| {
+                let mut t = g.to_owned();
+                for i in 0..10_000 {
+                    t.push_str(&format!(
+                        "\n[[services]]\nname = \"s{i}\"\nroutes = [\"s{i}.example.test\"]\n\
+                         blue = {{ backend = \"s{i}_blue\" }}\ngreen = {{ backend = \"s{i}_green\" }}\n"
+                    ));
+                }
+                t.into_bytes()
+            }),
+            "services: 10001 [[services]], more than the limit of 10000",
+        ),
+        (
+            "more files than the limit",
+            Box::new(|g: &str| {
+                let mut t = g.to_owned();
+                for i in 0..64 {
+                    t.push_str(&format!(
+                        "\n[[files]]\nname = \"extra{i}\"\ntemplate = \"haproxy/routes.map\"\n\
+                         path = \"/tmp/extra{i}.map\"\nkind = \"map\"\n"
+                    ));
+                }
+                t.into_bytes()
+            }),
+            "more than the limit of 64",
+        ),
+        (
+            "haproxy.cfg without the backends a map names",
+            overrides(&blue_only),
+            "map idle: key \"web\" names backend \"web_green\", which the checked haproxy config",
+        ),
+        (
             "config HAProxy refuses",
             overrides(&breaks_haproxy),
             "bogus_keyword",
@@ -448,4 +503,173 @@ fn bad_configs_are_refused_by_check_and_by_the_running_agent() {
         "bad-input battery: {refused_by_check} configs refused by check, {refused_by_agent} by the running agent"
     );
     assert!(refused_by_check >= 50);
+}
+
+#[test]
+fn backends_are_checked_against_the_config_about_to_be_served() {
+    let haproxy = require_proxy!("haproxy");
+    let mut s = Setup::new(&haproxy, SetupOptions::default());
+    s.start_agent();
+    let good = std::fs::read_to_string(&s.config).unwrap();
+
+    // A service added with its backends and its map entries goes through one validated
+    // reload on SIGHUP, though the running HAProxy does not have its backends yet.
+    let api = good
+        .replace("name = \"web\"", "name = \"api\"")
+        .replace("web_blue", "api_blue")
+        .replace("web_green", "api_green")
+        .replace(
+            "\"www.example.test\", \"example.test\"",
+            "\"api.example.test\"",
+        );
+    let service = &api[api.find("[[services]]").unwrap()..];
+    s.reconfigure(|c| format!("{c}\n{service}"));
+    assert!(
+        s.agent()
+            .wait_for_log("new config in force", Duration::from_secs(20)),
+        "{}",
+        s.agent().log()
+    );
+    assert_eq!(s.get("api.example.test"), (200, "blue".into()));
+    assert_eq!(s.get(HOST), (200, "blue".into()));
+
+    // A template that drops the green backends while the idle map names them: refused at
+    // start, naming the map, the key and the missing backend; nothing installed.
+    s.stop_agent();
+    let before = live_files(&s);
+    let shipped = std::fs::read_to_string(
+        cutover_tests::workspace_root().join("templates/haproxy/haproxy.cfg"),
+    )
+    .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = template_dir(
+        scratch.path(),
+        "blueonly",
+        "haproxy.cfg",
+        &blue_backends_only(&shipped),
+    );
+    s.reconfigure_offline(|c| String::from_utf8(overrides(&dir)(&c)).unwrap());
+    let out = cutover_tests::agent::cutover(&s.config, &["check"]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    s.start_agent();
+    let want = "map idle: key \"api\" names backend \"api_green\", which the checked haproxy config does not define";
+    assert!(
+        s.agent().wait_for_log(want, Duration::from_secs(20)),
+        "{}",
+        s.agent().log()
+    );
+    let mut after = live_files(&s);
+    // The agent's own config is the one file meant to differ.
+    after.retain(|(name, _)| name != "cutover.toml");
+    let mut expected = before.clone();
+    expected.retain(|(name, _)| name != "cutover.toml");
+    assert_eq!(after, expected, "nothing installed");
+    assert_eq!(s.get(HOST), (200, "blue".into()));
+    assert_eq!(s.get("api.example.test"), (200, "blue".into()));
+}
+
+/// The CLI's JSON reply to `args`, sent on the agent's socket (the config file may not
+/// parse).
+fn on_socket(s: &Setup, args: &[&str]) -> (i32, serde_json::Value) {
+    let socket = s.agent().socket.display().to_string();
+    let mut all = vec!["--socket", &socket];
+    all.extend_from_slice(args);
+    s.cli_json(&all)
+}
+
+/// The config error `status` shows, if any.
+fn config_error(s: &Setup) -> serde_json::Value {
+    on_socket(s, &["status"]).1["data"]["config_error"].clone()
+}
+
+/// The refused config reloads the agent counted.
+fn refusals_counted(s: &Setup) -> Option<f64> {
+    let (_, m) = on_socket(s, &["metrics"]);
+    m["data"]["text"].as_str()?.lines().find_map(|l| {
+        l.strip_prefix("cutover_config_reloads_total{result=\"refused\"} ")?
+            .parse()
+            .ok()
+    })
+}
+
+#[test]
+fn a_refused_config_reload_is_shown_journaled_counted_and_fails_cutover_reload() {
+    let haproxy = require_proxy!("haproxy");
+    let mut s = Setup::new(&haproxy, SetupOptions::default());
+    s.start_agent();
+    let good = std::fs::read_to_string(&s.config).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+
+    // TOML syntax error on a known line: `cutover reload` waits for the verdict, exits 1
+    // with the agent's reason; status names the file and line.
+    let line = good.lines().position(|l| l == "[agent]").unwrap() as u64 + 1;
+    std::fs::write(&s.config, good.replacen("[agent]\n", "[agent\n", 1)).unwrap();
+    let out = s.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("new config refused"), "{}", text(&out));
+    assert!(text(&out).contains("TOML parse error"), "{}", text(&out));
+    let e = config_error(&s);
+    assert_eq!(e["file"], s.config.display().to_string(), "{e}");
+    assert_eq!(e["line"], line, "{e}");
+    assert!(e["time_ms"].as_u64().unwrap() > 0, "{e}");
+    assert_eq!(refusals_counted(&s), Some(1.0));
+    let (_, history) = on_socket(&s, &["history", "--limit", "1"]);
+    let last = &history["data"]["entries"][0];
+    assert_eq!(last["result"], "error", "{last}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("TOML parse error"),
+        "{last}"
+    );
+    assert_eq!(last["data"]["line"], line, "{last}");
+
+    // Unknown key, and a template syntax error: the file at fault is named.
+    std::fs::write(
+        &s.config,
+        good.replacen("[agent]\n", "[agent]\nbogus = 1\n", 1),
+    )
+    .unwrap();
+    assert_eq!(s.cli(&["reload"]).status.code(), Some(1));
+    assert!(
+        config_error(&s)["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `bogus`"),
+        "{}",
+        config_error(&s)
+    );
+    let broken = template_dir(scratch.path(), "syntax", "services.map", "{% if %}");
+    std::fs::write(&s.config, overrides(&broken)(&good)).unwrap();
+    let out = s.cli_json(&["reload"]);
+    assert_eq!(out.0, 1, "{}", out.1);
+    let e = config_error(&s);
+    assert_eq!(e["file"], "haproxy/services.map", "{e}");
+    assert_eq!(e["line"], 1, "{e}");
+    assert_eq!(refusals_counted(&s), Some(3.0));
+    // By SIGHUP too.
+    s.agent().signal(Signal::SIGHUP);
+    assert!(cutover_tests::wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || refusals_counted(&s) == Some(4.0)
+    ));
+
+    // The good config is put in force: the error is gone.
+    std::fs::write(&s.config, &good).unwrap();
+    let out = s.cli(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(config_error(&s).is_null());
+
+    // A change that needs nothing from the proxy goes through while the proxy is down.
+    s.haproxy_mut().kill();
+    std::fs::write(
+        &s.config,
+        good.replacen("[agent]\n", "[agent]\nread_timeout_ms = 9000\n", 1),
+    )
+    .unwrap();
+    let out = s.cli(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(config_error(&s).is_null());
 }

@@ -327,3 +327,72 @@ fn bad_requests_on_the_socket_are_refused_and_change_nothing() {
     eprintln!("bad-input battery: {refused} socket requests refused");
     assert!(refused >= 50);
 }
+
+/// The journal and its rotated files, newest first, as text.
+fn journal_files(s: &Setup) -> Vec<String> {
+    ["", ".1", ".2", ".3"]
+        .iter()
+        .filter_map(|suffix| {
+            std::fs::read_to_string(s.file(&format!("state/history.jsonl{suffix}"))).ok()
+        })
+        .collect()
+}
+
+#[test]
+fn a_flood_of_refused_requests_keeps_the_journal_bounded_and_readable() {
+    let haproxy = match cutover_tests::require_proxy("haproxy") {
+        Some(h) => h,
+        None => return,
+    };
+    let mut s = Setup::new(&haproxy, SetupOptions::default());
+    s.reconfigure_offline(|c| {
+        c.replacen(
+            "[agent]\n",
+            "[agent]\njournal_max_bytes = 65536\njournal_files = 2\n",
+            1,
+        )
+    });
+    s.start_agent();
+    // 300 refused requests, each with its own 60 KB service name.
+    const DISTINCT: usize = 300;
+    for i in 0..DISTINCT {
+        let name = format!("\"{i}{}\"", "w".repeat(60_000));
+        let reply = s.agent().raw(&switch(&name, "\"green\""));
+        assert!(reply.contains("unknown service"), "{reply}");
+    }
+    let newest = journal_files(&s)[0].lines().last().unwrap().len();
+    // The same refusal 300 times: counted, not written each time.
+    let same = format!("\"{}\"", "v".repeat(60_000));
+    for _ in 0..300 {
+        let reply = s.agent().raw(&switch(&same, "\"green\""));
+        assert!(reply.contains("unknown service"), "{reply}");
+    }
+    assert!(s.cli(&["switch", "web", "green"]).status.success());
+    let files = journal_files(&s);
+    let total: usize = files.iter().map(String::len).sum();
+    let lines: usize = files.iter().map(|f| f.lines().count()).sum();
+    eprintln!(
+        "journal: a refusal with a 60 KB name writes a {newest}-byte line; after {DISTINCT} \
+         distinct and 300 identical ones the journal and its {} rotated file(s) hold {total} \
+         bytes in {lines} lines (bound {})",
+        files.len() - 1,
+        65536 * 3
+    );
+    assert!(newest < 2048, "{newest} bytes");
+    assert!(total <= 65536 * 3, "{total} bytes on disk");
+    assert_eq!(files.len(), 3, "rotated twice at least");
+
+    // `history` reads on into the rotated files, and sums up the repeats.
+    let (code, history) = s.cli_json(&["history", "--limit", "10000"]);
+    assert_eq!(code, 0, "{history}");
+    let entries = history["data"]["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), lines);
+    assert!(entries.len() > files[0].lines().count());
+    let summary = entries
+        .iter()
+        .find(|e| e["data"]["repeats"].as_u64().is_some())
+        .unwrap_or_else(|| panic!("no summary of the repeats: {history}"));
+    assert_eq!(summary["data"]["repeats"], 299, "{summary}");
+    assert_eq!(summary["data"]["truncated"], true, "{summary}");
+    assert_eq!(entries.last().unwrap()["result"], "ok");
+}

@@ -135,6 +135,7 @@ async fn serve(dir: &Path) -> Served {
         name: "control",
         max_connections: 8,
         drain_grace: control::DRAIN_GRACE,
+        budget: None,
     };
     let listener = control::bind(&socket, 0o600, None).await.unwrap();
     let requests = Requests::new(handshake, limits, engine.clone());

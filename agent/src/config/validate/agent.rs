@@ -23,6 +23,46 @@ impl Validator<'_> {
                 "agent.max_connections: {max_connections} is outside 1..=4096"
             ));
         }
+        let max_connections_per_uid = raw
+            .max_connections_per_uid
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_UID.min(max_connections));
+        if !(1..=max_connections).contains(&max_connections_per_uid) {
+            self.problem(format!(
+                "agent.max_connections_per_uid: {max_connections_per_uid} is outside 1..={max_connections} (agent.max_connections)"
+            ));
+        }
+        let reserved_connections = raw
+            .reserved_connections
+            .unwrap_or(DEFAULT_RESERVED_CONNECTIONS.min(max_connections / 2));
+        if reserved_connections >= max_connections {
+            self.problem(format!(
+                "agent.reserved_connections: {reserved_connections} must be below agent.max_connections ({max_connections})"
+            ));
+        }
+        let journal = JournalLimits {
+            max_bytes: raw.journal_max_bytes.unwrap_or(DEFAULT_JOURNAL_MAX_BYTES),
+            files: raw.journal_files.unwrap_or(DEFAULT_JOURNAL_FILES),
+            max_age: Duration::from_secs(
+                raw.journal_max_age_days
+                    .unwrap_or(DEFAULT_JOURNAL_MAX_AGE_DAYS)
+                    .saturating_mul(86_400),
+            ),
+        };
+        if !(64 * 1024..=1 << 30).contains(&journal.max_bytes) {
+            self.problem(format!(
+                "agent.journal_max_bytes: {} is outside 65536..=1073741824 bytes",
+                journal.max_bytes
+            ));
+        }
+        if !(1..=100).contains(&journal.files) {
+            self.problem(format!(
+                "agent.journal_files: {} is outside 1..=100",
+                journal.files
+            ));
+        }
+        if !(1..=36_500).contains(&raw.journal_max_age_days.unwrap_or(1)) {
+            self.problem("agent.journal_max_age_days: must be within 1..=36500".to_owned());
+        }
         let max_line = raw.max_line.unwrap_or(DEFAULT_MAX_LINE);
         if !(1024..=16 * 1024 * 1024).contains(&max_line) {
             self.problem(format!(
@@ -58,6 +98,9 @@ impl Validator<'_> {
                 .map(|s| self.abs("agent.state_dir", s))
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
             max_connections,
+            max_connections_per_uid,
+            reserved_connections,
+            journal,
             max_line,
             read_timeout: self.duration(
                 "agent.read_timeout_ms",

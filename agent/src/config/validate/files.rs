@@ -21,6 +21,13 @@ impl Validator<'_> {
         if raw.is_empty() {
             return default_files(proxy, routes_may_be_empty);
         }
+        if raw.len() > MAX_FILES {
+            self.problem(format!(
+                "files: {} [[files]], more than the limit of {MAX_FILES}",
+                raw.len()
+            ));
+            return Vec::new();
+        }
         if proxy.kind == ProxyKind::Nginx
             && !raw
                 .iter()

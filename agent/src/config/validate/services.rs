@@ -21,6 +21,13 @@ impl Validator<'_> {
         if raw.is_empty() {
             self.problem("services: at least one [[services]] is required".into());
         }
+        if raw.len() > MAX_SERVICES {
+            self.problem(format!(
+                "services: {} [[services]], more than the limit of {MAX_SERVICES}",
+                raw.len()
+            ));
+            return out;
+        }
         for (i, s) in raw.into_iter().enumerate() {
             let at = format!("services[{i}] ({})", s.name);
             if let Err(e) = check_name(&s.name) {

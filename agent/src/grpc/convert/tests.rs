@@ -109,6 +109,7 @@ pub(crate) fn every_call() -> Vec<Command> {
             view: MapView::Live,
         },
         Command::Metrics,
+        Command::ReloadConfig,
     ]
 }
 
@@ -120,6 +121,7 @@ pub(crate) fn served(call: Call) -> Result<Command, Invalid> {
         Call::History(r) => history(r),
         Call::MapShow(r) => map_show(r),
         Call::Metrics => Ok(Command::Metrics),
+        Call::ReloadConfig => Ok(Command::ReloadConfig),
     }
 }
 

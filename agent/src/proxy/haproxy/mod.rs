@@ -211,12 +211,16 @@ impl Proxy for Haproxy {
         .await?;
         // The backends the checked file defines: what a reload of it will serve. A config
         // spread over a directory is not read here (the running HAProxy's list is used).
-        report.backends = read_bounded(config).map(|text| config_backends(&text));
+        report.backends = self.config_backends(config);
         Ok(report)
     }
 
     fn has_runtime_maps(&self) -> bool {
         true
+    }
+
+    fn config_backends(&self, config: &Path) -> Option<BTreeSet<String>> {
+        read_bounded(config).map(|text| config_backends(&text))
     }
 
     fn map_mechanism(&self, edits: usize) -> MapMechanism {
@@ -389,12 +393,7 @@ impl Proxy for Haproxy {
     }
 
     async fn backend_stats(&self, backend: &str) -> Result<BackendStats, ProxyError> {
-        let (requests, errors_5xx, avg_response_ms) = self.admin.backend_stat(backend).await?;
-        Ok(BackendStats {
-            requests,
-            errors_5xx,
-            avg_response_ms,
-        })
+        Ok(self.admin.backend_stat(backend).await?)
     }
 }
 

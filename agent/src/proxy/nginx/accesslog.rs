@@ -98,6 +98,7 @@ impl Counters {
             requests: self.requests,
             errors_5xx: self.errors_5xx,
             avg_response_ms: sum / n / 1000,
+            ..BackendStats::default()
         }
     }
 }
@@ -268,7 +269,8 @@ mod tests {
             BackendStats {
                 requests: 4,
                 errors_5xx: 2,
-                avg_response_ms: 10
+                avg_response_ms: 10,
+                ..BackendStats::default()
             }
         );
         assert_eq!(stats.stats("other"), BackendStats::default());

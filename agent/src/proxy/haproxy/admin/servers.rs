@@ -3,6 +3,7 @@
 
 use super::{AdminClient, AdminError};
 use crate::proxy::haproxy::reply::{self, ServerState};
+use crate::proxy::BackendStats;
 
 /// Administrative state of a server, for `set server <b>/<s> state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,9 +43,9 @@ impl AdminClient {
         reply::parse_servers_state(&reply).map_err(|e| self.reply_error(&command, e))
     }
 
-    /// Cumulative requests, 5xx responses and average response time in milliseconds of
-    /// `backend` (its `BACKEND` line of `show stat <backend> 2 -1`).
-    pub async fn backend_stat(&self, backend: &str) -> Result<(u64, u64, u64), AdminError> {
+    /// Cumulative counters of `backend` and whether it is down (its `BACKEND` line of
+    /// `show stat <backend> 2 -1`).
+    pub async fn backend_stat(&self, backend: &str) -> Result<BackendStats, AdminError> {
         let command = format!("show stat {backend} 2 -1");
         self.check_name(&command, "backend", backend)?;
         let reply = self.command(&command).await?;

@@ -2,6 +2,7 @@
 //! counters of `show stat`.
 
 use super::ReplyError;
+use crate::proxy::BackendStats;
 
 /// Parses `show backend`: `# name` then one backend name per line.
 pub fn parse_backends(reply: &str) -> Result<Vec<String>, ReplyError> {
@@ -93,8 +94,9 @@ pub fn parse_servers_state(reply: &str) -> Result<Vec<ServerState>, ReplyError> 
 }
 
 /// Counters of one backend from `show stat <backend> 2 -1` (CSV, columns found by name in
-/// the `# pxname,svname,...` header): `(req_tot, hrsp_5xx, rtime)`.
-pub fn parse_backend_stat(reply: &str, backend: &str) -> Result<(u64, u64, u64), ReplyError> {
+/// the `# pxname,svname,...` header): `req_tot`, `hrsp_5xx`, `econ` + `eresp`, `rtime` and
+/// whether `status` is `DOWN`. `econ`, `eresp` and `status` may be missing (read as 0 / up).
+pub fn parse_backend_stat(reply: &str, backend: &str) -> Result<BackendStats, ReplyError> {
     const WHAT: &str = "show stat";
     let mut lines = reply.lines();
     let header = lines.next().ok_or(ReplyError::Empty)?;
@@ -103,12 +105,8 @@ pub fn parse_backend_stat(reply: &str, backend: &str) -> Result<(u64, u64, u64),
         .ok_or_else(|| ReplyError::refused(reply))?
         .split(',')
         .collect();
-    let col = |name: &str| {
-        names
-            .iter()
-            .position(|n| *n == name)
-            .ok_or_else(|| ReplyError::unexpected(WHAT, header))
-    };
+    let find = |name: &str| names.iter().position(|n| *n == name);
+    let col = |name: &str| find(name).ok_or_else(|| ReplyError::unexpected(WHAT, header));
     let (px, sv, req, e5, rt) = (
         col("pxname")?,
         col("svname")?,
@@ -116,11 +114,25 @@ pub fn parse_backend_stat(reply: &str, backend: &str) -> Result<(u64, u64, u64),
         col("hrsp_5xx")?,
         col("rtime")?,
     );
+    let (econ, eresp, status) = (find("econ"), find("eresp"), find("status"));
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
         if f.get(px) == Some(&backend) && f.get(sv) == Some(&"BACKEND") {
-            let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-            return Ok((num(req), num(e5), num(rt)));
+            let num = |i: Option<usize>| {
+                i.and_then(|i| f.get(i))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let down = status
+                .and_then(|i| f.get(i))
+                .is_some_and(|s| s.starts_with("DOWN"));
+            return Ok(BackendStats {
+                requests: num(Some(req)),
+                errors_5xx: num(Some(e5)),
+                failed: num(econ) + num(eresp),
+                avg_response_ms: num(Some(rt)),
+                down,
+            });
         }
     }
     Err(ReplyError::unexpected(WHAT, reply))
@@ -178,7 +190,15 @@ mod tests {
     #[test]
     fn backend_row_by_column_name() {
         let reply = "# pxname,svname,qcur,req_tot,hrsp_5xx,rtime,\nbe,s1,0,5,1,3,\nbe,BACKEND,0,12,4,7,\n\n";
-        assert_eq!(parse_backend_stat(reply, "be").unwrap(), (12, 4, 7));
+        let stats = parse_backend_stat(reply, "be").unwrap();
+        assert_eq!(
+            (stats.requests, stats.errors_5xx, stats.avg_response_ms),
+            (12, 4, 7)
+        );
+        assert_eq!((stats.failed, stats.down), (0, false));
+        let down = "# pxname,svname,req_tot,hrsp_5xx,rtime,econ,eresp,status,\nbe,BACKEND,9,2,0,3,1,DOWN,\n";
+        let stats = parse_backend_stat(down, "be").unwrap();
+        assert_eq!((stats.failed, stats.down), (4, true));
         assert!(parse_backend_stat(reply, "other").is_err());
         assert!(parse_backend_stat("Unknown command\n", "be").is_err());
     }
