@@ -2,9 +2,10 @@
 //! on loopback with real proxies, two origins and a load generator of its own.
 //!
 //! `cargo run --release -p cutover-bench -- --short` (under a minute) or `-- --full`
-//! (the run behind docs/BENCHMARKS.md; `--write-docs` puts its tables there), or `-- --fleet`
-//! (the fleet part of the full run alone: etcd, 3/10/30 hosts). Results also go to
-//! `target/bench/<short|full|fleet>.md`.
+//! (the run behind docs/BENCHMARKS.md; `--write-docs` puts its tables there), `-- --fleet`
+//! (the fleet part of the full run alone: etcd, 3/10/30 hosts), or `-- --versions --haproxy
+//! PATH ...` (the HAProxy flips and reloads once per HAProxy binary: this host's and each
+//! one given). Results also go to `target/bench/<short|full|fleet|versions>.md`.
 #![forbid(unsafe_code)]
 
 mod client;
@@ -20,6 +21,7 @@ mod scale;
 mod series;
 mod suite;
 mod targets;
+mod versions;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -55,6 +57,9 @@ pub struct Plan {
     pub nginx_only: bool,
     /// The fleet part, when it runs.
     pub fleet: Option<FleetPlan>,
+    /// Only the HAProxy flip comparison, once per HAProxy binary: this host's, then these
+    /// (`--haproxy PATH`, e.g. the chroot wrappers of scripts/chroot.sh).
+    pub versions: Option<Vec<PathBuf>>,
 }
 
 impl Plan {
@@ -70,6 +75,7 @@ impl Plan {
             write_docs: false,
             nginx_only: false,
             fleet: Some(FleetPlan::short()),
+            versions: None,
         }
     }
 
@@ -89,6 +95,7 @@ impl Plan {
             write_docs: false,
             nginx_only: false,
             fleet: Some(FleetPlan::full()),
+            versions: None,
         }
     }
 
@@ -101,10 +108,25 @@ impl Plan {
             ..Plan::full()
         }
     }
+
+    /// The HAProxy flips and reloads per version: 20 switches per method and version, a
+    /// few minutes for three versions.
+    fn versions() -> Plan {
+        Plan {
+            name: "versions",
+            flips_part: false,
+            flips: (20, 0),
+            scale: vec![],
+            dist: false,
+            fleet: None,
+            versions: Some(vec![]),
+            ..Plan::full()
+        }
+    }
 }
 
 const USAGE: &str =
-    "usage: cutover-bench --short | --full | --fleet [--flips N] [--scale N,N...] [--no-scale]\n\
+    "usage: cutover-bench --short | --full | --fleet | --versions [--haproxy PATH]... [--flips N] [--scale N,N...] [--no-scale]\n\
      [--no-fleet] [--fleet-flips N] [--fleet-sizes N,N...] [--peer-sizes N,N...] [--no-dist] [--dist-binary PATH] [--write-docs] [--nginx-only]";
 
 fn parse_args() -> anyhow::Result<Plan> {
@@ -115,12 +137,17 @@ fn parse_args() -> anyhow::Result<Plan> {
     let (mut fleet_sizes, mut peer_sizes) = (None, None);
     let mut scale: Option<Vec<usize>> = None;
     let mut dist_binary = None;
+    let mut haproxies = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--short" => plan = Some(Plan::short()),
             "--full" => plan = Some(Plan::full()),
             "--fleet" => plan = Some(Plan::fleet()),
+            "--versions" => plan = Some(Plan::versions()),
+            "--haproxy" => haproxies.push(PathBuf::from(
+                args.next().context("--haproxy takes a path")?,
+            )),
             "--no-fleet" => no_fleet = true,
             "--fleet-flips" => {
                 let n = args.next().and_then(|n| n.parse::<usize>().ok());
@@ -190,6 +217,11 @@ fn parse_args() -> anyhow::Result<Plan> {
     plan.dist_binary = dist_binary;
     plan.write_docs = write_docs;
     plan.nginx_only = nginx_only;
+    match plan.versions.as_mut() {
+        Some(versions) => versions.extend(haproxies),
+        None if !haproxies.is_empty() => bail!("--haproxy goes with --versions\n{USAGE}"),
+        None => {}
+    }
     Ok(plan)
 }
 
@@ -231,6 +263,17 @@ fn main() -> anyhow::Result<()> {
         probe_wait: Duration::from_secs(30),
         warmup: Duration::from_millis(500),
     };
+    if let Some(extra) = &plan.versions {
+        return run_versions(
+            &plan,
+            extra,
+            rt.handle(),
+            &load,
+            &spec,
+            load_before,
+            started,
+        );
+    }
     let kinds: &[Kind] = if plan.nginx_only {
         &[Kind::Nginx, Kind::NginxLua]
     } else {
@@ -296,17 +339,61 @@ fn main() -> anyhow::Result<()> {
         fleet,
     };
     let text = results.markdown();
-    println!("{text}");
-    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/bench")
-        .join(format!("{}.md", plan.name));
-    std::fs::create_dir_all(out.parent().expect("has a parent"))?;
-    std::fs::write(&out, &text).with_context(|| format!("write {}", out.display()))?;
-    eprintln!("results written to {}", out.display());
+    print_and_keep(plan.name, &text)?;
     if plan.write_docs {
         let (main, fleet) = results.sections();
         let docs = doc::write_docs(main.as_deref(), fleet.as_deref())?;
         eprintln!("generated sections of {} replaced", docs.display());
     }
+    Ok(())
+}
+
+/// The `--versions` run: this host's HAProxy, then each one given, and the section of
+/// docs/BENCHMARKS.md with a column per version.
+fn run_versions(
+    plan: &Plan,
+    extra: &[PathBuf],
+    rt: &tokio::runtime::Handle,
+    load: &LoadSpec,
+    spec: &SeriesSpec,
+    load_before: String,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let binaries: Vec<PathBuf> = suite::Kind::Haproxy
+        .binary()
+        .into_iter()
+        .chain(extra.iter().cloned())
+        .collect();
+    let measured = versions::run(rt, &binaries, load, spec);
+    if measured.is_empty() {
+        bail!("no HAProxy ran: install haproxy or give --haproxy PATH");
+    }
+    let conditions = versions::Conditions {
+        code: report::commit(),
+        host: report::host(),
+        load_before,
+        load_after: report::load_average(),
+        elapsed: started.elapsed(),
+        load: load.clone(),
+        switches: spec.switches,
+    };
+    let text = versions::markdown(&measured, &conditions);
+    print_and_keep(plan.name, &text)?;
+    if plan.write_docs {
+        let docs = doc::write_section(&text, versions::BEGIN, versions::END)?;
+        eprintln!("generated versions section of {} replaced", docs.display());
+    }
+    Ok(())
+}
+
+/// Prints the results and writes them to `target/bench/<name>.md`.
+fn print_and_keep(name: &str, text: &str) -> anyhow::Result<()> {
+    println!("{text}");
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/bench")
+        .join(format!("{name}.md"));
+    std::fs::create_dir_all(out.parent().expect("has a parent"))?;
+    std::fs::write(&out, text).with_context(|| format!("write {}", out.display()))?;
+    eprintln!("results written to {}", out.display());
     Ok(())
 }
