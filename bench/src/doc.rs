@@ -284,19 +284,30 @@ pub fn write_docs(
     fleet: Option<&str>,
     remote: Option<&str>,
 ) -> anyhow::Result<PathBuf> {
-    let path = cutover_tests::workspace_root().join("docs/BENCHMARKS.md");
-    let mut doc = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    let mut path = docs_path();
     for (text, begin, end) in [
         (results, BEGIN, END),
         (fleet, FLEET_BEGIN, FLEET_END),
         (remote, REMOTE_BEGIN, REMOTE_END),
     ] {
         let Some(text) = text else { continue };
-        let (Some(b), Some(e)) = (doc.find(begin), doc.find(end)) else {
-            bail!("{} has no {begin} ... {end} section", path.display());
-        };
-        doc = format!("{}{begin}\n\n{}\n{}", &doc[..b], text.trim_end(), &doc[e..]);
+        path = write_section(text, begin, end)?;
     }
+    Ok(path)
+}
+
+fn docs_path() -> PathBuf {
+    cutover_tests::workspace_root().join("docs/BENCHMARKS.md")
+}
+
+/// Replaces what lies between `begin` and `end` in docs/BENCHMARKS.md with `text`.
+pub fn write_section(text: &str, begin: &str, end: &str) -> anyhow::Result<PathBuf> {
+    let path = docs_path();
+    let doc = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    let (Some(b), Some(e)) = (doc.find(begin), doc.find(end)) else {
+        bail!("{} has no {begin} ... {end} section", path.display());
+    };
+    let doc = format!("{}{begin}\n\n{}\n{}", &doc[..b], text.trim_end(), &doc[e..]);
     std::fs::write(&path, doc)?;
     Ok(path)
 }

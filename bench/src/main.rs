@@ -2,10 +2,11 @@
 //! on loopback with real proxies, two origins and a load generator of its own.
 //!
 //! `cargo run --release -p cutover-bench -- --short` (under a minute) or `-- --full`
-//! (the run behind docs/BENCHMARKS.md; `--write-docs` puts its tables there), or `-- --fleet`
-//! (the fleet part of the full run alone: etcd, 3/10/30 hosts), or `-- --remote` (the
-//! remote API against the unix socket, in the same run). Results also go to
-//! `target/bench/<short|full|fleet>.md`.
+//! (the run behind docs/BENCHMARKS.md; `--write-docs` puts its tables there), `-- --fleet`
+//! (the fleet part of the full run alone: etcd, 3/10/30 hosts), `-- --remote` (the remote
+//! API against the unix socket, in the same run), or `-- --versions --haproxy PATH ...` (the
+//! HAProxy flips and reloads once per HAProxy binary: this host's and each one given).
+//! Results also go to `target/bench/<short|full|fleet|remote|versions>.md`.
 #![forbid(unsafe_code)]
 
 mod client;
@@ -22,6 +23,7 @@ mod scale;
 mod series;
 mod suite;
 mod targets;
+mod versions;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -59,6 +61,9 @@ pub struct Plan {
     pub fleet: Option<FleetPlan>,
     /// The remote API's part, when it runs: switches per method.
     pub remote: Option<usize>,
+    /// Only the HAProxy flip comparison, once per HAProxy binary: this host's, then these
+    /// (`--haproxy PATH`, e.g. the chroot wrappers of scripts/chroot.sh).
+    pub versions: Option<Vec<PathBuf>>,
 }
 
 impl Plan {
@@ -75,6 +80,7 @@ impl Plan {
             nginx_only: false,
             fleet: Some(FleetPlan::short()),
             remote: Some(10),
+            versions: None,
         }
     }
 
@@ -95,6 +101,7 @@ impl Plan {
             nginx_only: false,
             fleet: Some(FleetPlan::full()),
             remote: Some(100),
+            versions: None,
         }
     }
 
@@ -121,12 +128,29 @@ impl Plan {
             ..Plan::full()
         }
     }
+
+    /// The HAProxy flips and reloads per version: 20 switches per method and version, a
+    /// few minutes for three versions.
+    fn versions() -> Plan {
+        Plan {
+            name: "versions",
+            flips_part: false,
+            flips: (20, 0),
+            scale: vec![],
+            dist: false,
+            fleet: None,
+            remote: None,
+            versions: Some(vec![]),
+            ..Plan::full()
+        }
+    }
 }
 
 const USAGE: &str =
-    "usage: cutover-bench --short | --full | --fleet | --remote [--flips N] [--scale N,N...] [--no-scale]\n\
-     [--no-fleet] [--fleet-flips N] [--fleet-sizes N,N...] [--peer-sizes N,N...] [--no-remote]\n\
-     [--remote-flips N] [--no-dist] [--dist-binary PATH] [--write-docs] [--nginx-only]";
+    "usage: cutover-bench --short | --full | --fleet | --remote | --versions [--haproxy PATH]...\n\
+     [--flips N] [--scale N,N...] [--no-scale] [--no-fleet] [--fleet-flips N]\n\
+     [--fleet-sizes N,N...] [--peer-sizes N,N...] [--no-remote] [--remote-flips N] [--no-dist]\n\
+     [--dist-binary PATH] [--write-docs] [--nginx-only]";
 
 fn parse_args() -> anyhow::Result<Plan> {
     let (mut plan, mut flips) = (None, None);
@@ -137,6 +161,7 @@ fn parse_args() -> anyhow::Result<Plan> {
     let (mut no_remote, mut remote_flips) = (false, None);
     let mut scale: Option<Vec<usize>> = None;
     let mut dist_binary = None;
+    let mut haproxies = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -144,6 +169,10 @@ fn parse_args() -> anyhow::Result<Plan> {
             "--full" => plan = Some(Plan::full()),
             "--fleet" => plan = Some(Plan::fleet()),
             "--remote" => plan = Some(Plan::remote()),
+            "--versions" => plan = Some(Plan::versions()),
+            "--haproxy" => haproxies.push(PathBuf::from(
+                args.next().context("--haproxy takes a path")?,
+            )),
             "--no-fleet" => no_fleet = true,
             "--no-remote" => no_remote = true,
             "--remote-flips" => {
@@ -224,6 +253,11 @@ fn parse_args() -> anyhow::Result<Plan> {
     plan.dist_binary = dist_binary;
     plan.write_docs = write_docs;
     plan.nginx_only = nginx_only;
+    match plan.versions.as_mut() {
+        Some(versions) => versions.extend(haproxies),
+        None if !haproxies.is_empty() => bail!("--haproxy goes with --versions\n{USAGE}"),
+        None => {}
+    }
     Ok(plan)
 }
 
@@ -265,6 +299,17 @@ fn main() -> anyhow::Result<()> {
         probe_wait: Duration::from_secs(30),
         warmup: Duration::from_millis(500),
     };
+    if let Some(extra) = &plan.versions {
+        return run_versions(
+            &plan,
+            extra,
+            rt.handle(),
+            &load,
+            &spec,
+            load_before,
+            started,
+        );
+    }
     let kinds: &[Kind] = if plan.nginx_only {
         &[Kind::Nginx, Kind::NginxLua]
     } else {
@@ -335,17 +380,61 @@ fn main() -> anyhow::Result<()> {
         remote,
     };
     let text = results.markdown();
-    println!("{text}");
-    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/bench")
-        .join(format!("{}.md", plan.name));
-    std::fs::create_dir_all(out.parent().expect("has a parent"))?;
-    std::fs::write(&out, &text).with_context(|| format!("write {}", out.display()))?;
-    eprintln!("results written to {}", out.display());
+    print_and_keep(plan.name, &text)?;
     if plan.write_docs {
         let (main, fleet, remote) = results.sections();
         let docs = doc::write_docs(main.as_deref(), fleet.as_deref(), remote.as_deref())?;
         eprintln!("generated sections of {} replaced", docs.display());
     }
+    Ok(())
+}
+
+/// The `--versions` run: this host's HAProxy, then each one given, and the section of
+/// docs/BENCHMARKS.md with a column per version.
+fn run_versions(
+    plan: &Plan,
+    extra: &[PathBuf],
+    rt: &tokio::runtime::Handle,
+    load: &LoadSpec,
+    spec: &SeriesSpec,
+    load_before: String,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let binaries: Vec<PathBuf> = suite::Kind::Haproxy
+        .binary()
+        .into_iter()
+        .chain(extra.iter().cloned())
+        .collect();
+    let measured = versions::run(rt, &binaries, load, spec);
+    if measured.is_empty() {
+        bail!("no HAProxy ran: install haproxy or give --haproxy PATH");
+    }
+    let conditions = versions::Conditions {
+        code: report::commit(),
+        host: report::host(),
+        load_before,
+        load_after: report::load_average(),
+        elapsed: started.elapsed(),
+        load: load.clone(),
+        switches: spec.switches,
+    };
+    let text = versions::markdown(&measured, &conditions);
+    print_and_keep(plan.name, &text)?;
+    if plan.write_docs {
+        let docs = doc::write_section(&text, versions::BEGIN, versions::END)?;
+        eprintln!("generated versions section of {} replaced", docs.display());
+    }
+    Ok(())
+}
+
+/// Prints the results and writes them to `target/bench/<name>.md`.
+fn print_and_keep(name: &str, text: &str) -> anyhow::Result<()> {
+    println!("{text}");
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/bench")
+        .join(format!("{name}.md"));
+    std::fs::create_dir_all(out.parent().expect("has a parent"))?;
+    std::fs::write(&out, text).with_context(|| format!("write {}", out.display()))?;
+    eprintln!("results written to {}", out.display());
     Ok(())
 }

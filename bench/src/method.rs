@@ -390,3 +390,65 @@ impl Method for NginxHup {
         wait_for_nginx_workers(self.master_pid, Duration::from_secs(30));
     }
 }
+
+/// Rewrite the services map, then cutover's own reload (what the agent runs for a change
+/// HAProxy only takes at reload): `reload` on the master CLI, confirmed by the process
+/// table and, on HAProxy 2.7+, by the command's `Success=1` answer, and done once the new
+/// worker answers on the admin socket. Its command time is the time of a confirmed reload.
+pub struct CutoverReload {
+    pub rt: tokio::runtime::Handle,
+    pub proxy: cutover::proxy::haproxy::Haproxy,
+    pub master_socket: PathBuf,
+    pub services_map: PathBuf,
+}
+
+impl CutoverReload {
+    /// The agent's HAProxy client for the HAProxy of `setup`, run from `binary`, with the
+    /// shipped timeouts and minimum gap between reloads (none for HAProxy).
+    pub fn for_setup(
+        rt: &tokio::runtime::Handle,
+        setup: &cutover_tests::agent::Setup,
+        binary: &Path,
+    ) -> CutoverReload {
+        let paths = setup.haproxy().paths();
+        let proxy = cutover::proxy::haproxy::Haproxy::new(&cutover::config::Proxy {
+            kind: cutover::config::ProxyKind::Haproxy,
+            binary: binary.to_owned(),
+            config: paths.config.clone(),
+            admin_socket: Some(paths.admin_socket.clone()),
+            master_socket: Some(paths.master_socket.clone()),
+            nginx: None,
+            map_dir: paths.dir.clone(),
+            reload_timeout: Duration::from_millis(cutover::config::DEFAULT_RELOAD_TIMEOUT_MS),
+            command_timeout: Duration::from_millis(cutover::config::DEFAULT_COMMAND_TIMEOUT_MS),
+            min_reload_gap: Duration::from_millis(
+                cutover::config::DEFAULT_HAPROXY_MIN_RELOAD_GAP_MS,
+            ),
+        });
+        CutoverReload {
+            rt: rt.clone(),
+            proxy,
+            master_socket: paths.master_socket.clone(),
+            services_map: setup.services_map(),
+        }
+    }
+}
+
+impl Method for CutoverReload {
+    fn label(&self) -> String {
+        "map rewrite + cutover's reload".into()
+    }
+
+    fn issue(&mut self, to: Colour) -> Result<Issued, String> {
+        use cutover::proxy::Proxy as _;
+        rewrite_map_line(&self.services_map, SERVICE, &backend(to))?;
+        self.rt
+            .block_on(self.proxy.reload(0))
+            .map_err(|e| format!("reload: {e:#}"))?;
+        Ok(Issued::default())
+    }
+
+    fn settle(&mut self) {
+        wait_for_old_workers(&self.master_socket, Duration::from_secs(60));
+    }
+}

@@ -135,6 +135,30 @@ pub fn commit() -> String {
 
 /// The machine: CPU, cores, memory, kernel, proxy versions, load average.
 pub fn machine() -> String {
+    let version = |bin: &str, arg: &str| -> String {
+        cutover_tests::proxy_binary(bin)
+            .and_then(|b| std::process::Command::new(b).arg(arg).output().ok())
+            .map(|o| {
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                text.lines().next().unwrap_or("").trim().to_owned()
+            })
+            .unwrap_or_else(|| format!("{bin}: not installed"))
+    };
+    format!(
+        "{}; {}; {}; load average {}",
+        host(),
+        version("haproxy", "-v"),
+        version("nginx", "-v"),
+        load_average()
+    )
+}
+
+/// The host alone: CPU, cores, memory, kernel.
+pub fn host() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -151,26 +175,7 @@ pub fn machine() -> String {
             format!("{:.0} GiB", k as f64 / 1024.0 / 1024.0)
         });
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let version = |bin: &str, arg: &str| -> String {
-        cutover_tests::proxy_binary(bin)
-            .and_then(|b| std::process::Command::new(b).arg(arg).output().ok())
-            .map(|o| {
-                let text = format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&o.stdout),
-                    String::from_utf8_lossy(&o.stderr)
-                );
-                text.lines().next().unwrap_or("").trim().to_owned()
-            })
-            .unwrap_or_else(|| format!("{bin}: not installed"))
-    };
-    format!(
-        "{model}, {cores} cores, {mem} RAM, Linux {}; {}; {}; load average {}",
-        kernel.trim(),
-        version("haproxy", "-v"),
-        version("nginx", "-v"),
-        load_average()
-    )
+    format!("{model}, {cores} cores, {mem} RAM, Linux {}", kernel.trim())
 }
 
 /// Latency of fsync on a small file in the temporary directory (where the setups keep

@@ -151,36 +151,64 @@ pub struct Flips {
 /// Runs every method's series on one setup of `kind` with two routes.
 pub fn flips(rt: &Handle, kind: Kind, load: &LoadSpec, spec: &SeriesSpec) -> Option<Flips> {
     let binary = kind.binary()?;
+    Some(flips_on(
+        rt,
+        kind,
+        &binary,
+        kind.label(),
+        load,
+        spec,
+        |_| vec![],
+    ))
+}
+
+/// The flip comparison of `kind` with the proxy run from `binary`, labelled `proxy` in the
+/// tables: cutover's CLI and socket with the agent running, then, with the agent stopped,
+/// the baselines and the methods `extra` makes for the setup.
+pub fn flips_on(
+    rt: &Handle,
+    kind: Kind,
+    binary: &Path,
+    proxy: &str,
+    load: &LoadSpec,
+    spec: &SeriesSpec,
+    extra: impl Fn(&Setup) -> Vec<Box<dyn Method>>,
+) -> Flips {
     let spec = SeriesSpec {
         gap: kind.gap(),
         ..spec.clone()
     };
-    let mut setup = kind.setup(&binary, options(vec![HOST.into(), "example.test".into()]));
+    let mut setup = kind.setup(binary, options(vec![HOST.into(), "example.test".into()]));
     setup.start_agent();
     std::thread::sleep(IDLE);
     let pid = setup.agent().pid();
     let idle = procstat::sample(pid);
     let mut out = Vec::new();
-    let bench = bench(rt, kind, &setup, load);
+    let bench = Bench {
+        proxy,
+        ..bench(rt, kind, &setup, load)
+    };
     let mut cli = CutoverCli::for_setup(&setup);
     let mut socket = CutoverSocket {
         socket: setup.agent().socket.clone(),
     };
     for method in [&mut cli as &mut dyn Method, &mut socket] {
-        eprintln!("{}: {} x {}", kind.label(), method.label(), spec.switches);
+        eprintln!("{proxy}: {} x {}", method.label(), spec.switches);
         out.push(bench.run(&spec, method, Some(pid)).summary());
     }
     undrain_all(&setup);
     setup.stop_agent();
-    for mut method in kind.baselines(&setup, &binary) {
-        eprintln!("{}: {} x {}", kind.label(), method.label(), spec.switches);
+    let mut others = kind.baselines(&setup, binary);
+    others.extend(extra(&setup));
+    for mut method in others {
+        eprintln!("{proxy}: {} x {}", method.label(), spec.switches);
         out.push(bench.run(&spec, method.as_mut(), None).summary());
     }
-    Some(Flips {
+    Flips {
         kind,
         series: out,
         idle,
-    })
+    }
 }
 
 /// The idle memory of an agent run from `binary` on a fresh two-route HAProxy setup.
