@@ -3,7 +3,8 @@
 #
 #  1. installs the .deb with dpkg -i: binary, user and group, directories, conffile, man page;
 #  2. runs `cutover --version` and `cutover check` against the installed example, as root and
-#     as the cutover user (this runs `haproxy -c` on the host's /etc/haproxy/haproxy.cfg);
+#     as the cutover user: the host's stock /etc/haproxy/haproxy.cfg defines none of the
+#     example's backends, and check must refuse it naming the missing backend;
 #  3. runs the installed agent as the cutover user against a real HAProxy whose admin and
 #     master sockets have the options the docs give (group cutover, mode 660, level admin),
 #     with a copy of the installed example whose proxy paths point at that HAProxy: render,
@@ -103,8 +104,16 @@ expect man -w cutover >/dev/null
 expect man -w cutover-switch >/dev/null
 
 echo "== cutover check: the installed example, as root and as the cutover user"
-cutover check
-as_cutover cutover check
+# The host's stock haproxy.cfg defines none of the example's backends: check must refuse it
+# and name what is missing (exit 64), for root and for the cutover user alike.
+for run in "" as_cutover; do
+    code=0
+    out="$($run cutover check 2>&1)" || code=$?
+    [ "$code" = 64 ] || fail "cutover check ${run:+($run) }exited $code on a haproxy.cfg without the example's backends: $out"
+    grep -qF 'names backend "shop_blue", which the checked haproxy config' <<<"$out" \
+        || fail "cutover check ${run:+($run) }did not name the missing backend: $out"
+done
+echo "check refuses the example until haproxy.cfg defines its backends, and says which"
 
 echo "== the agent as the cutover user, HAProxy with the documented socket options"
 listen_port="$(free_port)"
