@@ -111,16 +111,29 @@ fn haproxy_killed_mid_switch_is_reported_and_repaired_when_it_comes_back() {
     let before = live_files(&quiet);
     let admin = quiet.haproxy().paths().admin_socket.clone();
     quiet.haproxy().freeze(true);
-    let cli = spawn_switch(&quiet, "green");
+    let mut cli = spawn_switch(&quiet, "green");
+    // The switch's first step that needs HAProxy comes after its gate has probed the new
+    // colour's origin: give a loaded machine time.
     let inside =
-        cutover_tests::wait_until(Duration::from_secs(5), Duration::from_millis(5), || {
+        cutover_tests::wait_until(Duration::from_secs(15), Duration::from_millis(5), || {
             pending_connections(&admin) > 0
         });
-    assert!(
-        inside,
-        "the switch never reached HAProxy:\n{}",
-        quiet.agent().log()
-    );
+    if !inside {
+        let answered = match cli.try_wait() {
+            Ok(Some(_)) => {
+                let out = cli.wait_with_output().unwrap();
+                format!(
+                    "the switch answered: {}",
+                    String::from_utf8_lossy(&out.stdout)
+                )
+            }
+            _ => "the switch is still waiting".to_owned(),
+        };
+        panic!(
+            "the switch never reached HAProxy ({answered}):\n{}",
+            quiet.agent().log()
+        );
+    }
     let killed_at = Instant::now();
     quiet.haproxy_mut().kill();
     let out = cli.wait_with_output().unwrap();

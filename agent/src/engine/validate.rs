@@ -198,14 +198,24 @@ impl<P: Proxy> Engine<P> {
                 .map_err(|e| ApplyError::caused(Step::Render, ErrorKind::Template, e))?;
             rendered.insert(f.name.clone(), text);
         }
-        // The whole tree as the checker reads it: a tree it passed a moment ago passes.
+        // The whole tree as the checker reads it, rendered for generation 0 (an Nginx config
+        // serves its generation, which changes at every switch and not the verdict): a tree
+        // it passed a moment ago passes.
+        let unnumbered = State {
+            generation: 0,
+            ..next.clone()
+        };
         let tree: Option<Tree> = self
             .config
             .files
             .iter()
-            .map(|f| match rendered.get(&f.name) {
-                Some(text) => Some((f.name.clone(), Arc::from(text.as_str()))),
-                None => self.files.get(&f.name).map(|t| (f.name.clone(), t.clone())),
+            .map(|f| match rendered.contains_key(&f.name) {
+                true => self
+                    .renderer
+                    .render(f, &unnumbered, &paths)
+                    .ok()
+                    .map(|text| (f.name.clone(), Arc::from(text.as_str()))),
+                false => self.files.get(&f.name).map(|t| (f.name.clone(), t.clone())),
             })
             .collect();
         if let Some(report) = tree.as_ref().and_then(|t| self.checked.get(t)) {
