@@ -40,28 +40,10 @@ fn certificates(dir: &Path) -> PathBuf {
 }
 
 fn remote_toml(dir: &Path, tls: &Path) -> String {
+    let files =
+        crate::engine::tests::admission::SHARE_MAP.replace("{d}", &dir.display().to_string());
     format!(
-        r#"
-[[files]]
-name = "routes"
-template = "haproxy/routes.map"
-path = "{d}/maps/routes.map"
-kind = "map"
-uses_state = false
-values = "services"
-[[files]]
-name = "services"
-template = "haproxy/services.map"
-path = "{d}/maps/services.map"
-kind = "map"
-values = "backends"
-[[files]]
-name = "canary"
-template = "haproxy/canary.map"
-path = "{d}/maps/canary.map"
-kind = "map"
-values = "percent"
-[remote]
+        r#"{files}[remote]
 listen = "127.0.0.1:0"
 ca = "{t}/ca.pem"
 cert = "{t}/lb1.pem"
@@ -70,7 +52,6 @@ max_streams_per_client = 2
 max_message_bytes = 65536
 handshake_timeout_ms = 2000
 {clients}"#,
-        d = dir.display(),
         t = tls.display(),
         clients = clients(&[
             ("dns:ci", "admin"),

@@ -6,8 +6,9 @@ use super::*;
 use crate::engine::ErrorKind;
 use crate::protocol::Desired;
 
-/// The share map besides the two default maps: what a canary on HAProxy needs.
-const SHARE_MAP: &str = r#"
+/// The share map besides the two default maps: what a canary on HAProxy needs (`{d}`: the
+/// fixture's directory).
+pub(crate) const SHARE_MAP: &str = r#"
 [[files]]
 name = "routes"
 template = "haproxy/routes.map"

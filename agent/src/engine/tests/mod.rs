@@ -148,7 +148,7 @@ impl Fixture {
     }
 }
 
-mod admission;
+pub(crate) mod admission;
 mod batches;
 mod failures;
 mod flips;
