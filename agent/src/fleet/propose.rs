@@ -103,20 +103,25 @@ async fn run(client: &Client, config: &EtcdConfig, change: &Change) -> Result<Re
                 &confirmed?,
             ))
         }
-        other => {
-            // The proposal, then the votes (a vote is only written while its proposal
-            // exists).
-            let _ = client.delete(keys.proposal(&id), None).await;
-            let _ = client
-                .delete(keys.votes(&id), Some(DeleteOptions::new().with_prefix()))
-                .await;
-            lease.revoke().await;
-            other.map(|d| match d {
-                Decided::Answer(reply) => reply,
-                Decided::Committed { .. } => unreachable!("matched above"),
-            })
+        Ok(Decided::Answer(reply)) => {
+            withdraw(&mut client, &keys, &id, lease).await;
+            Ok(reply)
+        }
+        Err(e) => {
+            withdraw(&mut client, &keys, &id, lease).await;
+            Err(e)
         }
     }
+}
+
+/// Takes back a proposal that was not committed: the proposal, then its votes (a vote is
+/// only written while its proposal exists), then the proposer's lease.
+async fn withdraw(client: &mut Client, keys: &Keys, id: &str, lease: Lease) {
+    let _ = client.delete(keys.proposal(id), None).await;
+    let _ = client
+        .delete(keys.votes(id), Some(DeleteOptions::new().with_prefix()))
+        .await;
+    lease.revoke().await;
 }
 
 /// What [`decide`] came to.
