@@ -2,7 +2,9 @@
 //! switch, a rollback, a preview and a canary (plain and sticky) that reach every worker
 //! without a reload; a reload that keeps the runtime values; a restart that re-seeds the
 //! dict from the files, which the agent notices; a dict that is full; garbage on the
-//! control socket; and the module missing, where `auto` falls back to reloads and says so.
+//! control socket, and the control handler reached over TCP; a bulk load of more lines than
+//! one control request takes; and the module missing, where `auto` falls back to reloads
+//! and says so.
 // Test code: an `unwrap()` that fails is a failed test.
 #![allow(clippy::unwrap_used)]
 
@@ -321,6 +323,154 @@ fn garbage_on_the_control_socket_is_refused_and_changes_nothing() {
     assert_eq!(live["data"]["entries"]["web"], "web_blue", "{live}");
     assert_eq!(s.get(HOST), (200, "blue".into()));
     scenario::switch_to_green(&s, HOST);
+}
+
+#[test]
+fn the_control_endpoint_refuses_a_request_that_did_not_come_in_on_its_unix_socket() {
+    // A config that (by mistake) also serves the control handler on the traffic listener:
+    // the handler itself refuses, whatever the config routes to it.
+    let shipped =
+        std::fs::read_to_string(cutover_tests::workspace_root().join("templates/nginx/nginx.conf"))
+            .unwrap();
+    let traffic = "        location / {\n{%- if lua %}";
+    assert!(
+        shipped.contains(traffic),
+        "the traffic server's location moved"
+    );
+    let exposed = shipped.replacen(
+        traffic,
+        &format!(
+            "        location /cutover/ {{\n            content_by_lua_block {{ cutover_runtime.control() }}\n        }}\n{traffic}"
+        ),
+        1,
+    );
+    let overrides = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(overrides.path().join("nginx")).unwrap();
+    std::fs::write(overrides.path().join("nginx/nginx.conf"), exposed).unwrap();
+    let Some(s) = lua(SetupOptions {
+        templates_extra: format!(
+            "override_dir = {:?}\n",
+            overrides.path().display().to_string()
+        ),
+        ..SetupOptions::default()
+    }) else {
+        return;
+    };
+    for (method, path, body) in [
+        ("GET", "/cutover/runtime", ""),
+        ("GET", "/cutover/map/services", ""),
+        ("POST", "/cutover/map/services", "set web web_green\n"),
+        ("POST", "/cutover/generation?generation=999", ""),
+    ] {
+        let mut c = std::net::TcpStream::connect(s.frontend()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            c,
+            "{method} {path} HTTP/1.0\r\nHost: {HOST}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut reply = String::new();
+        c.read_to_string(&mut reply).unwrap();
+        assert!(
+            reply.starts_with("HTTP/1.1 403"),
+            "{method} {path}: {reply}"
+        );
+        assert!(
+            reply.contains("answers only on its unix socket"),
+            "{method} {path}: {reply}"
+        );
+    }
+    // Nothing changed: the dict, its generation and what is served.
+    assert_eq!(head(&s).0, s.generation());
+    assert_eq!(s.get(HOST), (200, "blue".into()));
+    let (_, live) = s.cli_json(&["map", "show", "services", "--live"]);
+    assert_eq!(live["data"]["entries"]["web"], "web_blue", "{live}");
+    // The unix socket still answers, and the agent still switches.
+    assert_eq!(ask(&control(&s), "GET", "/cutover/runtime", b"").0, 200);
+    scenario::switch_to_green(&s, HOST);
+}
+
+/// The lines of a map as the dict holds them (after the head and its blank line).
+fn dict_entries(s: &Setup, map: &str) -> Vec<String> {
+    let (code, body) = ask(&control(s), "GET", &format!("/cutover/map/{map}"), b"");
+    assert_eq!(code, 200, "{body}");
+    let (_, entries) = body
+        .split_once("\n\n")
+        .unwrap_or_else(|| panic!("{body:?}"));
+    entries.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn a_bulk_load_goes_in_chunks_the_endpoint_accepts() {
+    const ROUTES: usize = 60_000;
+    let Some(s) = lua(SetupOptions {
+        routes_in_file: true,
+        ..SetupOptions::default()
+    }) else {
+        return;
+    };
+    s.load_generated_routes(HOST, ROUTES);
+    let last = format!("h{}.example.test", ROUTES - 1);
+    assert!(s.wait_for_body(&last, "blue", Duration::from_secs(10)));
+    let loaded = dict_entries(&s, "routes");
+    assert!(loaded.len() > ROUTES, "{} routes in the dict", loaded.len());
+
+    // One request of more lines than the endpoint takes is refused whole.
+    let too_many: String = (0..50_001)
+        .map(|i| format!("del h{i}.example.test\n"))
+        .collect();
+    let (code, body) = ask(
+        &control(&s),
+        "POST",
+        "/cutover/map/routes",
+        too_many.as_bytes(),
+    );
+    assert_eq!(code, 413, "{body}");
+    assert!(body.contains("in chunks"), "{body}");
+    assert_eq!(dict_entries(&s, "routes"), loaded);
+
+    // Empty the routes behind the agent's back, in requests the endpoint takes: after the
+    // next reload the agent repairs the dict from the file, in more than one request.
+    for chunk in loaded.chunks(40_000) {
+        let dels: String = chunk
+            .iter()
+            .filter_map(|line| line.split(' ').next())
+            .map(|k| format!("del {k}\n"))
+            .collect();
+        let (code, body) = ask(&control(&s), "POST", "/cutover/map/routes", dels.as_bytes());
+        assert_eq!(code, 200, "{body}");
+    }
+    assert!(dict_entries(&s, "routes").is_empty());
+    // A reload by hand keeps the (now empty) dict: the agent compares it with the file.
+    assert!(s.nginx().reload(Duration::from_secs(5)));
+    assert!(
+        s.agent()
+            .wait_for_log("map routes: the running proxy had", Duration::from_secs(30)),
+        "{}",
+        s.agent().log()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while dict_entries(&s, "routes").len() != loaded.len() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut repaired = dict_entries(&s, "routes");
+    let mut want = loaded.clone();
+    repaired.sort_unstable();
+    want.sort_unstable();
+    assert!(
+        repaired == want,
+        "{} of {} routes after the repair; {}",
+        repaired.len(),
+        want.len(),
+        s.agent().log()
+    );
+    assert_eq!(s.get(&last), (200, "blue".into()));
+    assert_eq!(s.get("h0.example.test"), (200, "blue".into()));
+    let out = s.cli(&["switch", "web", "green"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(s.get(HOST), (200, "green".into()));
+    assert_eq!(s.get(&last), (200, "green".into()));
 }
 
 #[test]
