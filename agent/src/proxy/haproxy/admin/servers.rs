@@ -3,7 +3,7 @@
 
 use super::{AdminClient, AdminError};
 use crate::proxy::haproxy::reply::{self, ServerState};
-use crate::proxy::BackendStats;
+use crate::proxy::{BackendStats, ServerSample};
 
 /// Administrative state of a server, for `set server <b>/<s> state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,14 @@ impl AdminClient {
         self.check_name(&command, "backend", backend)?;
         let reply = self.command(&command).await?;
         reply::parse_backend_stat(&reply, backend).map_err(|e| self.reply_error(&command, e))
+    }
+
+    /// Every server of every backend with its state and sessions, in one command
+    /// (`show stat -1 4 -1`: all proxies, servers only).
+    pub async fn server_stats(&self) -> Result<Vec<ServerSample>, AdminError> {
+        const COMMAND: &str = "show stat -1 4 -1";
+        let reply = self.command(COMMAND).await?;
+        reply::parse_server_stats(&reply).map_err(|e| self.reply_error(COMMAND, e))
     }
 
     /// Sets the weight of `backend/server` (`set weight`); HAProxy accepts 0..=256.

@@ -1,8 +1,9 @@
-//! Replies about backends and servers: `show backend`, `show servers state` and the
-//! counters of `show stat`.
+//! Replies about backends and servers: `show backend`, `show servers state`, the
+//! counters of `show stat` and its server rows.
 
 use super::ReplyError;
-use crate::proxy::BackendStats;
+use crate::protocol::HealthState;
+use crate::proxy::{BackendStats, ServerSample};
 
 /// Parses `show backend`: `# name` then one backend name per line.
 pub fn parse_backends(reply: &str) -> Result<Vec<String>, ReplyError> {
@@ -93,11 +94,12 @@ pub fn parse_servers_state(reply: &str) -> Result<Vec<ServerState>, ReplyError> 
     Ok(rows)
 }
 
-/// Counters of one backend from `show stat <backend> 2 -1` (CSV, columns found by name in
-/// the `# pxname,svname,...` header): `req_tot`, `hrsp_5xx`, `econ` + `eresp`, `rtime` and
-/// whether `status` is `DOWN`. `econ`, `eresp` and `status` may be missing (read as 0 / up).
-pub fn parse_backend_stat(reply: &str, backend: &str) -> Result<BackendStats, ReplyError> {
-    const WHAT: &str = "show stat";
+/// The header line of a `show stat` reply, its column names, and the lines after it.
+type StatHeader<'a> = (&'a str, Vec<&'a str>, std::str::Lines<'a>);
+
+/// Splits a `show stat` reply into its `# pxname,svname,...` header, the column names and
+/// the rows; a reply without that header is HAProxy's refusal.
+fn stat_header(reply: &str) -> Result<StatHeader<'_>, ReplyError> {
     let mut lines = reply.lines();
     let header = lines.next().ok_or(ReplyError::Empty)?;
     let names: Vec<&str> = header
@@ -105,6 +107,15 @@ pub fn parse_backend_stat(reply: &str, backend: &str) -> Result<BackendStats, Re
         .ok_or_else(|| ReplyError::refused(reply))?
         .split(',')
         .collect();
+    Ok((header, names, lines))
+}
+
+/// Counters of one backend from `show stat <backend> 2 -1` (CSV, columns found by name in
+/// the `# pxname,svname,...` header): `req_tot`, `hrsp_5xx`, `econ` + `eresp`, `rtime` and
+/// whether `status` is `DOWN`. `econ`, `eresp` and `status` may be missing (read as 0 / up).
+pub fn parse_backend_stat(reply: &str, backend: &str) -> Result<BackendStats, ReplyError> {
+    const WHAT: &str = "show stat";
+    let (header, names, lines) = stat_header(reply)?;
     let find = |name: &str| names.iter().position(|n| *n == name);
     let col = |name: &str| find(name).ok_or_else(|| ReplyError::unexpected(WHAT, header));
     let (px, sv, req, e5, rt) = (
@@ -136,6 +147,57 @@ pub fn parse_backend_stat(reply: &str, backend: &str) -> Result<BackendStats, Re
         }
     }
     Err(ReplyError::unexpected(WHAT, reply))
+}
+
+/// The state a server's `status` column of `show stat` names: `UP`, `UP 1/3` (going
+/// down), `NOLB` and `no check` are up; `DOWN` and `DOWN 1/2` (going up) down; `DRAIN...`
+/// draining; `MAINT...` in maintenance. Anything else is unknown.
+pub fn health_of_status(status: &str) -> HealthState {
+    let word = status.split([' ', '(']).next().unwrap_or_default();
+    match word {
+        "UP" | "NOLB" | "no" => HealthState::Up,
+        "DOWN" => HealthState::Down,
+        "DRAIN" => HealthState::Drain,
+        "MAINT" => HealthState::Maint,
+        _ => HealthState::Unknown,
+    }
+}
+
+/// The server rows of `show stat -1 4 -1` (CSV, columns found by name in the `# pxname,
+/// svname,...` header): each server's backend, name, state (`status`) and sessions
+/// (`scur`). Rows of other types (`FRONTEND`, `BACKEND`) are skipped.
+pub fn parse_server_stats(reply: &str) -> Result<Vec<ServerSample>, ReplyError> {
+    const WHAT: &str = "show stat (servers)";
+    let (header, names, lines) = stat_header(reply)?;
+    let col = |name: &str| {
+        names
+            .iter()
+            .position(|n| *n == name)
+            .ok_or_else(|| ReplyError::unexpected(WHAT, header))
+    };
+    let (px, sv, scur, status) = (col("pxname")?, col("svname")?, col("scur")?, col("status")?);
+    let mut out = Vec::new();
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split(',').collect();
+        let field = |i: usize| {
+            f.get(i)
+                .copied()
+                .ok_or_else(|| ReplyError::unexpected(WHAT, line))
+        };
+        let server = field(sv)?;
+        if server == "FRONTEND" || server == "BACKEND" {
+            continue;
+        }
+        out.push(ServerSample {
+            backend: field(px)?.to_owned(),
+            server: server.to_owned(),
+            state: health_of_status(field(status)?),
+            sessions: field(scur)?
+                .parse()
+                .map_err(|_| ReplyError::unexpected(WHAT, line))?,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -201,5 +263,47 @@ mod tests {
         assert_eq!((stats.failed, stats.down), (4, true));
         assert!(parse_backend_stat(reply, "other").is_err());
         assert!(parse_backend_stat("Unknown command\n", "be").is_err());
+    }
+
+    /// Rows as HAProxy 2.6 writes them (the columns trimmed to those read, in its order).
+    #[test]
+    fn server_rows_of_show_stat() {
+        let reply = "# pxname,svname,qcur,qmax,scur,smax,status,check_status,\n\
+            web_blue,b1,0,0,3,5,UP,L7OK,\n\
+            web_blue,b2,0,0,0,1,DOWN 1/2,L4CON,\n\
+            web_blue,BACKEND,0,0,3,5,UP,,\n\
+            web_green,g1,0,0,2,2,DRAIN,L7OK,\n\
+            web_green,g2,0,0,0,0,MAINT (via web_green/g1),,\n\
+            web_green,g3,0,0,0,0,no check,,\n\
+            web_green,g4,0,0,0,0,UP 2/3,L7OK,\n\n";
+        let rows = parse_server_stats(reply).unwrap();
+        let got: Vec<(&str, &str, HealthState, u64)> = rows
+            .iter()
+            .map(|r| (r.backend.as_str(), r.server.as_str(), r.state, r.sessions))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("web_blue", "b1", HealthState::Up, 3),
+                ("web_blue", "b2", HealthState::Down, 0),
+                ("web_green", "g1", HealthState::Drain, 2),
+                ("web_green", "g2", HealthState::Maint, 0),
+                ("web_green", "g3", HealthState::Up, 0),
+                ("web_green", "g4", HealthState::Up, 0),
+            ]
+        );
+        assert_eq!(health_of_status("NOLB"), HealthState::Up);
+        assert_eq!(health_of_status("MAINT(resolution)"), HealthState::Maint);
+        assert_eq!(health_of_status("?"), HealthState::Unknown);
+        assert!(matches!(
+            parse_server_stats("Unknown command\n"),
+            Err(ReplyError::Refused { .. })
+        ));
+        assert!(matches!(
+            parse_server_stats("# pxname,svname,status\n"),
+            Err(ReplyError::Unexpected { .. })
+        ));
+        assert!(parse_server_stats("# pxname,svname,scur,status\nbe,s1,x,UP\n").is_err());
+        assert!(parse_server_stats("").is_err());
     }
 }
