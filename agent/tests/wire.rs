@@ -309,6 +309,7 @@ fn status_reply() {
             }),
             health: Some(ServiceHealth {
                 polled_ms: 10,
+                known: true,
                 blue: ColourHealth {
                     up: 2,
                     sessions: Some(1),
@@ -346,7 +347,7 @@ fn status_reply() {
     };
     let back: Snapshot = pin(
         &ok("generation 7, 1 service(s), haproxy reachable", &snap),
-        r#"{"status":"ok","message":"generation 7, 1 service(s), haproxy reachable","data":{"desired_state":{"error":null,"path":"/etc/cutover/desired.toml"},"fault":{"message":"unreachable","since_ms":8,"step":"proxy"},"files":[{"kind":"map","name":"routes","path":"/etc/haproxy/maps/routes.map"}],"generation":7,"last_error":null,"proxy":{"epoch":{"master_pid":100,"reloads":2},"kind":"haproxy","reachable":true,"version":"3.2.0","warnings":["HAProxy 3.2.0 lacks upstream fix ebb801d7c"]},"recovered":[],"services":[{"backend":"web_green","canary":{"colour":"blue","percent":10},"drained":[],"health":{"blue":{"down":0,"drain":0,"maint":0,"sessions":1,"unknown":0,"up":2},"green":{"down":1,"drain":0,"maint":0,"sessions":5,"unknown":0,"up":1},"polled_ms":10},"live":"green","name":"web","phase":{"phase":"watching","since_ms":9},"previous":"blue","routes":1}]}}"#,
+        r#"{"status":"ok","message":"generation 7, 1 service(s), haproxy reachable","data":{"desired_state":{"error":null,"path":"/etc/cutover/desired.toml"},"fault":{"message":"unreachable","since_ms":8,"step":"proxy"},"files":[{"kind":"map","name":"routes","path":"/etc/haproxy/maps/routes.map"}],"generation":7,"last_error":null,"proxy":{"epoch":{"master_pid":100,"reloads":2},"kind":"haproxy","reachable":true,"version":"3.2.0","warnings":["HAProxy 3.2.0 lacks upstream fix ebb801d7c"]},"recovered":[],"services":[{"backend":"web_green","canary":{"colour":"blue","percent":10},"drained":[],"health":{"blue":{"down":0,"drain":0,"maint":0,"sessions":1,"unknown":0,"up":2},"green":{"down":1,"drain":0,"maint":0,"sessions":5,"unknown":0,"up":1},"known":true,"polled_ms":10},"live":"green","name":"web","phase":{"phase":"watching","since_ms":9},"previous":"blue","routes":1}]}}"#,
     );
     assert_eq!(back.services[0].canary, snap.services[0].canary);
 }

@@ -1,5 +1,7 @@
 //! The periodic health poll: once per tick, one read of every server of every backend
-//! ([`Proxy::server_table`]: one `show stat` on HAProxy, whatever the number of services),
+//! ([`Proxy::server_table`]: one `show servers state` on HAProxy, whatever the number of
+//! services; plus, while a colour drains towards maintenance, one `show stat` of its
+//! backend for its sessions),
 //! counted per service and colour for `status` and `cutover_servers`. It is not on the path
 //! of a change: a switch never waits for it and never reads it.
 //!
@@ -56,22 +58,19 @@ pub(super) fn tally(
     for (name, s) in &config.services {
         let h = out.entry(name.clone()).or_default();
         h.polled_ms = polled_ms;
+        h.known = rows.is_some();
         for (colour, spec) in &s.colours {
             by_backend.insert(&spec.backend, (name, *colour));
-            let c = h.colour_mut(*colour);
-            match rows {
-                Some(_) => c.sessions = Some(0),
-                None => c.unknown = spec.servers.len() as u32,
+            if rows.is_none() {
+                h.colour_mut(*colour).unknown = spec.servers.len() as u32;
             }
         }
     }
     for row in rows.unwrap_or_default() {
-        let Some((name, colour)) = by_backend.get(row.backend.as_str()) else {
-            continue;
-        };
-        let c = out.get_mut(*name).expect("tallied").colour_mut(*colour);
-        c.add(row.state);
-        c.sessions = Some(c.sessions.unwrap_or(0) + row.sessions);
+        if let Some((name, colour)) = by_backend.get(row.backend.as_str()) {
+            let h = out.get_mut(*name).expect("tallied");
+            h.colour_mut(*colour).add(row.state);
+        }
     }
     out
 }
@@ -108,7 +107,7 @@ impl<P: Proxy> Engine<P> {
                 continue;
             };
             let live = h.colour(s.live);
-            if !live.known() || live.up > 0 {
+            if !h.known || live.up > 0 {
                 continue;
             }
             let backend = &self.config.services[name].colours[&s.live].backend;
@@ -159,6 +158,7 @@ impl<P: Proxy> Engine<P> {
                     .is_some_and(|s| s.drained.contains(colour))
         });
         let mut rested = Vec::new();
+        let mut counted = Vec::new();
         for (name, s) in &self.state.services {
             let Some(timeout) = self.config.services.get(name).and_then(|c| c.drain_timeout) else {
                 continue;
@@ -176,16 +176,30 @@ impl<P: Proxy> Engine<P> {
                 };
                 let backend = &self.config.services[name].colours[colour].backend;
                 let in_maint = h.maint == h.total();
-                let reason = match (&track.ended, h.sessions) {
+                let reason = match &track.ended {
                     // Ended, and still (or again, after a reload) in maintenance.
-                    (Some(_), _) if in_maint => continue,
-                    (Some(_), _) => None,
-                    (None, Some(0)) => Some("its sessions reached 0".to_owned()),
-                    (None, Some(n)) if track.started.elapsed() >= timeout => Some(format!(
-                        "drain_timeout_ms ({}) passed with {n} session(s) left",
-                        timeout.as_millis()
-                    )),
-                    (None, _) => continue,
+                    Some(_) if in_maint => continue,
+                    Some(_) => None,
+                    None => Some({
+                        let sessions = match self.proxy.backend_stats(backend).await {
+                            Ok(stats) => stats.sessions,
+                            Err(e) => {
+                                tracing::debug!("sessions of {backend}: {e}");
+                                continue;
+                            }
+                        };
+                        counted.push((name.clone(), *colour, sessions));
+                        if sessions == 0 {
+                            "its sessions reached 0".to_owned()
+                        } else if track.started.elapsed() >= timeout {
+                            format!(
+                                "drain_timeout_ms ({}) passed with {sessions} session(s) left",
+                                timeout.as_millis()
+                            )
+                        } else {
+                            continue;
+                        }
+                    }),
                 };
                 if let Err(e) = self.proxy.set_maint(backend, true).await {
                     tracing::warn!(service = %name, %colour, "ending the drain of {backend}: {e}");
@@ -215,6 +229,11 @@ impl<P: Proxy> Engine<P> {
             }
         }
         self.health.drains = tracks;
+        for (name, colour, sessions) in counted {
+            if let Some(h) = self.health.services.get_mut(&name) {
+                h.colour_mut(colour).sessions = Some(sessions);
+            }
+        }
         // What the poll counted before: every server of those colours is in maintenance now.
         for (name, colour) in rested {
             if let Some(h) = self.health.services.get_mut(&name) {

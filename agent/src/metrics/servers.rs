@@ -88,6 +88,7 @@ mod tests {
         let m = Metrics::new();
         let web = ServiceHealth {
             polled_ms: 1,
+            known: true,
             blue: ColourHealth {
                 up: 2,
                 down: 1,

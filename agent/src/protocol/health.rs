@@ -64,7 +64,8 @@ pub struct ColourHealth {
     pub maint: u32,
     /// Servers whose state the proxy cannot report (Nginx: every configured server).
     pub unknown: u32,
-    /// Sessions open on its servers now (HAProxy's `scur`); `None` when unknown.
+    /// Sessions open on its servers now (HAProxy's `scur`), read while the colour drains
+    /// towards maintenance (`drain_timeout_ms`); `None` otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<u64>,
 }
@@ -98,14 +99,9 @@ impl ColourHealth {
         HealthState::ALL.iter().map(|s| self.count(*s)).sum()
     }
 
-    /// Whether the proxy reported this colour's servers (it then reports their sessions).
-    pub fn known(&self) -> bool {
-        self.sessions.is_some()
-    }
-
     /// `2 up, 1 down` (the states with servers), `no servers`, or `unknown (2 servers)`.
     pub fn summary(&self) -> String {
-        if !self.known() {
+        if self.unknown > 0 && self.total() == self.unknown {
             return format!("unknown ({} servers)", self.unknown);
         }
         let parts: Vec<String> = HealthState::ALL
@@ -126,6 +122,9 @@ impl ColourHealth {
 pub struct ServiceHealth {
     /// When the proxy was last polled, Unix milliseconds.
     pub polled_ms: u64,
+    /// Whether the proxy reported the servers (false: the counts are `unknown`).
+    #[serde(default)]
+    pub known: bool,
     /// Blue's servers.
     pub blue: ColourHealth,
     /// Green's servers.
@@ -183,25 +182,19 @@ mod tests {
 
     #[test]
     fn counts_and_summaries() {
-        let mut h = ColourHealth {
-            sessions: Some(0),
-            ..ColourHealth::default()
-        };
+        let mut h = ColourHealth::default();
         assert_eq!(h.summary(), "no servers");
         h.add(HealthState::Up);
         h.add(HealthState::Up);
         h.add(HealthState::Down);
         h.sessions = Some(4);
-        assert_eq!((h.total(), h.known()), (3, true));
+        assert_eq!(h.total(), 3);
         assert_eq!(h.summary(), "2 up, 1 down");
         let nginx = ColourHealth {
             unknown: 2,
             ..ColourHealth::default()
         };
-        assert_eq!(
-            (nginx.known(), nginx.summary()),
-            (false, "unknown (2 servers)".into())
-        );
+        assert_eq!(nginx.summary(), "unknown (2 servers)");
         let json = serde_json::to_value(&h).unwrap();
         assert_eq!(
             json,

@@ -42,7 +42,7 @@ pub struct FakeState {
     pub servers: BTreeMap<String, Vec<ServerHealth>>,
     /// Counters by backend.
     pub stats: BTreeMap<String, BackendStats>,
-    /// Sessions open on each server, by backend (every server of the backend has them).
+    /// Sessions open on each backend (what `backend_stats` reports).
     pub sessions: BTreeMap<String, u64>,
     /// Makes `server_table` fail as unreachable, with this message.
     pub fail_table: Option<String>,
@@ -288,7 +288,6 @@ impl Proxy for FakeProxy {
                     backend: backend.clone(),
                     server: server.name.clone(),
                     state,
-                    sessions: s.sessions.get(backend).copied().unwrap_or(0),
                 });
             }
         }
@@ -301,6 +300,10 @@ impl Proxy for FakeProxy {
     }
 
     async fn backend_stats(&self, backend: &str) -> Result<BackendStats, ProxyError> {
-        Ok(self.state().stats.get(backend).copied().unwrap_or_default())
+        let s = self.state();
+        Ok(BackendStats {
+            sessions: s.sessions.get(backend).copied().unwrap_or(0),
+            ..s.stats.get(backend).copied().unwrap_or_default()
+        })
     }
 }

@@ -15,8 +15,6 @@ pub struct ServerSample {
     pub server: String,
     /// How the proxy sees it.
     pub state: HealthState,
-    /// Sessions open on it now (HAProxy `scur`).
-    pub sessions: u64,
 }
 
 /// One server as the proxy reports it, for the gate.
@@ -50,4 +48,6 @@ pub struct BackendStats {
     /// No server of the backend is up (HAProxy's backend status `DOWN`); `false` where the
     /// proxy does not report it.
     pub down: bool,
+    /// Sessions open on the backend now (HAProxy's `scur`); 0 where not reported.
+    pub sessions: u64,
 }

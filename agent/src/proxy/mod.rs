@@ -166,8 +166,8 @@ pub trait Proxy: Send + Sync + 'static {
         }
     }
 
-    /// Every server of every backend, with its state and sessions, in one read (the
-    /// periodic health poll: one command, whatever the number of services).
+    /// Every server of every backend with its state, in one read (the periodic health
+    /// poll: one command, whatever the number of services).
     fn server_table(&self) -> impl Future<Output = Result<Vec<ServerSample>, ProxyError>> + Send {
         let proxy = self.name();
         async move {

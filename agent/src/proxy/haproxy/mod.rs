@@ -393,7 +393,15 @@ impl Proxy for Haproxy {
     }
 
     async fn server_table(&self) -> Result<Vec<ServerSample>, ProxyError> {
-        Ok(self.admin.server_stats().await?)
+        let rows = self.admin.all_servers_state().await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ServerSample {
+                state: r.health(),
+                backend: r.backend,
+                server: r.server,
+            })
+            .collect())
     }
 
     async fn set_maint(&self, backend: &str, maint: bool) -> Result<(), ProxyError> {

@@ -3,7 +3,7 @@
 
 use super::{AdminClient, AdminError};
 use crate::proxy::haproxy::reply::{self, ServerState};
-use crate::proxy::{BackendStats, ServerSample};
+use crate::proxy::BackendStats;
 
 /// Administrative state of a server, for `set server <b>/<s> state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,12 +52,12 @@ impl AdminClient {
         reply::parse_backend_stat(&reply, backend).map_err(|e| self.reply_error(&command, e))
     }
 
-    /// Every server of every backend with its state and sessions, in one command
-    /// (`show stat -1 4 -1`: all proxies, servers only).
-    pub async fn server_stats(&self) -> Result<Vec<ServerSample>, AdminError> {
-        const COMMAND: &str = "show stat -1 4 -1";
+    /// Every server of every backend with its state and weights, in one command (`show
+    /// servers state`).
+    pub async fn all_servers_state(&self) -> Result<Vec<ServerState>, AdminError> {
+        const COMMAND: &str = "show servers state";
         let reply = self.command(COMMAND).await?;
-        reply::parse_server_stats(&reply).map_err(|e| self.reply_error(COMMAND, e))
+        reply::parse_servers_state(&reply).map_err(|e| self.reply_error(COMMAND, e))
     }
 
     /// Sets the weight of `backend/server` (`set weight`); HAProxy accepts 0..=256.

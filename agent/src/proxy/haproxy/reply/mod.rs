@@ -21,10 +21,7 @@ pub use self::maps::{
 pub use self::proc::{
     is_reload_busy, parse_reload_verdict, parse_show_proc, ProcEntry, ProcEpoch, ProcTable,
 };
-pub use self::servers::{
-    health_of_status, parse_backend_stat, parse_backends, parse_server_stats, parse_servers_state,
-    ServerState,
-};
+pub use self::servers::{parse_backend_stat, parse_backends, parse_servers_state, ServerState};
 
 /// Longest piece of a reply kept inside an error, in bytes. Error replies of HAProxy are one
 /// or two lines; anything longer is an unexpected reply and is cut here so errors stay small.

@@ -1,9 +1,9 @@
-//! Replies about backends and servers: `show backend`, `show servers state`, the
-//! counters of `show stat` and its server rows.
+//! Replies about backends and servers: `show backend`, `show servers state` and the
+//! counters of `show stat`.
 
 use super::ReplyError;
 use crate::protocol::HealthState;
-use crate::proxy::{BackendStats, ServerSample};
+use crate::proxy::BackendStats;
 
 /// Parses `show backend`: `# name` then one backend name per line.
 pub fn parse_backends(reply: &str) -> Result<Vec<String>, ReplyError> {
@@ -125,7 +125,7 @@ pub fn parse_backend_stat(reply: &str, backend: &str) -> Result<BackendStats, Re
         col("hrsp_5xx")?,
         col("rtime")?,
     );
-    let (econ, eresp, status) = (find("econ"), find("eresp"), find("status"));
+    let (econ, eresp, status, scur) = (find("econ"), find("eresp"), find("status"), find("scur"));
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
         if f.get(px) == Some(&backend) && f.get(sv) == Some(&"BACKEND") {
@@ -143,61 +143,27 @@ pub fn parse_backend_stat(reply: &str, backend: &str) -> Result<BackendStats, Re
                 failed: num(econ) + num(eresp),
                 avg_response_ms: num(Some(rt)),
                 down,
+                sessions: num(scur),
             });
         }
     }
     Err(ReplyError::unexpected(WHAT, reply))
 }
 
-/// The state a server's `status` column of `show stat` names: `UP`, `UP 1/3` (going
-/// down), `NOLB` and `no check` are up; `DOWN` and `DOWN 1/2` (going up) down; `DRAIN...`
-/// draining; `MAINT...` in maintenance. Anything else is unknown.
-pub fn health_of_status(status: &str) -> HealthState {
-    let word = status.split([' ', '(']).next().unwrap_or_default();
-    match word {
-        "UP" | "NOLB" | "no" => HealthState::Up,
-        "DOWN" => HealthState::Down,
-        "DRAIN" => HealthState::Drain,
-        "MAINT" => HealthState::Maint,
-        _ => HealthState::Unknown,
-    }
-}
-
-/// The server rows of `show stat -1 4 -1` (CSV, columns found by name in the `# pxname,
-/// svname,...` header): each server's backend, name, state (`status`) and sessions
-/// (`scur`). Rows of other types (`FRONTEND`, `BACKEND`) are skipped.
-pub fn parse_server_stats(reply: &str) -> Result<Vec<ServerSample>, ReplyError> {
-    const WHAT: &str = "show stat (servers)";
-    let (header, names, lines) = stat_header(reply)?;
-    let col = |name: &str| {
-        names
-            .iter()
-            .position(|n| *n == name)
-            .ok_or_else(|| ReplyError::unexpected(WHAT, header))
-    };
-    let (px, sv, scur, status) = (col("pxname")?, col("svname")?, col("scur")?, col("status")?);
-    let mut out = Vec::new();
-    for line in lines.filter(|l| !l.trim().is_empty()) {
-        let f: Vec<&str> = line.split(',').collect();
-        let field = |i: usize| {
-            f.get(i)
-                .copied()
-                .ok_or_else(|| ReplyError::unexpected(WHAT, line))
-        };
-        let server = field(sv)?;
-        if server == "FRONTEND" || server == "BACKEND" {
-            continue;
+impl ServerState {
+    /// How the proxy sees the server: in maintenance or draining by its admin state, else
+    /// up while running or stopping (`UP`, `UP 1/3`), down while stopped or starting.
+    pub fn health(&self) -> HealthState {
+        if self.is_maint() {
+            HealthState::Maint
+        } else if self.is_drain() {
+            HealthState::Drain
+        } else if matches!(self.op_state, 2 | 3) {
+            HealthState::Up
+        } else {
+            HealthState::Down
         }
-        out.push(ServerSample {
-            backend: field(px)?.to_owned(),
-            server: server.to_owned(),
-            state: health_of_status(field(status)?),
-            sessions: field(scur)?
-                .parse()
-                .map_err(|_| ReplyError::unexpected(WHAT, line))?,
-        });
     }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -239,6 +205,27 @@ mod tests {
         );
         assert!(rows[0].is_drain() && !rows[0].is_maint());
         assert!(rows[1].is_maint() && !rows[1].is_drain());
+        assert_eq!(
+            (rows[0].health(), rows[1].health()),
+            (HealthState::Drain, HealthState::Maint)
+        );
+        let up = |op_state| {
+            ServerState {
+                op_state,
+                admin_state: 0,
+                ..rows[0].clone()
+            }
+            .health()
+        };
+        assert_eq!(
+            [up(0), up(1), up(2), up(3)],
+            [
+                HealthState::Down,
+                HealthState::Down,
+                HealthState::Up,
+                HealthState::Up
+            ]
+        );
         assert!(matches!(
             parse_servers_state("Can't find backend.\n\n"),
             Err(ReplyError::Refused { .. })
@@ -251,59 +238,17 @@ mod tests {
 
     #[test]
     fn backend_row_by_column_name() {
-        let reply = "# pxname,svname,qcur,req_tot,hrsp_5xx,rtime,\nbe,s1,0,5,1,3,\nbe,BACKEND,0,12,4,7,\n\n";
+        let reply = "# pxname,svname,scur,req_tot,hrsp_5xx,rtime,\nbe,s1,0,5,1,3,\nbe,BACKEND,2,12,4,7,\n\n";
         let stats = parse_backend_stat(reply, "be").unwrap();
         assert_eq!(
             (stats.requests, stats.errors_5xx, stats.avg_response_ms),
             (12, 4, 7)
         );
-        assert_eq!((stats.failed, stats.down), (0, false));
+        assert_eq!((stats.failed, stats.down, stats.sessions), (0, false, 2));
         let down = "# pxname,svname,req_tot,hrsp_5xx,rtime,econ,eresp,status,\nbe,BACKEND,9,2,0,3,1,DOWN,\n";
         let stats = parse_backend_stat(down, "be").unwrap();
         assert_eq!((stats.failed, stats.down), (4, true));
         assert!(parse_backend_stat(reply, "other").is_err());
         assert!(parse_backend_stat("Unknown command\n", "be").is_err());
-    }
-
-    /// Rows as HAProxy 2.6 writes them (the columns trimmed to those read, in its order).
-    #[test]
-    fn server_rows_of_show_stat() {
-        let reply = "# pxname,svname,qcur,qmax,scur,smax,status,check_status,\n\
-            web_blue,b1,0,0,3,5,UP,L7OK,\n\
-            web_blue,b2,0,0,0,1,DOWN 1/2,L4CON,\n\
-            web_blue,BACKEND,0,0,3,5,UP,,\n\
-            web_green,g1,0,0,2,2,DRAIN,L7OK,\n\
-            web_green,g2,0,0,0,0,MAINT (via web_green/g1),,\n\
-            web_green,g3,0,0,0,0,no check,,\n\
-            web_green,g4,0,0,0,0,UP 2/3,L7OK,\n\n";
-        let rows = parse_server_stats(reply).unwrap();
-        let got: Vec<(&str, &str, HealthState, u64)> = rows
-            .iter()
-            .map(|r| (r.backend.as_str(), r.server.as_str(), r.state, r.sessions))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("web_blue", "b1", HealthState::Up, 3),
-                ("web_blue", "b2", HealthState::Down, 0),
-                ("web_green", "g1", HealthState::Drain, 2),
-                ("web_green", "g2", HealthState::Maint, 0),
-                ("web_green", "g3", HealthState::Up, 0),
-                ("web_green", "g4", HealthState::Up, 0),
-            ]
-        );
-        assert_eq!(health_of_status("NOLB"), HealthState::Up);
-        assert_eq!(health_of_status("MAINT(resolution)"), HealthState::Maint);
-        assert_eq!(health_of_status("?"), HealthState::Unknown);
-        assert!(matches!(
-            parse_server_stats("Unknown command\n"),
-            Err(ReplyError::Refused { .. })
-        ));
-        assert!(matches!(
-            parse_server_stats("# pxname,svname,status\n"),
-            Err(ReplyError::Unexpected { .. })
-        ));
-        assert!(parse_server_stats("# pxname,svname,scur,status\nbe,s1,x,UP\n").is_err());
-        assert!(parse_server_stats("").is_err());
     }
 }
