@@ -78,7 +78,14 @@ pub(super) fn tally(
 impl<P: Proxy> Engine<P> {
     /// One health poll (see the module doc); bounded by [`super::TICK_TIMEOUT`].
     pub async fn poll_servers(&mut self) {
-        let read = tokio::time::timeout(super::TICK_TIMEOUT, self.proxy.server_table()).await;
+        // A proxy the tick found unreachable (or frozen) is not asked again: its servers
+        // are unknown until it answers.
+        let read = match self.reachable {
+            true => tokio::time::timeout(super::TICK_TIMEOUT, self.proxy.server_table()).await,
+            false => Ok(Err(ProxyError::Unreachable {
+                source: "the proxy did not answer the last check".into(),
+            })),
+        };
         let rows = match read {
             Ok(Ok(rows)) => Some(rows),
             Ok(Err(ProxyError::Unsupported { .. })) => None,

@@ -13,7 +13,16 @@ async fn fixture_draining(drain_timeout: Duration) -> Fixture {
     std::fs::create_dir_all(dir.path().join("maps")).unwrap();
     let mut config = config(dir.path(), "");
     config.services.get_mut("web").unwrap().drain_timeout = Some(drain_timeout);
-    Fixture::started(dir, Arc::new(config), false).await
+    reached(Fixture::started(dir, Arc::new(config), false).await).await
+}
+
+/// `f` after a first tick, which finds the proxy reachable (the poll asks only then); no
+/// calls recorded.
+async fn reached(mut f: Fixture) -> Fixture {
+    f.engine.tick().await;
+    assert!(f.engine.reachable());
+    f.proxy.state().calls.clear();
+    f
 }
 
 fn who() -> Requester {
@@ -30,7 +39,7 @@ impl Fixture {
 
 #[tokio::test]
 async fn the_poll_counts_each_colour_for_status_and_metrics() {
-    let mut f = fixture().await;
+    let mut f = reached(fixture().await).await;
     assert!(
         f.web().await.health.is_none(),
         "nothing before the first poll"
@@ -60,7 +69,7 @@ async fn the_poll_counts_each_colour_for_status_and_metrics() {
 
 #[tokio::test]
 async fn a_live_colour_with_no_server_up_is_a_fault_until_one_is_up() {
-    let mut f = fixture().await;
+    let mut f = reached(fixture().await).await;
     f.proxy.state().servers.get_mut("web_blue").unwrap()[0].up = false;
     f.engine.poll_servers().await;
     let fault = f.engine.snapshot().await.fault.expect("a fault");
@@ -92,13 +101,28 @@ async fn a_live_colour_with_no_server_up_is_a_fault_until_one_is_up() {
 
 #[tokio::test]
 async fn an_unreadable_table_is_unknown_and_no_fault() {
-    let mut f = fixture().await;
+    let mut f = reached(fixture().await).await;
     f.proxy.state().fail_table = Some("socket gone".into());
     f.proxy.state().servers.get_mut("web_blue").unwrap()[0].up = false;
     f.engine.poll_servers().await;
     let h = f.web().await.health.unwrap();
     assert!(!h.known && h.blue.total() == 0, "{h:?}");
     assert!(f.engine.snapshot().await.fault.is_none());
+}
+
+#[tokio::test]
+async fn an_unreachable_proxy_is_not_polled() {
+    let mut f = reached(fixture().await).await;
+    f.proxy.state().unreachable = Some("gone".into());
+    f.engine.tick().await;
+    f.proxy.state().calls.clear();
+    f.engine.poll_servers().await;
+    assert!(
+        f.proxy.state().calls.is_empty(),
+        "{:?}",
+        f.proxy.state().calls
+    );
+    assert!(!f.web().await.health.unwrap().known);
 }
 
 #[test]
@@ -207,7 +231,7 @@ async fn a_drain_ends_in_maintenance_when_its_timeout_passes() {
 
 #[tokio::test]
 async fn without_drain_timeout_a_drain_never_ends() {
-    let mut f = fixture().await;
+    let mut f = reached(fixture().await).await;
     f.engine
         .apply(&switch("web", Colour::Green), &who(), false)
         .await
