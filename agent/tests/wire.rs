@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use cutover::engine::{Applied, FileOutcome};
 use cutover::protocol::{
-    decode, encode, Canary, Change, ClusterOutcome, ClusterStatus, Colour, Command, Desired,
-    DesiredStatus, Epoch, Fault, FileKind, FileStatus, GateReport, HeldChange, HostOutcome,
-    HostRow, LineChanges, MapShown, MapView, MetricsText, PeerReport, Phase, Plan, PlannedFile,
-    PreparedChange, ProxyStatus, Reply, Request, ServiceAgreement, ServiceChange, ServiceState,
-    ServiceStatus, Snapshot, Step, WatchPhase,
+    decode, encode, Canary, Change, ClusterOutcome, ClusterStatus, Colour, ColourHealth, Command,
+    Desired, DesiredStatus, Epoch, Fault, FileKind, FileStatus, GateReport, HeldChange,
+    HostOutcome, HostRow, LineChanges, MapShown, MapView, MetricsText, PeerReport, Phase, Plan,
+    PlannedFile, PreparedChange, ProxyStatus, Reply, Request, ServiceAgreement, ServiceChange,
+    ServiceHealth, ServiceState, ServiceStatus, Snapshot, Step, WatchPhase,
 };
 use cutover::proxy::{MapMechanism, ReloadReport};
 use serde::de::DeserializeOwned;
@@ -307,6 +307,22 @@ fn status_reply() {
                 reason: None,
                 since_ms: 9,
             }),
+            health: Some(ServiceHealth {
+                polled_ms: 10,
+                known: true,
+                blue: ColourHealth {
+                    up: 2,
+                    sessions: Some(1),
+                    ..ColourHealth::default()
+                },
+                green: ColourHealth {
+                    up: 1,
+                    down: 1,
+                    sessions: Some(5),
+                    ..ColourHealth::default()
+                },
+            }),
+            drains: vec![],
         }],
         files: vec![FileStatus {
             name: "routes".into(),
@@ -331,7 +347,7 @@ fn status_reply() {
     };
     let back: Snapshot = pin(
         &ok("generation 7, 1 service(s), haproxy reachable", &snap),
-        r#"{"status":"ok","message":"generation 7, 1 service(s), haproxy reachable","data":{"desired_state":{"error":null,"path":"/etc/cutover/desired.toml"},"fault":{"message":"unreachable","since_ms":8,"step":"proxy"},"files":[{"kind":"map","name":"routes","path":"/etc/haproxy/maps/routes.map"}],"generation":7,"last_error":null,"proxy":{"epoch":{"master_pid":100,"reloads":2},"kind":"haproxy","reachable":true,"version":"3.2.0","warnings":["HAProxy 3.2.0 lacks upstream fix ebb801d7c"]},"recovered":[],"services":[{"backend":"web_green","canary":{"colour":"blue","percent":10},"drained":[],"live":"green","name":"web","phase":{"phase":"watching","since_ms":9},"previous":"blue","routes":1}]}}"#,
+        r#"{"status":"ok","message":"generation 7, 1 service(s), haproxy reachable","data":{"desired_state":{"error":null,"path":"/etc/cutover/desired.toml"},"fault":{"message":"unreachable","since_ms":8,"step":"proxy"},"files":[{"kind":"map","name":"routes","path":"/etc/haproxy/maps/routes.map"}],"generation":7,"last_error":null,"proxy":{"epoch":{"master_pid":100,"reloads":2},"kind":"haproxy","reachable":true,"version":"3.2.0","warnings":["HAProxy 3.2.0 lacks upstream fix ebb801d7c"]},"recovered":[],"services":[{"backend":"web_green","canary":{"colour":"blue","percent":10},"drained":[],"health":{"blue":{"down":0,"drain":0,"maint":0,"sessions":1,"unknown":0,"up":2},"green":{"down":1,"drain":0,"maint":0,"sessions":5,"unknown":0,"up":1},"known":true,"polled_ms":10},"live":"green","name":"web","phase":{"phase":"watching","since_ms":9},"previous":"blue","routes":1}]}}"#,
     );
     assert_eq!(back.services[0].canary, snap.services[0].canary);
 }

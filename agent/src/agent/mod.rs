@@ -202,6 +202,7 @@ pub async fn run_with<P: Proxy>(
             Some(done) = done_rx.recv() => agent.finish(done),
             _ = tick.tick() => {
                 agent.engine.tick().await;
+                agent.engine.poll_servers().await;
                 agent.engine.poll_desired_file().await;
             }
             _ = watch_timer(agent.engine.next_watch_due()) => { agent.engine.run_watches().await; }

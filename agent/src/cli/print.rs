@@ -104,6 +104,42 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The servers of each colour as the proxy last reported them, and where its drain stands;
+/// nothing before the first poll.
+fn servers_table(d: &Snapshot) -> String {
+    let mut rows = Vec::new();
+    for s in &d.services {
+        let Some(h) = &s.health else { continue };
+        for colour in crate::protocol::Colour::ALL {
+            let c = h.colour(colour);
+            let drain = match s.drains.iter().find(|x| x.colour == colour) {
+                None => "-".to_owned(),
+                Some(x) => match (&x.reason, x.deadline_ms) {
+                    (Some(r), _) => {
+                        format!("{} since {} ({r})", "maintenance", format_time(x.since_ms))
+                    }
+                    (None, Some(by)) => format!("draining, maintenance by {}", format_time(by)),
+                    (None, None) => "draining".to_owned(),
+                },
+            };
+            rows.push(vec![
+                s.name.clone(),
+                colour.to_string(),
+                c.summary(),
+                or_dash(c.sessions),
+                drain,
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    table(
+        &["SERVICE", "COLOUR", "SERVERS", "SESSIONS", "DRAIN"],
+        &rows,
+    )
+}
+
 fn status_table(d: &Snapshot) -> String {
     let rows: Vec<Vec<String>> = d
         .services
@@ -168,6 +204,7 @@ fn status_table(d: &Snapshot) -> String {
         ],
         &rows,
     ));
+    out.push_str(&servers_table(d));
     if let Some(e) = &d.last_error {
         out.push_str(&format!("last error: {e}\n"));
     }
@@ -525,6 +562,34 @@ mod tests {
         assert!(
             status.contains("web      green  -         web_green  -       blue     2       -"),
             "{status}"
+        );
+        assert!(!status.contains("SESSIONS"), "{status}");
+        let polled = human(
+            &Command::Status,
+            &reply(
+                r#"{"generation":3,"proxy":{"kind":"haproxy","reachable":true,"epoch":null},
+                "services":[{"name":"web","live":"green","previous":"blue","backend":"web_green","routes":2,
+                "canary":null,"drained":["blue"],"phase":null,
+                "health":{"polled_ms":1,"blue":{"up":0,"down":0,"drain":0,"maint":2,"unknown":0,"sessions":0},
+                "green":{"up":0,"down":2,"drain":0,"maint":0,"unknown":0,"sessions":0}},
+                "drains":[{"colour":"blue","phase":"maintenance","since_ms":0,"reason":"its sessions reached 0"}]}],
+                "files":[],"last_error":null,"recovered":[],
+                "fault":{"step":"health","message":"web: live colour green (web_green) has no server up (2 down)","since_ms":0}}"#,
+            ),
+        )
+        .unwrap();
+        assert!(
+            polled.contains("web      blue    2 maint  0         maintenance since "),
+            "{polled}"
+        );
+        assert!(polled.contains("(its sessions reached 0)"), "{polled}");
+        assert!(
+            polled.contains("web      green   2 down   0         -"),
+            "{polled}"
+        );
+        assert!(
+            polled.contains("(health): web: live colour green (web_green) has no server up"),
+            "{polled}"
         );
         let diff = Command::MapShow {
             name: "routes".into(),

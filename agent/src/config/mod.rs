@@ -19,6 +19,7 @@ pub mod cluster;
 mod files;
 pub mod fleet;
 pub mod gates;
+pub mod health;
 mod metrics;
 mod proxy;
 mod raw;
@@ -37,6 +38,7 @@ pub use cluster::{ClusterConfig, PeerSpec, TlsFiles};
 pub use files::{EmptyMapError, FileSpec, Templates, ValueCheck, DEFAULT_TEMPLATE_DIR, MAX_FILES};
 pub use fleet::{EtcdAuth, EtcdConfig, EtcdTls, FleetConfig};
 pub use gates::{GateConfig, NoTraffic, PrewarmConfig, WatchConfig};
+pub use health::{HealthChecks, HealthConfig};
 pub use metrics::{Metrics, SUGGESTED_METRICS_LISTEN};
 pub use proxy::{
     NginxRuntime, NginxSettings, Proxy, ProxyKind, StatusAddress, StatusAddressError,

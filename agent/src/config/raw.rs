@@ -188,6 +188,8 @@ pub(super) struct RawService {
     pub(super) watch: Option<WatchConfig>,
     pub(super) canary_sticky: Option<Sticky>,
     pub(super) prewarm: Option<PrewarmConfig>,
+    pub(super) health: Option<super::HealthConfig>,
+    pub(super) drain_timeout_ms: Option<u64>,
 }
 
 fn blue() -> Colour {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{GateConfig, PrewarmConfig, WatchConfig};
+use super::{GateConfig, HealthChecks, PrewarmConfig, WatchConfig};
 use crate::protocol::Colour;
 
 /// Most routes over all services.
@@ -38,6 +38,13 @@ pub struct Service {
     pub canary_sticky: Option<Sticky>,
     /// Requests sent to the target colour before traffic moves to it; none when unset.
     pub prewarm: Option<PrewarmConfig>,
+    /// The proxy's own checks of the servers (`[services.health]`), resolved for the
+    /// configured proxy; none when the table is absent (servers are not checked).
+    pub health: Option<HealthChecks>,
+    /// How long a drained colour keeps its sessions before its servers go to maintenance
+    /// (`drain_timeout_ms`, HAProxy only); they go as soon as the sessions reach 0. `None`:
+    /// a drain never ends by itself.
+    pub drain_timeout: Option<std::time::Duration>,
 }
 
 /// What keeps a client on the colour the canary gave it. Each client gets a bucket 0..99

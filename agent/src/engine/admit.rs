@@ -68,7 +68,8 @@ impl<P: Proxy> Engine<P> {
         let mut gates = Vec::new();
         for (service, colour) in traffic_targets(base, &next) {
             let config = &self.config.services[&service];
-            let report = preswitch::check(&self.proxy, &service, config, colour, force)
+            let rested = self.drain_ended(&service, colour);
+            let report = preswitch::check(&self.proxy, &service, config, colour, rested, force)
                 .await
                 .map_err(|e| ApplyError::caused(Step::Gate, ErrorKind::NotReady, e))?;
             gates.push(report);

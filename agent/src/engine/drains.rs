@@ -1,6 +1,7 @@
 //! Server drains: the colour that lost its traffic stops taking new connections (where the
 //! service's config says so), and a colour that takes traffic again leaves drain before the
-//! traffic moves. Draining is runtime state on every proxy that supports it.
+//! traffic moves (out of maintenance too, where its drain ended: `health`). Draining is
+//! runtime state on every proxy that supports it.
 
 use super::error::{ApplyError, ErrorKind};
 use super::Engine;
@@ -46,6 +47,13 @@ impl<P: Proxy> Engine<P> {
                     continue;
                 }
                 let backend = &service.colours[&colour].backend;
+                // A colour whose drain ended is in maintenance: it leaves it first.
+                if had == Some(true) && !want && service.drain_timeout.is_some() {
+                    self.proxy.set_maint(backend, false).await.map_err(|e| {
+                        ApplyError::caused(Step::Apply, ErrorKind::Proxy, e)
+                            .context(format!("taking servers of {backend} out of maintenance"))
+                    })?;
+                }
                 match self.proxy.set_drain(backend, want).await {
                     Ok(()) => {}
                     Err(ProxyError::Unsupported { .. }) if !want || prev.is_none() => {}

@@ -26,6 +26,7 @@ mod drift;
 mod error;
 mod files;
 mod flush;
+mod health;
 mod plan;
 mod query;
 pub mod reconcile;
@@ -97,6 +98,8 @@ pub struct Engine<P: Proxy> {
     /// runtime maps) was repaired on disk: a reload behind the agent's back may have loaded
     /// the drifted version, so the next reconcile after the proxy's epoch moves reloads it.
     reload_owed: bool,
+    /// The servers as the periodic poll last saw them, and the drains it ends.
+    health: health::Health,
     metrics: Metrics,
 }
 
@@ -149,6 +152,7 @@ impl<P: Proxy> Engine<P> {
             disk_stamps: BTreeMap::new(),
             last_drift: None,
             reload_owed: false,
+            health: health::Health::default(),
             metrics: Metrics::new(),
         };
         engine.watch_desired_file();

@@ -73,6 +73,8 @@ impl<P: Proxy> Engine<P> {
                         canary: s.canary,
                         drained: s.drained.iter().map(|c| c.to_string()).collect(),
                         phase: self.phases.get(name).cloned(),
+                        health: self.service_health(name).cloned(),
+                        drains: self.drain_status(name),
                     }
                 })
                 .collect(),
@@ -87,7 +89,11 @@ impl<P: Proxy> Engine<P> {
                 })
                 .collect(),
             last_error: self.last_error().map(str::to_owned),
-            fault: self.confirmed_fault().cloned(),
+            // A reconcile's fault first; else a live colour with no server up.
+            fault: self
+                .confirmed_fault()
+                .cloned()
+                .or_else(|| self.health_fault()),
             recovered: self.recovered.clone(),
             desired_state: self.desired_file.as_ref().map(|w| DesiredStatus {
                 path: w.path().display().to_string(),

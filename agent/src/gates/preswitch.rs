@@ -21,13 +21,17 @@ pub struct NotReady {
     pub why: String,
 }
 
-/// Runs the gate of `colour` of the service `name` (configured as `service`). With `force`
-/// nothing is checked and the report says so.
+/// Runs the gate of `colour` of the service `name` (configured as `service`). `rested`:
+/// the agent put the colour's servers in maintenance at the end of its drain; HAProxy does
+/// not check servers there, so those count as up (they leave maintenance before traffic
+/// moves and are checked at once; the probes and the pre-warm still go to them). With
+/// `force` nothing is checked and the report says so.
 pub async fn check<P: Proxy>(
     proxy: &P,
     name: &str,
     service: &Service,
     colour: Colour,
+    rested: bool,
     force: bool,
 ) -> Result<GateReport, NotReady> {
     let backend = service.colours[&colour].backend.clone();
@@ -48,7 +52,12 @@ pub async fn check<P: Proxy>(
         why,
     };
     let servers = match proxy.servers(&backend).await {
-        Ok(servers) => {
+        Ok(mut servers) => {
+            if rested {
+                for s in servers.iter_mut().filter(|s| s.maint) {
+                    (s.maint, s.up) = (false, true);
+                }
+            }
             report.up = check_servers(&backend, &servers, gate).map_err(|e| fail(e.to_string()))?;
             servers
         }

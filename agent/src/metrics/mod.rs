@@ -24,6 +24,7 @@
 //! | `cutover_peers_in_agreement` | gauge | peers whose last fresh report shows the same routing as this agent |
 //! | `cutover_store_up` | gauge | 1 while the fleet store (etcd) answers, 0 while it does not; absent without one |
 //! | `cutover_fleet_generation` | gauge | the fleet generation this host applied (0 without a fleet store) |
+//! | `cutover_servers` | gauge | `service`, `colour`, `state` (up, down, drain, maint, unknown): servers as the proxy last reported them |
 //! | `cutover_build_info` | info | `version` |
 
 use std::collections::BTreeSet;
@@ -39,6 +40,7 @@ use prometheus_client::registry::Registry;
 pub mod http;
 mod record;
 mod registry;
+mod servers;
 
 /// Content type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -155,6 +157,7 @@ struct Inner {
     peers_agreeing: Gauge<i64>,
     store_up: Family<StoreLabel, Gauge>,
     fleet_generation: Gauge,
+    servers: servers::ServerGauges,
     /// Services whose series exist, to drop the series of a service removed from the config.
     services: Mutex<BTreeSet<String>>,
 }

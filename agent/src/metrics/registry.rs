@@ -107,6 +107,7 @@ impl Metrics {
             "The fleet generation (etcd) this host applied last",
             fleet_generation.clone(),
         );
+        let servers = servers::ServerGauges::register(&mut registry);
         registry.register(
             "build",
             "The running cutover build",
@@ -149,6 +150,7 @@ impl Metrics {
                 peers_agreeing,
                 store_up,
                 fleet_generation,
+                servers,
                 services: Mutex::new(BTreeSet::new()),
             }),
         }

@@ -14,7 +14,8 @@
 //! The module is the vocabulary the agent, the command line and the peers share:
 //! [`routing`] (colours and the routing verbs, [`Request`]), [`change`] (what a change does
 //! to a service), [`command`] (the wire [`Command`]), [`decode`] (request lines in and
-//! out), [`reply`] (replies), [`status`] and [`plan`] (the data of `status` and dry-run
+//! out), [`reply`] (replies), [`health`] (the servers' health and the drains, in
+//! `status`), [`status`] and [`plan`] (the data of `status` and dry-run
 //! replies), [`cluster`] (the data of cluster replies), [`event`] (the remote API's watch
 //! events), [`peer`] (what agents tell each other) and
 //! [`fleet`] (the records of the fleet store in etcd). It imports no other module of the
@@ -26,6 +27,7 @@ pub mod command;
 pub mod decode;
 pub mod event;
 pub mod fleet;
+pub mod health;
 pub mod peer;
 pub mod plan;
 pub mod reply;
@@ -40,6 +42,7 @@ pub use command::{Command, MapView, Mutation, VERBS};
 pub use decode::{check, decode, encode, DecodeError};
 pub use event::Event;
 pub use fleet::{FleetChange, FleetHealth, Proposal, Vote};
+pub use health::{ColourHealth, DrainPhase, DrainStatus, HealthState, ServiceHealth};
 pub use peer::{PeerReport, PreparedChange};
 pub use plan::{GateReport, LineChanges, Plan, PlannedFile, PrewarmReport};
 pub use reply::{MapShown, MetricsText, Reply, Status};

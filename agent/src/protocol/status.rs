@@ -31,6 +31,8 @@ pub enum Step {
     Persist,
     /// Reaching the proxy.
     Proxy,
+    /// The servers of a live colour, as the proxy reports them (none up).
+    Health,
 }
 
 impl Step {
@@ -47,6 +49,7 @@ impl Step {
             Step::Confirm => "confirm",
             Step::Persist => "persist",
             Step::Proxy => "proxy",
+            Step::Health => "health",
         }
     }
 }
@@ -200,6 +203,13 @@ pub struct ServiceStatus {
     pub drained: Vec<String>,
     /// The safety phase (watch, rollback), when there is one.
     pub phase: Option<Phase>,
+    /// The servers of each colour as the proxy last reported them; absent before the
+    /// first poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<super::ServiceHealth>,
+    /// The drains of a service with `drain_timeout_ms`: draining, or ended in maintenance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drains: Vec<super::DrainStatus>,
 }
 
 /// Where the post-switch watch of a service stands.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{
     haproxy, nginx, BackendStats, CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError,
-    ReloadReport, ServerHealth,
+    ReloadReport, ServerHealth, ServerSample,
 };
 use crate::config::{self, ProxyKind};
 use crate::mapfile::MapEntries;
@@ -119,6 +119,14 @@ impl Proxy for AnyProxy {
 
     async fn set_drain(&self, backend: &str, drain: bool) -> Result<(), ProxyError> {
         delegate!(self, p => p.set_drain(backend, drain).await)
+    }
+
+    async fn server_table(&self) -> Result<Vec<ServerSample>, ProxyError> {
+        delegate!(self, p => p.server_table().await)
+    }
+
+    async fn set_maint(&self, backend: &str, maint: bool) -> Result<(), ProxyError> {
+        delegate!(self, p => p.set_maint(backend, maint).await)
     }
 
     fn start(&self, config: &config::Config) -> Result<(), ProxyError> {

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use super::{CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError, ReloadReport};
 use crate::mapfile::{MapDiff, MapEntries, MapSyntax};
-use crate::proxy::{BackendStats, ServerHealth};
+use crate::protocol::HealthState;
+use crate::proxy::{BackendStats, ServerHealth, ServerSample};
 
 /// What the fake serves and which failures it injects.
 #[derive(Debug, Default)]
@@ -41,6 +42,10 @@ pub struct FakeState {
     pub servers: BTreeMap<String, Vec<ServerHealth>>,
     /// Counters by backend.
     pub stats: BTreeMap<String, BackendStats>,
+    /// Sessions open on each backend (what `backend_stats` reports).
+    pub sessions: BTreeMap<String, u64>,
+    /// Makes `server_table` fail as unreachable, with this message.
+    pub fail_table: Option<String>,
 }
 
 /// The in-memory proxy. Clones share one [`FakeState`], so a test keeps a clone to inject
@@ -89,6 +94,31 @@ impl FakeProxy {
     /// panicked (a failed test).
     pub fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {
         self.inner.lock().expect("fake proxy lock")
+    }
+
+    /// Sets one flag of every server of `backend` to `on`, recording `<call> <backend>
+    /// <on>`; like the real proxy, nothing is done (or recorded) when every server already
+    /// has it.
+    fn set_flag(
+        &self,
+        call: &str,
+        backend: &str,
+        on: bool,
+        flag: fn(&mut ServerHealth) -> &mut bool,
+    ) {
+        let mut s = self.state();
+        let servers = s
+            .servers
+            .get_mut(backend)
+            .map(Vec::as_mut_slice)
+            .unwrap_or_default();
+        if servers.iter_mut().all(|server| *flag(server) == on) {
+            return;
+        }
+        for server in servers.iter_mut() {
+            *flag(server) = on;
+        }
+        s.calls.push(format!("{call} {backend} {on}"));
     }
 
     fn load_files(&self) -> Result<(), ProxyError> {
@@ -233,24 +263,47 @@ impl Proxy for FakeProxy {
     }
 
     async fn set_drain(&self, backend: &str, drain: bool) -> Result<(), ProxyError> {
-        // Like the real one: only servers in the other drain state are changed.
+        self.set_flag("set_drain", backend, drain, |s| &mut s.drain);
+        Ok(())
+    }
+
+    async fn server_table(&self) -> Result<Vec<ServerSample>, ProxyError> {
         let mut s = self.state();
-        let servers = s
-            .servers
-            .get(backend)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        if servers.iter().all(|server| server.drain == drain) {
-            return Ok(());
+        s.calls.push("server_table".into());
+        if let Some(e) = &s.fail_table {
+            return Err(ProxyError::Unreachable {
+                source: e.clone().into(),
+            });
         }
-        s.calls.push(format!("set_drain {backend} {drain}"));
-        for server in s.servers.get_mut(backend).into_iter().flatten() {
-            server.drain = drain;
+        let mut out = Vec::new();
+        for (backend, servers) in &s.servers {
+            for server in servers {
+                let state = match (server.maint, server.drain, server.up) {
+                    (true, _, _) => HealthState::Maint,
+                    (_, true, _) => HealthState::Drain,
+                    (_, _, true) => HealthState::Up,
+                    _ => HealthState::Down,
+                };
+                out.push(ServerSample {
+                    backend: backend.clone(),
+                    server: server.name.clone(),
+                    state,
+                });
+            }
         }
+        Ok(out)
+    }
+
+    async fn set_maint(&self, backend: &str, maint: bool) -> Result<(), ProxyError> {
+        self.set_flag("set_maint", backend, maint, |s| &mut s.maint);
         Ok(())
     }
 
     async fn backend_stats(&self, backend: &str) -> Result<BackendStats, ProxyError> {
-        Ok(self.state().stats.get(backend).copied().unwrap_or_default())
+        let s = self.state();
+        Ok(BackendStats {
+            sessions: s.sessions.get(backend).copied().unwrap_or(0),
+            ..s.stats.get(backend).copied().unwrap_or_default()
+        })
     }
 }

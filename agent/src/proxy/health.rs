@@ -1,8 +1,21 @@
 //! What a proxy reports about its backends, for the gates above it: the health of each
-//! server (the gate before a switch) and a backend's cumulative counters (the watch after
-//! it).
+//! server (the gate before a switch), a backend's cumulative counters (the watch after
+//! it), and every server's state and sessions in one read (the periodic health poll).
 
 use serde::Serialize;
+
+use crate::protocol::HealthState;
+
+/// One server in the proxy's table of every server (the periodic health poll).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSample {
+    /// Its backend (HAProxy) or upstream.
+    pub backend: String,
+    /// Its name in the backend.
+    pub server: String,
+    /// How the proxy sees it.
+    pub state: HealthState,
+}
 
 /// One server as the proxy reports it, for the gate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,4 +48,6 @@ pub struct BackendStats {
     /// No server of the backend is up (HAProxy's backend status `DOWN`); `false` where the
     /// proxy does not report it.
     pub down: bool,
+    /// Sessions open on the backend now (HAProxy's `scur`); 0 where not reported.
+    pub sessions: u64,
 }

@@ -34,7 +34,7 @@ use crate::protocol::Epoch;
 pub use any::AnyProxy;
 pub use error::{Cause, ProxyError};
 pub use gap::ReloadGap;
-pub use health::{BackendStats, ServerHealth};
+pub use health::{BackendStats, ServerHealth, ServerSample};
 pub use program::{run_program, ProgramOutput};
 pub use report::{millis, millis_opt, CheckReport, MapMechanism, MapUpdate, ReloadReport};
 
@@ -161,6 +161,34 @@ pub trait Proxy: Send + Sync + 'static {
         async move {
             Err(ProxyError::Unsupported {
                 what: "draining servers",
+                proxy,
+            })
+        }
+    }
+
+    /// Every server of every backend with its state, in one read (the periodic health
+    /// poll: one command, whatever the number of services).
+    fn server_table(&self) -> impl Future<Output = Result<Vec<ServerSample>, ProxyError>> + Send {
+        let proxy = self.name();
+        async move {
+            Err(ProxyError::Unsupported {
+                what: "reading server states",
+                proxy,
+            })
+        }
+    }
+
+    /// Puts every server of `backend` in maintenance (`true`: the end of a drain), or
+    /// every server in maintenance back to ready (`false`), at runtime.
+    fn set_maint(
+        &self,
+        _backend: &str,
+        _maint: bool,
+    ) -> impl Future<Output = Result<(), ProxyError>> + Send {
+        let proxy = self.name();
+        async move {
+            Err(ProxyError::Unsupported {
+                what: "putting servers in maintenance",
                 proxy,
             })
         }

@@ -18,6 +18,8 @@ struct BaseService {
     preview_hosts: Value,
     sticky: Value,
     watch: bool,
+    /// The proxy's checks of the servers (`service.health`), null without.
+    health: Value,
     colours: Value,
     backends: BTreeMap<Colour, String>,
 }
@@ -49,6 +51,7 @@ impl ConfigContext {
                     preview_hosts: Value::from_serializable(&s.preview_hosts),
                     sticky: Value::from_serializable(&s.canary_sticky),
                     watch: s.watch.is_some(),
+                    health: Value::from_serializable(&s.health),
                     colours: Value::from_serializable(&colours),
                     backends: s
                         .colours
@@ -124,6 +127,7 @@ impl ConfigContext {
             v.insert("preview_hosts".into(), base.preview_hosts.clone());
             v.insert("canary_sticky".into(), base.sticky.clone());
             v.insert("watch".into(), Value::from(base.watch));
+            v.insert("health".into(), base.health.clone());
             if file.uses_state {
                 if let Some(s) = state.services.get(name) {
                     let backend =

@@ -303,6 +303,68 @@ kind = "config"
         snapshot("services-flipped.map", &out2["services"]);
     }
 
+    /// `[services.health]` puts HAProxy's checks on every server line of the service, and
+    /// an HTTP check on its backends when it has a path; other services stay unchecked.
+    #[test]
+    fn health_checks_reach_the_haproxy_server_lines() {
+        let config = shipped(
+            r#"[[services]]
+name = "checked"
+routes = ["checked.example.com"]
+blue = { backend = "checked_blue", servers = [{ name = "c1", address = "10.0.0.3:80" }] }
+green = { backend = "checked_green", servers = [{ name = "c2", address = "10.0.0.4:80" }] }
+drain_timeout_ms = 30000
+[services.health]
+http_path = "/healthz"
+rise = 3
+"#,
+        );
+        let state = State::new([
+            ("api", Colour::Blue),
+            ("web", Colour::Green),
+            ("checked", Colour::Blue),
+        ]);
+        let cfg = &render_all(&config, &state)["haproxy"];
+        let backend = |name: &str| -> String {
+            let start = cfg.find(&format!("backend {name}\n")).unwrap();
+            cfg[start..].split("\n\n").next().unwrap().to_owned()
+        };
+        assert_eq!(
+            backend("checked_blue"),
+            "backend checked_blue\n    option httpchk GET /healthz\n    http-check expect status 200\n    server c1 10.0.0.3:80 check inter 2000 rise 3 fall 3"
+        );
+        assert!(backend("checked_green")
+            .ends_with("server c2 10.0.0.4:80 check inter 2000 rise 3 fall 3"));
+        assert_eq!(
+            backend("api_blue"),
+            "backend api_blue\n    server b1 10.0.0.1:80"
+        );
+    }
+
+    /// Nginx's passive checks on every server line of a service with `[services.health]`.
+    #[test]
+    fn passive_checks_reach_the_nginx_server_lines() {
+        let mut config = shipped_nginx();
+        config.services.get_mut("api").unwrap().health = Some(crate::config::HealthChecks::Nginx {
+            max_fails: 2,
+            fail_timeout_s: 5,
+        });
+        let state = State::new([("api", Colour::Blue), ("web", Colour::Green)]);
+        let out = render_all(&config, &state);
+        let conf = out
+            .values()
+            .find(|t| t.contains("upstream api_blue"))
+            .unwrap();
+        assert!(
+            conf.contains("        server 10.0.0.1:80 max_fails=2 fail_timeout=5s;\n"),
+            "{conf}"
+        );
+        assert!(
+            conf.contains("        server 10.0.0.2:80 max_fails=2 fail_timeout=5s;\n"),
+            "{conf}"
+        );
+    }
+
     /// A config of kind nginx using the shipped templates (the default files).
     fn shipped_nginx() -> Config {
         shipped_nginx_with("")

@@ -206,6 +206,24 @@ fn bad_configs_are_refused_by_check_and_by_the_running_agent() {
             "is not host:port",
         ),
         (
+            "an Nginx check with HAProxy",
+            replace(ROUTES, format!("{ROUTES}\nhealth = {{ max_fails = 2 }}")),
+            "health.max_fails: applies to kind = \"nginx\" only",
+        ),
+        (
+            "a check path with a space",
+            replace(
+                ROUTES,
+                format!("{ROUTES}\nhealth = {{ http_path = \"/a b\" }}"),
+            ),
+            "health.http_path: \"/a b\" must start with '/'",
+        ),
+        (
+            "drain timeout beyond a week",
+            replace(ROUTES, format!("{ROUTES}\ndrain_timeout_ms = 604800001\n")),
+            "drain_timeout_ms: 604800001 is outside 0..=604800000",
+        ),
+        (
             "same backend twice",
             replace("backend = \"web_green\"", "backend = \"web_blue\"".into()),
             "is also the backend of web.blue",

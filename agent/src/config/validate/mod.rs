@@ -67,7 +67,7 @@ impl Validator<'_> {
         let routes_may_be_empty = raw.services.iter().all(|s| s.allow_empty_routes);
         let files = self.files(raw.files, &proxy, routes_may_be_empty);
         self.lua_maps(&mut proxy, &files);
-        let services = self.services(raw.services, proxy.kind.map_syntax());
+        let services = self.services(raw.services, proxy.kind);
         let (cluster, fleet) = match raw.cluster {
             None => (None, None),
             Some(c) if c.store == super::raw::ClusterStore::Etcd => (None, Some(self.fleet(c))),

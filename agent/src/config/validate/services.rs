@@ -12,8 +12,9 @@ impl Validator<'_> {
     pub(super) fn services(
         &mut self,
         raw: Vec<RawService>,
-        syntax: MapSyntax,
+        kind: ProxyKind,
     ) -> BTreeMap<String, Service> {
+        let syntax = kind.map_syntax();
         let mut out = BTreeMap::new();
         let mut route_owner: BTreeMap<String, String> = BTreeMap::new();
         let mut backends: BTreeMap<String, String> = BTreeMap::new();
@@ -142,6 +143,29 @@ impl Validator<'_> {
                 )),
                 _ => {}
             }
+            let health = match s
+                .health
+                .as_ref()
+                .map(|h| h.resolve(kind, &format!("{at}.health")))
+            {
+                None => None,
+                Some(Ok(checks)) => Some(checks),
+                Some(Err(found)) => {
+                    problems.extend(found);
+                    None
+                }
+            };
+            let drain_timeout = match s
+                .drain_timeout_ms
+                .map(|ms| crate::config::health::drain_timeout(ms, kind, &at))
+            {
+                None => None,
+                Some(Ok(d)) => Some(d),
+                Some(Err(e)) => {
+                    problems.push(e);
+                    None
+                }
+            };
             if syntax == MapSyntax::Nginx {
                 // The shipped template reads the cookie as the variable `$cookie_NAME`, and
                 // Nginx variable names have no '-'.
@@ -170,6 +194,8 @@ impl Validator<'_> {
                     watch: s.watch,
                     canary_sticky: s.canary_sticky,
                     prewarm: s.prewarm,
+                    health,
+                    drain_timeout,
                 },
             );
         }

@@ -80,15 +80,7 @@ async fn fixture_with(reload_only: bool) -> Fixture {
     } else {
         config(dir.path(), "")
     });
-    let map_files = vec![maps.join("routes.map"), maps.join("services.map")];
-    let (engine, proxy) = start(config, map_files, reload_only).await;
-    proxy.state().calls.clear();
-    Fixture {
-        _dir: dir,
-        maps,
-        engine,
-        proxy,
-    }
+    Fixture::started(dir, config, reload_only).await
 }
 
 /// An engine for `config` on a fake proxy with the four backends of the test services, which
@@ -120,6 +112,21 @@ fn switch(service: &str, colour: Colour) -> Request {
 }
 
 impl Fixture {
+    /// The engine of `config` (maps in `dir`/maps) started on a fake proxy, no calls
+    /// recorded yet.
+    async fn started(dir: tempfile::TempDir, config: Arc<Config>, reload_only: bool) -> Fixture {
+        let maps = dir.path().join("maps");
+        let map_files = vec![maps.join("routes.map"), maps.join("services.map")];
+        let (engine, proxy) = start(config, map_files, reload_only).await;
+        proxy.state().calls.clear();
+        Fixture {
+            _dir: dir,
+            maps,
+            engine,
+            proxy,
+        }
+    }
+
     /// Names in the map directory that contain `part` (e.g. `.tmp`: what an interrupted or
     /// undone write would leave behind).
     fn names_in_maps(&self, part: &str) -> Vec<String> {
@@ -152,5 +159,6 @@ pub(crate) mod admission;
 mod batches;
 mod failures;
 mod flips;
+mod health;
 mod metrics;
 mod reconcile;

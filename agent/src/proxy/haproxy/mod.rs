@@ -42,7 +42,7 @@ use super::{
 };
 use crate::config;
 use crate::mapfile::{MapDiff, MapEntries};
-use crate::proxy::{BackendStats, ServerHealth};
+use crate::proxy::{BackendStats, ServerHealth, ServerSample};
 
 /// First pause between two `show info` polls while a new worker is awaited on the admin
 /// socket (10 ms); it doubles up to 200 ms.
@@ -383,6 +383,35 @@ impl Proxy for Haproxy {
         for row in self.admin.servers_state(backend).await? {
             // Leave servers an operator put in maintenance alone.
             if row.is_maint() || row.is_drain() == drain {
+                continue;
+            }
+            self.admin
+                .set_server_state(backend, &row.server, state)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn server_table(&self) -> Result<Vec<ServerSample>, ProxyError> {
+        let rows = self.admin.all_servers_state().await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ServerSample {
+                state: r.health(),
+                backend: r.backend,
+                server: r.server,
+            })
+            .collect())
+    }
+
+    async fn set_maint(&self, backend: &str, maint: bool) -> Result<(), ProxyError> {
+        let state = if maint {
+            ServerAdminState::Maint
+        } else {
+            ServerAdminState::Ready
+        };
+        for row in self.admin.servers_state(backend).await? {
+            if row.is_maint() == maint {
                 continue;
             }
             self.admin

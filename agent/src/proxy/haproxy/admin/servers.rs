@@ -52,6 +52,14 @@ impl AdminClient {
         reply::parse_backend_stat(&reply, backend).map_err(|e| self.reply_error(&command, e))
     }
 
+    /// Every server of every backend with its state and weights, in one command (`show
+    /// servers state`).
+    pub async fn all_servers_state(&self) -> Result<Vec<ServerState>, AdminError> {
+        const COMMAND: &str = "show servers state";
+        let reply = self.command(COMMAND).await?;
+        reply::parse_servers_state(&reply).map_err(|e| self.reply_error(COMMAND, e))
+    }
+
     /// Sets the weight of `backend/server` (`set weight`); HAProxy accepts 0..=256.
     pub async fn set_weight(
         &self,

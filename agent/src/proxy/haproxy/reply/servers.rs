@@ -2,6 +2,7 @@
 //! counters of `show stat`.
 
 use super::ReplyError;
+use crate::protocol::HealthState;
 use crate::proxy::BackendStats;
 
 /// Parses `show backend`: `# name` then one backend name per line.
@@ -93,11 +94,12 @@ pub fn parse_servers_state(reply: &str) -> Result<Vec<ServerState>, ReplyError> 
     Ok(rows)
 }
 
-/// Counters of one backend from `show stat <backend> 2 -1` (CSV, columns found by name in
-/// the `# pxname,svname,...` header): `req_tot`, `hrsp_5xx`, `econ` + `eresp`, `rtime` and
-/// whether `status` is `DOWN`. `econ`, `eresp` and `status` may be missing (read as 0 / up).
-pub fn parse_backend_stat(reply: &str, backend: &str) -> Result<BackendStats, ReplyError> {
-    const WHAT: &str = "show stat";
+/// The header line of a `show stat` reply, its column names, and the lines after it.
+type StatHeader<'a> = (&'a str, Vec<&'a str>, std::str::Lines<'a>);
+
+/// Splits a `show stat` reply into its `# pxname,svname,...` header, the column names and
+/// the rows; a reply without that header is HAProxy's refusal.
+fn stat_header(reply: &str) -> Result<StatHeader<'_>, ReplyError> {
     let mut lines = reply.lines();
     let header = lines.next().ok_or(ReplyError::Empty)?;
     let names: Vec<&str> = header
@@ -105,6 +107,15 @@ pub fn parse_backend_stat(reply: &str, backend: &str) -> Result<BackendStats, Re
         .ok_or_else(|| ReplyError::refused(reply))?
         .split(',')
         .collect();
+    Ok((header, names, lines))
+}
+
+/// Counters of one backend from `show stat <backend> 2 -1` (CSV, columns found by name in
+/// the `# pxname,svname,...` header): `req_tot`, `hrsp_5xx`, `econ` + `eresp`, `rtime` and
+/// whether `status` is `DOWN`. `econ`, `eresp` and `status` may be missing (read as 0 / up).
+pub fn parse_backend_stat(reply: &str, backend: &str) -> Result<BackendStats, ReplyError> {
+    const WHAT: &str = "show stat";
+    let (header, names, lines) = stat_header(reply)?;
     let find = |name: &str| names.iter().position(|n| *n == name);
     let col = |name: &str| find(name).ok_or_else(|| ReplyError::unexpected(WHAT, header));
     let (px, sv, req, e5, rt) = (
@@ -114,7 +125,7 @@ pub fn parse_backend_stat(reply: &str, backend: &str) -> Result<BackendStats, Re
         col("hrsp_5xx")?,
         col("rtime")?,
     );
-    let (econ, eresp, status) = (find("econ"), find("eresp"), find("status"));
+    let (econ, eresp, status, scur) = (find("econ"), find("eresp"), find("status"), find("scur"));
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
         if f.get(px) == Some(&backend) && f.get(sv) == Some(&"BACKEND") {
@@ -132,10 +143,27 @@ pub fn parse_backend_stat(reply: &str, backend: &str) -> Result<BackendStats, Re
                 failed: num(econ) + num(eresp),
                 avg_response_ms: num(Some(rt)),
                 down,
+                sessions: num(scur),
             });
         }
     }
     Err(ReplyError::unexpected(WHAT, reply))
+}
+
+impl ServerState {
+    /// How the proxy sees the server: in maintenance or draining by its admin state, else
+    /// up while running or stopping (`UP`, `UP 1/3`), down while stopped or starting.
+    pub fn health(&self) -> HealthState {
+        if self.is_maint() {
+            HealthState::Maint
+        } else if self.is_drain() {
+            HealthState::Drain
+        } else if matches!(self.op_state, 2 | 3) {
+            HealthState::Up
+        } else {
+            HealthState::Down
+        }
+    }
 }
 
 #[cfg(test)]
@@ -177,6 +205,27 @@ mod tests {
         );
         assert!(rows[0].is_drain() && !rows[0].is_maint());
         assert!(rows[1].is_maint() && !rows[1].is_drain());
+        assert_eq!(
+            (rows[0].health(), rows[1].health()),
+            (HealthState::Drain, HealthState::Maint)
+        );
+        let up = |op_state| {
+            ServerState {
+                op_state,
+                admin_state: 0,
+                ..rows[0].clone()
+            }
+            .health()
+        };
+        assert_eq!(
+            [up(0), up(1), up(2), up(3)],
+            [
+                HealthState::Down,
+                HealthState::Down,
+                HealthState::Up,
+                HealthState::Up
+            ]
+        );
         assert!(matches!(
             parse_servers_state("Can't find backend.\n\n"),
             Err(ReplyError::Refused { .. })
@@ -189,13 +238,13 @@ mod tests {
 
     #[test]
     fn backend_row_by_column_name() {
-        let reply = "# pxname,svname,qcur,req_tot,hrsp_5xx,rtime,\nbe,s1,0,5,1,3,\nbe,BACKEND,0,12,4,7,\n\n";
+        let reply = "# pxname,svname,scur,req_tot,hrsp_5xx,rtime,\nbe,s1,0,5,1,3,\nbe,BACKEND,2,12,4,7,\n\n";
         let stats = parse_backend_stat(reply, "be").unwrap();
         assert_eq!(
             (stats.requests, stats.errors_5xx, stats.avg_response_ms),
             (12, 4, 7)
         );
-        assert_eq!((stats.failed, stats.down), (0, false));
+        assert_eq!((stats.failed, stats.down, stats.sessions), (0, false, 2));
         let down = "# pxname,svname,req_tot,hrsp_5xx,rtime,econ,eresp,status,\nbe,BACKEND,9,2,0,3,1,DOWN,\n";
         let stats = parse_backend_stat(down, "be").unwrap();
         assert_eq!((stats.failed, stats.down), (4, true));
