@@ -322,6 +322,7 @@ mod tests {
             gid: Some(gid),
             pid: Some(4242),
             groups: groups.to_vec(),
+            names: Default::default(),
         }
     }
 

@@ -224,6 +224,8 @@ fn a_certificate_from_another_ca_is_refused_and_a_remote_trigger_works() {
                 request,
                 force: true,
                 coordinator: "ci".into(),
+                terms: Default::default(),
+                asked_by: None,
             },
             "prepare",
         ),

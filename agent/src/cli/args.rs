@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use super::{DEFAULT_CONFIG, DEFAULT_TIMEOUT_S};
 use crate::logging::LogFormat;
-use crate::protocol::{Command, MapView, Request};
+use crate::protocol::{Command, MapView, ReasonText, Request};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,6 +58,15 @@ pub struct Cli {
     /// alone; it shows as diverged until the next fleet change.
     #[arg(long, global = true, conflicts_with = "cluster")]
     pub local: bool,
+    /// With a mutating verb: why (a ticket, a sentence), journaled on every host the change
+    /// reaches; at most 256 bytes of printable text.
+    #[arg(long, global = true, value_name = "TEXT")]
+    pub reason: Option<ReasonText>,
+    /// With a mutating verb: refuse the change unless the state is still at generation N
+    /// (as `status` shows it; the cluster generation with --cluster, the fleet generation
+    /// on a fleet), so two pipelines cannot overwrite each other.
+    #[arg(long, global = true, value_name = "N")]
+    pub if_generation: Option<u64>,
     /// The fleet store, for driving a fleet without a local agent.
     #[command(flatten)]
     pub etcd: EtcdArgs,
@@ -248,6 +257,20 @@ pub struct HistoryArgs {
     /// At most this many entries.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+    /// Only entries asked for by this user name or uid (or certificate identity
+    /// `dns:<name>` / `uri:<uri>`, or peer), also through a cluster change.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only entries of this verb (switch, rollback, canary, ..., watch, reconcile).
+    #[arg(long)]
+    pub verb: Option<String>,
+    /// Only entries at or after this time: RFC 3339 (2026-03-01T12:00:00Z) or an age
+    /// (90s, 15m, 1h, 7d).
+    #[arg(long, value_parser = super::when::parse_ms)]
+    pub since: Option<u64>,
+    /// Only entries before this time: RFC 3339 or an age, as --since.
+    #[arg(long, value_parser = super::when::parse_ms)]
+    pub until: Option<u64>,
 }
 
 impl Verb {
@@ -278,6 +301,10 @@ impl Verb {
             Verb::History(a) => Command::History {
                 service: a.service.clone(),
                 limit: a.limit,
+                user: a.user.clone(),
+                verb: a.verb.clone(),
+                since_ms: a.since,
+                until_ms: a.until,
             },
             Verb::Apply { file, force } => Command::change(
                 Request::Set {

@@ -269,14 +269,8 @@ async fn every_verb_gives_the_same_reply_over_grpc_as_over_the_socket() {
             name: "nope".into(),
             view: MapView::Live,
         },
-        Command::History {
-            service: Some(web()),
-            limit: 100,
-        },
-        Command::History {
-            service: None,
-            limit: 3,
-        },
+        Command::history(Some(web()), 100),
+        Command::history(None, 3),
         Command::ClusterStatus,
         Command::Status,
     ];
@@ -317,10 +311,7 @@ async fn every_verb_gives_the_same_reply_over_grpc_as_over_the_socket() {
     assert_eq!((local.status, remote.status), (Status::Ok, Status::Ok));
     assert_eq!(local.data["content_type"], remote.data["content_type"]);
     // The remote changes are journaled with the client's identity.
-    let history = Command::History {
-        service: Some(web()),
-        limit: 1,
-    };
+    let history = Command::history(Some(web()), 1);
     let last = grpc_side.remote("viewer", &history).await.unwrap();
     let requester: Requester =
         serde_json::from_value(last.data["entries"][0]["requester"].clone()).unwrap();
@@ -375,10 +366,7 @@ async fn roles_decide_and_refusals_name_the_identity_and_the_role() {
         ),
         other => panic!("{other:?}"),
     }
-    let history = Command::History {
-        service: None,
-        limit: 1,
-    };
+    let history = Command::history(None, 1);
     let last = served.local(&history).await;
     assert_eq!(
         last.data["entries"][0]["requester"]["via"],
