@@ -412,6 +412,60 @@ mod tests {
         assert!(Cli::try_parse_from(["cutover", "switch", "web", "red"]).is_err());
     }
 
+    /// `--reason` and `--if-generation` parse as the protocol's terms (bounded by it), and
+    /// `history` takes its filters, times as Unix milliseconds.
+    #[test]
+    fn terms_and_history_filters_parse() {
+        let c = Cli::try_parse_from([
+            "cutover",
+            "rollback",
+            "web",
+            "--reason",
+            "CHG-42 bad release",
+            "--if-generation",
+            "41",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.reason.as_ref().map(|r| r.as_str()),
+            Some("CHG-42 bad release")
+        );
+        assert_eq!(c.if_generation, Some(41));
+        let long = "x".repeat(257);
+        let e = Cli::try_parse_from(["cutover", "rollback", "web", "--reason", &long]).unwrap_err();
+        assert!(e.to_string().contains("more than 256"), "{e}");
+        assert!(
+            Cli::try_parse_from(["cutover", "rollback", "web", "--if-generation", "-1"]).is_err()
+        );
+        let c = Cli::try_parse_from([
+            "cutover",
+            "history",
+            "web",
+            "--user",
+            "alice",
+            "--verb",
+            "rollback",
+            "--since",
+            "2026-03-01T12:00:00Z",
+            "--until",
+            "2026-03-01T13:00:00+01:00",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.verb.command(false).unwrap(),
+            Some(Command::History {
+                service: Some("web".into()),
+                limit: 20,
+                user: Some("alice".into()),
+                verb: Some("rollback".into()),
+                since_ms: Some(1_772_366_400_000),
+                until_ms: Some(1_772_366_400_000),
+            })
+        );
+        let e = Cli::try_parse_from(["cutover", "history", "--since", "last week"]).unwrap_err();
+        assert!(e.to_string().contains("RFC 3339"), "{e}");
+    }
+
     /// The routing verbs are the protocol's `Request`, with `--force` on the verbs that
     /// take it and nowhere else.
     #[test]
