@@ -253,7 +253,11 @@ impl<P: Proxy> Agent<P> {
                 obj.insert("op".into(), verb);
             }
         }
-        let reason = command.mutation().and_then(|m| m.terms.reason);
+        let change = match command {
+            Command::Cluster { command } => command.mutation(),
+            command => command.mutation(),
+        };
+        let reason = change.and_then(|m| m.terms.reason);
         self.engine.journal_refusal(
             request,
             requester,
