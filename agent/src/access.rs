@@ -13,8 +13,10 @@
 //! - an empty pair of lists means "whoever can open the socket": no `allow_*` lists, anyone
 //!   who can connect may mutate; no `read_*` lists, anyone who can connect may read.
 //!
-//! A group matches when it is the peer's primary gid or one of the groups the user database
-//! lists for the peer's uid (looked up when the connection opens). Every refusal is
+//! The config's lists take numbers or names; names are resolved to numbers when the config
+//! is validated, so the check compares numbers. A group matches when it is the peer's
+//! primary gid or one of the groups the user database lists for the peer's uid (looked up
+//! when the connection opens). Every refusal is
 //! journaled with the uid and pid and answered with an error naming them. The lists apply
 //! to the unix socket ([`Requester::Local`]); the agent's own requests (cluster
 //! coordination, the desired-state file) are its own ([`Requester::Agent`]).
@@ -322,6 +324,7 @@ mod tests {
             gid: Some(gid),
             pid: Some(4242),
             groups: groups.to_vec(),
+            names: Default::default(),
         }
     }
 

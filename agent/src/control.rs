@@ -26,7 +26,7 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::task::JoinSet;
 
 use crate::protocol::Reply;
-use crate::requester::Requester;
+use crate::requester::{Names, Requester};
 
 pub mod budget;
 pub mod lines;
@@ -38,8 +38,8 @@ pub use lines::{Envelope, GroupLookup, Handshake, Limits, Requests};
 /// the agent shuts down.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
-/// Longest wait for the user database when looking up a peer's groups; past it the peer
-/// is judged by its uid and primary gid only.
+/// Longest wait for the user database when looking up a peer's groups and names; past it
+/// the peer is judged by its uid and primary gid only, and journaled without names.
 pub const GROUP_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Pause after a failed `accept` (out of file descriptors, say) before the next one.
@@ -242,30 +242,34 @@ impl Handshake for PeerCredentials {
     }
 }
 
-/// The peer credentials of the connection, and, when `groups` is on, the groups the user
-/// database lists for its uid (looked up off the async thread, at most
-/// [`GROUP_LOOKUP_TIMEOUT`]; the lookup may go to NSS).
+/// The peer credentials of the connection, the names of its uid and gid, and, when
+/// `groups` is on, the groups the user database lists for its uid (looked up off the async
+/// thread, at most [`GROUP_LOOKUP_TIMEOUT`]; the lookup may go to NSS).
 async fn requester(stream: &UnixStream, groups: &GroupLookup) -> Requester {
     let cred = stream.peer_cred().ok();
     let uid = cred.map(|c| c.uid());
-    let groups = match uid.filter(|_| groups.enabled()) {
-        Some(uid) => {
-            let lookup = tokio::task::spawn_blocking(move || crate::access::user_groups(uid));
-            match tokio::time::timeout(GROUP_LOOKUP_TIMEOUT, lookup).await {
-                Ok(found) => found.unwrap_or_default(),
-                Err(_) => {
-                    tracing::warn!(uid, "the user database did not answer within {GROUP_LOOKUP_TIMEOUT:?}; judging the peer by uid and gid only");
-                    vec![]
-                }
-            }
+    let gid = cred.map(|c| c.gid());
+    let with_groups = groups.enabled();
+    let lookup = tokio::task::spawn_blocking(move || {
+        let groups = match uid.filter(|_| with_groups) {
+            Some(uid) => crate::access::user_groups(uid),
+            None => vec![],
+        };
+        (groups, Names::resolve(uid, gid))
+    });
+    let (groups, names) = match tokio::time::timeout(GROUP_LOOKUP_TIMEOUT, lookup).await {
+        Ok(found) => found.unwrap_or_default(),
+        Err(_) => {
+            tracing::warn!(uid, "the user database did not answer within {GROUP_LOOKUP_TIMEOUT:?}; judging the peer by uid and gid only, journaling it without names");
+            (vec![], Names::default())
         }
-        None => vec![],
     };
     Requester::Local {
         uid,
-        gid: cred.map(|c| c.gid()),
+        gid,
         pid: cred.and_then(|c| c.pid()),
         groups,
+        names,
     }
 }
 

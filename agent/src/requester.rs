@@ -3,7 +3,9 @@
 //! metrics' rollback reason `match` on [`Requester`]; nothing compares names.
 //!
 //! In the journal a requester is the object `{"uid", "gid", "pid", "via"}` that journals have
-//! always held, so journals written by earlier versions still load:
+//! always held, so journals written by earlier versions still load, with `user` and `group`
+//! added where the ids have names ([`Names`], resolved when the request came, so a uid
+//! renamed or reused later does not rewrite the past):
 //!
 //! | requester                                  | `via`             | ids                  |
 //! |--------------------------------------------|-------------------|----------------------|
@@ -41,6 +43,8 @@ pub enum Requester {
         /// Groups the user database lists for `uid` (besides `gid`), for the access check;
         /// not journaled.
         groups: Vec<u32>,
+        /// The names of `uid` and `gid`.
+        names: Names,
     },
     /// A connection on the cluster's mutual-TLS listener: a peer agent or a remote client,
     /// named by its verified certificate. A listed peer is admitted by that certificate;
@@ -72,6 +76,8 @@ pub enum Reason {
         gid: Option<u32>,
         /// The agent's pid.
         pid: Option<i32>,
+        /// The names of `uid` and `gid`.
+        names: Names,
     },
     /// The post-switch watch rolling back a change that failed it.
     Watch,
@@ -94,6 +100,32 @@ pub enum Reason {
         /// Who committed the change there (a node or a client's name).
         by: String,
     },
+}
+
+/// The user and group names of a requester's uid and gid, as the user database had them
+/// when the request came; `None` where it has none (or they were not looked up).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    /// The name of the uid.
+    pub user: Option<String>,
+    /// The name of the gid.
+    pub group: Option<String>,
+}
+
+impl Names {
+    /// Looks up the names of `uid` and `gid` in the user database (which may go to NSS:
+    /// call it off the async threads).
+    pub fn resolve(uid: Option<u32>, gid: Option<u32>) -> Names {
+        use nix::unistd::{Gid, Group, Uid, User};
+        Names {
+            user: uid
+                .and_then(|u| User::from_uid(Uid::from_raw(u)).ok().flatten())
+                .map(|u| u.name),
+            group: gid
+                .and_then(|g| Group::from_gid(Gid::from_raw(g)).ok().flatten())
+                .map(|g| g.name),
+        }
+    }
 }
 
 /// Most identities of one certificate a [`Requester::Remote`] keeps.
@@ -158,22 +190,44 @@ const CONVERGE_PREFIX: &str = "converge:";
 const FLEET_PREFIX: &str = "fleet:";
 
 impl Requester {
-    /// The agent's own upkeep, with this process's ids.
+    /// The agent's own upkeep, with this process's ids and their names (looked up once).
     pub fn agent() -> Requester {
+        static NAMES: std::sync::OnceLock<Names> = std::sync::OnceLock::new();
+        let (uid, gid) = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
         Requester::Agent(Reason::Upkeep {
-            uid: Some(nix::unistd::geteuid().as_raw()),
-            gid: Some(nix::unistd::getegid().as_raw()),
+            uid: Some(uid),
+            gid: Some(gid),
             pid: Some(std::process::id() as i32),
+            names: NAMES
+                .get_or_init(|| Names::resolve(Some(uid), Some(gid)))
+                .clone(),
         })
     }
 
-    /// A local peer with these credentials and no supplementary groups.
+    /// A local peer with these credentials, no supplementary groups and no names.
     pub fn local(uid: Option<u32>, gid: Option<u32>, pid: Option<i32>) -> Requester {
         Requester::Local {
             uid,
             gid,
             pid,
             groups: vec![],
+            names: Names::default(),
+        }
+    }
+
+    /// Whether `who` names this requester: its user name or uid, a certificate identity
+    /// (`dns:<name>`, `uri:<uri>`), or a peer's or the fleet proposer's name.
+    pub fn is(&self, who: &str) -> bool {
+        let r = self.record();
+        let user = r.user.as_deref() == Some(who) || r.uid.is_some_and(|u| u.to_string() == who);
+        user || match self {
+            Requester::Peer { name } => name == who,
+            Requester::Remote { names } => names.iter().any(|n| n.to_string() == who),
+            Requester::Agent(Reason::Fleet { by }) => by == who,
+            _ => false,
         }
     }
 
@@ -181,6 +235,15 @@ impl Requester {
     /// `desired-file`, `tls:<name>`...
     pub fn via(&self) -> String {
         self.record().via
+    }
+
+    /// The names of the requester's ids, where it has ids and they have names.
+    pub fn names(&self) -> Names {
+        let r = self.record();
+        Names {
+            user: r.user,
+            group: r.group,
+        }
     }
 
     /// The user id and process id the kernel reported, where there are any.
@@ -191,14 +254,32 @@ impl Requester {
 
     /// The journal's form.
     fn record(&self) -> Record {
-        let ids = |uid, gid, pid, via: String| Record { uid, gid, pid, via };
-        let none = |via: String| ids(None, None, None, via);
+        let named = |uid, gid, pid, names: &Names, via: String| Record {
+            uid,
+            gid,
+            pid,
+            user: names.user.clone(),
+            group: names.group.clone(),
+            via,
+        };
+        let none = |via: String| named(None, None, None, &Names::default(), via);
         match self {
-            Requester::Local { uid, gid, pid, .. } => ids(*uid, *gid, *pid, SOCKET.into()),
+            Requester::Local {
+                uid,
+                gid,
+                pid,
+                names,
+                ..
+            } => named(*uid, *gid, *pid, names, SOCKET.into()),
             Requester::Peer { name } => none(format!("{TLS_PREFIX}{name}")),
             Requester::Remote { names } => none(format!("{GRPC_PREFIX}{}", spaced(names))),
             Requester::Agent(reason) => match reason {
-                Reason::Upkeep { uid, gid, pid } => ids(*uid, *gid, *pid, UPKEEP.into()),
+                Reason::Upkeep {
+                    uid,
+                    gid,
+                    pid,
+                    names,
+                } => named(*uid, *gid, *pid, names, UPKEEP.into()),
                 Reason::Watch => none(WATCH.into()),
                 Reason::DesiredFile => none(DESIRED_FILE.into()),
                 Reason::Coordinator => none(COORDINATOR.into()),
@@ -257,12 +338,17 @@ fn spaced(names: &[Identity]) -> String {
 #[error("unknown requester via {0:?}")]
 pub struct UnknownVia(String);
 
-/// The requester as journaled.
+/// The requester as journaled. `user` and `group` are written only where there are names,
+/// so a line of an earlier version writes back as it was read.
 #[derive(Serialize, Deserialize)]
 struct Record {
     uid: Option<u32>,
     gid: Option<u32>,
     pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
     via: String,
 }
 
@@ -270,11 +356,30 @@ impl TryFrom<Record> for Requester {
     type Error = UnknownVia;
 
     fn try_from(r: Record) -> Result<Requester, UnknownVia> {
-        let Record { uid, gid, pid, via } = r;
+        let Record {
+            uid,
+            gid,
+            pid,
+            user,
+            group,
+            via,
+        } = r;
+        let names = Names { user, group };
         let agent = Requester::Agent;
         let requester = match via.as_str() {
-            SOCKET => Requester::local(uid, gid, pid),
-            UPKEEP => agent(Reason::Upkeep { uid, gid, pid }),
+            SOCKET => Requester::Local {
+                uid,
+                gid,
+                pid,
+                groups: vec![],
+                names,
+            },
+            UPKEEP => agent(Reason::Upkeep {
+                uid,
+                gid,
+                pid,
+                names,
+            }),
             WATCH => agent(Reason::Watch),
             DESIRED_FILE => agent(Reason::DesiredFile),
             COORDINATOR => agent(Reason::Coordinator),
@@ -317,6 +422,21 @@ impl<'de> Deserialize<'de> for Requester {
     }
 }
 
+/// A named local requester for the unit tests of the layers that journal one.
+#[cfg(test)]
+pub(crate) fn alice() -> Requester {
+    Requester::Local {
+        uid: Some(1000),
+        gid: Some(100),
+        pid: Some(4242),
+        groups: vec![],
+        names: Names {
+            user: Some("alice".into()),
+            group: Some("ops".into()),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,8 +462,14 @@ mod tests {
                     uid: Some(0),
                     gid: Some(0),
                     pid: Some(7),
+                    names: Names::default(),
                 }),
                 json!({"uid": 0, "gid": 0, "pid": 7, "via": "agent"}),
+            ),
+            (
+                alice(),
+                json!({"uid": 1000, "gid": 100, "pid": 4242, "user": "alice",
+                       "group": "ops", "via": "socket"}),
             ),
             (
                 Requester::Agent(Reason::Watch),
@@ -392,11 +518,34 @@ mod tests {
             gid: Some(2),
             pid: Some(3),
             groups: vec![50],
+            names: Names::default(),
         };
         let line = serde_json::to_string(&who).unwrap();
         assert_eq!(line, r#"{"uid":1,"gid":2,"pid":3,"via":"socket"}"#);
         let e = serde_json::from_str::<Requester>(r#"{"via":"carrier-pigeon"}"#).unwrap_err();
         assert!(e.to_string().contains("carrier-pigeon"), "{e}");
+    }
+
+    #[test]
+    fn names_resolve_and_match() {
+        // uid and gid 0 are root on every system this runs on.
+        let names = Names::resolve(Some(0), Some(0));
+        assert_eq!(names.user.as_deref(), Some("root"));
+        assert_eq!(names.group.as_deref(), Some("root"));
+        let who = Requester::Local {
+            uid: Some(0),
+            gid: Some(0),
+            pid: Some(1),
+            groups: vec![],
+            names,
+        };
+        assert!(who.is("root") && who.is("0"));
+        assert!(!who.is("alice") && !who.is("1"));
+        let remote = Requester::Remote {
+            names: vec![Identity::Dns("ci.example".into())],
+        };
+        assert!(remote.is("dns:ci.example") && !remote.is("ci"));
+        assert!(Requester::Peer { name: "lb2".into() }.is("lb2"));
     }
 
     #[test]

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::JournalLimits;
 use crate::fsio::{self, previous_path, write_atomic, FsError, WriteOptions};
+use crate::protocol::ReasonText;
 use crate::requester::Requester;
 use crate::state::State;
 
@@ -177,6 +178,98 @@ pub struct JournalEntry {
     /// Details: services changed, mechanisms, timings, failed step.
     #[serde(default)]
     pub data: serde_json::Value,
+    /// The verb asked for (`switch`, `rollback`..., `apply`), where the request carried
+    /// here says less (a fleet change is carried as the declared state it leads to).
+    /// Absent from lines of earlier versions and where the request's `op` says it; read it
+    /// with [`JournalEntry::verb`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verb: Option<String>,
+    /// Why, as the requester said (`--reason`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ReasonText>,
+    /// Who asked for a change that came to this host through a cluster (static peers or
+    /// the fleet store), where `requester` names the agent that carried it here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked_by: Option<Requester>,
+}
+
+impl JournalEntry {
+    /// An entry with no verb, reason or cluster requester of its own.
+    pub fn new(
+        generation: u64,
+        requester: Requester,
+        request: serde_json::Value,
+        result: Outcome,
+        message: String,
+        data: serde_json::Value,
+    ) -> JournalEntry {
+        JournalEntry {
+            generation,
+            time_ms: now_ms(),
+            requester,
+            request,
+            result,
+            message,
+            data,
+            verb: None,
+            reason: None,
+            asked_by: None,
+        }
+    }
+
+    /// The verb: the one recorded, else the request's `op` (`set` is the verb `apply`;
+    /// what the agent did by itself is its `op`: `watch`, `reconcile`, `config`...).
+    pub fn verb(&self) -> &str {
+        if let Some(v) = &self.verb {
+            return v;
+        }
+        match self.request.get("op").and_then(|v| v.as_str()) {
+            Some("set") => "apply",
+            Some(op) => op,
+            None => "",
+        }
+    }
+}
+
+/// Which journal entries `history` returns (every one by default); see
+/// [`HistoryFilter::matches`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryFilter {
+    /// About this service (the request names it, or the change moved it).
+    pub service: Option<String>,
+    /// Asked for by this user name or uid, certificate identity or peer: the requester,
+    /// or whoever asked for the cluster change.
+    pub user: Option<String>,
+    /// Of this verb ([`JournalEntry::verb`]).
+    pub verb: Option<String>,
+    /// At or after this Unix time, in milliseconds.
+    pub since_ms: Option<u64>,
+    /// Before this Unix time, in milliseconds.
+    pub until_ms: Option<u64>,
+}
+
+impl HistoryFilter {
+    /// Only entries about `service`.
+    pub fn service(service: Option<&str>) -> HistoryFilter {
+        HistoryFilter {
+            service: service.map(str::to_owned),
+            ..HistoryFilter::default()
+        }
+    }
+
+    /// Whether `e` passes every part of the filter.
+    pub fn matches(&self, e: &JournalEntry) -> bool {
+        self.service
+            .as_deref()
+            .is_none_or(|s| journal::mentions(e, s))
+            && self
+                .user
+                .as_deref()
+                .is_none_or(|u| e.requester.is(u) || e.asked_by.as_ref().is_some_and(|a| a.is(u)))
+            && self.verb.as_deref().is_none_or(|v| e.verb() == v)
+            && self.since_ms.is_none_or(|t| e.time_ms >= t)
+            && self.until_ms.is_none_or(|t| e.time_ms < t)
+    }
 }
 
 /// Why a state file cannot be used.

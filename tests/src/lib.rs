@@ -54,6 +54,14 @@ pub use proxies::{
     proxy_binary, require_proxies, require_proxy, skip_or_fail, REQUIRE_PROXIES_ENV,
 };
 
+/// The name of the user running the tests: what the agent journals for their requests.
+pub fn current_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .expect("the user database answers")
+        .expect("the test user has a name")
+        .name
+}
+
 /// The workspace root (the directory holding the top-level Cargo.toml).
 pub fn workspace_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

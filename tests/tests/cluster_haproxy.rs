@@ -73,6 +73,59 @@ fn a_cluster_switch_changes_every_host() {
     assert_eq!(c.bodies(), ["green", "green", "green"]);
 }
 
+/// Who asked for a cluster change, and why, reaches the journal of every host (the
+/// coordinator's own included), and a cluster change on a stale cluster generation is
+/// refused everywhere.
+#[test]
+fn every_host_journals_who_asked_for_a_cluster_change_and_why() {
+    let Some(c) = cluster(["", "", ""]) else {
+        return;
+    };
+    let me = cutover_tests::current_user();
+    let (code, reply) = c.hosts[0].cli_json(&[
+        "switch",
+        "web",
+        "green",
+        "--cluster",
+        "--reason",
+        "CHG-3 cluster release",
+        "--if-generation",
+        "0",
+    ]);
+    assert_eq!(code, 0, "{reply}");
+    assert_eq!(c.bodies(), ["green", "green", "green"]);
+    // Another pipeline that read cluster generation 0 is refused on every host.
+    let (code, reply) =
+        c.hosts[1].cli_json(&["rollback", "web", "--cluster", "--if-generation", "0"]);
+    assert_eq!(code, 1, "{reply}");
+    let msg = reply["message"].as_str().unwrap();
+    assert!(
+        msg.contains("nothing changed anywhere")
+            && msg.contains("the cluster generation is at generation 1, not 0"),
+        "{msg}"
+    );
+    assert_eq!(c.bodies(), ["green", "green", "green"]);
+    for (i, host) in c.hosts.iter().enumerate() {
+        let (code, reply) = host.cli_json(&["history", "--user", &me, "--verb", "switch"]);
+        assert_eq!(code, 0, "lb{}: {reply}", i + 1);
+        let entries = reply["data"]["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 1, "lb{}: {entries:?}", i + 1);
+        let e = &entries[0];
+        assert_eq!(e["result"], "ok", "lb{}: {e}", i + 1);
+        assert_eq!(e["requester"]["via"], "cluster:lb1", "lb{}: {e}", i + 1);
+        assert_eq!(e["asked_by"]["user"], me.as_str(), "lb{}: {e}", i + 1);
+        assert_eq!(e["asked_by"]["via"], "socket", "lb{}: {e}", i + 1);
+        assert!(e["asked_by"]["uid"].is_u64(), "lb{}: {e}", i + 1);
+        assert_eq!(e["reason"], "CHG-3 cluster release", "lb{}: {e}", i + 1);
+    }
+    // The refusal is journaled by the coordinator that ran it, with who asked.
+    let (_, reply) = c.hosts[1].cli_json(&["history", "--user", &me, "--verb", "rollback"]);
+    let entries = reply["data"]["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["result"], "error");
+    assert_eq!(entries[0]["requester"]["user"], me.as_str());
+}
+
 #[test]
 fn a_host_killed_between_prepare_and_commit_aborts_everywhere() {
     let Some(mut c) = cluster(["hold_before_decision_ms = 1500", "", ""]) else {
@@ -224,6 +277,8 @@ fn a_certificate_from_another_ca_is_refused_and_a_remote_trigger_works() {
                 request,
                 force: true,
                 coordinator: "ci".into(),
+                terms: Default::default(),
+                asked_by: None,
             },
             "prepare",
         ),

@@ -79,6 +79,66 @@ fn a_fleet_switch_canary_promote_and_rollback_reach_every_host() {
     assert_eq!(fleet.hosts[1].metric("cutover_fleet_generation"), Some(4.0));
 }
 
+/// Who asked the proposing agent, the verb and the reason reach the journal of every host,
+/// and a change on a stale fleet generation is refused before any vote.
+#[test]
+fn every_host_journals_who_asked_for_a_fleet_change_and_why() {
+    let Some(fleet) = Fleet::single(3) else {
+        return;
+    };
+    assert!(fleet.wait_all("blue", SETTLE), "{:?}", fleet.bodies());
+    let me = cutover_tests::current_user();
+    let out = fleet.hosts[0].cli(&[
+        "switch",
+        "web",
+        "green",
+        "--cluster",
+        "--reason",
+        "CHG-7 fleet release",
+        "--if-generation",
+        "0",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fleet.bodies(), vec!["green"; 3]);
+    // A pipeline that read generation 0 is refused, from the command line alone too.
+    let (code, v) = fleet.cli_json(&["rollback", "web", "--if-generation", "0"]);
+    assert_eq!(code, 1, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("the fleet generation is at generation 1, not 0"),
+        "{v}"
+    );
+    let out = fleet.hosts[2].cli(&["rollback", "web", "--cluster", "--reason", "CHG-8 back"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fleet.bodies(), vec!["blue"; 3]);
+    assert_eq!(fleet.generation(), 2);
+    for (i, host) in fleet.hosts.iter().enumerate() {
+        for (verb, reason) in [
+            ("switch", "CHG-7 fleet release"),
+            ("rollback", "CHG-8 back"),
+        ] {
+            let (code, v) = host.cli_json(&["history", "--user", &me, "--verb", verb]);
+            assert_eq!(code, 0, "host {i}: {v}");
+            let entries = v["data"]["entries"].as_array().unwrap();
+            assert_eq!(entries.len(), 1, "host {i} {verb}: {entries:?}");
+            let e = &entries[0];
+            assert_eq!(e["result"], "ok", "host {i}: {e}");
+            assert_eq!(e["request"]["op"], "set", "host {i}: carried as records");
+            assert!(
+                e["requester"]["via"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("fleet:"),
+                "host {i}: {e}"
+            );
+            assert_eq!(e["asked_by"]["user"], me.as_str(), "host {i}: {e}");
+            assert_eq!(e["reason"], reason, "host {i}: {e}");
+        }
+    }
+}
+
 #[test]
 fn refusals_change_nothing_anywhere() {
     let Some(fleet) = Fleet::single(3) else {

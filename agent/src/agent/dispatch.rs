@@ -26,6 +26,7 @@ use crate::protocol::Step;
 use crate::protocol::{Command, Mutation, Reply, Request, Status};
 use crate::proxy::Proxy;
 use crate::requester::Requester;
+use crate::store::HistoryFilter;
 
 /// Most requests taken from the queue for one transition.
 pub const MAX_BATCH: usize = 256;
@@ -60,6 +61,8 @@ pub struct Coordinated {
     pub request: Request,
     /// Who asked for it.
     pub requester: Requester,
+    /// Why, as they said.
+    pub reason: Option<crate::protocol::ReasonText>,
     /// The coordinator's answer.
     pub answer: Reply,
     /// Where the answer goes.
@@ -103,7 +106,7 @@ impl Route {
     pub fn of(command: Command) -> Route {
         match command {
             Command::Cluster { command } => match *command {
-                Command::History { service, limit } => Route::ClusterHistory { service, limit },
+                Command::History { service, limit, .. } => Route::ClusterHistory { service, limit },
                 command => Route::Cluster(command.mutation()),
             },
             Command::ClusterStatus => Route::ClusterStatus,
@@ -147,14 +150,7 @@ impl Authorized {
     /// The change to carry out now, or the request back when it is something else.
     fn sort(self) -> Sorted {
         match self.route {
-            Route::Change(m) => {
-                let queued = Queued {
-                    request: m.request,
-                    requester: self.requester,
-                    force: m.force,
-                };
-                Sorted::Change((queued, self.reply))
-            }
+            Route::Change(m) => Sorted::Change((Queued::of(m, self.requester), self.reply)),
             route => Sorted::Other(Authorized { route, ..self }),
         }
     }
@@ -257,8 +253,19 @@ impl<P: Proxy> Agent<P> {
                 obj.insert("op".into(), verb);
             }
         }
-        self.engine
-            .journal_refusal(request, requester, Step::Access, denied.to_string());
+        let change = match command {
+            Command::Cluster { command } => command.mutation(),
+            command => command.mutation(),
+        };
+        let reason = change.and_then(|m| m.terms.reason);
+        self.engine.journal_refusal(
+            request,
+            requester,
+            command.verb(),
+            reason.as_ref(),
+            Step::Access,
+            denied.to_string(),
+        );
         reply::failed(ApplyError::caused(Step::Access, ErrorKind::Denied, denied))
     }
 
@@ -272,15 +279,12 @@ impl<P: Proxy> Agent<P> {
         } = authorized;
         let stopping = self.local.is_none();
         let answer = match route {
-            Route::Change(m) => {
-                let queued = Queued {
-                    request: m.request,
-                    requester,
-                    force: m.force,
-                };
-                return self.apply(vec![(queued, reply)]).await;
-            }
-            Route::Plan(m) => reply::plan(self.engine.plan(&m.request, m.force).await),
+            Route::Change(m) => return self.apply(vec![(Queued::of(m, requester), reply)]).await,
+            Route::Plan(m) => reply::plan(
+                self.engine
+                    .plan(&m.request, m.force, m.terms.if_generation)
+                    .await,
+            ),
             Route::Query(command) => self.query(command).await,
             Route::ReloadConfig => {
                 tracing::info!("reload requested by {requester}");
@@ -311,7 +315,7 @@ impl<P: Proxy> Agent<P> {
             }
             Route::Cluster(Some(m)) if self.fleet.is_some() => {
                 if let Some(f) = &self.fleet {
-                    f.propose(m, reply);
+                    f.propose(m, requester, reply);
                 }
                 return;
             }
@@ -333,7 +337,7 @@ impl<P: Proxy> Agent<P> {
             Route::Cluster(change) => match (self.coordinator(), change) {
                 (Some((coordinator, finished)), Some(m)) => {
                     tokio::spawn(async move {
-                        let answer = coordinator.run(m.request.clone(), m.force, m.dry_run).await;
+                        let answer = coordinator.run(&m, requester.clone()).await;
                         // A dry run is journaled nowhere, as on one host.
                         if m.dry_run {
                             let _ = reply.send(answer);
@@ -342,6 +346,7 @@ impl<P: Proxy> Agent<P> {
                         let done = Coordinated {
                             request: m.request,
                             requester,
+                            reason: m.terms.reason,
                             answer,
                             reply,
                         };
@@ -398,8 +403,22 @@ impl<P: Proxy> Agent<P> {
                 ),
                 Err(e) => reply::failed(e),
             },
-            Command::History { service, limit } => {
-                match self.engine.history(service.as_deref(), limit) {
+            Command::History {
+                service,
+                limit,
+                user,
+                verb,
+                since_ms,
+                until_ms,
+            } => {
+                let filter = HistoryFilter {
+                    service,
+                    user,
+                    verb,
+                    since_ms,
+                    until_ms,
+                };
+                match self.engine.history(&filter, limit) {
                     Ok(entries) => Reply::ok(
                         format!("{} entries", entries.len()),
                         json!({ "entries": entries }),
@@ -418,12 +437,18 @@ impl<P: Proxy> Agent<P> {
         let Coordinated {
             request,
             requester,
+            reason,
             answer,
             reply,
         } = done;
         if answer.status == Status::Error {
-            self.engine
-                .journal_cluster(&request, &requester, &answer.message, &answer.data);
+            self.engine.journal_cluster(
+                &request,
+                &requester,
+                reason.as_ref(),
+                &answer.message,
+                &answer.data,
+            );
         }
         let _ = reply.send(answer);
     }

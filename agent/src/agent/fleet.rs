@@ -15,6 +15,7 @@ use crate::fleet::{etcd, propose, query};
 use crate::metrics::Metrics;
 use crate::protocol::{FleetHealth, Mutation, PeerReport, Reply};
 use crate::proxy::Proxy;
+use crate::requester::Requester;
 
 /// Calls of the fleet task queued for the engine task.
 const CALLS: usize = 16;
@@ -107,7 +108,7 @@ impl FleetLink {
 
     /// Proposes `change` to the fleet in a task of its own and answers `reply` with the
     /// outcome.
-    pub fn propose(&self, change: Mutation, reply: oneshot::Sender<Reply>) {
+    pub fn propose(&self, change: Mutation, asked_by: Requester, reply: oneshot::Sender<Reply>) {
         let config = self.config.clone();
         tokio::spawn(async move {
             let answer = match etcd::connect(&config.etcd, etcd::any_start()).await {
@@ -117,6 +118,8 @@ impl FleetLink {
                         force: change.force,
                         dry_run: change.dry_run,
                         by: config.node.clone(),
+                        terms: change.terms,
+                        asked_by: Some(asked_by),
                     };
                     propose::propose(&client, &config.etcd, change).await
                 }

@@ -1,6 +1,7 @@
 //! The engine task's side of requests over the in-memory proxy: where each kind goes, and
 //! that each is authorized once and answered by its route.
 
+use crate::store::HistoryFilter;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -118,7 +119,11 @@ async fn each_request_is_authorized_once_and_answered_by_its_route() {
     let reply = reply.await.unwrap();
     assert_eq!(reply.status, Status::Error);
     assert_eq!(reply.data["step"], "access", "{reply:?}");
-    let refused = agent.engine.history(None, 1).unwrap().remove(0);
+    let refused = agent
+        .engine
+        .history(&HistoryFilter::default(), 1)
+        .unwrap()
+        .remove(0);
     assert_eq!(refused.result, Outcome::Error);
     assert_eq!(
         refused.requester,

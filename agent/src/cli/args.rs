@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use super::{DEFAULT_CONFIG, DEFAULT_TIMEOUT_S};
 use crate::logging::LogFormat;
-use crate::protocol::{Command, MapView, Request};
+use crate::protocol::{Command, MapView, ReasonText, Request};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,6 +58,15 @@ pub struct Cli {
     /// alone; it shows as diverged until the next fleet change.
     #[arg(long, global = true, conflicts_with = "cluster")]
     pub local: bool,
+    /// With a mutating verb: why (a ticket, a sentence), journaled on every host the change
+    /// reaches; at most 256 bytes of printable text.
+    #[arg(long, global = true, value_name = "TEXT")]
+    pub reason: Option<ReasonText>,
+    /// With a mutating verb: refuse the change unless the state is still at generation N
+    /// (as `status` shows it; the cluster generation with --cluster, the fleet generation
+    /// on a fleet), so two pipelines cannot overwrite each other.
+    #[arg(long, global = true, value_name = "N")]
+    pub if_generation: Option<u64>,
     /// The fleet store, for driving a fleet without a local agent.
     #[command(flatten)]
     pub etcd: EtcdArgs,
@@ -248,6 +257,20 @@ pub struct HistoryArgs {
     /// At most this many entries.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+    /// Only entries asked for by this user name or uid (or certificate identity
+    /// `dns:<name>` / `uri:<uri>`, or peer), also through a cluster change.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only entries of this verb (switch, rollback, canary, ..., watch, reconcile).
+    #[arg(long)]
+    pub verb: Option<String>,
+    /// Only entries at or after this time: RFC 3339 (2026-03-01T12:00:00Z) or an age
+    /// (90s, 15m, 1h, 7d).
+    #[arg(long, value_parser = super::when::parse_ms)]
+    pub since: Option<u64>,
+    /// Only entries before this time: RFC 3339 or an age, as --since.
+    #[arg(long, value_parser = super::when::parse_ms)]
+    pub until: Option<u64>,
 }
 
 impl Verb {
@@ -278,6 +301,10 @@ impl Verb {
             Verb::History(a) => Command::History {
                 service: a.service.clone(),
                 limit: a.limit,
+                user: a.user.clone(),
+                verb: a.verb.clone(),
+                since_ms: a.since,
+                until_ms: a.until,
             },
             Verb::Apply { file, force } => Command::change(
                 Request::Set {
@@ -383,6 +410,60 @@ mod tests {
             ))
         );
         assert!(Cli::try_parse_from(["cutover", "switch", "web", "red"]).is_err());
+    }
+
+    /// `--reason` and `--if-generation` parse as the protocol's terms (bounded by it), and
+    /// `history` takes its filters, times as Unix milliseconds.
+    #[test]
+    fn terms_and_history_filters_parse() {
+        let c = Cli::try_parse_from([
+            "cutover",
+            "rollback",
+            "web",
+            "--reason",
+            "CHG-42 bad release",
+            "--if-generation",
+            "41",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.reason.as_ref().map(|r| r.as_str()),
+            Some("CHG-42 bad release")
+        );
+        assert_eq!(c.if_generation, Some(41));
+        let long = "x".repeat(257);
+        let e = Cli::try_parse_from(["cutover", "rollback", "web", "--reason", &long]).unwrap_err();
+        assert!(e.to_string().contains("more than 256"), "{e}");
+        assert!(
+            Cli::try_parse_from(["cutover", "rollback", "web", "--if-generation", "-1"]).is_err()
+        );
+        let c = Cli::try_parse_from([
+            "cutover",
+            "history",
+            "web",
+            "--user",
+            "alice",
+            "--verb",
+            "rollback",
+            "--since",
+            "2026-03-01T12:00:00Z",
+            "--until",
+            "2026-03-01T13:00:00+01:00",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.verb.command(false).unwrap(),
+            Some(Command::History {
+                service: Some("web".into()),
+                limit: 20,
+                user: Some("alice".into()),
+                verb: Some("rollback".into()),
+                since_ms: Some(1_772_366_400_000),
+                until_ms: Some(1_772_366_400_000),
+            })
+        );
+        let e = Cli::try_parse_from(["cutover", "history", "--since", "last week"]).unwrap_err();
+        assert!(e.to_string().contains("RFC 3339"), "{e}");
     }
 
     /// The routing verbs are the protocol's `Request`, with `--force` on the verbs that

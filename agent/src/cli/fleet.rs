@@ -63,7 +63,7 @@ pub async fn request(args: &EtcdArgs, command: &Command) -> Result<Reply, FleetA
     Ok(match command {
         Command::ClusterStatus => fleet::status(&config).await,
         Command::Cluster { command } => match &**command {
-            Command::History { service, limit } => {
+            Command::History { service, limit, .. } => {
                 fleet::history(&config, service.as_deref(), *limit).await
             }
             Command::Change(m) => match etcd::connect(&config.etcd, etcd::any_start()).await {
@@ -73,6 +73,9 @@ pub async fn request(args: &EtcdArgs, command: &Command) -> Result<Reply, FleetA
                         force: m.force,
                         dry_run: m.dry_run,
                         by: config.node.clone(),
+                        terms: m.terms.clone(),
+                        // The proposer is this command line, named by --etcd-name.
+                        asked_by: None,
                     };
                     propose::propose(&client, &config.etcd, change).await
                 }

@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod generate;
 pub mod print;
 pub mod run;
+pub mod when;
 
 pub use args::{Cli, EtcdArgs, HistoryArgs, MapVerb, TlsVerb, Verb};
 pub use print::print_reply;

@@ -459,7 +459,17 @@ fn map_lines(d: &MapShown) -> String {
 /// Who asked, in a history row: `socket uid=1000 pid=4242`.
 fn who(r: &Requester) -> String {
     let (uid, pid) = r.uid_pid();
-    format!("{} uid={} pid={}", r.via(), or_dash(uid), or_dash(pid))
+    let user = r
+        .names()
+        .user
+        .map(|u| format!(" user={u}"))
+        .unwrap_or_default();
+    format!(
+        "{}{user} uid={} pid={}",
+        r.via(),
+        or_dash(uid),
+        or_dash(pid)
+    )
 }
 
 /// The data of a `history --cluster` reply.
@@ -492,16 +502,28 @@ fn history_table(entries: &[JournalEntry]) -> String {
     let rows: Vec<Vec<String>> = entries
         .iter()
         .map(|e| {
+            let by = match &e.asked_by {
+                Some(asker) => format!("{} for {}", who(&e.requester), who(asker)),
+                None => who(&e.requester),
+            };
+            let what = match &e.reason {
+                Some(reason) => format!("{} (reason: {reason})", e.message),
+                None => e.message.clone(),
+            };
             vec![
                 format_time(e.time_ms),
                 e.generation.to_string(),
+                e.verb().to_owned(),
                 e.result.to_string(),
-                who(&e.requester),
-                e.message.clone(),
+                by,
+                what,
             ]
         })
         .collect();
-    table(&["TIME (UTC)", "GEN", "RESULT", "BY", "WHAT"], &rows)
+    table(
+        &["TIME (UTC)", "GEN", "VERB", "RESULT", "BY", "WHAT"],
+        &rows,
+    )
 }
 
 /// `YYYY-MM-DD HH:MM:SS.mmm` in UTC from Unix milliseconds.

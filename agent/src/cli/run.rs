@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{exit, print_reply, Cli, TlsVerb, Verb};
-use crate::protocol::{Command, Mutation};
+use crate::protocol::{Command, Mutation, Terms};
 
 /// Runs a verb that talks to an agent and returns the exit code.
 pub async fn client(cli: &Cli, verb: &Verb) -> i32 {
@@ -24,10 +24,20 @@ pub async fn client(cli: &Cli, verb: &Verb) -> i32 {
         eprintln!("error: --dry-run goes with a verb that changes routing");
         return exit::USAGE;
     }
-    let command = match (command, cli.local) {
-        (Command::Change(m), true) => Command::Change(Mutation { local: true, ..m }),
+    let flags = cli.local || cli.reason.is_some() || cli.if_generation.is_some();
+    let command = match (command, flags) {
+        (Command::Change(m), true) => Command::Change(Mutation {
+            local: cli.local,
+            terms: Terms {
+                reason: cli.reason.clone(),
+                if_generation: cli.if_generation,
+            },
+            ..m
+        }),
         (_, true) => {
-            eprintln!("error: --local goes with a verb that changes routing");
+            eprintln!(
+                "error: --local, --reason and --if-generation go with a verb that changes routing"
+            );
             return exit::USAGE;
         }
         (command, false) => command,

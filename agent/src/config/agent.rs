@@ -95,6 +95,7 @@ pub struct Agent {
     /// `journal_max_age_days`).
     pub journal: JournalLimits,
     /// Who may run which commands (`allow_uids`, `allow_gids`, `read_uids`, `read_gids`;
-    /// all empty by default: whoever can open the socket). See [`crate::access`].
+    /// numbers or names in the file, resolved to numbers when it is validated; all empty by
+    /// default: whoever can open the socket). See [`crate::access`].
     pub access: crate::access::Policy,
 }

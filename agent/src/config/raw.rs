@@ -102,13 +102,54 @@ pub(super) struct RawAgent {
     pub(super) desired_state: Option<PathBuf>,
     pub(super) desired_debounce_ms: Option<u64>,
     #[serde(default)]
-    pub(super) allow_uids: BTreeSet<u32>,
+    pub(super) allow_uids: BTreeSet<IdOrName>,
     #[serde(default)]
-    pub(super) allow_gids: BTreeSet<u32>,
+    pub(super) allow_gids: BTreeSet<IdOrName>,
     #[serde(default)]
-    pub(super) read_uids: BTreeSet<u32>,
+    pub(super) read_uids: BTreeSet<IdOrName>,
     #[serde(default)]
-    pub(super) read_gids: BTreeSet<u32>,
+    pub(super) read_gids: BTreeSet<IdOrName>,
+}
+
+/// A user or group in an access list: its number, or its name in the user database
+/// (resolved when the config is validated).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum IdOrName {
+    Id(u32),
+    Name(String),
+}
+
+impl<'de> Deserialize<'de> for IdOrName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = IdOrName;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number (0..=4294967295) or a user or group name")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<IdOrName, E> {
+                u32::try_from(v)
+                    .map(IdOrName::Id)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<IdOrName, E> {
+                u32::try_from(v)
+                    .map(IdOrName::Id)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<IdOrName, E> {
+                let ok = !v.is_empty()
+                    && v.len() <= 256
+                    && !v.chars().any(|c| c.is_whitespace() || c.is_control());
+                if ok {
+                    Ok(IdOrName::Name(v.to_owned()))
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -385,6 +385,33 @@ fn access_lists() {
 }
 
 #[test]
+fn access_lists_take_names_resolved_when_the_config_is_read() {
+    // root is uid 0 and group 0 wherever this runs.
+    let c = load(&GOOD.replace(
+        "[agent]",
+        "[agent]\nallow_uids = [\"root\", 1000]\nallow_gids = [\"root\"]\nread_uids = [\"root\"]",
+    ))
+    .unwrap();
+    assert_eq!(c.agent.access.allow_uids, [0, 1000].into());
+    assert_eq!(c.agent.access.allow_gids, [0].into());
+    assert_eq!(c.agent.access.read_uids, [0].into());
+    let e = load(&GOOD.replace("[agent]", "[agent]\nallow_gids = [\"no-such-group-here\"]"))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "agent.allow_gids: no group named \"no-such-group-here\" in the user database"
+        ),
+        "{e}"
+    );
+    let e = load(&GOOD.replace("[agent]", "[agent]\nallow_uids = [\"a b\"]")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("a number (0..=4294967295) or a user or group name"),
+        "{e}"
+    );
+}
+
+#[test]
 fn status_addresses_and_empty_maps_are_refused_in_the_same_words() {
     let e = |s: &str| StatusAddress::parse(s).unwrap_err().to_string();
     assert_eq!(

@@ -1,6 +1,7 @@
 //! Admission: the one place that decides whether a request becomes a change, for every way
 //! a change enters (a socket verb, a dry run, a cluster prepare, `apply -f` and the
-//! desired-state file, the post-switch watch's rollback). It decides the state change (or
+//! desired-state file, the post-switch watch's rollback). It decides whether the state is
+//! still at the generation the requester expected (`if_generation`), the state change (or
 //! the state's refusal), whether the config can carry it (a canary needs a map of canary
 //! shares on a proxy with runtime maps), the drain policy, and the pre-switch gate of every
 //! colour the change moves traffic towards. It reads the proxy for the gate and changes
@@ -12,7 +13,7 @@ use crate::config::ValueCheck;
 use crate::gates::preswitch;
 use crate::protocol::GateReport;
 use crate::protocol::Step;
-use crate::protocol::{Change, Request};
+use crate::protocol::{Change, Request, StaleGeneration};
 use crate::proxy::Proxy;
 use crate::state::{diff, traffic_targets, State};
 
@@ -29,16 +30,20 @@ pub struct Admitted {
 }
 
 impl<P: Proxy> Engine<P> {
-    /// Admits `request` on top of `base`: the state change, whether the config can carry
-    /// it, the drain policy, and (unless `force`) the pre-switch gate. An `Err` names the
-    /// step and the cause that refuse it; the same request is refused the same way whether
-    /// it is planned or carried out.
+    /// Admits `request` on top of `base`: that `base` is at `if_generation` when one is
+    /// given, the state change, whether the config can carry it, the drain policy, and
+    /// (unless `force`) the pre-switch gate. An `Err` names the step and the cause that
+    /// refuse it; the same request is refused the same way whether it is planned or
+    /// carried out.
     pub(super) async fn admit(
         &self,
         base: &State,
         request: &Request,
         force: bool,
+        if_generation: Option<u64>,
     ) -> Result<Admitted, ApplyError> {
+        StaleGeneration::check("state", if_generation, base.generation)
+            .map_err(|e| ApplyError::caused(Step::Request, ErrorKind::Stale, e))?;
         if matches!(request, Request::Canary { .. }) {
             self.can_carry_canary()?;
         }

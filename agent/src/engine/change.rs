@@ -27,7 +27,7 @@ use super::{ms, Engine};
 use crate::metrics::RollbackReason;
 use crate::protocol::Plan;
 use crate::protocol::Step;
-use crate::protocol::{Change, Request};
+use crate::protocol::{Change, Mutation, Request, Terms};
 use crate::proxy::Proxy;
 use crate::requester::Requester;
 use crate::state::State;
@@ -41,6 +41,34 @@ pub struct Queued {
     pub requester: Requester,
     /// Skip the pre-switch gate (journaled).
     pub force: bool,
+    /// Why (journaled), and the generation the state must be at (checked at admission).
+    pub terms: Terms,
+    /// Who asked for a change that came through a cluster (journaled).
+    pub asked_by: Option<Requester>,
+    /// The verb asked for, where `request` says less (journaled).
+    pub verb: Option<String>,
+}
+
+impl Queued {
+    /// `request` asked by `requester`, without terms.
+    pub fn new(request: Request, requester: Requester, force: bool) -> Queued {
+        Queued {
+            request,
+            requester,
+            force,
+            terms: Terms::default(),
+            asked_by: None,
+            verb: None,
+        }
+    }
+
+    /// A routing change of the wire, asked by `requester`.
+    pub fn of(m: Mutation, requester: Requester) -> Queued {
+        Queued {
+            terms: m.terms,
+            ..Queued::new(m.request, requester, m.force)
+        }
+    }
 }
 
 /// The admission of each request of a batch, in order.
@@ -50,8 +78,13 @@ impl<P: Proxy> Engine<P> {
     /// What `request` would do, worked out by the same admission and file planning as a
     /// real change, stopped before anything is written. An `Err` names the step and the
     /// cause that would refuse it.
-    pub async fn plan(&self, request: &Request, force: bool) -> Result<Plan, ApplyError> {
-        self.plan_from(&self.state, request, force)
+    pub async fn plan(
+        &self,
+        request: &Request,
+        force: bool,
+        if_generation: Option<u64>,
+    ) -> Result<Plan, ApplyError> {
+        self.plan_from(&self.state, request, force, if_generation)
             .await
             .map(|(plan, _)| plan)
     }
@@ -63,8 +96,9 @@ impl<P: Proxy> Engine<P> {
         base: &State,
         request: &Request,
         force: bool,
+        if_generation: Option<u64>,
     ) -> Result<(Plan, State), ApplyError> {
-        let admitted = self.admit(base, request, force).await?;
+        let admitted = self.admit(base, request, force, if_generation).await?;
         let next = admitted.next.clone();
         if admitted.change.is_empty() {
             return Ok((self.describe(admitted, None), next));
@@ -82,22 +116,22 @@ impl<P: Proxy> Engine<P> {
         requester: &Requester,
         force: bool,
     ) -> Result<Applied, ApplyError> {
-        self.apply_as(request, requester, force, None).await
+        let one = Queued::new(request.clone(), requester.clone(), force);
+        self.apply_as(one, None).await
     }
 
-    /// [`Engine::apply`] with a note for the journal (why the agent itself asked).
+    /// [`Engine::apply`] of a change with its terms and who asked for it.
+    pub async fn apply_queued(&mut self, queued: Queued) -> Result<Applied, ApplyError> {
+        self.apply_as(queued, None).await
+    }
+
+    /// [`Engine::apply_queued`] with a note for the journal (why the agent itself asked).
     pub(super) async fn apply_as(
         &mut self,
-        request: &Request,
-        requester: &Requester,
-        force: bool,
+        queued: Queued,
         note: Option<&str>,
     ) -> Result<Applied, ApplyError> {
-        let one = [Queued {
-            request: request.clone(),
-            requester: requester.clone(),
-            force,
-        }];
+        let one = [queued];
         let mut results = self.apply_batch_as(&one, note).await;
         match results.pop() {
             Some(result) => result,
@@ -143,7 +177,9 @@ impl<P: Proxy> Engine<P> {
         let mut admitted = Vec::with_capacity(batch.len());
         for q in batch {
             let base = next.as_ref().unwrap_or(&self.state);
-            let result = self.admit(base, &q.request, q.force).await;
+            let result = self
+                .admit(base, &q.request, q.force, q.terms.if_generation)
+                .await;
             if let Ok(a) = &result {
                 if !a.change.is_empty() {
                     next = Some(a.next.clone());

@@ -42,6 +42,8 @@ pub enum ErrorKind {
     Mismatch,
     /// A cluster transaction is unknown here, or conflicts with another one.
     Cluster,
+    /// The state moved on since the generation the request expected (`if_generation`).
+    Stale,
 }
 
 /// The underlying error of an [`ApplyError`], shared so the error can be cloned to every

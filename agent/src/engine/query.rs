@@ -13,7 +13,7 @@ use crate::protocol::Step;
 use crate::protocol::{DesiredStatus, Fault, FileStatus, ProxyStatus, ServiceStatus, Snapshot};
 use crate::protocol::{MapShown, MapView};
 use crate::proxy::Proxy;
-use crate::store::{now_ms, JournalEntry};
+use crate::store::{now_ms, HistoryFilter, JournalEntry};
 
 impl<P: Proxy> Engine<P> {
     /// What this host tells its peers, or the fleet store, about itself as `node`.
@@ -164,15 +164,15 @@ impl<P: Proxy> Engine<P> {
             })
     }
 
-    /// History entries, oldest first.
+    /// History entries that `filter` passes, oldest first (at most `limit`).
     pub fn history(
         &self,
-        service: Option<&str>,
+        filter: &HistoryFilter,
         limit: usize,
     ) -> Result<Vec<JournalEntry>, ApplyError> {
         // A service no longer configured may still have history; a name that no service
         // could ever have is a mistake worth saying so.
-        if let Some(name) = service {
+        if let Some(name) = &filter.service {
             if !self.config.services.contains_key(name) && mapfile::check_name(name).is_err() {
                 return Err(ApplyError::new(
                     Step::Request,
@@ -182,7 +182,7 @@ impl<P: Proxy> Engine<P> {
             }
         }
         self.store
-            .history(service, limit)
+            .history(filter, limit)
             .map_err(|e| ApplyError::caused(Step::Persist, ErrorKind::Io, e))
     }
 }

@@ -1,5 +1,6 @@
 //! What a change leaves behind besides the files: one journal line per request (applied or
-//! refused, with who asked and why), the journal lines of what the agent did by itself, and
+//! refused, with who asked, the verb, the reason they gave, and for a change that came
+//! through a cluster whoever asked for it there), the journal lines of what the agent did by itself, and
 //! the metrics of every finished request.
 
 use std::time::Instant;
@@ -11,11 +12,11 @@ use super::error::ApplyError;
 use super::transition::Applied;
 use super::Engine;
 use crate::metrics::RollbackReason;
-use crate::protocol::Request;
 use crate::protocol::Step;
+use crate::protocol::{ReasonText, Request};
 use crate::proxy::Proxy;
 use crate::requester::{Reason, Requester};
-use crate::store::{now_ms, JournalEntry, Outcome};
+use crate::store::{JournalEntry, Outcome};
 
 impl<P: Proxy> Engine<P> {
     /// Step 7 for a batch: the result of each request (its admission's refusal, an empty
@@ -64,35 +65,63 @@ impl<P: Proxy> Engine<P> {
     ) {
         let request = serde_json::to_value(&q.request).expect("request serializes");
         let force = q.force;
-        let entry = match result {
-            Ok(a) => JournalEntry {
-                generation: a.change.generation,
-                time_ms: now_ms(),
-                requester: q.requester.clone(),
-                request,
-                result: Outcome::Ok,
-                message: match note {
+        let if_generation = q.terms.if_generation;
+        let (generation, outcome, message, data) = match result {
+            Ok(a) => (
+                a.change.generation,
+                Outcome::Ok,
+                match note {
                     Some(n) => format!("{}; {n}", a.summary()),
                     None => a.summary(),
                 },
-                data: json!({ "services": a.change.services, "files": a.files,
-                              "gates": a.gates, "forced": force, "warnings": a.warnings,
-                              "batched": a.batched, "elapsed_ms": elapsed_ms }),
-            },
-            Err(e) => JournalEntry {
-                generation: self.state.generation,
-                time_ms: now_ms(),
-                requester: q.requester.clone(),
+                json!({ "services": a.change.services, "files": a.files,
+                        "gates": a.gates, "forced": force, "warnings": a.warnings,
+                        "batched": a.batched, "elapsed_ms": elapsed_ms }),
+            ),
+            Err(e) => (
+                self.state.generation,
+                Outcome::Error,
+                e.to_string(),
+                json!({ "step": e.step, "forced": force, "elapsed_ms": elapsed_ms }),
+            ),
+        };
+        let mut data = data;
+        if let (Some(expected), Some(obj)) = (if_generation, data.as_object_mut()) {
+            obj.insert("if_generation".into(), expected.into());
+        }
+        let entry = JournalEntry {
+            verb: Some(q.verb.as_deref().unwrap_or(q.request.verb()).to_owned()),
+            reason: q.terms.reason.clone(),
+            asked_by: q.asked_by.clone(),
+            ..JournalEntry::new(
+                generation,
+                q.requester.clone(),
                 request,
-                result: Outcome::Error,
-                message: e.to_string(),
-                data: json!({ "step": e.step, "forced": force, "elapsed_ms": elapsed_ms }),
-            },
+                outcome,
+                message,
+                data,
+            )
         };
         self.append(&entry);
+        let user = q.asked_by.as_ref().unwrap_or(&q.requester);
+        let reason = q.terms.reason.as_ref().map(|r| r.as_str());
         match result {
-            Ok(a) => tracing::info!(generation = a.change.generation, "{}", a.summary()),
-            Err(e) => tracing::warn!(step = %e.step, "change refused: {}", e.message()),
+            Ok(a) => tracing::info!(
+                generation = a.change.generation,
+                verb = entry.verb(),
+                requester = %user,
+                reason,
+                "{}",
+                a.summary()
+            ),
+            Err(e) => tracing::warn!(
+                step = %e.step,
+                verb = entry.verb(),
+                requester = %user,
+                reason,
+                "change refused: {}",
+                e.message()
+            ),
         }
     }
 
@@ -144,17 +173,22 @@ impl<P: Proxy> Engine<P> {
         &self,
         request: serde_json::Value,
         requester: &Requester,
+        verb: &str,
+        reason: Option<&ReasonText>,
         step: Step,
         message: String,
     ) {
         let entry = JournalEntry {
-            generation: self.state.generation,
-            time_ms: now_ms(),
-            requester: requester.clone(),
-            request,
-            result: Outcome::Error,
-            message,
-            data: json!({ "step": step }),
+            verb: Some(verb.to_owned()),
+            reason: reason.cloned(),
+            ..JournalEntry::new(
+                self.state.generation,
+                requester.clone(),
+                request,
+                Outcome::Error,
+                message,
+                json!({ "step": step }),
+            )
         };
         self.append(&entry);
     }
@@ -167,17 +201,21 @@ impl<P: Proxy> Engine<P> {
         &self,
         request: &Request,
         requester: &Requester,
+        reason: Option<&ReasonText>,
         message: &str,
         outcome: &serde_json::Value,
     ) {
         let entry = JournalEntry {
-            generation: self.state.generation,
-            time_ms: now_ms(),
-            requester: requester.clone(),
-            request: serde_json::to_value(request).expect("request serializes"),
-            result: Outcome::Error,
-            message: message.to_owned(),
-            data: json!({ "cluster": outcome }),
+            verb: Some(request.verb().to_owned()),
+            reason: reason.cloned(),
+            ..JournalEntry::new(
+                self.state.generation,
+                requester.clone(),
+                serde_json::to_value(request).expect("request serializes"),
+                Outcome::Error,
+                message.to_owned(),
+                json!({ "cluster": outcome }),
+            )
         };
         self.append(&entry);
         tracing::warn!("{message}");
@@ -192,15 +230,14 @@ impl<P: Proxy> Engine<P> {
         message: String,
         data: serde_json::Value,
     ) {
-        let entry = JournalEntry {
-            generation: self.state.generation,
-            time_ms: now_ms(),
-            requester: Requester::agent(),
-            request: json!({ "op": op }),
+        let entry = JournalEntry::new(
+            self.state.generation,
+            Requester::agent(),
+            json!({ "op": op }),
             result,
             message,
             data,
-        };
+        );
         self.append(&entry);
     }
 
@@ -211,15 +248,14 @@ impl<P: Proxy> Engine<P> {
         result: Outcome,
         message: &str,
     ) {
-        let entry = JournalEntry {
+        let entry = JournalEntry::new(
             generation,
-            time_ms: now_ms(),
-            requester: Requester::Agent(Reason::Watch),
-            request: json!({ "op": "watch", "service": service }),
+            Requester::Agent(Reason::Watch),
+            json!({ "op": "watch", "service": service }),
             result,
-            message: message.into(),
-            data: serde_json::Value::Null,
-        };
+            message.into(),
+            serde_json::Value::Null,
+        );
         self.append(&entry);
     }
 

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::change::Queued;
 use super::Engine;
 use crate::gates::watch::{Verdict, Watch};
 use crate::protocol::{Colour, Request};
@@ -145,7 +146,10 @@ impl<P: Proxy> Engine<P> {
             "post-switch watch of {} ({}): {reason}",
             w.colour, w.backend
         );
-        match self.apply_as(&req, &who, true, Some(&message)).await {
+        match self
+            .apply_as(Queued::new(req, who, true), Some(&message))
+            .await
+        {
             Ok(_) => {
                 tracing::warn!(service, "rolled back: {message}");
                 self.set_phase(service, WatchPhase::RolledBack, Some(reason.clone()));

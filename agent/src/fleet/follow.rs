@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use super::etcd::{
     connect, etcd_error, parse, read_desired, to_json, Desired, FleetError, Key, Keys,
 };
-use super::host::Call;
+use super::host::{Call, Origin};
 use super::lease::Lease;
 use crate::config::FleetConfig;
 use crate::metrics::Metrics;
@@ -162,14 +162,11 @@ impl Follower {
     /// Hands the records to the engine task and notes what it did.
     async fn serve(&self, desired: Desired, check: bool) -> Result<(), End> {
         let generation = desired.generation();
-        let by = desired
-            .last
-            .as_ref()
-            .map_or_else(|| "etcd".to_owned(), |(c, _)| c.by.clone());
+        let origin = Origin::of(desired.last.as_ref().map(|(c, _)| c));
         let (reply, answer) = oneshot::channel();
         let call = Call::Apply {
             generation,
-            by,
+            origin,
             services: desired.services,
             reply,
         };

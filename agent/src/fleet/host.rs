@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 
 use tokio::sync::oneshot;
 
-use crate::engine::{ApplyError, Engine};
-use crate::protocol::{Desired, Proposal, Request, ServiceState, Step, Vote};
+use crate::engine::{ApplyError, Engine, Queued};
+use crate::protocol::{
+    Desired, FleetChange, Proposal, ReasonText, Request, ServiceState, Step, Terms, Vote,
+};
 use crate::proxy::Proxy;
 use crate::requester::{Reason, Requester};
 
@@ -26,8 +28,8 @@ pub enum Call {
     Apply {
         /// The fleet generation.
         generation: u64,
-        /// Who committed it.
-        by: String,
+        /// Who committed it, and who asked them.
+        origin: Origin,
         /// Every service's record.
         services: BTreeMap<String, ServiceState>,
         /// `Ok(true)` when something changed, `Ok(false)` when it already served them.
@@ -40,6 +42,39 @@ pub enum Call {
     },
 }
 
+/// Where a committed fleet change came from, for the journal of every host that applies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// Who committed it (a node name, a client's `--etcd-name`; `etcd` when unknown).
+    pub by: String,
+    /// The verb asked for (the host applies the records it leads to).
+    pub verb: Option<String>,
+    /// Why, as the requester said.
+    pub reason: Option<ReasonText>,
+    /// Who asked the proposer.
+    pub asked_by: Option<Requester>,
+}
+
+impl Origin {
+    /// The origin of the change `last` (none: records written by something else).
+    pub fn of(last: Option<&FleetChange>) -> Origin {
+        match last {
+            Some(c) => Origin {
+                by: c.by.clone(),
+                verb: Some(c.request.verb().to_owned()),
+                reason: c.reason.clone(),
+                asked_by: c.asked_by.clone(),
+            },
+            None => Origin {
+                by: "etcd".to_owned(),
+                verb: None,
+                reason: None,
+                asked_by: None,
+            },
+        }
+    }
+}
+
 /// Answers one call of the fleet task as host `node`.
 pub async fn answer<P: Proxy>(engine: &mut Engine<P>, node: &str, call: Call) {
     match call {
@@ -48,16 +83,16 @@ pub async fn answer<P: Proxy>(engine: &mut Engine<P>, node: &str, call: Call) {
         }
         Call::Apply {
             generation,
-            by,
+            origin,
             services,
             reply,
         } => {
-            let _ = reply.send(apply(engine, generation, &by, &services).await);
+            let _ = reply.send(apply(engine, generation, origin, &services).await);
         }
         Call::Refused { message } => {
             let who = Requester::Agent(Reason::Fleet { by: "etcd".into() });
             let request = serde_json::json!({ "op": "fleet" });
-            engine.journal_refusal(request, &who, Step::Request, message);
+            engine.journal_refusal(request, &who, "fleet", None, Step::Request, message);
         }
     }
 }
@@ -106,7 +141,10 @@ pub async fn vote<P: Proxy>(engine: &Engine<P>, node: &str, proposal: &Proposal)
             *s = record.clone();
         }
     }
-    match engine.plan_from(&base, &request, proposal.force).await {
+    match engine
+        .plan_from(&base, &request, proposal.force, None)
+        .await
+    {
         Ok((plan, next)) => {
             let changed: BTreeMap<String, ServiceState> = next
                 .services
@@ -140,7 +178,7 @@ pub async fn vote<P: Proxy>(engine: &Engine<P>, node: &str, proposal: &Proposal)
 pub async fn apply<P: Proxy>(
     engine: &mut Engine<P>,
     generation: u64,
-    by: &str,
+    origin: Origin,
     services: &BTreeMap<String, ServiceState>,
 ) -> Result<bool, ApplyError> {
     let state = engine.state();
@@ -157,11 +195,18 @@ pub async fn apply<P: Proxy>(
     if state.cluster_generation == generation && applied {
         return Ok(false);
     }
-    let who = Requester::Agent(Reason::Fleet { by: by.to_owned() });
+    let who = Requester::Agent(Reason::Fleet { by: origin.by });
     if !mine.is_empty() {
-        engine
-            .apply(&Request::Set { services: mine }, &who, true)
-            .await?;
+        let queued = Queued {
+            terms: Terms {
+                reason: origin.reason,
+                if_generation: None,
+            },
+            asked_by: origin.asked_by,
+            verb: origin.verb,
+            ..Queued::new(Request::Set { services: mine }, who, true)
+        };
+        engine.apply_queued(queued).await?;
     }
     engine.mark_cluster(generation).await?;
     Ok(true)

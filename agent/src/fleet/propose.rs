@@ -9,7 +9,8 @@
 //!    change; a host whose lease expires meanwhile is no longer live and not waited for.
 //! 4. Commit with one transaction that compares the generation's revision it read, the
 //!    proposal and every vote: two concurrent changes never both win, and the loser is told
-//!    who won.
+//!    who won. A change with `if_generation` is refused at step 1 unless the fleet is at
+//!    that generation, and the commit's comparison keeps it so until the end.
 //! 5. Wait until every voter reports the new generation applied, or `wait`; name the hosts
 //!    that lag.
 
@@ -28,7 +29,9 @@ use super::votes::{self, Votes};
 use crate::config::EtcdConfig;
 use crate::protocol::{
     ClusterOutcome, FleetChange, HostOutcome, PeerReport, Proposal, Reply, Request, ServiceState,
+    StaleGeneration, Terms,
 };
+use crate::requester::Requester;
 use crate::store::now_ms;
 
 /// Log entries kept in etcd; a commit deletes the entry this many generations older.
@@ -44,6 +47,10 @@ pub struct Change {
     pub dry_run: bool,
     /// Who proposes it (a node name, or the command line's `--etcd-name`).
     pub by: String,
+    /// Why, and the fleet generation it expects.
+    pub terms: Terms,
+    /// Who asked the proposer (an agent's requester), recorded with the commit.
+    pub asked_by: Option<Requester>,
 }
 
 /// Proposes `change` to the fleet under `config` and answers as a cluster change does
@@ -65,6 +72,17 @@ async fn run(client: &Client, config: &EtcdConfig, change: &Change) -> Result<Re
         read_hosts(&mut members, config, &keys),
         Lease::grant(&client, config),
     )?;
+    if let Err(stale) = StaleGeneration::check(
+        "fleet generation",
+        change.terms.if_generation,
+        base.generation(),
+    ) {
+        lease.revoke().await;
+        return Ok(Reply::error(
+            format!("fleet change refused, nothing changed anywhere: {stale}"),
+            Value::Null,
+        ));
+    }
     let live: BTreeSet<String> = hosts.into_keys().collect();
     if live.is_empty() {
         lease.revoke().await;
@@ -225,6 +243,8 @@ async fn decide(
         force: change.force,
         voters: votes.votes.keys().cloned().collect(),
         services: services.keys().cloned().collect(),
+        reason: change.terms.reason.clone(),
+        asked_by: change.asked_by.clone(),
     };
     commit(
         client, config, keys, proposal, base, &votes, &services, &record,

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use super::pb;
-use crate::protocol::{self, Canary, Colour, Command, Desired, MapView, Mutation, Reply, Request};
+use crate::protocol::{
+    self, Canary, Colour, Command, Desired, MapView, Mutation, ReasonText, Reply, Request, Terms,
+};
 
 /// A message that names no valid command: a missing or unknown colour, a flag the verb
 /// does not take, a value out of range.
@@ -91,11 +93,20 @@ pub fn change(change: pb::Change) -> Result<Command, Invalid> {
     if o.force && !Request::takes_force(request.verb()) {
         return Err(invalid(format!("{} does not take force", request.verb())));
     }
+    let reason = o
+        .reason
+        .map(|r| r.parse::<ReasonText>())
+        .transpose()
+        .map_err(|e| invalid(e.to_string()))?;
     let mutation = Command::Change(Mutation {
         request,
         force: o.force,
         dry_run: o.dry_run,
         local: o.local,
+        terms: Terms {
+            reason,
+            if_generation: o.if_generation,
+        },
     });
     checked(if o.cluster {
         Command::Cluster {
@@ -162,6 +173,16 @@ pub fn history(r: pb::HistoryRequest) -> Result<Command, Invalid> {
     }
     if let Some(limit) = r.limit {
         json["limit"] = limit.into();
+    }
+    for (field, value) in [("user", r.user), ("verb", r.verb)] {
+        if let Some(value) = value {
+            json[field] = value.into();
+        }
+    }
+    for (field, value) in [("since_ms", r.since_ms), ("until_ms", r.until_ms)] {
+        if let Some(value) = value {
+            json[field] = value.into();
+        }
     }
     let history: Command = serde_json::from_value(json).map_err(|e| invalid(e.to_string()))?;
     checked(if r.cluster {
@@ -239,10 +260,21 @@ pub fn call(command: &Command) -> Result<Call, NotACall> {
                 MapView::Diff => pb::MapView::Diff,
             } as i32,
         }),
-        Command::History { service, limit } => Call::History(pb::HistoryRequest {
+        Command::History {
+            service,
+            limit,
+            user,
+            verb,
+            since_ms,
+            until_ms,
+        } => Call::History(pb::HistoryRequest {
             service: service.clone(),
             limit: Some(u32::try_from(*limit).unwrap_or(u32::MAX)),
             cluster: false,
+            user: user.clone(),
+            verb: verb.clone(),
+            since_ms: *since_ms,
+            until_ms: *until_ms,
         }),
         Command::Metrics => Call::Metrics,
         Command::ReloadConfig => Call::ReloadConfig,
@@ -281,6 +313,8 @@ fn pb_change(m: &Mutation) -> pb::Change {
         dry_run: m.dry_run,
         local: m.local,
         cluster: false,
+        reason: m.terms.reason.as_ref().map(|r| r.as_str().to_owned()),
+        if_generation: m.terms.if_generation,
     });
     let change = match &m.request {
         Request::Switch { service, colour } => C::Switch(pb::SwitchRequest {

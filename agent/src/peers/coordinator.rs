@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{PeerReport, PeerSpec};
 use crate::client::ClientError;
 use crate::control::Envelope;
-use crate::protocol::Request;
+use crate::protocol::Mutation;
 use crate::protocol::{ClusterOutcome, Command, HostOutcome, Reply, Status};
 use crate::requester::{Reason, Requester};
 use crate::store::now_ms;
@@ -184,8 +184,11 @@ impl Coordinator {
 
     /// Runs one cluster change: prepare everywhere, commit everywhere only when every host
     /// prepared (and still holds it), abort everywhere otherwise. Refused at once while
-    /// this node coordinates another one.
-    pub async fn run(self, request: Request, force: bool, dry_run: bool) -> Reply {
+    /// this node coordinates another one. Every host's prepare carries the change's terms
+    /// (its cluster generation is checked against `if_generation` there) and `asked_by`,
+    /// which each host journals when it commits.
+    pub async fn run(self, change: &Mutation, asked_by: Requester) -> Reply {
+        let (request, force, dry_run) = (&change.request, change.force, change.dry_run);
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let txn = format!(
             "{}-{}-{}",
@@ -223,6 +226,8 @@ impl Coordinator {
                 request: request.clone(),
                 force,
                 coordinator: self.node.clone(),
+                terms: change.terms.clone(),
+                asked_by: Some(asked_by.clone()),
             })
             .await;
         let refused = refusals(&prepared);

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::{ClusterConfig, PeerSpec};
-use crate::engine::{ApplyError, Engine, ErrorKind};
+use crate::engine::{ApplyError, Engine, ErrorKind, Queued};
 use crate::protocol::Step;
-use crate::protocol::{Desired, Request};
+use crate::protocol::{Desired, Request, StaleGeneration, Terms};
 use crate::proxy::Proxy;
 use crate::requester::{Reason, Requester};
 
@@ -31,10 +31,8 @@ pub mod tls;
 /// A change this node prepared for a coordinator and holds until commit or abort.
 #[derive(Debug, Clone)]
 struct Prepared {
-    txn: String,
-    request: Request,
-    force: bool,
-    coordinator: String,
+    /// The change, as the coordinator sent it.
+    change: ToPrepare,
     /// When it was prepared.
     since: Instant,
     /// The same, Unix time in milliseconds (for the report).
@@ -47,6 +45,23 @@ impl Prepared {
     fn live(&self) -> bool {
         self.expires > Instant::now()
     }
+}
+
+/// A cluster change to prepare: the fields of a `prepare`.
+#[derive(Debug, Clone)]
+pub struct ToPrepare {
+    /// The cluster change's id.
+    pub txn: String,
+    /// The change.
+    pub request: Request,
+    /// Skip the pre-switch gate.
+    pub force: bool,
+    /// The node that coordinates it.
+    pub coordinator: String,
+    /// Why, and the cluster generation it expects.
+    pub terms: Terms,
+    /// Who asked the coordinator.
+    pub asked_by: Option<Requester>,
 }
 
 /// What this node knows of the cluster.
@@ -82,8 +97,8 @@ impl Node {
     pub fn report<P: Proxy>(&self, engine: &Engine<P>) -> PeerReport {
         PeerReport {
             held: self.held().map(|p| PreparedChange {
-                txn: p.txn.clone(),
-                coordinator: p.coordinator.clone(),
+                txn: p.change.txn.clone(),
+                coordinator: p.change.coordinator.clone(),
                 since_ms: p.since_ms,
                 expires_ms: p.since_ms + self.config.prepare_ttl.as_millis() as u64,
             }),
@@ -96,20 +111,20 @@ impl Node {
         self.prepared.as_ref().filter(|p| p.live())
     }
 
-    /// Prepares `request` for `coordinator`: plans it (state, render, validation, gates)
-    /// and holds it. One prepared change at a time: another coordinator's is refused while
-    /// it lasts; one of the same coordinator is dropped (and replaced, when this one
-    /// plans), since a coordinator runs one change at a time and so has ended (or,
-    /// restarted, forgotten) the one held here.
+    /// Prepares `change.request` for `change.coordinator`: checks the cluster generation
+    /// against `if_generation`, plans it (state, render, validation, gates) and holds it
+    /// with its reason and who asked. One prepared change at a time: another coordinator's
+    /// is refused while it lasts; one of the same coordinator is dropped (and replaced,
+    /// when this one plans), since a coordinator runs one change at a time and so has ended
+    /// (or, restarted, forgotten) the one held here.
     pub async fn prepare<P: Proxy>(
         &mut self,
         engine: &Engine<P>,
-        txn: &str,
-        request: &Request,
-        force: bool,
-        coordinator: &str,
+        change: ToPrepare,
     ) -> Result<serde_json::Value, ApplyError> {
-        if let Some(p) = self.held().filter(|p| p.txn != txn) {
+        let (txn, coordinator) = (change.txn.as_str(), change.coordinator.as_str());
+        if let Some(p) = self.held().filter(|p| p.change.txn != txn) {
+            let p = &p.change;
             if p.coordinator != coordinator {
                 return Err(ApplyError::new(
                     Step::Request,
@@ -126,13 +141,17 @@ impl Node {
             );
             self.prepared = None;
         }
-        let plan = engine.plan(request, force).await?;
+        let cluster_generation = engine.state().cluster_generation;
+        StaleGeneration::check(
+            "cluster generation",
+            change.terms.if_generation,
+            cluster_generation,
+        )
+        .map_err(|e| ApplyError::caused(Step::Request, ErrorKind::Stale, e))?;
+        let plan = engine.plan(&change.request, change.force, None).await?;
         let now = Instant::now();
         self.prepared = Some(Prepared {
-            txn: txn.to_owned(),
-            request: request.clone(),
-            force,
-            coordinator: coordinator.to_owned(),
+            change,
             since: now,
             since_ms: now_ms(),
             expires: now + self.config.prepare_ttl,
@@ -147,7 +166,7 @@ impl Node {
     /// Whether `txn` is still prepared here.
     pub fn ready(&self, txn: &str) -> Result<(), ApplyError> {
         match self.held() {
-            Some(p) if p.txn == txn => Ok(()),
+            Some(p) if p.change.txn == txn => Ok(()),
             _ => Err(ApplyError::new(
                 Step::Request,
                 ErrorKind::Cluster,
@@ -158,7 +177,7 @@ impl Node {
 
     /// Drops the prepared change `txn`, if it is the one held.
     pub fn abort(&mut self, txn: &str) {
-        if self.prepared.as_ref().is_some_and(|p| p.txn == txn) {
+        if self.prepared.as_ref().is_some_and(|p| p.change.txn == txn) {
             self.prepared = None;
         }
     }
@@ -171,14 +190,19 @@ impl Node {
         cluster_generation: u64,
     ) -> Result<crate::engine::Applied, ApplyError> {
         self.ready(txn)?;
-        let p = self.prepared.take().expect("ready");
+        let p = self.prepared.take().expect("ready").change;
         if !self.config.hold_before_commit.is_zero() {
             tokio::time::sleep(self.config.hold_before_commit).await;
         }
         let who = Requester::Agent(Reason::ClusterCommit {
             coordinator: p.coordinator.clone(),
         });
-        let applied = engine.apply(&p.request, &who, p.force).await?;
+        let queued = Queued {
+            terms: p.terms.reason_only(),
+            asked_by: p.asked_by,
+            ..Queued::new(p.request, who, p.force)
+        };
+        let applied = engine.apply_queued(queued).await?;
         engine.mark_cluster(cluster_generation).await?;
         Ok(applied)
     }
@@ -281,8 +305,8 @@ impl Node {
             proxy_reachable: me.proxy_reachable,
             last_error: me.last_error.clone(),
             held: self.held().map(|p| HeldChange {
-                txn: p.txn.clone(),
-                coordinator: p.coordinator.clone(),
+                txn: p.change.txn.clone(),
+                coordinator: p.change.coordinator.clone(),
                 age_ms: p.since.elapsed().as_millis() as u64,
                 expires_in_ms: p
                     .expires
@@ -411,8 +435,20 @@ pub async fn handle_peer_command<P: Proxy>(
             request,
             force,
             coordinator,
+            terms,
+            asked_by,
         } => match node
-            .prepare(engine, &txn, &request, force, &coordinator)
+            .prepare(
+                engine,
+                ToPrepare {
+                    txn: txn.clone(),
+                    request,
+                    force,
+                    coordinator,
+                    terms,
+                    asked_by,
+                },
+            )
             .await
         {
             Ok(data) => Reply::ok(format!("{} prepared {txn}", node.config.node), data),

@@ -51,6 +51,8 @@ fn prepare(txn: &str, coordinator: &str) -> Command {
         },
         force: false,
         coordinator: coordinator.into(),
+        terms: Terms::default(),
+        asked_by: None,
     }
 }
 
@@ -145,4 +147,78 @@ fn a_peers_held_change_ages_from_its_report() {
     assert_eq!((h.age_ms, h.expires_in_ms), (1_500, 28_500));
     assert_eq!(held_by(&report(Some(change)), ms(29_000)), None);
     assert_eq!(held_by(&report(None), ms(0)), None);
+}
+
+/// A prepare carries the change's terms and who asked the coordinator: a cluster generation
+/// other than `if_generation` refuses it, and the commit journals the asker and the reason
+/// (the requester being the coordinator that carried it here).
+#[tokio::test]
+async fn a_prepare_checks_the_cluster_generation_and_the_commit_journals_who_asked() {
+    use crate::store::HistoryFilter;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut node, mut engine) = node(dir.path()).await;
+    let alice = crate::requester::alice();
+    let asked = |txn: &str, if_generation: u64| match prepare(txn, "lb2") {
+        Command::Prepare {
+            txn,
+            request,
+            force,
+            coordinator,
+            ..
+        } => Command::Prepare {
+            txn,
+            request,
+            force,
+            coordinator,
+            terms: Terms {
+                reason: Some("CHG-9".parse().unwrap()),
+                if_generation: Some(if_generation),
+            },
+            asked_by: Some(alice.clone()),
+        },
+        _ => unreachable!(),
+    };
+    let now = engine.state().cluster_generation;
+    let r = handle_peer_command(
+        &mut node,
+        &mut engine,
+        asked("lb2-1-0", now + 3),
+        Some("lb2"),
+    )
+    .await;
+    assert_eq!(r.status, Status::Error);
+    assert!(
+        r.message.contains(&format!(
+            "the cluster generation is at generation {now}, not {}",
+            now + 3
+        )),
+        "{}",
+        r.message
+    );
+    assert_eq!(
+        held(&node, &engine),
+        None,
+        "a refused prepare holds nothing"
+    );
+    let r = handle_peer_command(&mut node, &mut engine, asked("lb2-1-1", now), Some("lb2")).await;
+    assert_eq!(r.status, Status::Ok, "{}", r.message);
+    let commit = Command::Commit {
+        txn: "lb2-1-1".into(),
+        cluster_generation: now + 1,
+    };
+    let r = handle_peer_command(&mut node, &mut engine, commit, Some("lb2")).await;
+    assert_eq!(r.status, Status::Ok, "{}", r.message);
+    let last = engine
+        .history(&HistoryFilter::default(), 1)
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        last.requester,
+        Requester::Agent(Reason::ClusterCommit {
+            coordinator: "lb2".into()
+        })
+    );
+    assert_eq!(last.asked_by, Some(alice));
+    assert_eq!(last.reason.as_ref().map(|r| r.as_str()), Some("CHG-9"));
+    assert_eq!(last.verb(), "switch");
 }

@@ -7,7 +7,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use super::{PeerReport, Request};
+use super::{PeerReport, Request, Terms};
 
 /// A request from a client.
 ///
@@ -50,6 +50,13 @@ pub enum Command {
         force: bool,
         /// The node that coordinates the change.
         coordinator: String,
+        /// Why, and the cluster generation the change expects (checked on every host).
+        #[serde(default, skip_serializing_if = "is_default")]
+        terms: Terms,
+        /// Who asked the coordinator for the change, journaled by every host that
+        /// applies it (absent from older coordinators).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        asked_by: Option<crate::requester::Requester>,
     },
     /// Whether the cluster change `txn` is still held.
     Ready {
@@ -84,6 +91,21 @@ pub enum Command {
         /// At most this many entries (at most [`super::MAX_HISTORY`]).
         #[serde(default = "default_history")]
         limit: usize,
+        /// Only entries asked for by this user: a user name or uid (of the requester, or
+        /// of whoever asked for a cluster change), a certificate identity (`dns:<name>`,
+        /// `uri:<uri>`) or a peer's name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        /// Only entries of this verb (`switch`, `rollback`..., or what the agent did by
+        /// itself: `watch`, `reconcile`, `config`, `recover`...).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verb: Option<String>,
+        /// Only entries at or after this Unix time, in milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_ms: Option<u64>,
+        /// Only entries before this Unix time, in milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<u64>,
     },
     /// The agent's metrics in the OpenMetrics text format, as the HTTP endpoint serves them
     /// (`data.text`, `data.content_type`). Added in version 1 without a version change: an
@@ -125,6 +147,10 @@ fn default_history() -> usize {
     50
 }
 
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
 /// A routing change as the engine takes it: the request and its flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mutation {
@@ -137,6 +163,9 @@ pub struct Mutation {
     /// On a host of a fleet (etcd): change this host alone; it shows as diverged until the
     /// next fleet change. Written on the wire only when set.
     pub local: bool,
+    /// Why, and the generation the change expects; each written on the wire only when
+    /// set.
+    pub terms: Terms,
 }
 
 impl Command {
@@ -147,7 +176,21 @@ impl Command {
             force,
             dry_run,
             local: false,
+            terms: Terms::default(),
         })
+    }
+
+    /// `history`: the newest `limit` entries, about `service` when given, unfiltered
+    /// otherwise.
+    pub fn history(service: Option<String>, limit: usize) -> Command {
+        Command::History {
+            service,
+            limit,
+            user: None,
+            verb: None,
+            since_ms: None,
+            until_ms: None,
+        }
     }
 
     /// Whether the command is one agents send each other (accepted only from peers).
@@ -239,6 +282,9 @@ impl Mutation {
         if self.local {
             obj.insert("local".into(), true.into());
         }
+        if let Value::Object(terms) = serde_json::to_value(&self.terms)? {
+            obj.extend(terms);
+        }
         Ok(obj)
     }
 
@@ -271,12 +317,18 @@ impl Mutation {
         } else {
             false
         };
+        let terms: Map<String, Value> = Terms::FIELDS
+            .iter()
+            .filter_map(|f| obj.remove_entry(*f))
+            .collect();
+        let terms = Terms::deserialize(Value::Object(terms))?;
         obj.insert("op".into(), Request::op_of(&verb).into());
         Ok(Mutation {
             request: Request::deserialize(value)?,
             force,
             dry_run,
             local,
+            terms,
         })
     }
 }

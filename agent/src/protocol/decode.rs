@@ -75,12 +75,22 @@ pub fn decode(line: &str) -> Result<Command, DecodeError> {
 }
 
 /// The bounds every command is held to, whatever encoding brought it (a JSON line here,
-/// a gRPC message in `grpc::convert`): history limits, `cluster`'s inner command, the
+/// a gRPC message in `grpc::convert`): history limits and filters, `cluster`'s inner command, the
 /// number of services one `apply` names.
 pub fn check(cmd: &Command) -> Result<(), DecodeError> {
-    if let Command::History { limit, .. } = cmd {
+    if let Command::History {
+        limit, user, verb, ..
+    } = cmd
+    {
         if *limit > MAX_HISTORY {
             return Err(DecodeError::HistoryLimit(*limit));
+        }
+        for (field, value, max) in [("user", user, 256), ("verb", verb, 64)] {
+            if value.as_ref().is_some_and(|v| v.len() > max) {
+                return Err(DecodeError::Command(format!(
+                    "history {field} is longer than {max} bytes"
+                )));
+            }
         }
     }
     if let Command::Cluster { command } = cmd {
@@ -89,9 +99,24 @@ pub fn check(cmd: &Command) -> Result<(), DecodeError> {
                 "cluster takes a command that changes routing, or history".into(),
             ));
         }
-        if let Command::History { limit, .. } = **command {
+        if let Command::History {
+            limit,
+            ref user,
+            ref verb,
+            since_ms,
+            until_ms,
+            ..
+        } = **command
+        {
             if limit > MAX_HISTORY {
                 return Err(DecodeError::HistoryLimit(limit));
+            }
+            if user.is_some() || verb.is_some() || since_ms.is_some() || until_ms.is_some() {
+                return Err(DecodeError::Command(
+                    "the fleet's history (cluster) filters by service only, not by user, \
+                     verb or time"
+                        .into(),
+                ));
             }
         }
     }

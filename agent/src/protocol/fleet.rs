@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Request, ServiceState, Step};
+use super::{ReasonText, Request, ServiceState, Step};
 
 /// Largest record cutover reads from etcd, bytes; a larger value is refused unread.
 pub const MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
@@ -43,6 +43,13 @@ pub struct FleetChange {
     pub voters: Vec<String>,
     /// The services whose records it wrote.
     pub services: Vec<String>,
+    /// Why, as the requester said (`--reason`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ReasonText>,
+    /// Who asked the proposer for the change (a local user, a remote client...); every
+    /// host journals it when it applies the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked_by: Option<crate::requester::Requester>,
 }
 
 /// A change proposed to the fleet and not yet committed: every live host votes on it.

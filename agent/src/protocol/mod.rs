@@ -18,9 +18,11 @@
 //! `status`), [`status`] and [`plan`] (the data of `status` and dry-run
 //! replies), [`cluster`] (the data of cluster replies), [`event`] (the remote API's watch
 //! events), [`peer`] (what agents tell each other) and
-//! [`fleet`] (the records of the fleet store in etcd). It imports no other module of the
-//! crate.
+//! [`fleet`] (the records of the fleet store in etcd), [`audit`] (a change's reason and
+//! expected generation). It imports no other module of the crate but `requester` (who
+//! asked for a cluster change travels with it).
 
+pub mod audit;
 pub mod change;
 pub mod cluster;
 pub mod command;
@@ -34,6 +36,7 @@ pub mod reply;
 pub mod routing;
 pub mod status;
 
+pub use audit::{BadReason, ReasonText, StaleGeneration, Terms, MAX_REASON_BYTES};
 pub use change::{Broken, Change, ServiceChange, ServiceState};
 pub use cluster::{
     ClusterOutcome, ClusterStatus, HeldChange, HostOutcome, HostRow, ServiceAgreement,

@@ -62,10 +62,7 @@ fn round_trip() {
             name: "routes".into(),
             view: MapView::Diff,
         },
-        Command::History {
-            service: None,
-            limit: 5,
-        },
+        Command::history(None, 5),
         Command::Metrics,
     ] {
         assert_eq!(decode(&encode(&cmd)).unwrap(), cmd);
@@ -99,10 +96,7 @@ fn parses_v1_payloads() {
     );
     assert_eq!(
         decode(r#"{"v":1,"cmd":"history"}"#).unwrap(),
-        Command::History {
-            service: None,
-            limit: 50
-        }
+        Command::history(None, 50)
     );
 }
 
@@ -142,10 +136,7 @@ fn older_payloads_parse_after_additions() {
         ),
         (
             r#"{"cmd":"history","service":"web","limit":3}"#,
-            Command::History {
-                service: Some("web".into()),
-                limit: 3,
-            },
+            Command::history(Some("web".into()), 3),
         ),
     ];
     for (line, cmd) in old {

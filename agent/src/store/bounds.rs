@@ -134,7 +134,9 @@ impl Repeats {
         self.first = key.is_some().then(|| entry.clone());
         self.key = key;
         self.count = 0;
-        Admit::Write { summary }
+        Admit::Write {
+            summary: summary.map(Box::new),
+        }
     }
 
     /// The line that sums up the counted refusals, and the count starts again.
@@ -166,8 +168,8 @@ pub enum Admit {
     Counted,
     /// Write it, after the line summing up the run it ends, if any.
     Write {
-        /// The summary of the run that ends.
-        summary: Option<JournalEntry>,
+        /// The summary of the run that ends (boxed: an entry is large beside `Counted`).
+        summary: Option<Box<JournalEntry>>,
     },
 }
 

@@ -6,7 +6,8 @@ use std::io::{self, Read, Seek, SeekFrom};
 
 use super::bounds::{self, Admit};
 use super::{
-    suffixed, JournalEntry, Store, StoreError, HISTORY_TAIL_BYTES, JOURNAL_FILE, TORN_SUFFIX,
+    suffixed, HistoryFilter, JournalEntry, Store, StoreError, HISTORY_TAIL_BYTES, JOURNAL_FILE,
+    TORN_SUFFIX,
 };
 use crate::fsio::{write_atomic, WriteOptions};
 
@@ -57,7 +58,7 @@ impl Store {
 
     /// Generation of the newest journal entry.
     pub fn last_generation(&self) -> Option<u64> {
-        self.history(None, usize::MAX)
+        self.history(&HistoryFilter::default(), usize::MAX)
             .ok()?
             .iter()
             .map(|e| e.generation)
@@ -113,20 +114,20 @@ impl Store {
         .map_err(|source| StoreError::Journal { path, source })
     }
 
-    /// The newest journal entries, oldest first: at most `limit`, only those about
-    /// `service` when given, from the last [`HISTORY_TAIL_BYTES`] of the journal. The
-    /// journal is read backwards in chunks and parsed from its end, so the work is bounded
-    /// by what is asked for, not by the journal's size. Lines that do not parse (a torn
-    /// write) are skipped.
-    pub fn history(&self, service: Option<&str>, limit: usize) -> io::Result<Vec<JournalEntry>> {
+    /// The newest journal entries, oldest first: at most `limit`, only those `filter`
+    /// passes, from the last [`HISTORY_TAIL_BYTES`] of the journal and of each rotated file.
+    /// The journal is read backwards in chunks and parsed from its end, so the work is
+    /// bounded by what is asked for, not by the journal's size. Lines that do not parse (a
+    /// torn write) are skipped.
+    pub fn history(&self, filter: &HistoryFilter, limit: usize) -> io::Result<Vec<JournalEntry>> {
         let journal = self.journal_path();
         let mut out = Vec::new();
-        read_back(&journal, service, limit, &mut out)?;
+        read_back(&journal, filter, limit, &mut out)?;
         for n in 1..=self.journal_limits.files {
             if out.len() >= limit {
                 break;
             }
-            read_back(&bounds::rotated(&journal, n), service, limit, &mut out)?;
+            read_back(&bounds::rotated(&journal, n), filter, limit, &mut out)?;
         }
         out.reverse();
         Ok(out)
@@ -137,7 +138,7 @@ impl Store {
 /// holds `limit`; see [`Store::history`]. A missing file adds nothing.
 fn read_back(
     path: &std::path::Path,
-    service: Option<&str>,
+    filter: &HistoryFilter,
     limit: usize,
     out: &mut Vec<JournalEntry>,
 ) -> io::Result<()> {
@@ -172,7 +173,7 @@ fn read_back(
             let Ok(entry) = serde_json::from_slice::<JournalEntry>(line) else {
                 continue;
             };
-            if service.is_none_or(|s| mentions(&entry, s)) {
+            if filter.matches(&entry) {
                 out.push(entry);
             }
         }
@@ -217,7 +218,8 @@ fn good_prefix(tail: &[u8], partial_first: bool) -> usize {
     keep
 }
 
-fn mentions(e: &JournalEntry, service: &str) -> bool {
+/// Whether the entry's request names `service` or its change moved it.
+pub(super) fn mentions(e: &JournalEntry, service: &str) -> bool {
     e.request.get("service").and_then(|v| v.as_str()) == Some(service)
         || e.data
             .get("services")
@@ -244,12 +246,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         fs::write(store.journal_path(), JOURNAL_V1).unwrap();
-        let entries = store.history(None, 100).unwrap();
+        let entries = store.history(&HistoryFilter::default(), 100).unwrap();
         let agent = || {
             Requester::Agent(Reason::Upkeep {
                 uid: Some(0),
                 gid: Some(0),
                 pid: Some(812),
+                names: Default::default(),
             })
         };
         let watch = || Requester::Agent(Reason::Watch);
@@ -298,6 +301,32 @@ mod tests {
             .map(|e| (e.requester.clone(), e.result))
             .collect();
         assert_eq!(got, expected);
+        // The verb of a line without one is its request's `op` (`set` is `apply`).
+        let verbs: Vec<&str> = entries.iter().map(JournalEntry::verb).collect();
+        assert_eq!(
+            verbs,
+            [
+                "recover",
+                "config",
+                "switch",
+                "switch",
+                "switch",
+                "watch",
+                "apply",
+                "watch",
+                "rollback",
+                "watch",
+                "watch",
+                "switch",
+                "apply",
+                "canary",
+                "reconcile",
+                "reconcile"
+            ]
+        );
+        assert!(entries
+            .iter()
+            .all(|e| e.reason.is_none() && e.asked_by.is_none()));
         // Each entry writes back the JSON it was read from.
         for (entry, line) in entries.iter().zip(JOURNAL_V1.lines()) {
             let written = serde_json::to_value(entry).unwrap();
@@ -305,10 +334,86 @@ mod tests {
             assert_eq!(written, read);
         }
         // The service filter reads requests and changes as before.
-        let api = store.history(Some("api"), 100).unwrap();
+        let api = store
+            .history(&HistoryFilter::service(Some("api")), 100)
+            .unwrap();
         let gens: Vec<u64> = api.iter().map(|e| e.generation).collect();
         assert_eq!(gens, [1, 3, 4]);
         assert_eq!(store.last_generation(), Some(7));
+    }
+
+    #[test]
+    fn verb_reason_and_who_asked_round_trip_and_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let alice = crate::requester::alice();
+        let mut by_hand = entry(1, "web");
+        by_hand.requester = alice.clone();
+        by_hand.verb = Some("rollback".into());
+        by_hand.reason = Some("CHG-1".parse().unwrap());
+        by_hand.time_ms = 1_000;
+        let mut carried = entry(2, "web");
+        carried.requester = Requester::Agent(Reason::ClusterCommit {
+            coordinator: "lb1".into(),
+        });
+        carried.asked_by = Some(alice.clone());
+        carried.verb = Some("switch".into());
+        carried.time_ms = 2_000;
+        let mut other = entry(3, "api");
+        other.requester = Requester::local(Some(2000), Some(2000), Some(1));
+        other.time_ms = 3_000;
+        // A line without a verb of its own: its request's `op` is the verb.
+        other.request = serde_json::json!({"op": "switch", "service": "api", "colour": "green"});
+        for e in [&by_hand, &carried, &other] {
+            store.append(e).unwrap();
+        }
+        let line = fs::read_to_string(store.journal_path()).unwrap();
+        let first: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+        assert_eq!(first["requester"]["user"], "alice");
+        assert_eq!(first["requester"]["group"], "ops");
+        assert_eq!(first["verb"], "rollback");
+        assert_eq!(first["reason"], "CHG-1");
+        let all = store.history(&HistoryFilter::default(), 10).unwrap();
+        assert_eq!(all, [by_hand.clone(), carried.clone(), other.clone()]);
+        let gens = |f: HistoryFilter| {
+            let got = store.history(&f, 10).unwrap();
+            got.iter().map(|e| e.generation).collect::<Vec<_>>()
+        };
+        let user = |u: &str| HistoryFilter {
+            user: Some(u.into()),
+            ..HistoryFilter::default()
+        };
+        assert_eq!(
+            gens(user("alice")),
+            [1, 2],
+            "the asker of a cluster change too"
+        );
+        assert_eq!(gens(user("1000")), [1, 2]);
+        assert_eq!(gens(user("2000")), [3]);
+        assert_eq!(
+            gens(user("lb1")),
+            Vec::<u64>::new(),
+            "a coordinator is no user"
+        );
+        let verb = |v: &str| HistoryFilter {
+            verb: Some(v.into()),
+            ..HistoryFilter::default()
+        };
+        assert_eq!(gens(verb("rollback")), [1]);
+        assert_eq!(gens(verb("switch")), [2, 3]);
+        let window = HistoryFilter {
+            since_ms: Some(2_000),
+            until_ms: Some(3_000),
+            ..HistoryFilter::default()
+        };
+        assert_eq!(gens(window), [2]);
+        let both = HistoryFilter {
+            service: Some("web".into()),
+            user: Some("alice".into()),
+            verb: Some("switch".into()),
+            ..HistoryFilter::default()
+        };
+        assert_eq!(gens(both), [2]);
     }
 
     #[test]
@@ -326,12 +431,14 @@ mod tests {
             .open(store.journal_path())
             .unwrap();
         f.write_all(b"{\"generation\": 6, \"ti").unwrap();
-        let all = store.history(None, 100).unwrap();
+        let all = store.history(&HistoryFilter::default(), 100).unwrap();
         assert_eq!(
             all.iter().map(|e| e.generation).collect::<Vec<_>>(),
             [1, 2, 3, 4, 5]
         );
-        let api = store.history(Some("api"), 1).unwrap();
+        let api = store
+            .history(&HistoryFilter::service(Some("api")), 1)
+            .unwrap();
         assert_eq!(api.len(), 1);
         assert_eq!(api[0].generation, 4);
     }
@@ -347,10 +454,29 @@ mod tests {
             store.append(&e).unwrap();
         }
         let gens = |v: Vec<JournalEntry>| v.iter().map(|e| e.generation).collect::<Vec<_>>();
-        assert_eq!(gens(store.history(None, 3).unwrap()), [38, 39, 40]);
-        assert_eq!(gens(store.history(Some("api"), 2).unwrap()), [36, 39]);
-        assert_eq!(store.history(None, 1000).unwrap().len(), 40);
-        assert_eq!(gens(store.history(None, 1000).unwrap())[..3], [1, 2, 3]);
+        assert_eq!(
+            gens(store.history(&HistoryFilter::default(), 3).unwrap()),
+            [38, 39, 40]
+        );
+        assert_eq!(
+            gens(
+                store
+                    .history(&HistoryFilter::service(Some("api")), 2)
+                    .unwrap()
+            ),
+            [36, 39]
+        );
+        assert_eq!(
+            store
+                .history(&HistoryFilter::default(), 1000)
+                .unwrap()
+                .len(),
+            40
+        );
+        assert_eq!(
+            gens(store.history(&HistoryFilter::default(), 1000).unwrap())[..3],
+            [1, 2, 3]
+        );
         assert_eq!(store.last_generation(), Some(40));
     }
 }
@@ -376,7 +502,7 @@ mod rotation_tests {
             store.append(&entry(gen, &pad)).unwrap();
         }
         assert!(bounds::rotated(&store.journal_path(), 1).exists());
-        let got = store.history(None, 200).unwrap();
+        let got = store.history(&HistoryFilter::default(), 200).unwrap();
         assert_eq!(got.len(), 200);
         assert_eq!(got.first().unwrap().generation, 101);
         assert_eq!(got.last().unwrap().generation, 300);

@@ -5,15 +5,14 @@ use crate::protocol::Colour;
 use std::io::Write;
 
 pub(super) fn entry(gen: u64, service: &str) -> JournalEntry {
-    JournalEntry {
-        generation: gen,
-        time_ms: now_ms(),
-        requester: Requester::default(),
-        request: serde_json::json!({"cmd": "switch", "service": service}),
-        result: Outcome::Ok,
-        message: String::new(),
-        data: serde_json::Value::Null,
-    }
+    JournalEntry::new(
+        gen,
+        Requester::default(),
+        serde_json::json!({"cmd": "switch", "service": service}),
+        Outcome::Ok,
+        String::new(),
+        serde_json::Value::Null,
+    )
 }
 
 #[test]
@@ -116,7 +115,10 @@ fn recover_cuts_a_torn_or_zeroed_journal_end() {
     }
     // The next entry starts on a line of its own.
     store.append(&entry(3, "web")).unwrap();
-    assert_eq!(store.history(None, 10).unwrap().len(), 3);
+    assert_eq!(
+        store.history(&HistoryFilter::default(), 10).unwrap().len(),
+        3
+    );
     assert!(store.recover().unwrap().notes.is_empty());
 }
 

@@ -310,9 +310,17 @@ fn bad_configs_are_refused_by_check_and_by_the_running_agent() {
             "agent.socket_group",
         ),
         (
-            "uid a string",
-            replace("[agent]\n", "[agent]\nallow_uids = [\"root\"]\n".into()),
-            "invalid type: string \"root\"",
+            "uid a name the user database does not know",
+            replace(
+                "[agent]\n",
+                "[agent]\nallow_uids = [\"no-such-user-here\"]\n".into(),
+            ),
+            "agent.allow_uids: no user named \"no-such-user-here\" in the user database",
+        ),
+        (
+            "uid neither a number nor a name",
+            replace("[agent]\n", "[agent]\nallow_uids = [true]\n".into()),
+            "a number (0..=4294967295) or a user or group name",
         ),
         (
             "readers without writers",

@@ -257,6 +257,17 @@ async fn every_verb_gives_the_same_reply_over_grpc_as_over_the_socket() {
         change(apply.clone(), true),
         change(apply, false),
         change(Request::Promote { service: web() }, false),
+        // A stale generation is refused alike, with its reason journaled on both sides.
+        Command::Change(crate::protocol::Mutation {
+            request: Request::Abort { service: web() },
+            force: false,
+            dry_run: false,
+            local: false,
+            terms: crate::protocol::Terms {
+                reason: Some("CHG-5".parse().unwrap()),
+                if_generation: Some(999),
+            },
+        }),
         Command::MapShow {
             name: "routes".into(),
             view: MapView::Desired,
@@ -269,14 +280,8 @@ async fn every_verb_gives_the_same_reply_over_grpc_as_over_the_socket() {
             name: "nope".into(),
             view: MapView::Live,
         },
-        Command::History {
-            service: Some(web()),
-            limit: 100,
-        },
-        Command::History {
-            service: None,
-            limit: 3,
-        },
+        Command::history(Some(web()), 100),
+        Command::history(None, 3),
         Command::ClusterStatus,
         Command::Status,
     ];
@@ -317,10 +322,7 @@ async fn every_verb_gives_the_same_reply_over_grpc_as_over_the_socket() {
     assert_eq!((local.status, remote.status), (Status::Ok, Status::Ok));
     assert_eq!(local.data["content_type"], remote.data["content_type"]);
     // The remote changes are journaled with the client's identity.
-    let history = Command::History {
-        service: Some(web()),
-        limit: 1,
-    };
+    let history = Command::history(Some(web()), 1);
     let last = grpc_side.remote("viewer", &history).await.unwrap();
     let requester: Requester =
         serde_json::from_value(last.data["entries"][0]["requester"].clone()).unwrap();
@@ -331,6 +333,23 @@ async fn every_verb_gives_the_same_reply_over_grpc_as_over_the_socket() {
         }
     );
     assert_eq!(last.data["entries"][0]["requester"]["via"], "grpc:dns:ci");
+    // Its reason too, and `history` finds it by the certificate's identity and the verb.
+    let filtered = Command::History {
+        service: None,
+        limit: 5,
+        user: Some("dns:ci".into()),
+        verb: Some("abort".into()),
+        since_ms: None,
+        until_ms: None,
+    };
+    let found = grpc_side.remote("viewer", &filtered).await.unwrap();
+    let entries = found.data["entries"].as_array().unwrap();
+    let stale = entries
+        .iter()
+        .find(|e| e["data"]["if_generation"] == 999)
+        .unwrap_or_else(|| panic!("{entries:?}"));
+    assert_eq!(stale["reason"], "CHG-5", "{stale}");
+    assert!(entries.iter().all(|e| e["verb"] == "abort"), "{entries:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,10 +394,7 @@ async fn roles_decide_and_refusals_name_the_identity_and_the_role() {
         ),
         other => panic!("{other:?}"),
     }
-    let history = Command::History {
-        service: None,
-        limit: 1,
-    };
+    let history = Command::history(None, 1);
     let last = served.local(&history).await;
     assert_eq!(
         last.data["entries"][0]["requester"]["via"],

@@ -1,15 +1,57 @@
 //! Validation of the `[agent]` and `[proxy]` sections: sockets, modes, timeouts, the proxy's
 //! kind and its commands.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Validator;
-use crate::config::raw::{RawAgent, RawProxy};
+use crate::config::raw::{IdOrName, RawAgent, RawProxy};
 use crate::config::*;
 use crate::mapfile::check_name;
 
+/// What the entries of an access list name.
+#[derive(Clone, Copy)]
+enum Principal {
+    User,
+    Group,
+}
+
 impl Validator<'_> {
+    /// The numbers of an access list whose entries are numbers or names; a name the user
+    /// database does not know is a problem naming the list and the name.
+    fn ids(&mut self, list: &str, what: Principal, entries: BTreeSet<IdOrName>) -> BTreeSet<u32> {
+        use nix::unistd::{Group, User};
+        let mut ids = BTreeSet::new();
+        for entry in entries {
+            let name = match entry {
+                IdOrName::Id(id) => {
+                    ids.insert(id);
+                    continue;
+                }
+                IdOrName::Name(name) => name,
+            };
+            let found = match what {
+                Principal::User => User::from_name(&name).map(|u| u.map(|u| u.uid.as_raw())),
+                Principal::Group => Group::from_name(&name).map(|g| g.map(|g| g.gid.as_raw())),
+            };
+            let kind = match what {
+                Principal::User => "user",
+                Principal::Group => "group",
+            };
+            match found {
+                Ok(Some(id)) => {
+                    ids.insert(id);
+                }
+                Ok(None) => self.problem(format!(
+                    "{list}: no {kind} named {name:?} in the user database"
+                )),
+                Err(e) => self.problem(format!("{list}: cannot look up {kind} {name:?}: {e}")),
+            }
+        }
+        ids
+    }
+
     pub(super) fn agent(&mut self, raw: RawAgent) -> Agent {
         let socket_mode = raw.socket_mode.unwrap_or(DEFAULT_SOCKET_MODE);
         if socket_mode & !0o777 != 0 || socket_mode & 0o007 != 0 {
@@ -70,10 +112,10 @@ impl Validator<'_> {
             ));
         }
         let access = crate::access::Policy {
-            allow_uids: raw.allow_uids,
-            allow_gids: raw.allow_gids,
-            read_uids: raw.read_uids,
-            read_gids: raw.read_gids,
+            allow_uids: self.ids("agent.allow_uids", Principal::User, raw.allow_uids),
+            allow_gids: self.ids("agent.allow_gids", Principal::Group, raw.allow_gids),
+            read_uids: self.ids("agent.read_uids", Principal::User, raw.read_uids),
+            read_gids: self.ids("agent.read_gids", Principal::Group, raw.read_gids),
             // Filled once `[cluster]` and `[remote]` are validated.
             remote: crate::access::Remote::default(),
         };

@@ -207,7 +207,7 @@ async fn a_dry_run_and_the_real_change_are_admitted_alike() {
             let mut f = setup(cause).await;
             let state_before = f.engine.state().clone();
             let files_before = f.services_file();
-            let planned = f.engine.plan(&request, false).await;
+            let planned = f.engine.plan(&request, false, None).await;
             assert_eq!(f.engine.state(), &state_before, "a plan changes nothing");
             assert_eq!(f.services_file(), files_before, "a plan writes nothing");
             assert!(
@@ -258,4 +258,98 @@ async fn a_dry_run_and_the_real_change_are_admitted_alike() {
     assert!(kinds(Cause::TemplateError).contains(&(Step::Render, ErrorKind::Template)));
     assert!(kinds(Cause::MissingBackend).contains(&(Step::Validate, ErrorKind::BadValue)));
     assert!(kinds(Cause::ProxyCheckFails).contains(&(Step::Validate, ErrorKind::ProxyCheck)));
+}
+
+/// `if_generation`: every mutating verb is refused when the state moved on (its plan too),
+/// at the request step and before anything else, with a message naming both generations,
+/// and journaled with its verb and reason; at the current generation it is admitted as
+/// without it.
+#[tokio::test]
+async fn a_stale_generation_refuses_every_verb_and_the_current_one_admits_it() {
+    use crate::protocol::Terms;
+    use crate::store::HistoryFilter;
+    for (i, request) in requests("web", "api").into_iter().enumerate() {
+        let mut f = setup(Cause::None).await;
+        let now = f.engine.state().generation;
+        let state_before = f.engine.state().clone();
+        for stale in [now - 1, now + 1] {
+            let planned = f.engine.plan(&request, false, Some(stale)).await;
+            let queued = Queued {
+                terms: Terms {
+                    reason: Some("CHG-7".parse().unwrap()),
+                    if_generation: Some(stale),
+                },
+                ..Queued::new(
+                    request.clone(),
+                    Requester::local(Some(7), None, None),
+                    false,
+                )
+            };
+            let applied = f.engine.apply_queued(queued).await;
+            let e = applied.as_ref().unwrap_err();
+            assert_eq!((e.step, e.kind), (Step::Request, ErrorKind::Stale), "{i}");
+            assert_eq!(
+                e.message(),
+                format!(
+                    "the state is at generation {now}, not {stale} (if_generation): it \
+                     changed since it was read; read it again and decide anew"
+                ),
+                "{i}"
+            );
+            assert_eq!(verdict(&planned), verdict(&applied), "{i}: plan and change");
+            assert_eq!(
+                f.engine.state(),
+                &state_before,
+                "{i}: a refusal changes nothing"
+            );
+            let last = f
+                .engine
+                .history(&HistoryFilter::default(), 1)
+                .unwrap()
+                .remove(0);
+            assert_eq!(last.verb(), request.verb(), "{i}");
+            assert_eq!(last.reason.as_ref().map(|r| r.as_str()), Some("CHG-7"));
+            assert_eq!(last.data["if_generation"], stale, "{i}");
+        }
+        let unconditioned = setup(Cause::None)
+            .await
+            .engine
+            .plan(&request, false, None)
+            .await;
+        let current = f.engine.plan(&request, false, Some(now)).await;
+        assert_eq!(verdict(&current), verdict(&unconditioned), "{i}");
+    }
+}
+
+/// Two changes of one batch that read the same generation: the first moves the state on,
+/// so the second is refused, as it would be one after the other.
+#[tokio::test]
+async fn the_second_of_two_changes_on_one_generation_is_refused_within_a_batch() {
+    use crate::protocol::Terms;
+    let mut f = setup(Cause::None).await;
+    let now = f.engine.state().generation;
+    let on = |request: Request| Queued {
+        terms: Terms {
+            reason: None,
+            if_generation: Some(now),
+        },
+        ..Queued::new(request, Requester::default(), false)
+    };
+    let results = f
+        .engine
+        .apply_batch(&[
+            on(Request::Switch {
+                service: "web".into(),
+                colour: Colour::Blue,
+            }),
+            on(Request::Abort {
+                service: "api".into(),
+            }),
+        ])
+        .await;
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    let e = results[1].as_ref().unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Stale, "{e}");
+    assert_eq!(f.engine.state().generation, now + 1);
+    assert!(f.engine.state().services["api"].canary.is_some());
 }

@@ -2,6 +2,7 @@
 //! batch shares one transition and fails or succeeds as a whole.
 
 use super::*;
+use crate::store::HistoryFilter;
 
 #[tokio::test]
 async fn a_proxy_without_runtime_maps_checks_and_reloads_every_change() {
@@ -60,11 +61,7 @@ async fn queued_requests_share_one_transition() {
         switch("api", Colour::Green),
     ]
     .into_iter()
-    .map(|request| Queued {
-        request,
-        requester: who.clone(),
-        force: false,
-    })
+    .map(|request| Queued::new(request, who.clone(), false))
     .collect();
     let results = f.engine.apply_batch(&batch).await;
     assert_eq!(f.reload_calls(), ["check", "reload"], "one reload");
@@ -93,7 +90,7 @@ async fn queued_requests_share_one_transition() {
     assert_eq!(f.live_services()["api"], "api_green");
     let results: Vec<Outcome> = f
         .engine
-        .history(None, 5)
+        .history(&HistoryFilter::default(), 5)
         .unwrap()
         .into_iter()
         .map(|e| e.result)
@@ -112,16 +109,8 @@ async fn a_refused_reload_fails_the_whole_batch_and_restores_the_files() {
     let results = f
         .engine
         .apply_batch(&[
-            Queued {
-                request: switch("web", Colour::Green),
-                requester: who.clone(),
-                force: false,
-            },
-            Queued {
-                request: switch("api", Colour::Green),
-                requester: who.clone(),
-                force: false,
-            },
+            Queued::new(switch("web", Colour::Green), who.clone(), false),
+            Queued::new(switch("api", Colour::Green), who.clone(), false),
         ])
         .await;
     for r in &results {

@@ -2,6 +2,7 @@
 //! them, at a power loss): files, proxy and state are left or restored as they were.
 
 use super::*;
+use crate::store::HistoryFilter;
 
 #[tokio::test]
 async fn a_failed_runtime_update_leaves_the_file_alone() {
@@ -147,7 +148,7 @@ async fn a_restart_after_a_power_loss_recovers_and_says_so() {
         f.proxy.state().maps[&f.maps.join("services.map")]["api"],
         "api_green"
     );
-    let notes = engine.history(None, 100).unwrap();
+    let notes = engine.history(&HistoryFilter::default(), 100).unwrap();
     assert_eq!(
         notes
             .iter()

@@ -2,6 +2,7 @@
 //! drains around a flip; an unknown backend and a plan change nothing.
 
 use super::*;
+use crate::store::HistoryFilter;
 
 #[tokio::test]
 async fn a_flip_is_one_runtime_update_without_a_proxy_check() {
@@ -22,7 +23,7 @@ async fn a_flip_is_one_runtime_update_without_a_proxy_check() {
     assert_eq!(calls.len(), 2, "{calls:?}");
     assert!(calls[0].starts_with("update_map"));
     assert_eq!(calls[1], "set_drain web_blue true");
-    let history = f.engine.history(None, 10).unwrap();
+    let history = f.engine.history(&HistoryFilter::default(), 10).unwrap();
     assert_eq!(history.last().unwrap().result, Outcome::Ok);
 }
 
@@ -92,7 +93,10 @@ async fn an_unknown_backend_is_refused_before_anything_is_written() {
     assert_eq!(f.engine.state().generation, gen);
     assert_eq!(f.live_services()["web"], "web_blue");
     assert!(f.proxy.state().calls.is_empty());
-    assert_eq!(f.engine.history(None, 1).unwrap()[0].result, Outcome::Error);
+    assert_eq!(
+        f.engine.history(&HistoryFilter::default(), 1).unwrap()[0].result,
+        Outcome::Error
+    );
 }
 
 #[tokio::test]
@@ -126,7 +130,7 @@ async fn a_plan_changes_nothing_and_names_the_mechanism() {
     let files_before = f.services_file();
     let plan = f
         .engine
-        .plan(&switch("web", Colour::Green), false)
+        .plan(&switch("web", Colour::Green), false, None)
         .await
         .unwrap();
     assert_eq!(plan.generation, f.engine.state().generation + 1);
@@ -153,7 +157,7 @@ async fn a_plan_changes_nothing_and_names_the_mechanism() {
     f.proxy.state().servers.get_mut("web_green").unwrap()[0].up = false;
     let e = f
         .engine
-        .plan(&switch("web", Colour::Green), false)
+        .plan(&switch("web", Colour::Green), false, None)
         .await
         .unwrap_err();
     assert_eq!(e.step, Step::Gate);

@@ -2,6 +2,7 @@
 //! leftover drains are noticed and repaired, and journaled once.
 
 use super::*;
+use crate::store::HistoryFilter;
 
 #[tokio::test]
 async fn drift_in_the_running_proxy_is_repaired() {
@@ -43,7 +44,7 @@ async fn a_foreign_reload_is_noticed_by_the_tick() {
 
 fn journal_of(f: &Fixture, cmd: &str) -> Vec<JournalEntry> {
     f.engine
-        .history(None, 1000)
+        .history(&HistoryFilter::default(), 1000)
         .unwrap()
         .into_iter()
         .filter(|e| e.request["op"] == cmd)

@@ -75,7 +75,26 @@ pub(crate) fn every_call() -> Vec<Command> {
             force: false,
             dry_run: false,
             local: true,
+            terms: Terms::default(),
         }),
+        Command::Change(Mutation {
+            request: Request::Rollback { service: web() },
+            force: true,
+            dry_run: false,
+            local: false,
+            terms: Terms {
+                reason: Some("CHG-42 roll back 2.3".parse().unwrap()),
+                if_generation: Some(41),
+            },
+        }),
+        Command::History {
+            service: None,
+            limit: 9,
+            user: Some("uri:spiffe://example/ci".into()),
+            verb: Some("switch".into()),
+            since_ms: Some(1),
+            until_ms: Some(2),
+        },
         Command::Cluster {
             command: Box::new(change(
                 Request::Switch {
@@ -86,19 +105,10 @@ pub(crate) fn every_call() -> Vec<Command> {
                 false,
             )),
         },
-        Command::History {
-            service: Some(web()),
-            limit: 7,
-        },
-        Command::History {
-            service: None,
-            limit: 50,
-        },
+        Command::history(Some(web()), 7),
+        Command::history(None, 50),
         Command::Cluster {
-            command: Box::new(Command::History {
-                service: None,
-                limit: 3,
-            }),
+            command: Box::new(Command::history(None, 3)),
         },
         Command::MapShow {
             name: "routes".into(),
@@ -182,9 +192,22 @@ fn messages_are_held_to_the_protocols_bounds() {
     let big = pb::HistoryRequest {
         service: None,
         limit: Some(1_000_000),
-        cluster: false,
+        ..Default::default()
     };
     assert!(history(big).unwrap_err().0.contains("above"));
+    let bad_reason = pb::Change {
+        change: Some(pb::change::Change::Promote(pb::PromoteRequest {
+            service: "web".into(),
+            options: Some(pb::Options {
+                reason: Some("two\nlines".into()),
+                ..Default::default()
+            }),
+        })),
+    };
+    assert!(change(bad_reason)
+        .unwrap_err()
+        .0
+        .contains("control character"));
     let percent = pb::Change {
         change: Some(pb::change::Change::Canary(pb::CanaryRequest {
             service: "web".into(),
@@ -196,10 +219,7 @@ fn messages_are_held_to_the_protocols_bounds() {
     assert!(change(percent).is_err());
     assert_eq!(
         history(pb::HistoryRequest::default()).unwrap(),
-        Command::History {
-            service: None,
-            limit: 50
-        }
+        Command::history(None, 50)
     );
 }
 
