@@ -19,6 +19,7 @@ pub mod cluster;
 mod files;
 pub mod fleet;
 pub mod gates;
+pub mod hooks;
 mod metrics;
 mod proxy;
 mod raw;
@@ -37,6 +38,7 @@ pub use cluster::{ClusterConfig, PeerSpec, TlsFiles};
 pub use files::{EmptyMapError, FileSpec, Templates, ValueCheck, DEFAULT_TEMPLATE_DIR, MAX_FILES};
 pub use fleet::{EtcdAuth, EtcdConfig, EtcdTls, FleetConfig};
 pub use gates::{GateConfig, NoTraffic, PrewarmConfig, WatchConfig};
+pub use hooks::{EventKind, HookAction, HookConfig, HookUrl};
 pub use metrics::{Metrics, SUGGESTED_METRICS_LISTEN};
 pub use proxy::{
     NginxRuntime, NginxSettings, Proxy, ProxyKind, StatusAddress, StatusAddressError,
@@ -80,6 +82,9 @@ pub struct Config {
     pub remote: Option<RemoteConfig>,
     /// The Prometheus endpoint.
     pub metrics: Metrics,
+    /// What is told to the outside world when something happens (`[[hooks]]`); none by
+    /// default.
+    pub hooks: Vec<HookConfig>,
 }
 
 /// A config that cannot be used, with every problem found.

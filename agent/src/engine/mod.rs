@@ -98,7 +98,13 @@ pub struct Engine<P: Proxy> {
     /// the drifted version, so the next reconcile after the proxy's epoch moves reloads it.
     reload_owed: bool,
     metrics: Metrics,
+    /// Told of every journal line as it is written; see [`Engine::set_journal_tap`].
+    tap: Option<JournalTap>,
 }
+
+/// What the engine calls with every journal line it writes, on its own task: it must
+/// return at once (hand the line to a queue, never wait for one).
+pub type JournalTap = Box<dyn Fn(&crate::store::JournalEntry) + Send + Sync>;
 
 impl<P: Proxy> Engine<P> {
     /// Builds the engine from a validated config: loads templates, recovers the state
@@ -150,6 +156,7 @@ impl<P: Proxy> Engine<P> {
             last_drift: None,
             reload_owed: false,
             metrics: Metrics::new(),
+            tap: None,
         };
         engine.watch_desired_file();
         if !aligned.is_empty() {

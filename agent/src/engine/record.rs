@@ -230,5 +230,14 @@ impl<P: Proxy> Engine<P> {
             Ok(()) => self.unflushed.journal(),
             Err(e) => tracing::error!(error = %e, "cannot write the journal"),
         }
+        if let Some(tap) = &self.tap {
+            tap(entry);
+        }
+    }
+
+    /// Has `tap` told of every journal line written from now on (the hooks); `None` stops
+    /// it.
+    pub fn set_journal_tap(&mut self, tap: Option<super::JournalTap>) {
+        self.tap = tap;
     }
 }

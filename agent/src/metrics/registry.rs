@@ -113,6 +113,8 @@ impl Metrics {
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
 
+        let hooks = super::hooks::HookFamilies::register(&mut registry);
+
         for result in RESULTS {
             let _ = applies.get_or_create(&ResultLabel { result });
         }
@@ -149,6 +151,7 @@ impl Metrics {
                 peers_agreeing,
                 store_up,
                 fleet_generation,
+                hooks,
                 services: Mutex::new(BTreeSet::new()),
             }),
         }
