@@ -119,3 +119,34 @@ fn every_event_name_parses_back() {
     }
     assert_eq!(EventKind::parse("Switch"), None);
 }
+
+#[test]
+fn the_shipped_example_hooks_are_valid_once_uncommented() {
+    let example = include_str!("../../../../examples/cutover.toml");
+    let start = example.find("# [[hooks]]").expect("the example has hooks");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hook.secret"), "k").unwrap();
+    std::fs::write(dir.path().join("hooks-ca.pem"), "").unwrap();
+    let text: String = example[start..]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .map(|l| l.replace("/etc/cutover/", &format!("{}/", dir.path().display())))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (hooks, problems) = check(&text);
+    assert_eq!(problems, Vec::<String>::new());
+    assert_eq!(hooks.len(), 2);
+}
+
+#[test]
+fn the_docs_list_every_event() {
+    let docs = include_str!("../../../../docs/HOOKS.md");
+    let readme = include_str!("../../../../README.md");
+    for e in EventKind::ALL {
+        assert!(
+            docs.contains(&format!("| `{e}` |")),
+            "docs/HOOKS.md lacks {e}"
+        );
+        assert!(readme.contains(&format!("`{e}`")), "README.md lacks {e}");
+    }
+}
