@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use cutover_tests::agent::{text, Setup, SetupOptions};
 use cutover_tests::ports::bind_free;
-use cutover_tests::{free_addr, require_proxy};
+use cutover_tests::{free_addr, require_proxy, scenarios};
 
 const SECRET: &str = "hook-secret";
 
@@ -330,13 +330,8 @@ fn the_watchs_rollback_fires_auto_rollback_with_the_colours() {
         )
     });
     s.start_agent();
-    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
-    assert_eq!(code, 0, "{reply}");
     // Green's only server goes into maintenance: the watch rolls back to blue.
-    let admin = s
-        .haproxy()
-        .admin_command("set server web_green/g1 state maint");
-    assert_eq!(admin, "\n");
+    scenarios::switch_onto_a_dead_green(&s);
     let lines = || std::fs::read_to_string(&events).unwrap_or_default();
     assert!(
         within(|| !lines().trim().is_empty()),
