@@ -188,6 +188,21 @@ async fn deliver_all(
     }
 }
 
+/// For `cutover check`: each `https` hook whose trust roots cannot be loaded, as a problem
+/// naming the hook.
+pub fn trust_problems(hooks: &[HookConfig]) -> Vec<String> {
+    hooks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| match &h.action {
+            HookAction::Http { url, ca_file, .. } if url.tls => trust(ca_file.as_deref())
+                .err()
+                .map(|e| format!("hooks[{i}] ({}).ca_file: {e}", h.name)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The trust roots of an `https` hook: `ca_file`, else the system's bundle.
 fn trust(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
     let path = match ca_file {

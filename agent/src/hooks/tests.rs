@@ -1,5 +1,6 @@
-//! The running hooks with receivers on loopback: retries with backoff, the signature, a full
-//! queue dropping events without waiting, and a reload replacing the hooks.
+//! The running hooks with receivers on loopback (plain and TLS): retries with backoff, the
+//! signature, a full queue dropping events without waiting, a reload replacing the hooks,
+//! and `cutover check` loading an https hook's trust roots.
 
 use std::time::Instant;
 
@@ -224,4 +225,103 @@ async fn events_a_hook_does_not_name_are_not_sent_and_a_reload_replaces_hooks() 
         "{}",
         metrics.render()
     );
+}
+
+#[test]
+fn check_names_an_https_hook_whose_roots_do_not_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("ca.pem");
+    std::fs::write(&bad, "not a certificate\n").unwrap();
+    let mut hook = http_hook(
+        "secure",
+        HookUrl::parse("https://h.test/").unwrap(),
+        0,
+        None,
+    );
+    hook.action = HookAction::Http {
+        url: HookUrl::parse("https://h.test/").unwrap(),
+        secret: None,
+        ca_file: Some(bad.clone()),
+    };
+    let plain = http_hook("plain", HookUrl::parse("http://h.test/").unwrap(), 0, None);
+    let problems = trust_problems(&[plain, hook]);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("hooks[1] (secure).ca_file: "),
+        "{problems:?}"
+    );
+    assert!(
+        problems[0].contains(&bad.display().to_string()),
+        "{problems:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_https_hook_verifies_its_receiver_with_ca_file() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let dir = tempfile::tempdir().unwrap();
+    crate::peers::tls::make_ca(dir.path(), None).unwrap();
+    crate::peers::tls::issue(dir.path(), None, "localhost", dir.path()).unwrap();
+    let certs: Vec<_> = CertificateDer::pem_file_iter(dir.path().join("localhost.pem"))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.path().join("localhost.key")).unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, mut got) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.unwrap();
+        let mut buf = vec![0u8; 8192];
+        let n = tls.read(&mut buf).await.unwrap();
+        tx.send(String::from_utf8_lossy(&buf[..n]).to_string())
+            .unwrap();
+        tls.write_all(b"HTTP/1.1 202 Accepted\r\n\r\n")
+            .await
+            .unwrap();
+        tls.shutdown().await.unwrap();
+    });
+    let url = HookUrl::parse(&format!("https://localhost:{port}/secure")).unwrap();
+    let mut hook = http_hook("secure", url, 0, None);
+    hook.action = match hook.action {
+        HookAction::Http { url, secret, .. } => HookAction::Http {
+            url,
+            secret,
+            ca_file: Some(dir.path().join("ca.pem")),
+        },
+        other => other,
+    };
+    assert_eq!(
+        trust_problems(std::slice::from_ref(&hook)),
+        Vec::<String>::new()
+    );
+    let metrics = Metrics::new();
+    let hooks = Hooks::start(&[hook], metrics.clone());
+    hooks.offer(&switch_entry(3));
+    let request = got.recv().await.unwrap();
+    assert!(
+        request.starts_with("POST /secure HTTP/1.1\r\n"),
+        "{request}"
+    );
+    assert!(
+        request.contains(&format!("\r\nHost: localhost:{port}\r\n")),
+        "{request}"
+    );
+    until_counted(
+        &metrics,
+        "cutover_hook_runs_total{hook=\"secure\",result=\"ok\"} 1",
+    )
+    .await;
 }
