@@ -41,6 +41,15 @@ pub struct Notice {
 
 /// The event `entry` is, if it is one a hook can receive; `host` is this host's name.
 pub fn notice(entry: &JournalEntry, host: &str) -> Option<Notice> {
+    // A refusal's request and message are cut to the bounds the journal keeps.
+    let capped;
+    let entry = match entry.result {
+        Outcome::Error => {
+            capped = crate::store::bounds::capped(entry.clone());
+            &capped
+        }
+        _ => entry,
+    };
     let op = entry.request.get("op").and_then(|v| v.as_str())?;
     let services: Vec<ServiceChange> = entry
         .data
@@ -274,5 +283,19 @@ mod tests {
         assert_eq!(serde_json::to_value(&n).unwrap()["event"], "fault");
         assert_eq!(n.step.as_deref(), Some("confirm"));
         assert_eq!((n.service, n.from, n.to), (None, None, None));
+    }
+
+    #[test]
+    fn a_refusal_is_cut_to_the_journals_bounds() {
+        let mut e = entry(
+            json!({"op": "switch", "service": "web", "colour": "green"}),
+            Requester::local(Some(0), Some(0), Some(1)),
+            Outcome::Error,
+            json!({"step": "validate"}),
+        );
+        e.message = "x".repeat(100_000);
+        let n = notice(&e, "h").unwrap();
+        assert!(n.message.len() < 1_024, "{}", n.message.len());
+        assert_eq!(n.service.as_deref(), Some("web"));
     }
 }
