@@ -6,7 +6,7 @@
 //! HAProxy, the version warnings (3.2.0 crashing on an oversized CLI payload) come from
 //! the installed binary (`haproxy -v`), which the next reload runs. With
 //! a fleet store, it reads the site's prefix once, to prove etcd answers and accepts the
-//! credentials.
+//! credentials. The trust roots of every `https` hook are loaded.
 //!
 //! The staged main config sits at the top of the staging directory under its own name,
 //! beside a symbolic link to every other entry of the live config's directory, so that
@@ -125,6 +125,7 @@ pub async fn run(config: &mut Config) -> Result<CheckOutcome, Vec<String>> {
     if let Some(problem) = fleet_store(config).await {
         problems.push(problem);
     }
+    problems.extend(crate::hooks::trust_problems(&config.hooks));
     if !problems.is_empty() {
         return Err(problems);
     }

@@ -9,7 +9,7 @@
 //! | Layer       | Modules                                                  | What it holds |
 //! |-------------|----------------------------------------------------------|---------------|
 //! | `entry`     | `main`, `cli`, `agent`, `check`, `fuzzing`               | Entry points: the binary and its command line (with its man pages and completions), the daemon's wiring, `cutover check`, the fuzz targets' entry points. |
-//! | `transport` | `control`, `peers`, `fleet`, `grpc`, `client`            | Bytes to typed requests and replies: the one accept loop of every listener, the peer listener and the cluster protocol between agents, the fleet store in etcd (watch, votes, leases, commits), the remote API (gRPC over mutual TLS), the client the command line and the peers use. |
+//! | `transport` | `control`, `peers`, `fleet`, `grpc`, `client`, `hooks`   | Bytes to typed requests and replies: the one accept loop of every listener, the peer listener and the cluster protocol between agents, the fleet store in etcd (watch, votes, leases, commits), the remote API (gRPC over mutual TLS), the client the command line and the peers use, the hooks that tell the outside world of events (webhooks, commands). |
 //! | `engine`    | `engine`, `gates`                                        | The one path of a change (admit, plan, apply, confirm, persist) and its safety: the gate before a switch, pre-warm, the watch after it. |
 //! | `proxy`     | `proxy`                                                  | Talking to a proxy: the `Proxy` trait, HAProxy, Nginx and the fake, and what a proxy reports (server health, backend counters). |
 //! | `produce`   | `render`, `store`, `metrics`, `desired`                  | Producing files, persisting and counting: templates to candidate files, the state file and journal, the metrics registry, the desired-state file. |
@@ -39,6 +39,7 @@ pub mod fuzzing;
 pub mod gates;
 #[cfg(feature = "grpc")]
 pub mod grpc;
+pub mod hooks;
 pub mod logging;
 pub mod mapfile;
 pub mod metrics;

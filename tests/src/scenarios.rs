@@ -27,6 +27,17 @@ pub fn get_with(s: &Setup, host: &str, headers: &[(&str, &str)]) -> Response {
         .expect("request")
 }
 
+/// HAProxy only: switches `web` to green, then puts green's only server into maintenance,
+/// so its backend is DOWN and a post-switch watch must roll back.
+pub fn switch_onto_a_dead_green(s: &Setup) {
+    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
+    assert_eq!(code, 0, "{reply}");
+    let admin = s
+        .haproxy()
+        .admin_command("set server web_green/g1 state maint");
+    assert_eq!(admin, "\n");
+}
+
 /// Sends `n` requests for `host`, each on a new connection; returns how many `colour`
 /// answered.
 pub fn answered_by(s: &Setup, host: &str, colour: &str, n: usize) -> usize {

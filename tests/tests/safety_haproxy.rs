@@ -76,12 +76,7 @@ fn a_dead_new_colour_is_rolled_back_without_any_traffic() {
     // backend is DOWN, no request completes, and `no_traffic = "pass"` must not pass it.
     let watch = "[services.watch]\nwindow_ms = 30000\ninterval_ms = 100\nconsecutive = 2\nno_traffic = \"pass\"\n";
     let Some(s) = setup(watch) else { return };
-    let (code, reply) = s.cli_json(&["switch", "web", "green"]);
-    assert_eq!(code, 0, "{reply}");
-    let admin = s
-        .haproxy()
-        .admin_command("set server web_green/g1 state maint");
-    assert_eq!(admin, "\n");
+    scenarios::switch_onto_a_dead_green(&s);
     let mut status = serde_json::Value::Null;
     for _ in 0..300 {
         status = s.cli_json(&["status"]).1;

@@ -11,7 +11,9 @@
 //! - what the engine task does with a request ([`dispatch`]): the access check, then the
 //!   batch of local changes, a dry run, a query, a cluster change, a peer's step;
 //! - the replies built from the engine's answers ([`reply`]);
-//! - SIGHUP ([`reload`]).
+//! - SIGHUP ([`reload`]);
+//! - the hooks ([`crate::hooks`]), told of every journal line, and replaced when a config
+//!   reload changes them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::control::{Envelope, GroupLookup, Limits};
 use crate::engine::{ApplyError, Engine};
+use crate::hooks::Hooks;
 use crate::notify::Notifier;
 use crate::peers::{self, Node};
 use crate::protocol::PeerReport;
@@ -120,6 +123,9 @@ pub async fn run_with<P: Proxy>(
     let _lock = store.lock()?;
     proxy.start(&config).map_err(AgentError::Proxy)?;
     let mut engine = Engine::new(config.clone(), proxy, store)?;
+    // Every journal line from here on reaches the hooks that name its event.
+    let hooks = Hooks::start(&config.hooks, engine.metrics().clone());
+    engine.set_journal_tap(Some(hooks.tap()));
     match engine.reconcile("start").await {
         Ok(fixes) if fixes.is_empty() => tracing::info!("started: proxy serves the desired state"),
         Ok(fixes) => tracing::info!("started: repaired {} drift(s)", fixes.len()),
@@ -214,6 +220,7 @@ pub async fn run_with<P: Proxy>(
             f.publish(&agent.engine);
         }
         publish_event(&agent.engine, &events_tx);
+        hooks.sync(&agent.engine.config().hooks);
         // Whatever was answered above is durable before the next request is taken.
         agent.engine.flush();
     }

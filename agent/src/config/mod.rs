@@ -20,6 +20,7 @@ mod files;
 pub mod fleet;
 pub mod gates;
 pub mod health;
+pub mod hooks;
 mod metrics;
 mod proxy;
 mod raw;
@@ -39,6 +40,7 @@ pub use files::{EmptyMapError, FileSpec, Templates, ValueCheck, DEFAULT_TEMPLATE
 pub use fleet::{EtcdAuth, EtcdConfig, EtcdTls, FleetConfig};
 pub use gates::{GateConfig, NoTraffic, PrewarmConfig, WatchConfig};
 pub use health::{HealthChecks, HealthConfig};
+pub use hooks::{EventKind, HookAction, HookConfig, HookUrl};
 pub use metrics::{Metrics, SUGGESTED_METRICS_LISTEN};
 pub use proxy::{
     NginxRuntime, NginxSettings, Proxy, ProxyKind, StatusAddress, StatusAddressError,
@@ -82,6 +84,9 @@ pub struct Config {
     pub remote: Option<RemoteConfig>,
     /// The Prometheus endpoint.
     pub metrics: Metrics,
+    /// What is told to the outside world when something happens (`[[hooks]]`); none by
+    /// default.
+    pub hooks: Vec<HookConfig>,
 }
 
 /// A config that cannot be used, with every problem found.

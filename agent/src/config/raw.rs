@@ -28,6 +28,8 @@ pub(super) struct RawConfig {
     pub(super) remote: Option<super::remote::RawRemote>,
     #[serde(default)]
     pub(super) metrics: super::metrics::RawMetrics,
+    #[serde(default)]
+    pub(super) hooks: Vec<super::hooks::RawHook>,
 }
 
 #[derive(Debug, Deserialize)]

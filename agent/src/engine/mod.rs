@@ -101,7 +101,13 @@ pub struct Engine<P: Proxy> {
     /// The servers as the periodic poll last saw them, and the drains it ends.
     health: health::Health,
     metrics: Metrics,
+    /// Told of every journal line as it is written; see [`Engine::set_journal_tap`].
+    tap: Option<JournalTap>,
 }
+
+/// What the engine calls with every journal line it writes, on its own task: it must
+/// return at once (hand the line to a queue, never wait for one).
+pub type JournalTap = Box<dyn Fn(&crate::store::JournalEntry) + Send + Sync>;
 
 impl<P: Proxy> Engine<P> {
     /// Builds the engine from a validated config: loads templates, recovers the state
@@ -154,6 +160,7 @@ impl<P: Proxy> Engine<P> {
             reload_owed: false,
             health: health::Health::default(),
             metrics: Metrics::new(),
+            tap: None,
         };
         engine.watch_desired_file();
         if !aligned.is_empty() {

@@ -262,9 +262,25 @@ impl<P: Proxy> Engine<P> {
     /// Appends one line to the journal; a failure is logged (the change it records has
     /// happened, or was refused, either way).
     fn append(&self, entry: &JournalEntry) {
-        match self.store.append(entry) {
-            Ok(()) => self.unflushed.journal(),
-            Err(e) => tracing::error!(error = %e, "cannot write the journal"),
+        let written = match self.store.append(entry) {
+            Ok(written) => {
+                self.unflushed.journal();
+                written
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write the journal");
+                true
+            }
+        };
+        // A refusal the journal only counts, repeating the one before, is no new event.
+        if let (true, Some(tap)) = (written, &self.tap) {
+            tap(entry);
         }
+    }
+
+    /// Has `tap` told of every journal line written from now on (the hooks), a refusal
+    /// repeating the one before aside; `None` stops it.
+    pub fn set_journal_tap(&mut self, tap: Option<super::JournalTap>) {
+        self.tap = tap;
     }
 }

@@ -25,6 +25,8 @@
 //! | `cutover_store_up` | gauge | 1 while the fleet store (etcd) answers, 0 while it does not; absent without one |
 //! | `cutover_fleet_generation` | gauge | the fleet generation this host applied (0 without a fleet store) |
 //! | `cutover_servers` | gauge | `service`, `colour`, `state` (up, down, drain, maint, unknown): servers as the proxy last reported them |
+//! | `cutover_hook_runs_total` | counter | `hook`, `result` (ok, failed): deliveries to each `[[hooks]]` entry |
+//! | `cutover_hook_dropped_total` | counter | `hook`: events dropped because the hook's queue was full |
 //! | `cutover_build_info` | info | `version` |
 
 use std::collections::BTreeSet;
@@ -37,6 +39,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+mod hooks;
 pub mod http;
 mod record;
 mod registry;
@@ -158,6 +161,7 @@ struct Inner {
     store_up: Family<StoreLabel, Gauge>,
     fleet_generation: Gauge,
     servers: servers::ServerGauges,
+    hooks: hooks::HookFamilies,
     /// Services whose series exist, to drop the series of a service removed from the config.
     services: Mutex<BTreeSet<String>>,
 }

@@ -114,6 +114,8 @@ impl Metrics {
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
 
+        let hooks = super::hooks::HookFamilies::register(&mut registry);
+
         for result in RESULTS {
             let _ = applies.get_or_create(&ResultLabel { result });
         }
@@ -151,6 +153,7 @@ impl Metrics {
                 store_up,
                 fleet_generation,
                 servers,
+                hooks,
                 services: Mutex::new(BTreeSet::new()),
             }),
         }

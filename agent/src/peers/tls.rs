@@ -121,6 +121,26 @@ fn client(files: &TlsFiles) -> Result<ClientConfig, TlsError> {
         .map_err(|e| TlsError::Setup(e.to_string()))
 }
 
+/// A client's configuration without a certificate of its own (a webhook's receiver):
+/// the server's certificate verified against the CAs in `ca`. Certificates rustls cannot use
+/// are skipped, as a system bundle may hold some; a file with none usable is refused.
+pub fn verify_only_client_config(ca: &Path) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs(ca)?);
+    if added == 0 {
+        return Err(TlsError::Read {
+            path: ca.to_owned(),
+            reason: "no usable CA certificate in the file".into(),
+        });
+    }
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| TlsError::Setup(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// The server name a client checks: the peer's node name (its certificate carries it as a
 /// DNS name).
 pub fn server_name(node: &str) -> Result<ServerName<'static>, TlsError> {

@@ -68,8 +68,9 @@ impl Store {
     /// Journals `entry`: a refused request cut to its bounds, one identical to the
     /// refusal before it only counted (see `bounds`); the line is appended, not yet fsynced
     /// ([`Store::sync_journal`] does, once the answer is out), the journal rotated first
-    /// when the line would take it past its size.
-    pub fn append(&self, entry: &JournalEntry) -> Result<(), StoreError> {
+    /// when the line would take it past its size. Whether a line was written (`false`: a
+    /// repeated refusal, only counted).
+    pub fn append(&self, entry: &JournalEntry) -> Result<bool, StoreError> {
         let entry = bounds::capped(entry.clone());
         let admitted = self
             .repeats
@@ -77,12 +78,12 @@ impl Store {
             .unwrap_or_else(|e| e.into_inner())
             .admit(&entry);
         match admitted {
-            Admit::Counted => Ok(()),
+            Admit::Counted => Ok(false),
             Admit::Write { summary } => {
                 if let Some(summary) = summary {
                     self.append_line(&summary)?;
                 }
-                self.append_line(&entry)
+                self.append_line(&entry).map(|()| true)
             }
         }
     }

@@ -93,6 +93,7 @@ impl Validator<'_> {
                 .collect(),
         };
         let metrics = super::metrics::validate(raw.metrics, &mut self.problems);
+        let hooks = super::hooks::validate(raw.hooks, self.base, &mut self.problems);
         Config {
             source: path.to_owned(),
             agent,
@@ -104,6 +105,7 @@ impl Validator<'_> {
             fleet,
             remote,
             metrics,
+            hooks,
         }
     }
 
