@@ -213,6 +213,7 @@ pub async fn run_with<P: Proxy>(
             f.publish(&agent.engine);
         }
         publish_event(&agent.engine, &events_tx);
+        agent.engine.publish_health();
         // Whatever was answered above is durable before the next request is taken.
         agent.engine.flush();
     }

@@ -16,7 +16,7 @@ use crate::protocol::{Command, MapView, Request};
 #[derive(Debug, Parser)]
 #[command(
     name = "cutover",
-    version,
+    version = super::VERSION,
     about = "Blue-green and canary traffic switches for HAProxy and Nginx hosts"
 )]
 pub struct Cli {
@@ -76,6 +76,10 @@ pub struct Cli {
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub verb: Verb,
+    /// Whether `--config` (or `CUTOVER_CONFIG`) named the config, rather than the default
+    /// path standing in (set by [`super::flags::parse`]).
+    #[arg(skip)]
+    pub config_given: bool,
 }
 
 /// `--etcd` and its companions: the command line as a client of the fleet store.

@@ -4,10 +4,8 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use clap::{CommandFactory, Subcommand};
+use clap::Subcommand;
 use clap_complete::Shell;
-
-use super::Cli;
 
 /// Sections of `cutover(1)` that clap does not know about.
 const MAN_EXTRA: &str = r#".SH "EXIT STATUS"
@@ -112,7 +110,7 @@ pub fn run(what: &What) -> io::Result<()> {
 
 /// The command as the man pages and completions see it.
 fn command() -> clap::Command {
-    let mut cmd = Cli::command().disable_help_subcommand(true);
+    let mut cmd = super::flags::command().disable_help_subcommand(true);
     cmd.build();
     cmd
 }
@@ -151,7 +149,7 @@ pub fn man_pages(dir: &Path) -> io::Result<Vec<PathBuf>> {
 pub fn completions(shell: Shell, out: &mut dyn Write) -> io::Result<()> {
     // Rendered into memory first: clap_complete panics on a failed write (a closed pipe).
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "cutover", &mut script);
+    clap_complete::generate(shell, &mut super::flags::command(), "cutover", &mut script);
     out.write_all(&script)
 }
 
