@@ -19,6 +19,9 @@ The operation was refused or failed; nothing changed.
 \fB2\fR
 The command line is wrong.
 .TP
+\fB3\fR
+\fBstatus\fR: the agent answered and reports a fault.
+.TP
 \fB64\fR
 The config is invalid (\fBcutover check\fR lists every problem).
 .TP
@@ -27,6 +30,12 @@ The agent cannot be reached.
 .TP
 \fB70\fR
 Internal error on the local machine.
+.TP
+\fB77\fR, \fB80\fR
+With \fB\-\-remote\fR: the client's role does not allow the verb; a certificate was refused.
+.PP
+With \fB\-\-json\fR every failure is also a JSON object on stdout:
+\fB{"status":"error","message":...,"data":{"exit":\fICODE\fB,"error":\fINAME\fB}}\fR.
 .SH ENVIRONMENT
 .TP
 \fBCUTOVER_CONFIG\fR, \fBCUTOVER_SOCKET\fR, \fBCUTOVER_LOG_FORMAT\fR
