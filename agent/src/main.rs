@@ -44,12 +44,7 @@ fn main() -> ExitCode {
 fn usage_error(e: clap::Error) -> i32 {
     use clap::error::ErrorKind;
     let json = std::env::args_os().any(|a| a == "--json");
-    let asked = matches!(
-        e.kind(),
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-    );
+    let asked = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
     if !json || asked {
         let _ = e.print();
         return e.exit_code();
