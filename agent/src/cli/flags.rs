@@ -52,8 +52,8 @@ fn uses(kind: Kind, id: &str) -> Option<bool> {
             asks_an_agent
         }
         // --cluster and the fleet store's flags.
-        "cluster" | "endpoints" | "prefix" | "ca" | "cert" | "key" | "user" | "password_file"
-        | "name" => matches!(kind, Kind::Read | Kind::Change),
+        "cluster" | "etcd" | "etcd_prefix" | "etcd_ca" | "etcd_cert" | "etcd_key" | "etcd_user"
+        | "etcd_password_file" | "etcd_name" => matches!(kind, Kind::Read | Kind::Change),
         "dry_run" | "local" | "vote_ms" | "wait_ms" => kind == Kind::Change,
         _ => return None,
     })
@@ -153,6 +153,31 @@ mod tests {
         }
     }
 
+    /// clap merges the values of a global flag and a verb's argument of the same id (a
+    /// positional NAME would become `--etcd-name`, and be refused as a flag the verb does
+    /// not take): no verb's argument shares an id with a global flag.
+    #[test]
+    fn no_verb_argument_shares_an_id_with_a_global_flag() {
+        let cmd = Cli::command();
+        let globals: Vec<&str> = cmd
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .map(|a| a.get_id().as_str())
+            .collect();
+        let mut pending: Vec<&clap::Command> = cmd.get_subcommands().collect();
+        while let Some(verb) = pending.pop() {
+            for arg in verb.get_arguments() {
+                let id = arg.get_id().as_str();
+                assert!(
+                    !globals.contains(&id),
+                    "{}: argument id {id}",
+                    verb.get_name()
+                );
+            }
+            pending.extend(verb.get_subcommands());
+        }
+    }
+
     fn help(verb: &[&str]) -> String {
         let mut cmd = command();
         cmd.build();
@@ -204,6 +229,10 @@ mod tests {
             ),
             ("tls ca /tmp/x --json", "--json does not go with `tls`"),
             ("agent --socket /tmp/s", "--socket does not go with `agent`"),
+            (
+                "map show services --etcd-name x",
+                "--etcd-name does not go with `map`",
+            ),
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args}");
@@ -213,5 +242,14 @@ mod tests {
         assert!(c.dry_run && c.json && !c.config_given);
         let c = parse("--config /etc/x.toml status").unwrap();
         assert!(c.config_given);
+        // Verbs whose own arguments are called name, with no fleet flag given.
+        for args in [
+            "map show services",
+            "tls issue /tmp/ca lb1",
+            "tls ca /tmp/ca --name x",
+        ] {
+            let c = parse(args).unwrap_or_else(|e| panic!("{args}: {e}"));
+            assert_eq!(c.etcd.name, None, "{args}");
+        }
     }
 }
