@@ -38,13 +38,6 @@ pub async fn client(cli: &Cli, verb: &Verb) -> i32 {
             return fail(cli.json, exit::USAGE, message);
         }
     };
-    if cli.config_given && !cli.config.exists() {
-        let message = format!(
-            "config {} (--config or CUTOVER_CONFIG) does not exist",
-            cli.config.display()
-        );
-        return fail(cli.json, exit::CONFIG, message);
-    }
     if fleet {
         return fleet_request(cli, &command).await;
     }
@@ -55,6 +48,15 @@ pub async fn client(cli: &Cli, verb: &Verb) -> i32 {
         Some(s) => s.clone(),
         None => match crate::config::socket_of(&cli.config) {
             Ok(socket) => socket,
+            // Only the default path, absent, stands for the default socket.
+            Err(_) if !cli.config.exists() && cli.config_given => {
+                let message = format!(
+                    "config {} (--config or CUTOVER_CONFIG) does not exist; the agent's \
+                     socket is read from it (--socket names a socket alone)",
+                    cli.config.display()
+                );
+                return fail(cli.json, exit::CONFIG, message);
+            }
             Err(_) if !cli.config.exists() => crate::config::DEFAULT_SOCKET.into(),
             // The agent judges a broken config itself, and says why it refuses it.
             Err(_) if matches!(command, Command::ReloadConfig) => {
