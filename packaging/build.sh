@@ -32,6 +32,9 @@ generated="$target_dir/dist/packaging"
 packages="$target_dir/packages"
 
 echo "== building the dist binary"
+# The build date `cutover --version` reports: the last commit's, so a rebuild of the same
+# source gives the same binary (agent/build.rs reads it).
+export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
 cargo build --locked --profile dist -p cutover --bin cutover
 bin="$target_dir/dist/cutover"
 

@@ -4,16 +4,18 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser;
 
-use cutover::cli::{self, exit, Cli, Verb};
+use cutover::cli::{self, exit, fail, Cli, Verb};
 use cutover::config::Config;
 
 /// Threads for blocking calls.
 const MAX_BLOCKING_THREADS: usize = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match cli::flags::parse() {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(usage_error(e) as u8),
+    };
     cutover::logging::init(cli.log_format);
     // One thread runs everything; the few blocking calls (user database lookups for the
     // access check) get a small pool, so a burst of connections cannot start many threads.
@@ -24,19 +26,36 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(exit::SOFTWARE as u8);
+            let code = fail(
+                cli.json,
+                exit::SOFTWARE,
+                format!("cannot start the runtime: {e}"),
+            );
+            return ExitCode::from(code as u8);
         }
     };
     let code = runtime.block_on(run(cli));
     ExitCode::from(code as u8)
 }
 
+/// Prints clap's refusal of the command line (or the help or version asked for) and
+/// returns the exit code; with `--json` among the arguments a refusal is a JSON error
+/// object on stdout.
+fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    let json = std::env::args_os().any(|a| a == "--json");
+    let asked = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+    if !json || asked {
+        let _ = e.print();
+        return e.exit_code();
+    }
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or_default();
+    fail(true, e.exit_code(), first.trim_start_matches("error: "))
+}
+
 fn load_config(cli: &Cli) -> Result<Config, i32> {
-    Config::load(&cli.config).map_err(|e| {
-        eprintln!("error: {e}");
-        exit::CONFIG
-    })
+    Config::load(&cli.config).map_err(|e| fail(cli.json, exit::CONFIG, e))
 }
 
 async fn run(cli: Cli) -> i32 {
@@ -83,6 +102,16 @@ async fn run(cli: Cli) -> i32 {
                         );
                     }
                     exit::OK
+                }
+                Err(problems) if cli.json => {
+                    let problems: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+                    let message = format!(
+                        "{}: {} problem(s): {}",
+                        cli.config.display(),
+                        problems.len(),
+                        problems.join("; ")
+                    );
+                    fail(true, exit::CONFIG, message)
                 }
                 Err(problems) => {
                     eprintln!(

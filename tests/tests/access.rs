@@ -129,8 +129,10 @@ fn the_socket_lets_each_peer_do_what_its_uid_and_groups_allow() {
     // Outside the socket's group: cannot even connect.
     let (code, reply) = cli_as(&socket, &outsider, &["status"]);
     assert_eq!(code, 69, "{reply}");
+    // With --json the failure is an error object on stdout.
+    assert_eq!(reply["data"]["error"], "unavailable", "{reply}");
     assert!(
-        reply["stderr"]
+        reply["message"]
             .as_str()
             .unwrap()
             .contains("Permission denied"),

@@ -7,27 +7,15 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use cutover_tests::agent::{text, Setup, SetupOptions};
+use cutover_tests::agent::{json_output, text, Setup, SetupOptions};
 use cutover_tests::{free_port, require_proxy};
 use nix::sys::signal::Signal;
 
 const HOST: &str = "www.example.test";
 
 /// `GET /metrics` on the agent's endpoint: status, content type and body.
-fn scrape(port: u16) -> (u16, String, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let addr = format!("127.0.0.1:{port}").parse().expect("address");
-    let r = rt
-        .block_on(cutover_tests::http::request(
-            addr,
-            "GET",
-            "localhost",
-            "/metrics",
-        ))
-        .expect("GET /metrics");
+fn scrape(s: &Setup, port: u16) -> (u16, String, String) {
+    let r = s.scrape(port, &[]);
     let content_type = r.header("content-type").unwrap_or_default().to_owned();
     (r.status, content_type, r.body)
 }
@@ -51,19 +39,13 @@ fn families(exposition: &str) -> BTreeSet<String> {
 fn metrics_move_with_a_switch_over_http_and_the_socket() {
     let haproxy = require_proxy!("haproxy");
     let port = free_port();
-    let mut s = Setup::new(
-        &haproxy,
-        SetupOptions {
-            config_extra: format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
-            ..SetupOptions::default()
-        },
-    );
+    let mut s = Setup::new(&haproxy, SetupOptions::serving_metrics(port));
     s.start_agent();
     let ok = "cutover_switches_total{service=\"web\",result=\"ok\"}";
     let green = "cutover_live_colour{service=\"web\",colour=\"green\"}";
     let blue = "cutover_live_colour{service=\"web\",colour=\"blue\"}";
 
-    let (status, content_type, before) = scrape(port);
+    let (status, content_type, before) = scrape(&s, port);
     assert_eq!(status, 200, "{before}");
     assert!(
         content_type.starts_with("application/openmetrics-text"),
@@ -77,7 +59,7 @@ fn metrics_move_with_a_switch_over_http_and_the_socket() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(s.get(HOST), (200, "green".into()));
 
-    let after = scrape(port).2;
+    let after = scrape(&s, port).2;
     assert_eq!(value(&after, ok), Some(1.0), "{after}");
     assert_eq!(value(&after, green), Some(1.0), "{after}");
     assert_eq!(value(&after, blue), Some(0.0), "{after}");
@@ -113,7 +95,7 @@ fn metrics_move_with_a_switch_over_http_and_the_socket() {
 
     let out = s.cli(&["rollback", "web"]);
     assert!(out.status.success(), "{}", text(&out));
-    let rolled_back = scrape(port).2;
+    let rolled_back = scrape(&s, port).2;
     assert_eq!(
         value(
             &rolled_back,
@@ -193,6 +175,8 @@ fn json_logs_are_one_object_per_line() {
     s.start_agent_with_env(&[("CUTOVER_LOG_FORMAT", "json")]);
     let out = s.cli(&["switch", "web", "green"]);
     assert!(out.status.success(), "{}", text(&out));
+    let out = s.cli(&["switch", "nosuch", "green"]);
+    assert!(!out.status.success(), "{}", text(&out));
     assert_eq!(s.stop_agent(), Some(0));
     let log = std::fs::read_to_string(s.file("agent.log")).expect("agent log");
     let lines: Vec<serde_json::Value> = log
@@ -212,6 +196,30 @@ fn json_logs_are_one_object_per_line() {
             .is_some_and(|m| m.contains("web blue -> green"))),
         "{log}"
     );
+    // The change event carries its facts as fields, not in its sentence alone.
+    let change = lines
+        .iter()
+        .find(|l| l["verb"] == "switch")
+        .unwrap_or_else(|| panic!("no change event with fields in:\n{log}"));
+    assert_eq!(change["service"], "web", "{change}");
+    assert_eq!(change["from"], "blue", "{change}");
+    // The switch drains the old colour.
+    assert_eq!(change["to"], "green, blue drained", "{change}");
+    assert!(
+        change["generation"].as_u64().is_some_and(|g| g >= 1),
+        "{change}"
+    );
+    let uid = format!("uid {}", nix::unistd::getuid().as_raw());
+    assert!(
+        change["user"].as_str().is_some_and(|u| u.contains(&uid)),
+        "{change}"
+    );
+    let refused = lines
+        .iter()
+        .find(|l| l["verb"] == "switch" && l["level"] == "WARN")
+        .unwrap_or_else(|| panic!("no refused change event in:\n{log}"));
+    assert_eq!(refused["service"], "nosuch", "{refused}");
+    assert_eq!(refused["step"], "request", "{refused}");
 }
 
 #[test]
@@ -282,4 +290,74 @@ fn a_sighup_that_needs_a_restart_is_refused_counted_and_changes_nothing() {
     ));
     assert_eq!(s.get("www.example.test").1, "green");
     assert_eq!(s.stop_agent(), Some(0));
+}
+
+#[test]
+fn scripts_get_a_json_error_for_every_failure_and_a_fault_exit_code() {
+    let haproxy = require_proxy!("haproxy");
+    let port = free_port();
+    let mut s = Setup::new(
+        &haproxy,
+        SetupOptions {
+            reconcile_interval_ms: 100,
+            ..SetupOptions::serving_metrics(port)
+        },
+    );
+    s.start_agent();
+    assert_eq!(s.cli_json(&["status"]).0, 0);
+
+    // Refused by the agent: its reply, exit 1.
+    let (code, v) = s.cli_json(&["switch", "nosuch", "green"]);
+    assert_eq!((code, &v["status"]), (1, &"error".into()), "{v}");
+    // A config that does not exist: no fall-back to the default socket.
+    let missing = s.file("nosuch.toml");
+    let (code, v) = json_output(&cutover_tests::agent::cutover(
+        &missing,
+        &["--json", "status"],
+    ));
+    assert_eq!(code, 64, "{v}");
+    assert_eq!(
+        v["data"],
+        serde_json::json!({"exit": 64, "error": "config"})
+    );
+    assert!(
+        v["message"].as_str().unwrap().contains("does not exist"),
+        "{v}"
+    );
+    // The agent unreachable.
+    let gone = s.file("gone.sock").display().to_string();
+    let (code, v) = json_output(&s.cli(&["--socket", &gone, "--json", "status"]));
+    assert_eq!(code, 69, "{v}");
+    assert_eq!(v["status"], "error", "{v}");
+    assert_eq!(v["data"]["error"], "unavailable", "{v}");
+    // Bad usage, found by clap or by the verb.
+    for args in [&["--json", "status", "--dry-run"][..], &["--json", "swich"]] {
+        let (code, v) = json_output(&s.cli(args));
+        assert_eq!(
+            (code, &v["data"]["error"]),
+            (2, &"usage".into()),
+            "{args:?}: {v}"
+        );
+    }
+    let out = s.cli(&["status", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(out.stdout.is_empty() && text(&out).contains("--dry-run does not go with `status`"));
+
+    // A fault: `status` answers and exits 3, with and without --json; the gauge says so.
+    assert_eq!(value(&scrape(&s, port).2, "cutover_fault"), Some(0.0));
+    s.haproxy_mut().kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        let (code, v) = s.cli_json(&["status"]);
+        if code == 3 {
+            break v;
+        }
+        assert_eq!(code, 0, "{v}");
+        assert!(Instant::now() < deadline, "no fault reported: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(v["data"]["fault"]["step"], "proxy", "{v}");
+    let out = s.cli(&["status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(value(&scrape(&s, port).2, "cutover_fault"), Some(1.0));
 }

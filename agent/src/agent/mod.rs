@@ -221,6 +221,7 @@ pub async fn run_with<P: Proxy>(
         }
         publish_event(&agent.engine, &events_tx);
         hooks.sync(&agent.engine.config().hooks);
+        agent.engine.publish_health();
         // Whatever was answered above is durable before the next request is taken.
         agent.engine.flush();
     }

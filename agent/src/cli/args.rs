@@ -16,7 +16,7 @@ use crate::protocol::{Command, MapView, ReasonText, Request};
 #[derive(Debug, Parser)]
 #[command(
     name = "cutover",
-    version,
+    version = super::VERSION,
     about = "Blue-green and canary traffic switches for HAProxy and Nginx hosts"
 )]
 pub struct Cli {
@@ -85,15 +85,22 @@ pub struct Cli {
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub verb: Verb,
+    /// Whether `--config` (or `CUTOVER_CONFIG`) named the config, rather than the default
+    /// path standing in (set by [`super::flags::parse`]).
+    #[arg(skip)]
+    pub config_given: bool,
 }
 
-/// `--etcd` and its companions: the command line as a client of the fleet store.
+/// `--etcd` and its companions: the command line as a client of the fleet store. Their ids
+/// start with `etcd` so that no verb's own argument (`tls issue`'s NAME) shares one: clap
+/// merges the values of a global flag and a verb's argument of the same id.
 #[derive(Debug, Clone, Args)]
 pub struct EtcdArgs {
     /// Talk to the fleet in etcd instead of an agent: its client URLs, comma-separated
     /// (`http://host:2379`, `https://...`). Routing verbs change every live host, `status`
     /// and `history` read the fleet.
     #[arg(
+        id = "etcd",
         long = "etcd",
         global = true,
         env = "CUTOVER_ETCD",
@@ -103,6 +110,7 @@ pub struct EtcdArgs {
     pub endpoints: Vec<String>,
     /// The site's key prefix in etcd, as the agents' `[cluster.etcd] prefix`.
     #[arg(
+        id = "etcd_prefix",
         long = "etcd-prefix",
         global = true,
         env = "CUTOVER_ETCD_PREFIX",
@@ -110,41 +118,55 @@ pub struct EtcdArgs {
     )]
     pub prefix: String,
     /// CA that signs etcd's server certificates (with https:// endpoints).
-    #[arg(long = "etcd-ca", global = true, env = "CUTOVER_ETCD_CA")]
+    #[arg(
+        id = "etcd_ca",
+        long = "etcd-ca",
+        global = true,
+        env = "CUTOVER_ETCD_CA"
+    )]
     pub ca: Option<PathBuf>,
     /// Client certificate for etcd.
     #[arg(
+        id = "etcd_cert",
         long = "etcd-cert",
         global = true,
         env = "CUTOVER_ETCD_CERT",
-        requires = "ca"
+        requires = "etcd_ca"
     )]
     pub cert: Option<PathBuf>,
     /// Key of the client certificate for etcd.
     #[arg(
+        id = "etcd_key",
         long = "etcd-key",
         global = true,
         env = "CUTOVER_ETCD_KEY",
-        requires = "cert"
+        requires = "etcd_cert"
     )]
     pub key: Option<PathBuf>,
     /// etcd user.
     #[arg(
+        id = "etcd_user",
         long = "etcd-user",
         global = true,
         env = "CUTOVER_ETCD_USER",
-        requires = "password_file"
+        requires = "etcd_password_file"
     )]
     pub user: Option<String>,
     /// File whose first line is the etcd user's password.
     #[arg(
+        id = "etcd_password_file",
         long = "etcd-password-file",
         global = true,
         env = "CUTOVER_ETCD_PASSWORD_FILE"
     )]
     pub password_file: Option<PathBuf>,
     /// Who proposes, as the fleet's log records it (default: cli-<hostname>).
-    #[arg(long = "etcd-name", global = true, env = "CUTOVER_ETCD_NAME")]
+    #[arg(
+        id = "etcd_name",
+        long = "etcd-name",
+        global = true,
+        env = "CUTOVER_ETCD_NAME"
+    )]
     pub name: Option<String>,
     /// Milliseconds every live host has to vote on a change.
     #[arg(long = "vote-ms", global = true, default_value_t = crate::config::fleet::DEFAULT_VOTE_TIMEOUT_MS)]

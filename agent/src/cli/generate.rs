@@ -4,10 +4,8 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use clap::{CommandFactory, Subcommand};
+use clap::Subcommand;
 use clap_complete::Shell;
-
-use super::Cli;
 
 /// Sections of `cutover(1)` that clap does not know about.
 const MAN_EXTRA: &str = r#".SH "EXIT STATUS"
@@ -21,6 +19,9 @@ The operation was refused or failed; nothing changed.
 \fB2\fR
 The command line is wrong.
 .TP
+\fB3\fR
+\fBstatus\fR: the agent answered and reports a fault.
+.TP
 \fB64\fR
 The config is invalid (\fBcutover check\fR lists every problem).
 .TP
@@ -29,6 +30,12 @@ The agent cannot be reached.
 .TP
 \fB70\fR
 Internal error on the local machine.
+.TP
+\fB77\fR, \fB80\fR
+With \fB\-\-remote\fR: the client's role does not allow the verb; a certificate was refused.
+.PP
+With \fB\-\-json\fR every failure is also a JSON object on stdout:
+\fB{"status":"error","message":...,"data":{"exit":\fICODE\fB,"error":\fINAME\fB}}\fR.
 .SH ENVIRONMENT
 .TP
 \fBCUTOVER_CONFIG\fR, \fBCUTOVER_SOCKET\fR, \fBCUTOVER_LOG_FORMAT\fR
@@ -112,7 +119,7 @@ pub fn run(what: &What) -> io::Result<()> {
 
 /// The command as the man pages and completions see it.
 fn command() -> clap::Command {
-    let mut cmd = Cli::command().disable_help_subcommand(true);
+    let mut cmd = super::flags::command().disable_help_subcommand(true);
     cmd.build();
     cmd
 }
@@ -151,7 +158,7 @@ pub fn man_pages(dir: &Path) -> io::Result<Vec<PathBuf>> {
 pub fn completions(shell: Shell, out: &mut dyn Write) -> io::Result<()> {
     // Rendered into memory first: clap_complete panics on a failed write (a closed pipe).
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "cutover", &mut script);
+    clap_complete::generate(shell, &mut super::flags::command(), "cutover", &mut script);
     out.write_all(&script)
 }
 

@@ -14,14 +14,40 @@ use crate::protocol::{
 use crate::requester::Requester;
 use crate::store::JournalEntry;
 
+/// Prints a failure of the command line itself (bad config, agent unreachable, bad usage)
+/// and returns `code`: `error: MESSAGE` on stderr, or with `--json` an error object on
+/// stdout, shaped as the agent's own error replies: `{"status": "error", "message": ...,
+/// "data": {"exit": CODE, "error": NAME}}` ([`exit::name`]).
+pub fn fail(json: bool, code: i32, message: impl std::fmt::Display) -> i32 {
+    if json {
+        let data = serde_json::json!({ "exit": code, "error": exit::name(code) });
+        let reply = Reply::error(message.to_string(), data);
+        let _ = writeln!(std::io::stdout().lock(), "{}", reply.to_line());
+    } else {
+        eprintln!("error: {message}");
+    }
+    code
+}
+
+/// The exit code of a reply to `sent`: [`exit::FAULT`] for a `status` whose agent reports a
+/// fault.
+fn exit_code(sent: &Command, reply: &Reply) -> i32 {
+    if reply.status != Status::Ok {
+        return exit::FAILED;
+    }
+    let faulty =
+        matches!(sent, Command::Status) && reply.data.get("fault").is_some_and(|f| !f.is_null());
+    if faulty {
+        exit::FAULT
+    } else {
+        exit::OK
+    }
+}
+
 /// Prints the reply to the command `sent` for humans (or as JSON) and returns the exit
 /// code.
 pub fn print_reply(sent: &Command, reply: &Reply, json: bool) -> i32 {
-    let code = if reply.status == Status::Ok {
-        exit::OK
-    } else {
-        exit::FAILED
-    };
+    let code = exit_code(sent, reply);
     let mut out = std::io::stdout().lock();
     if json {
         let _ = writeln!(out, "{}", reply.to_line());
@@ -36,11 +62,8 @@ pub fn print_reply(sent: &Command, reply: &Reply, json: bool) -> i32 {
         Ok(text) => text,
         Err(e) => {
             let _ = out.flush();
-            eprintln!(
-                "error: the agent's reply to {} is unreadable: {e}",
-                sent.verb()
-            );
-            return exit::FAILED;
+            let message = format!("the agent's reply to {} is unreadable: {e}", sent.verb());
+            return fail(false, exit::FAILED, message);
         }
     };
     let _ = out.write_all(text.as_bytes());
@@ -530,16 +553,7 @@ fn history_table(entries: &[JournalEntry]) -> String {
 pub fn format_time(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = super::civil::from_days(days as i64);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}",
         rem / 3600,

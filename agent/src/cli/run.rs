@@ -4,25 +4,19 @@
 
 use std::time::Duration;
 
-use super::{exit, print_reply, Cli, TlsVerb, Verb};
+use super::{exit, fail, print_reply, Cli, TlsVerb, Verb};
 use crate::protocol::{Command, Mutation, Terms};
 
 /// Runs a verb that talks to an agent and returns the exit code.
 pub async fn client(cli: &Cli, verb: &Verb) -> i32 {
     let command = match verb.command(cli.dry_run) {
         Ok(Some(c)) => c,
-        Ok(None) => {
-            eprintln!("error: this verb does not talk to an agent");
-            return exit::USAGE;
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::FAILED;
-        }
+        Ok(None) => return fail(cli.json, exit::USAGE, "this verb does not talk to an agent"),
+        Err(e) => return fail(cli.json, exit::FAILED, e),
     };
     if cli.dry_run && !command.is_mutation() {
-        eprintln!("error: --dry-run goes with a verb that changes routing");
-        return exit::USAGE;
+        let message = "--dry-run goes with a verb that changes routing";
+        return fail(cli.json, exit::USAGE, message);
     }
     let flags = cli.local || cli.reason.is_some() || cli.if_generation.is_some();
     let command = match (command, flags) {
@@ -35,10 +29,9 @@ pub async fn client(cli: &Cli, verb: &Verb) -> i32 {
             ..m
         }),
         (_, true) => {
-            eprintln!(
-                "error: --local, --reason and --if-generation go with a verb that changes routing"
-            );
-            return exit::USAGE;
+            let message =
+                "--local, --reason and --if-generation go with a verb that changes routing";
+            return fail(cli.json, exit::USAGE, message);
         }
         (command, false) => command,
     };
@@ -50,8 +43,8 @@ pub async fn client(cli: &Cli, verb: &Verb) -> i32 {
             command: Box::new(command),
         },
         (true, _) => {
-            eprintln!("error: --cluster goes with status, history or a verb that changes routing");
-            return exit::USAGE;
+            let message = "--cluster goes with status, history or a verb that changes routing";
+            return fail(cli.json, exit::USAGE, message);
         }
     };
     if fleet {
@@ -64,6 +57,15 @@ pub async fn client(cli: &Cli, verb: &Verb) -> i32 {
         Some(s) => s.clone(),
         None => match crate::config::socket_of(&cli.config) {
             Ok(socket) => socket,
+            // Only the default path, absent, stands for the default socket.
+            Err(_) if !cli.config.exists() && cli.config_given => {
+                let message = format!(
+                    "config {} (--config or CUTOVER_CONFIG) does not exist; the agent's \
+                     socket is read from it (--socket names a socket alone)",
+                    cli.config.display()
+                );
+                return fail(cli.json, exit::CONFIG, message);
+            }
             Err(_) if !cli.config.exists() => crate::config::DEFAULT_SOCKET.into(),
             // The agent judges a broken config itself, and says why it refuses it.
             Err(_) if matches!(command, Command::ReloadConfig) => {
@@ -72,10 +74,7 @@ pub async fn client(cli: &Cli, verb: &Verb) -> i32 {
                     None => crate::config::DEFAULT_SOCKET.into(),
                 }
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::CONFIG;
-            }
+            Err(e) => return fail(cli.json, exit::CONFIG, e),
         },
     };
     let reply = crate::client::unix(&socket, &command, Duration::from_secs(cli.timeout), |p| {
@@ -86,10 +85,7 @@ pub async fn client(cli: &Cli, verb: &Verb) -> i32 {
     .await;
     match reply {
         Ok(reply) => print_reply(&command, &reply, cli.json),
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::UNAVAILABLE
-        }
+        Err(e) => fail(cli.json, exit::UNAVAILABLE, e),
     }
 }
 
@@ -98,18 +94,15 @@ pub async fn client(cli: &Cli, verb: &Verb) -> i32 {
 async fn fleet_request(cli: &Cli, command: &Command) -> i32 {
     match super::fleet::request(&cli.etcd, command).await {
         Ok(reply) => print_reply(command, &reply, cli.json),
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::CONFIG
-        }
+        Err(e) => fail(cli.json, exit::CONFIG, e),
     }
 }
 
 /// `--etcd` in a build without the fleet store.
 #[cfg(not(feature = "etcd"))]
-async fn fleet_request(_cli: &Cli, _command: &Command) -> i32 {
-    eprintln!("error: --etcd: this cutover was built without the etcd feature");
-    exit::USAGE
+async fn fleet_request(cli: &Cli, _command: &Command) -> i32 {
+    let message = "--etcd: this cutover was built without the etcd feature";
+    fail(cli.json, exit::USAGE, message)
 }
 
 /// Sends a command to a remote agent's remote API (gRPC over mutual TLS).
@@ -117,8 +110,8 @@ async fn fleet_request(_cli: &Cli, _command: &Command) -> i32 {
 async fn remote_request(cli: &Cli, remote: &str, command: &Command) -> i32 {
     use crate::grpc::client::{self, RemoteError};
     let (Some(ca), Some(cert), Some(key)) = (&cli.tls_ca, &cli.tls_cert, &cli.tls_key) else {
-        eprintln!("error: --remote needs --tls-ca, --tls-cert and --tls-key");
-        return exit::USAGE;
+        let message = "--remote needs --tls-ca, --tls-cert and --tls-key";
+        return fail(cli.json, exit::USAGE, message);
     };
     let files = crate::config::TlsFiles {
         ca: ca.clone(),
@@ -127,10 +120,7 @@ async fn remote_request(cli: &Cli, remote: &str, command: &Command) -> i32 {
     };
     let config = match crate::peers::tls::client_config_h2(&files) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::CONFIG;
-        }
+        Err(e) => return fail(cli.json, exit::CONFIG, e),
     };
     let name = cli.remote_name.clone().unwrap_or_else(|| {
         remote
@@ -147,23 +137,23 @@ async fn remote_request(cli: &Cli, remote: &str, command: &Command) -> i32 {
     match answer {
         Ok(reply) => print_reply(command, &reply, cli.json),
         Err(e) => {
-            eprintln!("error: {e}");
-            match e {
+            let code = match e {
                 RemoteError::NotACall(_) => exit::USAGE,
                 RemoteError::Unreachable { .. } => exit::UNAVAILABLE,
                 RemoteError::Authentication { .. } => exit::UNAUTHENTICATED,
                 RemoteError::Denied { .. } => exit::DENIED,
                 RemoteError::Refused { .. } => exit::FAILED,
-            }
+            };
+            fail(cli.json, code, e)
         }
     }
 }
 
 /// `--remote` in a build without the remote API.
 #[cfg(not(feature = "grpc"))]
-async fn remote_request(_cli: &Cli, _remote: &str, _command: &Command) -> i32 {
-    eprintln!("error: --remote: this cutover was built without the remote API (feature grpc)");
-    exit::USAGE
+async fn remote_request(cli: &Cli, _remote: &str, _command: &Command) -> i32 {
+    let message = "--remote: this cutover was built without the remote API (feature grpc)";
+    fail(cli.json, exit::USAGE, message)
 }
 
 /// Runs `cutover tls ca|issue`.

@@ -106,6 +106,20 @@ impl<P: Proxy> Engine<P> {
         }
     }
 
+    /// Sets the health gauges from what `status` shows: the fault, the refusal of the
+    /// desired-state file, the watches' phases. The agent calls it after each event.
+    pub fn publish_health(&self) {
+        let desired_error = self
+            .desired_file
+            .as_ref()
+            .is_some_and(|w| w.error.is_some());
+        self.metrics.health(
+            self.confirmed_fault().is_some(),
+            desired_error,
+            &self.phases,
+        );
+    }
+
     pub(super) fn confirmed_fault(&self) -> Option<&Fault> {
         self.fault.as_ref().filter(|f| f.confirmed)
     }

@@ -12,11 +12,14 @@ use super::error::ApplyError;
 use super::transition::Applied;
 use super::Engine;
 use crate::metrics::RollbackReason;
-use crate::protocol::Step;
-use crate::protocol::{ReasonText, Request};
+use crate::protocol::{ReasonText, Request, ServiceState, Step};
 use crate::proxy::Proxy;
 use crate::requester::{Reason, Requester};
 use crate::store::{JournalEntry, Outcome};
+
+/// Most services logged one line each for one change (an `apply` of many services logs
+/// the rest as a count).
+const MAX_LOGGED_SERVICES: usize = 64;
 
 impl<P: Proxy> Engine<P> {
     /// Step 7 for a batch: the result of each request (its admission's refusal, an empty
@@ -103,22 +106,59 @@ impl<P: Proxy> Engine<P> {
             )
         };
         self.append(&entry);
-        let user = q.asked_by.as_ref().unwrap_or(&q.requester);
+        self.log_change(q, entry.verb(), result);
+    }
+
+    /// Logs a finished change with structured fields: one line per service whose routing
+    /// changed (`service`, `verb`, `from`, `to`, `user`, `reason`, `generation`; at most
+    /// [`MAX_LOGGED_SERVICES`], then one line saying how many more), or one line for a
+    /// request that changed nothing or was refused (`step` says where).
+    fn log_change(&self, q: &Queued, verb: &str, result: &Result<Applied, ApplyError>) {
+        let user = q.asked_by.as_ref().unwrap_or(&q.requester).to_string();
         let reason = q.terms.reason.as_ref().map(|r| r.as_str());
+        let service = q.request.service().unwrap_or("-");
+        let state = |s: &Option<ServiceState>| s.as_ref().map_or("-".into(), ToString::to_string);
         match result {
+            Ok(a) if !a.change.is_empty() => {
+                let generation = a.change.generation;
+                let services = &a.change.services;
+                for c in services.iter().take(MAX_LOGGED_SERVICES) {
+                    tracing::info!(
+                        service = %c.service,
+                        verb,
+                        from = %state(&c.from),
+                        to = %state(&c.to),
+                        user = %user,
+                        reason,
+                        generation,
+                        "{}",
+                        a.summary()
+                    );
+                }
+                if let Some(more) = services
+                    .len()
+                    .checked_sub(MAX_LOGGED_SERVICES)
+                    .filter(|n| *n > 0)
+                {
+                    tracing::info!(verb, user = %user, generation, "and {more} more services changed");
+                }
+            }
             Ok(a) => tracing::info!(
-                generation = a.change.generation,
-                verb = entry.verb(),
-                requester = %user,
+                service,
+                verb,
+                user = %user,
                 reason,
+                generation = a.change.generation,
                 "{}",
                 a.summary()
             ),
             Err(e) => tracing::warn!(
-                step = %e.step,
-                verb = entry.verb(),
-                requester = %user,
+                service,
+                verb,
+                user = %user,
                 reason,
+                generation = self.state.generation,
+                step = %e.step,
                 "change refused: {}",
                 e.message()
             ),

@@ -1,6 +1,8 @@
 //! The metrics endpoint: a minimal HTTP/1.1 responder for Prometheus scrapes. It answers
 //! `GET /metrics` (and `HEAD`) with the exposition text and everything else with an error
-//! status, one request per connection ([`connection`]).
+//! status, one request per connection ([`connection`]). The text is OpenMetrics, or the
+//! classic Prometheus format when the request's `Accept` header prefers `text/plain`
+//! ([`Format::from_accept`]).
 //!
 //! The agent serves it with the accept loop of the control socket ([`crate::control`]),
 //! capped at [`Limits::max_connections`] (one over the cap is closed at once) and drained
@@ -15,7 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{Metrics, CONTENT_TYPE};
+use super::{Format, Metrics};
 
 /// Time open connections get to finish when the server shuts down.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
@@ -52,7 +54,7 @@ pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 /// What a request head asks for, or why it is refused.
 #[derive(Debug, PartialEq, Eq)]
 enum Answer {
-    Metrics { head_only: bool },
+    Metrics { head_only: bool, format: Format },
     Error { status: &'static str, allow: bool },
 }
 
@@ -67,9 +69,9 @@ pub async fn connection(mut stream: TcpStream, metrics: Metrics, limits: Limits)
         Ok(Ok(answer)) => answer,
     };
     let response = match answer {
-        Answer::Metrics { head_only } => {
-            let body = metrics.render();
-            let mut r = head("200 OK", CONTENT_TYPE, body.len(), false);
+        Answer::Metrics { head_only, format } => {
+            let body = metrics.render_as(format);
+            let mut r = head("200 OK", format.content_type(), body.len(), false);
             if !head_only {
                 r.push_str(&body);
             }
@@ -133,7 +135,7 @@ fn find_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n")
 }
 
-/// Parses the request line of a head.
+/// Parses the request line of a head, and its `Accept` headers.
 fn parse(head: &[u8]) -> Answer {
     let bad = Answer::Error {
         status: "400 Bad Request",
@@ -142,7 +144,8 @@ fn parse(head: &[u8]) -> Answer {
     let Ok(head) = std::str::from_utf8(head) else {
         return bad;
     };
-    let line = head.lines().next().unwrap_or_default();
+    let mut lines = head.lines();
+    let line = lines.next().unwrap_or_default();
     let mut parts = line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -162,9 +165,20 @@ fn parse(head: &[u8]) -> Answer {
             allow: false,
         };
     }
+    let accept = lines.filter_map(|h| {
+        let (name, value) = h.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("accept").then_some(value)
+    });
+    let format = Format::from_accept(accept);
     match method {
-        "GET" => Answer::Metrics { head_only: false },
-        "HEAD" => Answer::Metrics { head_only: true },
+        "GET" => Answer::Metrics {
+            head_only: false,
+            format,
+        },
+        "HEAD" => Answer::Metrics {
+            head_only: true,
+            format,
+        },
         _ => Answer::Error {
             status: "405 Method Not Allowed",
             allow: true,
@@ -179,17 +193,41 @@ mod tests {
     #[test]
     fn request_lines() {
         let p = |s: &str| parse(s.as_bytes());
+        let om = Format::OpenMetrics;
         assert_eq!(
             p("GET /metrics HTTP/1.1\r\nHost: x"),
-            Answer::Metrics { head_only: false }
+            Answer::Metrics {
+                head_only: false,
+                format: om
+            }
         );
         assert_eq!(
             p("GET /metrics?name[]=x HTTP/1.0"),
-            Answer::Metrics { head_only: false }
+            Answer::Metrics {
+                head_only: false,
+                format: om
+            }
         );
         assert_eq!(
             p("HEAD /metrics HTTP/1.1"),
-            Answer::Metrics { head_only: true }
+            Answer::Metrics {
+                head_only: true,
+                format: om
+            }
+        );
+        assert_eq!(
+            p("GET /metrics HTTP/1.1\r\nHost: x\r\nACCEPT: text/plain;version=0.0.4"),
+            Answer::Metrics {
+                head_only: false,
+                format: Format::Classic
+            }
+        );
+        assert_eq!(
+            p("GET /metrics HTTP/1.1\r\naccept: text/plain;q=0.5\r\nAccept: application/openmetrics-text"),
+            Answer::Metrics {
+                head_only: false,
+                format: om
+            }
         );
         let status = |s: &str| match p(s) {
             Answer::Error { status, .. } => status,

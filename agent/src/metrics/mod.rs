@@ -6,28 +6,10 @@
 //! `absent()` work before the first switch. Label values come from fixed lists or from the
 //! configured service names; nothing a client sends becomes a label.
 //!
-//! | metric | type | labels |
-//! | --- | --- | --- |
-//! | `cutover_switches_total` | counter | `service`, `result` (ok, unchanged, failed) |
-//! | `cutover_rollbacks_total` | counter | `reason` ([`RollbackReason`]) |
-//! | `cutover_applies_total` | counter | `result` (ok, unchanged, failed) |
-//! | `cutover_apply_failures_total` | counter | `step` (the step that refused the change) |
-//! | `cutover_apply_duration_seconds` | histogram | |
-//! | `cutover_proxy_reloads_total` | counter | `result` (ok, failed) |
-//! | `cutover_config_reloads_total` | counter | `result` (ok, refused) |
-//! | `cutover_drift_repairs_total` | counter | |
-//! | `cutover_live_colour` | gauge | `service`, `colour`: 1 for the live colour, else 0 |
-//! | `cutover_canary_percent` | gauge | `service`: share sent to the canary colour (0: none) |
-//! | `cutover_generation` | gauge | |
-//! | `cutover_proxy_up` | gauge | 1 when the proxy answered the last check |
-//! | `cutover_peers` | gauge | peer agents configured in `[cluster]` (0 without) |
-//! | `cutover_peers_in_agreement` | gauge | peers whose last fresh report shows the same routing as this agent |
-//! | `cutover_store_up` | gauge | 1 while the fleet store (etcd) answers, 0 while it does not; absent without one |
-//! | `cutover_fleet_generation` | gauge | the fleet generation this host applied (0 without a fleet store) |
-//! | `cutover_servers` | gauge | `service`, `colour`, `state` (up, down, drain, maint, unknown): servers as the proxy last reported them |
-//! | `cutover_hook_runs_total` | counter | `hook`, `result` (ok, failed): deliveries to each `[[hooks]]` entry |
-//! | `cutover_hook_dropped_total` | counter | `hook`: events dropped because the hook's queue was full |
-//! | `cutover_build_info` | info | `version` |
+//! docs/METRICS.md lists every family with its type, labels and meaning; a test of the
+//! running agent compares that list with what the endpoint serves. The classic Prometheus
+//! text format is converted from the OpenMetrics encoding ([`classic`]); the process
+//! metrics are read from `/proc/self` at each scrape ([`process`]).
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -39,14 +21,45 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+pub mod classic;
 mod hooks;
 pub mod http;
+mod process;
 mod record;
 mod registry;
 mod servers;
 
 /// Content type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A text exposition format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 ([`CONTENT_TYPE`]): the default.
+    OpenMetrics,
+    /// The classic Prometheus text format 0.0.4 ([`classic::CONTENT_TYPE`]), for scrapers
+    /// that ask for it.
+    Classic,
+}
+
+impl Format {
+    /// The format a request's `Accept` header values ask for ([`classic::prefers_classic`]).
+    pub fn from_accept<'a>(accept: impl IntoIterator<Item = &'a str>) -> Format {
+        if classic::prefers_classic(accept) {
+            Format::Classic
+        } else {
+            Format::OpenMetrics
+        }
+    }
+
+    /// The `Content-Type` of the format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => CONTENT_TYPE,
+            Format::Classic => classic::CONTENT_TYPE,
+        }
+    }
+}
 
 /// Upper bounds of the apply-duration buckets, in seconds: 1 ms doubling to about 33 s.
 fn duration_buckets() -> impl Iterator<Item = f64> {
@@ -131,6 +144,12 @@ struct ServiceLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServicePhase {
+    service: String,
+    phase: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServiceColour {
     service: String,
     colour: &'static str,
@@ -162,8 +181,16 @@ struct Inner {
     fleet_generation: Gauge,
     servers: servers::ServerGauges,
     hooks: hooks::HookFamilies,
+    fault: Gauge,
+    watch_phase: Family<ServicePhase, Gauge>,
+    last_switch: Family<ServiceLabel, Gauge>,
+    last_proxy_reload: Gauge,
+    last_config_reload: Gauge,
+    desired_state_error: Gauge,
     /// Services whose series exist, to drop the series of a service removed from the config.
     services: Mutex<BTreeSet<String>>,
+    /// Services with `cutover_watch_phase` series, to drop them when the watch ends.
+    watched: Mutex<BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -185,6 +212,14 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+
+    /// The exposition of every family in `format`.
+    pub fn render_as(&self, format: Format) -> String {
+        match format {
+            Format::OpenMetrics => self.render(),
+            Format::Classic => classic::from_openmetrics(&self.render()),
+        }
     }
 }
 
@@ -220,7 +255,15 @@ mod tests {
             "# TYPE cutover_peers gauge",
             "# TYPE cutover_peers_in_agreement gauge",
             "# TYPE cutover_fleet_generation gauge",
+            "# TYPE cutover_fault gauge",
+            "# TYPE cutover_last_switch_timestamp_seconds gauge",
+            "# TYPE cutover_last_proxy_reload_timestamp_seconds gauge",
+            "# TYPE cutover_last_config_reload_timestamp_seconds gauge",
+            "# TYPE cutover_desired_state_error gauge",
             "# TYPE cutover_build info",
+            "# TYPE process_cpu_seconds counter",
+            "# TYPE process_resident_memory_bytes gauge",
+            "# TYPE process_open_fds gauge",
         ] {
             assert!(text.contains(family), "{family} missing in:\n{text}");
         }
@@ -230,10 +273,96 @@ mod tests {
         assert!(text.contains("cutover_proxy_reloads_total{result=\"ok\"} 0"));
         assert!(text.contains("cutover_peers 0"));
         assert!(text.contains("cutover_switches_total{service=\"web\",result=\"failed\"} 0"));
+        assert!(text.contains("cutover_last_switch_timestamp_seconds{service=\"web\"} 0"));
+        assert!(text.contains("cutover_fault 0"));
         assert!(text.contains(&format!(
-            "cutover_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
+            "cutover_build_info{{version=\"{}\",commit=\"{}\",build_date=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            env!("CUTOVER_GIT_COMMIT"),
+            env!("CUTOVER_BUILD_DATE"),
         )));
+    }
+
+    /// The classic text carries the same samples as the OpenMetrics text, under classic
+    /// metadata.
+    #[test]
+    fn the_classic_text_has_the_samples_of_the_openmetrics_text() {
+        let m = Metrics::new();
+        m.state(&State::new([("web", Colour::Blue)]));
+        let om = m.render_as(Format::OpenMetrics);
+        let classic = m.render_as(Format::Classic);
+        let samples = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| !l.starts_with('#') && !l.starts_with("process_"))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(samples(&om), samples(&classic));
+        assert!(
+            !classic.contains("# EOF") && !classic.contains("# UNIT"),
+            "{classic}"
+        );
+        for line in [
+            "# TYPE cutover_switches_total counter",
+            "# TYPE cutover_build_info gauge",
+            "# TYPE cutover_apply_duration_seconds histogram",
+            "# TYPE process_cpu_seconds_total counter",
+        ] {
+            assert!(classic.contains(line), "{line} missing in:\n{classic}");
+        }
+    }
+
+    #[test]
+    fn health_gauges_follow_the_engine() {
+        use crate::protocol::{Phase, WatchPhase};
+        let m = Metrics::new();
+        let mut state = State::new([("web", Colour::Blue), ("api", Colour::Green)]);
+        m.state(&state);
+        let phase = |phase| Phase {
+            phase,
+            reason: None,
+            since_ms: 0,
+        };
+        let phases = [("web".to_owned(), phase(WatchPhase::Held))].into();
+        m.health(true, true, &phases);
+        let text = m.render();
+        for expected in [
+            "cutover_fault 1",
+            "cutover_desired_state_error 1",
+            "cutover_watch_phase{service=\"web\",phase=\"held\"} 1",
+            "cutover_watch_phase{service=\"web\",phase=\"watching\"} 0",
+        ] {
+            assert!(text.contains(expected), "{expected} missing in:\n{text}");
+        }
+        assert!(!text.contains("phase{service=\"api\""), "{text}");
+        m.health(false, false, &Default::default());
+        let text = m.render();
+        assert!(text.contains("cutover_fault 0") && text.contains("cutover_desired_state_error 0"));
+        assert!(!text.contains("cutover_watch_phase{"), "{text}");
+
+        state.services.get_mut("web").unwrap().live = Colour::Green;
+        m.state(&state);
+        m.proxy_reload(true);
+        let text = m.render();
+        let value = |prefix: &str| -> i64 {
+            let l = line(&text, prefix).unwrap_or_else(|| panic!("{prefix} in {text}"));
+            l.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        for moved in [
+            "cutover_last_switch_timestamp_seconds{service=\"web\"}",
+            "cutover_last_proxy_reload_timestamp_seconds ",
+        ] {
+            assert!((now - value(moved)).abs() <= 2, "{moved}: {text}");
+        }
+        assert_eq!(
+            value("cutover_last_switch_timestamp_seconds{service=\"api\"}"),
+            0
+        );
+        assert_eq!(value("cutover_last_config_reload_timestamp_seconds "), 0);
     }
 
     #[test]

@@ -1,8 +1,17 @@
 //! The recorders: where the engine and the agent report what happened, each moving its series.
 
+use std::collections::BTreeMap;
+
 use super::*;
-use crate::protocol::Colour;
+use crate::protocol::{Colour, Phase, WatchPhase};
 use crate::state::State;
+
+/// Now, Unix seconds.
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
 impl Metrics {
     /// A switch request for `service` finished: `Ok(changed)` or failed.
@@ -62,6 +71,9 @@ impl Metrics {
     /// (confirmed) or `failed`.
     pub fn proxy_reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
+        if ok {
+            self.inner.last_proxy_reload.set(now_s());
+        }
         self.inner
             .proxy_reloads
             .get_or_create(&ResultLabel { result })
@@ -72,6 +84,9 @@ impl Metrics {
     /// `cutover_config_reloads_total` as `ok`, or `refused` when the old config stays.
     pub fn config_reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "refused" };
+        if ok {
+            self.inner.last_config_reload.set(now_s());
+        }
         self.inner
             .config_reloads
             .get_or_create(&ResultLabel { result })
@@ -107,8 +122,38 @@ impl Metrics {
         self.inner.proxy_up.set(i64::from(up));
     }
 
+    /// The engine's health as `status` shows it: whether a fault is reported, whether the
+    /// desired-state file's content is refused, and the watch phase of each service that
+    /// has one (the series of a service whose watch ended are dropped).
+    pub fn health(&self, fault: bool, desired_state_error: bool, phases: &BTreeMap<String, Phase>) {
+        let i = &self.inner;
+        i.fault.set(i64::from(fault));
+        i.desired_state_error.set(i64::from(desired_state_error));
+        let mut watched = i.watched.lock().unwrap_or_else(|e| e.into_inner());
+        for gone in watched.iter().filter(|s| !phases.contains_key(*s)) {
+            for phase in WatchPhase::ALL {
+                i.watch_phase.remove(&ServicePhase {
+                    service: gone.clone(),
+                    phase: phase.as_str(),
+                });
+            }
+        }
+        for (service, p) in phases {
+            for phase in WatchPhase::ALL {
+                i.watch_phase
+                    .get_or_create(&ServicePhase {
+                        service: service.clone(),
+                        phase: phase.as_str(),
+                    })
+                    .set(i64::from(p.phase == phase));
+            }
+        }
+        *watched = phases.keys().cloned().collect();
+    }
+
     /// Sets the live-colour gauges and the generation from the applied state, creates the
-    /// series of new services and drops those of services that are gone.
+    /// series of new services and drops those of services that are gone. A service known
+    /// before whose live colour moved gets its `cutover_last_switch_timestamp_seconds`.
     pub fn state(&self, state: &State) {
         let i = &self.inner;
         i.generation
@@ -131,8 +176,24 @@ impl Metrics {
             i.canary_percent.remove(&ServiceLabel {
                 service: gone.clone(),
             });
+            i.last_switch.remove(&ServiceLabel {
+                service: gone.clone(),
+            });
         }
+        let now_s = now_s();
         for (name, s) in &state.services {
+            let label = ServiceLabel {
+                service: name.clone(),
+            };
+            let live = i.live_colour.get_or_create(&ServiceColour {
+                service: name.clone(),
+                colour: s.live.as_str(),
+            });
+            let last_switch = i.last_switch.get_or_create(&label);
+            if known.contains(name) && live.get() == 0 {
+                last_switch.set(now_s);
+            }
+            drop((live, last_switch));
             for colour in Colour::ALL {
                 i.live_colour
                     .get_or_create(&ServiceColour {

@@ -8,7 +8,10 @@ use super::*;
 impl Metrics {
     /// A registry with every family registered and the fixed series at 0.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("cutover");
+        // The process metrics keep their usual names; everything else is `cutover_*`.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(super::process::Process::new()));
+        let registry = root.sub_registry_with_prefix("cutover");
         let switches = Family::<ServiceResult, Counter>::default();
         let rollbacks = Family::<ReasonLabel, Counter>::default();
         let applies = Family::<ResultLabel, Counter>::default();
@@ -25,6 +28,12 @@ impl Metrics {
         let peers_agreeing = Gauge::<i64>::default();
         let store_up = Family::<StoreLabel, Gauge>::default();
         let fleet_generation = Gauge::default();
+        let fault = Gauge::default();
+        let watch_phase = Family::<ServicePhase, Gauge>::default();
+        let last_switch = Family::<ServiceLabel, Gauge>::default();
+        let last_proxy_reload = Gauge::default();
+        let last_config_reload = Gauge::default();
+        let desired_state_error = Gauge::default();
 
         registry.register(
             "switches",
@@ -107,14 +116,51 @@ impl Metrics {
             "The fleet generation (etcd) this host applied last",
             fleet_generation.clone(),
         );
-        let servers = servers::ServerGauges::register(&mut registry);
+        let servers = servers::ServerGauges::register(registry);
+        registry.register(
+            "fault",
+            "1 while the agent reports a fault (a check failing longer than its grace time, as status shows it), else 0",
+            fault.clone(),
+        );
+        registry.register(
+            "watch_phase",
+            "1 for the phase of each service's post-switch watch (watching, passed, held, rolled_back, rollback_failed), 0 for the others; no series for a service without a watch",
+            watch_phase.clone(),
+        );
+        registry.register_with_unit(
+            "last_switch_timestamp",
+            "When each service's live colour last moved, Unix time (0: not since the agent started)",
+            Unit::Seconds,
+            last_switch.clone(),
+        );
+        registry.register_with_unit(
+            "last_proxy_reload_timestamp",
+            "When the agent last reloaded the proxy successfully, Unix time (0: not since it started)",
+            Unit::Seconds,
+            last_proxy_reload.clone(),
+        );
+        registry.register_with_unit(
+            "last_config_reload_timestamp",
+            "When a config reload was last put in force, Unix time (0: not since the agent started)",
+            Unit::Seconds,
+            last_config_reload.clone(),
+        );
+        registry.register(
+            "desired_state_error",
+            "1 while the content of the watched desired-state file (agent.desired_state) is refused, else 0",
+            desired_state_error.clone(),
+        );
         registry.register(
             "build",
             "The running cutover build",
-            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+            Info::new(vec![
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("commit", env!("CUTOVER_GIT_COMMIT")),
+                ("build_date", env!("CUTOVER_BUILD_DATE")),
+            ]),
         );
 
-        let hooks = super::hooks::HookFamilies::register(&mut registry);
+        let hooks = super::hooks::HookFamilies::register(registry);
 
         for result in RESULTS {
             let _ = applies.get_or_create(&ResultLabel { result });
@@ -135,7 +181,7 @@ impl Metrics {
         }
         Metrics {
             inner: Arc::new(Inner {
-                registry,
+                registry: root,
                 switches,
                 rollbacks,
                 applies,
@@ -154,7 +200,14 @@ impl Metrics {
                 fleet_generation,
                 servers,
                 hooks,
+                fault,
+                watch_phase,
+                last_switch,
+                last_proxy_reload,
+                last_config_reload,
+                desired_state_error,
                 services: Mutex::new(BTreeSet::new()),
+                watched: Mutex::new(BTreeSet::new()),
             }),
         }
     }

@@ -229,6 +229,15 @@ pub enum WatchPhase {
 }
 
 impl WatchPhase {
+    /// Every phase, in the order of a watch.
+    pub const ALL: [WatchPhase; 5] = [
+        WatchPhase::Watching,
+        WatchPhase::Passed,
+        WatchPhase::Held,
+        WatchPhase::RolledBack,
+        WatchPhase::RollbackFailed,
+    ];
+
     /// The phase as `status` spells it.
     pub fn as_str(self) -> &'static str {
         match self {

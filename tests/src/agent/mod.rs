@@ -56,6 +56,24 @@ pub struct SetupOptions {
     pub nginx_runtime: Option<String>,
 }
 
+impl SetupOptions {
+    /// The default options with the agent's metrics endpoint on `127.0.0.1:port`.
+    pub fn serving_metrics(port: u16) -> SetupOptions {
+        SetupOptions {
+            config_extra: format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+            ..SetupOptions::default()
+        }
+    }
+}
+
+/// The exit code of a CLI run with `--json` and the one JSON object it printed on stdout
+/// (panics when stdout is not that).
+pub fn json_output(out: &Output) -> (i32, serde_json::Value) {
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {}", text(out)));
+    (out.status.code().unwrap_or(-1), v)
+}
+
 impl Default for SetupOptions {
     fn default() -> Self {
         SetupOptions {
@@ -158,7 +176,8 @@ impl Setup {
     /// The state generation `cutover status` reports.
     pub fn generation(&self) -> u64 {
         let (code, v) = self.cli_json(&["status"]);
-        assert_eq!(code, 0, "{v}");
+        // 3: the agent answered and reports a fault.
+        assert!(code == 0 || code == 3, "{v}");
         v["data"]["generation"].as_u64().expect("generation")
     }
 
@@ -257,10 +276,25 @@ impl Setup {
     pub fn cli_json(&self, args: &[&str]) -> (i32, serde_json::Value) {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
-        let out = self.cli(&all);
-        let v = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("cutover {args:?}: not JSON ({e}): {}", text(&out)));
-        (out.status.code().unwrap_or(-1), v)
+        json_output(&self.cli(&all))
+    }
+
+    /// `GET /metrics` on the agent's metrics endpoint at `127.0.0.1:port` (see
+    /// [`SetupOptions::serving_metrics`]) with these request headers.
+    pub fn scrape(&self, port: u16, headers: &[(&str, &str)]) -> crate::http::Response {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let addr = format!("127.0.0.1:{port}").parse().expect("address");
+        rt.block_on(crate::http::request_with(
+            addr,
+            "GET",
+            "localhost",
+            "/metrics",
+            headers,
+        ))
+        .expect("GET /metrics")
     }
 
     /// The value of one metric series (`name{labels}`, labels as the agent writes them) from
