@@ -17,9 +17,15 @@ use crate::protocol::Step;
 use crate::proxy::{CheckReport, Proxy};
 use crate::state::State;
 
-/// Whether `v` is a whole number from 0 to 100.
+/// Whether `v` is a canary share: a whole number from 0 to 100, optionally followed by `:`
+/// and a seed below 2^32 (`20:1840213577`).
 pub fn is_percent(v: &str) -> bool {
-    v.len() <= 3 && v.parse::<u8>().is_ok_and(|n| n <= 100)
+    let (percent, seed) = v.split_once(':').unwrap_or((v, "0"));
+    percent.len() <= 3
+        && percent.parse::<u8>().is_ok_and(|n| n <= 100)
+        && seed.len() <= 10
+        && seed.bytes().all(|b| b.is_ascii_digit())
+        && seed.parse::<u32>().is_ok()
 }
 
 /// Refuses the first entry of map `map` whose value is not one of the backends `known`

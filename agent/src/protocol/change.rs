@@ -115,6 +115,15 @@ impl ServiceChange {
     pub fn live_moved(&self) -> bool {
         self.from.as_ref().map(|s| s.live) != self.to.as_ref().map(|s| s.live)
     }
+
+    /// The colour a canary took out of drain: drained before, the canary's colour after.
+    pub fn canary_undrained(&self) -> Option<Colour> {
+        let canary = self.to.as_ref()?.canary?.colour;
+        self.from
+            .as_ref()
+            .is_some_and(|s| s.drained.contains(&canary))
+            .then_some(canary)
+    }
 }
 
 /// The effect of one applied request.

@@ -42,6 +42,7 @@ impl State {
                 s.canary = Some(Canary {
                     colour: *colour,
                     percent: *percent,
+                    seed: rollout_seed(current.canary, *colour, service, self.generation),
                 });
                 s.drained.remove(colour);
             }
@@ -112,7 +113,13 @@ impl State {
                 }
                 s.drained.remove(&c.colour);
             }
-            s.canary = d.canary;
+            s.canary = d.canary.map(|c| Canary {
+                seed: match c.seed {
+                    0 => rollout_seed(s.canary, c.colour, name, self.generation),
+                    declared => declared,
+                },
+                ..c
+            });
             if let Some(previous) = d.previous {
                 if previous == d.live {
                     return Err(StateError::PreviousIsLive {
@@ -166,4 +173,28 @@ fn make_live(s: &mut ServiceState, colour: Colour) {
     s.live = colour;
     s.canary = None;
     s.drained.remove(&colour);
+}
+
+/// The salt of a canary's sticky bucket: the running canary's when it goes on to the same
+/// colour (one rollout keeps its cohort while the share changes), else a new one for a
+/// rollout that starts now, from the service and the generation it starts at: two
+/// rollouts of a service never start at the same generation, so each draws its own
+/// cohort, and the choice is pure (no I/O, the same on every replay). A new seed is never 0.
+pub(crate) fn rollout_seed(
+    running: Option<Canary>,
+    colour: Colour,
+    service: &str,
+    generation: u64,
+) -> u32 {
+    if let Some(c) = running.filter(|c| c.colour == colour) {
+        // 0 for a canary started before seeds existed: it stays unsalted to its end.
+        return c.seed;
+    }
+    // FNV-1a over the name and the generation, folded to 32 bits.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in service.bytes().chain(generation.to_le_bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let folded = (h ^ (h >> 32)) as u32;
+    folded.max(1)
 }
