@@ -39,7 +39,7 @@ echo "== generating man pages and completions into $generated"
 rm -rf "$generated"
 mkdir -p "$generated/man" "$generated/man-gz" "$generated/completions" "$packages"
 "$bin" generate man --dir "$generated/man" >/dev/null
-for page in "$generated"/man/*.1; do
+for page in "$generated"/man/*.[15]; do
     gzip -9n <"$page" >"$generated/man-gz/$(basename "$page").gz"
 done
 "$bin" generate completions bash >"$generated/completions/cutover.bash"

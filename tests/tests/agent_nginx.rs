@@ -385,13 +385,19 @@ fn status_counts_the_reloads_of_nginx() {
     let reloads = || {
         let (code, status) = s.cli_json(&["status"]);
         assert_eq!(code, 0, "{status}");
-        status["data"]["proxy"]["epoch"]["reloads"].as_u64().unwrap()
+        status["data"]["proxy"]["epoch"]["reloads"]
+            .as_u64()
+            .unwrap()
     };
     let at_start = reloads();
     assert_eq!(at_start as usize, s.nginx().reloads_logged());
     scenario::switch_to_green(&s, HOST);
     scenario::roll_back_to_blue(&s, HOST);
-    assert_eq!(reloads(), at_start + 2, "the switch and the rollback reloaded");
+    assert_eq!(
+        reloads(),
+        at_start + 2,
+        "the switch and the rollback reloaded"
+    );
     assert_eq!(reloads() as usize, s.nginx().reloads_logged());
     // A reload by someone else counts once the agent has seen the new workers.
     assert!(s.nginx().reload(Duration::from_secs(10)));

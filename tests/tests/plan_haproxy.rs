@@ -345,7 +345,10 @@ fn each_rollout_tries_its_release_on_another_cohort_and_each_stays_sticky() {
     let grown = cohort(&s, "green");
     assert!(first.is_subset(&grown), "a canary client left the canary");
     let human = text(&s.cli(&["status"]));
-    assert!(human.contains(&format!("green 40% seed {seed1}")), "{human}");
+    assert!(
+        human.contains(&format!("green 40% seed {seed1}")),
+        "{human}"
+    );
     // Promoted; blue drained; rollout 2 of the next release goes to blue at 20%.
     assert!(s.cli(&["promote", "web"]).status.success());
     assert!(s.cli(&["drain", "web", "blue"]).status.success());

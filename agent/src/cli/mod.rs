@@ -1,13 +1,16 @@
 //! The command line: its grammar ([`args`]), the dispatch of a verb to the agent and back
-//! ([`run`]), the short tables printed for humans ([`print`]), and the man pages and shell
-//! completions written from the grammar itself ([`generate`]), and the fleet store as a
-//! client of etcd (`fleet`, `--etcd`). Every client verb takes
+//! ([`run`]), the short tables printed for humans ([`print`]), the man pages and shell
+//! completions written from the grammar itself ([`generate`]; `cutover.toml(5)` from the
+//! config examples in `manconfig`, service names from the running agent in `complete`),
+//! and the fleet store as a client of etcd (`fleet`, `--etcd`). Every client verb takes
 //! `--json` to print the agent's reply as is.
 
 pub mod args;
+mod complete;
 #[cfg(feature = "etcd")]
 pub mod fleet;
 pub mod generate;
+mod manconfig;
 pub mod print;
 pub mod run;
 
