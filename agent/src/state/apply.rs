@@ -42,7 +42,7 @@ impl State {
                 s.canary = Some(Canary {
                     colour: *colour,
                     percent: *percent,
-                    seed: rollout_seed(current.canary, *colour, service, self.generation),
+                    seed: rollout_seed(&mut s, service, *colour, 0),
                 });
                 s.drained.remove(colour);
             }
@@ -113,13 +113,13 @@ impl State {
                 }
                 s.drained.remove(&c.colour);
             }
-            s.canary = d.canary.map(|c| Canary {
-                seed: match c.seed {
-                    0 => rollout_seed(s.canary, c.colour, name, self.generation),
-                    declared => declared,
-                },
-                ..c
-            });
+            s.canary = match d.canary {
+                Some(c) => Some(Canary {
+                    seed: rollout_seed(&mut s, name, c.colour, c.seed),
+                    ..c
+                }),
+                None => None,
+            };
             if let Some(previous) = d.previous {
                 if previous == d.live {
                     return Err(StateError::PreviousIsLive {
@@ -175,26 +175,36 @@ fn make_live(s: &mut ServiceState, colour: Colour) {
     s.drained.remove(&colour);
 }
 
-/// The salt of a canary's sticky bucket: the running canary's when it goes on to the same
-/// colour (one rollout keeps its cohort while the share changes), else a new one for a
-/// rollout that starts now, from the service and the generation it starts at: two
-/// rollouts of a service never start at the same generation, so each draws its own
-/// cohort, and the choice is pure (no I/O, the same on every replay). A new seed is never 0.
+/// The salt of the sticky bucket of a canary of `service` on `colour`, given the state `s`
+/// before it: the running canary's when it goes on to the same colour (one rollout keeps
+/// its cohort while the share changes), else a new rollout starts (counted in
+/// `s.rollouts`) and draws its seed from the service and that count: pure (no I/O, the same
+/// on every replay), and the same on every host that holds the same record of the service,
+/// so a fleet's hosts agree on it. A `declared` seed (not 0) is taken as it is. A new seed
+/// is never 0.
 pub(crate) fn rollout_seed(
-    running: Option<Canary>,
-    colour: Colour,
+    s: &mut ServiceState,
     service: &str,
-    generation: u64,
+    colour: Colour,
+    declared: u32,
 ) -> u32 {
-    if let Some(c) = running.filter(|c| c.colour == colour) {
-        // 0 for a canary started before seeds existed: it stays unsalted to its end.
-        return c.seed;
+    let running = s.canary.filter(|c| c.colour == colour);
+    if running.is_none() {
+        s.rollouts += 1;
     }
-    // FNV-1a over the name and the generation, folded to 32 bits.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in service.bytes().chain(generation.to_le_bytes()) {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    match (declared, running) {
+        (0, Some(c)) => {
+            // 0 for a canary started before seeds existed: it stays unsalted to its end.
+            c.seed
+        }
+        (0, None) => {
+            // FNV-1a over the name and the rollout count, folded to 32 bits.
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in service.bytes().chain(s.rollouts.to_le_bytes()) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            ((h ^ (h >> 32)) as u32).max(1)
+        }
+        (declared, _) => declared,
     }
-    let folded = (h ^ (h >> 32)) as u32;
-    folded.max(1)
 }

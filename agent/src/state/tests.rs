@@ -163,7 +163,13 @@ fn canary_promote_and_abort() {
             service: "api".into(),
         })
         .unwrap();
-    assert_eq!(aborted.services["api"], ServiceState::live_on(Colour::Blue));
+    assert_eq!(
+        aborted.services["api"],
+        ServiceState {
+            rollouts: 1,
+            ..ServiceState::live_on(Colour::Blue)
+        }
+    );
     let (promoted, c) = s2
         .apply(&Request::Promote {
             service: "api".into(),
@@ -327,6 +333,12 @@ fn each_rollout_draws_its_own_seed_and_keeps_it_while_the_share_changes() {
         .unwrap();
     let (again, _) = aborted.apply(&canary(Colour::Blue, 10)).unwrap();
     assert_ne!(seed(&again), Some(next_seed));
+    // Another host holding the same record of the service, at another generation, draws
+    // the same seed: a fleet's hosts agree on the cohort.
+    let mut elsewhere = aborted.clone();
+    elsewhere.generation += 17;
+    let (there, _) = elsewhere.apply(&canary(Colour::Blue, 10)).unwrap();
+    assert_eq!(seed(&there), seed(&again));
     // A declared canary without a seed keeps the running one; with one, it is taken.
     let declare = |percent, seed| Request::Set {
         services: BTreeMap::from([(
