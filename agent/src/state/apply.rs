@@ -113,13 +113,10 @@ impl State {
                 }
                 s.drained.remove(&c.colour);
             }
-            s.canary = match d.canary {
-                Some(c) => Some(Canary {
-                    seed: rollout_seed(&mut s, name, c.colour, c.seed),
-                    ..c
-                }),
-                None => None,
-            };
+            s.canary = d.canary.map(|c| Canary {
+                seed: rollout_seed(&mut s, name, c.colour, c.seed),
+                ..c
+            });
             if let Some(previous) = d.previous {
                 if previous == d.live {
                     return Err(StateError::PreviousIsLive {
