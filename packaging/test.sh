@@ -119,6 +119,7 @@ fi
     || fail "the unit is not enabled"
 
 [ ! -e /etc/cutover/cutover.toml ] || fail "the package installed /etc/cutover/cutover.toml"
+[ "$(owner_mode /etc/cutover)" = "root:root 755" ] || fail "/etc/cutover is $(owner_mode /etc/cutover)"
 grep -qx 'ConditionPathExists=/etc/cutover/cutover.toml' /usr/lib/systemd/system/cutover.service \
     || fail "the unit does not wait for /etc/cutover/cutover.toml"
 examples=/usr/share/doc/cutover/examples
