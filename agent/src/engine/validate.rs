@@ -79,7 +79,8 @@ impl<P: Proxy> Engine<P> {
                             Step::Validate,
                             ErrorKind::BadValue,
                             format!(
-                                "map {}: key {k:?} has {v:?}, not a percentage 0..=100",
+                                "map {}: key {k:?} has {v:?}, not a percentage 0..=100 \
+                                 (optionally :seed)",
                                 p.spec.name
                             ),
                         ));
@@ -251,5 +252,29 @@ impl<P: Proxy> Engine<P> {
             self.checked.put(tree, report);
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_share_is_a_percentage_with_an_optional_seed() {
+        for ok in ["0", "20", "100", "20:1840213577", "5:1", "99:4294967295"] {
+            assert!(super::is_percent(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "101",
+            "-1",
+            "20:",
+            ":5",
+            "20:x",
+            "20:4294967296",
+            "20:1:2",
+            "20 5",
+            "020:+1",
+        ] {
+            assert!(!super::is_percent(bad), "{bad}");
+        }
     }
 }
