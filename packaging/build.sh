@@ -42,18 +42,32 @@ echo "== generating man pages and completions into $generated"
 rm -rf "$generated"
 mkdir -p "$generated/man" "$generated/man-gz" "$generated/completions" "$packages"
 "$bin" generate man --dir "$generated/man" >/dev/null
-for page in "$generated"/man/*.1; do
+for page in "$generated"/man/*.[15]; do
     gzip -9n <"$page" >"$generated/man-gz/$(basename "$page").gz"
 done
 "$bin" generate completions bash >"$generated/completions/cutover.bash"
 "$bin" generate completions zsh >"$generated/completions/_cutover"
 "$bin" generate completions fish >"$generated/completions/cutover.fish"
 
+# cargo-deb writes no md5sums control file: adds one (what `dpkg -V` checks the installed
+# files against) and builds the archive again, files, modes and scripts unchanged.
+add_md5sums() {
+    local deb="$1" root
+    root="$(mktemp -d)"
+    dpkg-deb -R "$deb" "$root"
+    (cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' \
+        | sort -z | xargs -0 md5sum) >"$root/DEBIAN/md5sums"
+    chmod 644 "$root/DEBIAN/md5sums"
+    dpkg-deb --build --root-owner-group -Zxz "$root" "$deb" >/dev/null
+    rm -rf "$root"
+}
+
 if [ "$what" = deb ] || [ "$what" = all ]; then
     tool cargo-deb "$CARGO_DEB_VERSION" deb
     echo "== building the .deb"
     rm -f "$packages"/cutover_*.deb
     cargo deb -p cutover --profile dist --no-build --output "$packages/"
+    add_md5sums "$(ls "$packages"/cutover_*.deb)"
 fi
 if [ "$what" = rpm ] || [ "$what" = all ]; then
     tool cargo-generate-rpm "$CARGO_GENERATE_RPM_VERSION" generate-rpm

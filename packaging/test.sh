@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Builds the packages (packaging/build.sh) and tests them on this machine, as root:
 #
-#  1. installs the .deb with dpkg -i: binary, user and group, directories, conffile, man page;
-#  2. runs `cutover --version` and `cutover check` against the installed example, as root and
+#  0. lintian on the .deb: no error and no warning;
+#  1. installs the .deb with dpkg -i: binary, user and group, directories, no config in
+#     /etc/cutover (the unit is enabled but its start condition unmet), the examples and the
+#     Nginx drop-in, man pages (cutover.toml(5) too); `dpkg -V` finds every file intact and
+#     flags one that was changed;
+#  2. runs `cutover --version` and `cutover check` against the shipped example, as root and
 #     as the cutover user: the host's stock /etc/haproxy/haproxy.cfg defines none of the
 #     example's backends, and check must refuse it naming the missing backend;
 #  3. runs the installed agent as the cutover user against a real HAProxy whose admin and
 #     master sockets have the options the docs give (group cutover, mode 660, level admin),
 #     with a copy of the installed example whose proxy paths point at that HAProxy: render,
 #     check (now `haproxy -c` reads the rendered maps), a switch proven by a request, the
-#     metrics endpoint and `cutover metrics`, SIGHUP and SIGTERM;
-#  4. verifies the installed unit with systemd-analyze verify;
-#  5. upgrades to a copy of the .deb with a higher version: config edits and state kept;
+#     metrics endpoint and `cutover metrics`, the bash completion of service names from the
+#     running agent (and nothing without one), SIGHUP and SIGTERM;
+#  4. verifies the installed unit, alone and with the Nginx drop-in, with systemd-analyze;
+#  5. upgrades to a copy of the .deb with a higher version: the operator's config and the
+#     state kept;
 #  6. removes (config and state kept) and purges (both gone);
 #  7. prints the .rpm's header, file list, config files and scripts.
 #
@@ -28,9 +34,11 @@ fi
 # Tools this test uses, by the Debian package that has them.
 missing=()
 for pair in haproxy:haproxy curl:curl python3:python3 systemd-analyze:systemd \
-    rpm:rpm man:man-db adduser:adduser setpriv:util-linux; do
+    rpm:rpm man:man-db adduser:adduser setpriv:util-linux lintian:lintian \
+    bash-completion:bash-completion; do
     cmd="${pair%%:*}"
-    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${pair#*:}")
+    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] \
+        || [ -e "/usr/share/bash-completion/$cmd" ] || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "== installing: ${missing[*]}"
@@ -78,6 +86,14 @@ echo "dist binary: $(stat -c %s "$target_dir/dist/cutover") bytes"
 echo "$(basename "$deb"): $(stat -c %s "$deb") bytes"
 echo "$(basename "$rpm"): $(stat -c %s "$rpm") bytes"
 
+echo "== lintian $(basename "$deb")"
+# Errors and warnings fail; informational tags are printed.
+# (Its exit status is not the verdict: the tags are.)
+lintian --info --display-level '>=info' "$deb" 2>&1 | tee "$work/lintian.txt" || true
+if grep -E '^[EW]: ' "$work/lintian.txt"; then
+    fail "lintian reports errors or warnings"
+fi
+
 if dpkg-query -W cutover >/dev/null 2>&1; then
     echo "== purging the cutover package installed before this test"
     dpkg -P cutover >/dev/null
@@ -98,17 +114,43 @@ if [ "$maps_existed" = no ] && [ -d /etc/haproxy ]; then
     [ "$(owner_mode /etc/haproxy/maps)" = "cutover:cutover 755" ] \
         || fail "/etc/haproxy/maps is $(owner_mode /etc/haproxy/maps)"
 fi
-dpkg-query -W -f='${Conffiles}\n' cutover | grep -q '/etc/cutover/cutover.toml' \
-    || fail "/etc/cutover/cutover.toml is not a conffile"
+# Enabled, but no config until the operator writes one: the unit waits for it.
+[ -L /etc/systemd/system/multi-user.target.wants/cutover.service ] \
+    || fail "the unit is not enabled"
+
+[ ! -e /etc/cutover/cutover.toml ] || fail "the package installed /etc/cutover/cutover.toml"
+[ "$(owner_mode /etc/cutover)" = "root:root 755" ] || fail "/etc/cutover is $(owner_mode /etc/cutover)"
+grep -qx 'ConditionPathExists=/etc/cutover/cutover.toml' /usr/lib/systemd/system/cutover.service \
+    || fail "the unit does not wait for /etc/cutover/cutover.toml"
+examples=/usr/share/doc/cutover/examples
+for f in cutover.toml cutover-nginx.toml cutover.service.d/nginx.conf; do
+    expect test -s "$examples/$f"
+done
 expect man -w cutover >/dev/null
 expect man -w cutover-switch >/dev/null
+[ "$(man -w cutover.toml)" = /usr/share/man/man5/cutover.toml.5.gz ] \
+    || fail "no cutover.toml(5): $(man -w cutover.toml 2>&1)"
+zcat /usr/share/man/man5/cutover.toml.5.gz | grep -qF 'kind = "nginx"' \
+    || fail "cutover.toml(5) lacks the Nginx example"
 
-echo "== cutover check: the installed example, as root and as the cutover user"
+echo "== dpkg -V: every file as shipped, a changed one flagged"
+out="$(dpkg -V cutover)" || fail "dpkg -V cutover failed: $out"
+[ -z "$out" ] || fail "dpkg -V cutover reports changes right after install: $out"
+cp /usr/share/cutover/templates/haproxy/canary.map "$work/canary.map.orig"
+echo "# changed" >>/usr/share/cutover/templates/haproxy/canary.map
+out="$(dpkg -V cutover || true)"
+grep -qE '^\?\?5\?\?\?\?\?\?   /usr/share/cutover/templates/haproxy/canary.map$' <<<"$out" \
+    || fail "dpkg -V did not flag a changed template: '$out'"
+cp "$work/canary.map.orig" /usr/share/cutover/templates/haproxy/canary.map
+[ -z "$(dpkg -V cutover)" ] || fail "dpkg -V still reports changes"
+echo "dpkg -V: clean, and flags a changed file"
+
+echo "== cutover check: the shipped example, as root and as the cutover user"
 # The host's stock haproxy.cfg defines none of the example's backends: check must refuse it
 # and name what is missing (exit 64), for root and for the cutover user alike.
 for run in "" as_cutover; do
     code=0
-    out="$($run cutover check 2>&1)" || code=$?
+    out="$($run cutover --config "$examples/cutover.toml" check 2>&1)" || code=$?
     [ "$code" = 64 ] || fail "cutover check ${run:+($run) }exited $code on a haproxy.cfg without the example's backends: $out"
     grep -qF 'names backend "shop_blue", which the checked haproxy config' <<<"$out" \
         || fail "cutover check ${run:+($run) }did not name the missing backend: $out"
@@ -150,13 +192,13 @@ backend shop_blue
 backend shop_green
     server g1 127.0.0.1:$green_port
 CFG
-# The installed example with this HAProxy's paths; socket, state and templates as installed.
+# The shipped example with this HAProxy's paths; socket, state and templates as installed.
 sed -e "s#^config = .*#config = \"$work/haproxy.cfg\"#" \
     -e "s#^admin_socket = .*#admin_socket = \"$work/admin.sock\"#" \
     -e "s#^master_socket = .*#master_socket = \"$work/master.sock\"#" \
     -e "s#^map_dir = .*#map_dir = \"$work/maps\"#" \
     -e "s#^listen = .*#listen = \"127.0.0.1:$metrics_port\"#" \
-    /etc/cutover/cutover.toml >"$work/cutover.toml"
+    "$examples/cutover.toml" >"$work/cutover.toml"
 chmod 644 "$work/cutover.toml"
 export CUTOVER_CONFIG="$work/cutover.toml"
 
@@ -180,6 +222,19 @@ get() { curl -s --max-time 5 -H "Host: shop.example.com" "http://127.0.0.1:$list
 as_cutover cutover switch shop green
 [ "$(get)" = green ] || fail "expected green after the switch, got '$(get)'"
 as_cutover cutover status
+
+# The bash completion offers the running agent's services after a routing verb.
+complete_line() {
+    bash -c 'source /usr/share/bash-completion/completions/cutover
+        COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
+        _cutover_with_services cutover "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+        printf "%s\n" "${COMPREPLY[@]}"' complete "$@"
+}
+[ "$(complete_line cutover switch '')" = shop ] \
+    || fail "bash completion of a service: '$(complete_line cutover switch '')'"
+[ "$(complete_line cutover --socket /nonexistent.sock switch '')" = "" ] \
+    || fail "bash completion without an agent printed something"
+echo "bash completion: the running agent's services, nothing without one"
 
 scrape="$(curl -s --max-time 5 "http://127.0.0.1:$metrics_port/metrics")"
 over_socket="$(as_cutover cutover metrics)"
@@ -208,10 +263,16 @@ unset CUTOVER_CONFIG
 echo "== systemd-analyze verify"
 systemd-analyze verify /usr/lib/systemd/system/cutover.service
 systemd-analyze security --offline=true /usr/lib/systemd/system/cutover.service | tail -n 1
+# With the Nginx drop-in, as the unit file beside it would be read.
+install -D -m 644 /usr/lib/systemd/system/cutover.service "$work/units/cutover.service"
+install -D -m 644 "$examples/cutover.service.d/nginx.conf" "$work/units/cutover.service.d/nginx.conf"
+SYSTEMD_UNIT_PATH="$work/units:" systemd-analyze verify "$work/units/cutover.service"
+echo "the unit with the Nginx drop-in verified"
 
-echo "== upgrade: the edited config and the state are kept"
+echo "== upgrade: the operator's config and the state are kept"
 [ -s /var/lib/cutover/state.json ] || fail "no state to keep"
 state_before="$(sha256sum </var/lib/cutover/state.json)"
+cp "$examples/cutover.toml" /etc/cutover/cutover.toml
 echo "# edited by the administrator" >>/etc/cutover/cutover.toml
 version="$(dpkg-deb -f "$deb" Version)"
 dpkg-deb -R "$deb" "$work/next"

@@ -158,6 +158,7 @@ async fn run(cli: Cli) -> i32 {
                 exit::FAILED
             }
         },
+        Verb::Services => cli::run::service_names(&cli).await,
         verb => cli::run::client(&cli, verb).await,
     }
 }

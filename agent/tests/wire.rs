@@ -34,6 +34,7 @@ fn routing() -> BTreeMap<String, Desired> {
             Some(Canary {
                 colour: Colour::Blue,
                 percent: 10,
+                seed: 0,
             }),
         ),
     )]
@@ -349,6 +350,7 @@ fn status_reply() {
             canary: Some(Canary {
                 colour: Colour::Blue,
                 percent: 10,
+                seed: 1840213577,
             }),
             drained: vec![],
             phase: Some(Phase {
@@ -396,7 +398,7 @@ fn status_reply() {
     };
     let back: Snapshot = pin(
         &ok("generation 7, 1 service(s), haproxy reachable", &snap),
-        r#"{"status":"ok","message":"generation 7, 1 service(s), haproxy reachable","data":{"desired_state":{"error":null,"path":"/etc/cutover/desired.toml"},"fault":{"message":"unreachable","since_ms":8,"step":"proxy"},"files":[{"kind":"map","name":"routes","path":"/etc/haproxy/maps/routes.map"}],"generation":7,"last_error":null,"proxy":{"epoch":{"master_pid":100,"reloads":2},"kind":"haproxy","reachable":true,"version":"3.2.0","warnings":["HAProxy 3.2.0 lacks upstream fix ebb801d7c"]},"recovered":[],"services":[{"backend":"web_green","canary":{"colour":"blue","percent":10},"drained":[],"health":{"blue":{"down":0,"drain":0,"maint":0,"sessions":1,"unknown":0,"up":2},"green":{"down":1,"drain":0,"maint":0,"sessions":5,"unknown":0,"up":1},"known":true,"polled_ms":10},"live":"green","name":"web","phase":{"phase":"watching","since_ms":9},"previous":"blue","routes":1}]}}"#,
+        r#"{"status":"ok","message":"generation 7, 1 service(s), haproxy reachable","data":{"desired_state":{"error":null,"path":"/etc/cutover/desired.toml"},"fault":{"message":"unreachable","since_ms":8,"step":"proxy"},"files":[{"kind":"map","name":"routes","path":"/etc/haproxy/maps/routes.map"}],"generation":7,"last_error":null,"proxy":{"epoch":{"master_pid":100,"reloads":2},"kind":"haproxy","reachable":true,"version":"3.2.0","warnings":["HAProxy 3.2.0 lacks upstream fix ebb801d7c"]},"recovered":[],"services":[{"backend":"web_green","canary":{"colour":"blue","percent":10,"seed":1840213577},"drained":[],"health":{"blue":{"down":0,"drain":0,"maint":0,"sessions":1,"unknown":0,"up":2},"green":{"down":1,"drain":0,"maint":0,"sessions":5,"unknown":0,"up":1},"known":true,"polled_ms":10},"live":"green","name":"web","phase":{"phase":"watching","since_ms":9},"previous":"blue","routes":1}]}}"#,
     );
     assert_eq!(back.services[0].canary, snap.services[0].canary);
 }

@@ -2,6 +2,8 @@
 # map directory, and the unit (enabled by the system's presets; start it with
 # `systemctl enable --now cutover`).
 systemd-tmpfiles --create cutover.conf >/dev/null 2>&1 || :
+# Where the operator writes the config (the unit starts once it is there).
+[ -d /etc/cutover ] || install -d -m 0755 /etc/cutover
 if [ -d /etc/haproxy ] && [ ! -e /etc/haproxy/maps ]; then
     install -d -o cutover -g cutover -m 0755 /etc/haproxy/maps
 fi

@@ -374,3 +374,37 @@ fn a_config_without_the_upstreams_a_map_names_is_refused_by_check_and_sighup() {
     assert!(s.cli(&["switch", "web", "blue"]).status.success());
     assert_eq!(s.get(HOST), (200, "blue".into()));
 }
+
+/// `proxy.epoch.reloads` counts the master's reloads, the agent's and another's, as the
+/// master's own log counts the `SIGHUP`s it received.
+#[test]
+fn status_counts_the_reloads_of_nginx() {
+    let Some(s) = setup(SetupOptions::default()) else {
+        return;
+    };
+    let reloads = || {
+        let (code, status) = s.cli_json(&["status"]);
+        assert_eq!(code, 0, "{status}");
+        status["data"]["proxy"]["epoch"]["reloads"]
+            .as_u64()
+            .unwrap()
+    };
+    let at_start = reloads();
+    assert_eq!(at_start as usize, s.nginx().reloads_logged());
+    scenario::switch_to_green(&s, HOST);
+    scenario::roll_back_to_blue(&s, HOST);
+    assert_eq!(
+        reloads(),
+        at_start + 2,
+        "the switch and the rollback reloaded"
+    );
+    assert_eq!(reloads() as usize, s.nginx().reloads_logged());
+    // A reload by someone else counts once the agent has seen the new workers.
+    assert!(s.nginx().reload(Duration::from_secs(10)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while reloads() != at_start + 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(reloads(), at_start + 3);
+    assert_eq!(reloads() as usize, s.nginx().reloads_logged());
+}

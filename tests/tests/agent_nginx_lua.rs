@@ -165,8 +165,14 @@ fn canaries_plain_and_sticky_are_decided_per_request() {
     eprintln!("lua sticky canary: {green} of 200 clients on green after 30% then 60%");
     assert!((80..=160).contains(&green), "{green}");
     assert_eq!(s.nginx().workers(), workers, "no reload for a canary");
+    let (_, status) = s.cli_json(&["status"]);
+    let seed = &status["data"]["services"][0]["canary"]["seed"];
     let (_, live) = s.cli_json(&["map", "show", "canary", "--live"]);
-    assert_eq!(live["data"]["entries"]["web"], "60", "{live}");
+    assert_eq!(
+        live["data"]["entries"]["web"],
+        format!("60:{seed}"),
+        "the share and the rollout's seed: {live}"
+    );
 
     // Aborting the canary sends everyone back to the live colour.
     let out = s.cli(&["abort", "web"]);

@@ -361,3 +361,86 @@ fn scripts_get_a_json_error_for_every_failure_and_a_fault_exit_code() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert_eq!(value(&scrape(&s, port).2, "cutover_fault"), Some(1.0));
 }
+
+/// The bash completion, as `cutover generate completions bash` writes it, offers the
+/// running agent's services as the SERVICE of a routing verb (with `--config` passed on
+/// from the line), and nothing once no agent answers.
+#[test]
+fn bash_completes_service_names_from_the_running_agent() {
+    let Some(mut s) = Setup::started(SetupOptions::default()) else {
+        return;
+    };
+    if std::process::Command::new("bash")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return;
+    }
+    let out = s.cli(&["generate", "completions", "bash"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let script = s.file("cutover.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    let bin = s.file("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(cutover_tests::cutover_binary(), bin.join("cutover")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let config = s.config.display().to_string();
+    let complete = |words: &[&str]| -> String {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(
+                r#"source "$0"
+                COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1))
+                _cutover_with_services cutover "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+                printf '%s\n' "${COMPREPLY[@]}""#,
+            )
+            .arg(&script)
+            .args(words)
+            .env("PATH", &path)
+            .env_remove("CUTOVER_CONFIG")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for verb in ["switch", "rollback", "canary", "drain"] {
+        assert_eq!(
+            complete(&["cutover", "--config", &config, verb, ""]),
+            "web\n",
+            "{verb}"
+        );
+    }
+    assert_eq!(
+        complete(&["cutover", "--config", &config, "switch", "w"]),
+        "web\n"
+    );
+    assert_eq!(
+        complete(&["cutover", "--config", &config, "switch", "x"]),
+        "\n"
+    );
+    // After the service, the grammar's own completion (the colours), not the names.
+    let colours = complete(&["cutover", "--config", &config, "switch", "web", ""]);
+    assert!(
+        colours.contains("green") && !colours.contains("web"),
+        "{colours}"
+    );
+    // A verb without a service, and no agent: no names, nothing printed.
+    assert!(!complete(&["cutover", "--config", &config, "status", ""]).contains("web"));
+    s.stop_agent();
+    assert_eq!(
+        complete(&["cutover", "--config", &config, "switch", ""]),
+        "\n"
+    );
+    let out = s.cli(&["services"]);
+    assert_eq!(out.status.code(), Some(69));
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "{}",
+        text(&out)
+    );
+}

@@ -303,3 +303,73 @@ fn every_dry_run_plans_what_its_real_call_does() {
         );
     }
 }
+
+/// The keys (of 400 distinct `X-User` values) that reach `colour`, asserting that every
+/// key gets the same answer twice.
+fn cohort(s: &Setup, colour: &str) -> std::collections::BTreeSet<usize> {
+    let mut cohort = std::collections::BTreeSet::new();
+    for key in 0..400usize {
+        let user = format!("user-{key}");
+        let first = cutover_tests::scenarios::get_with(s, HOST, &[("X-User", &user)]).body;
+        let again = cutover_tests::scenarios::get_with(s, HOST, &[("X-User", &user)]).body;
+        assert_eq!(first, again, "{user} changed colour within one rollout");
+        if first == colour {
+            cohort.insert(key);
+        }
+    }
+    cohort
+}
+
+#[test]
+fn each_rollout_tries_its_release_on_another_cohort_and_each_stays_sticky() {
+    let Some(s) = Setup::started(SetupOptions {
+        service_extra: "canary_sticky = { header = \"X-User\" }\n".into(),
+        ..SetupOptions::default()
+    }) else {
+        return;
+    };
+    let seed = |s: &Setup| {
+        let (code, status) = s.cli_json(&["status"]);
+        assert_eq!(code, 0, "{status}");
+        status["data"]["services"][0]["canary"]["seed"]
+            .as_u64()
+            .unwrap()
+    };
+    // Rollout 1: green at 20%, then 40%: the same seed, the 20% cohort inside the 40% one.
+    assert!(s.cli(&["canary", "web", "green", "20"]).status.success());
+    let seed1 = seed(&s);
+    let first = cohort(&s, "green");
+    assert!((40..=120).contains(&first.len()), "{}", first.len());
+    assert!(s.cli(&["canary", "web", "green", "40"]).status.success());
+    assert_eq!(seed(&s), seed1);
+    let grown = cohort(&s, "green");
+    assert!(first.is_subset(&grown), "a canary client left the canary");
+    let human = text(&s.cli(&["status"]));
+    assert!(
+        human.contains(&format!("green 40% seed {seed1}")),
+        "{human}"
+    );
+    // Promoted; blue drained; rollout 2 of the next release goes to blue at 20%.
+    assert!(s.cli(&["promote", "web"]).status.success());
+    assert!(s.cli(&["drain", "web", "blue"]).status.success());
+    let (code, reply) = s.cli_json(&["canary", "web", "blue", "20"]);
+    assert_eq!(code, 0, "{reply}");
+    let message = reply["message"].as_str().unwrap();
+    assert!(
+        message.contains("note: blue of web was drained; the canary takes it out of drain"),
+        "{message}"
+    );
+    let seed2 = seed(&s);
+    assert_ne!(seed2, seed1);
+    let second = cohort(&s, "blue");
+    assert!((40..=120).contains(&second.len()), "{}", second.len());
+    // Unsalted, the second cohort would be exactly the first; salted, they overlap about
+    // as two independent 20% draws do (a fifth of a cohort).
+    let shared = first.intersection(&second).count();
+    eprintln!(
+        "cohorts: {} then {} of 400 keys, {shared} in both",
+        first.len(),
+        second.len()
+    );
+    assert!(shared * 2 < first.len().min(second.len()), "{shared}");
+}

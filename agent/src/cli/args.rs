@@ -189,6 +189,10 @@ pub enum Verb {
     Render,
     /// Show services, their live colours and the proxy.
     Status,
+    /// The names of the services the running agent routes, one per line (what the shell
+    /// completions offer after a routing verb). Prints nothing, exit 69, when no agent
+    /// answers.
+    Services,
     /// The routing verbs (`switch`, `rollback`, `canary`, `promote`, `abort`, `drain`,
     /// `undrain`), as the protocol's [`Request`] declares them.
     #[command(flatten)]
@@ -299,9 +303,12 @@ impl Verb {
     /// The protocol command of a client verb.
     pub fn command(&self, dry_run: bool) -> Result<Option<Command>, crate::desired::DesiredError> {
         Ok(Some(match self {
-            Verb::Agent | Verb::Check | Verb::Render | Verb::Tls { .. } | Verb::Generate { .. } => {
-                return Ok(None)
-            }
+            Verb::Agent
+            | Verb::Check
+            | Verb::Render
+            | Verb::Services
+            | Verb::Tls { .. }
+            | Verb::Generate { .. } => return Ok(None),
             Verb::Metrics => Command::Metrics,
             Verb::Reload => Command::ReloadConfig,
             Verb::Status => Command::Status,

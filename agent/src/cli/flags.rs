@@ -19,7 +19,7 @@ enum Kind {
     Local,
     /// `status`, `history`: ask an agent, a cluster or the fleet.
     Read,
-    /// `map`, `metrics`, `reload`: ask one agent.
+    /// `map`, `metrics`, `reload`, `services`: ask one agent.
     Query,
     /// The routing verbs and `apply`.
     Change,
@@ -33,7 +33,7 @@ fn kind(name: &str) -> Option<Kind> {
         "render" => Kind::Config { json: false },
         "tls" | "generate" => Kind::Local,
         "status" | "history" => Kind::Read,
-        "map" | "metrics" | "reload" => Kind::Query,
+        "map" | "metrics" | "reload" | "services" => Kind::Query,
         "apply" => Kind::Change,
         name if Change::has_subcommand(name) => Kind::Change,
         _ => return None,

@@ -63,7 +63,7 @@ Stop gracefully: stop accepting, answer what is queued, remove the socket.
 .SH FILES
 .TP
 \fI/etc/cutover/cutover.toml\fR
-The agent's config.
+The agent's config: \fBcutover.toml\fR(5).
 .TP
 \fI/usr/share/cutover/templates/\fR
 The shipped templates; \fBtemplates.override_dir\fR overrides them by relative path.
@@ -87,15 +87,16 @@ socket. Families: \fBcutover_switches_total\fR, \fBcutover_rollbacks_total\fR,
 \fBcutover_live_colour\fR, \fBcutover_canary_percent\fR, \fBcutover_generation\fR, \fBcutover_proxy_up\fR,
 \fBcutover_peers\fR, \fBcutover_peers_in_agreement\fR, \fBcutover_build_info\fR.
 .SH "SEE ALSO"
-\fBhaproxy\fR(1), \fBsystemd.service\fR(5), \fBjournalctl\fR(1)
+\fBcutover.toml\fR(5), \fBhaproxy\fR(1), \fBnginx\fR(8), \fBsystemd.service\fR(5), \fBjournalctl\fR(1)
 "#;
 
 /// What `cutover generate` writes.
 #[derive(Debug, Subcommand)]
 pub enum What {
-    /// The man page cutover(1) on stdout, or every page (one per subcommand) into --dir.
+    /// The man page cutover(1) on stdout, or every page (one per subcommand, and the
+    /// config's cutover.toml(5)) into --dir.
     Man {
-        /// Write cutover.1 and cutover-VERB.1 pages into this directory.
+        /// Write cutover.1, cutover-VERB.1 and cutover.toml.5 into this directory.
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -131,8 +132,8 @@ pub fn man_page(out: &mut dyn Write) -> io::Result<()> {
     out.write_all(MAN_EXTRA.as_bytes())
 }
 
-/// Writes `cutover.1` and a page per subcommand (`cutover-switch.1`, `cutover-map-show.1`,
-/// ...) into `dir`; returns the files written.
+/// Writes `cutover.1`, a page per subcommand (`cutover-switch.1`, `cutover-map-show.1`,
+/// ...) and the config's `cutover.toml.5` into `dir`; returns the files written.
 pub fn man_pages(dir: &Path) -> io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
@@ -141,6 +142,11 @@ pub fn man_pages(dir: &Path) -> io::Result<Vec<PathBuf>> {
     man_page(&mut file)?;
     file.flush()?;
     written.push(main);
+    let config = dir.join("cutover.toml.5");
+    let mut file = std::fs::File::create(&config)?;
+    super::manconfig::page(&mut file)?;
+    file.flush()?;
+    written.push(config);
     let mut pending: Vec<clap::Command> = command().get_subcommands().cloned().collect();
     while let Some(sub) = pending.pop() {
         if sub.is_hide_set() {
@@ -154,12 +160,15 @@ pub fn man_pages(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// Writes the completion script for `shell`.
+/// Writes the completion script for `shell`, which completes service names too (from the
+/// running agent, see [`super::complete`]).
 pub fn completions(shell: Shell, out: &mut dyn Write) -> io::Result<()> {
     // Rendered into memory first: clap_complete panics on a failed write (a closed pipe).
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut super::flags::command(), "cutover", &mut script);
-    out.write_all(&script)
+    let mut cmd = super::flags::command();
+    clap_complete::generate(shell, &mut cmd, "cutover", &mut script);
+    let script = String::from_utf8(script).map_err(io::Error::other)?;
+    out.write_all(super::complete::with_service_names(shell, &cmd, script).as_bytes())
 }
 
 #[cfg(test)]
@@ -198,6 +207,7 @@ mod tests {
             "cutover-map.1",
             "cutover-map-show.1",
             "cutover-generate-completions.1",
+            "cutover.toml.5",
         ] {
             assert!(names.contains(&name.to_owned()), "{name} not in {names:?}");
         }
@@ -213,6 +223,10 @@ mod tests {
             for verb in ["switch", "rollback", "metrics", "generate"] {
                 assert!(text.contains(verb), "{shell}: {verb} missing");
             }
+            assert!(
+                text.contains("services 2>/dev/null"),
+                "{shell}: no service names"
+            );
         }
     }
 }

@@ -1,17 +1,20 @@
 //! The command line: its grammar ([`args`]), the dispatch of a verb to the agent and back
-//! ([`run`]), the short tables printed for humans ([`print`]), and the man pages and shell
-//! completions written from the grammar itself ([`generate`]), and the fleet store as a
-//! client of etcd (`fleet`, `--etcd`), and which global flag each verb takes ([`flags`]).
-//! Every client verb takes `--json` to print the agent's reply as is, and prints every
-//! failure of its own (bad config, agent unreachable, bad usage) as a JSON error object of
-//! the same shape ([`print::fail`]).
+//! ([`run`]), the short tables printed for humans ([`print`]), the man pages and shell
+//! completions written from the grammar itself ([`generate`]; `cutover.toml(5)` from the
+//! config examples in `manconfig`, service names from the running agent in `complete`),
+//! the fleet store as a client of etcd (`fleet`, `--etcd`), and which global flag each verb
+//! takes ([`flags`]). Every client verb takes `--json` to print the agent's reply as is, and
+//! prints every failure of its own (bad config, agent unreachable, bad usage) as a JSON
+//! error object of the same shape ([`print::fail`]).
 
 pub mod args;
 mod civil;
+mod complete;
 pub mod flags;
 #[cfg(feature = "etcd")]
 pub mod fleet;
 pub mod generate;
+mod manconfig;
 pub mod print;
 pub mod run;
 pub mod when;

@@ -168,7 +168,10 @@ fn status_table(d: &Snapshot) -> String {
         .services
         .iter()
         .map(|s| {
-            let canary = or_dash(s.canary.map(|c| format!("{} {}%", c.colour, c.percent)));
+            let canary = or_dash(s.canary.map(|c| match c.seed {
+                0 => format!("{} {}%", c.colour, c.percent),
+                seed => format!("{} {}% seed {seed}", c.colour, c.percent),
+            }));
             let drained = if s.drained.is_empty() {
                 "-".into()
             } else {

@@ -89,6 +89,34 @@ pub async fn client(cli: &Cli, verb: &Verb) -> i32 {
     }
 }
 
+/// `cutover services`: the names of the services the local agent routes, one per line, for
+/// the shell completions, which call it as they complete. It says nothing on failure (no
+/// config, no agent, a refusal, an unreadable reply): a completion has nowhere to say it.
+pub async fn service_names(cli: &Cli) -> i32 {
+    let socket = match &cli.socket {
+        Some(s) => s.clone(),
+        None => crate::config::socket_of(&cli.config)
+            .unwrap_or_else(|_| crate::config::DEFAULT_SOCKET.into()),
+    };
+    // A completion waits for this: at most 2 s.
+    let timeout = Duration::from_secs(cli.timeout.clamp(1, 2));
+    let reply = crate::client::unix(&socket, &Command::Status, timeout, |_| {}).await;
+    let snapshot = reply
+        .ok()
+        .filter(|r| r.status == crate::protocol::Status::Ok)
+        .and_then(|r| serde_json::from_value::<crate::protocol::Snapshot>(r.data).ok());
+    let Some(snapshot) = snapshot else {
+        return exit::UNAVAILABLE;
+    };
+    let mut out = String::new();
+    for s in &snapshot.services {
+        out.push_str(&s.name);
+        out.push('\n');
+    }
+    print!("{out}");
+    exit::OK
+}
+
 /// Sends a command to the fleet in etcd (`--etcd`).
 #[cfg(feature = "etcd")]
 async fn fleet_request(cli: &Cli, command: &Command) -> i32 {

@@ -85,6 +85,8 @@ pub enum ValueCheck {
     Services,
     /// Every value is a backend the running proxy lists.
     Backends,
-    /// Every value is a whole percentage, 0 to 100 (the canary shares).
+    /// Every value is a whole percentage, 0 to 100 (the canary shares), optionally followed
+    /// by `:` and the rollout's seed (a whole number below 2^32) that salts the sticky
+    /// bucket.
     Percent,
 }

@@ -136,6 +136,14 @@ impl Applied {
         if self.batched > 1 {
             out.push_str(&format!(" (one change for {} requests)", self.batched));
         }
+        for c in &self.change.services {
+            if let Some(colour) = c.canary_undrained() {
+                out.push_str(&format!(
+                    "\nnote: {colour} of {} was drained; the canary takes it out of drain",
+                    c.service
+                ));
+            }
+        }
         for w in &self.warnings {
             out.push_str(&format!("\nwarning: {w}"));
         }

@@ -17,9 +17,15 @@ use crate::protocol::Step;
 use crate::proxy::{CheckReport, Proxy};
 use crate::state::State;
 
-/// Whether `v` is a whole number from 0 to 100.
+/// Whether `v` is a canary share: a whole number from 0 to 100, optionally followed by `:`
+/// and a seed below 2^32 (`20:1840213577`).
 pub fn is_percent(v: &str) -> bool {
-    v.len() <= 3 && v.parse::<u8>().is_ok_and(|n| n <= 100)
+    let (percent, seed) = v.split_once(':').unwrap_or((v, "0"));
+    percent.len() <= 3
+        && percent.parse::<u8>().is_ok_and(|n| n <= 100)
+        && seed.len() <= 10
+        && seed.bytes().all(|b| b.is_ascii_digit())
+        && seed.parse::<u32>().is_ok()
 }
 
 /// Refuses the first entry of map `map` whose value is not one of the backends `known`
@@ -73,7 +79,8 @@ impl<P: Proxy> Engine<P> {
                             Step::Validate,
                             ErrorKind::BadValue,
                             format!(
-                                "map {}: key {k:?} has {v:?}, not a percentage 0..=100",
+                                "map {}: key {k:?} has {v:?}, not a percentage 0..=100 \
+                                 (optionally :seed)",
                                 p.spec.name
                             ),
                         ));
@@ -245,5 +252,29 @@ impl<P: Proxy> Engine<P> {
             self.checked.put(tree, report);
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_share_is_a_percentage_with_an_optional_seed() {
+        for ok in ["0", "20", "100", "20:1840213577", "5:1", "99:4294967295"] {
+            assert!(super::is_percent(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "101",
+            "-1",
+            "20:",
+            ":5",
+            "20:x",
+            "20:4294967296",
+            "20:1:2",
+            "20 5",
+            "020:+1",
+        ] {
+            assert!(!super::is_percent(bad), "{bad}");
+        }
     }
 }

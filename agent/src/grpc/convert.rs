@@ -126,6 +126,8 @@ fn desired(d: pb::Desired) -> Result<Desired, Invalid> {
                 Ok::<_, Invalid>(Canary {
                     colour: colour("canary.colour", c.colour)?,
                     percent: percent(c.percent)?,
+                    // The remote API leaves the cohort to the agent.
+                    seed: 0,
                 })
             })
             .transpose()?,

@@ -22,6 +22,14 @@ pub struct ServiceState {
     /// Colours whose servers are drained (no new connections; established ones finish).
     #[serde(default)]
     pub drained: BTreeSet<Colour>,
+    /// Canary rollouts started for the service (a canary from 0 on a colour); the seed of
+    /// each is drawn from it, so every host holding the same record draws the same one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rollouts: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl fmt::Display for ServiceState {
@@ -46,6 +54,7 @@ impl ServiceState {
             previous: None,
             canary: None,
             drained: BTreeSet::new(),
+            rollouts: 0,
         }
     }
 
@@ -114,6 +123,15 @@ impl ServiceChange {
     /// Whether the live colour moved.
     pub fn live_moved(&self) -> bool {
         self.from.as_ref().map(|s| s.live) != self.to.as_ref().map(|s| s.live)
+    }
+
+    /// The colour a canary took out of drain: drained before, the canary's colour after.
+    pub fn canary_undrained(&self) -> Option<Colour> {
+        let canary = self.to.as_ref()?.canary?.colour;
+        self.from
+            .as_ref()
+            .is_some_and(|s| s.drained.contains(&canary))
+            .then_some(canary)
     }
 }
 

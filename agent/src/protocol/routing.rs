@@ -82,6 +82,16 @@ pub struct Canary {
     pub colour: Colour,
     /// Share of requests sent to the canary, 1..=99 percent.
     pub percent: u8,
+    /// Salt of the sticky bucket: chosen when a rollout starts (a canary from 0) and kept
+    /// while its share changes, so a client keeps its colour within one rollout and each
+    /// rollout draws another cohort. 0: unsalted (a canary started before seeds existed,
+    /// or a declared canary that leaves the choice to the agent).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seed: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The declared state of one service in a [`Request::Set`].

@@ -168,8 +168,9 @@ pub struct ProxyStatus {
 pub struct Epoch {
     /// PID of the proxy's master process (a restart changes it).
     pub master_pid: u32,
-    /// Reloads the master has counted (HAProxy); 0 for a proxy that does not count them
-    /// (Nginx, whose epoch moves with its worker PIDs instead).
+    /// Reloads of the running master: as HAProxy's master counts them; for Nginx, which
+    /// does not count them, the times the agent saw its workers replaced as a whole (every
+    /// reload the agent made, and others' seen between two reconciles).
     pub reloads: u64,
     /// PIDs of the workers accepting connections, sorted (Nginx: a reload replaces them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

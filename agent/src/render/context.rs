@@ -142,6 +142,8 @@ impl ConfigContext {
                     v.insert("idle".into(), Value::from(s.live.other().as_str()));
                     v.insert("idle_backend".into(), backend(s.live.other()));
                     v.insert("canary_percent".into(), Value::from(s.canary_percent()));
+                    let seed = s.canary.map_or(0, |c| c.seed);
+                    v.insert("canary_seed".into(), Value::from(seed));
                     v.insert("drained".into(), Value::from_serializable(&drained));
                 }
             }

@@ -13,7 +13,9 @@
 //!   watch: whether it has a post-switch watch }`, and, for
 //!   files that use the state, also `live` (colour), `previous` (colour or none), `backend`
 //!   (backend of the live colour), `idle` and `idle_backend` (the other colour),
-//!   `canary_percent` (0 to 99; the share sent to the idle colour) and `drained` (colours);
+//!   `canary_percent` (0 to 99; the share sent to the idle colour), `canary_seed` (the
+//!   salt of the canary's sticky bucket, chosen per rollout; 0 without one) and `drained`
+//!   (colours);
 //! - `generation` (files that use the state only): the state generation being rendered;
 //! - `files`: map of file name -> `{ path }`, the paths the rendered tree will have;
 //! - `proxy`: `{ kind, config, map_dir, admin_socket, master_socket, pid_file, error_log,
@@ -467,8 +469,10 @@ window_ms = 10000
         let out4 = render_all(&config, &canary);
         snapshot("nginx/nginx-canary.conf", &out4["nginx"]);
         assert!(
-            out4["nginx"]
-                .contains("split_clients \"$cutover_key_1\" $cutover_canary_1 {\n        10% 1;"),
+            out4["nginx"].contains(&format!(
+                "split_clients \"${{cutover_key_1}}{}\" $cutover_canary_1 {{\n        10% 1;",
+                canary.services["api"].canary.unwrap().seed
+            )),
             "{}",
             out4["nginx"]
         );

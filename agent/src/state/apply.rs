@@ -42,6 +42,7 @@ impl State {
                 s.canary = Some(Canary {
                     colour: *colour,
                     percent: *percent,
+                    seed: rollout_seed(&mut s, service, *colour, 0),
                 });
                 s.drained.remove(colour);
             }
@@ -112,7 +113,10 @@ impl State {
                 }
                 s.drained.remove(&c.colour);
             }
-            s.canary = d.canary;
+            s.canary = d.canary.map(|c| Canary {
+                seed: rollout_seed(&mut s, name, c.colour, c.seed),
+                ..c
+            });
             if let Some(previous) = d.previous {
                 if previous == d.live {
                     return Err(StateError::PreviousIsLive {
@@ -166,4 +170,38 @@ fn make_live(s: &mut ServiceState, colour: Colour) {
     s.live = colour;
     s.canary = None;
     s.drained.remove(&colour);
+}
+
+/// The salt of the sticky bucket of a canary of `service` on `colour`, given the state `s`
+/// before it: the running canary's when it goes on to the same colour (one rollout keeps
+/// its cohort while the share changes), else a new rollout starts (counted in
+/// `s.rollouts`) and draws its seed from the service and that count: pure (no I/O, the same
+/// on every replay), and the same on every host that holds the same record of the service,
+/// so a fleet's hosts agree on it. A `declared` seed (not 0) is taken as it is. A new seed
+/// is never 0.
+pub(crate) fn rollout_seed(
+    s: &mut ServiceState,
+    service: &str,
+    colour: Colour,
+    declared: u32,
+) -> u32 {
+    let running = s.canary.filter(|c| c.colour == colour);
+    if running.is_none() {
+        s.rollouts += 1;
+    }
+    match (declared, running) {
+        (0, Some(c)) => {
+            // 0 for a canary started before seeds existed: it stays unsalted to its end.
+            c.seed
+        }
+        (0, None) => {
+            // FNV-1a over the name and the rollout count, folded to 32 bits.
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in service.bytes().chain(s.rollouts.to_le_bytes()) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            ((h ^ (h >> 32)) as u32).max(1)
+        }
+        (declared, _) => declared,
+    }
 }

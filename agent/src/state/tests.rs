@@ -95,6 +95,7 @@ fn diff_then_apply_gives_target() {
                 canary: Some(Canary {
                     colour: live.other(),
                     percent: 10,
+                    seed: 0,
                 }),
                 ..base.clone()
             }));
@@ -162,7 +163,13 @@ fn canary_promote_and_abort() {
             service: "api".into(),
         })
         .unwrap();
-    assert_eq!(aborted.services["api"], ServiceState::live_on(Colour::Blue));
+    assert_eq!(
+        aborted.services["api"],
+        ServiceState {
+            rollouts: 1,
+            ..ServiceState::live_on(Colour::Blue)
+        }
+    );
     let (promoted, c) = s2
         .apply(&Request::Promote {
             service: "api".into(),
@@ -196,6 +203,7 @@ fn set_changes_several_services_in_one_generation() {
                 Some(Canary {
                     colour: Colour::Blue,
                     percent: 20,
+                    seed: 0,
                 }),
             ),
         ),
@@ -291,4 +299,118 @@ fn set_exactly_declares_previous_and_drains_and_refuses_contradictions() {
         s.apply(&set(Desired::exactly(&live_drained))),
         Err(StateError::DrainLive { .. })
     ));
+}
+
+#[test]
+fn each_rollout_draws_its_own_seed_and_keeps_it_while_the_share_changes() {
+    let canary = |colour, percent| Request::Canary {
+        service: "api".into(),
+        colour,
+        percent,
+    };
+    let seed = |s: &State| s.services["api"].canary.map(|c| c.seed);
+    let (first, _) = two().apply(&canary(Colour::Green, 10)).unwrap();
+    let first_seed = seed(&first).unwrap();
+    assert_ne!(first_seed, 0, "a new rollout is salted");
+    // Growing the share is the same rollout: the same cohort, grown.
+    let (grown, _) = first.apply(&canary(Colour::Green, 40)).unwrap();
+    assert_eq!(seed(&grown), Some(first_seed));
+    // Promoted, then the next release starts from 0 on the other colour: another seed.
+    let (promoted, _) = grown
+        .apply(&Request::Promote {
+            service: "api".into(),
+        })
+        .unwrap();
+    let (next, _) = promoted.apply(&canary(Colour::Blue, 10)).unwrap();
+    let next_seed = seed(&next).unwrap();
+    assert_ne!(next_seed, 0);
+    assert_ne!(next_seed, first_seed, "the next rollout rotates the cohort");
+    // An aborted rollout started again is a new rollout too.
+    let (aborted, _) = next
+        .apply(&Request::Abort {
+            service: "api".into(),
+        })
+        .unwrap();
+    let (again, _) = aborted.apply(&canary(Colour::Blue, 10)).unwrap();
+    assert_ne!(seed(&again), Some(next_seed));
+    // Another host holding the same record of the service, at another generation, draws
+    // the same seed: a fleet's hosts agree on the cohort.
+    let mut elsewhere = aborted.clone();
+    elsewhere.generation += 17;
+    let (there, _) = elsewhere.apply(&canary(Colour::Blue, 10)).unwrap();
+    assert_eq!(seed(&there), seed(&again));
+    // A declared canary without a seed keeps the running one; with one, it is taken.
+    let declare = |percent, seed| Request::Set {
+        services: BTreeMap::from([(
+            "api".to_owned(),
+            Desired::routing(
+                Colour::Green,
+                Some(Canary {
+                    colour: Colour::Blue,
+                    percent,
+                    seed,
+                }),
+            ),
+        )]),
+    };
+    let (declared, _) = again.apply(&declare(30, 0)).unwrap();
+    assert_eq!(seed(&declared), seed(&again));
+    let (declared, _) = declared.apply(&declare(30, 77)).unwrap();
+    assert_eq!(seed(&declared), Some(77));
+}
+
+#[test]
+fn the_seed_survives_a_save_and_a_state_without_seeds_still_loads() {
+    let (s, _) = two()
+        .apply(&Request::Canary {
+            service: "api".into(),
+            colour: Colour::Green,
+            percent: 20,
+        })
+        .unwrap();
+    let saved = serde_json::to_string(&s).unwrap();
+    let loaded: State = serde_json::from_str(&saved).unwrap();
+    assert_eq!(loaded, s);
+    // Written before seeds existed: the canary loads unsalted (seed 0).
+    let old = r#"{"format":1,"generation":3,"services":{"api":{"live":"blue",
+        "canary":{"colour":"green","percent":20}}}}"#;
+    let old: State = serde_json::from_str(old).unwrap();
+    assert_eq!(old.services["api"].canary.unwrap().seed, 0);
+    // Growing it keeps it unsalted: its clients keep their colour across the upgrade.
+    let (grown, _) = old
+        .apply(&Request::Canary {
+            service: "api".into(),
+            colour: Colour::Green,
+            percent: 30,
+        })
+        .unwrap();
+    assert_eq!(grown.services["api"].canary.unwrap().seed, 0);
+}
+
+#[test]
+fn a_canary_to_a_drained_colour_says_it_ends_the_drain() {
+    let (drained, _) = two()
+        .apply(&Request::Drain {
+            service: "api".into(),
+            colour: Colour::Green,
+        })
+        .unwrap();
+    let (canary, change) = drained
+        .apply(&Request::Canary {
+            service: "api".into(),
+            colour: Colour::Green,
+            percent: 10,
+        })
+        .unwrap();
+    assert!(canary.services["api"].drained.is_empty());
+    assert_eq!(change.services[0].canary_undrained(), Some(Colour::Green));
+    // Growing it, or a canary to a colour that was not drained, ends no drain.
+    let (_, grown) = canary
+        .apply(&Request::Canary {
+            service: "api".into(),
+            colour: Colour::Green,
+            percent: 20,
+        })
+        .unwrap();
+    assert_eq!(grown.services[0].canary_undrained(), None);
 }

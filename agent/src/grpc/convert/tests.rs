@@ -20,6 +20,7 @@ pub(crate) fn every_call() -> Vec<Command> {
                     canary: Some(Canary {
                         colour: Colour::Green,
                         percent: 10,
+                        seed: 0,
                     }),
                     previous: Some(Colour::Green),
                     drained: Some(BTreeSet::from([Colour::Green])),

@@ -32,6 +32,7 @@ pub mod errorlog;
 pub mod lua;
 pub mod procs;
 mod reload;
+mod reloads;
 pub mod status;
 
 use std::collections::BTreeSet;
@@ -69,6 +70,8 @@ pub struct Nginx {
     /// In the Lua mode, the upstreams of the main config as last read, with the file's
     /// length and modification time: a switch needs no `nginx -T` while it is unchanged.
     backends_seen: std::sync::Mutex<Option<(u64, std::time::SystemTime, BTreeSet<String>)>>,
+    /// Reloads of the running master, which Nginx does not count itself.
+    reloads: reloads::ReloadCount,
 }
 
 impl Nginx {
@@ -89,6 +92,7 @@ impl Nginx {
             gap: ReloadGap::new(proxy.min_reload_gap),
             reloading: tokio::sync::Mutex::new(()),
             access: OnceLock::new(),
+            reloads: reloads::ReloadCount::default(),
         }
     }
 
@@ -237,6 +241,10 @@ impl Proxy for Nginx {
             Some(lua) => self.reload_lua(lua, generation).await,
         };
         self.gap.ended();
+        if let (Ok(report), Ok(master)) = (&result, self.master()) {
+            self.reloads
+                .observe(master, &report.workers.iter().copied().collect());
+        }
         result.map(|report| ReloadReport { gap_wait, ..report })
     }
 
@@ -258,9 +266,10 @@ impl Proxy for Nginx {
                 (generation, None)
             }
         };
+        let reloads = self.reloads.observe(master, &children.workers);
         Ok(Epoch {
             master_pid: master,
-            reloads: 0,
+            reloads,
             workers: children.workers.into_iter().collect(),
             generation,
             seeded_ms,
