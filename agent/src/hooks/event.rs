@@ -26,9 +26,14 @@ pub struct Notice {
     pub time_ms: u64,
     /// This host's name.
     pub host: String,
-    /// Who asked, as the journal records it (`{"uid", "gid", "pid", "via"}`).
+    /// Who asked, as the journal records it (`{"uid", "user", "gid", "group", "pid",
+    /// "via"}`): for a change that came through a cluster, the agent that carried it here.
     pub who: Requester,
-    /// The journal's `op`: the verb (`switch`, `rollback`, ...) or the agent's own work
+    /// Who asked for a change that came through a cluster (on every host it reached).
+    pub asked_by: Option<Requester>,
+    /// Why, as the requester said (`--reason`).
+    pub reason: Option<String>,
+    /// The journal's verb (`switch`, `rollback`, `apply`, ...) or the agent's own work
     /// (`reconcile`, `config`, `watch`).
     pub op: String,
     /// The journal's summary: what changed, or the error.
@@ -50,7 +55,7 @@ pub fn notice(entry: &JournalEntry, host: &str) -> Option<Notice> {
         }
         _ => entry,
     };
-    let op = entry.request.get("op").and_then(|v| v.as_str())?;
+    let op = entry.verb();
     let services: Vec<ServiceChange> = entry
         .data
         .get("services")
@@ -78,6 +83,8 @@ pub fn notice(entry: &JournalEntry, host: &str) -> Option<Notice> {
         time_ms: entry.time_ms,
         host: host.to_owned(),
         who: entry.requester.clone(),
+        asked_by: entry.asked_by.clone(),
+        reason: entry.reason.as_ref().map(|r| r.as_str().to_owned()),
         op: op.to_owned(),
         message: entry.message.clone(),
         services,
@@ -145,6 +152,9 @@ mod tests {
             result,
             message: "m".into(),
             data,
+            verb: None,
+            reason: None,
+            asked_by: None,
         }
     }
 

@@ -41,6 +41,9 @@ fn switch_entry(generation: u64) -> JournalEntry {
             from: Some(ServiceState::live_on(Colour::Blue)),
             to: Some(to),
         }]}),
+        verb: None,
+        reason: None,
+        asked_by: None,
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::protocol::{DrainPhase, HealthState, Step};
+use crate::store::HistoryFilter;
 
 /// An engine whose service `web` has `drain_timeout_ms` = `drain_timeout`.
 async fn fixture_draining(drain_timeout: Duration) -> Fixture {
@@ -89,7 +90,7 @@ async fn a_live_colour_with_no_server_up_is_a_fault_until_one_is_up() {
     assert!(f.engine.snapshot().await.fault.is_none());
     let ops: Vec<String> = f
         .engine
-        .history(None, 100)
+        .history(&HistoryFilter::default(), 100)
         .unwrap()
         .iter()
         .filter(|e| e.request["op"] == "health")
@@ -222,7 +223,7 @@ async fn a_drain_ends_in_maintenance_when_its_timeout_passes() {
         d.reason.as_deref(),
         Some("drain_timeout_ms (0) passed with 2 session(s) left")
     );
-    let journal = f.engine.history(None, 100).unwrap();
+    let journal = f.engine.history(&HistoryFilter::default(), 100).unwrap();
     assert!(
         journal.iter().any(|e| e.request["op"] == "drain"),
         "{journal:?}"
