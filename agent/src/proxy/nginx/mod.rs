@@ -242,8 +242,11 @@ impl Proxy for Nginx {
         };
         self.gap.ended();
         if let (Ok(report), Ok(master)) = (&result, self.master()) {
-            self.reloads
-                .observe(master, &report.workers.iter().copied().collect());
+            self.reloads.reloaded(
+                master,
+                &report.workers.iter().copied().collect(),
+                &report.previous_workers.iter().copied().collect(),
+            );
         }
         result.map(|report| ReloadReport { gap_wait, ..report })
     }

@@ -2,9 +2,9 @@
 //! accepting workers were replaced as a whole (a reload starts new workers for the new
 //! config and tells every old one to finish; a crashed worker is replaced alone).
 //!
-//! The agent observes the workers after each reload it confirms and at each epoch read
-//! (every reconcile interval), so its own reloads all count; two reloads by others within
-//! one interval count as one.
+//! The agent counts each reload it confirms ([`ReloadCount::reloaded`]) and observes the
+//! workers at each epoch read (every reconcile interval, [`ReloadCount::observe`]), so its
+//! own reloads all count; two reloads by others within one interval count as one.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -44,6 +44,22 @@ impl ReloadCount {
         }
         seen.reloads
     }
+
+    /// Records a reload of `master` the agent confirmed, whose new workers are `workers`
+    /// less `previous` (the workers told to finish: one may still have been accepting
+    /// when the new ones were listed), and returns its reloads so far.
+    pub fn reloaded(&self, master: u32, workers: &BTreeSet<u32>, previous: &BTreeSet<u32>) -> u64 {
+        let mut seen = self.0.lock().expect("not poisoned");
+        if seen.master != master {
+            *seen = Seen {
+                master,
+                ..Seen::default()
+            };
+        }
+        seen.reloads += 1;
+        seen.workers = workers.difference(previous).copied().collect();
+        seen.reloads
+    }
 }
 
 #[cfg(test)]
@@ -64,5 +80,16 @@ mod tests {
         assert_eq!(count.observe(10, &set(&[])), 1, "no worker seen: unchanged");
         assert_eq!(count.observe(10, &set(&[31, 32])), 2, "another reload");
         assert_eq!(count.observe(40, &set(&[41, 42])), 0, "a new master");
+    }
+
+    #[test]
+    fn a_confirmed_reload_counts_even_when_an_old_worker_was_listed_with_the_new() {
+        let count = ReloadCount::default();
+        assert_eq!(count.observe(10, &set(&[11, 12])), 0);
+        // Listed as the new workers came up, while 12 was still accepting.
+        assert_eq!(count.reloaded(10, &set(&[12, 21, 22]), &set(&[11, 12])), 1);
+        assert_eq!(count.observe(10, &set(&[21, 22])), 1, "the same reload");
+        assert_eq!(count.reloaded(10, &set(&[21, 31, 32]), &set(&[21, 22])), 2);
+        assert_eq!(count.observe(10, &set(&[41, 42])), 3, "a reload by another");
     }
 }
