@@ -377,7 +377,11 @@ fn bash_completes_service_names_from_the_running_agent() {
     {
         return;
     }
-    let out = s.cli(&["generate", "completions", "bash"]);
+    // `generate` works on local files only: no --config.
+    let out = std::process::Command::new(cutover_tests::cutover_binary())
+        .args(["generate", "completions", "bash"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let script = s.file("cutover.bash");
     std::fs::write(&script, &out.stdout).unwrap();
