@@ -9,6 +9,7 @@ use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::protocol::{FleetHealth, Mutation, Reply};
 use crate::proxy::Proxy;
+use crate::requester::Requester;
 
 /// Never a value: this build has no fleet store.
 pub enum FleetLink {}
@@ -48,7 +49,7 @@ impl FleetLink {
     }
 
     /// Unreachable.
-    pub fn propose(&self, _change: Mutation, _reply: oneshot::Sender<Reply>) {
+    pub fn propose(&self, _change: Mutation, _asked_by: Requester, _reply: oneshot::Sender<Reply>) {
         match *self {}
     }
 
