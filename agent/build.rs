@@ -11,6 +11,8 @@
 
 use std::process::Command;
 
+// The build reads dates one way only.
+#[allow(dead_code)]
 #[path = "src/cli/civil.rs"]
 mod civil;
 
