@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use cutover::mapfile::MapDiff;
 use cutover::proxy::haproxy::admin::{AdminError, ServerAdminState};
 use cutover::proxy::haproxy::master::MasterError;
 use cutover_tests::haproxy::{BLUE_BACKEND, GREEN_BACKEND, ROUTES_MAP, SERVER, TAGS_MAP};
@@ -123,6 +124,116 @@ async fn set_add_del_change_the_live_map() {
         .await
         .unwrap();
     assert_eq!(response.header("x-tag"), Some("canary"));
+}
+
+#[tokio::test]
+async fn the_edits_of_a_map_go_in_one_exchange_and_a_refusal_names_its_command() {
+    let binary = require_proxy!("haproxy");
+    let site = Site::start(&binary);
+    let admin = site.haproxy.admin();
+    let routes = site.map(ROUTES_MAP);
+    let diff = MapDiff {
+        added: pairs(&[("new.example", GREEN_BACKEND)]),
+        changed: pairs(&[("blue.example", GREEN_BACKEND)]),
+        removed: vec!["green.example".into()],
+    };
+    admin.edit_map(&routes, &diff).await.unwrap();
+    assert_eq!(
+        admin.show_map(&routes).await.unwrap(),
+        pairs(&[
+            ("blue.example", GREEN_BACKEND),
+            ("new.example", GREEN_BACKEND)
+        ])
+    );
+    assert_eq!(site.body_for("new.example").await, "green");
+
+    // The second command is refused: the first was carried out, the error names the second.
+    let diff = MapDiff {
+        added: vec![],
+        changed: pairs(&[("blue.example", BLUE_BACKEND)]),
+        removed: vec!["gone.example".into()],
+    };
+    let err = admin.edit_map(&routes, &diff).await.unwrap_err();
+    assert!(
+        matches!(&err, AdminError::Refused { command, .. } if command.contains("del map") && command.contains("gone.example")),
+        "{err}"
+    );
+    assert_eq!(site.body_for("blue.example").await, "blue");
+    // The connection is still usable after a refusal.
+    assert_eq!(admin.show_map(&routes).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn the_kept_connection_follows_a_foreign_reload_and_lets_the_old_worker_go() {
+    let binary = require_proxy!("haproxy");
+    let site = Site::start(&binary);
+    let admin = site.haproxy.admin();
+    let master = site.haproxy.master();
+    let routes = site.map(ROUTES_MAP);
+    let first = admin.info().await.unwrap().pid;
+    // The persistent connection now belongs to the first worker.
+    admin
+        .set_map(&routes, "blue.example", GREEN_BACKEND)
+        .await
+        .unwrap();
+
+    // A reload cutover did not make: the new worker reads the map file (blue again).
+    site.haproxy.signal(Signal::SIGUSR2);
+    let deadline = Instant::now() + RELOAD_WITHIN;
+    while admin.info().await.map(|i| i.pid).unwrap_or(first) == first {
+        assert!(Instant::now() < deadline, "no new worker answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(site.body_for("blue.example").await, "blue");
+
+    // The edit reaches the worker that serves, not the one the connection was made to.
+    admin
+        .set_map(&routes, "blue.example", GREEN_BACKEND)
+        .await
+        .unwrap();
+    assert_eq!(site.body_for("blue.example").await, "green");
+    let fresh = cutover::proxy::haproxy::admin::AdminClient::new(admin.socket_path());
+    assert_eq!(
+        fresh.show_map(&routes).await.unwrap()[0],
+        ("blue.example".to_owned(), GREEN_BACKEND.to_owned())
+    );
+    // Nothing holds the old worker any more: it exits.
+    loop {
+        let table = master.show_proc().await.unwrap();
+        if !table.old_workers.iter().any(|w| w.pid == first) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old worker {first} is still alive"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_kept_connection_haproxy_closed_is_replaced() {
+    let binary = require_proxy!("haproxy");
+    let site = Site::start(&binary);
+    let admin = site.haproxy.admin();
+    let routes = site.map(ROUTES_MAP);
+    assert_eq!(admin.show_map(&routes).await.unwrap().len(), 2);
+    // Close every other CLI session, as `stats timeout` would close an idle one.
+    let sessions = site.haproxy.admin_command("show sess");
+    let mut closed = 0;
+    for line in sessions.lines().filter(|l| l.contains("proto=unix_stream")) {
+        let id = line.split(':').next().unwrap();
+        let reply = site
+            .haproxy
+            .admin_command(&format!("shutdown session {id}"));
+        closed += usize::from(reply.trim().is_empty());
+    }
+    assert!(closed >= 1, "no CLI session to close in:\n{sessions}");
+    admin
+        .set_map(&routes, "blue.example", GREEN_BACKEND)
+        .await
+        .unwrap();
+    assert_eq!(site.body_for("blue.example").await, "green");
 }
 
 #[tokio::test]

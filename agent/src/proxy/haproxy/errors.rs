@@ -50,9 +50,11 @@ impl From<AdminError> for ProxyError {
             AdminError::Connect { .. } => ProxyError::Unreachable {
                 source: Box::new(err),
             },
-            AdminError::Io { .. } => ProxyError::ConnectionLost {
-                source: Box::new(err),
-            },
+            AdminError::Io { .. } | AdminError::WorkerStopping { .. } => {
+                ProxyError::ConnectionLost {
+                    source: Box::new(err),
+                }
+            }
             AdminError::Timeout { .. } => ProxyError::Timeout {
                 source: Box::new(err),
             },

@@ -262,15 +262,7 @@ impl Proxy for Haproxy {
         }
         let mechanism = self.map_mechanism(diff.len());
         if mechanism == MapMechanism::PerKey {
-            for (k, v) in &diff.changed {
-                self.admin.set_map(map, k, v).await?;
-            }
-            for (k, v) in &diff.added {
-                self.admin.add_map(map, k, v).await?;
-            }
-            for k in &diff.removed {
-                self.admin.del_map(map, k).await?;
-            }
+            self.admin.edit_map(map, &diff).await?;
         } else if mechanism == MapMechanism::Transaction {
             let entries: Vec<(String, String)> =
                 to.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -290,6 +282,9 @@ impl Proxy for Haproxy {
     async fn reload(&self, _generation: u64) -> Result<ReloadReport, ProxyError> {
         let gap_wait = self.gap.wait().await;
         let deadline = Instant::now() + self.reload_timeout;
+        // The kept connection would hold on to the old worker; the serving probe below and
+        // the next exchange reach the new one.
+        self.admin.disconnect().await;
         let outcome = match self.master.reload(self.reload_timeout).await {
             Ok(outcome) => self
                 .await_serving(&outcome.new_worker_pids, deadline)

@@ -87,6 +87,17 @@ pub enum AdminError {
         /// reset (2.6).
         reply: Option<String>,
     },
+    /// The connection reached a worker that is stopping (an old one, after a reload), also
+    /// on a new connection.
+    #[error("haproxy admin {}: `{command}`: answered by worker {pid}, which is stopping", path.display())]
+    WorkerStopping {
+        /// The admin socket.
+        path: PathBuf,
+        /// The first command of the exchange.
+        command: String,
+        /// PID of the stopping worker.
+        pid: u32,
+    },
     /// A reply in a format this client does not understand.
     #[error("haproxy admin {}: `{command}`: {source}", path.display())]
     UnexpectedReply {
@@ -154,4 +165,14 @@ pub enum AdminError {
         /// be negative if entries went away meanwhile).
         found: i128,
     },
+}
+
+impl AdminError {
+    /// True when the connection was closed or reset under the exchange: a kept connection
+    /// that HAProxy closed meanwhile (`stats timeout`, a worker that exited).
+    pub(super) fn connection_lost(&self) -> bool {
+        matches!(self, AdminError::Io { source, .. }
+            if source.kind() == io::ErrorKind::UnexpectedEof
+                || crate::proxy::haproxy::oneshot::is_reset(source))
+    }
 }

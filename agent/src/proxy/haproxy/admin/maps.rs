@@ -1,18 +1,14 @@
 //! Reading maps (the list, one map's entries, streamed) and editing one key of the live
 //! version at a time.
 
-use tokio::io::AsyncReadExt;
-
-use super::{AdminClient, AdminError};
-use crate::proxy::haproxy::oneshot::{read_to_end, Exchange};
+use super::session::Session;
+use super::{AdminClient, AdminError, Read, Reading};
+use crate::mapfile::MapDiff;
 use crate::proxy::haproxy::reply::{self, MapInfo, MapLine, ReplyError};
 
 /// Longest line accepted while streaming `show map`, in bytes (64 KiB; HAProxy's lines are
 /// bounded by `tune.bufsize`).
 const MAX_LINE_BYTES: usize = 64 * 1024;
-
-/// Size of one socket read while streaming, in bytes.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 impl AdminClient {
     /// All maps HAProxy has loaded (`show map`).
@@ -42,6 +38,7 @@ impl AdminClient {
     }
 
     /// The entries of one version of `map` (`show map @<ver> <map>`); `None` is the live one.
+    /// The listing is parsed as it arrives, on the persistent connection.
     pub async fn show_map_version(
         &self,
         map: &str,
@@ -52,57 +49,52 @@ impl AdminClient {
             None => format!("show map {map}"),
         };
         self.check_token(&command, "map", map)?;
-        let mut stream = self.open(&command, &[command.as_bytes(), b"\n"]).await?;
+        let request = format!("{command}\n");
+        match self
+            .on_session(&command, request.as_bytes(), Reading::Map(&command))
+            .await?
+        {
+            Read::Map(entries) => Ok(entries),
+            Read::Replies(_) => unreachable!("a listing was asked for"),
+        }
+    }
+
+    /// Parses the reply of `command` (a `show map`) from `session` as it arrives.
+    pub(super) async fn read_map_listing(
+        &self,
+        session: &mut Session,
+        command: &str,
+    ) -> Result<Vec<(String, String)>, AdminError> {
+        let failed = |e| self.exchange_error(command, e);
         let mut entries = Vec::new();
-        // Bytes read but not yet parsed: at most one partial line after each pass.
-        let mut pending: Vec<u8> = Vec::with_capacity(2 * READ_CHUNK_BYTES);
-        let mut buf = vec![0u8; READ_CHUNK_BYTES];
-        loop {
-            let n = tokio::time::timeout(self.timeout, stream.read(&mut buf))
-                .await
-                .map_err(|_| self.exchange_error(&command, Exchange::Timeout))?
-                .map_err(|e| self.exchange_error(&command, Exchange::Io(e)))?;
-            if n == 0 {
-                let err = if entries.is_empty() && pending.is_empty() {
-                    ReplyError::Empty
-                } else {
-                    ReplyError::Unexpected {
-                        what: "show map (listing cut short)",
-                        reply: reply::clip(&String::from_utf8_lossy(&pending)).to_owned(),
+        while let Some(line) = session
+            .line(self.timeout, MAX_LINE_BYTES)
+            .await
+            .map_err(failed)?
+        {
+            let text = String::from_utf8_lossy(session.bytes(line));
+            match reply::parse_map_line(&text) {
+                Some(MapLine::Entry(k, v)) => entries.push((k.to_owned(), v.to_owned())),
+                Some(MapLine::End) => {}
+                None => {
+                    // HAProxy's error text: keep what is left of it, bounded.
+                    let mut text = text.into_owned();
+                    while let Some(line) = session
+                        .line(self.timeout, MAX_LINE_BYTES)
+                        .await
+                        .map_err(failed)?
+                    {
+                        if text.len() < reply::MAX_REPLY_IN_ERROR {
+                            text.push('\n');
+                            text.push_str(&String::from_utf8_lossy(session.bytes(line)));
+                        }
                     }
-                };
-                return Err(self.reply_error(&command, err));
-            }
-            pending.extend_from_slice(&buf[..n]);
-            let mut consumed = 0;
-            while let Some(pos) = pending[consumed..].iter().position(|&b| b == b'\n') {
-                let line = String::from_utf8_lossy(&pending[consumed..consumed + pos]);
-                match reply::parse_map_line(&line) {
-                    Some(MapLine::Entry(k, v)) => entries.push((k.to_owned(), v.to_owned())),
-                    Some(MapLine::End) => return Ok(entries),
-                    None => {
-                        // HAProxy's error text: keep what is left of it, bounded.
-                        let mut text = String::from_utf8_lossy(&pending[consumed..]).into_owned();
-                        let more =
-                            read_to_end(&mut stream, self.timeout, reply::MAX_REPLY_IN_ERROR)
-                                .await
-                                .unwrap_or_default();
-                        text.push_str(&String::from_utf8_lossy(&more));
-                        return Err(self.reply_error(
-                            &command,
-                            ReplyError::Refused {
-                                reply: reply::clip(text.trim()).to_owned(),
-                            },
-                        ));
-                    }
+                    let reply = reply::clip(text.trim()).to_owned();
+                    return Err(self.reply_error(command, ReplyError::Refused { reply }));
                 }
-                consumed += pos + 1;
-            }
-            pending.drain(..consumed);
-            if pending.len() > MAX_LINE_BYTES {
-                return Err(self.exchange_error(&command, Exchange::TooLarge(MAX_LINE_BYTES)));
             }
         }
+        Ok(entries)
     }
 
     /// refuses a missing key (`entry not found.`). Linear in the map size on 2.6.
@@ -127,5 +119,35 @@ impl AdminClient {
         self.check_token(&command, "map", map)?;
         self.check_token(&command, "key", key)?;
         self.mutate(&command).await
+    }
+
+    /// Carries `diff` to the live version of `map` with one command per key (`set map` for
+    /// a changed key, `add map` for a new one, `del map` for a removed one), all sent in one
+    /// exchange. Every argument is checked before anything is sent; the first command
+    /// HAProxy refused is the error (the ones after it were carried out).
+    pub async fn edit_map(&self, map: &str, diff: &MapDiff) -> Result<(), AdminError> {
+        let mut commands = Vec::with_capacity(diff.len());
+        for (k, v) in &diff.changed {
+            commands.push(format!("set map {map} {k} {v}"));
+            self.check_entry(commands.last().expect("pushed"), map, k, v)?;
+        }
+        for (k, v) in &diff.added {
+            commands.push(format!("add map {map} {k} {v}"));
+            self.check_entry(commands.last().expect("pushed"), map, k, v)?;
+        }
+        for k in &diff.removed {
+            commands.push(format!("del map {map} {k}"));
+            let command = commands.last().expect("pushed");
+            self.check_token(command, "map", map)?;
+            self.check_token(command, "key", k)?;
+        }
+        if commands.is_empty() {
+            return Ok(());
+        }
+        let replies = self.exchange(&commands).await?;
+        for (command, reply) in commands.iter().zip(&replies) {
+            self.check_mutation(command, reply)?;
+        }
+        Ok(())
     }
 }

@@ -44,19 +44,19 @@ impl AdminClient {
     }
 
     /// Cumulative counters of `backend` and whether it is down (its `BACKEND` line of
-    /// `show stat <backend> 2 -1`).
+    /// `show stat <backend> 2 -1`), on a connection of its own (the post-switch watch's).
     pub async fn backend_stat(&self, backend: &str) -> Result<BackendStats, AdminError> {
         let command = format!("show stat {backend} 2 -1");
         self.check_name(&command, "backend", backend)?;
-        let reply = self.command(&command).await?;
+        let reply = self.command_apart(&command).await?;
         reply::parse_backend_stat(&reply, backend).map_err(|e| self.reply_error(&command, e))
     }
 
     /// Every server of every backend with its state and weights, in one command (`show
-    /// servers state`).
+    /// servers state`), on a connection of its own (the health poll's).
     pub async fn all_servers_state(&self) -> Result<Vec<ServerState>, AdminError> {
         const COMMAND: &str = "show servers state";
-        let reply = self.command(COMMAND).await?;
+        let reply = self.command_apart(COMMAND).await?;
         reply::parse_servers_state(&reply).map_err(|e| self.reply_error(COMMAND, e))
     }
 

@@ -9,6 +9,9 @@ pub struct ProcessInfo {
     pub pid: u32,
     /// Its version (`Version:`), e.g. `3.2.26-1`.
     pub version: String,
+    /// Whether it is an old worker, finishing its connections after a reload (`Stopping:
+    /// 1`; absent is taken as 0).
+    pub stopping: bool,
 }
 
 /// Parses `show info` (`Name: value` lines).
@@ -27,6 +30,7 @@ pub fn parse_show_info(reply: &str) -> Result<ProcessInfo, ReplyError> {
         (Some(pid), Some(version)) => Ok(ProcessInfo {
             pid,
             version: version.to_owned(),
+            stopping: field("Stopping").is_some_and(|s| s != "0"),
         }),
         _ if field("Name").is_none() => Err(ReplyError::refused(reply)),
         _ => Err(ReplyError::unexpected("show info", reply)),
@@ -44,9 +48,12 @@ mod tests {
             parse_show_info(reply),
             Ok(ProcessInfo {
                 pid: 16772,
-                version: "3.2.26-1".into()
+                version: "3.2.26-1".into(),
+                stopping: false,
             })
         );
+        let old = parse_show_info("Name: HAProxy\nVersion: 2.6.12\nPid: 7\nStopping: 1\n\n");
+        assert!(old.is_ok_and(|info| info.stopping && info.pid == 7));
         assert_eq!(parse_show_info(""), Err(ReplyError::Empty));
         assert!(matches!(
             parse_show_info("Permission denied\n\n"),
