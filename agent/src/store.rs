@@ -38,6 +38,8 @@ use crate::state::State;
 pub mod bounds;
 mod journal;
 
+pub use self::journal::sync_journal_at;
+
 /// Lock file inside the state directory: held (`flock`, exclusive) by the one process that
 /// may write the state, the journal and the managed files.
 pub const LOCK_FILE: &str = "agent.lock";

@@ -223,7 +223,7 @@ pub async fn run_with<P: Proxy>(
         hooks.sync(&agent.engine.config().hooks);
         agent.engine.publish_health();
         // Whatever was answered above is durable before the next request is taken.
-        agent.engine.flush();
+        agent.engine.flush().await;
     }
     notifier.stopping();
     let _ = stop_tx.send(true);
@@ -263,7 +263,7 @@ pub async fn run_with<P: Proxy>(
         }
     };
     let _ = tokio::join!(server, peers_done, drain);
-    agent.engine.flush();
+    agent.engine.flush().await;
     let _ = std::fs::remove_file(&agent.engine.config().agent.socket);
     tracing::info!("stopped");
     Ok(())

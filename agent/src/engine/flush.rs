@@ -3,7 +3,9 @@
 //! does not hold yet (the fleet generation a host marked), and now and then a checkpoint
 //! of the state log into `state.json`. The agent's task calls [`Engine::flush`] after every
 //! request or event it handled, so nothing waits here for long; a change never waits for
-//! more than the state log's one fsync.
+//! more than the state log's one fsync. The fsyncs of files, directories and the journal
+//! run on the blocking pool: the agent's one thread is free meanwhile to write out the
+//! answers just given, which is what makes "once the answer is out" true.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -56,33 +58,49 @@ impl<P: Proxy> Engine<P> {
     /// directories, the state (a line in the state log), the journal, and a checkpoint when
     /// the log is long. Failures are logged: the changes they concern are answered and in
     /// the state log already, and the next start renders the files from it.
-    pub fn flush(&mut self) {
-        let work = std::mem::take(&mut self.unflushed);
-        for path in &work.files {
-            if let Err(e) = crate::fsio::sync_file(path) {
-                tracing::warn!("{e}");
+    pub async fn flush(&mut self) {
+        let Unflushed {
+            files,
+            dirs,
+            state,
+            journal,
+        } = std::mem::take(&mut self.unflushed);
+        let journal = journal.into_inner().then(|| self.store.journal_path());
+        if !files.is_empty() || !dirs.is_empty() || journal.is_some() {
+            let synced = tokio::task::spawn_blocking(move || sync(&files, &dirs, journal)).await;
+            if let Err(e) = synced {
+                tracing::error!(error = %e, "the fsync task failed");
             }
         }
-        for dir in &work.dirs {
-            if let Err(e) = crate::fsio::sync_dir(dir) {
-                tracing::warn!("{e}");
-            }
-        }
-        if work.state {
+        if state {
             if let Err(e) = self.store.commit(&self.state) {
                 tracing::error!(error = %e, "cannot save the state");
                 self.unflushed.state();
-            }
-        }
-        if work.journal.into_inner() {
-            if let Err(e) = self.store.sync_journal() {
-                tracing::error!(error = %e, "cannot fsync the journal");
             }
         }
         if self.store.log_len() >= CHECKPOINT_BYTES {
             if let Err(e) = self.store.save(&self.state) {
                 tracing::warn!(error = %e, "cannot checkpoint the state log");
             }
+        }
+    }
+}
+
+/// Fsyncs `files`, then `dirs`, then the journal at `journal`; failures are logged.
+fn sync(files: &BTreeSet<PathBuf>, dirs: &BTreeSet<PathBuf>, journal: Option<PathBuf>) {
+    for path in files {
+        if let Err(e) = crate::fsio::sync_file(path) {
+            tracing::warn!("{e}");
+        }
+    }
+    for dir in dirs {
+        if let Err(e) = crate::fsio::sync_dir(dir) {
+            tracing::warn!("{e}");
+        }
+    }
+    if let Some(path) = journal {
+        if let Err(e) = crate::store::sync_journal_at(path) {
+            tracing::error!(error = %e, "cannot fsync the journal");
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
+use std::path::PathBuf;
 
 use super::bounds::{self, Admit};
 use super::{
@@ -106,13 +107,7 @@ impl Store {
 
     /// Makes the journal's lines durable.
     pub fn sync_journal(&self) -> Result<(), StoreError> {
-        let path = self.journal_path();
-        match fs::File::open(&path) {
-            Ok(f) => f.sync_data(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        }
-        .map_err(|source| StoreError::Journal { path, source })
+        sync_journal_at(self.journal_path())
     }
 
     /// The newest journal entries, oldest first: at most `limit`, only those `filter`
@@ -508,4 +503,15 @@ mod rotation_tests {
         assert_eq!(got.first().unwrap().generation, 101);
         assert_eq!(got.last().unwrap().generation, 300);
     }
+}
+
+/// Fsyncs the journal at `path` (its data; nothing when there is none yet): what
+/// [`Store::sync_journal`] does, for a caller that runs it off the agent's thread.
+pub fn sync_journal_at(path: PathBuf) -> Result<(), StoreError> {
+    match fs::File::open(&path) {
+        Ok(f) => f.sync_data(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+    .map_err(|source| StoreError::Journal { path, source })
 }
