@@ -421,7 +421,11 @@ fn a_full_disk_and_a_read_only_map_directory_refuse_at_commit_and_heal() {
 
     // A repair the agent cannot write while the fault lasts, and makes as soon as it can:
     // a hand edit served by a reload behind its back, on a full then a read-only disk.
+    // The agent is paused while the file is edited and the disk fails: its check (every
+    // 100 ms here) rewrites a file changed on disk, and would otherwise put the edit back
+    // before the fault is in place, leaving the reload nothing to repair.
     for fault in ["full", "read-only"] {
+        s.agent().signal(Signal::SIGSTOP);
         drift_on_disk(&s);
         match fault {
             "full" => {
@@ -429,6 +433,7 @@ fn a_full_disk_and_a_read_only_map_directory_refuse_at_commit_and_heal() {
             }
             _ => tmpfs.set_read_only(true),
         }
+        s.agent().signal(Signal::SIGCONT);
         let reloads = s.reloads();
         s.haproxy().signal(Signal::SIGUSR2);
         assert!(cutover_tests::wait_until(

@@ -130,6 +130,9 @@ impl Store {
     }
 }
 
+/// Bytes of the journal read at a time by [`read_back`].
+const READ_CHUNK: u64 = 64 * 1024;
+
 /// Adds the entries of the journal file at `path` to `out`, newest first, until `out`
 /// holds `limit`; see [`Store::history`]. A missing file adds nothing.
 fn read_back(
@@ -138,7 +141,6 @@ fn read_back(
     limit: usize,
     out: &mut Vec<JournalEntry>,
 ) -> io::Result<()> {
-    const CHUNK: u64 = 64 * 1024;
     let mut f = match fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -146,19 +148,26 @@ fn read_back(
     };
     let len = f.metadata()?.len();
     let floor = len.saturating_sub(HISTORY_TAIL_BYTES);
+    // Whether a line starts at the floor: at the file's start, or right after a newline.
+    let whole_at_floor = floor == 0 || {
+        let mut before = [0u8; 1];
+        f.seek(SeekFrom::Start(floor - 1))?;
+        f.read_exact(&mut before)?;
+        before[0] == b'\n'
+    };
     // `carry`: the start of the earliest line read so far, whose beginning is not yet.
     let mut carry: Vec<u8> = Vec::new();
     let mut end = len;
     while end > floor && out.len() < limit {
-        let start = end.saturating_sub(CHUNK).max(floor);
+        let start = end.saturating_sub(READ_CHUNK).max(floor);
         let mut buf = vec![0u8; (end - start) as usize];
         f.seek(SeekFrom::Start(start))?;
         f.read_exact(&mut buf)?;
         buf.extend_from_slice(&carry);
         // Before the first newline is a line that starts in an earlier chunk; at the
-        // floor it is cut and dropped, at the file's start it is whole.
+        // floor it is whole when a line starts there, else cut and dropped.
         let first = match buf.iter().position(|&b| b == b'\n') {
-            _ if start == 0 => 0,
+            _ if start == floor && whole_at_floor => 0,
             Some(i) => i + 1,
             None => buf.len(),
         };
@@ -514,4 +523,79 @@ pub fn sync_journal_at(path: PathBuf) -> Result<(), StoreError> {
         Err(e) => Err(e),
     }
     .map_err(|source| StoreError::Journal { path, source })
+}
+
+#[cfg(test)]
+mod read_back_tests {
+    use super::super::tests::entry;
+    use super::*;
+
+    /// The journal line of generation `gen` with a message of `pad` bytes (fixed time,
+    /// so two lines of one `pad` have one length while `gen` keeps its number of digits).
+    fn line(gen: u64, pad: usize) -> Vec<u8> {
+        let mut e = entry(gen, "web");
+        e.time_ms = 1_700_000_000_000;
+        e.message = "m".repeat(pad);
+        let mut line = serde_json::to_vec(&e).unwrap();
+        line.push(b'\n');
+        line
+    }
+
+    fn generations(store: &Store, limit: usize) -> Vec<u64> {
+        let got = store.history(&HistoryFilter::default(), limit).unwrap();
+        got.iter().map(|e| e.generation).collect()
+    }
+
+    #[test]
+    fn every_line_is_read_whatever_byte_a_chunk_boundary_falls_on() {
+        // Lines of one length, the newest longer by `shift`: over every shift the chunk
+        // boundaries (counted from the end) fall once on every byte of a line, on its
+        // newline and right after it included.
+        let length = line(1000, 100).len();
+        let count = 2 * READ_CHUNK as usize / length + 3;
+        let want: Vec<u64> = (1000..1000 + count as u64).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for shift in 0..length {
+            let mut journal = Vec::new();
+            for &gen in &want[..count - 1] {
+                journal.extend(line(gen, 100));
+            }
+            journal.extend(line(want[count - 1], 100 + shift));
+            fs::write(store.journal_path(), &journal).unwrap();
+            assert_eq!(generations(&store, usize::MAX), want, "shift {shift}");
+            assert_eq!(generations(&store, 2), want[count - 2..], "shift {shift}");
+        }
+    }
+
+    #[test]
+    fn a_line_starting_where_the_tail_starts_is_read_one_cut_by_it_is_not() {
+        // Lines 2..=65 fill exactly the tail `history` reads; line 1 lies before it.
+        let big = 65_000;
+        let body: usize = (2..65).map(|g| line(g, big).len()).sum();
+        let last = HISTORY_TAIL_BYTES as usize - body - line(65, 0).len();
+        let tail = |first_pad: usize| {
+            let mut tail = line(2, big + first_pad);
+            for gen in 3..65 {
+                tail.extend(line(gen, big));
+            }
+            tail.extend(line(65, last));
+            tail
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut journal = line(1, 10);
+        journal.extend(tail(0));
+        assert_eq!(
+            journal.len() as u64 - line(1, 10).len() as u64,
+            HISTORY_TAIL_BYTES
+        );
+        fs::write(store.journal_path(), &journal).unwrap();
+        assert_eq!(generations(&store, 1000), (2..=65).collect::<Vec<_>>());
+        // One byte longer: the tail starts one byte into line 2, which is left out.
+        let mut journal = line(1, 10);
+        journal.extend(tail(1));
+        fs::write(store.journal_path(), &journal).unwrap();
+        assert_eq!(generations(&store, 1000), (3..=65).collect::<Vec<_>>());
+    }
 }
