@@ -30,6 +30,7 @@ use crate::requester::{Names, Requester};
 
 pub mod budget;
 pub mod lines;
+pub mod users;
 
 pub use budget::{Ledger, PeerBudget, PeerId, Refusal};
 pub use lines::{Envelope, GroupLookup, Handshake, Limits, Requests};
@@ -220,10 +221,12 @@ pub async fn bind(path: &Path, mode: u32, group: Option<&str>) -> io::Result<Uni
 
 /// Names the peer of a control-socket connection; `groups` says whether its groups are
 /// looked up in the user database.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PeerCredentials {
     /// Whether to look up the peer's groups.
     pub groups: GroupLookup,
+    /// What the user database answered lately ([`users::TTL`]).
+    pub lookups: users::Lookups,
 }
 
 impl Handshake for PeerCredentials {
@@ -235,33 +238,49 @@ impl Handshake for PeerCredentials {
         conn: UnixStream,
     ) -> impl Future<Output = io::Result<(UnixStream, Requester)>> + Send + 'static {
         let groups = self.groups.clone();
+        let lookups = self.lookups.clone();
         async move {
-            let who = requester(&conn, &groups).await;
+            let who = requester(&conn, &groups, &lookups).await;
             Ok((conn, who))
         }
     }
 }
 
 /// The peer credentials of the connection, the names of its uid and gid, and, when
-/// `groups` is on, the groups the user database lists for its uid (looked up off the async
-/// thread, at most [`GROUP_LOOKUP_TIMEOUT`]; the lookup may go to NSS).
-async fn requester(stream: &UnixStream, groups: &GroupLookup) -> Requester {
+/// `groups` is on, the groups the user database lists for its uid: as `lookups` has them
+/// from the last [`users::TTL`], or else looked up off the async thread, at most
+/// [`GROUP_LOOKUP_TIMEOUT`] (the lookup may go to NSS).
+async fn requester(
+    stream: &UnixStream,
+    groups: &GroupLookup,
+    lookups: &users::Lookups,
+) -> Requester {
     let cred = stream.peer_cred().ok();
     let uid = cred.map(|c| c.uid());
     let gid = cred.map(|c| c.gid());
     let with_groups = groups.enabled();
-    let lookup = tokio::task::spawn_blocking(move || {
-        let groups = match uid.filter(|_| with_groups) {
-            Some(uid) => crate::access::user_groups(uid),
-            None => vec![],
-        };
-        (groups, Names::resolve(uid, gid))
-    });
-    let (groups, names) = match tokio::time::timeout(GROUP_LOOKUP_TIMEOUT, lookup).await {
-        Ok(found) => found.unwrap_or_default(),
-        Err(_) => {
-            tracing::warn!(uid, "the user database did not answer within {GROUP_LOOKUP_TIMEOUT:?}; judging the peer by uid and gid only, journaling it without names");
-            (vec![], Names::default())
+    let peer = (uid, gid, with_groups);
+    let (groups, names) = match lookups.recent(peer) {
+        Some(found) => found,
+        None => {
+            let lookup = tokio::task::spawn_blocking(move || {
+                let groups = match uid.filter(|_| with_groups) {
+                    Some(uid) => crate::access::user_groups(uid),
+                    None => vec![],
+                };
+                (groups, Names::resolve(uid, gid))
+            });
+            match tokio::time::timeout(GROUP_LOOKUP_TIMEOUT, lookup).await {
+                Ok(Ok((groups, names))) => {
+                    lookups.found(peer, groups.clone(), names.clone());
+                    (groups, names)
+                }
+                Ok(Err(_)) => Default::default(),
+                Err(_) => {
+                    tracing::warn!(uid, "the user database did not answer within {GROUP_LOOKUP_TIMEOUT:?}; judging the peer by uid and gid only, journaling it without names");
+                    (vec![], Names::default())
+                }
+            }
         }
     };
     Requester::Local {
@@ -364,6 +383,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel::<Envelope>(4);
         let handshake = PeerCredentials {
             groups: limits.groups.clone(),
+            ..PeerCredentials::default()
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(serve(

@@ -40,6 +40,7 @@ pub async fn control_socket(
     })?;
     let handshake = PeerCredentials {
         groups: limits.groups.clone(),
+        ..PeerCredentials::default()
     };
     let requests = Requests::new(handshake, limits.clone(), engine.clone());
     let budget = control::PeerBudget {

@@ -111,6 +111,7 @@ async fn serve(dir: &Path) -> Served {
     };
     let handshake = PeerCredentials {
         groups: limits.groups.clone(),
+        ..PeerCredentials::default()
     };
     let bounds = Bounds {
         name: "control",
