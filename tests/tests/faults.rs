@@ -110,6 +110,8 @@ fn haproxy_killed_mid_switch_is_reported_and_repaired_when_it_comes_back() {
     quiet.start_agent();
     let before = live_files(&quiet);
     let admin = quiet.haproxy().paths().admin_socket.clone();
+    // The agent's next exchange opens a connection of its own (not the one it keeps).
+    close_cli_sessions(&admin);
     quiet.haproxy().freeze(true);
     let mut cli = spawn_switch(&quiet, "green");
     // The switch's first step that needs HAProxy comes after its gate has probed the new
@@ -242,6 +244,19 @@ fn haproxy_killed_mid_switch_is_reported_and_repaired_when_it_comes_back() {
     assert!(s.wait_for_body(HOST, &live, Duration::from_secs(2)));
 }
 
+/// Closes every connection to HAProxy's admin socket but the one asking, through `socket`.
+fn close_cli_sessions(socket: &std::path::Path) {
+    let ask = |command: &str| {
+        cutover_tests::haproxy::unix_command(socket, command, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{command}: {e}"))
+    };
+    let sessions = ask("show sess");
+    for line in sessions.lines().filter(|l| l.contains("proto=unix_stream")) {
+        let id = line.split(':').next().unwrap_or_default();
+        ask(&format!("shutdown session {id}"));
+    }
+}
+
 #[test]
 fn admin_socket_gone_is_reported_and_recovered_from() {
     let haproxy = require_proxy!("haproxy");
@@ -250,6 +265,9 @@ fn admin_socket_gone_is_reported_and_recovered_from() {
     let admin = s.haproxy().paths().admin_socket.clone();
     let away = admin.with_extension("away");
     std::fs::rename(&admin, &away).unwrap();
+    // The connection the agent keeps still reaches HAProxy; close it, so that the agent
+    // meets the socket gone as it would after HAProxy closed an idle connection.
+    close_cli_sessions(&away);
 
     let (code, reply) = s.cli_json(&["switch", "web", "green"]);
     assert_eq!(code, 1, "{reply}");

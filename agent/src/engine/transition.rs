@@ -13,7 +13,7 @@
 //! kept as its previous version (a hard link) before the rename.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -27,7 +27,7 @@ use crate::metrics::RollbackReason;
 use crate::protocol::Change;
 use crate::protocol::FileKind;
 use crate::protocol::Step;
-use crate::proxy::{MapMechanism, Proxy, ReloadReport};
+use crate::proxy::{MapEdit, MapMechanism, Proxy, ReloadReport};
 
 /// What one change did.
 #[derive(Debug, Clone, Serialize)]
@@ -255,42 +255,48 @@ impl<P: Proxy> Engine<P> {
         })
     }
 
-    /// Updates each changed map at runtime, then records `generation` where the proxy
-    /// keeps one at runtime (Nginx's Lua dict).
+    /// Updates the changed maps at runtime, the last recording `generation` where the proxy
+    /// keeps one at runtime (Nginx's Lua dict): their live content read in one go, then
+    /// carried in one go where the proxy can (see [`Proxy::update_maps`]).
     async fn apply_runtime(
         &self,
         pending: &[Pending<'_>],
         generation: u64,
     ) -> Result<(Vec<FileOutcome>, Option<ReloadReport>), ApplyError> {
-        let mut out = Vec::new();
-        for (i, p) in pending.iter().enumerate() {
-            let to = p.entries.as_ref().expect("runtime apply is for maps");
-            let from = self
-                .proxy
-                .read_map(&p.spec.path)
-                .await
-                .map_err(|e| ApplyError::caused(Step::Apply, ErrorKind::Proxy, e))?;
-            // The generation is recorded with the last map (where the proxy keeps one).
-            let update = match i + 1 == pending.len() {
-                true => {
-                    self.proxy
-                        .update_last_map(&p.spec.path, &from, to, generation)
-                        .await
-                }
-                false => self.proxy.update_map(&p.spec.path, &from, to).await,
-            }
-            .map_err(|e| {
+        let paths: Vec<&Path> = pending.iter().map(|p| p.spec.path.as_path()).collect();
+        let live = self
+            .proxy
+            .read_maps(&paths)
+            .await
+            .map_err(|e| ApplyError::caused(Step::Apply, ErrorKind::Proxy, e))?;
+        let edits: Vec<MapEdit<'_>> = pending
+            .iter()
+            .zip(&live)
+            .map(|(p, from)| MapEdit {
+                path: &p.spec.path,
+                from,
+                to: p.entries.as_ref().expect("runtime apply is for maps"),
+            })
+            .collect();
+        let updates = self
+            .proxy
+            .update_maps(&edits, generation)
+            .await
+            .map_err(|(i, e)| {
                 ApplyError::caused(Step::Apply, ErrorKind::Proxy, e)
-                    .context(format!("map {}", p.spec.name))
+                    .context(format!("map {}", pending[i].spec.name))
             })?;
-            out.push(FileOutcome {
+        let out = pending
+            .iter()
+            .zip(updates)
+            .map(|(p, update)| FileOutcome {
                 name: p.spec.name.clone(),
                 path: p.spec.path.clone(),
                 kind: p.spec.kind,
                 mechanism: Some(update.mechanism),
                 edits: update.edits,
-            });
-        }
+            })
+            .collect();
         Ok((out, None))
     }
 
@@ -317,29 +323,36 @@ impl<P: Proxy> Engine<P> {
         Ok((files, Some(report)))
     }
 
-    /// Reads back every map the change touched (all maps after a reload) and compares.
+    /// Reads back every map the change touched (all maps after a reload), in one go, and
+    /// compares.
     async fn confirm(&self, pending: &[Pending<'_>], structural: bool) -> Result<(), ApplyError> {
         if !self.proxy.has_runtime_maps() {
             return Ok(());
         }
         let touched: BTreeMap<&str, &Pending<'_>> =
             pending.iter().map(|p| (p.spec.name.as_str(), p)).collect();
+        let mut specs = Vec::new();
+        let mut expected = Vec::new();
         for spec in self.config.files.iter().filter(|f| f.kind == FileKind::Map) {
-            let expected = match touched.get(spec.name.as_str()) {
+            expected.push(match touched.get(spec.name.as_str()) {
                 Some(p) => p.entries.clone().expect("maps are parsed"),
                 None if structural => self
                     .syntax()
                     .parse(&self.files[&spec.name])
                     .unwrap_or_default(),
                 None => continue,
-            };
-            let live = self
-                .proxy
-                .read_map(&spec.path)
-                .await
-                .map_err(|e| ApplyError::caused(Step::Confirm, ErrorKind::Proxy, e))?;
+            });
+            specs.push(spec);
+        }
+        let paths: Vec<&Path> = specs.iter().map(|s| s.path.as_path()).collect();
+        let live = self
+            .proxy
+            .read_maps(&paths)
+            .await
+            .map_err(|e| ApplyError::caused(Step::Confirm, ErrorKind::Proxy, e))?;
+        for ((spec, live), expected) in specs.iter().zip(&live).zip(&expected) {
             if live != expected {
-                let d = MapDiff::between(&live, &expected);
+                let d = MapDiff::between(live, expected);
                 return Err(ApplyError::new(
                     Step::Confirm,
                     ErrorKind::Mismatch,

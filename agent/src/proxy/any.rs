@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{
-    haproxy, nginx, BackendStats, CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError,
-    ReloadReport, ServerHealth, ServerSample,
+    haproxy, nginx, BackendStats, CheckReport, Epoch, MapEdit, MapMechanism, MapUpdate, MapsFailed,
+    Proxy, ProxyError, ReloadReport, ServerHealth, ServerSample,
 };
 use crate::config::{self, ProxyKind};
 use crate::mapfile::MapEntries;
@@ -87,6 +87,18 @@ impl Proxy for AnyProxy {
         generation: u64,
     ) -> Result<MapUpdate, ProxyError> {
         delegate!(self, p => p.update_last_map(path, from, to, generation).await)
+    }
+
+    async fn read_maps(&self, paths: &[&Path]) -> Result<Vec<MapEntries>, ProxyError> {
+        delegate!(self, p => p.read_maps(paths).await)
+    }
+
+    async fn update_maps(
+        &self,
+        edits: &[MapEdit<'_>],
+        generation: u64,
+    ) -> Result<Vec<MapUpdate>, MapsFailed> {
+        delegate!(self, p => p.update_maps(edits, generation).await)
     }
 
     async fn reload(&self, generation: u64) -> Result<ReloadReport, ProxyError> {

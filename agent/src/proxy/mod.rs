@@ -36,7 +36,9 @@ pub use error::{Cause, ProxyError};
 pub use gap::ReloadGap;
 pub use health::{BackendStats, ServerHealth, ServerSample};
 pub use program::{run_program, ProgramOutput};
-pub use report::{millis, millis_opt, CheckReport, MapMechanism, MapUpdate, ReloadReport};
+pub use report::{
+    millis, millis_opt, CheckReport, MapEdit, MapMechanism, MapUpdate, MapsFailed, ReloadReport,
+};
 
 /// One proxy on this host.
 pub trait Proxy: Send + Sync + 'static {
@@ -94,6 +96,34 @@ pub trait Proxy: Send + Sync + 'static {
             self.mark_generation(generation).await?;
             Ok(update)
         }
+    }
+
+    /// The entries the running proxy serves from each map of `paths`, in order: in one
+    /// round trip where the proxy can (HAProxy's admin socket). The default reads one map
+    /// after the other.
+    fn read_maps(
+        &self,
+        paths: &[&Path],
+    ) -> impl Future<Output = Result<Vec<MapEntries>, ProxyError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(paths.len());
+            for path in paths {
+                out.push(self.read_map(path).await?);
+            }
+            Ok(out)
+        }
+    }
+
+    /// Carries every map of a change (`edits`, in order) to the running proxy, the last one
+    /// recording `generation` as [`Proxy::update_last_map`] does: in one round trip where
+    /// the proxy can (HAProxy, when every map goes per key). The default is
+    /// [`update_each`].
+    fn update_maps(
+        &self,
+        edits: &[MapEdit<'_>],
+        generation: u64,
+    ) -> impl Future<Output = Result<Vec<MapUpdate>, MapsFailed>> + Send {
+        update_each(self, edits, generation)
     }
 
     /// Reloads the proxy from the files on disk and confirms it took them. `generation` is
@@ -214,4 +244,26 @@ pub trait Proxy: Send + Sync + 'static {
             })
         }
     }
+}
+
+/// [`Proxy::update_maps`] one map after the other: [`Proxy::update_map`] for each but the
+/// last, [`Proxy::update_last_map`] for the last.
+pub async fn update_each<P: Proxy + ?Sized>(
+    proxy: &P,
+    edits: &[MapEdit<'_>],
+    generation: u64,
+) -> Result<Vec<MapUpdate>, MapsFailed> {
+    let mut out = Vec::with_capacity(edits.len());
+    for (i, e) in edits.iter().enumerate() {
+        let update = match i + 1 == edits.len() {
+            true => {
+                proxy
+                    .update_last_map(e.path, e.from, e.to, generation)
+                    .await
+            }
+            false => proxy.update_map(e.path, e.from, e.to).await,
+        };
+        out.push(update.map_err(|err| (i, err))?);
+    }
+    Ok(out)
 }

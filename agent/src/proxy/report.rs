@@ -44,6 +44,22 @@ pub struct MapUpdate {
     pub elapsed: Duration,
 }
 
+/// One map of a change carried at runtime: where it was loaded from, what the proxy serves
+/// now and what it must serve.
+#[derive(Debug, Clone, Copy)]
+pub struct MapEdit<'a> {
+    /// The map's file, as the proxy loaded it.
+    pub path: &'a std::path::Path,
+    /// What the running proxy serves from it.
+    pub from: &'a crate::mapfile::MapEntries,
+    /// What it must serve.
+    pub to: &'a crate::mapfile::MapEntries,
+}
+
+/// A failed [`Proxy::update_maps`](super::Proxy::update_maps): the position of the map it
+/// failed on, and why.
+pub type MapsFailed = (usize, super::ProxyError);
+
 /// What one confirmed reload did. Times are measured from the moment the reload was asked
 /// for (the master CLI command, or the signal).
 #[derive(Debug, Clone, Default, Serialize)]

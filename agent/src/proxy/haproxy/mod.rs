@@ -37,8 +37,8 @@ use self::master::MasterClient;
 use self::running::{chunk_bytes, tune_bufsize, Running, DEFAULT_BUFSIZE};
 pub use self::running::{HaproxyVersion, PER_KEY_MAX_EDITS, PER_KEY_MAX_EDITS_INDEXED};
 use super::{
-    run_program, CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError, ReloadGap,
-    ReloadReport,
+    run_program, update_each, CheckReport, Epoch, MapEdit, MapMechanism, MapUpdate, MapsFailed,
+    Proxy, ProxyError, ReloadGap, ReloadReport,
 };
 use crate::config;
 use crate::mapfile::{MapDiff, MapEntries};
@@ -131,6 +131,16 @@ impl Haproxy {
             }
             tokio::time::sleep(pause.min(left)).await;
             pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// Learns the running version, which bounds the per-key edits; unknown, 2.6's bound
+    /// is used.
+    async fn learn_version(&self) {
+        if self.running.version().is_none() {
+            if let Err(err) = self.version().await {
+                tracing::debug!(%err, "HAProxy version unknown");
+            }
         }
     }
 
@@ -232,13 +242,17 @@ impl Proxy for Haproxy {
     }
 
     async fn read_map(&self, path: &Path) -> Result<MapEntries, ProxyError> {
-        let entries = self.admin.show_map(map_name(path)?).await?;
-        let mut out = MapEntries::new();
-        for (k, v) in entries {
-            // HAProxy matches the first of duplicate keys; keep that one.
-            out.entry(k).or_insert(v);
-        }
-        Ok(out)
+        Ok(served(self.admin.show_map(map_name(path)?).await?))
+    }
+
+    /// All listings in one exchange.
+    async fn read_maps(&self, paths: &[&Path]) -> Result<Vec<MapEntries>, ProxyError> {
+        let names = paths
+            .iter()
+            .map(|p| map_name(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let listings = self.admin.show_maps(&names).await?;
+        Ok(listings.into_iter().map(served).collect())
     }
 
     async fn backends(&self) -> Result<BTreeSet<String>, ProxyError> {
@@ -254,12 +268,7 @@ impl Proxy for Haproxy {
         let started = Instant::now();
         let map = map_name(path)?;
         let diff = MapDiff::between(from, to);
-        if self.running.version().is_none() {
-            // The bound of per-key edits depends on it; unknown, 2.6's is used.
-            if let Err(err) = self.version().await {
-                tracing::debug!(%err, "HAProxy version unknown");
-            }
-        }
+        self.learn_version().await;
         let mechanism = self.map_mechanism(diff.len());
         if mechanism == MapMechanism::PerKey {
             self.admin.edit_map(map, &diff).await?;
@@ -277,6 +286,43 @@ impl Proxy for Haproxy {
             edits: diff.len(),
             elapsed: started.elapsed(),
         })
+    }
+
+    /// When every map goes per key, all their commands in one exchange; otherwise one map
+    /// after the other.
+    async fn update_maps(
+        &self,
+        edits: &[MapEdit<'_>],
+        generation: u64,
+    ) -> Result<Vec<MapUpdate>, MapsFailed> {
+        let started = Instant::now();
+        self.learn_version().await;
+        let diffs: Vec<MapDiff> = edits
+            .iter()
+            .map(|e| MapDiff::between(e.from, e.to))
+            .collect();
+        let mechanisms: Vec<MapMechanism> =
+            diffs.iter().map(|d| self.map_mechanism(d.len())).collect();
+        if mechanisms.contains(&MapMechanism::Transaction) {
+            return update_each(self, edits, generation).await;
+        }
+        let mut batch = Vec::with_capacity(edits.len());
+        for (i, (e, diff)) in edits.iter().zip(&diffs).enumerate() {
+            batch.push((map_name(e.path).map_err(|err| (i, err))?, diff));
+        }
+        self.admin
+            .edit_maps(&batch)
+            .await
+            .map_err(|(i, e)| (i, e.into()))?;
+        Ok(diffs
+            .iter()
+            .zip(mechanisms)
+            .map(|(d, mechanism)| MapUpdate {
+                mechanism,
+                edits: d.len(),
+                elapsed: started.elapsed(),
+            })
+            .collect())
     }
 
     async fn reload(&self, _generation: u64) -> Result<ReloadReport, ProxyError> {
@@ -445,6 +491,16 @@ pub fn config_backends(text: &str) -> BTreeSet<String> {
             }
         })
         .collect()
+}
+
+/// The entries a listing serves: HAProxy matches the first of duplicate keys, so that one
+/// is kept.
+fn served(listing: Vec<(String, String)>) -> MapEntries {
+    let mut out = MapEntries::new();
+    for (k, v) in listing {
+        out.entry(k).or_insert(v);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -49,13 +49,35 @@ impl AdminClient {
             None => format!("show map {map}"),
         };
         self.check_token(&command, "map", map)?;
-        let request = format!("{command}\n");
+        let mut listings = self.listings(vec![command]).await?;
+        Ok(listings.pop().unwrap_or_default())
+    }
+
+    /// The live entries of each of `maps`, in order, all asked in one exchange.
+    pub async fn show_maps(&self, maps: &[&str]) -> Result<Vec<Vec<(String, String)>>, AdminError> {
+        let mut commands = Vec::with_capacity(maps.len());
+        for map in maps {
+            commands.push(format!("show map {map}"));
+            self.check_token(commands.last().expect("pushed"), "map", map)?;
+        }
+        self.listings(commands).await
+    }
+
+    /// Sends the `show map` `commands` in one exchange and parses their listings.
+    async fn listings(
+        &self,
+        commands: Vec<String>,
+    ) -> Result<Vec<Vec<(String, String)>>, AdminError> {
+        let Some(label) = commands.first() else {
+            return Ok(vec![]);
+        };
+        let request: String = commands.iter().map(|c| format!("{c}\n")).collect();
         match self
-            .on_session(&command, request.as_bytes(), Reading::Map(&command))
+            .on_session(label, request.as_bytes(), Reading::Maps(&commands))
             .await?
         {
-            Read::Map(entries) => Ok(entries),
-            Read::Replies(_) => unreachable!("a listing was asked for"),
+            Read::Maps(listings) => Ok(listings),
+            Read::Replies(_) => unreachable!("listings were asked for"),
         }
     }
 
@@ -121,12 +143,42 @@ impl AdminClient {
         self.mutate(&command).await
     }
 
-    /// Carries `diff` to the live version of `map` with one command per key (`set map` for
-    /// a changed key, `add map` for a new one, `del map` for a removed one), all sent in one
-    /// exchange. Every argument is checked before anything is sent; the first command
-    /// HAProxy refused is the error (the ones after it were carried out).
+    /// Carries each `(map, diff)` of `edits` to the live version of its map with one command
+    /// per key (`set map` for a changed key, `add map` for a new one, `del map` for a
+    /// removed one), all of them sent in one exchange. Every argument is checked before
+    /// anything is sent. The error names the position in `edits` of the map whose command
+    /// HAProxy refused first (the commands after it were carried out).
+    pub async fn edit_maps(&self, edits: &[(&str, &MapDiff)]) -> Result<(), (usize, AdminError)> {
+        let mut commands = Vec::new();
+        // The position in `edits` each command belongs to.
+        let mut owners = Vec::new();
+        for (i, (map, diff)) in edits.iter().enumerate() {
+            self.edit_commands(map, diff, &mut commands)
+                .map_err(|e| (i, e))?;
+            owners.resize(commands.len(), i);
+        }
+        if commands.is_empty() {
+            return Ok(());
+        }
+        let replies = self.exchange(&commands).await.map_err(|e| (0, e))?;
+        for ((command, reply), &i) in commands.iter().zip(&replies).zip(&owners) {
+            self.check_mutation(command, reply).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+
+    /// [`AdminClient::edit_maps`] of one map.
     pub async fn edit_map(&self, map: &str, diff: &MapDiff) -> Result<(), AdminError> {
-        let mut commands = Vec::with_capacity(diff.len());
+        self.edit_maps(&[(map, diff)]).await.map_err(|(_, e)| e)
+    }
+
+    /// Appends the per-key commands of `diff` on `map` to `commands`, each checked.
+    fn edit_commands(
+        &self,
+        map: &str,
+        diff: &MapDiff,
+        commands: &mut Vec<String>,
+    ) -> Result<(), AdminError> {
         for (k, v) in &diff.changed {
             commands.push(format!("set map {map} {k} {v}"));
             self.check_entry(commands.last().expect("pushed"), map, k, v)?;
@@ -140,13 +192,6 @@ impl AdminClient {
             let command = commands.last().expect("pushed");
             self.check_token(command, "map", map)?;
             self.check_token(command, "key", k)?;
-        }
-        if commands.is_empty() {
-            return Ok(());
-        }
-        let replies = self.exchange(&commands).await?;
-        for (command, reply) in commands.iter().zip(&replies) {
-            self.check_mutation(command, reply)?;
         }
         Ok(())
     }

@@ -56,14 +56,14 @@ const SENTINEL: &str = "show info";
 enum Reading<'a> {
     /// One whole reply per command.
     Replies(&'a [String]),
-    /// The listing of `show map` (the command), parsed as it arrives.
-    Map(&'a str),
+    /// The listing of each `show map` command, parsed as it arrives.
+    Maps(&'a [String]),
 }
 
 /// What [`Reading`] read.
 enum Read {
     Replies(Vec<String>),
-    Map(Vec<(String, String)>),
+    Maps(Vec<Vec<(String, String)>>),
 }
 
 /// Client for one HAProxy admin socket (`stats socket ... level admin`). Clones share the
@@ -148,7 +148,7 @@ impl AdminClient {
             .await?
         {
             Read::Replies(replies) => Ok(replies),
-            Read::Map(_) => unreachable!("replies were asked for"),
+            Read::Maps(_) => unreachable!("replies were asked for"),
         }
     }
 
@@ -236,7 +236,13 @@ impl AdminClient {
                 }
                 Ok(Read::Replies(replies))
             }
-            Reading::Map(command) => self.read_map_listing(session, command).await.map(Read::Map),
+            Reading::Maps(commands) => {
+                let mut maps = Vec::with_capacity(commands.len());
+                for command in commands.iter() {
+                    maps.push(self.read_map_listing(session, command).await?);
+                }
+                Ok(Read::Maps(maps))
+            }
         }
     }
 
