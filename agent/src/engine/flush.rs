@@ -1,5 +1,6 @@
-//! What a change leaves to do once its answer is out: the fsync of the files the runtime
-//! path renamed into place and of their directories, the journal's fsync, a state the log
+//! What a change leaves to do once its answer is out: the proxy's epoch as of the change
+//! (the one the periodic check compares against), the fsync of the files the runtime path
+//! renamed into place and of their directories, the journal's fsync, a state the log
 //! does not hold yet (the fleet generation a host marked), and now and then a checkpoint
 //! of the state log into `state.json`. The agent's task calls [`Engine::flush`] after every
 //! request or event it handled, so nothing waits here for long; a change never waits for
@@ -29,6 +30,9 @@ pub(super) struct Unflushed {
     state: bool,
     /// Journal lines were written since the last fsync (set from `&self` methods).
     journal: AtomicBool,
+    /// A change reached the proxy: its epoch (which a change may move: Nginx's Lua dict
+    /// keeps the generation) is to be read again, as the one verified.
+    epoch: bool,
 }
 
 impl Unflushed {
@@ -45,6 +49,11 @@ impl Unflushed {
     /// A state change the state log does not hold yet.
     pub(super) fn state(&mut self) {
         self.state = true;
+    }
+
+    /// A change that reached the proxy.
+    pub(super) fn epoch(&mut self) {
+        self.epoch = true;
     }
 
     /// A journal line written.
@@ -64,7 +73,13 @@ impl<P: Proxy> Engine<P> {
             dirs,
             state,
             journal,
+            epoch,
         } = std::mem::take(&mut self.unflushed);
+        if epoch {
+            if let Ok(epoch) = self.proxy.epoch().await {
+                self.epoch = Some(epoch);
+            }
+        }
         let journal = journal.into_inner().then(|| self.store.journal_path());
         if !files.is_empty() || !dirs.is_empty() || journal.is_some() {
             let synced = tokio::task::spawn_blocking(move || sync(&files, &dirs, journal)).await;

@@ -237,9 +237,8 @@ impl<P: Proxy> Engine<P> {
         for p in &pending {
             self.files.insert(p.spec.name.clone(), p.new.clone());
         }
-        if let Ok(epoch) = self.proxy.epoch().await {
-            self.epoch = Some(epoch);
-        }
+        // The proxy's epoch as of this change is read once the answer is out.
+        self.unflushed.epoch();
         Ok(Applied {
             change: Change {
                 generation,
