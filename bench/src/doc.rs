@@ -217,6 +217,7 @@ impl Results {
         }
         crate::targets::nginx_lua(self, t);
         crate::targets::targets(self, t);
+        crate::floor::floor(self, t);
         let _ = writeln!(
             t,
             "### Flips, two routes\n\nMilliseconds from issuing the command. \"Old colour last served\": the last response in the old colour to a request sent after the command was issued. Failed: every request of the load and the probes that did not get a 2xx from a colour.\n\n{}\n{}",

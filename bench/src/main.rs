@@ -13,6 +13,7 @@ mod client;
 mod doc;
 mod fleet;
 mod fleet_report;
+mod floor;
 mod load;
 mod method;
 mod probe;

@@ -78,18 +78,24 @@ fn has_entry(journal: &[Value], pred: impl Fn(&Value) -> bool) -> bool {
     journal.iter().any(pred)
 }
 
-/// Connections waiting in the accept queue of the unix listener at `path` (`ss`'s Recv-Q
-/// of a listening socket). HAProxy binds a temporary name beside the path and renames it,
-/// and the kernel keeps the name it was bound with.
-fn pending_connections(path: &std::path::Path) -> usize {
+/// What waits for HAProxy at the unix listener at `path`: connections in its accept queue
+/// and bytes unread on the connections it accepted (`ss`'s Recv-Q of each). HAProxy binds a
+/// temporary name beside the path and renames it, and the kernel keeps the name it was
+/// bound with.
+fn waiting_at(path: &std::path::Path) -> usize {
+    // Listening: the connections not accepted yet; connected: the bytes HAProxy has not read.
     let out = std::process::Command::new("ss")
-        .args(["-xlnH"])
+        .args(["-xanH"])
         .output()
         .expect("ss (iproute2)");
     let path = path.display().to_string();
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| l.split_whitespace().any(|w| w.starts_with(&path)))
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(4)
+                .is_some_and(|local| local.starts_with(&path))
+        })
         .filter_map(|l| l.split_whitespace().nth(2)?.parse::<usize>().ok())
         .sum()
 }
@@ -98,8 +104,8 @@ fn pending_connections(path: &std::path::Path) -> usize {
 fn haproxy_killed_mid_switch_is_reported_and_repaired_when_it_comes_back() {
     let haproxy = require_proxy!("haproxy");
     // Deterministic, on a setup whose periodic check never runs: HAProxy frozen, the switch
-    // reaches HAProxy (its connection waits in the admin socket's accept queue), and
-    // HAProxy dies under it.
+    // reaches HAProxy (its command waits unread on the connection the agent keeps, or its
+    // new connection in the admin socket's accept queue), and HAProxy dies under it.
     let mut quiet = Setup::new(
         &haproxy,
         SetupOptions {
@@ -110,15 +116,13 @@ fn haproxy_killed_mid_switch_is_reported_and_repaired_when_it_comes_back() {
     quiet.start_agent();
     let before = live_files(&quiet);
     let admin = quiet.haproxy().paths().admin_socket.clone();
-    // The agent's next exchange opens a connection of its own (not the one it keeps).
-    close_cli_sessions(&admin);
     quiet.haproxy().freeze(true);
     let mut cli = spawn_switch(&quiet, "green");
     // The switch's first step that needs HAProxy comes after its gate has probed the new
     // colour's origin: give a loaded machine time.
     let inside =
         cutover_tests::wait_until(Duration::from_secs(15), Duration::from_millis(5), || {
-            pending_connections(&admin) > 0
+            waiting_at(&admin) > 0
         });
     if !inside {
         let answered = match cli.try_wait() {
