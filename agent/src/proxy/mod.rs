@@ -99,24 +99,19 @@ pub trait Proxy: Send + Sync + 'static {
     }
 
     /// The entries the running proxy serves from each map of `paths`, in order: in one
-    /// round trip where the proxy can (HAProxy's admin socket). The default reads one map
-    /// after the other.
+    /// round trip where the proxy can (HAProxy's admin socket, Nginx's Lua endpoint). The
+    /// default is [`read_each`].
     fn read_maps(
         &self,
         paths: &[&Path],
     ) -> impl Future<Output = Result<Vec<MapEntries>, ProxyError>> + Send {
-        async move {
-            let mut out = Vec::with_capacity(paths.len());
-            for path in paths {
-                out.push(self.read_map(path).await?);
-            }
-            Ok(out)
-        }
+        read_each(self, paths)
     }
 
     /// Carries every map of a change (`edits`, in order) to the running proxy, the last one
     /// recording `generation` as [`Proxy::update_last_map`] does: in one round trip where
-    /// the proxy can (HAProxy, when every map goes per key). The default is
+    /// the proxy can (HAProxy when every map goes per key, Nginx's Lua endpoint when each map
+    /// fits one request). The default is
     /// [`update_each`].
     fn update_maps(
         &self,
@@ -244,6 +239,18 @@ pub trait Proxy: Send + Sync + 'static {
             })
         }
     }
+}
+
+/// [`Proxy::read_maps`] one map after the other.
+pub async fn read_each<P: Proxy + ?Sized>(
+    proxy: &P,
+    paths: &[&Path],
+) -> Result<Vec<MapEntries>, ProxyError> {
+    let mut out = Vec::with_capacity(paths.len());
+    for path in paths {
+        out.push(proxy.read_map(path).await?);
+    }
+    Ok(out)
 }
 
 /// [`Proxy::update_maps`] one map after the other: [`Proxy::update_map`] for each but the

@@ -41,8 +41,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::{
-    BackendStats, CheckReport, Epoch, MapMechanism, MapUpdate, Proxy, ProxyError, ReloadGap,
-    ReloadReport,
+    read_each, update_each, BackendStats, CheckReport, Epoch, MapEdit, MapMechanism, MapUpdate,
+    MapsFailed, Proxy, ProxyError, ReloadGap, ReloadReport,
 };
 use crate::config::{self, NginxSettings};
 use crate::mapfile::MapEntries;
@@ -176,6 +176,28 @@ impl Proxy for Nginx {
                    `cutover status` shows the generation it serves)",
             proxy: "nginx",
         })
+    }
+
+    /// With the Lua runtime, every listing in one round trip.
+    async fn read_maps(&self, paths: &[&Path]) -> Result<Vec<MapEntries>, ProxyError> {
+        match &self.lua {
+            Some(lua) => lua.read_maps(paths).await,
+            None => read_each(self, paths).await,
+        }
+    }
+
+    /// With the Lua runtime, every map in one round trip when each fits one request.
+    async fn update_maps(
+        &self,
+        edits: &[MapEdit<'_>],
+        generation: u64,
+    ) -> Result<Vec<MapUpdate>, MapsFailed> {
+        if let Some(lua) = &self.lua {
+            if let Some(done) = lua.update_maps(edits, generation).await {
+                return done;
+            }
+        }
+        update_each(self, edits, generation).await
     }
 
     /// The upstreams the config on disk defines (read with `nginx -T`); the engine keeps

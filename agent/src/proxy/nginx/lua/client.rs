@@ -41,6 +41,24 @@ pub struct Reply {
     pub body: String,
 }
 
+/// One request to the endpoint.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// `GET` or `POST`.
+    pub method: &'a str,
+    /// The path with its query, e.g. `/cutover/map/services?generation=7`.
+    pub path: String,
+    /// The body (`set`/`del` lines for a map update).
+    pub body: String,
+}
+
+impl Request<'_> {
+    /// `METHOD path`, for errors.
+    pub fn what(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
 /// Why an exchange with the control endpoint failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -135,24 +153,41 @@ impl Control {
         }
     }
 
-    /// Sends one request and reads its reply; a status other than 200 is an error with the
-    /// endpoint's words. A connection found broken before anything was written is opened
-    /// again once; one that breaks after is an error (the request may have been applied).
+    /// The control socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Sends one request and reads its reply (see [`Control::requests`]).
     pub async fn request(
         &self,
         method: &str,
         path: &str,
         body: &str,
     ) -> Result<Reply, ControlError> {
-        let what = format!("{method} {path}");
+        let one = [Request {
+            method,
+            path: path.to_owned(),
+            body: body.to_owned(),
+        }];
+        let mut replies = self.requests(&one).await?;
+        Ok(replies.pop().expect("one reply per request"))
+    }
+
+    /// Sends `requests` one after the other without waiting for the replies (HTTP/1.1
+    /// pipelining: Nginx answers them in order) and reads the replies: one round trip. A
+    /// status other than 200 is an error with the endpoint's words, naming its request. A
+    /// connection that ends before a reply started (a kept-alive one Nginx closed meanwhile:
+    /// a reload, its keepalive timeout or request limit) carries the unanswered requests
+    /// again on a new one, which Nginx never read; one that breaks inside a reply is an
+    /// error (the request may have been applied).
+    pub async fn requests(&self, requests: &[Request<'_>]) -> Result<Vec<Reply>, ControlError> {
         let mut conn = self.conn.lock().await;
-        let io_err = |source: io::Error| ControlError::Io {
-            socket: self.socket.clone(),
-            what: what.clone(),
-            source,
-        };
+        let mut replies = Vec::with_capacity(requests.len());
         let exchanged = async {
-            for attempt in 0..2 {
+            // Each new connection answers at least one request, so this ends.
+            let mut fresh_in_a_row = 0;
+            while replies.len() < requests.len() {
                 if conn.is_none() {
                     let s = UnixStream::connect(&self.socket).await.map_err(|source| {
                         ControlError::Connect {
@@ -161,47 +196,82 @@ impl Control {
                         }
                     })?;
                     *conn = Some(BufReader::new(s));
+                    fresh_in_a_row += 1;
                 }
                 let c = conn.as_mut().expect("connected");
-                match exchange(c, method, path, body).await {
-                    Ok(reply) => return Ok(reply),
-                    // A kept-alive connection Nginx closed meanwhile (a reload, its
-                    // keepalive timeout): nothing of this request was read; use a new one.
-                    Err(Exchange::Closed) if attempt == 0 => *conn = None,
-                    Err(Exchange::Closed) => {
-                        return Err(io_err(io::ErrorKind::UnexpectedEof.into()))
+                let rest = &requests[replies.len()..];
+                let what = |i: usize| rest[i].what();
+                let written = write_requests(c, rest).await;
+                let mut i = 0;
+                let outcome = match written {
+                    Err(e) => Err(e),
+                    Ok(()) => loop {
+                        if i == rest.len() {
+                            break Ok(());
+                        }
+                        match read_reply(c).await {
+                            Ok(reply) => {
+                                replies.push(reply);
+                                i += 1;
+                            }
+                            Err(e) => break Err(e),
+                        }
+                    },
+                };
+                match outcome {
+                    Ok(()) => {}
+                    Err(Exchange::Closed) if fresh_in_a_row < 2 || i > 0 => {
+                        *conn = None;
+                        if i > 0 {
+                            fresh_in_a_row = 0;
+                        }
                     }
-                    Err(Exchange::Io(e)) => return Err(io_err(e)),
+                    Err(Exchange::Closed) => {
+                        return Err(self.io_error(&what(i), io::ErrorKind::UnexpectedEof.into()))
+                    }
+                    Err(Exchange::Io(e)) => return Err(self.io_error(&what(i), e)),
                     Err(Exchange::Bad(why)) => {
                         return Err(ControlError::BadReply {
                             socket: self.socket.clone(),
-                            what: what.clone(),
+                            what: what(i),
                             why,
                         })
                     }
                 }
             }
-            Err(io_err(io::ErrorKind::UnexpectedEof.into()))
+            Ok(())
         };
         let outcome = match tokio::time::timeout(self.timeout, exchanged).await {
             Err(_) => Err(ControlError::Timeout {
                 socket: self.socket.clone(),
-                what: what.clone(),
+                what: requests
+                    .get(replies.len())
+                    .map_or_else(String::new, Request::what),
                 timeout: self.timeout,
             }),
-            Ok(Ok(reply)) if reply.status == 200 => return Ok(reply),
-            Ok(Ok(reply)) => Err(ControlError::Refused {
-                socket: self.socket.clone(),
-                what: what.clone(),
-                status: reply.status,
-                body: reply.body,
-            }),
             Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => match replies.iter().position(|r| r.status != 200) {
+                None => return Ok(replies),
+                Some(i) => Err(ControlError::Refused {
+                    socket: self.socket.clone(),
+                    what: requests[i].what(),
+                    status: replies[i].status,
+                    body: std::mem::take(&mut replies[i].body),
+                }),
+            },
         };
         // After an error the connection's place in the stream is unknown (a refusal keeps
         // it usable, but a fresh one costs little).
         *conn = None;
         outcome
+    }
+
+    fn io_error(&self, what: &str, source: io::Error) -> ControlError {
+        ControlError::Io {
+            socket: self.socket.clone(),
+            what: what.to_owned(),
+            source,
+        }
     }
 
     /// The dict's head (`GET /cutover/runtime`).
@@ -215,6 +285,24 @@ impl Control {
         let path = format!("/cutover/map/{map}");
         let reply = self.request("GET", &path, "").await?;
         self.parse(&reply, &format!("GET {path}"))
+    }
+
+    /// The entries of each of `maps` the dict holds, asked in one round trip.
+    pub async fn dumps(&self, maps: &[&str]) -> Result<Vec<(Head, MapEntries)>, ControlError> {
+        let requests: Vec<Request<'_>> = maps
+            .iter()
+            .map(|map| Request {
+                method: "GET",
+                path: format!("/cutover/map/{map}"),
+                body: String::new(),
+            })
+            .collect();
+        let replies = self.requests(&requests).await?;
+        requests
+            .iter()
+            .zip(&replies)
+            .map(|(r, reply)| self.parse(reply, &r.what()))
+            .collect()
     }
 
     /// Applies `lines` (`set <key> <value>` / `del <key>`, at most
@@ -293,22 +381,32 @@ enum Exchange {
     Bad(String),
 }
 
-async fn exchange(
+/// Writes `requests` in one go.
+async fn write_requests(
     conn: &mut BufReader<UnixStream>,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> Result<Reply, Exchange> {
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: cutover\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    if let Err(e) = conn.get_mut().write_all(request.as_bytes()).await {
-        return Err(match e.kind() {
+    requests: &[Request<'_>],
+) -> Result<(), Exchange> {
+    let mut out = String::new();
+    for r in requests {
+        out.push_str(&format!(
+            "{} {} HTTP/1.1\r\nHost: cutover\r\nContent-Length: {}\r\n\r\n{}",
+            r.method,
+            r.path,
+            r.body.len(),
+            r.body
+        ));
+    }
+    conn.get_mut()
+        .write_all(out.as_bytes())
+        .await
+        .map_err(|e| match e.kind() {
             io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Exchange::Closed,
             _ => Exchange::Io(e),
-        });
-    }
+        })
+}
+
+/// Reads one reply: status line, headers, a body of `Content-Length` bytes.
+async fn read_reply(conn: &mut BufReader<UnixStream>) -> Result<Reply, Exchange> {
     let mut line = String::new();
     let n = read_line(conn, &mut line).await?;
     if n == 0 {
@@ -382,5 +480,54 @@ mod tests {
         assert!(parse_body("generation x\nseeded 5\n").is_err());
         assert!(parse_body("hello\n").is_err());
         assert!(parse_body("").is_err());
+    }
+
+    /// A peer that answers one request per connection (as Nginx does at its
+    /// `keepalive_requests` limit) with the request line as the body, then closes.
+    async fn one_per_connection(listener: tokio::net::UnixListener) {
+        loop {
+            let (conn, _) = listener.accept().await.unwrap();
+            let mut conn = BufReader::new(conn);
+            let mut first = String::new();
+            conn.read_line(&mut first).await.unwrap();
+            // The rest of the request head (no bodies in this test).
+            let mut line = String::new();
+            while conn.read_line(&mut line).await.unwrap() > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let body = first.trim_end();
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            conn.get_mut().write_all(reply.as_bytes()).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_a_closing_peer_left_unanswered_go_again_on_a_new_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("control.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        tokio::spawn(one_per_connection(listener));
+        let control = Control::new(&socket, Duration::from_secs(5));
+        let requests: Vec<Request<'_>> = ["a", "b", "c"]
+            .iter()
+            .map(|m| Request {
+                method: "GET",
+                path: format!("/cutover/map/{m}"),
+                body: String::new(),
+            })
+            .collect();
+        let replies = control.requests(&requests).await.unwrap();
+        let bodies: Vec<&str> = replies.iter().map(|r| r.body.as_str()).collect();
+        assert_eq!(
+            bodies,
+            [
+                "GET /cutover/map/a HTTP/1.1",
+                "GET /cutover/map/b HTTP/1.1",
+                "GET /cutover/map/c HTTP/1.1"
+            ]
+        );
     }
 }

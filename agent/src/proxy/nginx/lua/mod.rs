@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::NginxSettings;
 use crate::mapfile::{MapEntries, MapSyntax};
-use crate::proxy::{MapMechanism, MapUpdate, ProxyError};
-use client::{Control, Head};
+use crate::proxy::{MapEdit, MapMechanism, MapUpdate, MapsFailed, ProxyError};
+use client::{parse_body, Control, ControlError, Head, Request};
 
 /// Most lines one control request carries (the endpoint refuses more): 50 000.
 pub const MAX_LINES: usize = 50_000;
@@ -108,6 +108,107 @@ impl Runtime {
         Ok(self.control.dump(name).await?.1)
     }
 
+    /// The entries of each map of `paths`, as the dict holds them, read in one round trip.
+    pub async fn read_maps(&self, paths: &[&Path]) -> Result<Vec<MapEntries>, ProxyError> {
+        let names = paths
+            .iter()
+            .map(|p| self.name(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dumps = self.control.dumps(&names).await?;
+        Ok(dumps.into_iter().map(|(_, entries)| entries).collect())
+    }
+
+    /// Carries every map of `edits` in one round trip, `generation` recorded with the last
+    /// request, every value set read back; `None` when a map needs more than one request
+    /// ([`MAX_LINES`]), for the caller to go map by map.
+    pub async fn update_maps(
+        &self,
+        edits: &[MapEdit<'_>],
+        generation: u64,
+    ) -> Option<Result<Vec<MapUpdate>, MapsFailed>> {
+        let started = Instant::now();
+        let mut names = Vec::with_capacity(edits.len());
+        let mut lines = Vec::with_capacity(edits.len());
+        for (i, e) in edits.iter().enumerate() {
+            match self.name(e.path) {
+                Ok(name) => names.push(name),
+                Err(err) => return Some(Err((i, err))),
+            }
+            lines.push(edit_lines(e.from, e.to));
+        }
+        if lines.iter().any(|l| l.len() > MAX_LINES) {
+            return None;
+        }
+        // The maps with edits, each in one request; the generation goes with the last one,
+        // or alone when the last map has nothing to change.
+        let mut requests = Vec::new();
+        let mut owners = Vec::new();
+        for (i, (name, l)) in names.iter().zip(&lines).enumerate() {
+            let last = i + 1 == edits.len();
+            if l.is_empty() && !last {
+                continue;
+            }
+            let path = match (last, l.is_empty()) {
+                (true, true) => format!("/cutover/generation?generation={generation}"),
+                (true, false) => format!("/cutover/map/{name}?generation={generation}"),
+                (false, _) => format!("/cutover/map/{name}"),
+            };
+            requests.push(Request {
+                method: "POST",
+                path,
+                body: l.iter().map(|l| format!("{l}\n")).collect(),
+            });
+            owners.push(i);
+        }
+        let failed_at = |i: usize| owners.get(i).copied().unwrap_or(0);
+        let replies = match self.control.requests(&requests).await {
+            Ok(replies) => replies,
+            Err(e) => {
+                // A refusal names its request; anything else is the first map's.
+                let i = match &e {
+                    ControlError::Refused { what, .. } => requests
+                        .iter()
+                        .position(|r| &r.what() == what)
+                        .map_or(0, failed_at),
+                    _ => 0,
+                };
+                return Some(Err((i, e.into())));
+            }
+        };
+        for (r, (request, reply)) in requests.iter().zip(&replies).enumerate() {
+            let i = failed_at(r);
+            if lines[i].is_empty() {
+                continue;
+            }
+            let back = match parse_body(&reply.body) {
+                Ok((_, back)) => back,
+                Err(why) => {
+                    let err = ControlError::BadReply {
+                        socket: self.control.socket().to_owned(),
+                        what: request.what(),
+                        why,
+                    };
+                    return Some(Err((i, err.into())));
+                }
+            };
+            if let Err(e) = read_back(names[i], &lines[i], &back) {
+                return Some(Err((i, e)));
+            }
+        }
+        Some(Ok(lines
+            .iter()
+            .map(|l| MapUpdate {
+                mechanism: if l.is_empty() {
+                    MapMechanism::Unchanged
+                } else {
+                    MapMechanism::PerKey
+                },
+                edits: l.len(),
+                elapsed: started.elapsed(),
+            })
+            .collect()))
+    }
+
     /// Brings the map of `path` from `from` to `to` in requests of at most [`MAX_LINES`]
     /// lines, recording `generation` with the last; every value set is read back.
     pub async fn update_map(
@@ -129,22 +230,7 @@ impl Runtime {
                 .control
                 .update(&name, &body, generation.filter(|_| last))
                 .await?;
-            for line in chunk.iter() {
-                let mut words = line.split(' ');
-                if let (Some("set"), Some(k), Some(v)) = (words.next(), words.next(), words.next())
-                {
-                    if back.get(k).map(String::as_str) != Some(v) {
-                        return Err(ProxyError::UnexpectedReply {
-                            source: Box::new(RuntimeError::ReadBack {
-                                map: name.clone(),
-                                key: k.to_owned(),
-                                want: v.to_owned(),
-                                got: back.get(k).cloned(),
-                            }),
-                        });
-                    }
-                }
-            }
+            read_back(&name, chunk, &back)?;
         }
         if chunks.is_empty() {
             if let Some(g) = generation {
@@ -183,6 +269,26 @@ impl Runtime {
         self.control.set_generation(generation).await?;
         Ok(edits)
     }
+}
+
+/// Checks that the dict answered, for every `set` of `lines` on `map`, the value set.
+fn read_back(map: &str, lines: &[String], back: &MapEntries) -> Result<(), ProxyError> {
+    for line in lines {
+        let mut words = line.split(' ');
+        if let (Some("set"), Some(k), Some(v)) = (words.next(), words.next(), words.next()) {
+            if back.get(k).map(String::as_str) != Some(v) {
+                return Err(ProxyError::UnexpectedReply {
+                    source: Box::new(RuntimeError::ReadBack {
+                        map: map.to_owned(),
+                        key: k.to_owned(),
+                        want: v.to_owned(),
+                        got: back.get(k).cloned(),
+                    }),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `set <key> <value>` for every entry of `to` that `from` lacks or holds otherwise, then
