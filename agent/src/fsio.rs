@@ -2,15 +2,16 @@
 //!
 //! Every file the agent writes (maps, proxy configs, state, the previous versions it keeps)
 //! goes through [`write_atomic`], or through its steps one by one ([`stage`],
-//! [`Staged::sync`], [`keep_previous`], [`Staged::publish`], [`sync_file`], [`sync_dir`])
+//! [`Staged::sync`], [`Staged::replace`] or [`keep_previous`] and [`Staged::publish`],
+//! [`Replaced::keep`], [`sync_file`], [`sync_dir`])
 //! where the engine runs them around a change: the new content is written to a temporary
 //! file in the same directory, fsynced, renamed over the target and the directory is
 //! fsynced, so a reader (or a crash) sees either the old content in full or the new content
 //! in full. The temporary name starts with `.cutover-` and ends with `.tmp`, which no proxy
 //! include glob written as `*.cfg`, `*.conf` or `*.map` can match. The replaced file is kept
-//! next to the target as `<name>.prev`: a hard link to it, made before the rename (no copy,
-//! no fsync of content that is already on disk), and the mode and owner of the replaced
-//! file carry over to the new one. [`set_mode_group`] gives a file the agent
+//! next to the target as `<name>.prev`: the very file, by a hard link made before the
+//! rename or by exchanging the two names (no copy, no fsync of content that is already on
+//! disk), and the mode and owner of the replaced file carry over to the new one. [`set_mode_group`] gives a file the agent
 //! creates by other means (a socket) its group and mode.
 
 use std::fs::{self, File, OpenOptions};
@@ -234,6 +235,74 @@ impl Staged {
         self.published = true;
         Ok(())
     }
+}
+
+impl Staged {
+    /// Puts the staged file in place and keeps the file it replaces (whose content is
+    /// `old`): where the filesystem can, by exchanging the two names in one atomic step
+    /// (`renameat2(RENAME_EXCHANGE)`), after which the temporary name holds the replaced
+    /// file, returned for [`Replaced::keep`] to make it `<name>.prev` later (off the answer
+    /// path). Otherwise (no regular file to replace, a filesystem that cannot exchange
+    /// names) [`keep_previous`] then [`Staged::publish`], and `None`.
+    pub fn replace(mut self, old: &[u8]) -> Result<Option<Replaced>, FsError> {
+        let replaces_a_file = fs::symlink_metadata(&self.path).is_ok_and(|m| m.is_file());
+        if replaces_a_file
+            && exchange(&self.tmp, &self.path).map_err(|source| self.rename_error(source))?
+        {
+            self.published = true;
+            return Ok(Some(Replaced {
+                tmp: self.tmp.clone(),
+                prev: previous_path(&self.path),
+            }));
+        }
+        keep_previous(&self.path, old)?;
+        self.publish().map(|()| None)
+    }
+
+    fn rename_error(&self, source: io::Error) -> FsError {
+        FsError::Rename {
+            from: self.tmp.clone(),
+            to: self.path.clone(),
+            source,
+        }
+    }
+}
+
+/// A file [`Staged::replace`] replaced, still under the staged file's temporary name (a
+/// name no include glob matches; a leftover of a crash is removed by the next start).
+#[derive(Debug)]
+pub struct Replaced {
+    tmp: PathBuf,
+    prev: PathBuf,
+}
+
+impl Replaced {
+    /// Renames the replaced file over `<name>.prev`; durable after [`sync_dir`].
+    pub fn keep(self) -> Result<(), FsError> {
+        fs::rename(&self.tmp, &self.prev).map_err(|source| FsError::Rename {
+            from: self.tmp.clone(),
+            to: self.prev.clone(),
+            source,
+        })
+    }
+}
+
+/// Exchanges the names `a` and `b` atomically; `false` where the filesystem (or the
+/// platform) cannot, or `b` went away meanwhile.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
+    use nix::errno::Errno;
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    match renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE) {
+        Ok(()) => Ok(true),
+        Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::ENOENT) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn exchange(_a: &Path, _b: &Path) -> io::Result<bool> {
+    Ok(false)
 }
 
 impl Drop for Staged {
@@ -503,6 +572,37 @@ mod tests {
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             DEFAULT_MODE
         );
+    }
+
+    #[test]
+    fn replace_exchanges_the_names_and_keeps_the_very_file_it_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("services.map");
+        fs::write(&path, "old\n").unwrap();
+        let old_inode = fs::metadata(&path).unwrap().ino();
+        let staged = stage(&path, b"new\n", DEFAULT_MODE).unwrap();
+        let replaced = staged
+            .replace(b"old\n")
+            .unwrap()
+            .expect("ext4 and tmpfs exchange");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "new\n");
+        // Until it is kept, the replaced file waits under a name no glob matches.
+        assert!(!previous_path(&path).exists());
+        replaced.keep().unwrap();
+        let prev = previous_path(&path);
+        assert_eq!(fs::read_to_string(&prev).unwrap(), "old\n");
+        assert_eq!(fs::metadata(&prev).unwrap().ino(), old_inode);
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+
+        // Nothing to replace: placed, nothing kept.
+        let fresh = dir.path().join("idle.map");
+        let staged = stage(&fresh, b"x\n", DEFAULT_MODE).unwrap();
+        assert!(staged.replace(b"").unwrap().is_none());
+        assert_eq!(fs::read_to_string(&fresh).unwrap(), "x\n");
     }
 
     #[test]

@@ -299,8 +299,14 @@ fn sigkill_at_random_moments_leaves_files_state_and_haproxy_consistent() {
             "round {round}: generation went back"
         );
         generation = state.generation;
+        // The killed agent's temporary files are removed at the start; a change the new one
+        // made holds the file it replaced under a temporary name until its flush.
+        let dirs = [&s.file("maps"), s.dir(), &s.file("state")];
+        cutover_tests::wait_until(Duration::from_secs(2), Duration::from_millis(5), || {
+            leftovers(&dirs).is_empty()
+        });
         assert_eq!(
-            leftovers(&[&s.file("maps"), s.dir(), &s.file("state")]),
+            leftovers(&dirs),
             Vec::<String>::new(),
             "round {round}: leftovers after the restart"
         );

@@ -1,5 +1,6 @@
 //! What a change leaves to do once its answer is out: the proxy's epoch as of the change
-//! (the one the periodic check compares against), the fsync of the files the runtime path
+//! (the one the periodic check compares against), the files it replaced made `<name>.prev`,
+//! the fsync of the files the runtime path
 //! renamed into place and of their directories, the journal's fsync, a state the log
 //! does not hold yet (the fleet generation a host marked), and now and then a checkpoint
 //! of the state log into `state.json`. The agent's task calls [`Engine::flush`] after every
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Engine;
+use crate::fsio::Replaced;
 use crate::proxy::Proxy;
 
 /// The state log is folded into `state.json` once it holds this many bytes (a few hundred
@@ -26,6 +28,8 @@ pub(super) struct Unflushed {
     files: BTreeSet<PathBuf>,
     /// Directories with renames not fsynced yet.
     dirs: BTreeSet<PathBuf>,
+    /// Files a change replaced, to be made `<name>.prev`, in the order they were replaced.
+    replaced: Vec<Replaced>,
     /// The state changed without a line in the state log.
     state: bool,
     /// Journal lines were written since the last fsync (set from `&self` methods).
@@ -39,6 +43,11 @@ impl Unflushed {
     /// A file renamed into place before its content was fsynced.
     pub(super) fn file(&mut self, path: &Path) {
         self.files.insert(path.to_owned());
+    }
+
+    /// Files a change replaced (see [`crate::fsio::Staged::replace`]).
+    pub(super) fn replaced(&mut self, replaced: Vec<Replaced>) {
+        self.replaced.extend(replaced);
     }
 
     /// A directory with a rename not fsynced yet.
@@ -71,6 +80,7 @@ impl<P: Proxy> Engine<P> {
         let Unflushed {
             files,
             dirs,
+            replaced,
             state,
             journal,
             epoch,
@@ -81,8 +91,9 @@ impl<P: Proxy> Engine<P> {
             }
         }
         let journal = journal.into_inner().then(|| self.store.journal_path());
-        if !files.is_empty() || !dirs.is_empty() || journal.is_some() {
-            let synced = tokio::task::spawn_blocking(move || sync(&files, &dirs, journal)).await;
+        if !files.is_empty() || !dirs.is_empty() || !replaced.is_empty() || journal.is_some() {
+            let synced =
+                tokio::task::spawn_blocking(move || sync(replaced, &files, &dirs, journal)).await;
             if let Err(e) = synced {
                 tracing::error!(error = %e, "the fsync task failed");
             }
@@ -101,8 +112,19 @@ impl<P: Proxy> Engine<P> {
     }
 }
 
-/// Fsyncs `files`, then `dirs`, then the journal at `journal`; failures are logged.
-fn sync(files: &BTreeSet<PathBuf>, dirs: &BTreeSet<PathBuf>, journal: Option<PathBuf>) {
+/// Makes the `replaced` files `<name>.prev`, fsyncs `files`, then `dirs`, then the journal
+/// at `journal`; failures are logged.
+fn sync(
+    replaced: Vec<Replaced>,
+    files: &BTreeSet<PathBuf>,
+    dirs: &BTreeSet<PathBuf>,
+    journal: Option<PathBuf>,
+) {
+    for r in replaced {
+        if let Err(e) = r.keep() {
+            tracing::warn!("{e}");
+        }
+    }
     for path in files {
         if let Err(e) = crate::fsio::sync_file(path) {
             tracing::warn!("{e}");

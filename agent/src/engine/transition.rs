@@ -21,7 +21,7 @@ use serde::Serialize;
 use super::error::{ApplyError, ErrorKind};
 use super::files::{Pending, Prepared};
 use super::{ms, Engine};
-use crate::fsio::{self, write_atomic, Staged, WriteOptions};
+use crate::fsio::{self, write_atomic, Replaced, Staged, WriteOptions};
 use crate::mapfile::MapDiff;
 use crate::metrics::RollbackReason;
 use crate::protocol::Change;
@@ -188,7 +188,8 @@ impl<P: Proxy> Engine<P> {
         let staged = stage(&pending)?;
         let outcome = if structural {
             // Nothing has moved if this fails: the files are back as they were.
-            publish(sync_staged(staged).await?, &pending)?;
+            let replaced = publish(sync_staged(staged).await?, &pending)?;
+            self.unflushed.replaced(replaced);
             timings.insert("commit", ms(t));
             let t = Instant::now();
             let outcome = self.apply_reload(&pending, generation).await;
@@ -202,7 +203,7 @@ impl<P: Proxy> Engine<P> {
             timings.insert("apply", ms(t));
             let t = Instant::now();
             let outcome = outcome.and_then(|applied| {
-                publish(staged, &pending)?;
+                self.unflushed.replaced(publish(staged, &pending)?);
                 Ok(applied)
             });
             timings.insert("commit", ms(t));
@@ -419,18 +420,26 @@ async fn sync_staged(staged: Vec<Staged>) -> Result<Vec<Staged>, ApplyError> {
         .map_err(|e| ApplyError::caused(Step::Commit, ErrorKind::Io, e))
 }
 
-/// Renames the staged files into place, each after keeping the file it replaces as its
-/// previous version; on a failure the files already renamed get their previous content
-/// back.
-fn publish(staged: Vec<Staged>, pending: &[Pending<'_>]) -> Result<(), ApplyError> {
+/// Puts the staged files in place, each keeping the file it replaces (see
+/// [`Staged::replace`]); returns the replaced files still to be made `<name>.prev`. On a
+/// failure the files already placed get their previous content back.
+fn publish(staged: Vec<Staged>, pending: &[Pending<'_>]) -> Result<Vec<Replaced>, ApplyError> {
+    let mut replaced = Vec::new();
     for (i, (s, p)) in staged.into_iter().zip(pending).enumerate() {
-        let placed = fsio::keep_previous(&p.spec.path, p.old.as_bytes()).and_then(|()| s.publish());
-        if let Err(e) = placed {
-            restore_files(&pending[..i]);
-            return Err(ApplyError::caused(Step::Commit, ErrorKind::Io, e));
+        match s.replace(p.old.as_bytes()) {
+            Ok(r) => replaced.extend(r),
+            Err(e) => {
+                for r in replaced {
+                    if let Err(e) = r.keep() {
+                        tracing::warn!("{e}");
+                    }
+                }
+                restore_files(&pending[..i]);
+                return Err(ApplyError::caused(Step::Commit, ErrorKind::Io, e));
+            }
         }
     }
-    Ok(())
+    Ok(replaced)
 }
 
 /// Puts the previous content of the pending files back (unchanged files are left alone);

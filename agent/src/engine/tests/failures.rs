@@ -72,8 +72,13 @@ async fn a_failed_commit_changes_nothing() {
 #[tokio::test]
 async fn a_commit_that_fails_after_the_runtime_took_it_is_undone() {
     let mut f = fixture().await;
-    // A non-empty directory where the previous version must go: the change reaches the
-    // runtime and its file, then keeping the previous version fails (for root too).
+    // The map is a symlink, so its previous version is kept by a copy, and a non-empty
+    // directory is where that copy must go: the change reaches the runtime, then keeping
+    // the previous version fails (for root too).
+    let map = f.maps.join("services.map");
+    let real = f.maps.join("real-services.map");
+    std::fs::rename(&map, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &map).unwrap();
     let blocker = f.maps.join("services.map.prev");
     std::fs::create_dir_all(blocker.join("x")).unwrap();
     switch_refused_at_commit(&mut f).await;
