@@ -184,6 +184,8 @@ pub struct Summary {
     /// Per switch: the last response in the old colour to a request sent after the
     /// command was issued, ms after issuing (0 when there was none).
     pub old_gone: Vec<f64>,
+    /// Switches where a request sent after the command returned got the old colour.
+    pub old_after_answer: usize,
     /// Requests sent, and failed, during the series (load and probes).
     pub requests: u64,
     pub failed: u64,
@@ -238,6 +240,13 @@ impl Series {
                 .max();
             s.old_gone
                 .push(last_old.map_or(0.0, |d| (d - sample.t0_us) as f64 / 1e3));
+            // A request in flight when the switch landed may still answer in the old
+            // colour after the command returned; one sent after it must not.
+            let answered_us = sample.t0_us + (sample.command_ms * 1e3) as u64;
+            s.old_after_answer +=
+                usize::from(self.records.iter().any(|r| {
+                    r.sent_us > answered_us && r.sent_us < sample.end_us && r.outcome == old
+                }));
             for (step, v) in &sample.agent_ms {
                 *s.agent_steps.entry(step.clone()).or_default() += v / self.samples.len() as f64;
             }

@@ -83,7 +83,14 @@ pub fn headline(r: &Results, kind: Kind, t: &mut String) {
 }
 
 /// Switches whose last old-colour response came after the command returned.
+/// Switches where a request sent after the command returned got the old colour.
 fn old_after_answer(s: &Summary) -> usize {
+    s.old_after_answer
+}
+
+/// Switches where an old-colour response completed after the command returned (to a
+/// request in flight when the switch landed, or sent after the answer).
+fn old_done_after_answer(s: &Summary) -> usize {
     s.old_gone
         .iter()
         .zip(&s.command)
@@ -108,7 +115,7 @@ pub fn nginx_lua(r: &Results, t: &mut String) {
 | figure | Lua runtime (CLI) | Lua runtime (socket) | reload mode (socket) |
 | --- | ---: | ---: | ---: |"
     );
-    let rows: [(&str, Figure); 7] = [
+    let rows: [(&str, Figure); 8] = [
         ("answer (confirmed), p50 (ms)", |s| {
             percentile(&s.command, 50.0)
         }),
@@ -123,8 +130,12 @@ pub fn nginx_lua(r: &Results, t: &mut String) {
         }),
         ("failed requests", |s| Some(s.failed as f64)),
         (
-            "switches with the old colour served after the answer",
+            "switches where a request sent after the answer got the old colour",
             |s| Some(old_after_answer(s) as f64),
+        ),
+        (
+            "switches with an old-colour response completed after the answer (in flight)",
+            |s| Some(old_done_after_answer(s) as f64),
         ),
         ("switches", |s| Some(s.switches as f64)),
     ];
@@ -161,7 +172,7 @@ pub fn nginx_lua(r: &Results, t: &mut String) {
     );
     let _ = writeln!(
         t,
-        "| 0 old-colour responses after the answer over >= 300 switches | {old} switches over {n} | {} |",
+        "| 0 old-colour responses to requests sent after the answer over >= 300 switches | {old} switches over {n} | {} |",
         enough(old == 0),
     );
     if let Some(s) = lua_socket {
