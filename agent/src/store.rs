@@ -9,7 +9,7 @@
 //! not parse (a torn or corrupt write, a power loss) is reported and the previous version is
 //! used. `history.jsonl` holds one JSON line per attempted change (applied or refused),
 //! written before the caller gets an answer and fsynced right after
-//! ([`Store::sync_journal`]); a line that does not parse is skipped when read. The journal
+//! ([`sync_journal_at`]); a line that does not parse is skipped when read. The journal
 //! is bounded (`bounds`): refused requests are cut and identical ones counted, and it
 //! rotates by size into `history.jsonl.1` ... (read by `history` too), rotated files
 //! expiring by age.

@@ -1,8 +1,7 @@
 //! What a change leaves to do once its answer is out: the proxy's epoch as of the change
 //! (the one the periodic check compares against), the files it replaced made `<name>.prev`,
-//! the fsync of the files the runtime path
-//! renamed into place and of their directories, the journal's fsync, a state the log
-//! does not hold yet (the fleet generation a host marked), and now and then a checkpoint
+//! the fsync of the files the runtime path renamed into place and of their directories,
+//! the journal's fsync, a state the log does not hold yet (the fleet generation a host marked), and now and then a checkpoint
 //! of the state log into `state.json`. The agent's task calls [`Engine::flush`] after every
 //! request or event it handled, so nothing waits here for long; a change never waits for
 //! more than the state log's one fsync. The fsyncs of files, directories and the journal

@@ -68,7 +68,7 @@ impl Store {
 
     /// Journals `entry`: a refused request cut to its bounds, one identical to the
     /// refusal before it only counted (see `bounds`); the line is appended, not yet fsynced
-    /// ([`Store::sync_journal`] does, once the answer is out), the journal rotated first
+    /// ([`sync_journal_at`] does, once the answer is out), the journal rotated first
     /// when the line would take it past its size. Whether a line was written (`false`: a
     /// repeated refusal, only counted).
     pub fn append(&self, entry: &JournalEntry) -> Result<bool, StoreError> {
@@ -103,11 +103,6 @@ impl Store {
         )?;
         crate::fsio::append_line(&path, &line, 0o640, false)
             .map_err(|source| StoreError::Journal { path, source })
-    }
-
-    /// Makes the journal's lines durable.
-    pub fn sync_journal(&self) -> Result<(), StoreError> {
-        sync_journal_at(self.journal_path())
     }
 
     /// The newest journal entries, oldest first: at most `limit`, only those `filter`
@@ -514,8 +509,8 @@ mod rotation_tests {
     }
 }
 
-/// Fsyncs the journal at `path` (its data; nothing when there is none yet): what
-/// [`Store::sync_journal`] does, for a caller that runs it off the agent's thread.
+/// Fsyncs the journal at `path` ([`Store::journal_path`]; its data, nothing when there is
+/// none yet). A free function, so the caller can run it off the agent's thread.
 pub fn sync_journal_at(path: PathBuf) -> Result<(), StoreError> {
     match fs::File::open(&path) {
         Ok(f) => f.sync_data(),

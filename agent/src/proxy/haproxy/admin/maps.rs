@@ -121,26 +121,43 @@ impl AdminClient {
 
     /// refuses a missing key (`entry not found.`). Linear in the map size on 2.6.
     pub async fn set_map(&self, map: &str, key: &str, value: &str) -> Result<(), AdminError> {
-        let command = format!("set map {map} {key} {value}");
-        self.check_entry(&command, map, key, value)?;
-        self.mutate(&command).await
+        let changed = vec![(key.to_owned(), value.to_owned())];
+        self.edit_map(
+            map,
+            &MapDiff {
+                changed,
+                ..MapDiff::default()
+            },
+        )
+        .await
     }
 
     /// Adds `key value` to the live version of `map` (`add map`). An existing key gets a
     /// second entry; the first one keeps matching.
     pub async fn add_map(&self, map: &str, key: &str, value: &str) -> Result<(), AdminError> {
-        let command = format!("add map {map} {key} {value}");
-        self.check_entry(&command, map, key, value)?;
-        self.mutate(&command).await
+        let added = vec![(key.to_owned(), value.to_owned())];
+        self.edit_map(
+            map,
+            &MapDiff {
+                added,
+                ..MapDiff::default()
+            },
+        )
+        .await
     }
 
     /// Deletes every entry of `key` from the live version of `map` (`del map`). HAProxy
     /// refuses a missing key (`Key not found.`).
     pub async fn del_map(&self, map: &str, key: &str) -> Result<(), AdminError> {
-        let command = format!("del map {map} {key}");
-        self.check_token(&command, "map", map)?;
-        self.check_token(&command, "key", key)?;
-        self.mutate(&command).await
+        let removed = vec![key.to_owned()];
+        self.edit_map(
+            map,
+            &MapDiff {
+                removed,
+                ..MapDiff::default()
+            },
+        )
+        .await
     }
 
     /// Carries each `(map, diff)` of `edits` to the live version of its map with one command
